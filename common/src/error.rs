@@ -1,0 +1,162 @@
+//! The one error type a KFS user acts on.
+//!
+//! [`KfsError`] travels inside RPC replies (`Result<T, KfsError>`), apart from transport errors
+//! (tarpc's `RpcError`), so a caller can always tell "the master said no" from "the master could not
+//! be reached". Every variant names what failed: the path, chunk or server, and why.
+//!
+//! Display strings follow coreutils (`'/a': Directory not empty`), so the shell can print
+//! `kfs: cannot remove '/a': Directory not empty` by prefixing what it tried to do.
+
+use crate::ids::{ChunkId, ChunkVersion};
+use serde::{Deserialize, Serialize};
+
+/// Result alias used across KFS.
+pub type KfsResult<T> = Result<T, KfsError>;
+
+/// An error a user or program can act on.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum KfsError {
+    #[error("'{path}': No such file or directory")]
+    NotFound { path: String },
+    #[error("'{path}': File exists")]
+    AlreadyExists { path: String },
+    #[error("'{path}': Not a directory")]
+    NotADirectory { path: String },
+    #[error("'{path}': Is a directory")]
+    IsADirectory { path: String },
+    #[error("'{path}': Directory not empty")]
+    DirectoryNotEmpty { path: String },
+    #[error("'{path}': Invalid path: {reason}")]
+    InvalidPath { path: String, reason: String },
+    #[error("'{path}': No such attribute '{name}'")]
+    NoSuchXattr { path: String, name: String },
+    #[error("Invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("Stale version of {chunk}: replica has {have}, current is {current}")]
+    StaleVersion {
+        chunk: ChunkId,
+        have: ChunkVersion,
+        current: ChunkVersion,
+    },
+    #[error("Lease on {chunk} expired")]
+    LeaseExpired { chunk: ChunkId },
+    #[error("Checksum mismatch in {chunk} at byte {offset}")]
+    ChecksumMismatch { chunk: ChunkId, offset: u64 },
+    #[error("No space left: {0}")]
+    NoSpace(String),
+    #[error("Unavailable: {0}")]
+    Unavailable(String),
+    #[error("Incompatible protocol: peer speaks version {theirs}, this build speaks {ours}")]
+    IncompatibleProtocol { ours: u32, theirs: u32 },
+    #[error("I/O error: {0}")]
+    Io(String),
+    #[error("Internal error: {0}")]
+    Internal(String),
+}
+
+impl KfsError {
+    pub fn not_found(path: impl Into<String>) -> Self {
+        KfsError::NotFound { path: path.into() }
+    }
+    pub fn already_exists(path: impl Into<String>) -> Self {
+        KfsError::AlreadyExists { path: path.into() }
+    }
+    pub fn not_a_directory(path: impl Into<String>) -> Self {
+        KfsError::NotADirectory { path: path.into() }
+    }
+    pub fn is_a_directory(path: impl Into<String>) -> Self {
+        KfsError::IsADirectory { path: path.into() }
+    }
+    pub fn directory_not_empty(path: impl Into<String>) -> Self {
+        KfsError::DirectoryNotEmpty { path: path.into() }
+    }
+    pub fn invalid_path(path: impl Into<String>, reason: impl Into<String>) -> Self {
+        KfsError::InvalidPath {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+    pub fn invalid_argument(what: impl Into<String>) -> Self {
+        KfsError::InvalidArgument(what.into())
+    }
+
+    /// The short reason without the path, as coreutils prints it after a colon
+    /// (`No such file or directory`).
+    pub fn reason(&self) -> String {
+        match self {
+            KfsError::NotFound { .. } => "No such file or directory".into(),
+            KfsError::AlreadyExists { .. } => "File exists".into(),
+            KfsError::NotADirectory { .. } => "Not a directory".into(),
+            KfsError::IsADirectory { .. } => "Is a directory".into(),
+            KfsError::DirectoryNotEmpty { .. } => "Directory not empty".into(),
+            KfsError::InvalidPath { reason, .. } => format!("Invalid path: {reason}"),
+            KfsError::NoSuchXattr { name, .. } => format!("No such attribute '{name}'"),
+            other => other.to_string(),
+        }
+    }
+
+    /// The path this error is about, where it is about one.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            KfsError::NotFound { path }
+            | KfsError::AlreadyExists { path }
+            | KfsError::NotADirectory { path }
+            | KfsError::IsADirectory { path }
+            | KfsError::DirectoryNotEmpty { path }
+            | KfsError::InvalidPath { path, .. }
+            | KfsError::NoSuchXattr { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+
+    /// Whether retrying the same call later may succeed (the cluster was busy or a server was
+    /// briefly away), as opposed to an answer about the request itself.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            KfsError::Unavailable(_)
+                | KfsError::LeaseExpired { .. }
+                | KfsError::StaleVersion { .. }
+        )
+    }
+}
+
+impl From<std::io::Error> for KfsError {
+    fn from(e: std::io::Error) -> Self {
+        KfsError::Io(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_read_like_coreutils() {
+        let e = KfsError::directory_not_empty("/a");
+        assert_eq!(e.to_string(), "'/a': Directory not empty");
+        assert_eq!(e.reason(), "Directory not empty");
+        assert_eq!(e.path(), Some("/a"));
+        assert_eq!(
+            format!("cannot remove '{}': {}", e.path().unwrap(), e.reason()),
+            "cannot remove '/a': Directory not empty"
+        );
+    }
+
+    #[test]
+    fn errors_survive_the_wire() {
+        let e = KfsError::StaleVersion {
+            chunk: ChunkId(4),
+            have: ChunkVersion(1),
+            current: ChunkVersion(2),
+        };
+        let bytes = bincode::serialize(&e).unwrap();
+        let back: KfsError = bincode::deserialize(&bytes).unwrap();
+        assert_eq!(back, e);
+        assert!(back.is_retryable());
+        assert_eq!(
+            back.to_string(),
+            "Stale version of chunk:4: replica has v1, current is v2"
+        );
+    }
+}

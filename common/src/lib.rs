@@ -1,0 +1,19 @@
+//! Types shared by every KFS process.
+//!
+//! - [`ids`]: `FileId`, `ChunkId`, `ChunkVersion`, `ServerId`, `FileKind`.
+//! - [`error`]: [`KfsError`], the error users act on, carried inside RPC replies.
+//! - [`path`]: the rules of a valid namespace path.
+//! - [`proto`]: tarpc service traits and the types they carry, one module per service.
+//! - [`rpc`]: the TCP transport (framing and codec) every service uses.
+//!
+//! API boundary: the master, chunkservers and clients meet only here; nothing in this crate knows
+//! how any of them works inside.
+
+pub mod error;
+pub mod ids;
+pub mod path;
+pub mod proto;
+pub mod rpc;
+
+pub use error::{KfsError, KfsResult};
+pub use ids::{ChunkId, ChunkVersion, FileId, FileKind, ServerId};

@@ -1,0 +1,183 @@
+//! Client → master namespace calls.
+//!
+//! Paths are absolute and checked by [`crate::path`]; a bad path is answered with
+//! [`KfsError::InvalidPath`]. A mutation is answered only after it is durable in the master's
+//! operation log, so an `Ok` reply survives any crash of the master.
+
+use crate::error::KfsError;
+use crate::ids::{FileId, FileKind};
+use crate::proto::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+/// Default page size of [`MasterService::readdir`], and its upper bound.
+pub const MAX_READDIR_LIMIT: u32 = 10_000;
+/// Replication factors a file may have.
+pub const REPLICATION_RANGE: std::ops::RangeInclusive<u8> = 1..=16;
+/// Largest value of one extended attribute.
+pub const MAX_XATTR_VALUE_LEN: usize = 64 * 1024;
+/// Most extended attributes on one file or directory.
+pub const MAX_XATTRS_PER_FILE: usize = 256;
+
+/// Attributes of a file or directory, as `stat` shows them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileAttr {
+    pub fid: FileId,
+    pub kind: FileKind,
+    /// Length in bytes (0 for a directory).
+    pub size: u64,
+    /// Permission bits (`0o7777` at most).
+    pub mode: u16,
+    pub owner: u32,
+    pub group: u32,
+    /// Replication factor (files); 0 for a directory.
+    pub replication: u8,
+    pub mtime: Timestamp,
+    pub atime: Timestamp,
+}
+
+/// One entry of a directory listing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirEntry {
+    pub name: String,
+    pub fid: FileId,
+    pub kind: FileKind,
+    /// Present when the listing was asked `with_attrs`.
+    pub attr: Option<FileAttr>,
+}
+
+/// One page of a directory listing, entries in byte order of their names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirPage {
+    pub entries: Vec<DirEntry>,
+    /// Whether entries follow the last one; ask again with `start_after` = its name.
+    pub more: bool,
+}
+
+/// How [`MasterService::create`] treats an existing file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateOptions {
+    /// Fail with `AlreadyExists` if the path exists; otherwise an existing file is truncated to
+    /// length 0 (keeping its id and mode).
+    pub exclusive: bool,
+    /// Replication factor; the master's configured default when `None`.
+    pub replication: Option<u8>,
+    /// Permission bits; `0o644` when `None`.
+    pub mode: Option<u16>,
+}
+
+/// How [`MasterService::mkdir`] treats missing parents and an existing directory.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MkdirOptions {
+    /// Create missing parents, and succeed if the directory exists (`mkdir -p`).
+    pub parents: bool,
+    /// Permission bits; `0o755` when `None`.
+    pub mode: Option<u16>,
+}
+
+/// Attribute changes for [`MasterService::set_attr`]; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetAttr {
+    pub mode: Option<u16>,
+    pub owner: Option<u32>,
+    pub group: Option<u32>,
+    pub mtime: Option<Timestamp>,
+    pub atime: Option<Timestamp>,
+}
+
+/// What a recursive remove removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoveSummary {
+    pub files: u64,
+    pub dirs: u64,
+}
+
+/// Size of the namespace.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NamespaceCounters {
+    /// Regular files.
+    pub files: u64,
+    /// Directories, the root included.
+    pub dirs: u64,
+    /// Chunks referenced by files.
+    pub chunks: u64,
+    /// Sum of file lengths.
+    pub bytes: u64,
+}
+
+/// What the master says about itself in [`MasterService::handshake`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MasterInfo {
+    pub protocol: u32,
+    /// The master's build version.
+    pub version: String,
+    /// Replication factor given to files created without one.
+    pub default_replication: u8,
+}
+
+/// Namespace service of the master.
+#[tarpc::service]
+pub trait MasterService {
+    /// Caller: every client, first. Replies with the master's protocol version and settings, or
+    /// `IncompatibleProtocol` if `protocol` is not the master's. Idempotent.
+    async fn handshake(protocol: u32) -> Result<MasterInfo, KfsError>;
+
+    /// Caller: clients. Creates a directory (with `parents`, also missing parents; an existing
+    /// directory is then success). Replies with its attributes. Idempotent only with `parents`.
+    async fn mkdir(path: String, options: MkdirOptions) -> Result<FileAttr, KfsError>;
+
+    /// Caller: clients. Creates a regular file, or truncates an existing one unless `exclusive`.
+    /// Replies with its attributes. Idempotent when not exclusive (a retry truncates again).
+    async fn create(path: String, options: CreateOptions) -> Result<FileAttr, KfsError>;
+
+    /// Caller: clients. Replies with the attributes of `path`. Read-only.
+    async fn stat(path: String) -> Result<FileAttr, KfsError>;
+
+    /// Caller: clients. Lists at most `limit` (1..=10,000; 0 means 10,000) entries of a directory
+    /// whose names sort after `start_after`, with attributes if `with_attrs`. Read-only; a
+    /// directory of any size is listed page by page.
+    async fn readdir(
+        path: String,
+        start_after: Option<String>,
+        limit: u32,
+        with_attrs: bool,
+    ) -> Result<DirPage, KfsError>;
+
+    /// Caller: clients. Atomically renames a file or directory. An existing destination file is
+    /// replaced (so is an empty destination directory when the source is a directory); moving a
+    /// directory below itself is refused. Not idempotent (a retry after success finds no source).
+    async fn rename(src: String, dst: String) -> Result<(), KfsError>;
+
+    /// Caller: clients. Removes a regular file; its chunks are reclaimed in the background.
+    /// Not idempotent (a retry after success answers `NotFound`).
+    async fn remove(path: String) -> Result<(), KfsError>;
+
+    /// Caller: clients. Removes an empty directory. Not idempotent.
+    async fn rmdir(path: String) -> Result<(), KfsError>;
+
+    /// Caller: clients. Removes a file, or a directory with everything below it, in one atomic
+    /// step. Replies with what was removed. Not idempotent.
+    async fn remove_recursive(path: String) -> Result<RemoveSummary, KfsError>;
+
+    /// Caller: clients. Sets the replication factor (1..=16) of a regular file. Idempotent.
+    async fn set_replication(path: String, replication: u8) -> Result<FileAttr, KfsError>;
+
+    /// Caller: clients. Changes mode, owner, group or times. Idempotent.
+    async fn set_attr(path: String, attr: SetAttr) -> Result<FileAttr, KfsError>;
+
+    /// Caller: clients. Sets an extended attribute (name as a path name, value up to 64 KiB,
+    /// at most 256 per file). Idempotent.
+    async fn set_xattr(path: String, name: String, value: ByteBuf) -> Result<(), KfsError>;
+
+    /// Caller: clients. Replies with an extended attribute's value. Read-only.
+    async fn get_xattr(path: String, name: String) -> Result<ByteBuf, KfsError>;
+
+    /// Caller: clients. Replies with the names of a file's extended attributes, sorted. Read-only.
+    async fn list_xattrs(path: String) -> Result<Vec<String>, KfsError>;
+
+    /// Caller: clients. Removes an extended attribute (`NoSuchXattr` if absent). Not idempotent.
+    async fn remove_xattr(path: String, name: String) -> Result<(), KfsError>;
+
+    /// Caller: clients and tools. Replies with the namespace counters. Read-only.
+    async fn counters() -> Result<NamespaceCounters, KfsError>;
+}

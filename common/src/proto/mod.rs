@@ -1,0 +1,25 @@
+//! The wire protocol: tarpc service traits and the serde types they carry.
+//!
+//! One module per service. Every method's doc says who calls it, what it answers and whether it is
+//! idempotent (safe to retry after a lost reply). Application errors travel inside the reply as
+//! `Result<T, KfsError>`; transport failures are tarpc's `RpcError`, kept apart.
+//!
+//! Invariant: every byte payload is `serde_bytes`-typed (a `Vec<u8>` goes through serde element by
+//! element, ten times slower).
+
+pub mod master;
+
+/// Version of this protocol. Peers exchange it in their first call and refuse a mismatch with
+/// [`crate::KfsError::IncompatibleProtocol`].
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Nanoseconds since the UNIX epoch (UTC).
+pub type Timestamp = i64;
+
+/// The current time as a [`Timestamp`].
+pub fn now() -> Timestamp {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,3 @@
+//! KFS master.
+pub mod namespace;
+pub mod tree;

@@ -1,0 +1,121 @@
+//! [`Op`]: one namespace mutation, as written to the operation log.
+//!
+//! Invariant: an op carries every value the master chose for it (file ids, chunk ids, times,
+//! the replication factor a new file gets), so applying the same ops to the same state always
+//! gives the same state: replay after a crash is deterministic. New variants go at the end (the
+//! log encodes the variant's index).
+
+use kfs_common::proto::Timestamp;
+use kfs_common::proto::master::{FileAttr, RemoveSummary, SetAttr};
+use kfs_common::{ChunkId, ChunkVersion, FileId};
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+/// A namespace mutation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// Create a directory; with `parents`, also its missing ancestors. The directories created get
+    /// consecutive ids from `first_fid`, outermost first.
+    Mkdir {
+        path: String,
+        parents: bool,
+        mode: u16,
+        first_fid: FileId,
+        time: Timestamp,
+    },
+    /// Create a file, or truncate an existing one unless `exclusive`. A new file gets `fid` and
+    /// `replication`; a truncated one keeps its id, and takes `replication` only if
+    /// `replication_given`.
+    Create {
+        path: String,
+        exclusive: bool,
+        replication: u8,
+        replication_given: bool,
+        mode: u16,
+        fid: FileId,
+        time: Timestamp,
+    },
+    Rename {
+        src: String,
+        dst: String,
+        time: Timestamp,
+    },
+    Remove {
+        path: String,
+        time: Timestamp,
+    },
+    Rmdir {
+        path: String,
+        time: Timestamp,
+    },
+    RemoveRecursive {
+        path: String,
+        time: Timestamp,
+    },
+    SetReplication {
+        path: String,
+        replication: u8,
+    },
+    SetAttr {
+        path: String,
+        attr: SetAttr,
+    },
+    SetXattr {
+        path: String,
+        name: String,
+        value: ByteBuf,
+    },
+    RemoveXattr {
+        path: String,
+        name: String,
+    },
+    /// Record a new chunk of file `fid` at byte `offset`.
+    AllocateChunk {
+        fid: FileId,
+        offset: u64,
+        chunk: ChunkId,
+        version: ChunkVersion,
+    },
+    /// Set the length of file `fid` (the writer's close).
+    SetLength {
+        fid: FileId,
+        size: u64,
+        time: Timestamp,
+    },
+}
+
+/// What a caller is told about an applied op.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Attr(FileAttr),
+    Done,
+    Removed(RemoveSummary),
+}
+
+/// The result of applying an op.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub reply: Reply,
+    /// Chunks no file references any more (truncated, removed or replaced files'), for the
+    /// garbage collector.
+    pub freed_chunks: Vec<ChunkId>,
+}
+
+impl Applied {
+    pub fn reply(reply: Reply) -> Applied {
+        Applied {
+            reply,
+            freed_chunks: Vec::new(),
+        }
+    }
+}
+
+/// What [`super::Namespace::prepare`] decided about an op.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Prepared {
+    /// The op changes the namespace: log it, then apply it.
+    Log,
+    /// The op changes nothing (e.g. `mkdir -p` of an existing directory): answer with this, and
+    /// log nothing.
+    Unchanged(Reply),
+}

@@ -1,0 +1,268 @@
+//! The namespace's records: the keys and values of its one ordered map.
+//!
+//! | key | value |
+//! |---|---|
+//! | `Dentry { parent, name }` | `Child { fid, kind }` |
+//! | `Fattr { fid }` | `Attr(Fattr)`: kind, mode, owner, group, times, size, replication |
+//! | `Chunk { fid, offset }` | `Chunk { id, version }` |
+//! | `Xattr { fid, name }` | `Xattr(value)` |
+//!
+//! Keys sort by kind first, then id, then name or offset, so a directory's entries, a file's
+//! chunks and a file's extended attributes are each one contiguous range.
+//!
+//! Layout (the master's memory budget is 200 bytes per file): a [`Key`] is 32 bytes (the kind in
+//! the top two bits of the id, names inline up to 23 bytes) and a [`Val`] is 40 (attributes inline,
+//! the enum tag hidden in `FileKind`'s spare values). A file is two entries: its `Dentry` and its
+//! `Fattr`.
+
+use super::name::Name;
+use kfs_common::proto::Timestamp;
+use kfs_common::proto::master::FileAttr;
+use kfs_common::{ChunkId, ChunkVersion, FileId, FileKind};
+use std::cmp::Ordering;
+
+const KIND_SHIFT: u32 = 62;
+const ID_MASK: u64 = (1 << KIND_SHIFT) - 1;
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+#[repr(u64)]
+enum KeyKind {
+    Dentry = 0,
+    Fattr = 1,
+    Chunk = 2,
+    Xattr = 3,
+}
+
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Sub {
+    None,
+    Offset(u64),
+    Name(Name),
+}
+
+/// A key of the namespace map.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub struct Key {
+    /// `KeyKind` in the top two bits, a file id below.
+    tagged_id: u64,
+    sub: Sub,
+}
+
+/// A decoded [`Key`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum KeyView<'a> {
+    Dentry { parent: FileId, name: &'a str },
+    Fattr { fid: FileId },
+    Chunk { fid: FileId, offset: u64 },
+    Xattr { fid: FileId, name: &'a str },
+}
+
+const _: () = assert!(std::mem::size_of::<Key>() == 32);
+const _: () = assert!(std::mem::size_of::<Val>() == 40);
+
+fn tag(kind: KeyKind, id: FileId) -> u64 {
+    debug_assert!(id.0 <= ID_MASK, "file id {id} does not fit the key layout");
+    ((kind as u64) << KIND_SHIFT) | (id.0 & ID_MASK)
+}
+
+impl Key {
+    pub fn dentry(parent: FileId, name: &str) -> Key {
+        Key {
+            tagged_id: tag(KeyKind::Dentry, parent),
+            sub: Sub::Name(Name::new(name)),
+        }
+    }
+
+    pub fn fattr(fid: FileId) -> Key {
+        Key {
+            tagged_id: tag(KeyKind::Fattr, fid),
+            sub: Sub::None,
+        }
+    }
+
+    pub fn chunk(fid: FileId, offset: u64) -> Key {
+        Key {
+            tagged_id: tag(KeyKind::Chunk, fid),
+            sub: Sub::Offset(offset),
+        }
+    }
+
+    pub fn xattr(fid: FileId, name: &str) -> Key {
+        Key {
+            tagged_id: tag(KeyKind::Xattr, fid),
+            sub: Sub::Name(Name::new(name)),
+        }
+    }
+
+    /// The first key of the range holding `fid`'s dentries (if a directory), chunks or xattrs:
+    /// every key of that kind and id sorts at or after it.
+    fn range_start(kind: KeyKind, fid: FileId) -> Key {
+        Key {
+            tagged_id: tag(kind, fid),
+            sub: Sub::None,
+        }
+    }
+
+    pub fn dir_start(dir: FileId) -> Key {
+        Key::range_start(KeyKind::Dentry, dir)
+    }
+
+    pub fn chunks_start(fid: FileId) -> Key {
+        Key::range_start(KeyKind::Chunk, fid)
+    }
+
+    pub fn xattrs_start(fid: FileId) -> Key {
+        Key::range_start(KeyKind::Xattr, fid)
+    }
+
+    /// Orders this key against the dentry `(parent, name)` without building a key for it (so a
+    /// long name costs no allocation on lookup).
+    pub fn cmp_dentry(&self, parent: FileId, name: &str) -> Ordering {
+        self.tagged_id
+            .cmp(&tag(KeyKind::Dentry, parent))
+            .then_with(|| match &self.sub {
+                Sub::Name(n) => n.as_str().as_bytes().cmp(name.as_bytes()),
+                _ => Ordering::Less,
+            })
+    }
+
+    /// Whether this key belongs to the range of `start` (same kind and id).
+    pub fn same_range(&self, start: &Key) -> bool {
+        self.tagged_id == start.tagged_id
+    }
+
+    pub fn view(&self) -> KeyView<'_> {
+        let id = FileId(self.tagged_id & ID_MASK);
+        let name = || match &self.sub {
+            Sub::Name(n) => n.as_str(),
+            _ => "",
+        };
+        match self.tagged_id >> KIND_SHIFT {
+            0 => KeyView::Dentry {
+                parent: id,
+                name: name(),
+            },
+            1 => KeyView::Fattr { fid: id },
+            2 => KeyView::Chunk {
+                fid: id,
+                offset: match self.sub {
+                    Sub::Offset(o) => o,
+                    _ => 0,
+                },
+            },
+            _ => KeyView::Xattr {
+                fid: id,
+                name: name(),
+            },
+        }
+    }
+}
+
+/// Attributes of a file or directory, inline in the map.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fattr {
+    pub size: u64,
+    pub mtime: Timestamp,
+    pub atime: Timestamp,
+    pub owner: u32,
+    pub group: u32,
+    pub mode: u16,
+    /// Replication factor of a file; 0 for a directory.
+    pub replication: u8,
+    pub kind: FileKind,
+}
+
+impl Fattr {
+    pub fn to_attr(&self, fid: FileId) -> FileAttr {
+        FileAttr {
+            fid,
+            kind: self.kind,
+            size: self.size,
+            mode: self.mode,
+            owner: self.owner,
+            group: self.group,
+            replication: self.replication,
+            mtime: self.mtime,
+            atime: self.atime,
+        }
+    }
+}
+
+/// A value of the namespace map; its variant always matches the key's kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Val {
+    Child { fid: FileId, kind: FileKind },
+    Attr(Fattr),
+    Chunk { id: ChunkId, version: ChunkVersion },
+    Xattr(Box<[u8]>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_sort_by_kind_then_id_then_name_or_offset() {
+        let keys = [
+            Key::dentry(FileId(1), "a"),
+            Key::dentry(FileId(1), "b"),
+            Key::dentry(FileId(2), ""),
+            Key::fattr(FileId(1)),
+            Key::fattr(FileId(9)),
+            Key::chunk(FileId(3), 0),
+            Key::chunk(FileId(3), 1 << 40),
+            Key::chunk(FileId(4), 0),
+            Key::xattr(FileId(3), "user.a"),
+        ];
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        assert!(Key::dir_start(FileId(1)) < Key::dentry(FileId(1), ""));
+        assert!(Key::chunks_start(FileId(3)) < Key::chunk(FileId(3), 0));
+    }
+
+    #[test]
+    fn views_decode_what_was_built() {
+        assert_eq!(
+            Key::dentry(FileId(5), "x").view(),
+            KeyView::Dentry {
+                parent: FileId(5),
+                name: "x"
+            }
+        );
+        assert_eq!(
+            Key::fattr(FileId::MAX).view(),
+            KeyView::Fattr { fid: FileId::MAX }
+        );
+        assert_eq!(
+            Key::chunk(FileId(5), 77).view(),
+            KeyView::Chunk {
+                fid: FileId(5),
+                offset: 77
+            }
+        );
+        assert_eq!(
+            Key::xattr(FileId(5), "k").view(),
+            KeyView::Xattr {
+                fid: FileId(5),
+                name: "k"
+            }
+        );
+    }
+
+    #[test]
+    fn dentry_comparison_without_a_key_agrees_with_keys() {
+        let probe = ("photo-of-a-very-long-name.jpg", FileId(7));
+        for key in [
+            Key::dentry(FileId(7), "a"),
+            Key::dentry(FileId(7), probe.0),
+            Key::dentry(FileId(7), "zz"),
+            Key::dentry(FileId(8), "a"),
+            Key::fattr(FileId(1)),
+            Key::dir_start(FileId(7)),
+        ] {
+            assert_eq!(
+                key.cmp_dentry(probe.1, probe.0),
+                key.cmp(&Key::dentry(probe.1, probe.0))
+            );
+        }
+    }
+}
