@@ -41,8 +41,9 @@ where
 }
 
 /// Accepts connections on `listener` until `shutdown` completes, running `on_connection` for each
-/// one as its own task. A service runs a tarpc channel per connection in it, e.g.
-/// `BaseChannel::with_defaults(rpc::transport(stream)).execute(server.serve())`, so that one
+/// one as its own task; when `shutdown` completes, every connection is closed. A service runs a
+/// tarpc channel per connection, e.g.
+/// `BaseChannel::with_defaults(rpc::transport(stream)).execute(server.serve())`, so one
 /// connection multiplexes many calls in flight.
 pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
@@ -52,15 +53,18 @@ pub async fn accept_loop<F, Fut>(
     F: Fn(TcpStream) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
+            // Reap finished connections so the set does not grow without bound.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     tracing::debug!(%peer, "connection accepted");
                     let connection = on_connection(stream);
-                    tokio::spawn(async move {
+                    connections.spawn(async move {
                         connection.await;
                         tracing::debug!(%peer, "connection closed");
                     });
@@ -73,4 +77,5 @@ pub async fn accept_loop<F, Fut>(
             },
         }
     }
+    connections.shutdown().await;
 }

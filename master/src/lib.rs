@@ -1,3 +1,21 @@
-//! KFS master.
+//! KFS master: the namespace in memory, made durable by an operation log and checkpoints.
+//!
+//! - [`tree`]: the persistent B+ tree that holds the namespace (cheap clones for checkpoints).
+//! - [`namespace`]: the namespace as a synchronous state machine: records, ops, reads, invariants.
+//! - [`storage`]: log segments, checkpoints, recovery, the metadata directory's lock.
+//! - [`committer`]: group commit (one fsync for many ops) and checkpoint scheduling.
+//! - [`server`]: start-up, the `MasterService` RPC implementation, shutdown.
+//! - [`config`]: the master's configuration.
+//!
+//! Architecture invariant: an op is applied to the namespace and acknowledged only after its log
+//! record is durable, and the namespace always equals the newest checkpoint plus the log after it.
+
+pub mod committer;
+pub mod config;
 pub mod namespace;
+pub mod server;
+pub mod storage;
 pub mod tree;
+
+pub use config::MasterConfig;
+pub use server::{MasterHandle, StartError, start};

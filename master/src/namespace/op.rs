@@ -119,3 +119,22 @@ pub enum Prepared {
     /// log nothing.
     Unchanged(Reply),
 }
+
+impl Op {
+    /// An upper estimate of the op's size in the log, to bound a batch's bytes.
+    pub fn size_hint(&self) -> usize {
+        64 + match self {
+            Op::Mkdir { path, .. }
+            | Op::Create { path, .. }
+            | Op::Remove { path, .. }
+            | Op::Rmdir { path, .. }
+            | Op::RemoveRecursive { path, .. }
+            | Op::SetReplication { path, .. }
+            | Op::SetAttr { path, .. } => path.len(),
+            Op::Rename { src, dst, .. } => src.len() + dst.len(),
+            Op::SetXattr { path, name, value } => path.len() + name.len() + value.len(),
+            Op::RemoveXattr { path, name } => path.len() + name.len(),
+            Op::AllocateChunk { .. } | Op::SetLength { .. } => 0,
+        }
+    }
+}

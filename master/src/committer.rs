@@ -1,0 +1,301 @@
+//! Group commit: the one thread that writes the operation log and applies ops to the namespace.
+//!
+//! RPC handlers send ops here and wait. The thread takes every op waiting (a batch), writes them
+//! as consecutive records with one `fdatasync`, then applies them to the namespace in sequence
+//! order under one write lock, and only then answers. So many concurrent mutations share one
+//! fsync, and:
+//! - an op is applied and acknowledged only after its record is durable;
+//! - the namespace always equals the checkpoint plus the log up to the last record written, which
+//!   is what a checkpoint snapshot and crash recovery rely on;
+//! - if the log cannot be written, the batch is answered with an error and nothing of it is
+//!   applied; if the log can no longer be trusted (a failed fsync), every later mutation is
+//!   refused with `Unavailable` while reads go on.
+//!
+//! Checkpoints are scheduled here (by op count or interval) and written by a second thread from
+//! an O(1) clone of the namespace, so mutations never pause for them.
+
+use crate::namespace::Namespace;
+use crate::namespace::op::{Applied, Op};
+use crate::storage::checkpoint::write_checkpoint;
+use crate::storage::log::{AppendError, LogWriter, MAX_BATCH_BYTES};
+use crate::storage::recovery::prune;
+use kfs_common::{KfsError, KfsResult};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// The namespace shared by readers (RPC handlers) and the committer (the only writer).
+pub type SharedNamespace = Arc<RwLock<Namespace>>;
+
+/// When to write checkpoints and how large log segments grow.
+#[derive(Clone, Debug)]
+pub struct CommitterConfig {
+    pub meta_dir: PathBuf,
+    /// Write a checkpoint after this many logged ops.
+    pub checkpoint_every_ops: u64,
+    /// ... or after this long, if anything was logged since the last one.
+    pub checkpoint_interval: Duration,
+    /// Checkpoints kept on disk (with the log segments after the oldest of them).
+    pub keep_checkpoints: usize,
+}
+
+/// Counters of the committer's work, for logs and benchmarks.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    pub batches: AtomicU64,
+    pub ops: AtomicU64,
+    pub checkpoints: AtomicU64,
+    /// Sequence number of the newest durable checkpoint.
+    pub checkpoint_seq: AtomicU64,
+}
+
+enum Msg {
+    Commit(Op, oneshot::Sender<KfsResult<Applied>>),
+    /// Finish what came before, then stop.
+    Stop,
+}
+
+/// Handle to the committer thread.
+pub struct Committer {
+    tx: Mutex<Sender<Msg>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    stats: Arc<CommitStats>,
+}
+
+/// Ops per batch at most (batches are also bounded by bytes).
+const MAX_BATCH_OPS: usize = 4096;
+/// How often an idle committer checks whether a checkpoint is due.
+const IDLE_TICK: Duration = Duration::from_millis(500);
+
+impl Committer {
+    /// Starts the committer over `ns`, appending to `writer`.
+    pub fn start(ns: SharedNamespace, writer: LogWriter, config: CommitterConfig) -> Committer {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stats = Arc::new(CommitStats::default());
+        let thread_stats = stats.clone();
+        let thread = std::thread::Builder::new()
+            .name("kfs-commit".into())
+            .spawn(move || run(rx, ns, writer, config, thread_stats))
+            .expect("spawn the commit thread");
+        Committer {
+            tx: Mutex::new(tx),
+            thread: Mutex::new(Some(thread)),
+            stats,
+        }
+    }
+
+    pub fn stats(&self) -> &CommitStats {
+        &self.stats
+    }
+
+    /// Logs `op`, applies it, and returns what applying it gave.
+    pub async fn commit(&self, op: Op) -> KfsResult<Applied> {
+        let (reply, answer) = oneshot::channel();
+        let sent = self
+            .tx
+            .lock()
+            .expect("commit sender lock")
+            .send(Msg::Commit(op, reply));
+        if sent.is_err() {
+            return Err(stopped());
+        }
+        answer.await.unwrap_or_else(|_| Err(stopped()))
+    }
+
+    /// Commits what was sent before, waits for a checkpoint being written, and stops the thread.
+    /// Later commits are refused with `Unavailable`. Blocks; call it off the async reactor.
+    pub fn stop(&self) {
+        let _ = self.tx.lock().expect("commit sender lock").send(Msg::Stop);
+        if let Some(thread) = self.thread.lock().expect("commit thread lock").take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn stopped() -> KfsError {
+    KfsError::Unavailable("the master is shutting down".into())
+}
+
+fn run(
+    rx: Receiver<Msg>,
+    ns: SharedNamespace,
+    mut writer: LogWriter,
+    config: CommitterConfig,
+    stats: Arc<CommitStats>,
+) {
+    let checkpointer = Checkpointer::start(config.clone(), stats.clone());
+    let mut broken: Option<String> = None;
+    let mut since_checkpoint = 0u64;
+    let mut last_checkpoint = Instant::now();
+    let mut batch: Vec<(Op, oneshot::Sender<KfsResult<Applied>>)> = Vec::new();
+    let mut stop = false;
+    while !stop {
+        batch.clear();
+        match rx.recv_timeout(IDLE_TICK) {
+            Ok(Msg::Commit(op, reply)) => batch.push((op, reply)),
+            Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => stop = true,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        let mut bytes: usize = batch.iter().map(|(op, _)| op.size_hint()).sum();
+        while !stop && batch.len() < MAX_BATCH_OPS && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(Msg::Commit(op, reply)) => {
+                    bytes += op.size_hint();
+                    batch.push((op, reply));
+                }
+                Ok(Msg::Stop) => stop = true,
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            since_checkpoint += batch.len() as u64;
+            commit_batch(&mut batch, &ns, &mut writer, &mut broken, &stats);
+        }
+        if broken.is_some() {
+            continue;
+        }
+        let due = since_checkpoint >= config.checkpoint_every_ops
+            || (since_checkpoint > 0 && last_checkpoint.elapsed() >= config.checkpoint_interval);
+        if due && !checkpointer.busy() {
+            // The snapshot is exactly the state after the last record written; the new segment
+            // starts right after it, so the checkpoint covers whole segments.
+            let snapshot = ns.read().expect("namespace lock").clone();
+            let seq = writer.last_seq();
+            match writer.rotate() {
+                Ok(()) => {
+                    checkpointer.submit(snapshot, seq);
+                    since_checkpoint = 0;
+                    last_checkpoint = Instant::now();
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "could not start a new log segment; checkpoint postponed")
+                }
+            }
+        } else if writer.segment_full()
+            && let Err(e) = writer.rotate()
+        {
+            tracing::error!(error = %e, "could not start a new log segment; the current one keeps growing");
+        }
+    }
+    checkpointer.stop();
+}
+
+fn commit_batch(
+    batch: &mut Vec<(Op, oneshot::Sender<KfsResult<Applied>>)>,
+    ns: &SharedNamespace,
+    writer: &mut LogWriter,
+    broken: &mut Option<String>,
+    stats: &CommitStats,
+) {
+    if let Some(reason) = broken {
+        for (_, reply) in batch.drain(..) {
+            let _ = reply.send(Err(KfsError::Unavailable(reason.clone())));
+        }
+        return;
+    }
+    match writer.append(batch.iter().map(|(op, _)| op)) {
+        Ok(_) => {
+            let results: Vec<KfsResult<Applied>> = {
+                let mut ns = ns.write().expect("namespace lock");
+                batch.iter().map(|(op, _)| ns.apply(op)).collect()
+            };
+            stats.batches.fetch_add(1, Ordering::Relaxed);
+            stats.ops.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            for ((_, reply), result) in batch.drain(..).zip(results) {
+                let _ = reply.send(result);
+            }
+        }
+        Err(AppendError::NotWritten { path, source }) => {
+            tracing::error!(path = %path.display(), error = %source, "operation log write failed; batch refused");
+            let error = if source.kind() == std::io::ErrorKind::StorageFull {
+                KfsError::NoSpace(format!("operation log {}: {source}", path.display()))
+            } else {
+                KfsError::Io(format!("operation log {}: {source}", path.display()))
+            };
+            for (_, reply) in batch.drain(..) {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+        Err(e @ AppendError::Broken { .. }) => {
+            tracing::error!(error = %e, "operation log broken: refusing every mutation until restart");
+            let reason = format!("{e}; restart the master");
+            for (_, reply) in batch.drain(..) {
+                let _ = reply.send(Err(KfsError::Unavailable(reason.clone())));
+            }
+            *broken = Some(reason);
+        }
+    }
+}
+
+/// The checkpoint-writing thread.
+struct Checkpointer {
+    tx: Option<SyncSender<(Namespace, u64)>>,
+    busy: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(config: CommitterConfig, stats: Arc<CommitStats>) -> Checkpointer {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Namespace, u64)>(1);
+        let busy = Arc::new(AtomicBool::new(false));
+        let thread_busy = busy.clone();
+        let thread = std::thread::Builder::new()
+            .name("kfs-checkpoint".into())
+            .spawn(move || {
+                for (snapshot, seq) in rx {
+                    let started = Instant::now();
+                    let now = kfs_common::proto::now();
+                    match write_checkpoint(&config.meta_dir, seq, &snapshot, now) {
+                        Ok(path) => {
+                            drop(snapshot);
+                            stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                            stats.checkpoint_seq.store(seq, Ordering::Relaxed);
+                            tracing::info!(
+                                path = %path.display(),
+                                seq,
+                                ms = started.elapsed().as_millis() as u64,
+                                "checkpoint written"
+                            );
+                            if let Err(e) = prune(&config.meta_dir, config.keep_checkpoints) {
+                                tracing::warn!(error = %e, "could not remove old checkpoints or log segments");
+                            }
+                        }
+                        Err(e) => tracing::error!(error = %e, seq, "checkpoint failed; the log keeps everything until the next one"),
+                    }
+                    thread_busy.store(false, Ordering::Release);
+                }
+            })
+            .expect("spawn the checkpoint thread");
+        Checkpointer {
+            tx: Some(tx),
+            busy,
+            thread: Some(thread),
+        }
+    }
+
+    fn busy(&self) -> bool {
+        self.busy.load(Ordering::Acquire)
+    }
+
+    fn submit(&self, snapshot: Namespace, seq: u64) {
+        self.busy.store(true, Ordering::Release);
+        if let Some(tx) = &self.tx
+            && let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+                tx.try_send((snapshot, seq))
+        {
+            self.busy.store(false, Ordering::Release);
+        }
+    }
+
+    /// Waits for a checkpoint being written, then stops the thread.
+    fn stop(mut self) {
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

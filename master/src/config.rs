@@ -1,0 +1,147 @@
+//! Configuration of the master: one serde struct, each field documented with its default.
+//!
+//! Sources, later ones winning: built-in defaults, the TOML file given with `--config`, command
+//! line flags. [`MasterConfig::validate`] checks the result before anything starts.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Everything the master can be told.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MasterConfig {
+    /// Address clients and chunkservers connect to. Default `127.0.0.1:20000`.
+    pub listen: SocketAddr,
+    /// Directory of the operation log and checkpoints. Required.
+    pub meta_dir: PathBuf,
+    /// Replication factor of files created without one. Default 3.
+    pub default_replication: u8,
+    /// Write a checkpoint after this many logged ops. Default 200,000.
+    pub checkpoint_every_ops: u64,
+    /// ... or after this many seconds, if anything was logged since the last one. Default 600.
+    pub checkpoint_interval_secs: u64,
+    /// Checkpoints kept on disk, with the log since the oldest of them. Default 2.
+    pub keep_checkpoints: usize,
+    /// A log segment is closed and a new one started past this size. Default 64 MiB.
+    pub log_segment_bytes: u64,
+}
+
+impl Default for MasterConfig {
+    fn default() -> Self {
+        MasterConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 20000)),
+            meta_dir: PathBuf::new(),
+            default_replication: 3,
+            checkpoint_every_ops: 200_000,
+            checkpoint_interval_secs: 600,
+            keep_checkpoints: 2,
+            log_segment_bytes: 64 << 20,
+        }
+    }
+}
+
+/// A configuration that cannot be used, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl MasterConfig {
+    /// Reads a TOML file; keys it does not set keep their defaults, unknown keys are refused.
+    pub fn from_file(path: &Path) -> Result<MasterConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.meta_dir.as_os_str().is_empty() {
+            return invalid(
+                "meta_dir is not set: pass --meta-dir DIR or set meta_dir in the config file"
+                    .into(),
+            );
+        }
+        if !kfs_common::proto::master::REPLICATION_RANGE.contains(&self.default_replication) {
+            return invalid(format!(
+                "default_replication {} is outside 1..=16",
+                self.default_replication
+            ));
+        }
+        if self.checkpoint_every_ops == 0 {
+            return invalid("checkpoint_every_ops must be at least 1".into());
+        }
+        if self.keep_checkpoints == 0 {
+            return invalid("keep_checkpoints must be at least 1".into());
+        }
+        if self.log_segment_bytes < 1 << 20 {
+            return invalid(format!(
+                "log_segment_bytes {} is below 1 MiB",
+                self.log_segment_bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_overrides_defaults_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.toml");
+        std::fs::write(&path, "meta_dir = \"/srv/kfs\"\ndefault_replication = 2\n").unwrap();
+        let config = MasterConfig::from_file(&path).unwrap();
+        assert_eq!(config.meta_dir, PathBuf::from("/srv/kfs"));
+        assert_eq!(config.default_replication, 2);
+        assert_eq!(config.listen, MasterConfig::default().listen);
+        config.validate().unwrap();
+
+        std::fs::write(&path, "meta_dri = \"/srv/kfs\"\n").unwrap();
+        let err = MasterConfig::from_file(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("meta_dri") && err.contains("master.toml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn validation_names_the_bad_key() {
+        let config = MasterConfig::default();
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("meta_dir")
+        );
+        let config = MasterConfig {
+            meta_dir: "/x".into(),
+            default_replication: 0,
+            ..Default::default()
+        };
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("default_replication")
+        );
+    }
+}

@@ -1,0 +1,385 @@
+//! The master process: recovery at start, the namespace RPC service, and shutdown.
+//!
+//! [`start`] locks the metadata directory, recovers the namespace, starts the committer and
+//! serves [`MasterService`] on a TCP listener; [`MasterHandle::shutdown`] stops accepting, closes
+//! connections, commits what was already sent and waits for a checkpoint being written.
+//!
+//! Each RPC is a `debug` span (tarpc adds an `RPC` span with the trace id). Reads take the
+//! namespace's read lock; mutations are checked against the current state first (so a request
+//! that cannot succeed, or changes nothing, costs no log write) and then go through the
+//! [`Committer`], which answers after the op is durable and applied.
+
+use crate::committer::{CommitStats, Committer, CommitterConfig, SharedNamespace};
+use crate::config::{ConfigError, MasterConfig};
+use crate::namespace::op::{Op, Prepared, Reply};
+use crate::namespace::{DEFAULT_DIR_MODE, DEFAULT_FILE_MODE};
+use crate::storage::log::LogWriter;
+use crate::storage::recovery::recover;
+use crate::storage::{MetaDirLock, StorageError, lock_meta_dir};
+use futures::StreamExt;
+use kfs_common::proto::master::{
+    CreateOptions, DirPage, FileAttr, MasterInfo, MasterService, MkdirOptions, NamespaceCounters,
+    RemoveSummary, SetAttr,
+};
+use kfs_common::proto::{PROTOCOL_VERSION, now};
+use kfs_common::{FileId, KfsError, KfsResult, path, rpc};
+use serde_bytes::ByteBuf;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tarpc::context::Context;
+use tarpc::server::{BaseChannel, Channel};
+use tracing::instrument;
+
+/// Why the master could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// State shared by every connection.
+struct MasterState {
+    ns: SharedNamespace,
+    committer: Committer,
+    /// Next file id to hand out; ahead of (or equal to) the namespace's own counter, since ids
+    /// are chosen before the op is logged.
+    next_fid: AtomicU64,
+    default_replication: u8,
+}
+
+/// The tarpc service; cheap to clone (one per call).
+#[derive(Clone)]
+pub struct MasterServer {
+    state: Arc<MasterState>,
+}
+
+/// A running master.
+pub struct MasterHandle {
+    addr: SocketAddr,
+    state: Arc<MasterState>,
+    stop_accepting: Option<tokio::sync::oneshot::Sender<()>>,
+    accept_task: Option<tokio::task::JoinHandle<()>>,
+    _lock: MetaDirLock,
+}
+
+/// Recovers the namespace in `config.meta_dir` and serves it on `config.listen`.
+pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
+    config.validate()?;
+    let dir = config.meta_dir.clone();
+    let lock = lock_meta_dir(&dir)?;
+    let segment_bytes = config.log_segment_bytes;
+    let (recovered, writer) = tokio::task::spawn_blocking(move || {
+        let recovered = recover(&dir, now())?;
+        let writer = LogWriter::create(&dir, recovered.last_seq + 1, segment_bytes)?;
+        Ok::<_, StorageError>((recovered, writer))
+    })
+    .await
+    .expect("recovery does not panic")?;
+    for skipped in &recovered.skipped_checkpoints {
+        tracing::warn!(error = %skipped, "skipped an unreadable checkpoint; recovered from an older one");
+    }
+    if let Some(torn) = &recovered.torn_tail {
+        tracing::warn!(what = %torn, "the log ended in a torn write (a crash while writing unacknowledged ops)");
+    }
+    let counters = recovered.ns.counters();
+    tracing::info!(
+        meta_dir = %config.meta_dir.display(),
+        formatted = recovered.formatted,
+        checkpoint_seq = recovered.checkpoint_seq,
+        replayed = recovered.replayed,
+        last_seq = recovered.last_seq,
+        files = counters.files,
+        dirs = counters.dirs,
+        ms = recovered.elapsed.as_millis() as u64,
+        "namespace recovered"
+    );
+
+    let next_fid = AtomicU64::new(recovered.ns.next_fid().0);
+    let ns: SharedNamespace = Arc::new(RwLock::new(recovered.ns));
+    let committer = Committer::start(
+        ns.clone(),
+        writer,
+        CommitterConfig {
+            meta_dir: config.meta_dir.clone(),
+            checkpoint_every_ops: config.checkpoint_every_ops,
+            checkpoint_interval: Duration::from_secs(config.checkpoint_interval_secs),
+            keep_checkpoints: config.keep_checkpoints,
+        },
+    );
+    let state = Arc::new(MasterState {
+        ns,
+        committer,
+        next_fid,
+        default_replication: config.default_replication,
+    });
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = MasterServer {
+        state: state.clone(),
+    };
+    let accept_task = tokio::spawn(rpc::accept_loop(
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+        move |stream| {
+            let server = server.clone();
+            async move {
+                BaseChannel::with_defaults(rpc::transport(stream))
+                    .execute(server.serve())
+                    .for_each(|call| async move {
+                        tokio::spawn(call);
+                    })
+                    .await;
+            }
+        },
+    ));
+    tracing::info!(%addr, "serving");
+    Ok(MasterHandle {
+        addr,
+        state,
+        stop_accepting: Some(stop_accepting),
+        accept_task: Some(accept_task),
+        _lock: lock,
+    })
+}
+
+impl MasterHandle {
+    /// The address the master serves on (the real port when asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The live namespace, for in-process tools and tests.
+    pub fn namespace(&self) -> SharedNamespace {
+        self.state.ns.clone()
+    }
+
+    pub fn commit_stats(&self) -> &CommitStats {
+        self.state.committer.stats()
+    }
+
+    /// Stops accepting, closes every connection, commits what was already sent, waits for a
+    /// checkpoint being written, and releases the metadata directory.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop_accepting.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.accept_task.take() {
+            let _ = task.await;
+        }
+        let state = self.state.clone();
+        let _ = tokio::task::spawn_blocking(move || state.committer.stop()).await;
+        tracing::info!(addr = %self.addr, "stopped");
+    }
+}
+
+impl MasterServer {
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&crate::namespace::Namespace) -> KfsResult<T>,
+    ) -> KfsResult<T> {
+        f(&self.state.ns.read().expect("namespace lock"))
+    }
+
+    /// Checks `op`; logs and applies it if it changes anything.
+    async fn mutate(&self, op: Op) -> KfsResult<Reply> {
+        if let Prepared::Unchanged(reply) = self.read(|ns| ns.prepare(&op))? {
+            return Ok(reply);
+        }
+        self.state
+            .committer
+            .commit(op)
+            .await
+            .map(|applied| applied.reply)
+    }
+
+    fn allocate_fids(&self, count: u64) -> FileId {
+        FileId(self.state.next_fid.fetch_add(count, Ordering::Relaxed))
+    }
+}
+
+fn expect_attr(reply: Reply) -> KfsResult<FileAttr> {
+    match reply {
+        Reply::Attr(attr) => Ok(attr),
+        other => Err(KfsError::Internal(format!(
+            "expected attributes, got {other:?}"
+        ))),
+    }
+}
+
+fn expect_removed(reply: Reply) -> KfsResult<RemoveSummary> {
+    match reply {
+        Reply::Removed(summary) => Ok(summary),
+        Reply::Done => Ok(RemoveSummary::default()),
+        other => Err(KfsError::Internal(format!(
+            "expected a summary, got {other:?}"
+        ))),
+    }
+}
+
+impl MasterService for MasterServer {
+    #[instrument(level = "debug", skip_all, fields(protocol))]
+    async fn handshake(self, _: Context, protocol: u32) -> KfsResult<MasterInfo> {
+        if protocol != PROTOCOL_VERSION {
+            return Err(KfsError::IncompatibleProtocol {
+                ours: PROTOCOL_VERSION,
+                theirs: protocol,
+            });
+        }
+        Ok(MasterInfo {
+            protocol: PROTOCOL_VERSION,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            default_replication: self.state.default_replication,
+        })
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path, parents = options.parents))]
+    async fn mkdir(self, _: Context, path: String, options: MkdirOptions) -> KfsResult<FileAttr> {
+        // One id per component covers every directory `-p` might create.
+        let count = path::components(&path)?.len().max(1) as u64;
+        let op = Op::Mkdir {
+            first_fid: self.allocate_fids(count),
+            parents: options.parents,
+            mode: options.mode.unwrap_or(DEFAULT_DIR_MODE),
+            time: now(),
+            path,
+        };
+        self.mutate(op).await.and_then(expect_attr)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path, exclusive = options.exclusive))]
+    async fn create(self, _: Context, path: String, options: CreateOptions) -> KfsResult<FileAttr> {
+        let op = Op::Create {
+            exclusive: options.exclusive,
+            replication: options
+                .replication
+                .unwrap_or(self.state.default_replication),
+            replication_given: options.replication.is_some(),
+            mode: options.mode.unwrap_or(DEFAULT_FILE_MODE),
+            fid: self.allocate_fids(1),
+            time: now(),
+            path,
+        };
+        self.mutate(op).await.and_then(expect_attr)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path))]
+    async fn stat(self, _: Context, path: String) -> KfsResult<FileAttr> {
+        self.read(|ns| ns.stat(&path))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path, limit))]
+    async fn readdir(
+        self,
+        _: Context,
+        path: String,
+        start_after: Option<String>,
+        limit: u32,
+        with_attrs: bool,
+    ) -> KfsResult<DirPage> {
+        self.read(|ns| ns.readdir(&path, start_after.as_deref(), limit, with_attrs))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%src, %dst))]
+    async fn rename(self, _: Context, src: String, dst: String) -> KfsResult<()> {
+        self.mutate(Op::Rename {
+            src,
+            dst,
+            time: now(),
+        })
+        .await
+        .map(drop)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path))]
+    async fn remove(self, _: Context, path: String) -> KfsResult<()> {
+        self.mutate(Op::Remove { path, time: now() })
+            .await
+            .map(drop)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path))]
+    async fn rmdir(self, _: Context, path: String) -> KfsResult<()> {
+        self.mutate(Op::Rmdir { path, time: now() }).await.map(drop)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path))]
+    async fn remove_recursive(self, _: Context, path: String) -> KfsResult<RemoveSummary> {
+        self.mutate(Op::RemoveRecursive { path, time: now() })
+            .await
+            .and_then(expect_removed)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path, replication))]
+    async fn set_replication(
+        self,
+        _: Context,
+        path: String,
+        replication: u8,
+    ) -> KfsResult<FileAttr> {
+        self.mutate(Op::SetReplication { path, replication })
+            .await
+            .and_then(expect_attr)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path))]
+    async fn set_attr(self, _: Context, path: String, attr: SetAttr) -> KfsResult<FileAttr> {
+        self.mutate(Op::SetAttr { path, attr })
+            .await
+            .and_then(expect_attr)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path, %name))]
+    async fn set_xattr(
+        self,
+        _: Context,
+        path: String,
+        name: String,
+        value: ByteBuf,
+    ) -> KfsResult<()> {
+        self.mutate(Op::SetXattr { path, name, value })
+            .await
+            .map(drop)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path, %name))]
+    async fn get_xattr(self, _: Context, path: String, name: String) -> KfsResult<ByteBuf> {
+        self.read(|ns| ns.get_xattr(&path, &name))
+            .map(ByteBuf::from)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path))]
+    async fn list_xattrs(self, _: Context, path: String) -> KfsResult<Vec<String>> {
+        self.read(|ns| ns.list_xattrs(&path))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path, %name))]
+    async fn remove_xattr(self, _: Context, path: String, name: String) -> KfsResult<()> {
+        self.mutate(Op::RemoveXattr { path, name }).await.map(drop)
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn counters(self, _: Context) -> KfsResult<NamespaceCounters> {
+        self.read(|ns| Ok(ns.counters()))
+    }
+}

@@ -1,0 +1,438 @@
+//! The operation log: segment files of framed `{seq, op}` records.
+//!
+//! A segment is a 32-byte header (magic `KFSOPLOG`, format version, first sequence number,
+//! header checksum) followed by [frames](super::frame) whose payloads are bincode
+//! [`LogRecord`]s with consecutive sequence numbers. Segments are append-only while they are the
+//! current one and never written again after: a restarted master starts a new segment.
+//!
+//! Invariants:
+//! - [`LogWriter::append`] returns only after the records are written and `fdatasync`ed; a
+//!   failed write is cut back off the file, so the segment never holds a partial batch that a
+//!   later batch follows.
+//! - The bytes after the last fsync are at most one batch ([`MAX_BATCH_BYTES`] plus one record),
+//!   so that is the most a crash can leave torn at the end of the last segment.
+
+use super::frame::{self, FrameReader};
+use super::{StorageError, codec, sync_dir};
+use crate::namespace::op::Op;
+use bincode::Options;
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, ErrorKind, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"KFSOPLOG";
+/// Version of the segment format written by this build.
+pub const FORMAT: u32 = 1;
+const HEADER_LEN: u64 = 32;
+/// A batch stops growing once it holds this many bytes.
+pub const MAX_BATCH_BYTES: usize = 4 << 20;
+/// Most bytes a crash can leave unsynced at the end of the last segment (one batch and the record
+/// that crossed the limit). Damage further from the end than this is corruption, not a torn write.
+pub const MAX_TORN_BYTES: u64 = 2 * MAX_BATCH_BYTES as u64;
+
+/// One log record as stored.
+#[derive(Debug, Deserialize)]
+pub struct LogRecord {
+    pub seq: u64,
+    pub op: Op,
+}
+
+/// Encodes exactly as [`LogRecord`], without owning the op.
+#[derive(Serialize)]
+struct LogRecordRef<'a> {
+    seq: u64,
+    op: &'a Op,
+}
+
+pub fn segment_name(first_seq: u64) -> String {
+    format!("log-{first_seq:020}.kfslog")
+}
+
+fn parse_segment_name(name: &str) -> Option<u64> {
+    name.strip_prefix("log-")?
+        .strip_suffix(".kfslog")?
+        .parse()
+        .ok()
+}
+
+fn encode_header(first_seq: u64) -> [u8; HEADER_LEN as usize] {
+    let mut h = [0u8; HEADER_LEN as usize];
+    h[..8].copy_from_slice(MAGIC);
+    h[8..12].copy_from_slice(&FORMAT.to_le_bytes());
+    h[16..24].copy_from_slice(&first_seq.to_le_bytes());
+    let crc = crc32c::crc32c(&h[..24]);
+    h[24..28].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+fn decode_header(h: &[u8; HEADER_LEN as usize]) -> Result<u64, String> {
+    if &h[..8] != MAGIC {
+        return Err("not a KFS log segment (bad magic)".into());
+    }
+    if crc32c::crc32c(&h[..24]).to_le_bytes() != h[24..28] {
+        return Err("segment header checksum mismatch".into());
+    }
+    let format = u32::from_le_bytes(h[8..12].try_into().expect("4 bytes"));
+    if format != FORMAT {
+        return Err(format!(
+            "segment format {format} is not supported by this build ({FORMAT})"
+        ));
+    }
+    Ok(u64::from_le_bytes(h[16..24].try_into().expect("8 bytes")))
+}
+
+/// A segment file on disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    pub path: PathBuf,
+    pub first_seq: u64,
+}
+
+/// The segments in `dir`, oldest first.
+pub fn list_segments(dir: &Path) -> Result<Vec<Segment>, StorageError> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(StorageError::io(dir))? {
+        let entry = entry.map_err(StorageError::io(dir))?;
+        if let Some(first_seq) = entry.file_name().to_str().and_then(parse_segment_name) {
+            out.push(Segment {
+                path: entry.path(),
+                first_seq,
+            });
+        }
+    }
+    out.sort_by_key(|s| s.first_seq);
+    Ok(out)
+}
+
+/// How reading a segment ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SegmentEnd {
+    /// Every byte belonged to a whole record.
+    Clean,
+    /// The records end at `offset`; the `dropped` bytes after it are a torn write (only ever
+    /// reported for the last segment). `offset` 0 means even the header is torn.
+    Torn { offset: u64, dropped: u64 },
+}
+
+/// Reads the records of `segment` in order, giving each to `on_record`. Records must carry
+/// consecutive sequence numbers from the segment's first. Damage is reported as
+/// [`SegmentEnd::Torn`] when `is_last` and it lies within [`MAX_TORN_BYTES`] of the end, and as
+/// an error naming the file and offset otherwise.
+pub fn read_segment(
+    segment: &Segment,
+    is_last: bool,
+    mut on_record: impl FnMut(LogRecord) -> Result<(), StorageError>,
+) -> Result<SegmentEnd, StorageError> {
+    let path = &segment.path;
+    let file = File::open(path).map_err(StorageError::io(path))?;
+    let len = file.metadata().map_err(StorageError::io(path))?.len();
+    let torn_or_corrupt = |offset: u64, reason: String| {
+        if is_last && len - offset <= MAX_TORN_BYTES {
+            Ok(SegmentEnd::Torn {
+                offset,
+                dropped: len - offset,
+            })
+        } else {
+            Err(StorageError::corrupt(path, offset, reason))
+        }
+    };
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut header = [0u8; HEADER_LEN as usize];
+    if let Err(e) = reader.read_exact(&mut header) {
+        return match e.kind() {
+            ErrorKind::UnexpectedEof => torn_or_corrupt(0, "segment header cut short".into()),
+            _ => Err(StorageError::io(path)(e)),
+        };
+    }
+    match decode_header(&header) {
+        Ok(first) if first == segment.first_seq => {}
+        Ok(first) => {
+            return Err(StorageError::corrupt(
+                path,
+                16,
+                format!(
+                    "header says the first record is {first}, the name says {}",
+                    segment.first_seq
+                ),
+            ));
+        }
+        Err(reason) => return torn_or_corrupt(0, reason),
+    }
+    let mut frames = FrameReader::new(reader, HEADER_LEN);
+    let mut expected = segment.first_seq;
+    loop {
+        let offset = frames.offset();
+        let payload = match frames.next_frame().map_err(StorageError::io(path))? {
+            Ok(Some(payload)) => payload,
+            Ok(None) => return Ok(SegmentEnd::Clean),
+            Err(e) => return torn_or_corrupt(offset, e.to_string()),
+        };
+        let record: LogRecord = codec()
+            .deserialize(payload)
+            .map_err(|e| StorageError::corrupt(path, offset, format!("undecodable record: {e}")))?;
+        if record.seq != expected {
+            return Err(StorageError::corrupt(
+                path,
+                offset,
+                format!("record {} where {expected} was expected", record.seq),
+            ));
+        }
+        expected += 1;
+        on_record(record)?;
+    }
+}
+
+/// Why an append failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// Nothing of the batch is in the log (it was cut back off); later appends may succeed.
+    #[error("{path}: {source}")]
+    NotWritten {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The log can no longer be trusted (an fsync failed, or a failed write could not be cut
+    /// off): the master must stop accepting mutations.
+    #[error("{path}: {source}; the operation log is no longer usable")]
+    Broken {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Appends batches of records to the current segment.
+pub struct LogWriter {
+    dir: PathBuf,
+    path: PathBuf,
+    file: File,
+    /// Bytes in the current segment, all of them durable.
+    len: u64,
+    next_seq: u64,
+    segment_limit: u64,
+    buf: Vec<u8>,
+}
+
+impl LogWriter {
+    /// Starts a new segment whose first record will be `next_seq`.
+    pub fn create(
+        dir: &Path,
+        next_seq: u64,
+        segment_limit: u64,
+    ) -> Result<LogWriter, StorageError> {
+        let path = dir.join(segment_name(next_seq));
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(StorageError::io(&path))?;
+        file.write_all(&encode_header(next_seq))
+            .and_then(|()| file.sync_all())
+            .map_err(StorageError::io(&path))?;
+        sync_dir(dir)?;
+        Ok(LogWriter {
+            dir: dir.to_path_buf(),
+            path,
+            file,
+            len: HEADER_LEN,
+            next_seq,
+            segment_limit,
+            buf: Vec::with_capacity(64 << 10),
+        })
+    }
+
+    /// Sequence number of the last record written (0 if none ever was).
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    /// Whether the current segment has reached its size limit.
+    pub fn segment_full(&self) -> bool {
+        self.len >= self.segment_limit
+    }
+
+    /// Writes `ops` as consecutive records and makes them durable; returns the sequence number of
+    /// the first.
+    pub fn append<'a>(
+        &mut self,
+        ops: impl IntoIterator<Item = &'a Op>,
+    ) -> Result<u64, AppendError> {
+        let first = self.next_seq;
+        let mut seq = first;
+        self.buf.clear();
+        for op in ops {
+            let payload = codec()
+                .serialize(&LogRecordRef { seq, op })
+                .expect("ops always encode");
+            frame::write_frame(&mut self.buf, &payload);
+            seq += 1;
+        }
+        if let Err(source) = self.file.write_all(&self.buf) {
+            // Cut off whatever part of the batch reached the file, so the next batch follows the
+            // last good record.
+            let restored = self
+                .file
+                .set_len(self.len)
+                .and_then(|()| self.file.seek(SeekFrom::Start(self.len)).map(|_| ()));
+            let path = self.path.clone();
+            return Err(match restored {
+                Ok(()) => AppendError::NotWritten { path, source },
+                Err(_) => AppendError::Broken { path, source },
+            });
+        }
+        if let Err(source) = self.file.sync_data() {
+            // After a failed fsync the kernel may have dropped the dirty pages: nothing written
+            // since the last good fsync can be trusted, and retrying would hide that.
+            return Err(AppendError::Broken {
+                path: self.path.clone(),
+                source,
+            });
+        }
+        self.len += self.buf.len() as u64;
+        self.next_seq = seq;
+        Ok(first)
+    }
+
+    /// Closes the current segment and starts the next one (a no-op while the current one holds
+    /// no record: the next would have the same name).
+    pub fn rotate(&mut self) -> Result<(), StorageError> {
+        if self.len == HEADER_LEN {
+            return Ok(());
+        }
+        *self = LogWriter::create(&self.dir, self.next_seq, self.segment_limit)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(i: u64) -> Op {
+        Op::Remove {
+            path: format!("/f{i}"),
+            time: i as i64,
+        }
+    }
+
+    fn read_all(seg: &Segment, is_last: bool) -> Result<(Vec<u64>, SegmentEnd), StorageError> {
+        let mut seqs = Vec::new();
+        let end = read_segment(seg, is_last, |r| {
+            assert_eq!(r.op, op(r.seq));
+            seqs.push(r.seq);
+            Ok(())
+        })?;
+        Ok((seqs, end))
+    }
+
+    #[test]
+    fn appended_batches_read_back_in_order_across_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = LogWriter::create(dir.path(), 1, 64).unwrap();
+        let batch: Vec<Op> = (1..=3).map(op).collect();
+        assert_eq!(w.append(&batch).unwrap(), 1);
+        assert!(w.segment_full());
+        w.rotate().unwrap();
+        let batch: Vec<Op> = (4..=5).map(op).collect();
+        assert_eq!(w.append(&batch).unwrap(), 4);
+        assert_eq!(w.last_seq(), 5);
+        let segs = list_segments(dir.path()).unwrap();
+        assert_eq!(
+            segs.iter().map(|s| s.first_seq).collect::<Vec<_>>(),
+            vec![1, 4]
+        );
+        assert_eq!(
+            read_all(&segs[0], false).unwrap(),
+            (vec![1, 2, 3], SegmentEnd::Clean)
+        );
+        assert_eq!(
+            read_all(&segs[1], true).unwrap(),
+            (vec![4, 5], SegmentEnd::Clean)
+        );
+    }
+
+    #[test]
+    fn a_cut_tail_is_torn_in_the_last_segment_and_corrupt_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = LogWriter::create(dir.path(), 1, 1 << 20).unwrap();
+        let batch: Vec<Op> = (1..=10).map(op).collect();
+        w.append(&batch).unwrap();
+        let seg = &list_segments(dir.path()).unwrap()[0];
+        let full = std::fs::metadata(&seg.path).unwrap().len();
+        let file = OpenOptions::new().write(true).open(&seg.path).unwrap();
+        file.set_len(full - 3).unwrap();
+        let (seqs, end) = read_all(seg, true).unwrap();
+        assert_eq!(seqs, (1..=9).collect::<Vec<_>>());
+        let SegmentEnd::Torn { offset, dropped } = end else {
+            panic!("{end:?}")
+        };
+        assert_eq!(offset + dropped, full - 3);
+        match read_all(seg, false) {
+            Err(StorageError::Corrupt { offset: at, .. }) => assert_eq!(at, offset),
+            other => panic!("expected corruption, got {other:?}"),
+        }
+        // A cut inside the header of the last segment leaves nothing to replay.
+        file.set_len(10).unwrap();
+        assert_eq!(
+            read_all(seg, true).unwrap(),
+            (
+                vec![],
+                SegmentEnd::Torn {
+                    offset: 0,
+                    dropped: 10
+                }
+            )
+        );
+    }
+
+    #[test]
+    fn damage_far_from_the_end_is_corruption_even_in_the_last_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = LogWriter::create(dir.path(), 1, u64::MAX).unwrap();
+        let big = Op::SetXattr {
+            path: "/x".into(),
+            name: "blob".into(),
+            value: serde_bytes::ByteBuf::from(vec![7u8; 60_000]),
+        };
+        for _ in 0..200 {
+            w.append([&big]).unwrap();
+        }
+        let seg = &list_segments(dir.path()).unwrap()[0];
+        let mut bytes = std::fs::read(&seg.path).unwrap();
+        bytes[100] ^= 0x40;
+        std::fs::write(&seg.path, &bytes).unwrap();
+        match read_segment(seg, true, |_| Ok(())) {
+            Err(e @ StorageError::Corrupt { .. }) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("kfslog") && text.contains("byte 32"),
+                    "{text}"
+                );
+            }
+            other => panic!("expected corruption, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn header_damage_and_misnamed_segments_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        LogWriter::create(dir.path(), 7, 1 << 20).unwrap();
+        let seg = &list_segments(dir.path()).unwrap()[0];
+        let renamed = Segment {
+            path: dir.path().join(segment_name(8)),
+            first_seq: 8,
+        };
+        std::fs::rename(&seg.path, &renamed.path).unwrap();
+        assert!(matches!(
+            read_all(&renamed, true),
+            Err(StorageError::Corrupt { .. })
+        ));
+        let mut bytes = std::fs::read(&renamed.path).unwrap();
+        bytes[0] = b'X';
+        std::fs::write(&renamed.path, &bytes).unwrap();
+        assert!(matches!(
+            read_all(&renamed, false),
+            Err(StorageError::Corrupt { offset: 0, .. })
+        ));
+    }
+}

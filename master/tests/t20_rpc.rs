@@ -1,0 +1,318 @@
+//! The master over TCP: every namespace call end to end, persistence across a restart, the
+//! metadata directory's lock, and concurrent mutations sharing fsyncs.
+
+use kfs_common::proto::PROTOCOL_VERSION;
+use kfs_common::proto::master::{
+    CreateOptions, MasterServiceClient, MkdirOptions, RemoveSummary, SetAttr,
+};
+use kfs_common::{FileKind, KfsError, rpc};
+use kfs_master::{MasterConfig, MasterHandle, StartError};
+use serde_bytes::ByteBuf;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tarpc::context;
+
+fn config(dir: &Path) -> MasterConfig {
+    MasterConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        meta_dir: dir.to_path_buf(),
+        ..Default::default()
+    }
+}
+
+async fn connect(master: &MasterHandle) -> MasterServiceClient {
+    let transport = rpc::connect(master.local_addr()).await.unwrap();
+    MasterServiceClient::new(tarpc::client::Config::default(), transport).spawn()
+}
+
+fn ctx() -> context::Context {
+    let mut ctx = context::current();
+    ctx.deadline = std::time::Instant::now() + Duration::from_secs(30);
+    ctx
+}
+
+#[tokio::test]
+async fn namespace_calls_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = kfs_master::start(&config(dir.path())).await.unwrap();
+    let c = connect(&master).await;
+
+    let info = c.handshake(ctx(), PROTOCOL_VERSION).await.unwrap().unwrap();
+    assert_eq!(info.default_replication, 3);
+    assert!(matches!(
+        c.handshake(ctx(), PROTOCOL_VERSION + 1).await.unwrap(),
+        Err(KfsError::IncompatibleProtocol { .. })
+    ));
+
+    let parents = MkdirOptions {
+        parents: true,
+        mode: None,
+    };
+    let dir_attr = c
+        .mkdir(ctx(), "/photos/2024".into(), parents.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(dir_attr.kind, FileKind::Dir);
+    let again = c
+        .mkdir(ctx(), "/photos/2024".into(), parents)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        again.fid, dir_attr.fid,
+        "mkdir -p of an existing directory succeeds"
+    );
+
+    let opts = CreateOptions {
+        exclusive: true,
+        replication: Some(2),
+        mode: None,
+    };
+    let f = c
+        .create(ctx(), "/photos/2024/cat.jpg".into(), opts.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((f.kind, f.replication, f.size), (FileKind::File, 2, 0));
+    assert_eq!(
+        c.create(ctx(), "/photos/2024/cat.jpg".into(), opts)
+            .await
+            .unwrap(),
+        Err(KfsError::already_exists("/photos/2024/cat.jpg"))
+    );
+    assert_eq!(
+        c.stat(ctx(), "/photos/2024/cat.jpg".into())
+            .await
+            .unwrap()
+            .unwrap(),
+        f
+    );
+    assert_eq!(
+        c.stat(ctx(), "/nope".into()).await.unwrap(),
+        Err(KfsError::not_found("/nope"))
+    );
+
+    let page = c
+        .readdir(ctx(), "/photos/2024".into(), None, 0, true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(page.entries.len(), 1);
+    assert_eq!(page.entries[0].attr.as_ref(), Some(&f));
+
+    c.set_xattr(
+        ctx(),
+        "/photos/2024/cat.jpg".into(),
+        "width".into(),
+        ByteBuf::from(b"1024".to_vec()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        c.get_xattr(ctx(), "/photos/2024/cat.jpg".into(), "width".into())
+            .await
+            .unwrap()
+            .unwrap(),
+        ByteBuf::from(b"1024".to_vec())
+    );
+    assert_eq!(
+        c.list_xattrs(ctx(), "/photos/2024/cat.jpg".into())
+            .await
+            .unwrap()
+            .unwrap(),
+        vec!["width"]
+    );
+    c.remove_xattr(ctx(), "/photos/2024/cat.jpg".into(), "width".into())
+        .await
+        .unwrap()
+        .unwrap();
+
+    let set = SetAttr {
+        mode: Some(0o600),
+        mtime: Some(12345),
+        ..Default::default()
+    };
+    let changed = c
+        .set_attr(ctx(), "/photos/2024/cat.jpg".into(), set)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((changed.mode, changed.mtime), (0o600, 12345));
+    let changed = c
+        .set_replication(ctx(), "/photos/2024/cat.jpg".into(), 5)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(changed.replication, 5);
+
+    c.rename(
+        ctx(),
+        "/photos/2024/cat.jpg".into(),
+        "/photos/cat.jpg".into(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        c.stat(ctx(), "/photos/cat.jpg".into())
+            .await
+            .unwrap()
+            .unwrap()
+            .fid,
+        f.fid
+    );
+    c.rmdir(ctx(), "/photos/2024".into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        c.rmdir(ctx(), "/photos".into()).await.unwrap(),
+        Err(KfsError::directory_not_empty("/photos"))
+    );
+    c.remove(ctx(), "/photos/cat.jpg".into())
+        .await
+        .unwrap()
+        .unwrap();
+    c.mkdir(
+        ctx(),
+        "/t/a/b".into(),
+        MkdirOptions {
+            parents: true,
+            mode: None,
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        c.remove_recursive(ctx(), "/t".into())
+            .await
+            .unwrap()
+            .unwrap(),
+        RemoveSummary { files: 0, dirs: 3 }
+    );
+    let counters = c.counters(ctx()).await.unwrap().unwrap();
+    assert_eq!((counters.files, counters.dirs), (0, 2));
+    assert!(matches!(
+        c.stat(ctx(), "no/slash".into()).await.unwrap(),
+        Err(KfsError::InvalidPath { .. })
+    ));
+    master.shutdown().await;
+}
+
+#[tokio::test]
+async fn acknowledged_changes_survive_a_restart_and_checkpoints() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.checkpoint_every_ops = 50;
+    let master = kfs_master::start(&cfg).await.unwrap();
+    let c = connect(&master).await;
+    c.mkdir(ctx(), "/d".into(), MkdirOptions::default())
+        .await
+        .unwrap()
+        .unwrap();
+    for i in 0..120 {
+        c.create(ctx(), format!("/d/f{i}"), CreateOptions::default())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    // Two checkpoints were due; wait (bounded) for the second to be durable.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while master.commit_stats().checkpoints.load(Ordering::Relaxed) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "checkpoints were not written"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.remove(ctx(), "/d/f7".into()).await.unwrap().unwrap();
+    master.shutdown().await;
+
+    let master = kfs_master::start(&cfg).await.unwrap();
+    let c = connect(&master).await;
+    let counters = c.counters(ctx()).await.unwrap().unwrap();
+    assert_eq!((counters.files, counters.dirs), (119, 2));
+    assert!(c.stat(ctx(), "/d/f119".into()).await.unwrap().is_ok());
+    assert_eq!(
+        c.stat(ctx(), "/d/f7".into()).await.unwrap(),
+        Err(KfsError::not_found("/d/f7"))
+    );
+    // Old checkpoints and covered segments were pruned: at most two checkpoints remain.
+    let checkpoints = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("checkpoint-")
+        })
+        .count();
+    assert!(checkpoints <= 2, "{checkpoints} checkpoints kept");
+    master.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_second_master_on_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = kfs_master::start(&config(dir.path())).await.unwrap();
+    match kfs_master::start(&config(dir.path())).await {
+        Err(e @ StartError::Storage(_)) => {
+            assert!(e.to_string().contains("another kfs-master"), "{e}")
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("a second master started on a locked directory"),
+    }
+    master.shutdown().await;
+    let again = kfs_master::start(&config(dir.path())).await.unwrap();
+    again.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_share_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = kfs_master::start(&config(dir.path())).await.unwrap();
+    let c = connect(&master).await;
+    c.mkdir(ctx(), "/load".into(), MkdirOptions::default())
+        .await
+        .unwrap()
+        .unwrap();
+    let tasks: Vec<_> = (0..32)
+        .map(|t| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                for i in 0..50 {
+                    c.create(ctx(), format!("/load/{t}-{i}"), CreateOptions::default())
+                        .await
+                        .unwrap()
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let stats = master.commit_stats();
+    let (ops, batches) = (
+        stats.ops.load(Ordering::Relaxed),
+        stats.batches.load(Ordering::Relaxed),
+    );
+    assert_eq!(ops, 1 + 32 * 50);
+    assert!(
+        batches < ops,
+        "{ops} ops took {batches} fsyncs: no group commit"
+    );
+    let page = c
+        .readdir(ctx(), "/load".into(), None, 0, false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(page.entries.len(), 32 * 50);
+    master.shutdown().await;
+}
