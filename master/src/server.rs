@@ -144,6 +144,7 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
         move |stream| {
             let server = server.clone();
             async move {
+                // Each call is its own task, so one connection's calls use every core.
                 BaseChannel::with_defaults(rpc::transport(stream))
                     .execute(server.serve())
                     .for_each(|call| async move {

@@ -168,6 +168,11 @@ impl Namespace {
         self.map.len()
     }
 
+    /// `(leaves, branches, records)` of the map's tree, for measuring how full it is.
+    pub fn tree_shape(&self) -> (usize, usize, usize) {
+        self.map.node_counts()
+    }
+
     // ---------------------------------------------------------------- reads
 
     fn child(&self, parent: FileId, name: &str) -> Option<Node> {
@@ -925,74 +930,100 @@ impl Namespace {
         c
     }
 
-    /// Checks every invariant in the module docs; the error says which one broke.
+    /// Checks every invariant in the module docs; the error says which one broke. Linear in the
+    /// number of records (it runs on every checkpoint load).
     pub fn check_invariants(&self) -> Result<(), String> {
-        use std::collections::HashMap;
         self.map.check_invariants()?;
-        let mut kinds: HashMap<FileId, FileKind> = HashMap::new();
+        // Every file and directory, sorted by id (the map keeps attribute records in id order).
+        let mut files: Vec<(FileId, FileKind)> = Vec::new();
         let mut max_chunk = 0u64;
         for (k, v) in self.map.iter() {
             match (k.view(), v) {
-                (KeyView::Fattr { fid }, Val::Attr(a)) => {
-                    kinds.insert(fid, a.kind);
-                }
+                (KeyView::Fattr { fid }, Val::Attr(a)) => files.push((fid, a.kind)),
                 (KeyView::Dentry { .. }, Val::Child { .. })
                 | (KeyView::Xattr { .. }, Val::Xattr(_)) => {}
                 (KeyView::Chunk { .. }, Val::Chunk { id, .. }) => max_chunk = max_chunk.max(id.0),
                 (view, val) => return Err(format!("key {view:?} holds {val:?}")),
             }
         }
-        if kinds.get(&FileId::ROOT) != Some(&FileKind::Dir) {
+        let index = |fid: FileId| files.binary_search_by_key(&fid, |(f, _)| *f).ok();
+        let kind = |fid: FileId| index(fid).map(|i| files[i].1);
+        if kind(FileId::ROOT) != Some(FileKind::Dir) {
             return Err("the root directory is missing".into());
         }
-        let mut named: HashMap<FileId, (FileId, String)> = HashMap::new();
+        let mut named = vec![false; files.len()];
         for (k, v) in self.map.iter() {
             match (k.view(), v) {
-                (KeyView::Dentry { parent, name }, Val::Child { fid, kind }) => {
-                    if kinds.get(&parent) != Some(&FileKind::Dir) {
+                (
+                    KeyView::Dentry { parent, name },
+                    Val::Child {
+                        fid,
+                        kind: child_kind,
+                    },
+                ) => {
+                    if kind(parent) != Some(FileKind::Dir) {
                         return Err(format!(
                             "entry {name:?} hangs from {parent}, not a directory"
                         ));
                     }
-                    if kinds.get(fid) != Some(kind) {
-                        return Err(format!("entry {name:?} says {fid} is a {kind}; it is not"));
+                    if kind(*fid) != Some(*child_kind) {
+                        return Err(format!(
+                            "entry {name:?} says {fid} is a {child_kind}; it is not"
+                        ));
                     }
                     if *fid == FileId::ROOT {
                         return Err(format!("entry {name:?} names the root"));
                     }
-                    if let Some(first) = named.insert(*fid, (parent, name.to_string())) {
-                        return Err(format!("{fid} is named twice: {first:?} and {name:?}"));
+                    let i = index(*fid).expect("checked above");
+                    if std::mem::replace(&mut named[i], true) {
+                        return Err(format!("{fid} is named twice, once as {name:?}"));
                     }
                 }
-                (KeyView::Chunk { fid, .. }, _) if kinds.get(&fid) != Some(&FileKind::File) => {
+                (KeyView::Chunk { fid, .. }, _) if kind(fid) != Some(FileKind::File) => {
                     return Err(format!("a chunk belongs to {fid}, which is not a file"));
                 }
-                (KeyView::Xattr { fid, .. }, _) if !kinds.contains_key(&fid) => {
+                (KeyView::Xattr { fid, .. }, _) if kind(fid).is_none() => {
                     return Err(format!("an xattr belongs to missing {fid}"));
                 }
                 _ => {}
             }
         }
-        for fid in kinds.keys() {
-            if *fid != FileId::ROOT && !named.contains_key(fid) {
-                return Err(format!("{fid} has no name"));
-            }
-            // Walk up to the root: a cycle or a missing parent shows up as too many steps.
-            let mut cur = *fid;
-            let mut steps = 0;
-            while cur != FileId::ROOT {
-                cur = named
-                    .get(&cur)
-                    .map(|(p, _)| *p)
-                    .ok_or(format!("{cur} is unreachable"))?;
-                steps += 1;
-                if steps > kinds.len() {
-                    return Err(format!("{fid} is in a cycle"));
+        if let Some(i) = (0..files.len()).find(|&i| files[i].0 != FileId::ROOT && !named[i]) {
+            return Err(format!("{} has no name", files[i].0));
+        }
+        // Every node has exactly one name, so it is reachable from the root unless it is in a
+        // cycle: count what a walk from the root reaches.
+        let mut reached = 1;
+        let mut dirs = vec![FileId::ROOT];
+        while let Some(dir) = dirs.pop() {
+            let start = Key::dir_start(dir);
+            for (k, v) in self.map.range_from(Bound::Included(&start)) {
+                if !k.same_range(&start) {
+                    break;
+                }
+                if let Val::Child {
+                    fid,
+                    kind: FileKind::Dir,
+                } = v
+                {
+                    dirs.push(*fid);
+                }
+                reached += 1;
+                if reached > files.len() {
+                    return Err("the directory tree has a cycle".into());
                 }
             }
-            if fid.0 >= self.next_fid.0 {
-                return Err(format!("{fid} is not below next_fid {}", self.next_fid));
-            }
+        }
+        if reached != files.len() {
+            return Err(format!(
+                "{} files or directories are cut off from the root",
+                files.len() - reached
+            ));
+        }
+        if let Some((fid, _)) = files.last()
+            && fid.0 >= self.next_fid.0
+        {
+            return Err(format!("{fid} is not below next_fid {}", self.next_fid));
         }
         if max_chunk >= self.next_chunk_id.0 {
             return Err(format!(

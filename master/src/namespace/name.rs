@@ -62,11 +62,19 @@ impl Name {
             Repr::Heap(s) => s,
         }
     }
+
+    /// The name's bytes, without the UTF-8 check of [`Name::as_str`] (for comparisons).
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { bytes, len } => &bytes[..*len as usize],
+            Repr::Heap(s) => s.as_bytes(),
+        }
+    }
 }
 
 impl PartialEq for Name {
     fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
+        self.as_bytes() == other.as_bytes()
     }
 }
 
@@ -80,7 +88,7 @@ impl PartialOrd for Name {
 
 impl Ord for Name {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.as_str().as_bytes().cmp(other.as_str().as_bytes())
+        self.as_bytes().cmp(other.as_bytes())
     }
 }
 

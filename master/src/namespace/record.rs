@@ -121,7 +121,7 @@ impl Key {
         self.tagged_id
             .cmp(&tag(KeyKind::Dentry, parent))
             .then_with(|| match &self.sub {
-                Sub::Name(n) => n.as_str().as_bytes().cmp(name.as_bytes()),
+                Sub::Name(n) => n.as_bytes().cmp(name.as_bytes()),
                 _ => Ordering::Less,
             })
     }
