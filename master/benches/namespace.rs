@@ -32,17 +32,14 @@ fn build() -> (Namespace, f64) {
         fid += 1;
     }
     let ops: Vec<Op> = (0..DIRS * FILES_PER_DIR)
-        .map(|i| {
-            let op = Op::Create {
-                path: file_path(i / FILES_PER_DIR, i % FILES_PER_DIR),
-                exclusive: true,
-                replication: 3,
-                replication_given: false,
-                mode: 0o644,
-                fid: FileId(fid + i as u64),
-                time: 3,
-            };
-            op
+        .map(|i| Op::Create {
+            path: file_path(i / FILES_PER_DIR, i % FILES_PER_DIR),
+            exclusive: true,
+            replication: 3,
+            replication_given: false,
+            mode: 0o644,
+            fid: FileId(fid + i as u64),
+            time: 3,
         })
         .collect();
     let started = Instant::now();

@@ -39,6 +39,8 @@ pub struct PMap<K, V> {
     len: usize,
 }
 
+// Nodes always live behind an `Arc`; boxing the larger variant would cost a second allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone)]
 enum Node<K, V> {
     Leaf(Leaf<K, V>),

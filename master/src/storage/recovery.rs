@@ -184,10 +184,11 @@ fn remove_temp_files(dir: &Path) -> Result<(), StorageError> {
 /// by the oldest checkpoint kept. The current (newest) segment is never removed.
 pub fn prune(dir: &Path, keep: usize) -> Result<(), StorageError> {
     let checkpoints = list_checkpoints(dir)?;
-    let Some(oldest_kept) = checkpoints.iter().take(keep.max(1)).last() else {
+    let keep = keep.max(1);
+    let Some(oldest_kept) = checkpoints[..keep.min(checkpoints.len())].last() else {
         return Ok(());
     };
-    for old in checkpoints.iter().skip(keep.max(1)) {
+    for old in checkpoints.iter().skip(keep) {
         std::fs::remove_file(&old.path).map_err(StorageError::io(&old.path))?;
     }
     for pair in list_segments(dir)?.windows(2) {
