@@ -79,3 +79,10 @@ pub async fn accept_loop<F, Fut>(
     }
     connections.shutdown().await;
 }
+
+/// A call context whose deadline is `timeout` from now (tarpc's default is 10 s).
+pub fn context(timeout: std::time::Duration) -> tarpc::context::Context {
+    let mut ctx = tarpc::context::current();
+    ctx.deadline = std::time::Instant::now() + timeout;
+    ctx
+}

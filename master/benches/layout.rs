@@ -4,16 +4,16 @@
 //!
 //! `cargo bench -p kfs-master --bench layout` (add `-- random` to create in random name order).
 
-use kfs_common::FileId;
-use kfs_common::FileKind;
+mod support;
+
+use kfs_common::{FileId, FileKind};
 use kfs_master::namespace::Namespace;
-use kfs_master::namespace::op::Op;
 use kfs_master::namespace::record::{Fattr, Key, Val};
 use std::hint::black_box;
 use std::process::Command;
+use support::{DIRS, create, file_path, with_dirs};
 
 const FILES: usize = 1_000_000;
-const DIRS: usize = 1000;
 
 fn rss_bytes() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
@@ -36,33 +36,11 @@ fn order(random: bool) -> Vec<usize> {
     order
 }
 
-fn create_op(i: usize) -> Op {
-    Op::Create {
-        path: format!("/d{:04}/IMG_{:06}.jpg", i % DIRS, i / DIRS),
-        exclusive: true,
-        replication: 3,
-        replication_given: false,
-        mode: 0o644,
-        fid: FileId(10_000 + i as u64),
-        time: 3,
-    }
-}
-
-/// Builds a namespace of 1,000 directories; returns it after `FILES` creates in `order`.
+/// The benchmark namespace after `FILES` creates in `order`.
 fn build_namespace(order: &[usize]) -> Namespace {
-    let mut ns = Namespace::new(1);
-    for d in 0..DIRS {
-        let op = Op::Mkdir {
-            path: format!("/d{d:04}"),
-            parents: false,
-            mode: 0o755,
-            first_fid: FileId(2 + d as u64),
-            time: 2,
-        };
-        ns.apply(&op).unwrap();
-    }
+    let mut ns = with_dirs();
     for &i in order {
-        ns.apply(&create_op(i)).unwrap();
+        ns.apply(&create(file_path(i), 10_000 + i as u64)).unwrap();
     }
     ns
 }
@@ -70,10 +48,11 @@ fn build_namespace(order: &[usize]) -> Namespace {
 /// The two records a create adds, as the namespace would store them.
 fn records_of(i: usize) -> [(Key, Val); 2] {
     let fid = FileId(10_000 + i as u64);
-    let name = format!("IMG_{:06}.jpg", i / DIRS);
+    let path = file_path(i);
+    let name = path.rsplit('/').next().unwrap();
     [
         (
-            Key::dentry(FileId(2 + (i % DIRS) as u64), &name),
+            Key::dentry(FileId(2 + (i % DIRS) as u64), name),
             Val::Child {
                 fid,
                 kind: FileKind::File,

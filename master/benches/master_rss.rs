@@ -5,12 +5,12 @@
 //!
 //! `cargo bench -p kfs-master --bench master_rss`
 
-use kfs_common::proto::master::{CreateOptions, MasterServiceClient, MkdirOptions};
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use kfs_common::proto::master::{self, CreateOptions, MkdirOptions};
 use kfs_common::rpc;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tarpc::context;
 
 const DIRS: usize = 1000;
 const FILES: usize = 1_000_000;
@@ -22,39 +22,20 @@ fn rss_kib(pid: u32) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-fn ctx() -> context::Context {
-    let mut ctx = context::current();
-    ctx.deadline = Instant::now() + Duration::from_secs(120);
-    ctx
+fn ctx() -> tarpc::context::Context {
+    rpc::context(Duration::from_secs(120))
 }
 
 /// One run: returns (RSS growth per file in bytes, RSS after in MiB, creates/s).
 fn run() -> (f64, u64, f64) {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kfs-master"))
-        .args(["--listen", "127.0.0.1:0", "--meta-dir"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (mut child, addr) = support::spawn_master(env!("CARGO_BIN_EXE_kfs-master"), dir.path());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
     let (before, after, secs) = runtime.block_on(async {
-        let transport = rpc::connect(addr).await.unwrap();
-        let client = MasterServiceClient::new(tarpc::client::Config::default(), transport).spawn();
+        let client = master::connect(addr).await.unwrap();
         for d in 0..DIRS {
             client
                 .mkdir(ctx(), format!("/d{d:04}"), MkdirOptions::default())

@@ -4,53 +4,22 @@
 //!
 //! `cargo bench -p kfs-master --bench recovery` prints the median of 3 runs.
 
-use kfs_common::FileId;
-use kfs_master::namespace::Namespace;
+mod support;
+
 use kfs_master::namespace::op::Op;
 use kfs_master::storage::checkpoint::write_checkpoint;
 use kfs_master::storage::log::LogWriter;
 use kfs_master::storage::recovery::recover;
 use std::time::Instant;
+use support::{DIRS, create, file_path, median, with_dirs};
 
-const DIRS: usize = 1000;
 const FILES: usize = 1_000_000;
 const LOGGED: usize = 100_000;
 
-fn create(path: String, fid: u64) -> Op {
-    Op::Create {
-        path,
-        exclusive: true,
-        replication: 3,
-        replication_given: false,
-        mode: 0o644,
-        fid: FileId(fid),
-        time: 3,
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 fn main() {
-    let mut ns = Namespace::new(1);
-    for d in 0..DIRS {
-        let op = Op::Mkdir {
-            path: format!("/d{d:04}"),
-            parents: false,
-            mode: 0o755,
-            first_fid: FileId(2 + d as u64),
-            time: 2,
-        };
-        ns.apply(&op).unwrap();
-    }
+    let mut ns = with_dirs();
     for i in 0..FILES {
-        ns.apply(&create(
-            format!("/d{:04}/IMG_{:06}.jpg", i % DIRS, i / DIRS),
-            10_000 + i as u64,
-        ))
-        .unwrap();
+        ns.apply(&create(file_path(i), 10_000 + i as u64)).unwrap();
     }
     let mut write_s = Vec::new();
     let mut recover_s = Vec::new();
@@ -94,12 +63,12 @@ fn main() {
     println!(
         "| checkpoint write ({:.0} MB, fsynced) | {:.2} s | {} |",
         size as f64 / 1e6,
-        median(write_s.clone()),
+        median(&write_s),
         show(&write_s)
     );
     println!(
         "| recovery: checkpoint + {LOGGED} log records | {:.2} s | {} |",
-        median(recover_s.clone()),
+        median(&recover_s),
         show(&recover_s)
     );
 }

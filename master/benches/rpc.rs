@@ -6,14 +6,13 @@
 //!
 //! `cargo bench -p kfs-master --bench rpc` prints the median of 3 runs of 2 s each.
 
-use kfs_common::proto::master::{CreateOptions, MasterServiceClient, MkdirOptions};
+use kfs_common::proto::master::{self, CreateOptions, MasterServiceClient, MkdirOptions};
 use kfs_common::rpc;
 use kfs_master::MasterConfig;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tarpc::context;
 
 const RUN: Duration = Duration::from_secs(2);
 
@@ -24,15 +23,8 @@ enum Kind {
     Create,
 }
 
-async fn client(addr: SocketAddr) -> MasterServiceClient {
-    let transport = rpc::connect(addr).await.unwrap();
-    MasterServiceClient::new(tarpc::client::Config::default(), transport).spawn()
-}
-
-fn ctx() -> context::Context {
-    let mut ctx = context::current();
-    ctx.deadline = Instant::now() + Duration::from_secs(60);
-    ctx
+fn ctx() -> tarpc::context::Context {
+    rpc::context(Duration::from_secs(60))
 }
 
 /// Runs `clients` clients over `connections` connections doing `kind` for `RUN`; returns ops/s.
@@ -43,8 +35,10 @@ async fn measure(
     connections: usize,
     run: usize,
 ) -> f64 {
-    let pool: Vec<MasterServiceClient> =
-        futures::future::join_all((0..connections).map(|_| client(addr))).await;
+    let pool: Vec<MasterServiceClient> = futures::future::join_all(
+        (0..connections).map(|_| async move { master::connect(addr).await.unwrap() }),
+    )
+    .await;
     let conns: Vec<MasterServiceClient> = (0..clients)
         .map(|c| pool[c % connections].clone())
         .collect();

@@ -9,8 +9,7 @@
 //! directly.
 
 use kfs_common::proto::PROTOCOL_VERSION;
-use kfs_common::proto::master::{CreateOptions, MasterServiceClient, MkdirOptions};
-use kfs_common::rpc;
+use kfs_common::proto::master::{self, CreateOptions, MkdirOptions};
 use serde_bytes::ByteBuf;
 use tarpc::context;
 
@@ -20,8 +19,7 @@ async fn main() -> anyhow::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:20000".into())
         .parse()?;
-    let transport = rpc::connect(addr).await?;
-    let master = MasterServiceClient::new(tarpc::client::Config::default(), transport).spawn();
+    let master = master::connect(addr).await?;
     let info = master
         .handshake(context::current(), PROTOCOL_VERSION)
         .await??;

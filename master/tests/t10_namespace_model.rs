@@ -4,6 +4,8 @@
 //!
 //! `PROPTEST_CASES=5000 cargo test -p kfs-master --test t10_namespace_model` for a long run.
 
+mod support;
+
 use kfs_common::path;
 use kfs_common::proto::Timestamp;
 use kfs_common::proto::master::{FileAttr, REPLICATION_RANGE, RemoveSummary, SetAttr};
@@ -487,6 +489,19 @@ fn same_error(ns: &KfsError, model: &KfsError) -> bool {
     }
 }
 
+/// A read gives what the model gives: the same value, or the same error.
+fn same_read<T: std::fmt::Debug + PartialEq>(
+    action: &Action,
+    got: KfsResult<T>,
+    want: KfsResult<T>,
+) -> Result<(), TestCaseError> {
+    match (&got, &want) {
+        (Err(a), Err(b)) => prop_assert!(same_error(a, b), "{action:?}: {a:?} vs {b:?}"),
+        _ => prop_assert_eq!(got, want, "{:?}", action),
+    }
+    Ok(())
+}
+
 fn same_attr(attr: &FileAttr, n: &MNode) -> bool {
     (
         attr.kind,
@@ -625,26 +640,14 @@ fn run(actions: &[Action]) -> Result<(), TestCaseError> {
                         name: name.clone(),
                     })
                 });
-                let got = ns.get_xattr(p, name);
-                match (&got, &want) {
-                    (Err(a), Err(b)) => {
-                        prop_assert!(same_error(a, b), "{action:?}: {a:?} vs {b:?}")
-                    }
-                    _ => prop_assert_eq!(got, want),
-                }
+                same_read(action, ns.get_xattr(p, name), want)?;
                 continue;
             }
             Action::ListXattrs { path: p } => {
                 let want = model
                     .resolve(p)
                     .map(|n| n.xattrs.keys().cloned().collect::<Vec<_>>());
-                let got = ns.list_xattrs(p);
-                match (&got, &want) {
-                    (Err(a), Err(b)) => {
-                        prop_assert!(same_error(a, b), "{action:?}: {a:?} vs {b:?}")
-                    }
-                    _ => prop_assert_eq!(got, want),
-                }
+                same_read(action, ns.list_xattrs(p), want)?;
                 continue;
             }
             Action::Mkdir { path: p, parents } => {
@@ -799,15 +802,8 @@ fn run(actions: &[Action]) -> Result<(), TestCaseError> {
     compare_everything(&ns, &model)
 }
 
-fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(256), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: support::cases(256), ..ProptestConfig::default() })]
 
     #[test]
     fn namespace_agrees_with_reference_model(actions in proptest::collection::vec(action(), 1..120)) {

@@ -2,16 +2,18 @@
 //! metadata directory's lock, and concurrent mutations sharing fsyncs.
 
 use kfs_common::proto::PROTOCOL_VERSION;
+mod support;
+
 use kfs_common::proto::master::{
-    CreateOptions, MasterServiceClient, MkdirOptions, RemoveSummary, SetAttr,
+    self, CreateOptions, MasterServiceClient, MkdirOptions, RemoveSummary, SetAttr,
 };
-use kfs_common::{FileKind, KfsError, rpc};
+use kfs_common::{FileKind, KfsError};
 use kfs_master::{MasterConfig, MasterHandle, StartError};
 use serde_bytes::ByteBuf;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tarpc::context;
+use support::ctx;
 
 fn config(dir: &Path) -> MasterConfig {
     MasterConfig {
@@ -22,14 +24,7 @@ fn config(dir: &Path) -> MasterConfig {
 }
 
 async fn connect(master: &MasterHandle) -> MasterServiceClient {
-    let transport = rpc::connect(master.local_addr()).await.unwrap();
-    MasterServiceClient::new(tarpc::client::Config::default(), transport).spawn()
-}
-
-fn ctx() -> context::Context {
-    let mut ctx = context::current();
-    ctx.deadline = std::time::Instant::now() + Duration::from_secs(30);
-    ctx
+    master::connect(master.local_addr()).await.unwrap()
 }
 
 #[tokio::test]

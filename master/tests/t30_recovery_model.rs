@@ -8,6 +8,8 @@
 //!
 //! `PROPTEST_CASES=2000 cargo test -p kfs-master --test t30_recovery_model` for a long run.
 
+mod support;
+
 use kfs_common::FileId;
 use kfs_master::namespace::Namespace;
 use kfs_master::namespace::op::Op;
@@ -167,15 +169,8 @@ fn run(dir: &Path, steps: &[Step]) -> Run {
     }
 }
 
-fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(64), ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: support::cases(64), ..ProptestConfig::default() })]
 
     #[test]
     fn recovery_gives_exactly_the_live_state(steps in proptest::collection::vec(step(), 1..60)) {

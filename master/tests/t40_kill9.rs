@@ -4,53 +4,22 @@
 //!
 //! Bounds: start-up 30 s, the load until the kill 60 s, the clients' end after the kill 30 s.
 
-use kfs_common::proto::master::{CreateOptions, MasterServiceClient, MkdirOptions};
-use kfs_common::rpc;
-use std::io::{BufRead, BufReader};
+mod support;
+
+use kfs_common::proto::master::{self, CreateOptions, MasterServiceClient, MkdirOptions};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tarpc::context;
+use support::ctx;
 
-/// Starts `kfs-master` on a free loopback port; returns the child and the address it printed.
 fn spawn_master(meta_dir: &Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kfs-master"))
-        .args(["--listen", "127.0.0.1:0", "--meta-dir"])
-        .arg(meta_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start kfs-master");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("kfs-master did not report its address within 30 s");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .unwrap();
-    (child, addr)
+    support::spawn_master(env!("CARGO_BIN_EXE_kfs-master"), meta_dir)
 }
 
 async fn connect(addr: SocketAddr) -> MasterServiceClient {
-    let transport = rpc::connect(addr).await.expect("connect to the master");
-    MasterServiceClient::new(tarpc::client::Config::default(), transport).spawn()
-}
-
-fn ctx() -> context::Context {
-    let mut ctx = context::current();
-    ctx.deadline = Instant::now() + Duration::from_secs(20);
-    ctx
+    master::connect(addr).await.expect("connect to the master")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

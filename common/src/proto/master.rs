@@ -181,3 +181,10 @@ pub trait MasterService {
     /// Caller: clients and tools. Replies with the namespace counters. Read-only.
     async fn counters() -> Result<NamespaceCounters, KfsError>;
 }
+
+/// Connects to a master at `addr`. The client is cheap to clone; clones share the connection and
+/// may have many calls in flight on it.
+pub async fn connect(addr: std::net::SocketAddr) -> std::io::Result<MasterServiceClient> {
+    let transport = crate::rpc::connect(addr).await?;
+    Ok(MasterServiceClient::new(tarpc::client::Config::default(), transport).spawn())
+}

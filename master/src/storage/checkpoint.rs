@@ -11,7 +11,7 @@
 //! invariant; an error names the file and the byte offset.
 
 use super::frame::{self, FrameReader};
-use super::{StorageError, codec, sync_dir};
+use super::{StorageError, codec, numbered_files, numbered_name, sync_dir};
 use crate::namespace::Namespace;
 use crate::namespace::record::{Key, Val};
 use bincode::Options;
@@ -174,15 +174,11 @@ fn from_record(record: v1::Record) -> (Key, Val) {
     }
 }
 
-pub fn checkpoint_name(seq: u64) -> String {
-    format!("checkpoint-{seq:020}.kfsckpt")
-}
+const PREFIX: &str = "checkpoint-";
+const SUFFIX: &str = ".kfsckpt";
 
-fn parse_checkpoint_name(name: &str) -> Option<u64> {
-    name.strip_prefix("checkpoint-")?
-        .strip_suffix(".kfsckpt")?
-        .parse()
-        .ok()
+pub fn checkpoint_name(seq: u64) -> String {
+    numbered_name(PREFIX, seq, SUFFIX)
 }
 
 /// A checkpoint file on disk.
@@ -194,18 +190,11 @@ pub struct CheckpointFile {
 
 /// The checkpoints in `dir`, newest first.
 pub fn list_checkpoints(dir: &Path) -> Result<Vec<CheckpointFile>, StorageError> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(StorageError::io(dir))? {
-        let entry = entry.map_err(StorageError::io(dir))?;
-        if let Some(seq) = entry.file_name().to_str().and_then(parse_checkpoint_name) {
-            out.push(CheckpointFile {
-                path: entry.path(),
-                seq,
-            });
-        }
-    }
-    out.sort_by_key(|c| std::cmp::Reverse(c.seq));
-    Ok(out)
+    Ok(numbered_files(dir, PREFIX, SUFFIX)?
+        .into_iter()
+        .rev()
+        .map(|(path, seq)| CheckpointFile { path, seq })
+        .collect())
 }
 
 /// Writes the namespace as of op `seq` to `dir` and makes it durable; returns its path.

@@ -13,7 +13,7 @@
 //!   so that is the most a crash can leave torn at the end of the last segment.
 
 use super::frame::{self, FrameReader};
-use super::{StorageError, codec, sync_dir};
+use super::{StorageError, codec, numbered_files, numbered_name, sync_dir};
 use crate::namespace::op::Op;
 use bincode::Options;
 use serde::{Deserialize, Serialize};
@@ -45,15 +45,11 @@ struct LogRecordRef<'a> {
     op: &'a Op,
 }
 
-pub fn segment_name(first_seq: u64) -> String {
-    format!("log-{first_seq:020}.kfslog")
-}
+const PREFIX: &str = "log-";
+const SUFFIX: &str = ".kfslog";
 
-fn parse_segment_name(name: &str) -> Option<u64> {
-    name.strip_prefix("log-")?
-        .strip_suffix(".kfslog")?
-        .parse()
-        .ok()
+pub fn segment_name(first_seq: u64) -> String {
+    numbered_name(PREFIX, first_seq, SUFFIX)
 }
 
 fn encode_header(first_seq: u64) -> [u8; HEADER_LEN as usize] {
@@ -91,18 +87,10 @@ pub struct Segment {
 
 /// The segments in `dir`, oldest first.
 pub fn list_segments(dir: &Path) -> Result<Vec<Segment>, StorageError> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(StorageError::io(dir))? {
-        let entry = entry.map_err(StorageError::io(dir))?;
-        if let Some(first_seq) = entry.file_name().to_str().and_then(parse_segment_name) {
-            out.push(Segment {
-                path: entry.path(),
-                first_seq,
-            });
-        }
-    }
-    out.sort_by_key(|s| s.first_seq);
-    Ok(out)
+    Ok(numbered_files(dir, PREFIX, SUFFIX)?
+        .into_iter()
+        .map(|(path, first_seq)| Segment { path, first_seq })
+        .collect())
 }
 
 /// How reading a segment ended.

@@ -66,6 +66,34 @@ pub(crate) fn codec() -> impl bincode::Options + Copy {
         .reject_trailing_bytes()
 }
 
+/// The files in `dir` named `<prefix><number><suffix>`, as `(path, number)`, ascending by number.
+pub(crate) fn numbered_files(
+    dir: &Path,
+    prefix: &str,
+    suffix: &str,
+) -> Result<Vec<(PathBuf, u64)>, StorageError> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(StorageError::io(dir))? {
+        let entry = entry.map_err(StorageError::io(dir))?;
+        let number = entry.file_name().to_str().and_then(|name| {
+            name.strip_prefix(prefix)?
+                .strip_suffix(suffix)?
+                .parse()
+                .ok()
+        });
+        if let Some(number) = number {
+            out.push((entry.path(), number));
+        }
+    }
+    out.sort_by_key(|(_, number)| *number);
+    Ok(out)
+}
+
+/// The name [`numbered_files`] parses: the number zero-padded so names sort like numbers.
+pub(crate) fn numbered_name(prefix: &str, number: u64, suffix: &str) -> String {
+    format!("{prefix}{number:020}{suffix}")
+}
+
 /// Makes a directory's entries (a created, renamed or removed file) durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     File::open(dir)
