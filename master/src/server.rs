@@ -194,6 +194,18 @@ impl MasterHandle {
     }
 }
 
+impl Drop for MasterHandle {
+    /// A handle dropped without [`MasterHandle::shutdown`] still stops the committer before the
+    /// metadata directory's lock is released, so no other master can open the directory while
+    /// this one might write to it.
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop_accepting.take() {
+            let _ = stop.send(());
+            self.state.committer.stop();
+        }
+    }
+}
+
 impl MasterServer {
     fn read<T>(
         &self,

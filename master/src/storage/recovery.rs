@@ -30,7 +30,8 @@ pub struct Recovered {
     pub checkpoint_seq: u64,
     /// Log records applied after the checkpoint.
     pub replayed: u64,
-    /// Newer checkpoints that could not be read (recovery fell back to an older one).
+    /// Newer checkpoints that could not be read: recovery fell back to an older one and renamed
+    /// them to `*.kfsckpt.corrupt`.
     pub skipped_checkpoints: Vec<StorageError>,
     /// What was cut off the end of the log, if anything.
     pub torn_tail: Option<String>,
@@ -82,6 +83,12 @@ pub fn recover(dir: &Path, now: Timestamp) -> Result<Recovered, StorageError> {
     let Some((checkpoint, checkpoint_seq, mut ns)) = loaded else {
         return Err(skipped.remove(0));
     };
+    // Set unreadable newer checkpoints aside (kept for the operator to look at), so they are
+    // neither counted among the checkpoints kept nor tried again.
+    for bad in checkpoints.iter().take_while(|c| c.seq > checkpoint_seq) {
+        let aside = bad.path.with_extension("kfsckpt.corrupt");
+        std::fs::rename(&bad.path, &aside).map_err(StorageError::io(&bad.path))?;
+    }
 
     // Segments wholly at or before the checkpoint need not be read.
     let first_needed = segments
