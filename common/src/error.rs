@@ -32,11 +32,11 @@ pub enum KfsError {
     NoSuchXattr { path: String, name: String },
     #[error("Invalid argument: {0}")]
     InvalidArgument(String),
-    #[error("Stale version of {chunk}: replica has {have}, current is {current}")]
+    #[error("Stale version of {chunk}: expected {expected}, found {found}")]
     StaleVersion {
         chunk: ChunkId,
-        have: ChunkVersion,
-        current: ChunkVersion,
+        expected: ChunkVersion,
+        found: ChunkVersion,
     },
     #[error("Lease on {chunk} expired")]
     LeaseExpired { chunk: ChunkId },
@@ -48,6 +48,10 @@ pub enum KfsError {
     Unavailable(String),
     #[error("Incompatible protocol: peer speaks version {theirs}, this build speaks {ours}")]
     IncompatibleProtocol { ours: u32, theirs: u32 },
+    #[error("No such chunk: {chunk}")]
+    NoSuchChunk { chunk: ChunkId },
+    #[error("Corrupt replica of {chunk}: {reason}")]
+    CorruptReplica { chunk: ChunkId, reason: String },
     #[error("I/O error: {0}")]
     Io(String),
     #[error("Internal error: {0}")]
@@ -147,8 +151,8 @@ mod tests {
     fn errors_survive_the_wire() {
         let e = KfsError::StaleVersion {
             chunk: ChunkId(4),
-            have: ChunkVersion(1),
-            current: ChunkVersion(2),
+            expected: ChunkVersion(2),
+            found: ChunkVersion(1),
         };
         let bytes = bincode::serialize(&e).unwrap();
         let back: KfsError = bincode::deserialize(&bytes).unwrap();
@@ -156,7 +160,7 @@ mod tests {
         assert!(back.is_retryable());
         assert_eq!(
             back.to_string(),
-            "Stale version of chunk:4: replica has v1, current is v2"
+            "Stale version of chunk:4: expected v2, found v1"
         );
     }
 }

@@ -31,18 +31,52 @@ where
     tarpc::serde_transport::new(framed, Bincode::default())
 }
 
-/// Connects to `addr` and returns the transport for a tarpc client.
-pub async fn connect<In, Out>(addr: SocketAddr) -> std::io::Result<TcpTransport<In, Out>>
+/// The service a connection speaks: the first byte a client sends, so one port serves several
+/// services (the master serves clients and chunkservers on one address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Service {
+    /// Client → master namespace calls (`proto::master`).
+    Master = 1,
+    /// Chunkserver → master registration and heartbeats (`proto::cluster`).
+    Cluster = 2,
+    /// Client or chunkserver → chunkserver data calls (`proto::chunk`).
+    Chunk = 3,
+}
+
+impl Service {
+    fn from_byte(b: u8) -> Option<Service> {
+        match b {
+            1 => Some(Service::Master),
+            2 => Some(Service::Cluster),
+            3 => Some(Service::Chunk),
+            _ => None,
+        }
+    }
+}
+
+/// How long a new connection may take to say which service it wants.
+const SERVICE_TAG_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Connects to `service` at `addr` and returns the transport for a tarpc client.
+pub async fn connect<In, Out>(
+    addr: SocketAddr,
+    service: Service,
+) -> std::io::Result<TcpTransport<In, Out>>
 where
     In: DeserializeOwned,
     Out: Serialize,
 {
-    Ok(transport(TcpStream::connect(addr).await?))
+    use tokio::io::AsyncWriteExt;
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.write_all(&[service as u8]).await?;
+    Ok(transport(stream))
 }
 
-/// Accepts connections on `listener` until `shutdown` completes, running `on_connection` for each
-/// one as its own task; when `shutdown` completes, every connection is closed. A service runs a
-/// tarpc channel per connection, e.g.
+/// Accepts connections on `listener` until `shutdown` completes. Each connection runs as its own
+/// task: it first names its [`Service`], then `on_connection` serves it (a connection naming an
+/// unknown service, or none within 10 s, is closed). When `shutdown` completes, every connection
+/// is closed. A service runs a tarpc channel per connection, e.g.
 /// `BaseChannel::with_defaults(rpc::transport(stream)).execute(server.serve())`, so one
 /// connection multiplexes many calls in flight.
 pub async fn accept_loop<F, Fut>(
@@ -50,9 +84,11 @@ pub async fn accept_loop<F, Fut>(
     shutdown: impl Future<Output = ()>,
     on_connection: F,
 ) where
-    F: Fn(TcpStream) -> Fut,
+    F: Fn(Service, TcpStream) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    use tokio::io::AsyncReadExt;
+    let on_connection = std::sync::Arc::new(on_connection);
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -61,12 +97,18 @@ pub async fn accept_loop<F, Fut>(
             // Reap finished connections so the set does not grow without bound.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    tracing::debug!(%peer, "connection accepted");
-                    let connection = on_connection(stream);
+                Ok((mut stream, peer)) => {
+                    let on_connection = on_connection.clone();
                     connections.spawn(async move {
-                        connection.await;
-                        tracing::debug!(%peer, "connection closed");
+                        let mut tag = [0u8; 1];
+                        let read = tokio::time::timeout(SERVICE_TAG_TIMEOUT, stream.read_exact(&mut tag)).await;
+                        let Some(service) = read.ok().and_then(Result::ok).and_then(|_| Service::from_byte(tag[0])) else {
+                            tracing::warn!(%peer, tag = tag[0], "connection closed: it named no known service");
+                            return;
+                        };
+                        tracing::debug!(%peer, ?service, "connection accepted");
+                        on_connection(service, stream).await;
+                        tracing::debug!(%peer, ?service, "connection closed");
                     });
                 }
                 Err(e) => {

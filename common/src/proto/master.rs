@@ -185,6 +185,6 @@ pub trait MasterService {
 /// Connects to a master at `addr`. The client is cheap to clone; clones share the connection and
 /// may have many calls in flight on it.
 pub async fn connect(addr: std::net::SocketAddr) -> std::io::Result<MasterServiceClient> {
-    let transport = crate::rpc::connect(addr).await?;
+    let transport = crate::rpc::connect(addr, crate::rpc::Service::Master).await?;
     Ok(MasterServiceClient::new(tarpc::client::Config::default(), transport).spawn())
 }

@@ -7,6 +7,8 @@
 //! Invariant: every byte payload is `serde_bytes`-typed (a `Vec<u8>` goes through serde element by
 //! element, ten times slower).
 
+pub mod chunk;
+pub mod cluster;
 pub mod master;
 
 /// Version of this protocol. Peers exchange it in their first call and refuse a mismatch with

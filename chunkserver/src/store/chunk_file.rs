@@ -1,0 +1,343 @@
+//! One chunk replica on disk: its file format and the blocking operations on it.
+//!
+//! ```text
+//! c<chunk id, 16 hex digits>_v<version>.kfschunk
+//! [0, 64)        fields: magic "KFSCHUNK", format, block size, chunk id, crc32c of the fields
+//! [64, 8192)     crc32c of each 64 KiB block of data, 4 bytes each (2032 blocks: 127 MiB)
+//! [8192, ...)    data; the chunk's length is the file's length minus 8192
+//! ```
+//! The version lives in the file name, so changing it is one atomic `rename`. Data starts on a
+//! 4 KiB boundary, and reads fill 4 KiB-aligned buffers, so copies out of the page cache keep the
+//! alignment that makes them fast.
+//!
+//! Invariants:
+//! - every block of data has its checksum in the table, computed over the block's bytes up to the
+//!   chunk's length (the last block may be short);
+//! - a read returns bytes only from blocks whose checksum matched; any mismatch is an error;
+//! - a write puts data first and checksums second, and verifies every old block it merges new
+//!   bytes into, so a write cut short by a crash leaves a mismatch that reads report, never a
+//!   block that passes with wrong bytes, and corruption is never laundered into a fresh checksum.
+
+use super::aligned::{AlignedBuf, aligned_zeroed};
+use super::io::FileIo;
+use kfs_common::{ChunkId, ChunkVersion};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::Path;
+
+/// Bytes covered by one checksum.
+pub const BLOCK_LEN: usize = 64 * 1024;
+/// Bytes before the data: fields and the checksum table.
+pub const HEADER_LEN: u64 = 8192;
+const FIELDS_LEN: usize = 64;
+/// Blocks the checksum table holds.
+pub const MAX_BLOCKS: usize = (HEADER_LEN as usize - FIELDS_LEN) / 4;
+/// Largest chunk this format holds.
+pub const MAX_CHUNK_LEN: u64 = (MAX_BLOCKS * BLOCK_LEN) as u64;
+const MAGIC: &[u8; 8] = b"KFSCHUNK";
+/// Version of the chunk file format written by this build.
+pub const FORMAT: u32 = 1;
+const SUFFIX: &str = ".kfschunk";
+
+/// What went wrong with a chunk file.
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// A block's bytes do not match its checksum.
+    #[error("checksum mismatch in the block at byte {offset}")]
+    Checksum { offset: u64 },
+    /// The file is not a whole chunk file (a crash while creating it, or damage to its header).
+    #[error("damaged chunk file: {0}")]
+    Damaged(String),
+    #[error("write ends at byte {end}, past the largest chunk ({MAX_CHUNK_LEN} bytes)")]
+    TooLarge { end: u64 },
+}
+
+pub fn file_name(chunk: ChunkId, version: ChunkVersion) -> String {
+    format!("c{:016x}_v{}{SUFFIX}", chunk.0, version.0)
+}
+
+/// The chunk and version a file name stands for.
+pub fn parse_file_name(name: &str) -> Option<(ChunkId, ChunkVersion)> {
+    let rest = name.strip_prefix('c')?.strip_suffix(SUFFIX)?;
+    let (id, version) = rest.split_once("_v")?;
+    if id.len() != 16 {
+        return None;
+    }
+    Some((
+        ChunkId(u64::from_str_radix(id, 16).ok()?),
+        ChunkVersion(version.parse().ok()?),
+    ))
+}
+
+fn fields(chunk: ChunkId) -> [u8; FIELDS_LEN] {
+    let mut f = [0u8; FIELDS_LEN];
+    f[..8].copy_from_slice(MAGIC);
+    f[8..12].copy_from_slice(&FORMAT.to_le_bytes());
+    f[12..16].copy_from_slice(&(BLOCK_LEN as u32).to_le_bytes());
+    f[16..24].copy_from_slice(&chunk.0.to_le_bytes());
+    let crc = crc32c::crc32c(&f[..60]);
+    f[60..64].copy_from_slice(&crc.to_le_bytes());
+    f
+}
+
+fn check_fields(f: &[u8; FIELDS_LEN], chunk: ChunkId) -> Result<(), ChunkError> {
+    let damaged = |why: &str| Err(ChunkError::Damaged(why.to_string()));
+    if &f[..8] != MAGIC {
+        return damaged("not a chunk file (bad magic)");
+    }
+    if crc32c::crc32c(&f[..60]).to_le_bytes() != f[60..64] {
+        return damaged("header checksum mismatch");
+    }
+    let format = u32::from_le_bytes(f[8..12].try_into().expect("4 bytes"));
+    if format != FORMAT {
+        return Err(ChunkError::Damaged(format!(
+            "format {format} is not supported by this build ({FORMAT})"
+        )));
+    }
+    if u32::from_le_bytes(f[12..16].try_into().expect("4 bytes")) as usize != BLOCK_LEN {
+        return damaged("unexpected block size");
+    }
+    if u64::from_le_bytes(f[16..24].try_into().expect("8 bytes")) != chunk.0 {
+        return damaged("the header names another chunk");
+    }
+    Ok(())
+}
+
+fn length_of(file: &File) -> Result<u64, ChunkError> {
+    let size = file.metadata()?.len();
+    if size < HEADER_LEN || size - HEADER_LEN > MAX_CHUNK_LEN {
+        return Err(ChunkError::Damaged(format!("impossible file size {size}")));
+    }
+    Ok(size - HEADER_LEN)
+}
+
+fn crc_of(block: &[u8]) -> [u8; 4] {
+    crc32c::crc32c(block).to_le_bytes()
+}
+
+/// Creates an empty chunk file (no fsync: durability comes with [`sync`]).
+pub fn create(io: &dyn FileIo, path: &Path, chunk: ChunkId) -> Result<(), ChunkError> {
+    let file = OpenOptions::new().write(true).create_new(true).open(path)?;
+    let mut header = vec![0u8; HEADER_LEN as usize];
+    header[..FIELDS_LEN].copy_from_slice(&fields(chunk));
+    io.write_at(&file, &header, 0)?;
+    Ok(())
+}
+
+/// Checks a chunk file's header and size; returns its length.
+pub fn check(io: &dyn FileIo, path: &Path, chunk: ChunkId) -> Result<u64, ChunkError> {
+    let file = File::open(path)?;
+    let length = length_of(&file)?;
+    let mut f = [0u8; FIELDS_LEN];
+    io.read_at(&file, &mut f, 0)?;
+    check_fields(&f, chunk)?;
+    Ok(length)
+}
+
+/// Reads and verifies the blocks `[first, last]`; returns their bytes (up to the chunk's
+/// length) in a 4 KiB-aligned buffer.
+fn read_blocks(
+    io: &dyn FileIo,
+    file: &File,
+    length: u64,
+    first: u64,
+    last: u64,
+) -> Result<AlignedBuf, ChunkError> {
+    let start = first * BLOCK_LEN as u64;
+    let end = ((last + 1) * BLOCK_LEN as u64).min(length);
+    let mut crcs = vec![0u8; ((last - first + 1) * 4) as usize];
+    io.read_at(file, &mut crcs, FIELDS_LEN as u64 + first * 4)?;
+    let mut data = aligned_zeroed((end - start) as usize);
+    io.read_at(file, &mut data, HEADER_LEN + start)?;
+    for (i, (block, crc)) in data.chunks(BLOCK_LEN).zip(crcs.chunks(4)).enumerate() {
+        if crc_of(block) != crc {
+            return Err(ChunkError::Checksum {
+                offset: start + (i * BLOCK_LEN) as u64,
+            });
+        }
+    }
+    Ok(data)
+}
+
+/// Reads up to `len` bytes from `offset`, verifying every block touched. Returns the blocks'
+/// bytes and the range of them that was asked for (empty past the end of the chunk).
+pub fn read(
+    io: &dyn FileIo,
+    path: &Path,
+    offset: u64,
+    len: u64,
+) -> Result<(AlignedBuf, std::ops::Range<usize>), ChunkError> {
+    let file = File::open(path)?;
+    let length = length_of(&file)?;
+    if offset >= length || len == 0 {
+        return Ok((aligned_zeroed(0), 0..0));
+    }
+    let end = (offset + len).min(length);
+    let first = offset / BLOCK_LEN as u64;
+    let last = (end - 1) / BLOCK_LEN as u64;
+    let data = read_blocks(io, &file, length, first, last)?;
+    let base = first * BLOCK_LEN as u64;
+    Ok((data, (offset - base) as usize..(end - base) as usize))
+}
+
+/// Writes `data` at `offset` (bytes between the old end and `offset` read as zeros); returns the
+/// chunk's new length.
+pub fn write(io: &dyn FileIo, path: &Path, offset: u64, data: &[u8]) -> Result<u64, ChunkError> {
+    let end = offset + data.len() as u64;
+    if end > MAX_CHUNK_LEN {
+        return Err(ChunkError::TooLarge { end });
+    }
+    let file = OpenOptions::new().read(true).write(true).open(path)?;
+    let length = length_of(&file)?;
+    if data.is_empty() {
+        return Ok(length);
+    }
+    let new_length = length.max(end);
+    let block = BLOCK_LEN as u64;
+    // Blocks whose checksums change: from the one holding `offset` (or, when writing past the
+    // end, the old last block, which gains zeros) to the one holding the last byte written.
+    let first = offset.min(length) / block;
+    let last = (end - 1) / block;
+    let start = first * block;
+    let region_end = ((last + 1) * block).min(new_length);
+
+    let crcs: Vec<u8> = if start == offset && region_end == end {
+        // Whole blocks, or a run that ends at the new end of the chunk: write the caller's bytes
+        // as they are.
+        io.write_at(&file, data, HEADER_LEN + offset)?;
+        data.chunks(BLOCK_LEN).flat_map(crc_of).collect()
+    } else {
+        let mut region = aligned_zeroed((region_end - start) as usize);
+        for b in first..=last {
+            let (bs, be) = (b * block, ((b + 1) * block).min(new_length));
+            let covered = offset <= bs && end >= be;
+            if bs < length && !covered {
+                // Old bytes stay in this block: verify them before giving them a new checksum.
+                let old = read_blocks(io, &file, length, b, b)?;
+                let at = (bs - start) as usize;
+                region[at..at + old.len()].copy_from_slice(&old);
+            }
+        }
+        let at = (offset - start) as usize;
+        region[at..at + data.len()].copy_from_slice(data);
+        io.write_at(&file, &region, HEADER_LEN + start)?;
+        region.chunks(BLOCK_LEN).flat_map(crc_of).collect()
+    };
+    io.write_at(&file, &crcs, FIELDS_LEN as u64 + first * 4)?;
+    Ok(new_length)
+}
+
+/// Makes the chunk's data durable.
+pub fn sync(io: &dyn FileIo, path: &Path) -> Result<(), ChunkError> {
+    let file = File::open(path)?;
+    io.sync(&file)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::io::RealIo;
+
+    #[test]
+    fn names_round_trip() {
+        let name = file_name(ChunkId(0xabc), ChunkVersion(7));
+        assert_eq!(name, "c0000000000000abc_v7.kfschunk");
+        assert_eq!(
+            parse_file_name(&name),
+            Some((ChunkId(0xabc), ChunkVersion(7)))
+        );
+        assert_eq!(parse_file_name("c12_v1.kfschunk"), None);
+        assert_eq!(parse_file_name("c0000000000000abc_v7.kfschunk.tmp"), None);
+    }
+
+    #[test]
+    fn writes_at_any_offset_read_back_with_holes_as_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(file_name(ChunkId(1), ChunkVersion(1)));
+        create(&RealIo, &path, ChunkId(1)).unwrap();
+        assert_eq!(check(&RealIo, &path, ChunkId(1)).unwrap(), 0);
+        let mut model = vec![0u8; 0];
+        let writes: [(u64, usize, u8); 6] = [
+            (0, 100, 1),
+            (BLOCK_LEN as u64 - 10, 30, 2),
+            (3 * BLOCK_LEN as u64 + 5, 7, 3),
+            (BLOCK_LEN as u64, BLOCK_LEN, 4),
+            (50, 2 * BLOCK_LEN, 5),
+            (0, 0, 6),
+        ];
+        for (offset, len, byte) in writes {
+            let data = vec![byte; len];
+            let new_len = write(&RealIo, &path, offset, &data).unwrap();
+            let end = offset as usize + len;
+            if model.len() < end {
+                model.resize(end, 0);
+            }
+            model[offset as usize..end].copy_from_slice(&data);
+            assert_eq!(new_len, model.len() as u64);
+            let (buf, range) = read(&RealIo, &path, 0, u64::MAX / 2).unwrap();
+            assert!(
+                buf[range] == model[..],
+                "after writing {len} bytes at {offset}"
+            );
+        }
+        let (buf, range) = read(&RealIo, &path, 3 * BLOCK_LEN as u64, 8).unwrap();
+        assert_eq!(&buf[range], &model[3 * BLOCK_LEN..3 * BLOCK_LEN + 8]);
+        let (_, range) = read(&RealIo, &path, model.len() as u64, 10).unwrap();
+        assert!(range.is_empty());
+        assert!(matches!(
+            write(&RealIo, &path, MAX_CHUNK_LEN - 1, b"xy"),
+            Err(ChunkError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn a_flipped_bit_on_disk_fails_the_read_of_its_block_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(file_name(ChunkId(2), ChunkVersion(1)));
+        create(&RealIo, &path, ChunkId(2)).unwrap();
+        write(&RealIo, &path, 0, &vec![9u8; 3 * BLOCK_LEN]).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[HEADER_LEN as usize + BLOCK_LEN + 77] ^= 4;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(read(&RealIo, &path, 0, BLOCK_LEN as u64).is_ok());
+        assert!(matches!(
+            read(&RealIo, &path, 0, 3 * BLOCK_LEN as u64),
+            Err(ChunkError::Checksum { offset }) if offset == BLOCK_LEN as u64
+        ));
+        // A partial write into the damaged block refuses to give it a fresh checksum.
+        assert!(matches!(
+            write(&RealIo, &path, BLOCK_LEN as u64 + 1, b"x"),
+            Err(ChunkError::Checksum { .. })
+        ));
+        // Overwriting the whole block replaces the bad bytes.
+        write(&RealIo, &path, BLOCK_LEN as u64, &vec![1u8; BLOCK_LEN]).unwrap();
+        assert!(read(&RealIo, &path, 0, 3 * BLOCK_LEN as u64).is_ok());
+    }
+
+    #[test]
+    fn damaged_headers_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(file_name(ChunkId(3), ChunkVersion(1)));
+        std::fs::write(&path, b"short").unwrap();
+        assert!(matches!(
+            check(&RealIo, &path, ChunkId(3)),
+            Err(ChunkError::Damaged(_))
+        ));
+        std::fs::remove_file(&path).unwrap();
+        create(&RealIo, &path, ChunkId(3)).unwrap();
+        assert!(matches!(
+            check(&RealIo, &path, ChunkId(4)),
+            Err(ChunkError::Damaged(_))
+        ));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[20] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            check(&RealIo, &path, ChunkId(3)),
+            Err(ChunkError::Damaged(_))
+        ));
+    }
+}

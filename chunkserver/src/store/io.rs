@@ -1,0 +1,113 @@
+//! The file I/O primitives of the chunk store, behind a trait so tests can inject faults.
+//!
+//! [`RealIo`] is positional I/O on a `File`. [`FaultyIo`] wraps it and, on request, flips a bit
+//! in the next read, tears the next write (writes a prefix, then fails as a crash would), or
+//! fails every call with an error (a dying disk).
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::Mutex;
+
+/// Positional file I/O.
+pub trait FileIo: Send + Sync + 'static {
+    /// Fills `buf` from `offset`; an end of file before `buf` is full is an error.
+    fn read_at(&self, file: &File, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Writes all of `buf` at `offset`.
+    fn write_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Makes the file's data durable.
+    fn sync(&self, file: &File) -> io::Result<()>;
+}
+
+/// The operating system's I/O.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RealIo;
+
+impl FileIo for RealIo {
+    fn read_at(&self, file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        file.read_exact_at(buf, offset)
+    }
+
+    fn write_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+        file.write_all_at(buf, offset)
+    }
+
+    fn sync(&self, file: &File) -> io::Result<()> {
+        file.sync_data()
+    }
+}
+
+/// Faults [`FaultyIo`] injects; each one-shot fault clears itself when it fires.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// Flip this bit (counted from the start of the buffer) of the next read.
+    pub flip_bit_in_next_read: Option<usize>,
+    /// Write only this many bytes of the next write, then fail.
+    pub tear_next_write_after: Option<usize>,
+    /// Fail every call with this error kind.
+    pub fail_everything: Option<io::ErrorKind>,
+}
+
+/// [`RealIo`] with injectable faults.
+#[derive(Debug, Default)]
+pub struct FaultyIo {
+    faults: Mutex<Faults>,
+}
+
+impl FaultyIo {
+    pub fn new() -> FaultyIo {
+        FaultyIo::default()
+    }
+
+    /// Changes the faults to inject.
+    pub fn set(&self, change: impl FnOnce(&mut Faults)) {
+        change(&mut self.faults.lock().expect("faults lock"));
+    }
+
+    fn failing(&self) -> io::Result<()> {
+        match self.faults.lock().expect("faults lock").fail_everything {
+            Some(kind) => Err(io::Error::new(kind, "injected I/O failure")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl FileIo for FaultyIo {
+    fn read_at(&self, file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.failing()?;
+        RealIo.read_at(file, buf, offset)?;
+        if let Some(bit) = self
+            .faults
+            .lock()
+            .expect("faults lock")
+            .flip_bit_in_next_read
+            .take()
+            && bit / 8 < buf.len()
+        {
+            buf[bit / 8] ^= 1 << (bit % 8);
+        }
+        Ok(())
+    }
+
+    fn write_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.failing()?;
+        let tear = self
+            .faults
+            .lock()
+            .expect("faults lock")
+            .tear_next_write_after
+            .take();
+        match tear {
+            Some(prefix) => {
+                RealIo.write_at(file, &buf[..prefix.min(buf.len())], offset)?;
+                Err(io::Error::other("injected torn write"))
+            }
+            None => RealIo.write_at(file, buf, offset),
+        }
+    }
+
+    fn sync(&self, file: &File) -> io::Result<()> {
+        self.failing()?;
+        RealIo.sync(file)
+    }
+}
