@@ -173,20 +173,18 @@ impl Harness {
                 let got = self
                     .rt
                     .block_on(self.store.create(Self::id(c), ChunkVersion(1)));
-                if self.model.contains_key(&c) {
-                    prop_assert!(
+                match self.model.entry(c) {
+                    std::collections::btree_map::Entry::Occupied(_) => prop_assert!(
                         matches!(got, Err(KfsError::AlreadyExists { .. })),
                         "{got:?}"
-                    );
-                } else {
-                    prop_assert!(got.is_ok(), "{got:?}");
-                    self.model.insert(
-                        c,
-                        MChunk {
+                    ),
+                    std::collections::btree_map::Entry::Vacant(slot) => {
+                        prop_assert!(got.is_ok(), "{got:?}");
+                        slot.insert(MChunk {
                             version: 1,
                             ..Default::default()
-                        },
-                    );
+                        });
+                    }
                 }
             }
             Step::Write {
