@@ -31,6 +31,12 @@ use tokio::sync::oneshot;
 /// The namespace shared by readers (RPC handlers) and the committer (the only writer).
 pub type SharedNamespace = Arc<RwLock<Namespace>>;
 
+/// Told of every op the committer applied, in log order, before the op's caller is answered (so
+/// state derived from the namespace is up to date when a client acts on the reply).
+pub trait Observer: Send + Sync + 'static {
+    fn applied(&self, op: &Op, result: &KfsResult<Applied>);
+}
+
 /// When to write checkpoints and how large log segments grow.
 #[derive(Clone, Debug)]
 pub struct CommitterConfig {
@@ -72,14 +78,19 @@ const MAX_BATCH_OPS: usize = 4096;
 const IDLE_TICK: Duration = Duration::from_millis(500);
 
 impl Committer {
-    /// Starts the committer over `ns`, appending to `writer`.
-    pub fn start(ns: SharedNamespace, writer: LogWriter, config: CommitterConfig) -> Committer {
+    /// Starts the committer over `ns`, appending to `writer`, telling `observer` of every op.
+    pub fn start(
+        ns: SharedNamespace,
+        writer: LogWriter,
+        config: CommitterConfig,
+        observer: Arc<dyn Observer>,
+    ) -> Committer {
         let (tx, rx) = std::sync::mpsc::channel();
         let stats = Arc::new(CommitStats::default());
         let thread_stats = stats.clone();
         let thread = std::thread::Builder::new()
             .name("kfs-commit".into())
-            .spawn(move || run(rx, ns, writer, config, thread_stats))
+            .spawn(move || run(rx, ns, writer, config, thread_stats, observer))
             .expect("spawn the commit thread");
         Committer {
             tx: Mutex::new(tx),
@@ -126,6 +137,7 @@ fn run(
     mut writer: LogWriter,
     config: CommitterConfig,
     stats: Arc<CommitStats>,
+    observer: Arc<dyn Observer>,
 ) {
     let checkpointer = Checkpointer::start(config.clone(), stats.clone());
     let mut broken: Option<String> = None;
@@ -153,7 +165,14 @@ fn run(
         }
         if !batch.is_empty() {
             since_checkpoint += batch.len() as u64;
-            commit_batch(&mut batch, &ns, &mut writer, &mut broken, &stats);
+            commit_batch(
+                &mut batch,
+                &ns,
+                &mut writer,
+                &mut broken,
+                &stats,
+                observer.as_ref(),
+            );
         }
         if broken.is_some() {
             continue;
@@ -190,6 +209,7 @@ fn commit_batch(
     writer: &mut LogWriter,
     broken: &mut Option<String>,
     stats: &CommitStats,
+    observer: &dyn Observer,
 ) {
     if let Some(reason) = broken {
         for (_, reply) in batch.drain(..) {
@@ -205,6 +225,9 @@ fn commit_batch(
             };
             stats.batches.fetch_add(1, Ordering::Relaxed);
             stats.ops.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            for ((op, _), result) in batch.iter().zip(&results) {
+                observer.applied(op, result);
+            }
             for ((_, reply), result) in batch.drain(..).zip(results) {
                 let _ = reply.send(result);
             }

@@ -25,6 +25,11 @@ pub struct MasterConfig {
     pub keep_checkpoints: usize,
     /// A log segment is closed and a new one started past this size. Default 64 MiB.
     pub log_segment_bytes: u64,
+    /// How often chunkservers send heartbeats, in milliseconds. Default 3,000.
+    pub heartbeat_interval_ms: u64,
+    /// A chunkserver silent for this many milliseconds is declared dead and its replicas no
+    /// longer count. Default 30,000.
+    pub chunkserver_timeout_ms: u64,
 }
 
 impl Default for MasterConfig {
@@ -37,6 +42,8 @@ impl Default for MasterConfig {
             checkpoint_interval_secs: 600,
             keep_checkpoints: 2,
             log_segment_bytes: 64 << 20,
+            heartbeat_interval_ms: 3_000,
+            chunkserver_timeout_ms: 30_000,
         }
     }
 }
@@ -87,6 +94,15 @@ impl MasterConfig {
         }
         if self.keep_checkpoints == 0 {
             return invalid("keep_checkpoints must be at least 1".into());
+        }
+        if self.heartbeat_interval_ms == 0 {
+            return invalid("heartbeat_interval_ms must be at least 1".into());
+        }
+        if self.chunkserver_timeout_ms <= self.heartbeat_interval_ms {
+            return invalid(format!(
+                "chunkserver_timeout_ms {} must exceed heartbeat_interval_ms {}",
+                self.chunkserver_timeout_ms, self.heartbeat_interval_ms
+            ));
         }
         if self.log_segment_bytes < 1 << 20 {
             return invalid(format!(

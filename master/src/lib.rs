@@ -3,13 +3,16 @@
 //! - [`tree`]: the persistent B+ tree that holds the namespace (cheap clones for checkpoints).
 //! - [`namespace`]: the namespace as a synchronous state machine: records, ops, reads, invariants.
 //! - [`storage`]: log segments, checkpoints, recovery, the metadata directory's lock.
+//! - [`chunks`]: where every chunk is, learned from chunkserver reports (never persisted).
 //! - [`committer`]: group commit (one fsync for many ops) and checkpoint scheduling.
-//! - [`server`]: start-up, the `MasterService` RPC implementation, shutdown.
+//! - [`server`]: start-up, the `MasterService` and `ClusterService` RPC implementations,
+//!   chunkserver expiry, shutdown.
 //! - [`config`]: the master's configuration.
 //!
 //! Architecture invariant: an op is applied to the namespace and acknowledged only after its log
 //! record is durable, and the namespace always equals the newest checkpoint plus the log after it.
 
+pub mod chunks;
 pub mod committer;
 pub mod config;
 pub mod namespace;

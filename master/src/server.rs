@@ -9,25 +9,30 @@
 //! that cannot succeed, or changes nothing, costs no log write) and then go through the
 //! [`Committer`], which answers after the op is durable and applied.
 
+use crate::chunks::{ChunkMap, ChunkTiming};
 use crate::committer::{CommitStats, Committer, CommitterConfig, SharedNamespace};
 use crate::config::{ConfigError, MasterConfig};
-use crate::namespace::op::{Op, Prepared, Reply};
+use crate::namespace::op::{Applied, Op, Prepared, Reply};
 use crate::namespace::{DEFAULT_DIR_MODE, DEFAULT_FILE_MODE};
 use crate::storage::log::LogWriter;
 use crate::storage::recovery::recover;
 use crate::storage::{MetaDirLock, StorageError, lock_meta_dir};
 use futures::StreamExt;
+use kfs_common::proto::cluster::{
+    ClusterService, HeartbeatReply, HeartbeatRequest, HelloReply, HelloRequest,
+};
 use kfs_common::proto::master::{
-    CreateOptions, DirPage, FileAttr, MasterInfo, MasterService, MkdirOptions, NamespaceCounters,
-    RemoveSummary, SetAttr,
+    ChunkLocation, ChunkserverInfo, CreateOptions, DirPage, FileAttr, MasterInfo, MasterService,
+    MkdirOptions, NamespaceCounters, RemoveSummary, SetAttr,
 };
 use kfs_common::proto::{PROTOCOL_VERSION, now};
+use kfs_common::rpc::Service;
 use kfs_common::{FileId, KfsError, KfsResult, path, rpc};
 use serde_bytes::ByteBuf;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 use tarpc::context::Context;
 use tarpc::server::{BaseChannel, Channel};
 use tracing::instrument;
@@ -49,6 +54,8 @@ pub enum StartError {
 /// State shared by every connection.
 struct MasterState {
     ns: SharedNamespace,
+    /// Where chunks are; updated by the committer (applied ops) and by chunkservers' reports.
+    chunks: Arc<Mutex<ChunkMap>>,
     committer: Committer,
     /// Next file id to hand out; ahead of (or equal to) the namespace's own counter, since ids
     /// are chosen before the op is logged.
@@ -56,9 +63,15 @@ struct MasterState {
     default_replication: u8,
 }
 
-/// The tarpc service; cheap to clone (one per call).
+/// The namespace service for clients; cheap to clone (one per call).
 #[derive(Clone)]
 pub struct MasterServer {
+    state: Arc<MasterState>,
+}
+
+/// The cluster service for chunkservers; cheap to clone (one per call).
+#[derive(Clone)]
+pub struct ClusterServer {
     state: Arc<MasterState>,
 }
 
@@ -104,6 +117,15 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
     );
 
     let next_fid = AtomicU64::new(recovered.ns.next_fid().0);
+    let timing = ChunkTiming {
+        heartbeat_interval: Duration::from_millis(config.heartbeat_interval_ms),
+        server_timeout: Duration::from_millis(config.chunkserver_timeout_ms),
+    };
+    let chunks = Arc::new(Mutex::new(ChunkMap::new(
+        &recovered.ns,
+        timing,
+        session_base(),
+    )));
     let ns: SharedNamespace = Arc::new(RwLock::new(recovered.ns));
     let committer = Committer::start(
         ns.clone(),
@@ -114,9 +136,11 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
             checkpoint_interval: Duration::from_secs(config.checkpoint_interval_secs),
             keep_checkpoints: config.keep_checkpoints,
         },
+        chunks.clone(),
     );
     let state = Arc::new(MasterState {
         ns,
+        chunks,
         committer,
         next_fid,
         default_replication: config.default_replication,
@@ -133,24 +157,51 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
         source,
     })?;
     let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = MasterServer {
+    let (stop_expiry, expiry_stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(expire_silent_servers(
+        state.chunks.clone(),
+        timing,
+        expiry_stopped,
+    ));
+    let master = MasterServer {
+        state: state.clone(),
+    };
+    let cluster = ClusterServer {
         state: state.clone(),
     };
     let accept_task = tokio::spawn(rpc::accept_loop(
         listener,
         async {
             let _ = stopped.await;
+            let _ = stop_expiry.send(());
         },
-        move |stream| {
-            let server = server.clone();
+        move |service, stream| {
+            let (master, cluster) = (master.clone(), cluster.clone());
+            // Each call is its own task, so one connection's calls use every core.
             async move {
-                // Each call is its own task, so one connection's calls use every core.
-                BaseChannel::with_defaults(rpc::transport(stream))
-                    .execute(server.serve())
-                    .for_each(|call| async move {
-                        tokio::spawn(call);
-                    })
-                    .await;
+                match service {
+                    Service::Master => {
+                        BaseChannel::with_defaults(rpc::transport(stream))
+                            .execute(master.serve())
+                            .for_each(|call| async move {
+                                tokio::spawn(call);
+                            })
+                            .await
+                    }
+                    Service::Cluster => {
+                        BaseChannel::with_defaults(rpc::transport(stream))
+                            .execute(cluster.serve())
+                            .for_each(|call| async move {
+                                tokio::spawn(call);
+                            })
+                            .await
+                    }
+                    Service::Chunk => {
+                        tracing::warn!(
+                            "a connection asked the master for the chunk service; closed"
+                        );
+                    }
+                }
             }
         },
     ));
@@ -177,6 +228,22 @@ impl MasterHandle {
 
     pub fn commit_stats(&self) -> &CommitStats {
         self.state.committer.stats()
+    }
+
+    /// Logs and applies an op, as an RPC would (for in-process tools and tests).
+    pub async fn commit(&self, op: Op) -> KfsResult<Applied> {
+        self.state.committer.commit(op).await
+    }
+
+    /// Checks the namespace's invariants and the chunk map against it.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let ns = self.state.ns.read().expect("namespace lock");
+        ns.check_invariants()?;
+        self.state
+            .chunks
+            .lock()
+            .expect("chunk map lock")
+            .check_invariants(&ns)
     }
 
     /// Stops accepting, closes every connection, commits what was already sent, waits for a
@@ -228,6 +295,36 @@ impl MasterServer {
 
     fn allocate_fids(&self, count: u64) -> FileId {
         FileId(self.state.next_fid.fetch_add(count, Ordering::Relaxed))
+    }
+}
+
+/// A session base no earlier run of the master used.
+fn session_base() -> u64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No randomness: the clock is different enough between runs.
+        return now() as u64;
+    }
+    u64::from_le_bytes(bytes) >> 1
+}
+
+/// Declares chunkservers dead when they stay silent; runs until `stop` fires.
+async fn expire_silent_servers(
+    chunks: Arc<Mutex<ChunkMap>>,
+    timing: ChunkTiming,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let period = (timing.server_timeout / 4).max(Duration::from_millis(20));
+    let mut ticks = tokio::time::interval(period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = ticks.tick() => {
+                chunks.lock().expect("chunk map lock").expire(Instant::now());
+            }
+        }
     }
 }
 
@@ -394,5 +491,57 @@ impl MasterService for MasterServer {
     #[instrument(level = "debug", skip_all)]
     async fn counters(self, _: Context) -> KfsResult<NamespaceCounters> {
         self.read(|ns| Ok(ns.counters()))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path))]
+    async fn file_chunks(self, _: Context, path: String) -> KfsResult<Vec<ChunkLocation>> {
+        let chunks = self.read(|ns| {
+            let attr = ns.stat(&path)?;
+            if attr.kind == kfs_common::FileKind::Dir {
+                return Err(KfsError::is_a_directory(path.as_str()));
+            }
+            Ok(ns.chunks(attr.fid))
+        })?;
+        let map = self.state.chunks.lock().expect("chunk map lock");
+        Ok(chunks
+            .into_iter()
+            .map(|(offset, chunk, version)| ChunkLocation {
+                offset,
+                chunk,
+                version,
+                replicas: map.locations(chunk),
+            })
+            .collect())
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn chunkservers(self, _: Context) -> KfsResult<Vec<ChunkserverInfo>> {
+        Ok(self
+            .state
+            .chunks
+            .lock()
+            .expect("chunk map lock")
+            .servers(Instant::now()))
+    }
+}
+
+impl ClusterService for ClusterServer {
+    #[instrument(level = "debug", skip_all, fields(server = %request.server, chunks = request.chunks.len()))]
+    async fn hello(self, _: Context, request: HelloRequest) -> KfsResult<HelloReply> {
+        self.state
+            .chunks
+            .lock()
+            .expect("chunk map lock")
+            .hello(request, Instant::now())
+    }
+
+    #[instrument(level = "debug", skip_all, fields(server = %request.server))]
+    async fn heartbeat(self, _: Context, request: HeartbeatRequest) -> KfsResult<HeartbeatReply> {
+        Ok(self
+            .state
+            .chunks
+            .lock()
+            .expect("chunk map lock")
+            .heartbeat(request, Instant::now()))
     }
 }

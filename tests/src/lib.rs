@@ -1,3 +1,290 @@
-//! Cross-crate tests of KFS: the in-process cluster harness, process-level fault tests and
-//! whole-cluster model checks. Grows with the chunkserver and client issues; the master's own
-//! model checks and crash tests live beside it in `master/tests/`.
+//! Cross-crate tests of KFS. This library is the in-process cluster harness, [`TestCluster`]:
+//! a master and N chunkservers on loopback port 0 with temp dirs, and controls to stop, kill,
+//! restart and corrupt them. Every integration test in `tests/tests/` uses it.
+//!
+//! Waits are bounded: [`wait_until`] polls a condition with a timeout and names what it waited
+//! for when it gives up.
+
+use kfs_chunkserver::store::io::FaultyIo;
+use kfs_chunkserver::{ChunkserverConfig, ChunkserverHandle};
+use kfs_common::proto::chunk::{self, ChunkServiceClient};
+use kfs_common::proto::master::{self, MasterServiceClient, ServerState};
+use kfs_common::{ChunkId, ChunkVersion};
+use kfs_master::{MasterConfig, MasterHandle};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Settings of a [`TestCluster`]; the defaults suit tests (fast heartbeats, short timeouts).
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    pub chunkservers: usize,
+    pub data_dirs_per_server: usize,
+    pub heartbeat_interval_ms: u64,
+    pub chunkserver_timeout_ms: u64,
+    /// Scrubber rate of every chunkserver (0: off).
+    pub scrub_bytes_per_sec: u64,
+    pub scrub_pause_secs: u64,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            chunkservers: 3,
+            data_dirs_per_server: 1,
+            heartbeat_interval_ms: 100,
+            chunkserver_timeout_ms: 1_000,
+            scrub_bytes_per_sec: 0,
+            scrub_pause_secs: 3600,
+        }
+    }
+}
+
+/// One chunkserver of the cluster: its dirs outlive its restarts.
+pub struct ServerSlot {
+    pub handle: Option<ChunkserverHandle>,
+    pub dirs: Vec<tempfile::TempDir>,
+    /// The server's file I/O, for injecting faults.
+    pub io: Arc<FaultyIo>,
+    config: ChunkserverConfig,
+}
+
+/// A master and chunkservers in this process; see the crate docs.
+pub struct TestCluster {
+    pub options: ClusterOptions,
+    master: Option<MasterHandle>,
+    master_config: MasterConfig,
+    _meta: tempfile::TempDir,
+    pub servers: Vec<ServerSlot>,
+}
+
+/// Sets up logging for tests once (`RUST_LOG` picks the level; off by default).
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// Polls `condition` every 10 ms until it holds; panics naming `what` after `timeout`.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A call context with a 30 s deadline.
+pub fn ctx() -> tarpc::context::Context {
+    kfs_common::rpc::context(Duration::from_secs(30))
+}
+
+impl TestCluster {
+    /// Starts a master and `options.chunkservers` chunkservers, and waits until the master
+    /// lists every chunkserver alive.
+    pub async fn start(options: ClusterOptions) -> TestCluster {
+        init_logging();
+        let meta = tempfile::tempdir().expect("temp dir");
+        let master_config = MasterConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            meta_dir: meta.path().to_path_buf(),
+            heartbeat_interval_ms: options.heartbeat_interval_ms,
+            chunkserver_timeout_ms: options.chunkserver_timeout_ms,
+            ..Default::default()
+        };
+        let master = kfs_master::start(&master_config)
+            .await
+            .expect("master starts");
+        let mut cluster = TestCluster {
+            master_config: MasterConfig {
+                listen: master.local_addr(),
+                ..master_config
+            },
+            master: Some(master),
+            _meta: meta,
+            servers: Vec::new(),
+            options: options.clone(),
+        };
+        for _ in 0..options.chunkservers {
+            let dirs: Vec<tempfile::TempDir> = (0..options.data_dirs_per_server)
+                .map(|_| tempfile::tempdir().expect("temp dir"))
+                .collect();
+            let config = ChunkserverConfig {
+                master: cluster.master_addr(),
+                listen: "127.0.0.1:0".parse().unwrap(),
+                advertise: None,
+                data: dirs.iter().map(|d| d.path().to_path_buf()).collect(),
+                scrub_bytes_per_sec: options.scrub_bytes_per_sec,
+                scrub_pause_secs: options.scrub_pause_secs,
+            };
+            cluster.servers.push(ServerSlot {
+                handle: None,
+                dirs,
+                io: Arc::new(FaultyIo::new()),
+                config,
+            });
+        }
+        for i in 0..options.chunkservers {
+            cluster.start_chunkserver(i).await;
+        }
+        cluster.wait_for_alive(options.chunkservers).await;
+        cluster
+    }
+
+    pub fn master(&self) -> &MasterHandle {
+        self.master.as_ref().expect("the master is running")
+    }
+
+    pub fn master_addr(&self) -> SocketAddr {
+        self.master_config.listen
+    }
+
+    pub async fn master_client(&self) -> MasterServiceClient {
+        master::connect(self.master_addr())
+            .await
+            .expect("connect to the master")
+    }
+
+    pub fn chunkserver(&self, i: usize) -> &ChunkserverHandle {
+        self.servers[i]
+            .handle
+            .as_ref()
+            .expect("the chunkserver is running")
+    }
+
+    pub async fn chunk_client(&self, i: usize) -> ChunkServiceClient {
+        chunk::connect(self.chunkserver(i).local_addr())
+            .await
+            .expect("connect to the chunkserver")
+    }
+
+    /// The data dirs of chunkserver `i`.
+    pub fn data_dirs(&self, i: usize) -> Vec<PathBuf> {
+        self.servers[i]
+            .dirs
+            .iter()
+            .map(|d| d.path().to_path_buf())
+            .collect()
+    }
+
+    /// Starts (or restarts) chunkserver `i` on its data dirs, on a new port.
+    pub async fn start_chunkserver(&mut self, i: usize) {
+        let slot = &mut self.servers[i];
+        assert!(slot.handle.is_none(), "chunkserver {i} is already running");
+        let handle = kfs_chunkserver::start_with_io(&slot.config, slot.io.clone())
+            .await
+            .expect("chunkserver starts");
+        slot.handle = Some(handle);
+    }
+
+    /// Stops chunkserver `i` cleanly.
+    pub async fn stop_chunkserver(&mut self, i: usize) {
+        let handle = self.servers[i]
+            .handle
+            .take()
+            .expect("the chunkserver is running");
+        handle.shutdown().await;
+    }
+
+    /// Stops chunkserver `i` at once, as a crash would (its in-flight work is dropped).
+    pub fn kill_chunkserver(&mut self, i: usize) {
+        drop(
+            self.servers[i]
+                .handle
+                .take()
+                .expect("the chunkserver is running"),
+        );
+    }
+
+    pub async fn restart_chunkserver(&mut self, i: usize) {
+        if self.servers[i].handle.is_some() {
+            self.stop_chunkserver(i).await;
+        }
+        self.start_chunkserver(i).await;
+    }
+
+    /// Stops the master and starts it again on the same address and metadata directory.
+    pub async fn restart_master(&mut self) {
+        let master = self.master.take().expect("the master is running");
+        master.shutdown().await;
+        let master = kfs_master::start(&self.master_config)
+            .await
+            .expect("master restarts");
+        self.master = Some(master);
+    }
+
+    /// Waits (bounded by 10 chunkserver timeouts) until the master lists `n` chunkservers alive.
+    pub async fn wait_for_alive(&self, n: usize) {
+        let client = self.master_client().await;
+        let timeout = Duration::from_millis(self.options.chunkserver_timeout_ms * 10);
+        wait_until(&format!("{n} chunkservers alive"), timeout, || {
+            let client = client.clone();
+            async move {
+                match client.chunkservers(ctx()).await {
+                    Ok(Ok(servers)) => {
+                        servers
+                            .iter()
+                            .filter(|s| s.state == ServerState::Alive)
+                            .count()
+                            == n
+                    }
+                    _ => false,
+                }
+            }
+        })
+        .await;
+    }
+
+    /// The path of a replica's file on chunkserver `i`, if it holds one.
+    pub fn replica_file(&self, i: usize, chunk: ChunkId) -> Option<PathBuf> {
+        let (version, _) = self.chunkserver(i).store().replica(chunk)?;
+        self.replica_file_at(i, chunk, version)
+    }
+
+    fn replica_file_at(&self, i: usize, chunk: ChunkId, version: ChunkVersion) -> Option<PathBuf> {
+        let name = kfs_chunkserver::store::chunk_file::file_name(chunk, version);
+        self.data_dirs(i)
+            .into_iter()
+            .map(|d| d.join("chunks").join(&name))
+            .find(|p| p.exists())
+    }
+
+    /// Flips one bit of a replica's data on disk (byte `offset` of the chunk's data).
+    pub fn corrupt_replica(&self, i: usize, chunk: ChunkId, offset: u64) {
+        let path = self
+            .replica_file(i, chunk)
+            .expect("the server holds the replica");
+        let mut bytes = std::fs::read(&path).expect("read the replica");
+        let at = (kfs_chunkserver::store::chunk_file::HEADER_LEN + offset) as usize;
+        bytes[at] ^= 0x10;
+        std::fs::write(&path, bytes).expect("write the replica");
+    }
+
+    /// Stops everything.
+    pub async fn shutdown(mut self) {
+        for i in 0..self.servers.len() {
+            if self.servers[i].handle.is_some() {
+                self.stop_chunkserver(i).await;
+            }
+        }
+        if let Some(master) = self.master.take() {
+            master.shutdown().await;
+        }
+    }
+}

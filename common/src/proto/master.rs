@@ -5,10 +5,12 @@
 //! operation log, so an `Ok` reply survives any crash of the master.
 
 use crate::error::KfsError;
-use crate::ids::{FileId, FileKind};
+use crate::ids::{ChunkId, ChunkVersion, FileId, FileKind, ServerId};
 use crate::proto::Timestamp;
+use crate::proto::cluster::SpaceReport;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
+use std::net::SocketAddr;
 
 /// Default page size of [`MasterService::readdir`], and its upper bound.
 pub const MAX_READDIR_LIMIT: u32 = 10_000;
@@ -115,6 +117,47 @@ pub struct MasterInfo {
     pub default_replication: u8,
 }
 
+/// Whether the master hears from a chunkserver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerState {
+    /// Heartbeats arrive; its replicas count.
+    Alive,
+    /// Silent for longer than the timeout; its replicas no longer count.
+    Dead,
+}
+
+/// A chunkserver as the master sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkserverInfo {
+    pub server: ServerId,
+    pub addr: SocketAddr,
+    pub state: ServerState,
+    pub space: SpaceReport,
+    /// Replicas it holds (as of its last report).
+    pub chunks: u64,
+    /// Replicas it found corrupt.
+    pub corrupt: u64,
+    /// Milliseconds since its last heartbeat.
+    pub since_heartbeat_ms: u64,
+}
+
+/// Where a replica can be read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaLocation {
+    pub server: ServerId,
+    pub addr: SocketAddr,
+}
+
+/// A chunk of a file and the live replicas at its current version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkLocation {
+    /// Byte offset of the chunk in the file.
+    pub offset: u64,
+    pub chunk: ChunkId,
+    pub version: ChunkVersion,
+    pub replicas: Vec<ReplicaLocation>,
+}
+
 /// Namespace service of the master.
 #[tarpc::service]
 pub trait MasterService {
@@ -180,6 +223,14 @@ pub trait MasterService {
 
     /// Caller: clients and tools. Replies with the namespace counters. Read-only.
     async fn counters() -> Result<NamespaceCounters, KfsError>;
+
+    /// Caller: clients and tools. Replies with every chunk of a file, in offset order, with the
+    /// live replicas at the chunk's current version. Read-only.
+    async fn file_chunks(path: String) -> Result<Vec<ChunkLocation>, KfsError>;
+
+    /// Caller: tools (`kfs servers`). Replies with every chunkserver the master has heard of
+    /// since it started. Read-only.
+    async fn chunkservers() -> Result<Vec<ChunkserverInfo>, KfsError>;
 }
 
 /// Connects to a master at `addr`. The client is cheap to clone; clones share the connection and

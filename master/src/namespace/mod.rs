@@ -345,6 +345,20 @@ impl Namespace {
             .collect()
     }
 
+    /// Every chunk of every file, as `(fid, offset, id, version)` (to rebuild the master's chunk
+    /// map at start-up).
+    pub fn all_chunks(&self) -> impl Iterator<Item = (FileId, u64, ChunkId, ChunkVersion)> + '_ {
+        let start = Key::chunks_start(FileId(0));
+        self.map
+            .range_from(Bound::Included(&start))
+            .map_while(|(k, v)| match (k.view(), v) {
+                (KeyView::Chunk { fid, offset }, Val::Chunk { id, version }) => {
+                    Some((fid, offset, *id, *version))
+                }
+                _ => None,
+            })
+    }
+
     /// Every record in key order (for checkpoints).
     pub fn records(&self) -> impl Iterator<Item = (&Key, &Val)> {
         self.map.iter()

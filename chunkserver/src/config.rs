@@ -1,0 +1,133 @@
+//! Configuration of a chunkserver: one serde struct, each field documented with its default.
+//!
+//! Sources, later ones winning: built-in defaults, the TOML file given with `--config`, command
+//! line flags. [`ChunkserverConfig::validate`] checks the result before anything starts.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Everything a chunkserver can be told.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChunkserverConfig {
+    /// Address of the master. Default `127.0.0.1:20000`.
+    pub master: SocketAddr,
+    /// Address to serve chunks on. Default `127.0.0.1:21000`.
+    pub listen: SocketAddr,
+    /// Address clients should use to reach this server, when it differs from `listen` (e.g.
+    /// listening on `0.0.0.0`). Default: the address actually listened on.
+    pub advertise: Option<SocketAddr>,
+    /// Data directories, one per disk. Required.
+    pub data: Vec<PathBuf>,
+    /// Background verification reads at most this many bytes per second; 0 turns it off.
+    /// Default 32 MiB/s.
+    pub scrub_bytes_per_sec: u64,
+    /// Pause between two full verification passes, in seconds. Default 3,600.
+    pub scrub_pause_secs: u64,
+}
+
+impl Default for ChunkserverConfig {
+    fn default() -> Self {
+        ChunkserverConfig {
+            master: SocketAddr::from(([127, 0, 0, 1], 20000)),
+            listen: SocketAddr::from(([127, 0, 0, 1], 21000)),
+            advertise: None,
+            data: Vec::new(),
+            scrub_bytes_per_sec: 32 << 20,
+            scrub_pause_secs: 3600,
+        }
+    }
+}
+
+/// A configuration that cannot be used, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl ChunkserverConfig {
+    /// Reads a TOML file; keys it does not set keep their defaults, unknown keys are refused.
+    pub fn from_file(path: &Path) -> Result<ChunkserverConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.data.is_empty() {
+            return Err(ConfigError::Invalid(
+                "no data directory: pass --data DIR (once per disk) or set data in the config file"
+                    .into(),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for dir in &self.data {
+            if !seen.insert(dir) {
+                return Err(ConfigError::Invalid(format!(
+                    "data directory {} is listed twice",
+                    dir.display()
+                )));
+            }
+        }
+        if let Some(addr) = self.advertise
+            && addr.ip().is_unspecified()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "advertise address {addr} is not one clients can reach"
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_and_validation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cs.toml");
+        std::fs::write(
+            &path,
+            "data = [\"/d1\", \"/d2\"]\nscrub_bytes_per_sec = 0\n",
+        )
+        .unwrap();
+        let config = ChunkserverConfig::from_file(&path).unwrap();
+        assert_eq!(config.data.len(), 2);
+        config.validate().unwrap();
+        assert!(
+            ChunkserverConfig::default()
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--data")
+        );
+        std::fs::write(&path, "dta = [\"/d1\"]\n").unwrap();
+        assert!(
+            ChunkserverConfig::from_file(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("dta")
+        );
+        let twice = ChunkserverConfig {
+            data: vec!["/a".into(), "/a".into()],
+            ..Default::default()
+        };
+        assert!(twice.validate().unwrap_err().to_string().contains("twice"));
+    }
+}

@@ -1,0 +1,125 @@
+//! The chunkserver's link to the master: `hello` with the full chunk list, then heartbeats.
+//!
+//! The link says hello again whenever the master answers a heartbeat with `Rehello` (it restarted,
+//! or declared this server dead), whenever the connection is lost, and whenever the store's chunk
+//! list changed behind the master's back (a data dir failed). Deletions the master asks for are
+//! carried out as they arrive. Connection attempts back off up to 2 s; nothing here ever gives up.
+
+use crate::store::ChunkStore;
+use kfs_common::proto::PROTOCOL_VERSION;
+use kfs_common::proto::cluster::{
+    self, ClusterServiceClient, HeartbeatReply, HeartbeatRequest, HelloRequest,
+};
+use kfs_common::{ChunkId, rpc};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Counters of the link, for status and tests.
+#[derive(Debug, Default)]
+pub struct LinkStats {
+    /// Hellos the master accepted.
+    pub hellos: AtomicU64,
+    /// Heartbeats the master answered.
+    pub heartbeats: AtomicU64,
+    /// Replicas deleted on the master's word.
+    pub deleted: AtomicU64,
+}
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the link until the task is dropped.
+pub async fn run(
+    store: Arc<ChunkStore>,
+    master: SocketAddr,
+    advertise: SocketAddr,
+    stats: Arc<LinkStats>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let client = match cluster::connect(master).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(%master, error = %e, "master unreachable; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        match session(&client, &store, advertise, &stats).await {
+            Ok(()) => backoff = Duration::from_millis(50),
+            Err(why) => {
+                tracing::warn!(%master, why, "lost the master; saying hello again");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// One registration: hello, then heartbeats until the master asks for a new hello (`Ok`) or the
+/// connection fails (`Err`).
+async fn session(
+    client: &ClusterServiceClient,
+    store: &ChunkStore,
+    advertise: SocketAddr,
+    stats: &LinkStats,
+) -> Result<(), String> {
+    let (chunks, corrupt) = store.report();
+    let hello = HelloRequest {
+        protocol: PROTOCOL_VERSION,
+        server: store.server_id(),
+        addr: advertise,
+        space: store.space(),
+        chunks,
+        corrupt,
+    };
+    let reply = client
+        .hello(rpc::context(CALL_TIMEOUT), hello)
+        .await
+        .map_err(|e| format!("hello failed: {e}"))?
+        .map_err(|e| format!("hello refused: {e}"))?;
+    stats.hellos.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(
+        session = reply.session,
+        delete = reply.delete.len(),
+        "registered with the master"
+    );
+    delete(store, &reply.delete, stats).await;
+    let interval = Duration::from_millis(reply.heartbeat_interval_ms.max(1));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = store.changed().notified() => return Ok(()),
+        }
+        let beat = HeartbeatRequest {
+            server: store.server_id(),
+            session: reply.session,
+            space: store.space(),
+            chunk_count: store.chunk_count(),
+            corrupt: store.corrupt(),
+        };
+        match client.heartbeat(rpc::context(CALL_TIMEOUT), beat).await {
+            Ok(Ok(HeartbeatReply::Ok { delete: doomed })) => {
+                stats.heartbeats.fetch_add(1, Ordering::Relaxed);
+                delete(store, &doomed, stats).await;
+            }
+            Ok(Ok(HeartbeatReply::Rehello)) => return Ok(()),
+            Ok(Err(e)) => return Err(format!("heartbeat refused: {e}")),
+            Err(e) => return Err(format!("heartbeat failed: {e}")),
+        }
+    }
+}
+
+async fn delete(store: &ChunkStore, chunks: &[ChunkId], stats: &LinkStats) {
+    for chunk in chunks {
+        match store.delete(*chunk).await {
+            Ok(()) => {
+                stats.deleted.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%chunk, "replica deleted on the master's word");
+            }
+            Err(e) => tracing::warn!(%chunk, error = %e, "could not delete a replica"),
+        }
+    }
+}

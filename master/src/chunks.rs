@@ -1,0 +1,514 @@
+//! Where every chunk is: the master's volatile map of chunks, replicas and chunkservers.
+//!
+//! Nothing here is persisted. At start the map holds every chunk the namespace references, with no
+//! replicas; chunkservers' `hello` reports fill in the replicas, heartbeats keep them alive, and a
+//! server silent longer than the timeout is declared dead and its replicas dropped. Applied ops
+//! keep the map in step with the namespace (new chunks, chunks freed by removes and truncates).
+//!
+//! This is a synchronous state machine: time comes in as an argument, so tests drive it without
+//! a clock.
+//!
+//! Invariants:
+//! - the map's chunks are exactly the namespace's, with the namespace's versions;
+//! - a replica is listed only for a server that is alive and reported it at a version not below
+//!   the chunk's, and never for a replica the server reported corrupt;
+//! - a chunk the namespace no longer references is deleted from every server that held it (through
+//!   heartbeat replies); a replica the master does not know, or at a stale version, is deleted when
+//!   its server says hello.
+
+use crate::namespace::Namespace;
+use crate::namespace::op::{Applied, Op};
+use kfs_common::proto::PROTOCOL_VERSION;
+use kfs_common::proto::cluster::{
+    HeartbeatReply, HeartbeatRequest, HelloReply, HelloRequest, SpaceReport,
+};
+use kfs_common::proto::master::{ChunkserverInfo, ReplicaLocation, ServerState};
+use kfs_common::{ChunkId, ChunkVersion, FileId, KfsError, KfsResult, ServerId};
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Timing of chunkservers' reports.
+#[derive(Clone, Copy, Debug)]
+pub struct ChunkTiming {
+    /// How often chunkservers send heartbeats.
+    pub heartbeat_interval: Duration,
+    /// A server silent for longer than this is dead.
+    pub server_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+struct Replica {
+    server: usize,
+    version: ChunkVersion,
+    length: u64,
+}
+
+#[derive(Clone, Debug)]
+struct ChunkState {
+    fid: FileId,
+    offset: u64,
+    version: ChunkVersion,
+    replicas: Vec<Replica>,
+}
+
+#[derive(Clone, Debug)]
+struct Server {
+    id: ServerId,
+    addr: SocketAddr,
+    session: u64,
+    alive: bool,
+    space: SpaceReport,
+    chunk_count: u64,
+    corrupt: BTreeSet<ChunkId>,
+    last_heard: Instant,
+    /// Replicas to delete, sent with the next heartbeat reply.
+    pending_delete: Vec<ChunkId>,
+}
+
+/// The chunk map; see the module docs.
+pub struct ChunkMap {
+    timing: ChunkTiming,
+    chunks: HashMap<ChunkId, ChunkState>,
+    servers: Vec<Server>,
+    by_id: HashMap<ServerId, usize>,
+    next_session: u64,
+}
+
+impl ChunkMap {
+    /// A map of every chunk in `ns`, with no replica known yet. `session_base` should differ
+    /// between master runs (sessions of a previous run must not be accepted).
+    pub fn new(ns: &Namespace, timing: ChunkTiming, session_base: u64) -> ChunkMap {
+        let chunks = ns
+            .all_chunks()
+            .map(|(fid, offset, id, version)| {
+                (
+                    id,
+                    ChunkState {
+                        fid,
+                        offset,
+                        version,
+                        replicas: Vec::new(),
+                    },
+                )
+            })
+            .collect();
+        ChunkMap {
+            timing,
+            chunks,
+            servers: Vec::new(),
+            by_id: HashMap::new(),
+            next_session: session_base,
+        }
+    }
+
+    pub fn timing(&self) -> ChunkTiming {
+        self.timing
+    }
+
+    /// Keeps the map in step with an op the namespace applied.
+    pub fn applied(&mut self, op: &Op, result: &KfsResult<Applied>) {
+        let Ok(applied) = result else { return };
+        if let Op::AllocateChunk {
+            fid,
+            offset,
+            chunk,
+            version,
+        } = op
+        {
+            self.chunks.insert(
+                *chunk,
+                ChunkState {
+                    fid: *fid,
+                    offset: *offset,
+                    version: *version,
+                    replicas: Vec::new(),
+                },
+            );
+        }
+        for chunk in &applied.freed_chunks {
+            if let Some(state) = self.chunks.remove(chunk) {
+                for r in state.replicas {
+                    self.servers[r.server].pending_delete.push(*chunk);
+                }
+            }
+            for s in self
+                .servers
+                .iter_mut()
+                .filter(|s| s.corrupt.contains(chunk))
+            {
+                s.pending_delete.push(*chunk);
+            }
+        }
+    }
+
+    /// Registers a chunkserver and everything it holds; replies with its session and the
+    /// replicas it must delete.
+    pub fn hello(&mut self, req: HelloRequest, now: Instant) -> KfsResult<HelloReply> {
+        if req.protocol != PROTOCOL_VERSION {
+            return Err(KfsError::IncompatibleProtocol {
+                ours: PROTOCOL_VERSION,
+                theirs: req.protocol,
+            });
+        }
+        let session = self.next_session;
+        self.next_session += 1;
+        let server = match self.by_id.get(&req.server) {
+            Some(&i) => {
+                self.drop_replicas_of(i);
+                i
+            }
+            None => {
+                self.servers.push(Server {
+                    id: req.server,
+                    addr: req.addr,
+                    session,
+                    alive: true,
+                    space: req.space,
+                    chunk_count: 0,
+                    corrupt: BTreeSet::new(),
+                    last_heard: now,
+                    pending_delete: Vec::new(),
+                });
+                self.by_id.insert(req.server, self.servers.len() - 1);
+                self.servers.len() - 1
+            }
+        };
+        let mut delete = Vec::new();
+        for report in &req.chunks {
+            match self.chunks.get_mut(&report.chunk) {
+                None => delete.push(report.chunk),
+                Some(state) if report.version < state.version => delete.push(report.chunk),
+                Some(state) => {
+                    if report.version > state.version {
+                        tracing::warn!(
+                            chunk = %report.chunk,
+                            reported = %report.version,
+                            known = %state.version,
+                            server = %req.server,
+                            "a replica is newer than the master's version"
+                        );
+                    }
+                    state.replicas.push(Replica {
+                        server,
+                        version: report.version,
+                        length: report.length,
+                    });
+                }
+            }
+        }
+        // Corrupt replicas of chunks no file references any more are just deleted.
+        delete.extend(req.corrupt.iter().filter(|c| !self.chunks.contains_key(c)));
+        let s = &mut self.servers[server];
+        s.addr = req.addr;
+        s.session = session;
+        s.alive = true;
+        s.space = req.space;
+        s.chunk_count = (req.chunks.len() + req.corrupt.len()) as u64;
+        s.corrupt = req.corrupt.into_iter().collect();
+        s.last_heard = now;
+        s.pending_delete.clear();
+        tracing::info!(
+            server = %req.server,
+            addr = %req.addr,
+            replicas = req.chunks.len(),
+            corrupt = s.corrupt.len(),
+            delete = delete.len(),
+            "chunkserver registered"
+        );
+        Ok(HelloReply {
+            session,
+            heartbeat_interval_ms: self.timing.heartbeat_interval.as_millis() as u64,
+            delete,
+        })
+    }
+
+    /// Records a heartbeat; replies with deletions, or `Rehello` for an unknown session.
+    pub fn heartbeat(&mut self, req: HeartbeatRequest, now: Instant) -> HeartbeatReply {
+        let Some(&i) = self.by_id.get(&req.server) else {
+            return HeartbeatReply::Rehello;
+        };
+        if !self.servers[i].alive || self.servers[i].session != req.session {
+            return HeartbeatReply::Rehello;
+        }
+        let newly_corrupt: Vec<ChunkId> = req
+            .corrupt
+            .iter()
+            .filter(|c| !self.servers[i].corrupt.contains(c))
+            .copied()
+            .collect();
+        for chunk in &newly_corrupt {
+            tracing::warn!(%chunk, server = %req.server, "replica reported corrupt");
+            if let Some(state) = self.chunks.get_mut(chunk) {
+                state.replicas.retain(|r| r.server != i);
+            }
+        }
+        let s = &mut self.servers[i];
+        s.corrupt = req.corrupt.into_iter().collect();
+        s.space = req.space;
+        s.chunk_count = req.chunk_count;
+        s.last_heard = now;
+        HeartbeatReply::Ok {
+            delete: std::mem::take(&mut s.pending_delete),
+        }
+    }
+
+    /// Declares dead every live server silent for longer than the timeout, dropping its replicas;
+    /// returns them.
+    pub fn expire(&mut self, now: Instant) -> Vec<ServerId> {
+        let timeout = self.timing.server_timeout;
+        let dead: Vec<usize> = (0..self.servers.len())
+            .filter(|&i| {
+                let s = &self.servers[i];
+                s.alive && now.saturating_duration_since(s.last_heard) > timeout
+            })
+            .collect();
+        for &i in &dead {
+            self.servers[i].alive = false;
+            self.servers[i].pending_delete.clear();
+            self.drop_replicas_of(i);
+            tracing::warn!(server = %self.servers[i].id, addr = %self.servers[i].addr, "chunkserver silent too long: declared dead");
+        }
+        dead.into_iter().map(|i| self.servers[i].id).collect()
+    }
+
+    fn drop_replicas_of(&mut self, server: usize) {
+        for state in self.chunks.values_mut() {
+            state.replicas.retain(|r| r.server != server);
+        }
+    }
+
+    /// Every chunkserver heard of since the master started.
+    pub fn servers(&self, now: Instant) -> Vec<ChunkserverInfo> {
+        self.servers
+            .iter()
+            .map(|s| ChunkserverInfo {
+                server: s.id,
+                addr: s.addr,
+                state: if s.alive {
+                    ServerState::Alive
+                } else {
+                    ServerState::Dead
+                },
+                space: s.space,
+                chunks: s.chunk_count,
+                corrupt: s.corrupt.len() as u64,
+                since_heartbeat_ms: now.saturating_duration_since(s.last_heard).as_millis() as u64,
+            })
+            .collect()
+    }
+
+    /// The live replicas of `chunk` at its current version.
+    pub fn locations(&self, chunk: ChunkId) -> Vec<ReplicaLocation> {
+        let Some(state) = self.chunks.get(&chunk) else {
+            return Vec::new();
+        };
+        state
+            .replicas
+            .iter()
+            .filter(|r| r.version >= state.version && self.servers[r.server].alive)
+            .map(|r| ReplicaLocation {
+                server: self.servers[r.server].id,
+                addr: self.servers[r.server].addr,
+            })
+            .collect()
+    }
+
+    /// Number of chunks the map holds.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Checks the map against the namespace and its own rules; the error says what broke.
+    pub fn check_invariants(&self, ns: &Namespace) -> Result<(), String> {
+        let mut seen = 0;
+        for (fid, offset, id, version) in ns.all_chunks() {
+            seen += 1;
+            let Some(state) = self.chunks.get(&id) else {
+                return Err(format!("{id} of {fid} is missing from the chunk map"));
+            };
+            if (state.fid, state.offset, state.version) != (fid, offset, version) {
+                return Err(format!(
+                    "{id}: map says {:?}, namespace says {:?}",
+                    (state.fid, state.offset, state.version),
+                    (fid, offset, version)
+                ));
+            }
+            for r in &state.replicas {
+                let s = &self.servers[r.server];
+                if !s.alive || r.version < state.version || s.corrupt.contains(&id) {
+                    return Err(format!(
+                        "{id} lists a replica on {} that must not count",
+                        s.id
+                    ));
+                }
+            }
+        }
+        if seen != self.chunks.len() {
+            return Err(format!(
+                "the chunk map holds {} chunks, the namespace {seen}",
+                self.chunks.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The replica lengths known for `chunk` (for consistency checks).
+    pub fn replica_lengths(&self, chunk: ChunkId) -> Vec<u64> {
+        self.chunks
+            .get(&chunk)
+            .map(|s| s.replicas.iter().map(|r| r.length).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl crate::committer::Observer for std::sync::Mutex<ChunkMap> {
+    fn applied(&self, op: &Op, result: &KfsResult<Applied>) {
+        self.lock().expect("chunk map lock").applied(op, result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kfs_common::proto::cluster::ChunkReport;
+
+    const T: ChunkTiming = ChunkTiming {
+        heartbeat_interval: Duration::from_secs(1),
+        server_timeout: Duration::from_secs(5),
+    };
+
+    fn ns_with_chunks(n: u64) -> Namespace {
+        let mut ns = Namespace::new(1);
+        ns.apply(&Op::Create {
+            path: "/f".into(),
+            exclusive: true,
+            replication: 3,
+            replication_given: false,
+            mode: 0o644,
+            fid: FileId(2),
+            time: 1,
+        })
+        .unwrap();
+        for i in 0..n {
+            ns.apply(&Op::AllocateChunk {
+                fid: FileId(2),
+                offset: i << 26,
+                chunk: ChunkId(10 + i),
+                version: ChunkVersion(3),
+            })
+            .unwrap();
+        }
+        ns
+    }
+
+    fn hello(server: u128, chunks: &[(u64, u64)]) -> HelloRequest {
+        HelloRequest {
+            protocol: PROTOCOL_VERSION,
+            server: ServerId(server),
+            addr: SocketAddr::from(([127, 0, 0, 1], 9000 + server as u16)),
+            space: SpaceReport::default(),
+            chunks: chunks
+                .iter()
+                .map(|&(c, v)| ChunkReport {
+                    chunk: ChunkId(c),
+                    version: ChunkVersion(v),
+                    length: 7,
+                })
+                .collect(),
+            corrupt: Vec::new(),
+        }
+    }
+
+    fn beat(server: u128, session: u64, corrupt: &[u64]) -> HeartbeatRequest {
+        HeartbeatRequest {
+            server: ServerId(server),
+            session,
+            space: SpaceReport::default(),
+            chunk_count: 0,
+            corrupt: corrupt.iter().map(|c| ChunkId(*c)).collect(),
+        }
+    }
+
+    #[test]
+    fn hello_keeps_known_replicas_and_deletes_unknown_and_stale_ones() {
+        let ns = ns_with_chunks(2);
+        let mut map = ChunkMap::new(&ns, T, 100);
+        let now = Instant::now();
+        let reply = map
+            .hello(hello(1, &[(10, 3), (11, 2), (99, 1)]), now)
+            .unwrap();
+        assert_eq!(reply.delete, vec![ChunkId(11), ChunkId(99)]);
+        assert_eq!(reply.session, 100);
+        assert_eq!(map.locations(ChunkId(10)).len(), 1);
+        assert!(map.locations(ChunkId(11)).is_empty());
+        map.check_invariants(&ns).unwrap();
+        let mut wrong = hello(2, &[]);
+        wrong.protocol += 1;
+        assert!(matches!(
+            map.hello(wrong, now),
+            Err(KfsError::IncompatibleProtocol { .. })
+        ));
+    }
+
+    #[test]
+    fn silent_servers_die_and_come_back_through_hello() {
+        let ns = ns_with_chunks(1);
+        let mut map = ChunkMap::new(&ns, T, 0);
+        let t0 = Instant::now();
+        let s1 = map.hello(hello(1, &[(10, 3)]), t0).unwrap().session;
+        let s2 = map.hello(hello(2, &[(10, 3)]), t0).unwrap().session;
+        assert_eq!(map.locations(ChunkId(10)).len(), 2);
+        let t1 = t0 + Duration::from_secs(4);
+        assert!(matches!(
+            map.heartbeat(beat(1, s1, &[]), t1),
+            HeartbeatReply::Ok { .. }
+        ));
+        assert!(map.expire(t1).is_empty());
+        let t2 = t0 + Duration::from_secs(6);
+        assert_eq!(map.expire(t2), vec![ServerId(2)]);
+        assert_eq!(map.locations(ChunkId(10)).len(), 1);
+        let states: Vec<ServerState> = map.servers(t2).iter().map(|s| s.state).collect();
+        assert_eq!(states, vec![ServerState::Alive, ServerState::Dead]);
+        // The dead server's next heartbeat is told to say hello again; then it is back.
+        assert_eq!(map.heartbeat(beat(2, s2, &[]), t2), HeartbeatReply::Rehello);
+        map.hello(hello(2, &[(10, 3)]), t2).unwrap();
+        assert_eq!(map.locations(ChunkId(10)).len(), 2);
+        assert_eq!(map.heartbeat(beat(9, 0, &[]), t2), HeartbeatReply::Rehello);
+        map.check_invariants(&ns).unwrap();
+    }
+
+    #[test]
+    fn corrupt_replicas_stop_counting_and_freed_chunks_are_deleted() {
+        let mut ns = ns_with_chunks(2);
+        let mut map = ChunkMap::new(&ns, T, 0);
+        let now = Instant::now();
+        let s = map
+            .hello(hello(1, &[(10, 3), (11, 3)]), now)
+            .unwrap()
+            .session;
+        map.heartbeat(beat(1, s, &[10]), now);
+        assert!(map.locations(ChunkId(10)).is_empty());
+        map.check_invariants(&ns).unwrap();
+
+        let op = Op::Remove {
+            path: "/f".into(),
+            time: 2,
+        };
+        let result = ns.apply(&op);
+        map.applied(&op, &result);
+        assert_eq!(map.chunk_count(), 0);
+        match map.heartbeat(beat(1, s, &[10]), now) {
+            HeartbeatReply::Ok { mut delete } => {
+                delete.sort();
+                assert_eq!(
+                    delete,
+                    vec![ChunkId(10), ChunkId(11)],
+                    "the corrupt one too"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        map.check_invariants(&ns).unwrap();
+    }
+}
