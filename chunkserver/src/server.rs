@@ -7,10 +7,10 @@ use crate::scrubber::{self, ScrubStats};
 use crate::store::io::FileIo;
 use crate::store::{ChunkStore, StoreError};
 use futures::StreamExt;
+use kfs_common::proto::Payload;
 use kfs_common::proto::chunk::{ChunkService, ChunkserverStatus, MAX_READ_LEN};
 use kfs_common::rpc::{self, Service};
 use kfs_common::{ChunkId, ChunkVersion, KfsError, KfsResult};
-use serde_bytes::ByteBuf;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -192,7 +192,7 @@ impl ChunkService for ChunkServer {
         version: ChunkVersion,
         offset: u64,
         len: u32,
-    ) -> KfsResult<ByteBuf> {
+    ) -> KfsResult<Payload> {
         if len > MAX_READ_LEN {
             return Err(KfsError::invalid_argument(format!(
                 "a read of {len} bytes is more than {MAX_READ_LEN} at once"
@@ -201,7 +201,7 @@ impl ChunkService for ChunkServer {
         self.store
             .read(chunk, version, offset, u64::from(len))
             .await
-            .map(ByteBuf::from)
+            .map(Payload::from_buffer)
     }
 
     #[instrument(level = "debug", skip_all)]

@@ -32,6 +32,12 @@ struct Args {
     /// Write a checkpoint after this many seconds if anything changed.
     #[arg(long, value_name = "SECS")]
     checkpoint_interval_secs: Option<u64>,
+    /// How often chunkservers send heartbeats, in milliseconds.
+    #[arg(long, value_name = "MS")]
+    heartbeat_interval_ms: Option<u64>,
+    /// Declare a chunkserver dead after this many silent milliseconds.
+    #[arg(long, value_name = "MS")]
+    chunkserver_timeout_ms: Option<u64>,
 }
 
 fn config_from(args: Args) -> anyhow::Result<MasterConfig> {
@@ -53,6 +59,12 @@ fn config_from(args: Args) -> anyhow::Result<MasterConfig> {
     }
     if let Some(v) = args.checkpoint_interval_secs {
         config.checkpoint_interval_secs = v;
+    }
+    if let Some(v) = args.heartbeat_interval_ms {
+        config.heartbeat_interval_ms = v;
+    }
+    if let Some(v) = args.chunkserver_timeout_ms {
+        config.chunkserver_timeout_ms = v;
     }
     config.validate()?;
     Ok(config)

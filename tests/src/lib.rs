@@ -1,6 +1,7 @@
 //! Cross-crate tests of KFS. This library is the in-process cluster harness, [`TestCluster`]:
 //! a master and N chunkservers on loopback port 0 with temp dirs, and controls to stop, kill,
-//! restart and corrupt them. Every integration test in `tests/tests/` uses it.
+//! restart and corrupt them. Every integration test in `tests/tests/` uses it; tests of real
+//! processes use [`Process`] to run the built binaries.
 //!
 //! Waits are bounded: [`wait_until`] polls a condition with a timeout and names what it waited
 //! for when it gives up.
@@ -12,8 +13,10 @@ use kfs_common::proto::master::{self, MasterServiceClient, ServerState};
 use kfs_common::{ChunkId, ChunkVersion};
 use kfs_master::{MasterConfig, MasterHandle};
 use std::future::Future;
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -286,5 +289,113 @@ impl TestCluster {
         if let Some(master) = self.master.take() {
             master.shutdown().await;
         }
+    }
+}
+
+/// The path of a binary of this workspace, built next to the running test (`cargo test
+/// --workspace` builds every binary before running tests).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("tests run from target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo build --workspace` first (`cargo test --workspace` builds it)",
+        path.display()
+    );
+    path
+}
+
+/// A KFS binary running as a child process; killed when dropped.
+pub struct Process {
+    child: Child,
+    /// The address it printed (`listening on ADDR`).
+    pub addr: SocketAddr,
+    name: String,
+}
+
+impl Process {
+    /// Starts binary `name` with `args` and waits (30 s at most) for it to print its address.
+    /// Its log (standard error) goes to a file in `$KFS_TEST_LOGS` if that variable is set.
+    pub fn spawn(name: &str, args: &[String]) -> Process {
+        let log = match std::env::var_os("KFS_TEST_LOGS") {
+            Some(dir) => {
+                let stamp = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos();
+                let path = PathBuf::from(dir).join(format!("{name}-{stamp}.log"));
+                Stdio::from(std::fs::File::create(&path).expect("create the log file"))
+            }
+            None => Stdio::null(),
+        };
+        let mut child = Command::new(binary(name))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("{name} did not report its address within 30 s"));
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("{name} printed {line:?}"))
+            .parse()
+            .expect("an address");
+        Process {
+            child,
+            addr,
+            name: name.to_string(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `kill -9`: the process dies at once, mid-work.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits (30 s at most) for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "could not signal {}", self.name);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the child") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit within 30 s of SIGTERM",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -7,6 +7,7 @@
 //! All blocking I/O of a directory runs on its [`DirWorker`] thread, one job at a time, so async
 //! code never blocks on a disk, and operations on one chunk never interleave.
 
+use super::aligned::BufPool;
 use super::chunk_file::{self, ChunkError};
 use super::io::FileIo;
 use kfs_common::{ChunkId, ChunkVersion, ServerId};
@@ -23,6 +24,8 @@ pub struct DataDir {
     pub root: PathBuf,
     chunks: PathBuf,
     pub io: Arc<dyn FileIo>,
+    /// Buffers for reads and partial writes.
+    pub pool: Arc<BufPool>,
 }
 
 /// A chunk file found by [`DataDir::scan`].
@@ -35,13 +38,14 @@ pub struct Found {
 
 impl DataDir {
     /// Opens `root`, creating it and its `chunks/` directory if needed.
-    pub fn open(root: &Path, io: Arc<dyn FileIo>) -> io::Result<DataDir> {
+    pub fn open(root: &Path, io: Arc<dyn FileIo>, pool: Arc<BufPool>) -> io::Result<DataDir> {
         let chunks = root.join("chunks");
         std::fs::create_dir_all(&chunks)?;
         Ok(DataDir {
             root: root.to_path_buf(),
             chunks,
             io,
+            pool,
         })
     }
 

@@ -18,6 +18,7 @@ pub mod chunk_file;
 pub mod data_dir;
 pub mod io;
 
+use aligned::{BufPool, PooledBuf};
 use chunk_file::ChunkError;
 use data_dir::{DataDir, DirWorker};
 use io::FileIo;
@@ -51,6 +52,29 @@ pub enum StoreError {
     NoDirs,
 }
 
+/// Idle data buffers kept for reuse.
+const BUFFERS_KEPT: usize = 64;
+
+/// Bytes read from a replica, in a pooled buffer (returned to the pool when dropped).
+#[derive(Debug)]
+pub struct ReadData {
+    buf: PooledBuf,
+    range: std::ops::Range<usize>,
+}
+
+impl std::ops::Deref for ReadData {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[self.range.clone()]
+    }
+}
+
+impl AsRef<[u8]> for ReadData {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     dir: usize,
@@ -79,12 +103,14 @@ impl ChunkStore {
         if roots.is_empty() {
             return Err(StoreError::NoDirs);
         }
+        let pool = BufPool::new(BUFFERS_KEPT);
         let mut dirs = Vec::new();
         for root in roots {
-            let dir = DataDir::open(root, io.clone()).map_err(|source| StoreError::Io {
-                path: root.clone(),
-                source,
-            })?;
+            let dir =
+                DataDir::open(root, io.clone(), pool.clone()).map_err(|source| StoreError::Io {
+                    path: root.clone(),
+                    source,
+                })?;
             dirs.push(Arc::new(dir));
         }
         let server = settle_identity(&dirs)?;
@@ -355,12 +381,13 @@ impl ChunkStore {
         chunk: ChunkId,
         version: ChunkVersion,
         offset: u64,
-        data: Vec<u8>,
+        data: impl AsRef<[u8]> + Send + 'static,
     ) -> KfsResult<u64> {
         let dir = self.usable(chunk, version)?;
         let length = self
             .on_dir(dir, chunk, move |d| {
-                chunk_file::write(d.io.as_ref(), &d.path(chunk, version), offset, &data)
+                let path = d.path(chunk, version);
+                chunk_file::write(d.io.as_ref(), &d.pool, &path, offset, data.as_ref())
             })
             .await?;
         if let Some(e) = self.index.lock().expect("index lock").get_mut(&chunk) {
@@ -376,12 +403,12 @@ impl ChunkStore {
         version: ChunkVersion,
         offset: u64,
         len: u64,
-    ) -> KfsResult<Vec<u8>> {
+    ) -> KfsResult<ReadData> {
         let dir = self.usable(chunk, version)?;
         self.on_dir(dir, chunk, move |d| {
-            let (buf, range) =
-                chunk_file::read(d.io.as_ref(), &d.path(chunk, version), offset, len)?;
-            Ok(buf[range].to_vec())
+            let path = d.path(chunk, version);
+            let (buf, range) = chunk_file::read(d.io.as_ref(), &d.pool, &path, offset, len)?;
+            Ok(ReadData { buf, range })
         })
         .await
     }

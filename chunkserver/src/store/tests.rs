@@ -372,7 +372,7 @@ impl Harness {
                             prop_assert!(start < end || bytes.is_empty());
                             if start < end {
                                 prop_assert!(
-                                    bytes == old[start as usize..end as usize],
+                                    *bytes == old[start as usize..end as usize],
                                     "a torn write served wrong bytes"
                                 );
                             }
@@ -440,7 +440,7 @@ impl Harness {
         let length = m.data.len() as u64;
         let end = (offset + len).min(length);
         if offset >= length || len == 0 {
-            prop_assert_eq!(got.ok(), Some(Vec::new()));
+            prop_assert_eq!(got.ok().map(|b| b.to_vec()), Some(Vec::new()));
             return Ok(());
         }
         if let Some(b) = (offset / B..=(end - 1) / B).find(|b| m.bad.contains(b)) {
@@ -453,7 +453,7 @@ impl Harness {
         }
         let got = got.map_err(|e| TestCaseError::fail(format!("read failed: {e}")))?;
         prop_assert!(
-            got == m.data[offset as usize..end as usize],
+            *got == m.data[offset as usize..end as usize],
             "wrong bytes read"
         );
         Ok(())

@@ -3,8 +3,8 @@
 
 use crate::error::KfsError;
 use crate::ids::{ChunkId, ChunkVersion, ServerId};
+use crate::proto::Payload;
 use serde::{Deserialize, Serialize};
-use serde_bytes::ByteBuf;
 use std::net::SocketAddr;
 
 /// Largest read a single call may ask for.
@@ -33,7 +33,7 @@ pub trait ChunkService {
         version: ChunkVersion,
         offset: u64,
         len: u32,
-    ) -> Result<ByteBuf, KfsError>;
+    ) -> Result<Payload, KfsError>;
 
     /// Caller: tools and tests. Replies with the server's identity and state. Read-only.
     async fn status() -> Result<ChunkserverStatus, KfsError>;

@@ -10,6 +10,9 @@
 pub mod chunk;
 pub mod cluster;
 pub mod master;
+pub mod payload;
+
+pub use payload::Payload;
 
 /// Version of this protocol. Peers exchange it in their first call and refuse a mismatch with
 /// [`crate::KfsError::IncompatibleProtocol`].
