@@ -62,10 +62,11 @@ pub async fn run(
 /// connection fails (`Err`).
 async fn session(
     client: &ClusterServiceClient,
-    store: &ChunkStore,
+    store: &Arc<ChunkStore>,
     advertise: SocketAddr,
     stats: &LinkStats,
 ) -> Result<(), String> {
+    refresh_space(store).await;
     let (chunks, corrupt) = store.report();
     let hello = HelloRequest {
         protocol: PROTOCOL_VERSION,
@@ -93,6 +94,7 @@ async fn session(
             _ = tokio::time::sleep(interval) => {}
             _ = store.changed().notified() => return Ok(()),
         }
+        refresh_space(store).await;
         let beat = HeartbeatRequest {
             server: store.server_id(),
             session: reply.session,
@@ -110,6 +112,12 @@ async fn session(
             Err(e) => return Err(format!("heartbeat failed: {e}")),
         }
     }
+}
+
+/// Measures free space off the async threads.
+async fn refresh_space(store: &Arc<ChunkStore>) {
+    let store = store.clone();
+    let _ = tokio::task::spawn_blocking(move || store.refresh_space()).await;
 }
 
 async fn delete(store: &ChunkStore, chunks: &[ChunkId], stats: &LinkStats) {

@@ -26,7 +26,7 @@ use kfs_common::proto::cluster::{ChunkReport, SpaceReport};
 use kfs_common::{ChunkId, ChunkVersion, KfsError, KfsResult, ServerId};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Why the store could not open.
@@ -87,6 +87,9 @@ struct Slot {
     dir: Arc<DataDir>,
     worker: DirWorker,
     failed: AtomicBool,
+    /// Size and free bytes of the dir's file system, as of the last [`ChunkStore::refresh_space`].
+    capacity: AtomicU64,
+    available: AtomicU64,
 }
 
 /// Every replica this server holds; see the module docs.
@@ -162,17 +165,37 @@ impl ChunkStore {
                 dir,
                 worker,
                 failed: AtomicBool::new(failed[i]),
+                capacity: AtomicU64::new(0),
+                available: AtomicU64::new(0),
             });
         }
         if slots.iter().all(|s| s.failed.load(Ordering::Relaxed)) {
             return Err(StoreError::NoUsableDir);
         }
-        Ok(ChunkStore {
+        let store = ChunkStore {
             slots,
             index: Mutex::new(index),
             server,
             changed: tokio::sync::Notify::new(),
-        })
+        };
+        store.refresh_space();
+        Ok(store)
+    }
+
+    /// Measures the free space of every data dir in service (`statvfs`; blocking, run it off the
+    /// async threads). [`ChunkStore::space`] and placement use the last measurement.
+    pub fn refresh_space(&self) {
+        for (_, slot) in self.live_slots() {
+            match slot.dir.space() {
+                Ok((capacity, available)) => {
+                    slot.capacity.store(capacity, Ordering::Relaxed);
+                    slot.available.store(available, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %slot.dir.root.display(), error = %e, "cannot measure free space")
+                }
+            }
+        }
     }
 
     pub fn server_id(&self) -> ServerId {
@@ -228,14 +251,12 @@ impl ChunkStore {
             .collect()
     }
 
-    /// Space of the directories in service (a quick `statvfs` each).
+    /// Space of the directories in service, as of the last [`ChunkStore::refresh_space`].
     pub fn space(&self) -> SpaceReport {
         let mut report = SpaceReport::default();
-        for slot in self.live_slots() {
-            if let Ok((capacity, available)) = slot.1.dir.space() {
-                report.capacity += capacity;
-                report.available += available;
-            }
+        for (_, slot) in self.live_slots() {
+            report.capacity += slot.capacity.load(Ordering::Relaxed);
+            report.available += slot.available.load(Ordering::Relaxed);
         }
         let index = self.index.lock().expect("index lock");
         report.used = index
@@ -350,12 +371,7 @@ impl ChunkStore {
                 return Err(KfsError::already_exists(chunk.to_string()));
             }
             self.live_slots()
-                .max_by_key(|(i, s)| {
-                    (
-                        s.dir.space().map(|(_, free)| free).unwrap_or(0),
-                        std::cmp::Reverse(*i),
-                    )
-                })
+                .max_by_key(|(i, s)| (s.available.load(Ordering::Relaxed), std::cmp::Reverse(*i)))
                 .map(|(i, _)| i)
                 .ok_or_else(|| KfsError::Unavailable("every data dir has failed".into()))?
         };
