@@ -5,6 +5,7 @@
 //!   failed dirs), its file format, and its fault-injecting I/O for tests.
 //! - [`master_link`]: `hello` and heartbeats; deletions the master asks for.
 //! - [`scrubber`]: background verification at a bounded rate.
+//! - [`sequencer`]: the per-chunk order in which every replica applies writes.
 //! - [`server`]: start-up, the `ChunkService` RPC implementation, shutdown.
 //! - [`config`]: the chunkserver's configuration.
 //!
@@ -13,6 +14,7 @@
 pub mod config;
 pub mod master_link;
 pub mod scrubber;
+pub mod sequencer;
 pub mod server;
 pub mod store;
 

@@ -4,11 +4,15 @@
 use crate::config::{ChunkserverConfig, ConfigError};
 use crate::master_link::{self, LinkStats};
 use crate::scrubber::{self, ScrubStats};
+use crate::sequencer::Sequencer;
 use crate::store::io::FileIo;
 use crate::store::{ChunkStore, StoreError};
 use futures::StreamExt;
 use kfs_common::proto::Payload;
-use kfs_common::proto::chunk::{ChunkService, ChunkserverStatus, MAX_READ_LEN};
+use kfs_common::proto::chunk::{
+    ChunkPool, ChunkService, ChunkserverStatus, MAX_READ_LEN, MAX_WRITE_LEN, WriteRequest,
+};
+use kfs_common::proto::master::ReplicaLocation;
 use kfs_common::rpc::{self, Service};
 use kfs_common::{ChunkId, ChunkVersion, KfsError, KfsResult};
 use std::net::SocketAddr;
@@ -36,7 +40,19 @@ pub enum StartError {
 #[derive(Clone)]
 pub struct ChunkServer {
     store: Arc<ChunkStore>,
+    seq: Arc<Sequencer>,
+    /// Connections to the next replicas of chains.
+    peers: ChunkPool,
+    /// This server, as replicas and writers know it.
+    me: ReplicaLocation,
 }
+
+/// How long a write waits for the writes numbered before it.
+const WRITE_ORDER_WAIT: Duration = Duration::from_secs(10);
+/// Forwarding a write or sync down the chain may take this long.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Write numberings idle this long are forgotten (well past any lease).
+const SEQUENCE_IDLE: Duration = Duration::from_secs(600);
 
 /// A running chunkserver.
 pub struct ChunkserverHandle {
@@ -86,8 +102,15 @@ pub async fn start_with_io(
     let advertise = config.advertise.unwrap_or(addr);
 
     let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
+    let seq = Arc::new(Sequencer::new(WRITE_ORDER_WAIT));
     let server = ChunkServer {
         store: store.clone(),
+        seq: seq.clone(),
+        peers: ChunkPool::new(),
+        me: ReplicaLocation {
+            server: store.server_id(),
+            addr: advertise,
+        },
     };
     let accept = tokio::spawn(rpc::accept_loop(
         listener,
@@ -127,13 +150,20 @@ pub async fn start_with_io(
         Duration::from_secs(config.scrub_pause_secs),
         scrub.clone(),
     ));
+    let sweep_task = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(SEQUENCE_IDLE / 4);
+        loop {
+            ticks.tick().await;
+            seq.sweep(SEQUENCE_IDLE);
+        }
+    });
     tracing::info!(%addr, %advertise, master = %config.master, "serving");
     Ok(ChunkserverHandle {
         addr,
         store,
         link,
         scrub,
-        tasks: vec![accept, link_task, scrub_task],
+        tasks: vec![accept, link_task, scrub_task, sweep_task],
         stop_accepting: Some(stop_accepting),
     })
 }
@@ -183,6 +213,64 @@ impl Drop for ChunkserverHandle {
     }
 }
 
+/// A payload shared by the local write and the forward to the next replica.
+struct Shared(Arc<Payload>);
+
+impl AsRef<[u8]> for Shared {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_slice()
+    }
+}
+
+impl ChunkServer {
+    /// A failure of this replica, as the chain reports it.
+    fn failed_here(&self, chunk: ChunkId, error: KfsError) -> KfsError {
+        KfsError::WriteFailed {
+            chunk,
+            server: self.me.server,
+            addr: self.me.addr.to_string(),
+            reason: error.to_string(),
+        }
+    }
+
+    /// Sends `call` to the first replica of `chain` and turns its failure into a `WriteFailed`
+    /// naming the replica that failed.
+    async fn forward<F, Fut>(
+        &self,
+        chunk: ChunkId,
+        chain: &[ReplicaLocation],
+        call: F,
+    ) -> KfsResult<()>
+    where
+        F: FnOnce(kfs_common::proto::chunk::ChunkServiceClient, Vec<ReplicaLocation>) -> Fut,
+        Fut: std::future::Future<Output = Result<KfsResult<()>, tarpc::client::RpcError>>,
+    {
+        let Some((next, rest)) = chain.split_first() else {
+            return Ok(());
+        };
+        let failed = |reason: String| KfsError::WriteFailed {
+            chunk,
+            server: next.server,
+            addr: next.addr.to_string(),
+            reason,
+        };
+        let client = self
+            .peers
+            .get(next.addr)
+            .await
+            .map_err(|e| failed(format!("unreachable: {e}")))?;
+        match call(client, rest.to_vec()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e @ KfsError::WriteFailed { .. })) => Err(e),
+            Ok(Err(e)) => Err(failed(e.to_string())),
+            Err(e) => {
+                self.peers.forget(next.addr);
+                Err(failed(format!("unreachable: {e}")))
+            }
+        }
+    }
+}
+
 impl ChunkService for ChunkServer {
     #[instrument(level = "debug", skip_all, fields(%chunk, %version, offset, len))]
     async fn read(
@@ -202,6 +290,114 @@ impl ChunkService for ChunkServer {
             .read(chunk, version, offset, u64::from(len))
             .await
             .map(Payload::from_buffer)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(chunk = %req.chunk, version = %req.version, offset = req.offset, len = req.data.len(), serial = ?req.serial))]
+    async fn write(self, _: Context, req: WriteRequest) -> KfsResult<u64> {
+        let WriteRequest {
+            chunk,
+            version,
+            offset,
+            data,
+            serial,
+            chain,
+        } = req;
+        if data.len() > MAX_WRITE_LEN {
+            return Err(KfsError::invalid_argument(format!(
+                "a write of {} bytes is more than {MAX_WRITE_LEN} at once",
+                data.len()
+            )));
+        }
+        let serial = match serial {
+            Some(serial) => serial,
+            None => {
+                // This is the primary: the writer's lease must be current here.
+                match self.store.replica(chunk) {
+                    None => return Err(KfsError::NoSuchChunk { chunk }),
+                    Some((found, _)) if found != version => {
+                        return Err(KfsError::StaleVersion {
+                            chunk,
+                            expected: version,
+                            found,
+                        });
+                    }
+                    Some(_) => self.seq.assign(chunk, version)?,
+                }
+            }
+        };
+        let data = Arc::new(data);
+        let local = async {
+            let turn = self.seq.turn(chunk, version, serial).await?;
+            let written = self
+                .store
+                .write(chunk, version, offset, Shared(data.clone()))
+                .await;
+            turn.finish();
+            written
+        };
+        let forward = self.forward(chunk, &chain, |next, rest| {
+            let request = WriteRequest {
+                chunk,
+                version,
+                offset,
+                data: Payload::from_buffer(Shared(data.clone())),
+                serial: Some(serial),
+                chain: rest,
+            };
+            async move {
+                next.write(rpc::context(FORWARD_TIMEOUT), request)
+                    .await
+                    .map(|r| r.map(drop))
+            }
+        });
+        let (local, forwarded) = tokio::join!(local, forward);
+        let length = local.map_err(|e| self.failed_here(chunk, e))?;
+        forwarded?;
+        Ok(length)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%chunk, %version))]
+    async fn sync(
+        self,
+        _: Context,
+        chunk: ChunkId,
+        version: ChunkVersion,
+        chain: Vec<ReplicaLocation>,
+    ) -> KfsResult<()> {
+        let local = self.store.sync(chunk, version);
+        let forward = self.forward(chunk, &chain, |next, rest| async move {
+            next.sync(rpc::context(FORWARD_TIMEOUT), chunk, version, rest)
+                .await
+        });
+        let (local, forwarded) = tokio::join!(local, forward);
+        local.map_err(|e| self.failed_here(chunk, e))?;
+        forwarded
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%chunk, %version))]
+    async fn create(self, _: Context, chunk: ChunkId, version: ChunkVersion) -> KfsResult<()> {
+        match self.store.create(chunk, version).await {
+            Err(KfsError::AlreadyExists { .. })
+                if self.store.replica(chunk) == Some((version, 0)) =>
+            {
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%chunk, %from, %to))]
+    async fn set_version(
+        self,
+        _: Context,
+        chunk: ChunkId,
+        from: ChunkVersion,
+        to: ChunkVersion,
+    ) -> KfsResult<()> {
+        if self.store.replica(chunk).map(|(v, _)| v) == Some(to) {
+            return Ok(());
+        }
+        self.store.set_version(chunk, from, to).await
     }
 
     #[instrument(level = "debug", skip_all)]

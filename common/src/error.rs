@@ -52,6 +52,16 @@ pub enum KfsError {
     NoSuchChunk { chunk: ChunkId },
     #[error("Corrupt replica of {chunk}: {reason}")]
     CorruptReplica { chunk: ChunkId, reason: String },
+    #[error("No replica of {chunk} is available: {reason}")]
+    ChunkUnavailable { chunk: ChunkId, reason: String },
+    #[error("Write to {chunk} failed on chunkserver {server}: {reason}")]
+    WriteFailed {
+        chunk: ChunkId,
+        /// The replica that failed (its id), so the writer can report it.
+        server: crate::ids::ServerId,
+        addr: String,
+        reason: String,
+    },
     #[error("I/O error: {0}")]
     Io(String),
     #[error("Internal error: {0}")]
@@ -122,6 +132,26 @@ impl KfsError {
                 | KfsError::LeaseExpired { .. }
                 | KfsError::StaleVersion { .. }
         )
+    }
+}
+
+impl From<KfsError> for std::io::Error {
+    /// For the `std::io` traits: the kind that fits, with the `KfsError` as the source.
+    fn from(e: KfsError) -> std::io::Error {
+        use std::io::ErrorKind as K;
+        let kind = match &e {
+            KfsError::NotFound { .. } | KfsError::NoSuchXattr { .. } => K::NotFound,
+            KfsError::AlreadyExists { .. } => K::AlreadyExists,
+            KfsError::NotADirectory { .. } => K::NotADirectory,
+            KfsError::IsADirectory { .. } => K::IsADirectory,
+            KfsError::DirectoryNotEmpty { .. } => K::DirectoryNotEmpty,
+            KfsError::InvalidPath { .. } | KfsError::InvalidArgument(_) => K::InvalidInput,
+            KfsError::NoSpace(_) => K::StorageFull,
+            KfsError::ChecksumMismatch { .. } | KfsError::CorruptReplica { .. } => K::InvalidData,
+            KfsError::Unavailable(_) | KfsError::ChunkUnavailable { .. } => K::ConnectionRefused,
+            _ => K::Other,
+        };
+        std::io::Error::new(kind, e)
     }
 }
 

@@ -22,7 +22,7 @@ use kfs_common::proto::PROTOCOL_VERSION;
 use kfs_common::proto::cluster::{
     HeartbeatReply, HeartbeatRequest, HelloReply, HelloRequest, SpaceReport,
 };
-use kfs_common::proto::master::{ChunkserverInfo, ReplicaLocation, ServerState};
+use kfs_common::proto::master::{ChunkserverInfo, ReplicaLocation, ServerState, WriteLease};
 use kfs_common::{ChunkId, ChunkVersion, FileId, KfsError, KfsResult, ServerId};
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -73,6 +73,16 @@ pub struct ChunkMap {
     servers: Vec<Server>,
     by_id: HashMap<ServerId, usize>,
     next_session: u64,
+    leases: HashMap<ChunkId, Lease>,
+}
+
+/// A write lease the master granted.
+#[derive(Clone, Debug)]
+struct Lease {
+    version: ChunkVersion,
+    /// Primary first, then the secondaries in chain order.
+    replicas: Vec<usize>,
+    expires: Instant,
 }
 
 impl ChunkMap {
@@ -99,6 +109,7 @@ impl ChunkMap {
             servers: Vec::new(),
             by_id: HashMap::new(),
             next_session: session_base,
+            leases: HashMap::new(),
         }
     }
 
@@ -109,22 +120,29 @@ impl ChunkMap {
     /// Keeps the map in step with an op the namespace applied.
     pub fn applied(&mut self, op: &Op, result: &KfsResult<Applied>) {
         let Ok(applied) = result else { return };
-        if let Op::AllocateChunk {
-            fid,
-            offset,
-            chunk,
-            version,
-        } = op
-        {
-            self.chunks.insert(
-                *chunk,
-                ChunkState {
-                    fid: *fid,
-                    offset: *offset,
-                    version: *version,
-                    replicas: Vec::new(),
-                },
-            );
+        match op {
+            Op::AllocateChunk {
+                fid,
+                offset,
+                chunk,
+                version,
+            } => {
+                self.chunks.insert(
+                    *chunk,
+                    ChunkState {
+                        fid: *fid,
+                        offset: *offset,
+                        version: *version,
+                        replicas: Vec::new(),
+                    },
+                );
+            }
+            Op::BumpVersion { chunk, version, .. } => {
+                if let Some(state) = self.chunks.get_mut(chunk) {
+                    state.version = *version;
+                }
+            }
+            _ => {}
         }
         for chunk in &applied.freed_chunks {
             if let Some(state) = self.chunks.remove(chunk) {
@@ -312,6 +330,179 @@ impl ChunkMap {
                 addr: self.servers[r.server].addr,
             })
             .collect()
+    }
+
+    /// The chunk's current version and the file position it serves, if the namespace knows it.
+    pub fn chunk(&self, chunk: ChunkId) -> Option<(FileId, u64, ChunkVersion)> {
+        self.chunks
+            .get(&chunk)
+            .map(|s| (s.fid, s.offset, s.version))
+    }
+
+    /// Chooses `count` distinct live chunkservers (not in `exclude`) for new replicas: at random,
+    /// weighted by free space, so emptier servers get more and every server gets some.
+    pub fn place(&self, count: usize, exclude: &[ServerId]) -> Vec<ReplicaLocation> {
+        let mut candidates: Vec<usize> = (0..self.servers.len())
+            .filter(|&i| self.servers[i].alive && !exclude.contains(&self.servers[i].id))
+            .collect();
+        let mut chosen = Vec::new();
+        while chosen.len() < count && !candidates.is_empty() {
+            // Weight by free space in MiB, at least 1 so full-looking servers can still be picked.
+            let weight = |i: usize| (self.servers[i].space.available >> 20).max(1);
+            let total: u64 = candidates.iter().map(|&i| weight(i)).sum();
+            let mut pick = rand::random_range(0..total);
+            let at = candidates
+                .iter()
+                .position(|&i| {
+                    let w = weight(i);
+                    if pick < w {
+                        true
+                    } else {
+                        pick -= w;
+                        false
+                    }
+                })
+                .expect("the pick falls within the total weight");
+            let i = candidates.swap_remove(at);
+            chosen.push(self.location(i));
+        }
+        chosen
+    }
+
+    fn location(&self, server: usize) -> ReplicaLocation {
+        ReplicaLocation {
+            server: self.servers[server].id,
+            addr: self.servers[server].addr,
+        }
+    }
+
+    /// Records that `server` holds `chunk` at `version` (it acknowledged a create or a version
+    /// change).
+    pub fn add_replica(
+        &mut self,
+        chunk: ChunkId,
+        server: ServerId,
+        version: ChunkVersion,
+        length: u64,
+    ) {
+        let (Some(state), Some(&i)) = (self.chunks.get_mut(&chunk), self.by_id.get(&server)) else {
+            return;
+        };
+        match state.replicas.iter_mut().find(|r| r.server == i) {
+            Some(r) => {
+                r.version = version;
+                r.length = length;
+            }
+            None => state.replicas.push(Replica {
+                server: i,
+                version,
+                length,
+            }),
+        }
+    }
+
+    /// Records that `server`'s replica of `chunk` moved to `version` (keeping its length).
+    pub fn set_replica_version(&mut self, chunk: ChunkId, server: ServerId, version: ChunkVersion) {
+        let (Some(state), Some(&i)) = (self.chunks.get_mut(&chunk), self.by_id.get(&server)) else {
+            return;
+        };
+        match state.replicas.iter_mut().find(|r| r.server == i) {
+            Some(r) => r.version = version,
+            None => state.replicas.push(Replica {
+                server: i,
+                version,
+                length: 0,
+            }),
+        }
+    }
+
+    /// Has `server` delete its replica of `chunk` (with its next heartbeat reply).
+    pub fn queue_delete(&mut self, server: ServerId, chunk: ChunkId) {
+        if let Some(&i) = self.by_id.get(&server) {
+            self.servers[i].pending_delete.push(chunk);
+        }
+    }
+
+    /// Forgets the replicas of `chunk` on `servers` (a writer could not reach them).
+    pub fn drop_replicas(&mut self, chunk: ChunkId, servers: &[ServerId]) {
+        let gone: Vec<usize> = servers
+            .iter()
+            .filter_map(|s| self.by_id.get(s).copied())
+            .collect();
+        if let Some(state) = self.chunks.get_mut(&chunk) {
+            state.replicas.retain(|r| !gone.contains(&r.server));
+        }
+    }
+
+    /// The valid lease on `chunk`, if any.
+    pub fn current_lease(&self, chunk: ChunkId, now: Instant) -> Option<WriteLease> {
+        let lease = self.leases.get(&chunk).filter(|l| l.expires > now)?;
+        Some(self.lease_view(chunk, lease, now))
+    }
+
+    fn lease_view(&self, chunk: ChunkId, lease: &Lease, now: Instant) -> WriteLease {
+        let mut replicas = lease.replicas.iter().map(|&i| self.location(i));
+        WriteLease {
+            chunk,
+            version: lease.version,
+            primary: replicas.next().expect("a lease has a primary"),
+            secondaries: replicas.collect(),
+            valid_ms: lease.expires.saturating_duration_since(now).as_millis() as u64,
+        }
+    }
+
+    /// Grants a lease on `chunk` at its current version to `replicas` (primary first), valid for
+    /// `duration`. The caller has made sure no other lease on it is valid.
+    pub fn grant(
+        &mut self,
+        chunk: ChunkId,
+        replicas: &[ReplicaLocation],
+        now: Instant,
+        duration: Duration,
+    ) -> KfsResult<WriteLease> {
+        let state = self
+            .chunks
+            .get(&chunk)
+            .ok_or(KfsError::NoSuchChunk { chunk })?;
+        let servers: Vec<usize> = replicas
+            .iter()
+            .filter_map(|r| self.by_id.get(&r.server).copied())
+            .collect();
+        if servers.is_empty() {
+            return Err(KfsError::Unavailable(format!(
+                "no replica of {chunk} to lease"
+            )));
+        }
+        let lease = Lease {
+            version: state.version,
+            replicas: servers,
+            expires: now + duration,
+        };
+        let view = self.lease_view(chunk, &lease, now);
+        self.leases.insert(chunk, lease);
+        Ok(view)
+    }
+
+    /// Extends the lease on `chunk` at `version`; `LeaseExpired` if that is not the valid lease.
+    pub fn renew(
+        &mut self,
+        chunk: ChunkId,
+        version: ChunkVersion,
+        now: Instant,
+        duration: Duration,
+    ) -> KfsResult<u64> {
+        match self.leases.get_mut(&chunk) {
+            Some(lease) if lease.version == version && lease.expires > now => {
+                lease.expires = now + duration;
+                Ok(duration.as_millis() as u64)
+            }
+            _ => Err(KfsError::LeaseExpired { chunk }),
+        }
+    }
+
+    /// Ends the lease on `chunk` (its replicas change).
+    pub fn revoke(&mut self, chunk: ChunkId) {
+        self.leases.remove(&chunk);
     }
 
     /// Number of chunks the map holds.

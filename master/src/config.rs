@@ -30,6 +30,15 @@ pub struct MasterConfig {
     /// A chunkserver silent for this many milliseconds is declared dead and its replicas no
     /// longer count. Default 30,000.
     pub chunkserver_timeout_ms: u64,
+    /// Bytes per chunk, a multiple of 64 KiB up to 64 MiB. Fixed for the life of a cluster: the
+    /// chunks already written keep the size they were written with. Default 64 MiB.
+    pub chunk_size: u64,
+    /// How long a write lease lasts, in milliseconds (writers renew it while they write). After a
+    /// restart the master grants no lease for this long. Default 60,000.
+    pub lease_ms: u64,
+    /// A new chunk needs at least this many replicas to be written (fewer live chunkservers than
+    /// a file's replication factor then give a degraded write, repaired later). Default 1.
+    pub min_write_replicas: u8,
 }
 
 impl Default for MasterConfig {
@@ -44,6 +53,9 @@ impl Default for MasterConfig {
             log_segment_bytes: 64 << 20,
             heartbeat_interval_ms: 3_000,
             chunkserver_timeout_ms: 30_000,
+            chunk_size: kfs_common::proto::chunk::MAX_CHUNK_SIZE,
+            lease_ms: 60_000,
+            min_write_replicas: 1,
         }
     }
 }
@@ -102,6 +114,25 @@ impl MasterConfig {
             return invalid(format!(
                 "chunkserver_timeout_ms {} must exceed heartbeat_interval_ms {}",
                 self.chunkserver_timeout_ms, self.heartbeat_interval_ms
+            ));
+        }
+        let block = kfs_common::proto::chunk::BLOCK_SIZE;
+        if self.chunk_size == 0
+            || !self.chunk_size.is_multiple_of(block)
+            || self.chunk_size > kfs_common::proto::chunk::MAX_CHUNK_SIZE
+        {
+            return invalid(format!(
+                "chunk_size {} is not a multiple of 64 KiB between 64 KiB and 64 MiB",
+                self.chunk_size
+            ));
+        }
+        if self.lease_ms < 100 {
+            return invalid(format!("lease_ms {} is below 100", self.lease_ms));
+        }
+        if !kfs_common::proto::master::REPLICATION_RANGE.contains(&self.min_write_replicas) {
+            return invalid(format!(
+                "min_write_replicas {} is outside 1..=16",
+                self.min_write_replicas
             ));
         }
         if self.log_segment_bytes < 1 << 20 {

@@ -22,3 +22,4 @@ pub mod tree;
 
 pub use config::MasterConfig;
 pub use server::{MasterHandle, StartError, start};
+pub mod leases;

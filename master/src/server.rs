@@ -12,6 +12,7 @@
 use crate::chunks::{ChunkMap, ChunkTiming};
 use crate::committer::{CommitStats, Committer, CommitterConfig, SharedNamespace};
 use crate::config::{ConfigError, MasterConfig};
+use crate::leases::{LeaseConfig, LeaseContext, Leases};
 use crate::namespace::op::{Applied, Op, Prepared, Reply};
 use crate::namespace::{DEFAULT_DIR_MODE, DEFAULT_FILE_MODE};
 use crate::storage::log::LogWriter;
@@ -23,11 +24,11 @@ use kfs_common::proto::cluster::{
 };
 use kfs_common::proto::master::{
     ChunkLocation, ChunkserverInfo, CreateOptions, DirPage, FileAttr, MasterInfo, MasterService,
-    MkdirOptions, NamespaceCounters, RemoveSummary, SetAttr,
+    MkdirOptions, NamespaceCounters, RemoveSummary, SetAttr, WriteLease,
 };
 use kfs_common::proto::{PROTOCOL_VERSION, now};
 use kfs_common::rpc::Service;
-use kfs_common::{FileId, KfsError, KfsResult, path, rpc};
+use kfs_common::{ChunkId, ChunkVersion, FileId, KfsError, KfsResult, ServerId, path, rpc};
 use serde_bytes::ByteBuf;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,6 +58,7 @@ struct MasterState {
     /// Where chunks are; updated by the committer (applied ops) and by chunkservers' reports.
     chunks: Arc<Mutex<ChunkMap>>,
     committer: Committer,
+    leases: Leases,
     /// Next file id to hand out; ahead of (or equal to) the namespace's own counter, since ids
     /// are chosen before the op is logged.
     next_fid: AtomicU64,
@@ -117,6 +119,21 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
     );
 
     let next_fid = AtomicU64::new(recovered.ns.next_fid().0);
+    let started = Instant::now();
+    let leases = Leases::new(
+        LeaseConfig {
+            duration: Duration::from_millis(config.lease_ms),
+            chunk_size: config.chunk_size,
+            min_write_replicas: config.min_write_replicas as usize,
+            // A restarted master may have granted leases it no longer knows: wait them out.
+            grace_until: if recovered.formatted {
+                started
+            } else {
+                started + Duration::from_millis(config.lease_ms)
+            },
+        },
+        recovered.ns.next_chunk_id(),
+    );
     let timing = ChunkTiming {
         heartbeat_interval: Duration::from_millis(config.heartbeat_interval_ms),
         server_timeout: Duration::from_millis(config.chunkserver_timeout_ms),
@@ -142,6 +159,7 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
         ns,
         chunks,
         committer,
+        leases,
         next_fid,
         default_replication: config.default_replication,
     });
@@ -293,6 +311,14 @@ impl MasterServer {
             .map(|applied| applied.reply)
     }
 
+    fn lease_context(&self) -> LeaseContext<'_> {
+        LeaseContext {
+            ns: &self.state.ns,
+            chunks: &self.state.chunks,
+            committer: &self.state.committer,
+        }
+    }
+
     fn allocate_fids(&self, count: u64) -> FileId {
         FileId(self.state.next_fid.fetch_add(count, Ordering::Relaxed))
     }
@@ -360,6 +386,7 @@ impl MasterService for MasterServer {
             protocol: PROTOCOL_VERSION,
             version: env!("CARGO_PKG_VERSION").to_string(),
             default_replication: self.state.default_replication,
+            chunk_size: self.state.leases.chunk_size(),
         })
     }
 
@@ -522,6 +549,84 @@ impl MasterService for MasterServer {
             .lock()
             .expect("chunk map lock")
             .servers(Instant::now()))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%fid))]
+    async fn stat_fid(self, _: Context, fid: FileId) -> KfsResult<FileAttr> {
+        self.read(|ns| ns.stat_fid(fid))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%fid, offset, len))]
+    async fn locate(
+        self,
+        _: Context,
+        fid: FileId,
+        offset: u64,
+        len: u64,
+    ) -> KfsResult<Vec<ChunkLocation>> {
+        let chunk_size = self.state.leases.chunk_size();
+        let chunks = self.read(|ns| {
+            let attr = ns.stat_fid(fid)?;
+            if attr.kind == kfs_common::FileKind::Dir {
+                return Err(KfsError::is_a_directory(fid.to_string()));
+            }
+            Ok(ns.chunks_in(fid, offset, offset.saturating_add(len), chunk_size))
+        })?;
+        let map = self.state.chunks.lock().expect("chunk map lock");
+        Ok(chunks
+            .into_iter()
+            .map(|(offset, chunk, version)| ChunkLocation {
+                offset,
+                chunk,
+                version,
+                replicas: map.locations(chunk),
+            })
+            .collect())
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%fid, chunk_offset))]
+    async fn lease(self, _: Context, fid: FileId, chunk_offset: u64) -> KfsResult<WriteLease> {
+        self.state
+            .leases
+            .lease(&self.lease_context(), fid, chunk_offset)
+            .await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%chunk, %version))]
+    async fn renew_lease(
+        self,
+        _: Context,
+        chunk: ChunkId,
+        version: ChunkVersion,
+    ) -> KfsResult<u64> {
+        self.state
+            .leases
+            .renew(&self.lease_context(), chunk, version)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%chunk, %version, failed = failed.len()))]
+    async fn report_failure(
+        self,
+        _: Context,
+        chunk: ChunkId,
+        version: ChunkVersion,
+        failed: Vec<ServerId>,
+    ) -> KfsResult<WriteLease> {
+        self.state
+            .leases
+            .report_failure(&self.lease_context(), chunk, version, failed)
+            .await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%fid, length))]
+    async fn extend_length(self, _: Context, fid: FileId, length: u64) -> KfsResult<FileAttr> {
+        self.mutate(Op::ExtendLength {
+            fid,
+            size: length,
+            time: now(),
+        })
+        .await
+        .and_then(expect_attr)
     }
 }
 

@@ -30,6 +30,9 @@ pub struct ClusterOptions {
     /// Scrubber rate of every chunkserver (0: off).
     pub scrub_bytes_per_sec: u64,
     pub scrub_pause_secs: u64,
+    /// Bytes per chunk: small, so files cross chunk boundaries often.
+    pub chunk_size: u64,
+    pub lease_ms: u64,
 }
 
 impl Default for ClusterOptions {
@@ -41,6 +44,8 @@ impl Default for ClusterOptions {
             chunkserver_timeout_ms: 1_000,
             scrub_bytes_per_sec: 0,
             scrub_pause_secs: 3600,
+            chunk_size: 256 * 1024,
+            lease_ms: 5_000,
         }
     }
 }
@@ -109,6 +114,8 @@ impl TestCluster {
             meta_dir: meta.path().to_path_buf(),
             heartbeat_interval_ms: options.heartbeat_interval_ms,
             chunkserver_timeout_ms: options.chunkserver_timeout_ms,
+            chunk_size: options.chunk_size,
+            lease_ms: options.lease_ms,
             ..Default::default()
         };
         let master = kfs_master::start(&master_config)
@@ -162,6 +169,20 @@ impl TestCluster {
         master::connect(self.master_addr())
             .await
             .expect("connect to the master")
+    }
+
+    /// A `kfs-client` connected to the cluster.
+    pub async fn client(&self) -> kfs_client::Client {
+        kfs_client::Client::connect(self.master_addr())
+            .await
+            .expect("connect a client")
+    }
+
+    /// A `kfs-client` with the given options.
+    pub async fn client_with(&self, options: kfs_client::ClientOptions) -> kfs_client::Client {
+        kfs_client::Client::connect_with(self.master_addr(), options)
+            .await
+            .expect("connect a client")
     }
 
     pub fn chunkserver(&self, i: usize) -> &ChunkserverHandle {

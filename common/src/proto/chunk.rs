@@ -1,14 +1,26 @@
-//! Calls served by chunkservers: reading replicas (writing and replication arrive with the data
-//! path).
+//! Calls served by chunkservers: the data path (writes along a chain of replicas, reads), and
+//! the master's replica management (create, version changes).
+//!
+//! A write goes from the client to the lease's primary, which gives it the next serial number of
+//! the chunk, writes it locally while forwarding it to the next replica of the chain, and answers
+//! when every replica holds it. Every replica applies a chunk's writes in serial order, so
+//! concurrent writes to one chunk land in the same order everywhere.
 
 use crate::error::KfsError;
 use crate::ids::{ChunkId, ChunkVersion, ServerId};
 use crate::proto::Payload;
+use crate::proto::master::ReplicaLocation;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 /// Largest read a single call may ask for.
 pub const MAX_READ_LEN: u32 = 8 << 20;
+/// Largest write a single call may carry.
+pub const MAX_WRITE_LEN: usize = 8 << 20;
+/// Bytes covered by one checksum; chunk sizes are multiples of it.
+pub const BLOCK_SIZE: u64 = 64 * 1024;
+/// Largest chunk size a cluster may use.
+pub const MAX_CHUNK_SIZE: u64 = 64 << 20;
 
 /// What a chunkserver says about itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,6 +30,21 @@ pub struct ChunkserverStatus {
     pub corrupt: Vec<ChunkId>,
     /// Data dirs taken out of service after I/O errors.
     pub failed_dirs: Vec<String>,
+}
+
+/// A write travelling along the replica chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteRequest {
+    pub chunk: ChunkId,
+    pub version: ChunkVersion,
+    /// Byte offset in the chunk.
+    pub offset: u64,
+    pub data: Payload,
+    /// `None` from the client (the receiver is the primary and numbers the write); the primary's
+    /// number from then on.
+    pub serial: Option<u64>,
+    /// The replicas after this one, in order.
+    pub chain: Vec<ReplicaLocation>,
 }
 
 /// Chunk service of a chunkserver.
@@ -37,10 +64,76 @@ pub trait ChunkService {
 
     /// Caller: tools and tests. Replies with the server's identity and state. Read-only.
     async fn status() -> Result<ChunkserverStatus, KfsError>;
+
+    /// Caller: a writer (to the primary), or the previous replica of the chain. Applies the write
+    /// in the chunk's serial order while forwarding it down the chain; replies with the chunk's
+    /// length once every replica of the chain holds it, or `WriteFailed` naming the replica that
+    /// did not. Not idempotent across versions; a retry at the same version rewrites the same
+    /// bytes.
+    async fn write(request: WriteRequest) -> Result<u64, KfsError>;
+
+    /// Caller: a writer (to the primary), or the previous replica of the chain. Makes the chunk's
+    /// data durable on this replica and every one after it in `chain`. Idempotent.
+    async fn sync(
+        chunk: ChunkId,
+        version: ChunkVersion,
+        chain: Vec<ReplicaLocation>,
+    ) -> Result<(), KfsError>;
+
+    /// Caller: the master, allocating a chunk. Creates an empty replica. Idempotent (a replica
+    /// that exists at `version` and is empty is success).
+    async fn create(chunk: ChunkId, version: ChunkVersion) -> Result<(), KfsError>;
+
+    /// Caller: the master, before granting a new lease. Moves the replica from version `from` to
+    /// `to`, durably. Idempotent (a replica already at `to` is success).
+    async fn set_version(
+        chunk: ChunkId,
+        from: ChunkVersion,
+        to: ChunkVersion,
+    ) -> Result<(), KfsError>;
 }
 
 /// Connects to the chunk service of the chunkserver at `addr`.
 pub async fn connect(addr: SocketAddr) -> std::io::Result<ChunkServiceClient> {
     let transport = crate::rpc::connect(addr, crate::rpc::Service::Chunk).await?;
     Ok(ChunkServiceClient::new(tarpc::client::Config::default(), transport).spawn())
+}
+
+/// Connections to chunkservers, one per address, made on first use and shared by every caller
+/// (a connection carries many calls in flight).
+#[derive(Clone, Default)]
+pub struct ChunkPool {
+    conns:
+        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<SocketAddr, ChunkServiceClient>>>,
+}
+
+/// How long connecting to a chunkserver may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl ChunkPool {
+    pub fn new() -> ChunkPool {
+        ChunkPool::default()
+    }
+
+    /// The connection to `addr`, made if there is none.
+    pub async fn get(&self, addr: SocketAddr) -> std::io::Result<ChunkServiceClient> {
+        if let Some(client) = self.conns.lock().expect("pool lock").get(&addr) {
+            return Ok(client.clone());
+        }
+        let client = tokio::time::timeout(CONNECT_TIMEOUT, connect(addr))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connecting to {addr} timed out"),
+                )
+            })??;
+        let mut conns = self.conns.lock().expect("pool lock");
+        Ok(conns.entry(addr).or_insert(client).clone())
+    }
+
+    /// Drops the connection to `addr` (after it failed); the next call reconnects.
+    pub fn forget(&self, addr: SocketAddr) {
+        self.conns.lock().expect("pool lock").remove(&addr);
+    }
 }

@@ -115,6 +115,21 @@ pub struct MasterInfo {
     pub version: String,
     /// Replication factor given to files created without one.
     pub default_replication: u8,
+    /// Bytes per chunk in this cluster: file byte `n` is in the chunk at offset
+    /// `n - n % chunk_size`.
+    pub chunk_size: u64,
+}
+
+/// The right to write one chunk: where to send writes and at which version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteLease {
+    pub chunk: ChunkId,
+    pub version: ChunkVersion,
+    /// Receives writes, orders them, and forwards them along `secondaries`.
+    pub primary: ReplicaLocation,
+    pub secondaries: Vec<ReplicaLocation>,
+    /// Milliseconds the lease stays valid from when it was sent (renew before).
+    pub valid_ms: u64,
 }
 
 /// Whether the master hears from a chunkserver.
@@ -231,6 +246,41 @@ pub trait MasterService {
     /// Caller: tools (`kfs servers`). Replies with every chunkserver the master has heard of
     /// since it started. Read-only.
     async fn chunkservers() -> Result<Vec<ChunkserverInfo>, KfsError>;
+
+    /// Caller: clients opening a file by id. Replies with its attributes. Read-only.
+    async fn stat_fid(fid: FileId) -> Result<FileAttr, KfsError>;
+
+    /// Caller: readers. Replies with the chunks of file `fid` that overlap `[offset, offset +
+    /// len)`, in offset order, with their live replicas; a chunk that was never written is absent
+    /// (a hole). Read-only.
+    async fn locate(fid: FileId, offset: u64, len: u64) -> Result<Vec<ChunkLocation>, KfsError>;
+
+    /// Caller: writers. Grants a write lease on the chunk of file `fid` at `chunk_offset` (a
+    /// multiple of the chunk size): a new chunk is allocated on distinct chunkservers; an existing
+    /// one gets a new version on its live replicas, unless a lease on it is still valid, which is
+    /// then returned as it is (one primary per chunk at a time). Right after a master restart,
+    /// answers `Unavailable` until leases granted before the restart have expired. Idempotent
+    /// while the lease lasts.
+    async fn lease(fid: FileId, chunk_offset: u64) -> Result<WriteLease, KfsError>;
+
+    /// Caller: writers holding a lease. Extends it; replies with its new validity, or
+    /// `LeaseExpired` if it is not the current lease. Idempotent.
+    async fn renew_lease(chunk: ChunkId, version: ChunkVersion) -> Result<u64, KfsError>;
+
+    /// Caller: writers whose write to `chunk` at `version` failed on `failed` servers. The master
+    /// drops those replicas, moves the survivors to a new version (the failed ones become stale),
+    /// and replies with a new lease on them; if another writer already did this, with the current
+    /// lease. Idempotent.
+    async fn report_failure(
+        chunk: ChunkId,
+        version: ChunkVersion,
+        failed: Vec<ServerId>,
+    ) -> Result<WriteLease, KfsError>;
+
+    /// Caller: writers on flush and close. Makes the file at least `length` bytes long (never
+    /// shorter: concurrent writers each extend it to their end) and sets its modification time.
+    /// Idempotent.
+    async fn extend_length(fid: FileId, length: u64) -> Result<FileAttr, KfsError>;
 }
 
 /// Connects to a master at `addr`. The client is cheap to clone; clones share the connection and

@@ -112,6 +112,12 @@ enum Change<'p> {
         chunk: ChunkId,
         version: ChunkVersion,
     },
+    BumpVersion {
+        fid: FileId,
+        offset: u64,
+        chunk: ChunkId,
+        version: ChunkVersion,
+    },
     Unchanged(Reply),
 }
 
@@ -119,6 +125,7 @@ enum FattrUpdate<'p> {
     Replication(u8),
     Attr(&'p SetAttr),
     Length(u64, Timestamp),
+    AtLeast(u64, Timestamp),
 }
 
 impl Namespace {
@@ -345,6 +352,38 @@ impl Namespace {
             .collect()
     }
 
+    /// The chunks of file `fid` overlapping bytes `[start, end)`, as `(offset, id, version)` in
+    /// offset order (chunks are `chunk_size` bytes).
+    pub fn chunks_in(
+        &self,
+        fid: FileId,
+        start: u64,
+        end: u64,
+        chunk_size: u64,
+    ) -> Vec<(u64, ChunkId, ChunkVersion)> {
+        let first = start - start % chunk_size;
+        let from = Key::chunk(fid, first);
+        self.map
+            .range_from(Bound::Included(&from))
+            .map_while(|(k, v)| match (k.view(), v) {
+                (KeyView::Chunk { fid: f, offset }, Val::Chunk { id, version })
+                    if f == fid && offset < end =>
+                {
+                    Some((offset, *id, *version))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The chunk of file `fid` at `offset`, if one was allocated there.
+    pub fn chunk_at(&self, fid: FileId, offset: u64) -> Option<(ChunkId, ChunkVersion)> {
+        match self.map.get(&Key::chunk(fid, offset)) {
+            Some(Val::Chunk { id, version }) => Some((*id, *version)),
+            _ => None,
+        }
+    }
+
     /// Every chunk of every file, as `(fid, offset, id, version)` (to rebuild the master's chunk
     /// map at start-up).
     pub fn all_chunks(&self) -> impl Iterator<Item = (FileId, u64, ChunkId, ChunkVersion)> + '_ {
@@ -553,6 +592,38 @@ impl Namespace {
                     update: FattrUpdate::Length(*size, *time),
                 })
             }
+            Op::ExtendLength { fid, size, time } => {
+                self.existing_file(*fid)?;
+                Ok(Change::SetFattr {
+                    fid: *fid,
+                    update: FattrUpdate::AtLeast(*size, *time),
+                })
+            }
+            Op::BumpVersion {
+                fid,
+                offset,
+                chunk,
+                version,
+            } => match self.map.get(&Key::chunk(*fid, *offset)) {
+                Some(Val::Chunk {
+                    id,
+                    version: current,
+                }) if id == chunk && version > current => Ok(Change::BumpVersion {
+                    fid: *fid,
+                    offset: *offset,
+                    chunk: *chunk,
+                    version: *version,
+                }),
+                Some(Val::Chunk {
+                    id,
+                    version: current,
+                }) if id == chunk => Err(KfsError::StaleVersion {
+                    chunk: *chunk,
+                    expected: *version,
+                    found: *current,
+                }),
+                _ => Err(KfsError::NoSuchChunk { chunk: *chunk }),
+            },
         }
     }
 
@@ -798,6 +869,11 @@ impl Namespace {
                         attr.size = size;
                         attr.mtime = time;
                     }
+                    FattrUpdate::AtLeast(size, time) => {
+                        size_change = Some((attr.size, attr.size.max(size)));
+                        attr.size = attr.size.max(size);
+                        attr.mtime = time;
+                    }
                 }
                 if let Some((old, new)) = size_change {
                     self.counters.bytes = self.counters.bytes - old + new;
@@ -811,6 +887,16 @@ impl Namespace {
             }
             Change::RemoveXattr { fid, name } => {
                 self.map.remove(&Key::xattr(fid, name));
+                Reply::Done
+            }
+            Change::BumpVersion {
+                fid,
+                offset,
+                chunk,
+                version,
+            } => {
+                self.map
+                    .insert(Key::chunk(fid, offset), Val::Chunk { id: chunk, version });
                 Reply::Done
             }
             Change::AllocateChunk {

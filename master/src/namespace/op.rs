@@ -76,8 +76,23 @@ pub enum Op {
         chunk: ChunkId,
         version: ChunkVersion,
     },
-    /// Set the length of file `fid` (the writer's close).
+    /// Set the length of file `fid`.
     SetLength {
+        fid: FileId,
+        size: u64,
+        time: Timestamp,
+    },
+    /// Move the chunk of file `fid` at `offset` (which must be `chunk`) to a higher `version`
+    /// (a new write lease).
+    BumpVersion {
+        fid: FileId,
+        offset: u64,
+        chunk: ChunkId,
+        version: ChunkVersion,
+    },
+    /// Make file `fid` at least `size` bytes long (a writer's flush or close), and set its
+    /// modification time.
+    ExtendLength {
         fid: FileId,
         size: u64,
         time: Timestamp,
@@ -134,7 +149,10 @@ impl Op {
             Op::Rename { src, dst, .. } => src.len() + dst.len(),
             Op::SetXattr { path, name, value } => path.len() + name.len() + value.len(),
             Op::RemoveXattr { path, name } => path.len() + name.len(),
-            Op::AllocateChunk { .. } | Op::SetLength { .. } => 0,
+            Op::AllocateChunk { .. }
+            | Op::SetLength { .. }
+            | Op::BumpVersion { .. }
+            | Op::ExtendLength { .. } => 0,
         }
     }
 }

@@ -1,0 +1,346 @@
+//! [`Client`]: a connection to a KFS cluster, and the namespace calls.
+
+use crate::file::File;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use kfs_common::proto::PROTOCOL_VERSION;
+use kfs_common::proto::chunk::ChunkPool;
+use kfs_common::proto::master::{
+    self, ChunkLocation, ChunkserverInfo, CreateOptions, DirEntry, FileAttr, MasterInfo,
+    MasterServiceClient, MkdirOptions, NamespaceCounters, RemoveSummary, SetAttr,
+};
+use kfs_common::{KfsError, KfsResult, rpc};
+use serde_bytes::ByteBuf;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::ToSocketAddrs;
+
+/// Tuning of a [`Client`]; the defaults suit most programs.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Deadline of one call to the master or a chunkserver.
+    pub call_timeout: Duration,
+    /// How long a write keeps retrying (new leases, failed replicas, a restarting master) before
+    /// it gives up.
+    pub write_retry_for: Duration,
+    /// Bytes a [`File`] gathers before sending them as one write.
+    pub write_size: usize,
+    /// Writes a [`File`] keeps in flight at once.
+    pub writes_in_flight: usize,
+    /// Bytes a [`File`] reads ahead of the caller.
+    pub read_size: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            call_timeout: Duration::from_secs(60),
+            write_retry_for: Duration::from_secs(180),
+            write_size: 1 << 20,
+            writes_in_flight: 4,
+            read_size: 4 << 20,
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) master: MasterServiceClient,
+    pub(crate) master_addr: SocketAddr,
+    pub(crate) info: MasterInfo,
+    pub(crate) chunks: ChunkPool,
+    pub(crate) options: ClientOptions,
+}
+
+/// A connection to a KFS cluster. Cheap to clone; clones share the connection, and calls from
+/// many tasks go out concurrently on it.
+///
+/// ```no_run
+/// # async fn demo() -> kfs_common::KfsResult<()> {
+/// let client = kfs_client::Client::connect("127.0.0.1:20000").await?;
+/// client.mkdir_all("/photos/2024").await?;
+/// for entry in client.list_all("/photos").await? {
+///     println!("{} ({})", entry.name, entry.kind);
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// A transport failure (the master could not be reached or did not answer) as a user error.
+pub(crate) fn unreachable(what: &str, addr: SocketAddr, e: impl std::fmt::Display) -> KfsError {
+    KfsError::Unavailable(format!(
+        "{what} at {addr} did not answer ({e}); is it running and reachable?"
+    ))
+}
+
+impl Client {
+    /// Connects to the master at `addr` with default options.
+    pub async fn connect(addr: impl ToSocketAddrs) -> KfsResult<Client> {
+        Client::connect_with(addr, ClientOptions::default()).await
+    }
+
+    /// Connects to the master at `addr` and checks that it speaks this client's protocol.
+    pub async fn connect_with(
+        addr: impl ToSocketAddrs,
+        options: ClientOptions,
+    ) -> KfsResult<Client> {
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr)
+            .await
+            .map_err(|e| {
+                KfsError::invalid_argument(format!("cannot resolve the master's address: {e}"))
+            })?
+            .collect();
+        let mut last = None;
+        for addr in addrs {
+            match tokio::time::timeout(options.call_timeout, master::connect(addr)).await {
+                Ok(Ok(master)) => {
+                    let info = master
+                        .handshake(rpc::context(options.call_timeout), PROTOCOL_VERSION)
+                        .await
+                        .map_err(|e| unreachable("the master", addr, e))??;
+                    return Ok(Client {
+                        inner: Arc::new(Inner {
+                            master,
+                            master_addr: addr,
+                            info,
+                            chunks: ChunkPool::new(),
+                            options,
+                        }),
+                    });
+                }
+                Ok(Err(e)) => last = Some(unreachable("the master", addr, e)),
+                Err(_) => last = Some(unreachable("the master", addr, "connect timed out")),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            KfsError::invalid_argument("the master's address resolves to nothing")
+        }))
+    }
+
+    /// What the master said about itself (protocol, version, chunk size, default replication).
+    pub fn master_info(&self) -> &MasterInfo {
+        &self.inner.info
+    }
+
+    /// The address of the master.
+    pub fn master_addr(&self) -> SocketAddr {
+        self.inner.master_addr
+    }
+
+    /// Bytes per chunk in this cluster.
+    pub fn chunk_size(&self) -> u64 {
+        self.inner.info.chunk_size
+    }
+
+    pub(crate) fn ctx(&self) -> tarpc::context::Context {
+        rpc::context(self.inner.options.call_timeout)
+    }
+
+    /// The master's RPC client.
+    pub(crate) fn m(&self) -> &MasterServiceClient {
+        &self.inner.master
+    }
+
+    /// Awaits a master call, turning a transport failure into `Unavailable` naming the master.
+    pub(crate) async fn call<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<KfsResult<T>, tarpc::client::RpcError>>,
+    ) -> KfsResult<T> {
+        call.await
+            .map_err(|e| unreachable("the master", self.inner.master_addr, e))?
+    }
+
+    /// Creates a directory; its parent must exist.
+    pub async fn mkdir(&self, path: &str) -> KfsResult<FileAttr> {
+        let path = path.to_string();
+        self.call(self.m().mkdir(self.ctx(), path, MkdirOptions::default()))
+            .await
+    }
+
+    /// Creates a directory and any missing parents; an existing directory is success.
+    pub async fn mkdir_all(&self, path: &str) -> KfsResult<FileAttr> {
+        let path = path.to_string();
+        let options = MkdirOptions {
+            parents: true,
+            mode: None,
+        };
+        self.call(self.m().mkdir(self.ctx(), path, options)).await
+    }
+
+    /// Creates a file (truncating an existing one) and opens it.
+    pub async fn create(&self, path: &str) -> KfsResult<File> {
+        self.create_with(path, CreateOptions::default()).await
+    }
+
+    /// Creates a file with options (exclusive, replication, mode) and opens it.
+    pub async fn create_with(&self, path: &str, options: CreateOptions) -> KfsResult<File> {
+        let p = path.to_string();
+        let attr = self.call(self.m().create(self.ctx(), p, options)).await?;
+        Ok(File::new(self.clone(), path, attr))
+    }
+
+    /// Opens an existing file for reading and writing.
+    pub async fn open(&self, path: &str) -> KfsResult<File> {
+        let attr = self.stat(path).await?;
+        if attr.kind == kfs_common::FileKind::Dir {
+            return Err(KfsError::is_a_directory(path));
+        }
+        Ok(File::new(self.clone(), path, attr))
+    }
+
+    pub async fn stat(&self, path: &str) -> KfsResult<FileAttr> {
+        let path = path.to_string();
+        self.call(self.m().stat(self.ctx(), path)).await
+    }
+
+    /// The entries of a directory, fetched from the master a page at a time as the stream is
+    /// read (a directory of millions of entries never arrives as one reply).
+    pub fn list(&self, path: &str) -> BoxStream<'static, KfsResult<DirEntry>> {
+        self.list_pages(path, false)
+    }
+
+    /// [`Client::list`] with every entry's attributes.
+    pub fn list_with_attrs(&self, path: &str) -> BoxStream<'static, KfsResult<DirEntry>> {
+        self.list_pages(path, true)
+    }
+
+    fn list_pages(&self, path: &str, with_attrs: bool) -> BoxStream<'static, KfsResult<DirEntry>> {
+        struct Cursor {
+            client: Client,
+            path: String,
+            after: Option<String>,
+            page: std::vec::IntoIter<DirEntry>,
+            done: bool,
+        }
+        let cursor = Cursor {
+            client: self.clone(),
+            path: path.to_string(),
+            after: None,
+            page: Vec::new().into_iter(),
+            done: false,
+        };
+        futures::stream::unfold(cursor, move |mut c| async move {
+            loop {
+                if let Some(entry) = c.page.next() {
+                    c.after = Some(entry.name.clone());
+                    return Some((Ok(entry), c));
+                }
+                if c.done {
+                    return None;
+                }
+                let (path, after) = (c.path.clone(), c.after.clone());
+                match c
+                    .client
+                    .call(
+                        c.client
+                            .m()
+                            .readdir(c.client.ctx(), path, after, 0, with_attrs),
+                    )
+                    .await
+                {
+                    Ok(page) => {
+                        c.done = !page.more;
+                        c.page = page.entries.into_iter();
+                    }
+                    Err(e) => {
+                        c.done = true;
+                        c.page = Vec::new().into_iter();
+                        return Some((Err(e), c));
+                    }
+                }
+            }
+        })
+        .boxed()
+    }
+
+    /// Every entry of a directory (use [`Client::list`] for very large directories).
+    pub async fn list_all(&self, path: &str) -> KfsResult<Vec<DirEntry>> {
+        use futures::TryStreamExt;
+        self.list(path).try_collect().await
+    }
+
+    /// Renames a file or directory atomically, replacing an existing file.
+    pub async fn rename(&self, src: &str, dst: &str) -> KfsResult<()> {
+        let (src, dst) = (src.to_string(), dst.to_string());
+        self.call(self.m().rename(self.ctx(), src, dst)).await
+    }
+
+    /// Removes a file.
+    pub async fn remove(&self, path: &str) -> KfsResult<()> {
+        let path = path.to_string();
+        self.call(self.m().remove(self.ctx(), path)).await
+    }
+
+    /// Removes an empty directory.
+    pub async fn remove_dir(&self, path: &str) -> KfsResult<()> {
+        let path = path.to_string();
+        self.call(self.m().rmdir(self.ctx(), path)).await
+    }
+
+    /// Removes a file, or a directory and everything below it.
+    pub async fn remove_all(&self, path: &str) -> KfsResult<RemoveSummary> {
+        let path = path.to_string();
+        self.call(self.m().remove_recursive(self.ctx(), path)).await
+    }
+
+    /// Sets a file's replication factor (1..=16).
+    pub async fn set_replication(&self, path: &str, replication: u8) -> KfsResult<FileAttr> {
+        let path = path.to_string();
+        self.call(self.m().set_replication(self.ctx(), path, replication))
+            .await
+    }
+
+    /// Changes mode, owner, group or times.
+    pub async fn set_attr(&self, path: &str, attr: SetAttr) -> KfsResult<FileAttr> {
+        let path = path.to_string();
+        self.call(self.m().set_attr(self.ctx(), path, attr)).await
+    }
+
+    pub async fn set_xattr(&self, path: &str, name: &str, value: &[u8]) -> KfsResult<()> {
+        let (path, name, value) = (
+            path.to_string(),
+            name.to_string(),
+            ByteBuf::from(value.to_vec()),
+        );
+        self.call(self.m().set_xattr(self.ctx(), path, name, value))
+            .await
+    }
+
+    pub async fn get_xattr(&self, path: &str, name: &str) -> KfsResult<Vec<u8>> {
+        let (path, name) = (path.to_string(), name.to_string());
+        self.call(self.m().get_xattr(self.ctx(), path, name))
+            .await
+            .map(ByteBuf::into_vec)
+    }
+
+    pub async fn list_xattrs(&self, path: &str) -> KfsResult<Vec<String>> {
+        let path = path.to_string();
+        self.call(self.m().list_xattrs(self.ctx(), path)).await
+    }
+
+    pub async fn remove_xattr(&self, path: &str, name: &str) -> KfsResult<()> {
+        let (path, name) = (path.to_string(), name.to_string());
+        self.call(self.m().remove_xattr(self.ctx(), path, name))
+            .await
+    }
+
+    /// Files, directories, chunks and bytes in the namespace.
+    pub async fn counters(&self) -> KfsResult<NamespaceCounters> {
+        self.call(self.m().counters(self.ctx())).await
+    }
+
+    /// The chunks of a file with their live replicas.
+    pub async fn file_chunks(&self, path: &str) -> KfsResult<Vec<ChunkLocation>> {
+        let path = path.to_string();
+        self.call(self.m().file_chunks(self.ctx(), path)).await
+    }
+
+    /// The chunkservers the master knows.
+    pub async fn chunkservers(&self) -> KfsResult<Vec<ChunkserverInfo>> {
+        self.call(self.m().chunkservers(self.ctx())).await
+    }
+}

@@ -1,0 +1,213 @@
+//! Copying local files and directory trees into KFS and back.
+//!
+//! Trees are copied with several files in flight at once. Symbolic links and special files are
+//! skipped (and counted as such); a local path that cannot be read is an error naming it.
+
+use crate::Client;
+use futures::stream::{self, StreamExt, TryStreamExt};
+use kfs_common::{FileKind, KfsError, KfsResult, path};
+use std::path::{Path, PathBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Files copied at once when copying a tree.
+const TREE_PARALLELISM: usize = 8;
+/// Bytes moved per read of the source.
+const COPY_BUF: usize = 1 << 20;
+
+/// What a copy moved.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CopySummary {
+    pub files: u64,
+    pub dirs: u64,
+    pub bytes: u64,
+    /// Symbolic links and special files left out.
+    pub skipped: u64,
+}
+
+impl CopySummary {
+    fn add(mut self, other: CopySummary) -> CopySummary {
+        self.files += other.files;
+        self.dirs += other.dirs;
+        self.bytes += other.bytes;
+        self.skipped += other.skipped;
+        self
+    }
+}
+
+fn local(path: &Path, e: impl std::fmt::Display) -> KfsError {
+    KfsError::Io(format!("{}: {e}", path.display()))
+}
+
+/// Copies a local file into KFS at `remote` (created or truncated); `progress` is told of every
+/// piece of bytes copied.
+pub async fn put_file(
+    client: &Client,
+    local_path: &Path,
+    remote: &str,
+    progress: &(dyn Fn(u64) + Sync),
+) -> KfsResult<u64> {
+    let mut src = tokio::fs::File::open(local_path)
+        .await
+        .map_err(|e| local(local_path, e))?;
+    let mut dst = client.create(remote).await?;
+    let mut buf = vec![0u8; COPY_BUF];
+    let mut total = 0u64;
+    loop {
+        let n = src.read(&mut buf).await.map_err(|e| local(local_path, e))?;
+        if n == 0 {
+            break;
+        }
+        dst.write_all(&buf[..n]).await?;
+        total += n as u64;
+        progress(n as u64);
+    }
+    dst.close().await?;
+    Ok(total)
+}
+
+/// Copies a KFS file to a local file (created or truncated); `progress` is told of every piece.
+pub async fn get_file(
+    client: &Client,
+    remote: &str,
+    local_path: &Path,
+    progress: &(dyn Fn(u64) + Sync),
+) -> KfsResult<u64> {
+    let mut src = client.open(remote).await?;
+    let mut dst = tokio::fs::File::create(local_path)
+        .await
+        .map_err(|e| local(local_path, e))?;
+    let mut buf = vec![0u8; COPY_BUF];
+    let mut total = 0u64;
+    loop {
+        let n = src.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        dst.write_all(&buf[..n])
+            .await
+            .map_err(|e| local(local_path, e))?;
+        total += n as u64;
+        progress(n as u64);
+    }
+    dst.flush().await.map_err(|e| local(local_path, e))?;
+    Ok(total)
+}
+
+/// Copies a local file or directory tree into KFS at `remote`.
+pub async fn put(
+    client: &Client,
+    local_path: &Path,
+    remote: &str,
+    progress: &(dyn Fn(u64) + Sync),
+) -> KfsResult<CopySummary> {
+    let meta = tokio::fs::symlink_metadata(local_path)
+        .await
+        .map_err(|e| local(local_path, e))?;
+    if meta.is_file() {
+        let bytes = put_file(client, local_path, remote, progress).await?;
+        return Ok(CopySummary {
+            files: 1,
+            bytes,
+            ..Default::default()
+        });
+    }
+    if !meta.is_dir() {
+        return Ok(CopySummary {
+            skipped: 1,
+            ..Default::default()
+        });
+    }
+    // Directories first (parents before children), then the files, several at once.
+    let mut dirs = vec![(local_path.to_path_buf(), remote.to_string())];
+    let mut files: Vec<(PathBuf, String)> = Vec::new();
+    let mut summary = CopySummary::default();
+    while let Some((dir, remote_dir)) = dirs.pop() {
+        client.mkdir_all(&remote_dir).await?;
+        summary.dirs += 1;
+        let mut entries = tokio::fs::read_dir(&dir)
+            .await
+            .map_err(|e| local(&dir, e))?;
+        while let Some(entry) = entries.next_entry().await.map_err(|e| local(&dir, e))? {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else {
+                summary.skipped += 1;
+                continue;
+            };
+            let kind = entry
+                .file_type()
+                .await
+                .map_err(|e| local(&entry.path(), e))?;
+            let target = path::join(&remote_dir, name);
+            if kind.is_dir() {
+                dirs.push((entry.path(), target));
+            } else if kind.is_file() {
+                files.push((entry.path(), target));
+            } else {
+                summary.skipped += 1;
+            }
+        }
+    }
+    let copied: Vec<CopySummary> = stream::iter(files)
+        .map(|(from, to)| async move {
+            let bytes = put_file(client, &from, &to, progress).await?;
+            Ok::<_, KfsError>(CopySummary {
+                files: 1,
+                bytes,
+                ..Default::default()
+            })
+        })
+        .buffer_unordered(TREE_PARALLELISM)
+        .try_collect()
+        .await?;
+    Ok(copied.into_iter().fold(summary, CopySummary::add))
+}
+
+/// Copies a KFS file or directory tree to `local_path`.
+pub async fn get(
+    client: &Client,
+    remote: &str,
+    local_path: &Path,
+    progress: &(dyn Fn(u64) + Sync),
+) -> KfsResult<CopySummary> {
+    let attr = client.stat(remote).await?;
+    if attr.kind == FileKind::File {
+        let bytes = get_file(client, remote, local_path, progress).await?;
+        return Ok(CopySummary {
+            files: 1,
+            bytes,
+            ..Default::default()
+        });
+    }
+    let mut dirs = vec![(remote.to_string(), local_path.to_path_buf())];
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    let mut summary = CopySummary::default();
+    while let Some((remote_dir, dir)) = dirs.pop() {
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| local(&dir, e))?;
+        summary.dirs += 1;
+        let mut entries = client.list(&remote_dir);
+        while let Some(entry) = entries.next().await {
+            let entry = entry?;
+            let from = path::join(&remote_dir, &entry.name);
+            let to = dir.join(&entry.name);
+            match entry.kind {
+                FileKind::Dir => dirs.push((from, to)),
+                FileKind::File => files.push((from, to)),
+            }
+        }
+    }
+    let copied: Vec<CopySummary> = stream::iter(files)
+        .map(|(from, to)| async move {
+            let bytes = get_file(client, &from, &to, progress).await?;
+            Ok::<_, KfsError>(CopySummary {
+                files: 1,
+                bytes,
+                ..Default::default()
+            })
+        })
+        .buffer_unordered(TREE_PARALLELISM)
+        .try_collect()
+        .await?;
+    Ok(copied.into_iter().fold(summary, CopySummary::add))
+}

@@ -1,0 +1,855 @@
+//! [`File`]: reading and writing a KFS file.
+//!
+//! Writing: bytes go to the primary of the chunk's write lease, which orders them and forwards
+//! them along the chain of replicas; a write is acknowledged once every replica holds it. Writes
+//! are split at chunk boundaries, gathered into `write_size` pieces and kept several in flight. A
+//! replica that fails mid-write is reported to the master, which moves the chunk to a new version
+//! on the survivors; the write is then sent again to them, and the caller sees no error. Only a
+//! chunk with no replica left fails the write, with an error naming the chunk and servers.
+//!
+//! Reading: chunk locations are asked of the master and cached; each piece is read from one
+//! replica and, on any error (a checksum mismatch included), from the next. A chunk that was never
+//! written reads as zeros; reads end at the file's length.
+//!
+//! Consistency (close-to-open, as in NFS and HDFS): a writer's bytes are on every replica when the
+//! write returns; the file's length at the master grows on `flush` and `close`. A reader sees the
+//! length as of its `open` (or [`File::refresh`]), and every byte acknowledged before that.
+//! Concurrent writers to one region of a chunk are applied in the same order on every replica, but
+//! which one lands last is not defined. See `docs/consistency.md`.
+
+use crate::client::{Client, unreachable};
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use kfs_common::proto::Payload;
+use kfs_common::proto::chunk::{MAX_READ_LEN, WriteRequest};
+use kfs_common::proto::master::{ChunkLocation, FileAttr, WriteLease};
+use kfs_common::{ChunkId, FileId, KfsError, KfsResult};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io;
+use std::ops::Range;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
+
+/// How many chunks one location request asks for.
+const LOCATE_AHEAD: u64 = 16;
+
+/// A lease this file holds.
+#[derive(Clone)]
+struct Held {
+    lease: WriteLease,
+    granted: Instant,
+    valid: Duration,
+}
+
+impl Held {
+    fn new(lease: WriteLease) -> Held {
+        Held {
+            valid: Duration::from_millis(lease.valid_ms),
+            granted: Instant::now(),
+            lease,
+        }
+    }
+
+    fn expires(&self) -> Instant {
+        self.granted + self.valid
+    }
+}
+
+/// State shared by a file's writes and reads in flight.
+pub(crate) struct Shared {
+    client: Client,
+    path: String,
+    fid: FileId,
+    chunk_size: u64,
+    /// The file's length as this handle knows it: at open, then grown by its own writes.
+    size: AtomicU64,
+    /// End of the furthest write acknowledged.
+    written_end: AtomicU64,
+    /// The length the master has from this handle.
+    length_set: AtomicU64,
+    leases: Mutex<HashMap<u64, Held>>,
+    /// Where each chunk is (`None`: a hole), by chunk offset.
+    locations: Mutex<BTreeMap<u64, Option<ChunkLocation>>>,
+    /// Chunk offsets written since the last sync.
+    unsynced: Mutex<BTreeSet<u64>>,
+}
+
+/// Part of a shared buffer, as bytes.
+#[derive(Clone)]
+struct Slice {
+    data: Arc<Vec<u8>>,
+    range: Range<usize>,
+}
+
+impl AsRef<[u8]> for Slice {
+    fn as_ref(&self) -> &[u8] {
+        &self.data[self.range.clone()]
+    }
+}
+
+/// What one write attempt came to.
+enum Attempt {
+    Done,
+    /// These replicas failed: report them and write again.
+    Failed(Vec<kfs_common::ServerId>),
+    /// The lease is no longer current: get a new one and write again.
+    Stale,
+    /// Try again later.
+    Busy(KfsError),
+}
+
+impl Shared {
+    fn size(&self) -> u64 {
+        self.size.load(Ordering::Acquire)
+    }
+
+    /// Pieces of `[offset, offset + len)` that fall in one chunk each: `(chunk offset, offset in
+    /// chunk, range in the caller's buffer)`.
+    fn pieces(&self, offset: u64, len: usize) -> Vec<(u64, u64, Range<usize>)> {
+        let mut out = Vec::new();
+        let mut done = 0usize;
+        while done < len {
+            let at = offset + done as u64;
+            let chunk_offset = at - at % self.chunk_size;
+            let in_chunk = at - chunk_offset;
+            let n = ((self.chunk_size - in_chunk) as usize).min(len - done);
+            out.push((chunk_offset, in_chunk, done..done + n));
+            done += n;
+        }
+        out
+    }
+
+    /// The lease on the chunk at `chunk_offset`: the one held if it has time left, renewed if it
+    /// is past half its life, or a new one.
+    async fn lease(&self, chunk_offset: u64) -> KfsResult<WriteLease> {
+        let held = self
+            .leases
+            .lock()
+            .expect("leases lock")
+            .get(&chunk_offset)
+            .cloned();
+        let now = Instant::now();
+        if let Some(h) = held
+            && now < h.expires()
+        {
+            if now < h.granted + h.valid / 2 {
+                return Ok(h.lease);
+            }
+            let (chunk, version) = (h.lease.chunk, h.lease.version);
+            if let Ok(ms) = self
+                .client
+                .call(
+                    self.client
+                        .m()
+                        .renew_lease(self.client.ctx(), chunk, version),
+                )
+                .await
+            {
+                let renewed = Held {
+                    granted: Instant::now(),
+                    valid: Duration::from_millis(ms),
+                    lease: h.lease.clone(),
+                };
+                self.leases
+                    .lock()
+                    .expect("leases lock")
+                    .insert(chunk_offset, renewed);
+                return Ok(h.lease);
+            }
+        }
+        self.forget_lease(chunk_offset);
+        let fid = self.fid;
+        let lease = self
+            .client
+            .call(self.client.m().lease(self.client.ctx(), fid, chunk_offset))
+            .await?;
+        self.keep_lease(chunk_offset, lease.clone());
+        Ok(lease)
+    }
+
+    fn keep_lease(&self, chunk_offset: u64, lease: WriteLease) {
+        self.leases
+            .lock()
+            .expect("leases lock")
+            .insert(chunk_offset, Held::new(lease));
+    }
+
+    fn forget_lease(&self, chunk_offset: u64) {
+        self.leases
+            .lock()
+            .expect("leases lock")
+            .remove(&chunk_offset);
+    }
+
+    /// Writes `data` at `offset` until every replica holds it; returns the end offset.
+    async fn write_at(self: Arc<Self>, offset: u64, data: Arc<Vec<u8>>) -> KfsResult<u64> {
+        let end = offset + data.len() as u64;
+        for (chunk_offset, in_chunk, range) in self.pieces(offset, data.len()) {
+            let slice = Slice {
+                data: data.clone(),
+                range,
+            };
+            self.write_piece(chunk_offset, in_chunk, slice).await?;
+        }
+        self.written_end.fetch_max(end, Ordering::AcqRel);
+        self.size.fetch_max(end, Ordering::AcqRel);
+        Ok(end)
+    }
+
+    /// Writes one piece within one chunk, through failures and lease changes.
+    async fn write_piece(&self, chunk_offset: u64, in_chunk: u64, data: Slice) -> KfsResult<()> {
+        let deadline = Instant::now() + self.client.inner.options.write_retry_for;
+        let mut backoff = Duration::from_millis(20);
+        // Replicas this write found failed, to name them if the write cannot be done.
+        let mut failed: Vec<String> = Vec::new();
+        loop {
+            let lease = match self.lease(chunk_offset).await {
+                Ok(lease) => lease,
+                Err(e @ (KfsError::Unavailable(_) | KfsError::NoSpace(_)))
+                    if Instant::now() < deadline =>
+                {
+                    tracing::debug!(path = %self.path, error = %e, "no lease yet; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            match self.send_write(&lease, in_chunk, data.clone()).await {
+                Attempt::Done => {
+                    self.unsynced
+                        .lock()
+                        .expect("unsynced lock")
+                        .insert(chunk_offset);
+                    // Readers of this handle must see the chunk (it may have been a hole).
+                    self.locations
+                        .lock()
+                        .expect("locations lock")
+                        .remove(&chunk_offset);
+                    return Ok(());
+                }
+                Attempt::Failed(servers) => {
+                    tracing::warn!(path = %self.path, chunk = %lease.chunk, ?servers, "replicas failed during a write; reporting them");
+                    for s in &servers {
+                        let addr = std::iter::once(&lease.primary)
+                            .chain(&lease.secondaries)
+                            .find(|r| r.server == *s)
+                            .map_or_else(|| s.to_string(), |r| r.addr.to_string());
+                        failed.push(addr);
+                    }
+                    self.forget_lease(chunk_offset);
+                    let (chunk, version) = (lease.chunk, lease.version);
+                    match self
+                        .client
+                        .call(self.client.m().report_failure(
+                            self.client.ctx(),
+                            chunk,
+                            version,
+                            servers,
+                        ))
+                        .await
+                    {
+                        Ok(new) => self.keep_lease(chunk_offset, new),
+                        Err(KfsError::ChunkUnavailable { reason, .. }) => {
+                            return Err(KfsError::ChunkUnavailable {
+                                chunk,
+                                reason: format!(
+                                    "writing {} failed on chunkservers {}; {reason}",
+                                    self.path,
+                                    failed.join(", ")
+                                ),
+                            });
+                        }
+                        Err(e) if Instant::now() >= deadline => return Err(e),
+                        Err(_) => tokio::time::sleep(backoff).await,
+                    }
+                }
+                Attempt::Stale => self.forget_lease(chunk_offset),
+                Attempt::Busy(e) => {
+                    if Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(KfsError::Unavailable(format!(
+                    "writing {} at byte {}: gave up after {:?} of retries",
+                    self.path,
+                    chunk_offset + in_chunk,
+                    self.client.inner.options.write_retry_for
+                )));
+            }
+        }
+    }
+
+    /// One attempt: the write to the lease's primary, forwarded down its chain.
+    async fn send_write(&self, lease: &WriteLease, in_chunk: u64, data: Slice) -> Attempt {
+        let pool = &self.client.inner.chunks;
+        let primary = &lease.primary;
+        let client = match pool.get(primary.addr).await {
+            Ok(c) => c,
+            Err(_) => return Attempt::Failed(vec![primary.server]),
+        };
+        let request = WriteRequest {
+            chunk: lease.chunk,
+            version: lease.version,
+            offset: in_chunk,
+            data: Payload::from_buffer(data),
+            serial: None,
+            chain: lease.secondaries.clone(),
+        };
+        match client.write(self.client.ctx(), request).await {
+            Ok(Ok(_)) => Attempt::Done,
+            Ok(Err(KfsError::WriteFailed { server, .. })) => Attempt::Failed(vec![server]),
+            Ok(Err(
+                KfsError::StaleVersion { .. }
+                | KfsError::NoSuchChunk { .. }
+                | KfsError::LeaseExpired { .. },
+            )) => Attempt::Stale,
+            Ok(Err(e @ KfsError::Unavailable(_))) => Attempt::Busy(e),
+            Ok(Err(e)) => Attempt::Busy(e),
+            Err(_) => {
+                pool.forget(primary.addr);
+                Attempt::Failed(vec![primary.server])
+            }
+        }
+    }
+
+    /// Where the chunk at `chunk_offset` is (`None`: a hole), from the cache or the master.
+    async fn location(&self, chunk_offset: u64) -> KfsResult<Option<ChunkLocation>> {
+        if let Some(known) = self
+            .locations
+            .lock()
+            .expect("locations lock")
+            .get(&chunk_offset)
+        {
+            return Ok(known.clone());
+        }
+        let (fid, len) = (self.fid, self.chunk_size * LOCATE_AHEAD);
+        let found = self
+            .client
+            .call(
+                self.client
+                    .m()
+                    .locate(self.client.ctx(), fid, chunk_offset, len),
+            )
+            .await?;
+        let mut cache = self.locations.lock().expect("locations lock");
+        for i in 0..LOCATE_AHEAD {
+            cache
+                .entry(chunk_offset + i * self.chunk_size)
+                .or_insert(None);
+        }
+        for loc in found {
+            cache.insert(loc.offset, Some(loc));
+        }
+        Ok(cache.get(&chunk_offset).cloned().flatten())
+    }
+
+    /// Reads up to `len` bytes at `offset` (less at the end of the file).
+    async fn read_at(self: Arc<Self>, offset: u64, len: usize) -> KfsResult<Vec<u8>> {
+        let size = self.size();
+        if offset >= size || len == 0 {
+            return Ok(Vec::new());
+        }
+        let len = (len as u64).min(size - offset) as usize;
+        let mut out = vec![0u8; len];
+        for (chunk_offset, in_chunk, range) in self.pieces(offset, len) {
+            self.read_piece(chunk_offset, in_chunk, &mut out[range])
+                .await?;
+        }
+        Ok(out)
+    }
+
+    /// Fills `out` from the chunk at `chunk_offset`, from `in_chunk` on; a hole, or bytes past the
+    /// chunk's data, stay zero.
+    async fn read_piece(&self, chunk_offset: u64, in_chunk: u64, out: &mut [u8]) -> KfsResult<()> {
+        let mut failures = Vec::new();
+        for attempt in 0..2 {
+            let Some(loc) = self.location(chunk_offset).await? else {
+                return Ok(());
+            };
+            if loc.replicas.is_empty() {
+                failures.push("no live replica".to_string());
+            }
+            // Spread readers over the replicas; fail over to the next one on any error.
+            let n = loc.replicas.len();
+            let first = (loc.chunk.0 as usize + attempt) % n.max(1);
+            for i in 0..n {
+                let replica = &loc.replicas[(first + i) % n];
+                match self.read_replica(&loc, replica.addr, in_chunk, out).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) => failures.push(format!("{}: {e}", replica.addr)),
+                }
+            }
+            // The chunk may have moved to a new version or new replicas: ask again, once.
+            self.locations
+                .lock()
+                .expect("locations lock")
+                .remove(&chunk_offset);
+        }
+        let chunk = self
+            .locations
+            .lock()
+            .expect("locations lock")
+            .get(&chunk_offset)
+            .cloned()
+            .flatten()
+            .map_or(ChunkId(0), |l| l.chunk);
+        Err(KfsError::ChunkUnavailable {
+            chunk,
+            reason: format!(
+                "reading {} at byte {}: {}",
+                self.path,
+                chunk_offset + in_chunk,
+                failures.join("; ")
+            ),
+        })
+    }
+
+    async fn read_replica(
+        &self,
+        loc: &ChunkLocation,
+        addr: std::net::SocketAddr,
+        in_chunk: u64,
+        out: &mut [u8],
+    ) -> KfsResult<()> {
+        let pool = &self.client.inner.chunks;
+        let client = pool
+            .get(addr)
+            .await
+            .map_err(|e| unreachable("chunkserver", addr, e))?;
+        let mut done = 0usize;
+        while done < out.len() {
+            let want = (out.len() - done).min(MAX_READ_LEN as usize) as u32;
+            let got = match client
+                .read(
+                    self.client.ctx(),
+                    loc.chunk,
+                    loc.version,
+                    in_chunk + done as u64,
+                    want,
+                )
+                .await
+            {
+                Ok(got) => got?,
+                Err(e) => {
+                    pool.forget(addr);
+                    return Err(unreachable("chunkserver", addr, e));
+                }
+            };
+            out[done..done + got.len()].copy_from_slice(&got);
+            if got.len() < want as usize {
+                // The chunk's data ends here; the rest of the piece reads as zeros.
+                out[done + got.len()..].fill(0);
+                return Ok(());
+            }
+            done += got.len();
+        }
+        Ok(())
+    }
+
+    /// Tells the master the file is at least as long as everything written.
+    async fn extend_length(self: Arc<Self>) -> KfsResult<()> {
+        let end = self.written_end.load(Ordering::Acquire);
+        if end <= self.length_set.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let fid = self.fid;
+        let attr = self
+            .client
+            .call(self.client.m().extend_length(self.client.ctx(), fid, end))
+            .await?;
+        self.length_set.fetch_max(end, Ordering::AcqRel);
+        self.size.fetch_max(attr.size, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Has every replica of every chunk written since the last sync make its data durable.
+    async fn sync(&self) -> KfsResult<()> {
+        let chunks: Vec<u64> = std::mem::take(&mut *self.unsynced.lock().expect("unsynced lock"))
+            .into_iter()
+            .collect();
+        for chunk_offset in chunks {
+            self.locations
+                .lock()
+                .expect("locations lock")
+                .remove(&chunk_offset);
+            let Some(loc) = self.location(chunk_offset).await? else {
+                continue;
+            };
+            let Some((first, rest)) = loc.replicas.split_first() else {
+                return Err(KfsError::ChunkUnavailable {
+                    chunk: loc.chunk,
+                    reason: format!("syncing {}: no live replica", self.path),
+                });
+            };
+            let pool = &self.client.inner.chunks;
+            let client = pool
+                .get(first.addr)
+                .await
+                .map_err(|e| unreachable("chunkserver", first.addr, e))?;
+            client
+                .sync(self.client.ctx(), loc.chunk, loc.version, rest.to_vec())
+                .await
+                .map_err(|e| unreachable("chunkserver", first.addr, e))??;
+        }
+        Ok(())
+    }
+}
+
+type Pending<T> = BoxFuture<'static, KfsResult<T>>;
+
+/// An open KFS file: tokio [`AsyncRead`], [`AsyncWrite`] and [`AsyncSeek`], plus positional
+/// [`File::read_at`] and [`File::write_at`].
+///
+/// Writes through the `AsyncWrite` side are gathered and kept several in flight; `flush` (and
+/// [`File::close`]) waits for every one and then records the file's new length at the master, so
+/// other readers see it. [`File::sync`] also has every replica make the data durable. Drop a file
+/// only after `close` or `flush`: what is still buffered when it is dropped is finished in the
+/// background if a runtime is running, and lost otherwise.
+///
+/// ```
+/// # use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+/// # async fn main() -> anyhow::Result<()> {
+/// # let cluster = kfs_tests::TestCluster::start(Default::default()).await;
+/// # let addr = cluster.master_addr();
+/// let client = kfs_client::Client::connect(addr).await?;
+/// let mut file = client.create("/hello.txt").await?;
+/// file.write_all(b"hello, world").await?;
+/// file.close().await?;
+///
+/// let mut file = client.open("/hello.txt").await?;
+/// let mut text = String::new();
+/// file.read_to_string(&mut text).await?;
+/// assert_eq!(text, "hello, world");
+/// # cluster.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+pub struct File {
+    shared: Arc<Shared>,
+    pos: u64,
+    /// Bytes gathered for the next write, which starts at `wbuf_at`.
+    wbuf: Vec<u8>,
+    wbuf_at: u64,
+    in_flight: FuturesUnordered<Pending<u64>>,
+    extending: Option<Pending<()>>,
+    /// Bytes read ahead, starting at `rbuf_at`.
+    rbuf: Vec<u8>,
+    rbuf_at: u64,
+    reading: Option<Pending<(u64, Vec<u8>)>>,
+    seek_to: Option<u64>,
+}
+
+impl File {
+    pub(crate) fn new(client: Client, path: &str, attr: FileAttr) -> File {
+        let chunk_size = client.chunk_size();
+        File {
+            shared: Arc::new(Shared {
+                client,
+                path: path.to_string(),
+                fid: attr.fid,
+                chunk_size,
+                size: AtomicU64::new(attr.size),
+                written_end: AtomicU64::new(0),
+                length_set: AtomicU64::new(attr.size),
+                leases: Mutex::new(HashMap::new()),
+                locations: Mutex::new(BTreeMap::new()),
+                unsynced: Mutex::new(BTreeSet::new()),
+            }),
+            pos: 0,
+            wbuf: Vec::new(),
+            wbuf_at: 0,
+            in_flight: FuturesUnordered::new(),
+            extending: None,
+            rbuf: Vec::new(),
+            rbuf_at: 0,
+            reading: None,
+            seek_to: None,
+        }
+    }
+
+    pub fn path(&self) -> &str {
+        &self.shared.path
+    }
+
+    pub fn fid(&self) -> FileId {
+        self.shared.fid
+    }
+
+    /// The file's length as this handle knows it (at open, grown by its own writes).
+    pub fn len(&self) -> u64 {
+        self.shared.size()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Asks the master for the file's length again (to read what other writers closed since).
+    pub async fn refresh(&self) -> KfsResult<FileAttr> {
+        let fid = self.shared.fid;
+        let attr = self
+            .shared
+            .client
+            .call(
+                self.shared
+                    .client
+                    .m()
+                    .stat_fid(self.shared.client.ctx(), fid),
+            )
+            .await?;
+        self.shared.size.fetch_max(attr.size, Ordering::AcqRel);
+        self.shared
+            .locations
+            .lock()
+            .expect("locations lock")
+            .clear();
+        Ok(attr)
+    }
+
+    /// Writes `data` at `offset`, returning once every replica holds it. Does not move the
+    /// position; the length reaches the master with the next flush or close.
+    pub async fn write_at(&self, offset: u64, data: &[u8]) -> KfsResult<()> {
+        self.shared
+            .clone()
+            .write_at(offset, Arc::new(data.to_vec()))
+            .await
+            .map(drop)
+    }
+
+    /// Reads up to `len` bytes at `offset` (fewer at the end of the file). Does not move the
+    /// position.
+    pub async fn read_at(&self, offset: u64, len: usize) -> KfsResult<Vec<u8>> {
+        self.shared.clone().read_at(offset, len).await
+    }
+
+    /// Flushes, then has every replica of every chunk written make its data durable.
+    pub async fn sync(&mut self) -> KfsResult<()> {
+        use tokio::io::AsyncWriteExt;
+        self.flush().await.map_err(io_to_kfs)?;
+        self.shared.sync().await
+    }
+
+    /// Flushes and closes the file; replies with its attributes.
+    pub async fn close(mut self) -> KfsResult<FileAttr> {
+        use tokio::io::AsyncWriteExt;
+        self.flush().await.map_err(io_to_kfs)?;
+        let fid = self.shared.fid;
+        self.shared
+            .client
+            .call(
+                self.shared
+                    .client
+                    .m()
+                    .stat_fid(self.shared.client.ctx(), fid),
+            )
+            .await
+    }
+
+    /// Sends the gathered bytes as one write in flight.
+    fn dispatch(&mut self) {
+        if self.wbuf.is_empty() {
+            return;
+        }
+        let data = Arc::new(std::mem::take(&mut self.wbuf));
+        self.in_flight
+            .push(Box::pin(self.shared.clone().write_at(self.wbuf_at, data)));
+    }
+
+    /// Polls writes in flight until at most `keep` remain.
+    fn poll_in_flight(&mut self, cx: &mut Context<'_>, keep: usize) -> Poll<io::Result<()>> {
+        while self.in_flight.len() > keep {
+            match ready!(self.in_flight.poll_next_unpin(cx)) {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Poll::Ready(Err(e.into())),
+                None => break,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Sends what is gathered and waits for every write in flight.
+    fn poll_writes_done(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.dispatch();
+        self.poll_in_flight(cx, 0)
+    }
+}
+
+fn io_to_kfs(e: io::Error) -> KfsError {
+    match e.into_inner().map(|inner| inner.downcast::<KfsError>()) {
+        Some(Ok(kfs)) => *kfs,
+        Some(Err(other)) => KfsError::Io(other.to_string()),
+        None => KfsError::Io("I/O error".into()),
+    }
+}
+
+impl AsyncWrite for File {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        // Surface a failed write in flight without waiting for the others.
+        while let Poll::Ready(Some(done)) = this.in_flight.poll_next_unpin(cx) {
+            done?;
+        }
+        this.rbuf.clear();
+        this.reading = None;
+        if !this.wbuf.is_empty() && this.wbuf_at + this.wbuf.len() as u64 != this.pos {
+            // Not contiguous: let the earlier writes land first, so overlapping ones keep order.
+            ready!(this.poll_writes_done(cx))?;
+        }
+        let write_size = this.shared.client.inner.options.write_size;
+        if this.wbuf.len() >= write_size {
+            let keep = this
+                .shared
+                .client
+                .inner
+                .options
+                .writes_in_flight
+                .saturating_sub(1);
+            ready!(this.poll_in_flight(cx, keep))?;
+            this.dispatch();
+        }
+        if this.wbuf.is_empty() {
+            this.wbuf_at = this.pos;
+            this.wbuf.reserve(write_size);
+        }
+        let n = buf.len().min(write_size - this.wbuf.len());
+        this.wbuf.extend_from_slice(&buf[..n]);
+        this.pos += n as u64;
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if this.extending.is_none() {
+            ready!(this.poll_writes_done(cx))?;
+            this.extending = Some(Box::pin(this.shared.clone().extend_length()));
+        }
+        let result = ready!(
+            this.extending
+                .as_mut()
+                .expect("set above")
+                .as_mut()
+                .poll(cx)
+        );
+        this.extending = None;
+        Poll::Ready(result.map_err(io::Error::from))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_flush(cx)
+    }
+}
+
+impl AsyncRead for File {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        // What this handle wrote must be readable through it.
+        ready!(this.poll_writes_done(cx))?;
+        loop {
+            let end = this.rbuf_at + this.rbuf.len() as u64;
+            if this.pos >= this.rbuf_at && this.pos < end {
+                let from = (this.pos - this.rbuf_at) as usize;
+                let n = buf.remaining().min(this.rbuf.len() - from);
+                buf.put_slice(&this.rbuf[from..from + n]);
+                this.pos += n as u64;
+                return Poll::Ready(Ok(()));
+            }
+            if this.pos >= this.shared.size() || buf.remaining() == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            if this.reading.is_none() {
+                let len = this.shared.client.inner.options.read_size;
+                let (shared, at) = (this.shared.clone(), this.pos);
+                this.reading = Some(Box::pin(async move {
+                    let bytes = shared.read_at(at, len).await?;
+                    Ok((at, bytes))
+                }));
+            }
+            let (at, bytes) = ready!(this.reading.as_mut().expect("set above").as_mut().poll(cx))?;
+            this.reading = None;
+            if bytes.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            this.rbuf = bytes;
+            this.rbuf_at = at;
+        }
+    }
+}
+
+impl AsyncSeek for File {
+    fn start_seek(mut self: Pin<&mut Self>, position: io::SeekFrom) -> io::Result<()> {
+        let target = match position {
+            io::SeekFrom::Start(n) => i128::from(n),
+            io::SeekFrom::End(d) => i128::from(self.shared.size().max(self.pos)) + i128::from(d),
+            io::SeekFrom::Current(d) => i128::from(self.pos) + i128::from(d),
+        };
+        let target = u64::try_from(target).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek to before the start of the file",
+            )
+        })?;
+        self.seek_to = Some(target);
+        Ok(())
+    }
+
+    fn poll_complete(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<u64>> {
+        if let Some(target) = self.seek_to.take() {
+            if target != self.pos {
+                // Gathered bytes belong to the old position: send them on their way.
+                self.dispatch();
+            }
+            self.pos = target;
+        }
+        Poll::Ready(Ok(self.pos))
+    }
+}
+
+impl Drop for File {
+    fn drop(&mut self) {
+        let unfinished = !self.wbuf.is_empty()
+            || !self.in_flight.is_empty()
+            || self.shared.written_end.load(Ordering::Acquire)
+                > self.shared.length_set.load(Ordering::Acquire);
+        if !unfinished {
+            return;
+        }
+        self.dispatch();
+        let in_flight = std::mem::take(&mut self.in_flight);
+        let shared = self.shared.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                tracing::warn!(path = %shared.path, "file dropped without close; finishing its writes in the background");
+                runtime.spawn(async move {
+                    let results: Vec<KfsResult<u64>> = in_flight.collect().await;
+                    if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+                        tracing::error!(path = %shared.path, error = %e, "a write of a dropped file failed");
+                    }
+                    if let Err(e) = shared.clone().extend_length().await {
+                        tracing::error!(path = %shared.path, error = %e, "could not record the length of a dropped file");
+                    }
+                });
+            }
+            Err(_) => {
+                tracing::error!(path = %shared.path, "file dropped without close outside a runtime: its last writes are lost")
+            }
+        }
+    }
+}

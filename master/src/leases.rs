@@ -1,0 +1,397 @@
+//! Write leases: allocating new chunks, moving existing ones to a new version, and granting the
+//! right to write them, in step with chunkservers.
+//!
+//! Order of steps, so that a crash anywhere leaves nothing unsafe:
+//! - New chunk: replicas are created on the chosen chunkservers first, then the allocation is
+//!   logged. A crash in between leaves empty replicas no file references; chunkservers delete
+//!   them at their next hello.
+//! - New lease on an existing chunk: the live replicas move to version `v + 1` first, then the
+//!   bump is logged. A crash in between leaves replicas newer than the master's record, which
+//!   hello accepts; replicas that missed the bump stay at `v` and are stale from then on, never
+//!   served, and deleted.
+//!
+//! Invariants:
+//! - at most one valid lease per chunk; a lease is only ever granted at the chunk's current
+//!   version, and every grant or failure report for one file position is serialized;
+//! - right after a restart (the master may have granted leases it no longer knows of), no lease
+//!   is granted until one lease duration has passed.
+
+use crate::chunks::ChunkMap;
+use crate::committer::{Committer, SharedNamespace};
+use crate::namespace::op::Op;
+use futures::future::join_all;
+use kfs_common::proto::chunk::ChunkPool;
+use kfs_common::proto::master::{ReplicaLocation, WriteLease};
+use kfs_common::{ChunkId, ChunkVersion, FileId, FileKind, KfsError, KfsResult, ServerId, rpc};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Serializes the grants for one file position.
+type GrantLock = Arc<tokio::sync::Mutex<()>>;
+
+/// How leases are granted.
+#[derive(Clone, Debug)]
+pub struct LeaseConfig {
+    pub duration: Duration,
+    pub chunk_size: u64,
+    pub min_write_replicas: usize,
+    /// No lease is granted before this instant.
+    pub grace_until: Instant,
+}
+
+/// The master's lease desk; see the module docs.
+pub struct Leases {
+    config: LeaseConfig,
+    pool: ChunkPool,
+    next_chunk: AtomicU64,
+    /// One grant at a time per file position (a chunk may not exist yet, so not per chunk).
+    grants: Mutex<HashMap<(FileId, u64), GrantLock>>,
+}
+
+/// What a lease operation works on.
+pub struct LeaseContext<'a> {
+    pub ns: &'a SharedNamespace,
+    pub chunks: &'a Mutex<ChunkMap>,
+    pub committer: &'a Committer,
+}
+
+const CHUNKSERVER_CALL: Duration = Duration::from_secs(10);
+
+impl Leases {
+    pub fn new(config: LeaseConfig, next_chunk: ChunkId) -> Leases {
+        Leases {
+            config,
+            pool: ChunkPool::new(),
+            next_chunk: AtomicU64::new(next_chunk.0),
+            grants: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn chunk_size(&self) -> u64 {
+        self.config.chunk_size
+    }
+
+    /// Serializes grants for one file position; the entry goes when nobody holds or waits for it.
+    async fn lock_position(&self, fid: FileId, offset: u64) -> GrantGuard<'_> {
+        let lock = self
+            .grants
+            .lock()
+            .expect("grants lock")
+            .entry((fid, offset))
+            .or_default()
+            .clone();
+        let guard = lock.clone().lock_owned().await;
+        GrantGuard {
+            leases: self,
+            key: (fid, offset),
+            lock,
+            _guard: guard,
+        }
+    }
+
+    fn check_grace(&self) -> KfsResult<()> {
+        let now = Instant::now();
+        if now < self.config.grace_until {
+            return Err(KfsError::Unavailable(format!(
+                "the master restarted; it grants leases again in {} ms, once leases granted \
+                 before the restart have expired",
+                (self.config.grace_until - now).as_millis()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Grants a lease on the chunk of `fid` at `chunk_offset`; see `MasterService::lease`.
+    pub async fn lease(
+        &self,
+        cx: &LeaseContext<'_>,
+        fid: FileId,
+        chunk_offset: u64,
+    ) -> KfsResult<WriteLease> {
+        if !chunk_offset.is_multiple_of(self.config.chunk_size) {
+            return Err(KfsError::invalid_argument(format!(
+                "chunk offset {chunk_offset} is not a multiple of the chunk size {}",
+                self.config.chunk_size
+            )));
+        }
+        self.check_grace()?;
+        let _position = self.lock_position(fid, chunk_offset).await;
+        let (existing, replication) = {
+            let ns = cx.ns.read().expect("namespace lock");
+            let attr = ns.stat_fid(fid)?;
+            if attr.kind == FileKind::Dir {
+                return Err(KfsError::is_a_directory(fid.to_string()));
+            }
+            (ns.chunk_at(fid, chunk_offset), attr.replication)
+        };
+        match existing {
+            Some((chunk, version)) => {
+                let now = Instant::now();
+                let live = {
+                    let chunks = cx.chunks.lock().expect("chunk map lock");
+                    if let Some(lease) = chunks.current_lease(chunk, now)
+                        && lease.version == version
+                    {
+                        return Ok(lease);
+                    }
+                    chunks.locations(chunk)
+                };
+                self.new_version(cx, fid, chunk_offset, chunk, version, live)
+                    .await
+            }
+            None => self.allocate(cx, fid, chunk_offset, replication).await,
+        }
+    }
+
+    /// Allocates a new chunk at `fid`/`offset` on `replication` chunkservers and leases it. A
+    /// server that fails to create its replica is replaced by another, while any is left.
+    async fn allocate(
+        &self,
+        cx: &LeaseContext<'_>,
+        fid: FileId,
+        offset: u64,
+        replication: u8,
+    ) -> KfsResult<WriteLease> {
+        let chunk = ChunkId(self.next_chunk.fetch_add(1, Ordering::Relaxed));
+        let version = ChunkVersion(1);
+        let mut made: Vec<ReplicaLocation> = Vec::new();
+        let mut tried: Vec<ServerId> = Vec::new();
+        let mut failures = Vec::new();
+        while made.len() < replication as usize {
+            let targets = cx
+                .chunks
+                .lock()
+                .expect("chunk map lock")
+                .place(replication as usize - made.len(), &tried);
+            if targets.is_empty() {
+                break;
+            }
+            tried.extend(targets.iter().map(|t| t.server));
+            let created = self
+                .on_each(&targets, |client| async move {
+                    client
+                        .create(rpc::context(CHUNKSERVER_CALL), chunk, version)
+                        .await
+                })
+                .await;
+            let (ok, failed) = split(targets, created);
+            made.extend(ok);
+            failures.extend(failed);
+        }
+        if made.len() < self.config.min_write_replicas {
+            self.delete_later(cx, chunk, &made);
+            let why = if failures.is_empty() {
+                format!("{} live", tried.len())
+            } else {
+                failures.join("; ")
+            };
+            return Err(KfsError::NoSpace(format!(
+                "a new chunk needs {} chunkservers: {why}",
+                self.config.min_write_replicas
+            )));
+        }
+        if made.len() < replication as usize {
+            tracing::warn!(%chunk, %fid, replicas = made.len(), replication, "too few chunkservers: the new chunk starts under-replicated");
+        }
+        if let Err(e) = cx
+            .committer
+            .commit(Op::AllocateChunk {
+                fid,
+                offset,
+                chunk,
+                version,
+            })
+            .await
+        {
+            // The file went away (or the log failed): the new replicas are orphans.
+            self.delete_later(cx, chunk, &made);
+            return Err(e);
+        }
+        let mut chunks = cx.chunks.lock().expect("chunk map lock");
+        for r in &made {
+            chunks.add_replica(chunk, r.server, version, 0);
+        }
+        tracing::debug!(%chunk, %fid, offset, replicas = made.len(), "chunk allocated");
+        chunks.grant(chunk, &made, Instant::now(), self.config.duration)
+    }
+
+    /// Moves `chunk` from `version` to the next one on `replicas` and leases it to those that
+    /// moved; the others are stale from then on.
+    async fn new_version(
+        &self,
+        cx: &LeaseContext<'_>,
+        fid: FileId,
+        offset: u64,
+        chunk: ChunkId,
+        version: ChunkVersion,
+        replicas: Vec<ReplicaLocation>,
+    ) -> KfsResult<WriteLease> {
+        if replicas.is_empty() {
+            return Err(KfsError::ChunkUnavailable {
+                chunk,
+                reason: format!(
+                    "no live replica at {version}; it can be written again once one returns"
+                ),
+            });
+        }
+        let next = ChunkVersion(version.0 + 1);
+        let moved = self
+            .on_each(&replicas, |client| async move {
+                client
+                    .set_version(rpc::context(CHUNKSERVER_CALL), chunk, version, next)
+                    .await
+            })
+            .await;
+        let (moved, failures) = split(replicas, moved);
+        if moved.is_empty() {
+            return Err(KfsError::ChunkUnavailable {
+                chunk,
+                reason: format!("no replica could move to {next}: {}", failures.join("; ")),
+            });
+        }
+        cx.committer
+            .commit(Op::BumpVersion {
+                fid,
+                offset,
+                chunk,
+                version: next,
+            })
+            .await?;
+        let mut chunks = cx.chunks.lock().expect("chunk map lock");
+        for r in &moved {
+            chunks.set_replica_version(chunk, r.server, next);
+        }
+        tracing::debug!(%chunk, %next, replicas = moved.len(), stale = failures.len(), "chunk moved to a new version");
+        chunks.grant(chunk, &moved, Instant::now(), self.config.duration)
+    }
+
+    /// A writer could not write `chunk` at `version` on `failed`; see `MasterService::report_failure`.
+    pub async fn report_failure(
+        &self,
+        cx: &LeaseContext<'_>,
+        chunk: ChunkId,
+        version: ChunkVersion,
+        failed: Vec<ServerId>,
+    ) -> KfsResult<WriteLease> {
+        self.check_grace()?;
+        let (fid, offset, _) = cx
+            .chunks
+            .lock()
+            .expect("chunk map lock")
+            .chunk(chunk)
+            .ok_or(KfsError::NoSuchChunk { chunk })?;
+        let _position = self.lock_position(fid, offset).await;
+        let now = Instant::now();
+        let (current, live) = {
+            let mut chunks = cx.chunks.lock().expect("chunk map lock");
+            let (_, _, current) = chunks.chunk(chunk).ok_or(KfsError::NoSuchChunk { chunk })?;
+            if current > version
+                && let Some(lease) = chunks.current_lease(chunk, now)
+                && !failed.iter().any(|f| {
+                    lease.primary.server == *f || lease.secondaries.iter().any(|s| s.server == *f)
+                })
+            {
+                // Another writer already moved the chunk past the failure.
+                return Ok(lease);
+            }
+            for server in &failed {
+                tracing::warn!(%chunk, %server, "a writer could not reach a replica; dropping it");
+                chunks.queue_delete(*server, chunk);
+            }
+            chunks.drop_replicas(chunk, &failed);
+            chunks.revoke(chunk);
+            (current, chunks.locations(chunk))
+        };
+        self.new_version(cx, fid, offset, chunk, current, live)
+            .await
+    }
+
+    /// Extends the lease on `chunk` at `version`.
+    pub fn renew(
+        &self,
+        cx: &LeaseContext<'_>,
+        chunk: ChunkId,
+        version: ChunkVersion,
+    ) -> KfsResult<u64> {
+        cx.chunks.lock().expect("chunk map lock").renew(
+            chunk,
+            version,
+            Instant::now(),
+            self.config.duration,
+        )
+    }
+
+    /// Calls every replica at once; results in the same order.
+    async fn on_each<F, Fut>(
+        &self,
+        replicas: &[ReplicaLocation],
+        call: F,
+    ) -> Vec<Result<(), String>>
+    where
+        F: Fn(kfs_common::proto::chunk::ChunkServiceClient) -> Fut,
+        Fut: std::future::Future<Output = Result<KfsResult<()>, tarpc::client::RpcError>>,
+    {
+        join_all(replicas.iter().map(|r| {
+            let pool = self.pool.clone();
+            let call = &call;
+            async move {
+                let client = pool
+                    .get(r.addr)
+                    .await
+                    .map_err(|e| format!("{} unreachable: {e}", r.addr))?;
+                match call(client).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(format!("{}: {e}", r.addr)),
+                    Err(e) => {
+                        pool.forget(r.addr);
+                        Err(format!("{}: {e}", r.addr))
+                    }
+                }
+            }
+        }))
+        .await
+    }
+
+    fn delete_later(&self, cx: &LeaseContext<'_>, chunk: ChunkId, replicas: &[ReplicaLocation]) {
+        let mut chunks = cx.chunks.lock().expect("chunk map lock");
+        for r in replicas {
+            chunks.queue_delete(r.server, chunk);
+        }
+    }
+}
+
+/// Splits replicas into those whose call succeeded and the failures' descriptions.
+fn split(
+    replicas: Vec<ReplicaLocation>,
+    results: Vec<Result<(), String>>,
+) -> (Vec<ReplicaLocation>, Vec<String>) {
+    let mut ok = Vec::new();
+    let mut failures = Vec::new();
+    for (r, result) in replicas.into_iter().zip(results) {
+        match result {
+            Ok(()) => ok.push(r),
+            Err(e) => failures.push(e),
+        }
+    }
+    (ok, failures)
+}
+
+/// Holds a file position's grant lock; forgets the lock when nobody else wants it.
+struct GrantGuard<'a> {
+    leases: &'a Leases,
+    key: (FileId, u64),
+    lock: GrantLock,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for GrantGuard<'_> {
+    fn drop(&mut self) {
+        let mut grants = self.leases.grants.lock().expect("grants lock");
+        // Ours, the map's, and the guard's: nobody else is waiting.
+        if Arc::strong_count(&self.lock) <= 3 {
+            grants.remove(&self.key);
+        }
+    }
+}

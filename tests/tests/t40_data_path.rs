@@ -1,0 +1,363 @@
+//! The data path through `kfs-client`, against an in-process cluster with 256 KiB chunks so
+//! files cross chunk boundaries often: round trips of every interesting size, holes, concurrent
+//! writers and readers, a chunkserver killed in the middle of a write, a corrupt replica, leases.
+
+use kfs_common::proto::master::CreateOptions;
+use kfs_common::{FileId, KfsError};
+use kfs_tests::{ClusterOptions, TestCluster, ctx, wait_until};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+const CHUNK: usize = 256 * 1024;
+
+/// Bytes that differ at every position and between files.
+fn content(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn digest(bytes: &[u8]) -> (usize, u32) {
+    (bytes.len(), crc32c::crc32c(bytes))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trips_of_every_size_read_back_identical() {
+    let cluster = TestCluster::start(ClusterOptions::default()).await;
+    let client = cluster.client().await;
+    assert_eq!(client.chunk_size(), CHUNK as u64);
+    for (i, len) in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + CHUNK / 2]
+        .into_iter()
+        .enumerate()
+    {
+        let path = format!("/size-{len}");
+        let data = content(i as u64, len);
+        let mut file = client.create(&path).await.unwrap();
+        file.write_all(&data).await.unwrap();
+        let attr = file.close().await.unwrap();
+        assert_eq!(attr.size, len as u64, "{path}");
+
+        let mut file = client.open(&path).await.unwrap();
+        let mut back = Vec::new();
+        file.read_to_end(&mut back).await.unwrap();
+        assert_eq!(digest(&back), digest(&data), "{path} read back differently");
+        // Positional reads across chunk boundaries, and past the end.
+        if len >= CHUNK + 10 {
+            let got = file.read_at(CHUNK as u64 - 10, 20).await.unwrap();
+            assert_eq!(got, data[CHUNK - 10..CHUNK + 10]);
+        }
+        assert!(file.read_at(len as u64, 10).await.unwrap().is_empty());
+        assert!(
+            file.read_at(len as u64 + 1000, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let chunks = client.file_chunks(&path).await.unwrap();
+        assert_eq!(chunks.len(), len.div_ceil(CHUNK));
+        assert!(
+            chunks.iter().all(|c| c.replicas.len() == 3),
+            "{path}: {chunks:?}"
+        );
+    }
+    cluster.master().check_invariants().unwrap();
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn holes_read_as_zeros_and_seeks_write_anywhere() {
+    let cluster = TestCluster::start(ClusterOptions::default()).await;
+    let client = cluster.client().await;
+    let mut file = client.create("/sparse").await.unwrap();
+    // A write two chunks in leaves the first chunks unallocated.
+    file.seek(std::io::SeekFrom::Start(2 * CHUNK as u64 + 100))
+        .await
+        .unwrap();
+    file.write_all(b"tail").await.unwrap();
+    file.seek(std::io::SeekFrom::Start(10)).await.unwrap();
+    file.write_all(b"head").await.unwrap();
+    file.flush().await.unwrap();
+    assert_eq!(file.len(), 2 * CHUNK as u64 + 104);
+    let file = client.open("/sparse").await.unwrap();
+    let all = file.read_at(0, 3 * CHUNK).await.unwrap();
+    assert_eq!(all.len(), 2 * CHUNK + 104);
+    assert_eq!(&all[10..14], b"head");
+    assert_eq!(&all[2 * CHUNK + 100..], b"tail");
+    assert!(all[14..2 * CHUNK + 100].iter().all(|b| *b == 0));
+    assert_eq!(
+        client.file_chunks("/sparse").await.unwrap().len(),
+        2,
+        "the middle chunk is a hole"
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_and_readers() {
+    let cluster = TestCluster::start(ClusterOptions::default()).await;
+    let client = cluster.client().await;
+    let writers: Vec<_> = (0..8u64)
+        .map(|w| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let data = content(100 + w, CHUNK * 2 + 777 * w as usize);
+                let mut f = client.create(&format!("/w{w}")).await.unwrap();
+                f.write_all(&data).await.unwrap();
+                f.close().await.unwrap();
+                data
+            })
+        })
+        .collect();
+    let mut expected = Vec::new();
+    for w in writers {
+        expected.push(w.await.unwrap());
+    }
+    for (w, data) in expected.iter().enumerate() {
+        let back = client
+            .open(&format!("/w{w}"))
+            .await
+            .unwrap()
+            .read_at(0, usize::MAX >> 1)
+            .await
+            .unwrap();
+        assert_eq!(digest(&back), digest(data));
+    }
+    let shared = expected[3].clone();
+    let readers: Vec<_> = (0..8)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut f = client.open("/w3").await.unwrap();
+                let mut back = Vec::new();
+                f.read_to_end(&mut back).await.unwrap();
+                back
+            })
+        })
+        .collect();
+    for r in readers {
+        assert_eq!(digest(&r.await.unwrap()), digest(&shared));
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunkserver_killed_mid_write_costs_the_writer_nothing() {
+    let mut cluster = TestCluster::start(ClusterOptions {
+        chunkservers: 4,
+        ..Default::default()
+    })
+    .await;
+    let client = cluster.client().await;
+    let data = content(7, 12 * CHUNK + 5);
+    let mut file = client.create("/survivor").await.unwrap();
+    let half = data.len() / 2;
+    file.write_all(&data[..half]).await.unwrap();
+    file.flush().await.unwrap();
+    // The chunk being written now has a replica on the victim (or soon will).
+    let victim = {
+        let chunks = client.file_chunks("/survivor").await.unwrap();
+        let last = chunks.last().unwrap();
+        let addr = last.replicas[0].addr;
+        (0..4)
+            .find(|&i| cluster.chunkserver(i).local_addr() == addr)
+            .unwrap()
+    };
+    let writer = tokio::spawn(async move {
+        file.write_all(&data[half..]).await?;
+        file.close().await?;
+        Ok::<_, std::io::Error>(data)
+    });
+    cluster.kill_chunkserver(victim);
+    let data = writer
+        .await
+        .unwrap()
+        .expect("the write finishes on the survivors");
+    let back = client
+        .open("/survivor")
+        .await
+        .unwrap()
+        .read_at(0, data.len() + 10)
+        .await
+        .unwrap();
+    assert_eq!(digest(&back), digest(&data));
+
+    // The victim comes back with stale replicas: they are deleted, never served.
+    let victim_dirs = cluster.data_dirs(victim);
+    cluster.start_chunkserver(victim).await;
+    let chunks = client.file_chunks("/survivor").await.unwrap();
+    let store = cluster.chunkserver(victim).store().clone();
+    wait_until(
+        "the returning server's stale replicas deleted",
+        Duration::from_secs(20),
+        || {
+            let (store, chunks) = (store.clone(), chunks.clone());
+            async move {
+                chunks.iter().all(|c| match store.replica(c.chunk) {
+                    None => true,
+                    Some((version, _)) => version == c.version,
+                })
+            }
+        },
+    )
+    .await;
+    assert!(!victim_dirs.is_empty());
+    cluster.master().check_invariants().unwrap();
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_with_no_replica_left_fails_naming_chunk_and_server() {
+    let mut cluster = TestCluster::start(ClusterOptions {
+        chunkservers: 1,
+        ..Default::default()
+    })
+    .await;
+    let client = cluster
+        .client_with(kfs_client::ClientOptions {
+            write_retry_for: Duration::from_secs(10),
+            ..Default::default()
+        })
+        .await;
+    let file = client.create("/alone").await.unwrap();
+    file.write_at(0, b"first").await.unwrap();
+    let addr = cluster.chunkserver(0).local_addr();
+    cluster.kill_chunkserver(0);
+    let err = file.write_at(5, b"second").await.unwrap_err();
+    match &err {
+        KfsError::ChunkUnavailable { reason, .. } => {
+            assert!(reason.contains(&addr.to_string()), "{err}");
+            assert!(reason.contains("/alone"), "{err}");
+        }
+        other => panic!("expected ChunkUnavailable, got {other:?}"),
+    }
+    assert!(err.to_string().contains("chunk:"), "{err}");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_fail_over_from_a_corrupt_replica() {
+    let cluster = TestCluster::start(ClusterOptions::default()).await;
+    let client = cluster.client().await;
+    let data = content(11, 2 * CHUNK);
+    let mut f = client.create("/precious").await.unwrap();
+    f.write_all(&data).await.unwrap();
+    f.close().await.unwrap();
+    let chunks = client.file_chunks("/precious").await.unwrap();
+    // Damage every replica but one of the first chunk, on disk.
+    let chunk = chunks[0].chunk;
+    for replica in &chunks[0].replicas[1..] {
+        let i = (0..3)
+            .find(|&i| cluster.chunkserver(i).local_addr() == replica.addr)
+            .unwrap();
+        cluster.corrupt_replica(i, chunk, 1000);
+    }
+    for _ in 0..3 {
+        let back = client
+            .open("/precious")
+            .await
+            .unwrap()
+            .read_at(0, 2 * CHUNK)
+            .await
+            .unwrap();
+        assert_eq!(digest(&back), digest(&data));
+    }
+    let client2 = client.clone();
+    wait_until(
+        "the damaged replicas dropped by the master",
+        Duration::from_secs(20),
+        || {
+            let client = client2.clone();
+            async move {
+                let chunks = client.file_chunks("/precious").await.unwrap();
+                chunks[0].replicas.len() == 1
+            }
+        },
+    )
+    .await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_have_one_primary_and_wait_out_a_master_restart() {
+    let mut cluster = TestCluster::start(ClusterOptions {
+        lease_ms: 1_000,
+        ..Default::default()
+    })
+    .await;
+    let client = cluster.client().await;
+    let mut f = client.create("/leased").await.unwrap();
+    f.write_all(b"x").await.unwrap();
+    f.close().await.unwrap();
+    let fid: FileId = client.stat("/leased").await.unwrap().fid;
+    let master = cluster.master_client().await;
+    let first = master.lease(ctx(), fid, 0).await.unwrap().unwrap();
+    let second = master.lease(ctx(), fid, 0).await.unwrap().unwrap();
+    assert_eq!(
+        (&first.primary, first.version),
+        (&second.primary, second.version),
+        "one primary while the lease lasts"
+    );
+    assert!(matches!(
+        master.lease(ctx(), fid, 1).await.unwrap(),
+        Err(KfsError::InvalidArgument(_))
+    ));
+
+    cluster.restart_master().await;
+    cluster.wait_for_alive(3).await;
+    let master = cluster.master_client().await;
+    let during = master.lease(ctx(), fid, 0).await.unwrap();
+    assert!(
+        matches!(during, Err(KfsError::Unavailable(_))),
+        "{during:?}"
+    );
+    // A writer simply waits it out.
+    let client = cluster.client().await;
+    let file = client.open("/leased").await.unwrap();
+    file.write_at(1, b"y").await.unwrap();
+    let after = master.lease(ctx(), fid, 0).await.unwrap().unwrap();
+    assert!(
+        after.version > first.version,
+        "a new lease after the restart moved the chunk on"
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn length_follows_close_to_open_and_sync_makes_data_durable() {
+    let cluster = TestCluster::start(ClusterOptions::default()).await;
+    let client = cluster.client().await;
+    let mut writer = client
+        .create_with(
+            "/log",
+            CreateOptions {
+                exclusive: true,
+                replication: Some(2),
+                mode: None,
+            },
+        )
+        .await
+        .unwrap();
+    writer.write_all(&content(1, 1000)).await.unwrap();
+    writer.flush().await.unwrap();
+    let early_reader = client.open("/log").await.unwrap();
+    writer.write_all(&content(2, 1000)).await.unwrap();
+    writer.sync().await.unwrap();
+    assert_eq!(
+        early_reader.len(),
+        1000,
+        "a reader sees the length as of its open"
+    );
+    assert_eq!(early_reader.read_at(0, 5000).await.unwrap().len(), 1000);
+    early_reader.refresh().await.unwrap();
+    assert_eq!(early_reader.len(), 2000);
+    let attr = writer.close().await.unwrap();
+    assert_eq!((attr.size, attr.replication), (2000, 2));
+    assert_eq!(client.open("/log").await.unwrap().len(), 2000);
+    cluster.shutdown().await;
+}
