@@ -19,7 +19,7 @@
 
 use crate::client::{Client, unreachable};
 use futures::future::BoxFuture;
-use futures::stream::{FuturesUnordered, StreamExt};
+use futures::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
 use kfs_common::proto::Payload;
 use kfs_common::proto::chunk::{MAX_READ_LEN, WriteRequest};
 use kfs_common::proto::master::{ChunkLocation, FileAttr, WriteLease};
@@ -36,6 +36,8 @@ use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
 /// How many chunks one location request asks for.
 const LOCATE_AHEAD: u64 = 16;
+/// Reads a sequential reader keeps in flight ahead of it.
+const READS_IN_FLIGHT: usize = 3;
 
 /// A lease this file holds.
 #[derive(Clone)]
@@ -352,28 +354,31 @@ impl Shared {
         Ok(cache.get(&chunk_offset).cloned().flatten())
     }
 
-    /// Reads up to `len` bytes at `offset` (less at the end of the file).
+    /// Reads up to `len` bytes at `offset` (less at the end of the file). The pieces in different
+    /// chunks are read at once.
     async fn read_at(self: Arc<Self>, offset: u64, len: usize) -> KfsResult<Vec<u8>> {
         let size = self.size();
         if offset >= size || len == 0 {
             return Ok(Vec::new());
         }
         let len = (len as u64).min(size - offset) as usize;
-        let mut out = vec![0u8; len];
-        for (chunk_offset, in_chunk, range) in self.pieces(offset, len) {
-            self.read_piece(chunk_offset, in_chunk, &mut out[range])
-                .await?;
+        let mut pieces = futures::future::try_join_all(self.pieces(offset, len).into_iter().map(
+            |(chunk_offset, in_chunk, range)| self.read_piece(chunk_offset, in_chunk, range.len()),
+        ))
+        .await?;
+        if pieces.len() == 1 {
+            return Ok(pieces.pop().expect("one piece"));
         }
-        Ok(out)
+        Ok(pieces.concat())
     }
 
-    /// Fills `out` from the chunk at `chunk_offset`, from `in_chunk` on; a hole, or bytes past the
-    /// chunk's data, stay zero.
-    async fn read_piece(&self, chunk_offset: u64, in_chunk: u64, out: &mut [u8]) -> KfsResult<()> {
+    /// Reads `len` bytes of the chunk at `chunk_offset` from `in_chunk` on; a hole, or bytes past
+    /// the chunk's data, read as zeros.
+    async fn read_piece(&self, chunk_offset: u64, in_chunk: u64, len: usize) -> KfsResult<Vec<u8>> {
         let mut failures = Vec::new();
         for attempt in 0..2 {
             let Some(loc) = self.location(chunk_offset).await? else {
-                return Ok(());
+                return Ok(vec![0; len]);
             };
             if loc.replicas.is_empty() {
                 failures.push("no live replica".to_string());
@@ -383,8 +388,8 @@ impl Shared {
             let first = (loc.chunk.0 as usize + attempt) % n.max(1);
             for i in 0..n {
                 let replica = &loc.replicas[(first + i) % n];
-                match self.read_replica(&loc, replica.addr, in_chunk, out).await {
-                    Ok(()) => return Ok(()),
+                match self.read_replica(&loc, replica.addr, in_chunk, len).await {
+                    Ok(bytes) => return Ok(bytes),
                     Err(e) => failures.push(format!("{}: {e}", replica.addr)),
                 }
             }
@@ -413,29 +418,25 @@ impl Shared {
         })
     }
 
+    /// Reads `len` bytes from one replica, zero-padded past the chunk's data.
     async fn read_replica(
         &self,
         loc: &ChunkLocation,
         addr: std::net::SocketAddr,
         in_chunk: u64,
-        out: &mut [u8],
-    ) -> KfsResult<()> {
+        len: usize,
+    ) -> KfsResult<Vec<u8>> {
         let pool = &self.client.inner.chunks;
         let client = pool
             .get(addr)
             .await
             .map_err(|e| unreachable("chunkserver", addr, e))?;
-        let mut done = 0usize;
-        while done < out.len() {
-            let want = (out.len() - done).min(MAX_READ_LEN as usize) as u32;
+        let mut out: Vec<u8> = Vec::new();
+        while out.len() < len {
+            let want = (len - out.len()).min(MAX_READ_LEN as usize) as u32;
+            let at = in_chunk + out.len() as u64;
             let got = match client
-                .read(
-                    self.client.ctx(),
-                    loc.chunk,
-                    loc.version,
-                    in_chunk + done as u64,
-                    want,
-                )
+                .read(self.client.ctx(), loc.chunk, loc.version, at, want)
                 .await
             {
                 Ok(got) => got?,
@@ -444,15 +445,19 @@ impl Shared {
                     return Err(unreachable("chunkserver", addr, e));
                 }
             };
-            out[done..done + got.len()].copy_from_slice(&got);
-            if got.len() < want as usize {
-                // The chunk's data ends here; the rest of the piece reads as zeros.
-                out[done + got.len()..].fill(0);
-                return Ok(());
+            let short = got.len() < want as usize;
+            if out.is_empty() {
+                out = got.into_vec();
+            } else {
+                out.extend_from_slice(&got);
             }
-            done += got.len();
+            if short {
+                // The chunk's data ends here; the rest reads as zeros.
+                break;
+            }
         }
-        Ok(())
+        out.resize(len, 0);
+        Ok(out)
     }
 
     /// Tells the master the file is at least as long as everything written.
@@ -545,7 +550,10 @@ pub struct File {
     /// Bytes read ahead, starting at `rbuf_at`.
     rbuf: Vec<u8>,
     rbuf_at: u64,
-    reading: Option<Pending<(u64, Vec<u8>)>>,
+    /// Reads in flight, of consecutive ranges from `ahead_at` on, in order.
+    ahead: FuturesOrdered<Pending<(u64, Vec<u8>)>>,
+    ahead_at: u64,
+    ahead_end: u64,
     seek_to: Option<u64>,
 }
 
@@ -572,7 +580,9 @@ impl File {
             extending: None,
             rbuf: Vec::new(),
             rbuf_at: 0,
-            reading: None,
+            ahead: FuturesOrdered::new(),
+            ahead_at: 0,
+            ahead_end: 0,
             seek_to: None,
         }
     }
@@ -704,7 +714,7 @@ impl AsyncWrite for File {
             done?;
         }
         this.rbuf.clear();
-        this.reading = None;
+        this.ahead = FuturesOrdered::new();
         if !this.wbuf.is_empty() && this.wbuf_at + this.wbuf.len() as u64 != this.pos {
             // Not contiguous: let the earlier writes land first, so overlapping ones keep order.
             ready!(this.poll_writes_done(cx))?;
@@ -771,22 +781,33 @@ impl AsyncRead for File {
                 this.pos += n as u64;
                 return Poll::Ready(Ok(()));
             }
-            if this.pos >= this.shared.size() || buf.remaining() == 0 {
+            let size = this.shared.size();
+            if this.pos >= size || buf.remaining() == 0 {
                 return Poll::Ready(Ok(()));
             }
-            if this.reading.is_none() {
-                let len = this.shared.client.inner.options.read_size;
-                let (shared, at) = (this.shared.clone(), this.pos);
-                this.reading = Some(Box::pin(async move {
-                    let bytes = shared.read_at(at, len).await?;
+            // Reads in flight must start where the caller reads; after a seek, start afresh.
+            if this.ahead.is_empty() || this.ahead_at != this.pos {
+                this.ahead = FuturesOrdered::new();
+                this.ahead_at = this.pos;
+                this.ahead_end = this.pos;
+            }
+            let read_size = this.shared.client.inner.options.read_size as u64;
+            while this.ahead.len() < READS_IN_FLIGHT && this.ahead_end < size {
+                let (shared, at) = (this.shared.clone(), this.ahead_end);
+                this.ahead.push_back(Box::pin(async move {
+                    let bytes = shared.read_at(at, read_size as usize).await?;
                     Ok((at, bytes))
                 }));
+                this.ahead_end += read_size;
             }
-            let (at, bytes) = ready!(this.reading.as_mut().expect("set above").as_mut().poll(cx))?;
-            this.reading = None;
+            let (at, bytes) = match ready!(this.ahead.poll_next_unpin(cx)) {
+                Some(result) => result?,
+                None => return Poll::Ready(Ok(())),
+            };
             if bytes.is_empty() {
                 return Poll::Ready(Ok(()));
             }
+            this.ahead_at = at + read_size;
             this.rbuf = bytes;
             this.rbuf_at = at;
         }

@@ -361,3 +361,111 @@ async fn length_follows_close_to_open_and_sync_makes_data_durable() {
     assert_eq!(client.open("/log").await.unwrap().len(), 2000);
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_writer_renews_its_lease_instead_of_moving_the_chunk() {
+    let cluster = TestCluster::start(ClusterOptions {
+        lease_ms: 400,
+        ..Default::default()
+    })
+    .await;
+    let client = cluster.client().await;
+    let file = client.create("/slow").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut offset = 0u64;
+    // Well past two lease durations, one small write at a time.
+    while started.elapsed() < Duration::from_millis(1200) {
+        file.write_at(offset, b"tick").await.unwrap();
+        offset += 4;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    let chunks = client.file_chunks("/slow").await.unwrap();
+    assert_eq!(chunks.len(), 1);
+    assert_eq!(
+        chunks[0].version,
+        kfs_common::ChunkVersion(1),
+        "renewals kept the first lease"
+    );
+    let back = file.read_at(0, offset as usize).await.unwrap();
+    assert!(back.chunks(4).all(|c| c == b"tick"));
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_tree_copies_in_and_back_byte_for_byte() {
+    use kfs_client::copy;
+    let cluster = TestCluster::start(ClusterOptions::default()).await;
+    let client = cluster.client().await;
+    let source = tempfile::tempdir().unwrap();
+    let big = content(3, 3 * CHUNK + 17);
+    std::fs::create_dir_all(source.path().join("a/b")).unwrap();
+    std::fs::write(source.path().join("a/b/big.bin"), &big).unwrap();
+    std::fs::write(source.path().join("a/empty"), b"").unwrap();
+    std::fs::write(source.path().join("top.txt"), b"top").unwrap();
+    // This repository's own sources, for variety.
+    let sources = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../common/src");
+    let copied_bytes = std::sync::atomic::AtomicU64::new(0);
+    let progress = |n: u64| {
+        copied_bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    };
+    let up = copy::put(&client, source.path(), "/tree", &progress)
+        .await
+        .unwrap();
+    assert_eq!((up.files, up.dirs), (3, 3));
+    assert_eq!(up.bytes, big.len() as u64 + 3);
+    assert_eq!(
+        copied_bytes.load(std::sync::atomic::Ordering::Relaxed),
+        up.bytes
+    );
+    copy::put(&client, &sources, "/tree/src", &|_| {})
+        .await
+        .unwrap();
+
+    let back = tempfile::tempdir().unwrap();
+    let down = copy::get(&client, "/tree", &back.path().join("tree"), &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(down.bytes, up.bytes + dir_bytes(&sources));
+    assert_eq!(
+        std::fs::read(back.path().join("tree/a/b/big.bin")).unwrap(),
+        big
+    );
+    assert_eq!(
+        std::fs::read(back.path().join("tree/a/empty")).unwrap(),
+        b""
+    );
+    assert_eq!(
+        std::fs::read(back.path().join("tree/top.txt")).unwrap(),
+        b"top"
+    );
+    for entry in std::fs::read_dir(&sources).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            let copy = back.path().join("tree/src").join(entry.file_name());
+            assert_eq!(
+                std::fs::read(entry.path()).unwrap(),
+                std::fs::read(copy).unwrap()
+            );
+        }
+    }
+    let missing = copy::put(&client, &source.path().join("nope"), "/x", &|_| {})
+        .await
+        .unwrap_err();
+    assert!(missing.to_string().contains("nope"), "{missing}");
+    cluster.shutdown().await;
+}
+
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                dir_bytes(&e.path())
+            } else {
+                e.metadata().unwrap().len()
+            }
+        })
+        .sum()
+}
