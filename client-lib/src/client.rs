@@ -6,8 +6,8 @@ use futures::stream::BoxStream;
 use kfs_common::proto::PROTOCOL_VERSION;
 use kfs_common::proto::chunk::ChunkPool;
 use kfs_common::proto::master::{
-    self, ChunkLocation, ChunkserverInfo, CreateOptions, DirEntry, FileAttr, MasterInfo,
-    MasterServiceClient, MkdirOptions, NamespaceCounters, RemoveSummary, SetAttr,
+    self, ChunkLocation, ChunkserverInfo, CreateOptions, DirEntry, FileAttr, FsckReport,
+    MasterInfo, MasterServiceClient, MkdirOptions, NamespaceCounters, RemoveSummary, SetAttr,
 };
 use kfs_common::{KfsError, KfsResult, rpc};
 use serde_bytes::ByteBuf;
@@ -342,5 +342,10 @@ impl Client {
     /// The chunkservers the master knows.
     pub async fn chunkservers(&self) -> KfsResult<Vec<ChunkserverInfo>> {
         self.call(self.m().chunkservers(self.ctx())).await
+    }
+
+    /// The health of every chunk (a walk of the whole namespace at the master).
+    pub async fn fsck(&self) -> KfsResult<FsckReport> {
+        self.call(self.m().fsck(self.ctx())).await
     }
 }

@@ -38,18 +38,23 @@ fn local(path: &Path, e: impl std::fmt::Display) -> KfsError {
     KfsError::Io(format!("{}: {e}", path.display()))
 }
 
-/// Copies a local file into KFS at `remote` (created or truncated); `progress` is told of every
-/// piece of bytes copied.
+/// Copies a local file into KFS at `remote` (created or truncated, with `replication` or the
+/// cluster's default); `progress` is told of every piece of bytes copied.
 pub async fn put_file(
     client: &Client,
     local_path: &Path,
     remote: &str,
+    replication: Option<u8>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> KfsResult<u64> {
     let mut src = tokio::fs::File::open(local_path)
         .await
         .map_err(|e| local(local_path, e))?;
-    let mut dst = client.create(remote).await?;
+    let options = kfs_common::proto::master::CreateOptions {
+        replication,
+        ..Default::default()
+    };
+    let mut dst = client.create_with(remote, options).await?;
     let mut buf = vec![0u8; COPY_BUF];
     let mut total = 0u64;
     loop {
@@ -93,18 +98,20 @@ pub async fn get_file(
     Ok(total)
 }
 
-/// Copies a local file or directory tree into KFS at `remote`.
+/// Copies a local file or directory tree into KFS at `remote` (files get `replication`, or the
+/// cluster's default).
 pub async fn put(
     client: &Client,
     local_path: &Path,
     remote: &str,
+    replication: Option<u8>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> KfsResult<CopySummary> {
     let meta = tokio::fs::symlink_metadata(local_path)
         .await
         .map_err(|e| local(local_path, e))?;
     if meta.is_file() {
-        let bytes = put_file(client, local_path, remote, progress).await?;
+        let bytes = put_file(client, local_path, remote, replication, progress).await?;
         return Ok(CopySummary {
             files: 1,
             bytes,
@@ -149,7 +156,7 @@ pub async fn put(
     }
     let copied: Vec<CopySummary> = stream::iter(files)
         .map(|(from, to)| async move {
-            let bytes = put_file(client, &from, &to, progress).await?;
+            let bytes = put_file(client, &from, &to, replication, progress).await?;
             Ok::<_, KfsError>(CopySummary {
                 files: 1,
                 bytes,

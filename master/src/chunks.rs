@@ -22,11 +22,16 @@ use kfs_common::proto::PROTOCOL_VERSION;
 use kfs_common::proto::cluster::{
     HeartbeatReply, HeartbeatRequest, HelloReply, HelloRequest, SpaceReport,
 };
-use kfs_common::proto::master::{ChunkserverInfo, ReplicaLocation, ServerState, WriteLease};
+use kfs_common::proto::master::{
+    ChunkserverInfo, FsckProblem, FsckReport, ReplicaLocation, ServerState, WriteLease,
+};
 use kfs_common::{ChunkId, ChunkVersion, FileId, KfsError, KfsResult, ServerId};
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+/// Problems `fsck` lists at most.
+const FSCK_PROBLEMS: usize = 1000;
 
 /// Timing of chunkservers' reports.
 #[derive(Clone, Copy, Debug)]
@@ -503,6 +508,55 @@ impl ChunkMap {
     /// Ends the lease on `chunk` (its replicas change).
     pub fn revoke(&mut self, chunk: ChunkId) {
         self.leases.remove(&chunk);
+    }
+
+    /// The health of every chunk; see `MasterService::fsck`.
+    pub fn fsck(&self, ns: &Namespace) -> FsckReport {
+        let mut report = FsckReport {
+            files: ns.counters().files,
+            ..Default::default()
+        };
+        let mut problems = Vec::new();
+        for (fid, offset, chunk, _) in ns.all_chunks() {
+            report.chunks += 1;
+            let replication = ns.stat_fid(fid).map_or(0, |a| a.replication);
+            let live = self.locations(chunk).len();
+            match live {
+                0 => report.missing += 1,
+                n if n < replication as usize => report.under_replicated += 1,
+                n if n > replication as usize => {
+                    report.over_replicated += 1;
+                    report.healthy += 1;
+                }
+                _ => report.healthy += 1,
+            }
+            if live < replication as usize && problems.len() < FSCK_PROBLEMS {
+                problems.push((fid, offset, chunk, live as u8, replication));
+            }
+        }
+        report.corrupt_replicas = self
+            .servers
+            .iter()
+            .map(|s| {
+                s.corrupt
+                    .iter()
+                    .filter(|c| self.chunks.contains_key(c))
+                    .count() as u64
+            })
+            .sum();
+        let wanted = problems.iter().map(|p| p.0).collect();
+        let paths = ns.paths_of(&wanted);
+        report.problems = problems
+            .into_iter()
+            .map(|(fid, offset, chunk, live, replication)| FsckProblem {
+                path: paths.get(&fid).cloned().unwrap_or_else(|| fid.to_string()),
+                offset,
+                chunk,
+                live,
+                replication,
+            })
+            .collect();
+        report
     }
 
     /// Number of chunks the map holds.

@@ -23,8 +23,8 @@ use kfs_common::proto::cluster::{
     ClusterService, HeartbeatReply, HeartbeatRequest, HelloReply, HelloRequest,
 };
 use kfs_common::proto::master::{
-    ChunkLocation, ChunkserverInfo, CreateOptions, DirPage, FileAttr, MasterInfo, MasterService,
-    MkdirOptions, NamespaceCounters, RemoveSummary, SetAttr, WriteLease,
+    ChunkLocation, ChunkserverInfo, CreateOptions, DirPage, FileAttr, FsckReport, MasterInfo,
+    MasterService, MkdirOptions, NamespaceCounters, RemoveSummary, SetAttr, WriteLease,
 };
 use kfs_common::proto::{PROTOCOL_VERSION, now};
 use kfs_common::rpc::Service;
@@ -549,6 +549,13 @@ impl MasterService for MasterServer {
             .lock()
             .expect("chunk map lock")
             .servers(Instant::now()))
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn fsck(self, _: Context) -> KfsResult<FsckReport> {
+        // A snapshot (O(1)), so mutations go on while the walk runs.
+        let ns = self.state.ns.read().expect("namespace lock").clone();
+        Ok(self.state.chunks.lock().expect("chunk map lock").fsck(&ns))
     }
 
     #[instrument(level = "debug", skip_all, fields(%fid))]

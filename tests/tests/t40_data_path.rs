@@ -408,7 +408,7 @@ async fn a_local_tree_copies_in_and_back_byte_for_byte() {
     let progress = |n: u64| {
         copied_bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     };
-    let up = copy::put(&client, source.path(), "/tree", &progress)
+    let up = copy::put(&client, source.path(), "/tree", None, &progress)
         .await
         .unwrap();
     assert_eq!((up.files, up.dirs), (3, 3));
@@ -417,7 +417,7 @@ async fn a_local_tree_copies_in_and_back_byte_for_byte() {
         copied_bytes.load(std::sync::atomic::Ordering::Relaxed),
         up.bytes
     );
-    copy::put(&client, &sources, "/tree/src", &|_| {})
+    copy::put(&client, &sources, "/tree/src", Some(2), &|_| {})
         .await
         .unwrap();
 
@@ -448,7 +448,7 @@ async fn a_local_tree_copies_in_and_back_byte_for_byte() {
             );
         }
     }
-    let missing = copy::put(&client, &source.path().join("nope"), "/x", &|_| {})
+    let missing = copy::put(&client, &source.path().join("nope"), "/x", None, &|_| {})
         .await
         .unwrap_err();
     assert!(missing.to_string().contains("nope"), "{missing}");

@@ -173,6 +173,38 @@ pub struct ChunkLocation {
     pub replicas: Vec<ReplicaLocation>,
 }
 
+/// A chunk that is not as it should be, in [`FsckReport`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsckProblem {
+    pub path: String,
+    /// Byte offset of the chunk in the file.
+    pub offset: u64,
+    pub chunk: ChunkId,
+    /// Live replicas at the chunk's current version.
+    pub live: u8,
+    /// The file's replication factor.
+    pub replication: u8,
+}
+
+/// The health of every chunk, as `kfs fsck` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsckReport {
+    pub files: u64,
+    pub chunks: u64,
+    /// Chunks with as many live replicas as their file's replication factor (or more).
+    pub healthy: u64,
+    /// Chunks with at least one live replica, but fewer than the factor.
+    pub under_replicated: u64,
+    /// Chunks with more live replicas than the factor.
+    pub over_replicated: u64,
+    /// Chunks with no live replica: their data cannot be read until a replica returns.
+    pub missing: u64,
+    /// Replicas chunkservers found corrupt (never served).
+    pub corrupt_replicas: u64,
+    /// The under-replicated and missing chunks, by file (at most 1,000).
+    pub problems: Vec<FsckProblem>,
+}
+
 /// Namespace service of the master.
 #[tarpc::service]
 pub trait MasterService {
@@ -276,6 +308,10 @@ pub trait MasterService {
         version: ChunkVersion,
         failed: Vec<ServerId>,
     ) -> Result<WriteLease, KfsError>;
+
+    /// Caller: tools (`kfs fsck`). Replies with the health of every chunk. Read-only; walks
+    /// the whole namespace.
+    async fn fsck() -> Result<FsckReport, KfsError>;
 
     /// Caller: writers on flush and close. Makes the file at least `length` bytes long (never
     /// shorter: concurrent writers each extend it to their end) and sets its modification time.

@@ -384,6 +384,41 @@ impl Namespace {
         }
     }
 
+    /// The paths of the files and directories in `wanted` (a walk of the whole tree).
+    pub fn paths_of(
+        &self,
+        wanted: &std::collections::HashSet<FileId>,
+    ) -> std::collections::HashMap<FileId, String> {
+        let mut found = std::collections::HashMap::new();
+        if wanted.contains(&FileId::ROOT) {
+            found.insert(FileId::ROOT, "/".to_string());
+        }
+        let mut dirs = vec![(FileId::ROOT, String::from("/"))];
+        while let Some((dir, dir_path)) = dirs.pop() {
+            if found.len() == wanted.len() {
+                break;
+            }
+            let start = Key::dir_start(dir);
+            for (k, v) in self.map.range_from(Bound::Included(&start)) {
+                let (KeyView::Dentry { parent, name }, Val::Child { fid, kind }) = (k.view(), v)
+                else {
+                    break;
+                };
+                if parent != dir {
+                    break;
+                }
+                let child = path::join(&dir_path, name);
+                if wanted.contains(fid) {
+                    found.insert(*fid, child.clone());
+                }
+                if *kind == FileKind::Dir {
+                    dirs.push((*fid, child));
+                }
+            }
+        }
+        found
+    }
+
     /// Every chunk of every file, as `(fid, offset, id, version)` (to rebuild the master's chunk
     /// map at start-up).
     pub fn all_chunks(&self) -> impl Iterator<Item = (FileId, u64, ChunkId, ChunkVersion)> + '_ {
