@@ -161,6 +161,12 @@ impl Client {
             .await
     }
 
+    /// Creates a directory with options (missing parents, mode).
+    pub async fn mkdir_with(&self, path: &str, options: MkdirOptions) -> KfsResult<FileAttr> {
+        let path = path.to_string();
+        self.call(self.m().mkdir(self.ctx(), path, options)).await
+    }
+
     /// Creates a directory and any missing parents; an existing directory is success.
     pub async fn mkdir_all(&self, path: &str) -> KfsResult<FileAttr> {
         let path = path.to_string();

@@ -1,3 +1,110 @@
-//! The `kfs` shell (binary `kfs`): interactive and one-shot commands against a KFS cluster.
+//! The `kfs` shell: one-shot commands (`kfs ls /photos`), an interactive shell (`kfs`), scripts
+//! (commands on standard input), and `kfs local`, a whole cluster in one process.
 //!
-//! Not built yet: the binary and its commands arrive with the shell issue.
+//! - [`cli`]: arguments and the commands, parsed the same way everywhere.
+//! - [`commands`]: what each command does, and its messages (coreutils style).
+//! - [`session`]: the working directory, relative paths and glob patterns.
+//! - [`repl`]: the interactive shell (history, tab completion) and scripts.
+//! - [`local`]: `kfs local`.
+//! - [`format`], [`progress`]: how things are printed.
+
+pub mod cli;
+pub mod commands;
+pub mod format;
+pub mod local;
+pub mod progress;
+pub mod repl;
+pub mod session;
+
+use cli::{Cli, Top};
+use commands::Flow;
+use session::Session;
+use std::io::IsTerminal;
+
+/// Runs the `kfs` binary; returns its exit status.
+pub fn main_with(cli: Cli) -> i32 {
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kfs: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    let handle = rt.handle().clone();
+    match cli.command {
+        Some(Top::Local(args)) => {
+            let cluster = match rt.block_on(local::LocalCluster::start(&args)) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("kfs: {e:#}");
+                    return 1;
+                }
+            };
+            println!("{}", cluster.describe(&args));
+            let status = if args.no_shell {
+                println!(
+                    "Serving until Ctrl-C; from other terminals: kfs --master {} ...",
+                    cluster.master.local_addr()
+                );
+                let _ = rt.block_on(tokio::signal::ctrl_c());
+                0
+            } else {
+                match rt.block_on(kfs_client::Client::connect(cluster.master.local_addr())) {
+                    Ok(client) => shell(&handle, client, args.keep_going),
+                    Err(e) => {
+                        eprintln!("kfs: {e}");
+                        1
+                    }
+                }
+            };
+            rt.block_on(cluster.shutdown());
+            status
+        }
+        Some(Top::Shell { keep_going }) => match connect(&rt, &cli.master) {
+            Some(client) => shell(&handle, client, keep_going),
+            None => 1,
+        },
+        None => match connect(&rt, &cli.master) {
+            Some(client) => shell(&handle, client, false),
+            None => 1,
+        },
+        Some(Top::Fs(cmd)) => {
+            let Some(client) = connect(&rt, &cli.master) else {
+                return 1;
+            };
+            let mut session = Session::new(client, false);
+            if matches!(cmd, cli::Cmd::Cd { .. }) {
+                eprintln!("kfs: cd only works in the interactive shell; paths here start at /");
+                return 1;
+            }
+            match rt.block_on(commands::run(&mut session, cmd)) {
+                Ok(Flow::Continue | Flow::Exit) => 0,
+                Err(_) => 1,
+            }
+        }
+    }
+}
+
+fn connect(rt: &tokio::runtime::Runtime, master: &str) -> Option<kfs_client::Client> {
+    match rt.block_on(kfs_client::Client::connect(master)) {
+        Ok(client) => Some(client),
+        Err(e) => {
+            eprintln!("kfs: cannot reach the master at {master}: {e}");
+            eprintln!(
+                "kfs: start one (`kfs local`, or kfs-master) or point at it with --master / KFS_MASTER"
+            );
+            None
+        }
+    }
+}
+
+/// The interactive shell when a person is at the terminal, else a script from standard input.
+fn shell(rt: &tokio::runtime::Handle, client: kfs_client::Client, keep_going: bool) -> i32 {
+    let interactive = std::io::stdin().is_terminal();
+    let mut session = Session::new(client, interactive);
+    if interactive {
+        repl::interactive(rt, &mut session)
+    } else {
+        repl::script(rt, &mut session, std::io::stdin().lock(), keep_going)
+    }
+}

@@ -1,0 +1,279 @@
+//! The command line: the `kfs` binary's arguments, and the commands both the one-shot and the
+//! interactive shell understand.
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// The KFS shell: run one command, or with none an interactive shell.
+#[derive(Parser, Debug)]
+#[command(name = "kfs", version, about, long_about = None, disable_help_subcommand = true)]
+pub struct Cli {
+    /// Address of the master.
+    #[arg(
+        long,
+        env = "KFS_MASTER",
+        default_value = "127.0.0.1:20000",
+        global = true
+    )]
+    pub master: String,
+    #[command(subcommand)]
+    pub command: Option<Top>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Top {
+    /// The interactive shell (also what `kfs` alone starts); with standard input not a terminal,
+    /// run the commands read from it, one per line.
+    Shell {
+        /// Keep going after a command fails (scripts stop at the first failure).
+        #[arg(short = 'k', long)]
+        keep_going: bool,
+    },
+    /// Run a master and chunkservers in this process, then the shell on them.
+    Local(LocalArgs),
+    #[command(flatten)]
+    Fs(Cmd),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LocalArgs {
+    /// Where the cluster keeps its data (the master's log and each chunkserver's chunks).
+    #[arg(long, default_value = "./kfs-data")]
+    pub data: PathBuf,
+    /// Number of chunkservers.
+    #[arg(long, default_value_t = 3)]
+    pub chunkservers: usize,
+    /// Address of the master.
+    #[arg(long, default_value = "127.0.0.1:20000")]
+    pub listen: std::net::SocketAddr,
+    /// Serve until Ctrl-C without a shell (use `kfs` from other terminals).
+    #[arg(long)]
+    pub no_shell: bool,
+    /// Keep going after a command read from standard input fails.
+    #[arg(short = 'k', long)]
+    pub keep_going: bool,
+}
+
+/// One line of the interactive shell.
+#[derive(Parser, Debug)]
+#[command(
+    no_binary_name = true,
+    name = "",
+    disable_version_flag = true,
+    disable_help_subcommand = true
+)]
+pub struct Line {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// The commands of the shell.
+#[derive(Subcommand, Debug, Clone)]
+pub enum Cmd {
+    /// List directories (and files): -l long, -R recursive, -h human-readable sizes.
+    #[command(disable_help_flag = true)]
+    Ls {
+        #[arg(short = 'l')]
+        long: bool,
+        #[arg(short = 'R')]
+        recursive: bool,
+        #[arg(short = 'h')]
+        human: bool,
+        #[arg(long, action = ArgAction::Help)]
+        help: Option<bool>,
+        paths: Vec<String>,
+    },
+    /// Make directories (-p: with missing parents; existing ones are fine).
+    Mkdir {
+        #[arg(short = 'p')]
+        parents: bool,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Remove files (-r: directories with everything in them; -f: ignore missing ones).
+    Rm {
+        #[arg(short = 'r', short_alias = 'R')]
+        recursive: bool,
+        #[arg(short = 'f')]
+        force: bool,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Remove empty directories.
+    Rmdir {
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Move or rename: `mv SRC DST`, or `mv SRC... DIR`.
+    Mv {
+        #[arg(required = true, num_args = 2..)]
+        paths: Vec<String>,
+    },
+    /// Copy within KFS: `cp SRC DST`, or `cp SRC... DIR` (-r: directories).
+    Cp {
+        #[arg(short = 'r', short_alias = 'R')]
+        recursive: bool,
+        #[arg(required = true, num_args = 2..)]
+        paths: Vec<String>,
+    },
+    /// Copy local files or directories into KFS: `put LOCAL... REMOTE`.
+    #[command(alias = "copyFromLocal")]
+    Put {
+        /// Replication factor of the new files.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=16))]
+        replication: Option<u8>,
+        #[arg(required = true, num_args = 2..)]
+        paths: Vec<String>,
+    },
+    /// Copy KFS files or directories to the local disk: `get REMOTE... LOCAL`.
+    #[command(alias = "copyToLocal")]
+    Get {
+        #[arg(required = true, num_args = 2..)]
+        paths: Vec<String>,
+    },
+    /// Print files.
+    Cat {
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Print the first lines of a file.
+    Head {
+        #[arg(short = 'n', default_value_t = 10)]
+        lines: usize,
+        path: String,
+    },
+    /// Print the last lines of a file (-f: then what is appended, until Ctrl-C).
+    Tail {
+        #[arg(short = 'n', default_value_t = 10)]
+        lines: usize,
+        #[arg(short = 'f')]
+        follow: bool,
+        path: String,
+    },
+    /// Create empty files, or update the times of existing ones.
+    Touch {
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Show attributes.
+    Stat {
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Space used by files and directories (-s: totals only; -h: human-readable).
+    #[command(disable_help_flag = true)]
+    Du {
+        #[arg(short = 's')]
+        summarize: bool,
+        #[arg(short = 'h')]
+        human: bool,
+        #[arg(long, action = ArgAction::Help)]
+        help: Option<bool>,
+        paths: Vec<String>,
+    },
+    /// Space of the cluster (-h: human-readable).
+    #[command(disable_help_flag = true)]
+    Df {
+        #[arg(short = 'h')]
+        human: bool,
+        #[arg(long, action = ArgAction::Help)]
+        help: Option<bool>,
+    },
+    /// Set the replication factor of files (-R: of every file below directories).
+    Setrep {
+        #[arg(short = 'R')]
+        recursive: bool,
+        #[arg(value_parser = clap::value_parser!(u8).range(1..=16))]
+        replication: u8,
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Extended attributes: get, set, list, rm.
+    Xattr {
+        #[command(subcommand)]
+        action: XattrCmd,
+    },
+    /// A file's chunks: ids, versions, lengths and replica locations.
+    Chunks { path: String },
+    /// The chunkservers and their state.
+    Servers,
+    /// Health of every chunk: healthy, under-replicated, missing, corrupt.
+    Fsck,
+    /// Change the working directory.
+    Cd { path: Option<String> },
+    /// Print the working directory.
+    Pwd,
+    /// List the commands, or explain one.
+    Help { command: Option<String> },
+    /// Leave the shell.
+    #[command(alias = "quit")]
+    Exit,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum XattrCmd {
+    /// Print an attribute's value.
+    Get { path: String, name: String },
+    /// Set an attribute.
+    Set {
+        path: String,
+        name: String,
+        value: String,
+    },
+    /// List a file's attributes.
+    List { path: String },
+    /// Remove an attribute.
+    Rm { path: String, name: String },
+}
+
+/// Every command name, for completion and help.
+pub const COMMANDS: &[&str] = &[
+    "ls",
+    "mkdir",
+    "rm",
+    "rmdir",
+    "mv",
+    "cp",
+    "put",
+    "copyFromLocal",
+    "get",
+    "copyToLocal",
+    "cat",
+    "head",
+    "tail",
+    "touch",
+    "stat",
+    "du",
+    "df",
+    "setrep",
+    "xattr",
+    "chunks",
+    "servers",
+    "fsck",
+    "cd",
+    "pwd",
+    "help",
+    "exit",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_lines_are_well_formed() {
+        Cli::command().debug_assert();
+        Line::command().debug_assert();
+        let names: Vec<String> = Line::command()
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .collect();
+        for name in &names {
+            assert!(
+                COMMANDS.contains(&name.as_str()),
+                "{name} is missing from COMMANDS"
+            );
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! `kfs local`: a master and chunkservers in this process, on loopback, with their data under
+//! one directory; running it again on the same directory brings back everything written.
+//!
+//! ```text
+//! <data>/master/       the master's log and checkpoints
+//! <data>/cs1/, cs2/ …  one data dir per chunkserver
+//! ```
+
+use crate::cli::LocalArgs;
+use anyhow::Context as _;
+use kfs_chunkserver::{ChunkserverConfig, ChunkserverHandle};
+use kfs_common::proto::master::ServerState;
+use kfs_master::{MasterConfig, MasterHandle};
+use std::time::{Duration, Instant};
+
+/// A running local cluster.
+pub struct LocalCluster {
+    pub master: MasterHandle,
+    pub chunkservers: Vec<ChunkserverHandle>,
+}
+
+impl LocalCluster {
+    /// Starts the master and the chunkservers and waits (10 s at most) until every chunkserver
+    /// has registered.
+    pub async fn start(args: &LocalArgs) -> anyhow::Result<LocalCluster> {
+        anyhow::ensure!(
+            args.chunkservers >= 1,
+            "a cluster needs at least one chunkserver"
+        );
+        std::fs::create_dir_all(&args.data)
+            .with_context(|| format!("cannot create the data directory {}", args.data.display()))?;
+        let config = MasterConfig {
+            listen: args.listen,
+            meta_dir: args.data.join("master"),
+            default_replication: args.chunkservers.min(3) as u8,
+            heartbeat_interval_ms: 1_000,
+            chunkserver_timeout_ms: 10_000,
+            ..Default::default()
+        };
+        let master = kfs_master::start(&config).await.with_context(|| {
+            format!(
+                "cannot start the master on {} (is another `kfs local` or kfs-master running? \
+                 pick another address with --listen)",
+                args.listen
+            )
+        })?;
+        let mut chunkservers = Vec::new();
+        for i in 1..=args.chunkservers {
+            let config = ChunkserverConfig {
+                master: master.local_addr(),
+                listen: "127.0.0.1:0".parse().expect("an address"),
+                data: vec![args.data.join(format!("cs{i}"))],
+                ..Default::default()
+            };
+            let cs = kfs_chunkserver::start(&config)
+                .await
+                .with_context(|| format!("cannot start chunkserver {i}"))?;
+            chunkservers.push(cs);
+        }
+        let cluster = LocalCluster {
+            master,
+            chunkservers,
+        };
+        cluster.wait_registered(Duration::from_secs(10)).await;
+        Ok(cluster)
+    }
+
+    async fn wait_registered(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let Ok(client) = kfs_common::proto::master::connect(self.master.local_addr()).await else {
+            return;
+        };
+        while Instant::now() < deadline {
+            if let Ok(Ok(servers)) = client
+                .chunkservers(kfs_common::rpc::context(Duration::from_secs(5)))
+                .await
+                && servers
+                    .iter()
+                    .filter(|s| s.state == ServerState::Alive)
+                    .count()
+                    >= self.chunkservers.len()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tracing::warn!("not every chunkserver registered within {limit:?}");
+    }
+
+    /// One line saying where everything is.
+    pub fn describe(&self, args: &LocalArgs) -> String {
+        let servers: Vec<String> = self
+            .chunkservers
+            .iter()
+            .map(|c| c.local_addr().to_string())
+            .collect();
+        format!(
+            "KFS local cluster: master {}, {} chunkservers ({}), data in {}",
+            self.master.local_addr(),
+            servers.len(),
+            servers.join(", "),
+            args.data.display()
+        )
+    }
+
+    pub async fn shutdown(self) {
+        for cs in self.chunkservers {
+            cs.shutdown().await;
+        }
+        self.master.shutdown().await;
+    }
+}

@@ -1,0 +1,17 @@
+//! `kfs`: parses the command line, sets up logging, runs the shell.
+
+use clap::Parser;
+use std::io::IsTerminal;
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let cli = kfs_shell::cli::Cli::parse();
+    std::process::exit(kfs_shell::main_with(cli));
+}

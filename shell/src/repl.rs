@@ -1,0 +1,203 @@
+//! The interactive shell, and the same commands read from a script.
+//!
+//! Interactive: line editing and history (rustyline; history in `~/.kfs_history`), tab
+//! completion of commands and of remote paths, a prompt showing the working directory. Script
+//! (standard input not a terminal): one command per line, `#` comments, stop at the first failure
+//! unless told to keep going.
+
+use crate::cli::{COMMANDS, Line};
+use crate::commands::{self, Flow};
+use crate::session::Session;
+use clap::Parser;
+use futures::StreamExt;
+use kfs_common::{FileKind, path};
+use rustyline::completion::{Completer, Pair};
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::DefaultHistory;
+use rustyline::validate::Validator;
+use rustyline::{Editor, Helper};
+use std::io::BufRead;
+use std::sync::{Arc, Mutex};
+use tokio::runtime::Handle;
+
+/// Parses and runs one line; `None` for a blank line or a comment.
+fn run_line(rt: &Handle, session: &mut Session, line: &str) -> Option<Result<Flow, ()>> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let words = match shell_words::split(line) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("kfs: cannot read that line: {e}");
+            return Some(Err(()));
+        }
+    };
+    match Line::try_parse_from(words) {
+        Ok(parsed) => Some(
+            rt.block_on(commands::run(session, parsed.cmd))
+                .map_err(drop),
+        ),
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelp => {
+            let _ = e.print();
+            Some(Ok(Flow::Continue))
+        }
+        Err(e) => {
+            let _ = e.print();
+            Some(Err(()))
+        }
+    }
+}
+
+/// Runs the commands read from `input`; the exit status is 0 if they all succeeded.
+pub fn script(rt: &Handle, session: &mut Session, input: impl BufRead, keep_going: bool) -> i32 {
+    let mut status = 0;
+    for line in input.lines() {
+        let Ok(line) = line else { break };
+        match run_line(rt, session, &line) {
+            None | Some(Ok(Flow::Continue)) => {}
+            Some(Ok(Flow::Exit)) => break,
+            Some(Err(())) => {
+                status = 1;
+                if !keep_going {
+                    break;
+                }
+            }
+        }
+    }
+    status
+}
+
+/// The interactive shell; returns when the user leaves it.
+pub fn interactive(rt: &Handle, session: &mut Session) -> i32 {
+    let helper = KfsHelper {
+        rt: rt.clone(),
+        client: session.client.clone(),
+        cwd: Arc::new(Mutex::new(session.cwd.clone())),
+    };
+    let cwd = helper.cwd.clone();
+    let mut editor: Editor<KfsHelper, DefaultHistory> = match Editor::new() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("kfs: no line editor here ({e}); reading commands as a script");
+            return script(rt, session, std::io::stdin().lock(), true);
+        }
+    };
+    editor.set_helper(Some(helper));
+    let history =
+        std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".kfs_history"));
+    if let Some(h) = &history {
+        let _ = editor.load_history(h);
+    }
+    println!(
+        "KFS shell on {} (chunk size {} bytes). `help` lists commands, Ctrl-D leaves.",
+        session.client.master_addr(),
+        session.client.chunk_size()
+    );
+    let mut status = 0;
+    loop {
+        *cwd.lock().expect("cwd lock") = session.cwd.clone();
+        let prompt = format!("kfs:{}> ", session.cwd);
+        match editor.readline(&prompt) {
+            Ok(line) => {
+                if !line.trim().is_empty() {
+                    let _ = editor.add_history_entry(line.as_str());
+                }
+                match run_line(rt, session, &line) {
+                    Some(Ok(Flow::Exit)) => break,
+                    Some(Err(())) => status = 1,
+                    _ => status = 0,
+                }
+            }
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(e) => {
+                eprintln!("kfs: cannot read the line: {e}");
+                break;
+            }
+        }
+    }
+    if let Some(h) = &history {
+        let _ = editor.save_history(h);
+    }
+    status
+}
+
+/// Tab completion of command names and remote paths.
+struct KfsHelper {
+    rt: Handle,
+    client: kfs_client::Client,
+    cwd: Arc<Mutex<String>>,
+}
+
+impl Completer for KfsHelper {
+    type Candidate = Pair;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _: &rustyline::Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let before = &line[..pos];
+        let start = before.rfind(' ').map_or(0, |i| i + 1);
+        let word = &before[start..];
+        if start == 0 {
+            let names = COMMANDS
+                .iter()
+                .filter(|c| c.starts_with(word))
+                .map(|c| Pair {
+                    display: c.to_string(),
+                    replacement: format!("{c} "),
+                })
+                .collect();
+            return Ok((0, names));
+        }
+        // A remote path: list the directory the word is in, keep the names it starts.
+        let (dir_part, prefix) = match word.rfind('/') {
+            Some(i) => (&word[..=i], &word[i + 1..]),
+            None => ("", word),
+        };
+        let cwd = self.cwd.lock().expect("cwd lock").clone();
+        let Ok(dir) = path::normalize(&cwd, if dir_part.is_empty() { "." } else { dir_part })
+        else {
+            return Ok((start, Vec::new()));
+        };
+        let client = self.client.clone();
+        let prefix_owned = prefix.to_string();
+        let names: Vec<(String, bool)> = self.rt.block_on(async move {
+            let mut out = Vec::new();
+            let mut entries = client.list(&dir);
+            while let Some(Ok(e)) = entries.next().await {
+                if e.name.starts_with(&prefix_owned) {
+                    out.push((e.name, e.kind == FileKind::Dir));
+                }
+            }
+            out
+        });
+        let candidates = names
+            .into_iter()
+            .map(|(name, is_dir)| Pair {
+                display: if is_dir {
+                    format!("{name}/")
+                } else {
+                    name.clone()
+                },
+                replacement: format!("{dir_part}{name}{}", if is_dir { "/" } else { " " }),
+            })
+            .collect();
+        Ok((start, candidates))
+    }
+}
+
+impl Hinter for KfsHelper {
+    type Hint = String;
+}
+
+impl Highlighter for KfsHelper {}
+
+impl Validator for KfsHelper {}
+
+impl Helper for KfsHelper {}

@@ -1,0 +1,221 @@
+//! One-shot commands (`kfs --master ADDR COMMAND ...`) against an in-process cluster: output,
+//! exit codes, and the error messages users see.
+
+use assert_cmd::Command;
+use kfs_tests::{ClusterOptions, TestCluster};
+use predicates::prelude::*;
+
+fn kfs(cluster: &TestCluster) -> Command {
+    let mut cmd = Command::cargo_bin("kfs").unwrap();
+    cmd.env("KFS_MASTER", cluster.master_addr().to_string())
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_print_what_they_did_and_exit_zero() {
+    let cluster = TestCluster::start(ClusterOptions::default()).await;
+    let local = tempfile::tempdir().unwrap();
+    let photo = local.path().join("cat.jpg");
+    std::fs::write(&photo, b"not really a jpeg\nsecond line\n").unwrap();
+
+    kfs(&cluster)
+        .args(["mkdir", "-p", "/photos/2024"])
+        .assert()
+        .success()
+        .stdout("");
+    kfs(&cluster)
+        .arg("put")
+        .arg(&photo)
+        .arg("/photos/2024/")
+        .assert()
+        .success();
+    kfs(&cluster)
+        .args(["ls", "/photos/2024"])
+        .assert()
+        .success()
+        .stdout("cat.jpg\n");
+    kfs(&cluster)
+        .args(["ls", "-l", "/photos/2024"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("-rw-r--r--   3"))
+        .stdout(predicate::str::contains("cat.jpg"));
+    kfs(&cluster)
+        .args(["cat", "/photos/2024/cat.jpg"])
+        .assert()
+        .success()
+        .stdout("not really a jpeg\nsecond line\n");
+    kfs(&cluster)
+        .args(["tail", "-n", "1", "/photos/2024/cat.jpg"])
+        .assert()
+        .success()
+        .stdout("second line\n");
+    kfs(&cluster)
+        .args(["head", "-n", "1", "/photos/2024/cat.jpg"])
+        .assert()
+        .success()
+        .stdout("not really a jpeg\n");
+    kfs(&cluster)
+        .args(["ls", "/photos/*/*.jpg"])
+        .assert()
+        .success()
+        .stdout("/photos/2024/cat.jpg\n");
+    kfs(&cluster)
+        .args(["xattr", "set", "/photos/2024/cat.jpg", "width", "1024"])
+        .assert()
+        .success();
+    kfs(&cluster)
+        .args(["xattr", "list", "/photos/2024/cat.jpg"])
+        .assert()
+        .success()
+        .stdout("width=1024\n");
+    kfs(&cluster)
+        .args(["setrep", "2", "/photos/2024/cat.jpg"])
+        .assert()
+        .success();
+    kfs(&cluster)
+        .args(["chunks", "/photos/2024/cat.jpg"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("chunk:").and(predicate::str::contains("replication 2")));
+    kfs(&cluster)
+        .args(["servers"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("alive").count(3));
+    kfs(&cluster)
+        .args(["fsck"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("status: HEALTHY"));
+    kfs(&cluster)
+        .args(["df", "-h"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("3 alive of 3"));
+    kfs(&cluster)
+        .args(["du", "-s", "/photos"])
+        .assert()
+        .success()
+        .stdout("30\t/photos\n");
+    kfs(&cluster)
+        .args(["cp", "/photos/2024/cat.jpg", "/photos/copy.jpg"])
+        .assert()
+        .success();
+    kfs(&cluster)
+        .args(["mv", "/photos/copy.jpg", "/photos/moved.jpg"])
+        .assert()
+        .success();
+    kfs(&cluster)
+        .args(["touch", "/photos/empty"])
+        .assert()
+        .success();
+    kfs(&cluster)
+        .args(["ls", "/photos"])
+        .assert()
+        .success()
+        .stdout("2024/\nempty\nmoved.jpg\n");
+    kfs(&cluster)
+        .args(["stat", "/photos/empty"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Size: 0"));
+    let back = local.path().join("back.jpg");
+    kfs(&cluster)
+        .arg("get")
+        .arg("/photos/moved.jpg")
+        .arg(&back)
+        .assert()
+        .success();
+    assert_eq!(
+        std::fs::read(&back).unwrap(),
+        std::fs::read(&photo).unwrap()
+    );
+    kfs(&cluster)
+        .args(["rm", "-r", "/photos"])
+        .assert()
+        .success();
+    kfs(&cluster)
+        .args(["ls", "/"])
+        .assert()
+        .success()
+        .stdout("");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_exit_non_zero_with_coreutils_messages() {
+    let cluster = TestCluster::start(ClusterOptions::default()).await;
+    kfs(&cluster)
+        .args(["mkdir", "-p", "/a/b"])
+        .assert()
+        .success();
+    kfs(&cluster)
+        .args(["rm", "/nope"])
+        .assert()
+        .code(1)
+        .stderr("kfs: cannot remove '/nope': No such file or directory\n");
+    kfs(&cluster).args(["rm", "-f", "/nope"]).assert().success();
+    kfs(&cluster)
+        .args(["rmdir", "/a"])
+        .assert()
+        .code(1)
+        .stderr("kfs: cannot remove directory '/a': Directory not empty\n");
+    kfs(&cluster)
+        .args(["rm", "/a"])
+        .assert()
+        .code(1)
+        .stderr("kfs: cannot remove '/a': Is a directory\n");
+    kfs(&cluster)
+        .args(["mkdir", "/a"])
+        .assert()
+        .code(1)
+        .stderr("kfs: cannot create directory '/a': File exists\n");
+    kfs(&cluster)
+        .args(["cat", "/a"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("'/a': Is a directory"));
+    kfs(&cluster)
+        .args(["ls", "/a/*.none"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("No such file"));
+    kfs(&cluster)
+        .args(["setrep", "99", "/a"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("99 is not in 1..=16"));
+    kfs(&cluster)
+        .args(["setrep", "2", "/a"])
+        .assert()
+        .code(1)
+        .stderr("kfs: cannot set the replication of '/a': Is a directory\n");
+    kfs(&cluster)
+        .args(["frobnicate"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unrecognized subcommand"));
+    // Several arguments: the good ones are done, the bad one reported, the status says so.
+    kfs(&cluster)
+        .args(["mkdir", "/x", "/missing/y", "/z"])
+        .assert()
+        .code(1)
+        .stderr("kfs: cannot create directory '/missing/y': No such file or directory\n");
+    kfs(&cluster)
+        .args(["ls", "/"])
+        .assert()
+        .success()
+        .stdout("a/\nx/\nz/\n");
+    cluster.shutdown().await;
+}
+
+#[test]
+fn an_unreachable_master_is_named_with_what_to_check() {
+    let mut cmd = Command::cargo_bin("kfs").unwrap();
+    cmd.args(["--master", "127.0.0.1:9", "ls", "/"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("127.0.0.1:9").and(predicate::str::contains("kfs local")));
+}
