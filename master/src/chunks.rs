@@ -64,7 +64,6 @@ struct Server {
     session: u64,
     alive: bool,
     space: SpaceReport,
-    chunk_count: u64,
     corrupt: BTreeSet<ChunkId>,
     last_heard: Instant,
     /// Replicas to delete, sent with the next heartbeat reply.
@@ -188,7 +187,6 @@ impl ChunkMap {
                     session,
                     alive: true,
                     space: req.space,
-                    chunk_count: 0,
                     corrupt: BTreeSet::new(),
                     last_heard: now,
                     pending_delete: Vec::new(),
@@ -227,7 +225,6 @@ impl ChunkMap {
         s.session = session;
         s.alive = true;
         s.space = req.space;
-        s.chunk_count = (req.chunks.len() + req.corrupt.len()) as u64;
         s.corrupt = req.corrupt.into_iter().collect();
         s.last_heard = now;
         s.pending_delete.clear();
@@ -269,7 +266,6 @@ impl ChunkMap {
         let s = &mut self.servers[i];
         s.corrupt = req.corrupt.into_iter().collect();
         s.space = req.space;
-        s.chunk_count = req.chunk_count;
         s.last_heard = now;
         HeartbeatReply::Ok {
             delete: std::mem::take(&mut s.pending_delete),
@@ -301,11 +297,19 @@ impl ChunkMap {
         }
     }
 
-    /// Every chunkserver heard of since the master started.
+    /// Every chunkserver heard of since the master started; `chunks` counts the replicas the
+    /// master lists on it (up to date, unlike the server's last heartbeat).
     pub fn servers(&self, now: Instant) -> Vec<ChunkserverInfo> {
+        let mut replicas = vec![0u64; self.servers.len()];
+        for state in self.chunks.values() {
+            for r in &state.replicas {
+                replicas[r.server] += 1;
+            }
+        }
         self.servers
             .iter()
-            .map(|s| ChunkserverInfo {
+            .zip(replicas)
+            .map(|(s, replicas)| ChunkserverInfo {
                 server: s.id,
                 addr: s.addr,
                 state: if s.alive {
@@ -314,7 +318,7 @@ impl ChunkMap {
                     ServerState::Dead
                 },
                 space: s.space,
-                chunks: s.chunk_count,
+                chunks: replicas,
                 corrupt: s.corrupt.len() as u64,
                 since_heartbeat_ms: now.saturating_duration_since(s.last_heard).as_millis() as u64,
             })

@@ -148,7 +148,7 @@ pub struct ChunkserverInfo {
     pub addr: SocketAddr,
     pub state: ServerState,
     pub space: SpaceReport,
-    /// Replicas it holds (as of its last report).
+    /// Replicas the master lists on it.
     pub chunks: u64,
     /// Replicas it found corrupt.
     pub corrupt: u64,
