@@ -271,6 +271,106 @@ impl ChunkServer {
     }
 }
 
+/// Bytes a replication copies per read.
+const COPY_PIECE: u32 = 4 << 20;
+
+/// The version of a replica while it is being copied in.
+const COPYING: ChunkVersion = ChunkVersion(0);
+
+impl ChunkServer {
+    /// Length and crc32c of all the data of a local replica, every block verified on the way.
+    async fn local_digest(&self, chunk: ChunkId, version: ChunkVersion) -> KfsResult<(u64, u32)> {
+        let (_, length) = self
+            .store
+            .replica(chunk)
+            .ok_or(KfsError::NoSuchChunk { chunk })?;
+        let mut crc = 0u32;
+        let mut at = 0u64;
+        while at < length {
+            let piece = self
+                .store
+                .read(chunk, version, at, u64::from(COPY_PIECE))
+                .await?;
+            if piece.is_empty() {
+                break;
+            }
+            crc = crc32c::crc32c_append(crc, &piece);
+            at += piece.len() as u64;
+        }
+        Ok((at, crc))
+    }
+
+    /// Copies a replica from `source` and checks it end to end.
+    async fn copy_from(
+        &self,
+        chunk: ChunkId,
+        version: ChunkVersion,
+        source: &ReplicaLocation,
+    ) -> KfsResult<u64> {
+        let unreachable =
+            |e: String| KfsError::Unavailable(format!("source {} of {chunk}: {e}", source.addr));
+        let from = self
+            .peers
+            .get(source.addr)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        // Whatever replica of the chunk is here is stale or damaged: it is replaced. The copy is
+        // made at version 0 (older than any real version), so a copy cut short by a crash is a
+        // stale replica, never a short one at the current version.
+        self.store.delete(chunk).await?;
+        self.seq.forget(chunk);
+        self.store.create(chunk, COPYING).await?;
+        let mut at = 0u64;
+        loop {
+            let piece = match from
+                .read(
+                    rpc::context(FORWARD_TIMEOUT),
+                    chunk,
+                    version,
+                    at,
+                    COPY_PIECE,
+                )
+                .await
+            {
+                Ok(piece) => piece?,
+                Err(e) => {
+                    self.peers.forget(source.addr);
+                    return Err(unreachable(e.to_string()));
+                }
+            };
+            let n = piece.len() as u64;
+            if n > 0 {
+                self.store.write(chunk, COPYING, at, piece).await?;
+            }
+            at += n;
+            if n < u64::from(COPY_PIECE) {
+                break;
+            }
+        }
+        let theirs = match from
+            .digest(rpc::context(FORWARD_TIMEOUT), chunk, version)
+            .await
+        {
+            Ok(d) => d?,
+            Err(e) => return Err(unreachable(e.to_string())),
+        };
+        self.store.sync(chunk, COPYING).await?;
+        let ours = self.local_digest(chunk, COPYING).await?;
+        if ours != theirs {
+            return Err(KfsError::CorruptReplica {
+                chunk,
+                reason: format!(
+                    "the copy from {} has digest {ours:?}, the source {theirs:?}",
+                    source.addr
+                ),
+            });
+        }
+        self.store.set_version(chunk, COPYING, version).await?;
+        tracing::info!(%chunk, %version, bytes = at, source = %source.addr, "replica copied");
+        Ok(at)
+    }
+}
+
 impl ChunkService for ChunkServer {
     #[instrument(level = "debug", skip_all, fields(%chunk, %version, offset, len))]
     async fn read(
@@ -398,6 +498,32 @@ impl ChunkService for ChunkServer {
             return Ok(());
         }
         self.store.set_version(chunk, from, to).await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%chunk, %version, source = %source.addr))]
+    async fn replicate(
+        self,
+        _: Context,
+        chunk: ChunkId,
+        version: ChunkVersion,
+        source: ReplicaLocation,
+    ) -> KfsResult<u64> {
+        let copied = self.copy_from(chunk, version, &source).await;
+        if copied.is_err() {
+            // Leave nothing half-copied behind.
+            let _ = self.store.delete(chunk).await;
+        }
+        copied
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%chunk, %version))]
+    async fn digest(
+        self,
+        _: Context,
+        chunk: ChunkId,
+        version: ChunkVersion,
+    ) -> KfsResult<(u64, u32)> {
+        self.local_digest(chunk, version).await
     }
 
     #[instrument(level = "debug", skip_all)]

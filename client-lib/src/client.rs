@@ -350,6 +350,14 @@ impl Client {
         self.call(self.m().chunkservers(self.ctx())).await
     }
 
+    /// Starts (`drain` true) or cancels draining the chunkserver `server` (an id, an id prefix
+    /// or an address); replies with its state. Once it shows `Drained`, it holds nothing the
+    /// cluster needs and can be removed.
+    pub async fn decommission(&self, server: &str, drain: bool) -> KfsResult<ChunkserverInfo> {
+        self.call(self.m().decommission(self.ctx(), server.to_string(), drain))
+            .await
+    }
+
     /// The health of every chunk (a walk of the whole namespace at the master).
     pub async fn fsck(&self) -> KfsResult<FsckReport> {
         self.call(self.m().fsck(self.ctx())).await

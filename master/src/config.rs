@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// Everything the master can be told.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MasterConfig {
     /// Address clients and chunkservers connect to. Default `127.0.0.1:20000`.
@@ -39,6 +39,21 @@ pub struct MasterConfig {
     /// A new chunk needs at least this many replicas to be written (fewer live chunkservers than
     /// a file's replication factor then give a degraded write, repaired later). Default 1.
     pub min_write_replicas: u8,
+    /// How often the master looks for chunks to repair (copy, trim, rebalance), in
+    /// milliseconds. Default 3,000.
+    pub heal_interval_ms: u64,
+    /// After a restart, safe mode (no deletion, no repair) ends once this fraction of chunks
+    /// has reported a replica... Default 0.999.
+    pub safe_mode_fraction: f64,
+    /// ... or after this many seconds at the latest. Default 120.
+    pub safe_mode_max_secs: u64,
+    /// Repair copies in flight per chunkserver (as source or target), at most. Default 2.
+    pub copies_per_server: usize,
+    /// Repair copies in flight in the whole cluster, at most. Default 64.
+    pub copies_total: usize,
+    /// Replicas move from the fullest chunkserver to the emptiest while their space use (used /
+    /// capacity) differs by more than this fraction. Default 0.10.
+    pub rebalance_threshold: f64,
 }
 
 impl Default for MasterConfig {
@@ -56,6 +71,12 @@ impl Default for MasterConfig {
             chunk_size: kfs_common::proto::chunk::MAX_CHUNK_SIZE,
             lease_ms: 60_000,
             min_write_replicas: 1,
+            heal_interval_ms: 3_000,
+            safe_mode_fraction: 0.999,
+            safe_mode_max_secs: 120,
+            copies_per_server: 2,
+            copies_total: 64,
+            rebalance_threshold: 0.10,
         }
     }
 }
@@ -133,6 +154,24 @@ impl MasterConfig {
             return invalid(format!(
                 "min_write_replicas {} is outside 1..=16",
                 self.min_write_replicas
+            ));
+        }
+        if self.heal_interval_ms == 0 {
+            return invalid("heal_interval_ms must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.safe_mode_fraction) {
+            return invalid(format!(
+                "safe_mode_fraction {} is outside 0..=1",
+                self.safe_mode_fraction
+            ));
+        }
+        if self.copies_per_server == 0 || self.copies_total == 0 {
+            return invalid("copies_per_server and copies_total must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.rebalance_threshold) {
+            return invalid(format!(
+                "rebalance_threshold {} is outside 0..=1",
+                self.rebalance_threshold
             ));
         }
         if self.log_segment_bytes < 1 << 20 {

@@ -128,6 +128,7 @@ impl Leases {
         };
         match existing {
             Some((chunk, version)) => {
+                let _granting = Granting::start(cx.chunks, chunk);
                 let now = Instant::now();
                 let live = {
                     let chunks = cx.chunks.lock().expect("chunk map lock");
@@ -283,6 +284,7 @@ impl Leases {
             .chunk(chunk)
             .ok_or(KfsError::NoSuchChunk { chunk })?;
         let _position = self.lock_position(fid, offset).await;
+        let _granting = Granting::start(cx.chunks, chunk);
         let now = Instant::now();
         let (current, live) = {
             let mut chunks = cx.chunks.lock().expect("chunk map lock");
@@ -393,5 +395,30 @@ impl Drop for GrantGuard<'_> {
         if Arc::strong_count(&self.lock) <= 3 {
             grants.remove(&self.key);
         }
+    }
+}
+
+/// Marks a chunk as being granted (repair leaves it alone) for as long as it lives.
+struct Granting<'a> {
+    chunks: &'a Mutex<ChunkMap>,
+    chunk: ChunkId,
+}
+
+impl<'a> Granting<'a> {
+    fn start(chunks: &'a Mutex<ChunkMap>, chunk: ChunkId) -> Granting<'a> {
+        chunks
+            .lock()
+            .expect("chunk map lock")
+            .set_granting(chunk, true);
+        Granting { chunks, chunk }
+    }
+}
+
+impl Drop for Granting<'_> {
+    fn drop(&mut self) {
+        self.chunks
+            .lock()
+            .expect("chunk map lock")
+            .set_granting(self.chunk, false);
     }
 }

@@ -4,6 +4,7 @@
 //! - [`namespace`]: the namespace as a synchronous state machine: records, ops, reads, invariants.
 //! - [`storage`]: log segments, checkpoints, recovery, the metadata directory's lock.
 //! - [`chunks`]: where every chunk is, learned from chunkserver reports (never persisted).
+//! - [`healer`]: the background worker that repairs replication (copies and removals).
 //! - [`committer`]: group commit (one fsync for many ops) and checkpoint scheduling.
 //! - [`server`]: start-up, the `MasterService` and `ClusterService` RPC implementations,
 //!   chunkserver expiry, shutdown.
@@ -15,6 +16,7 @@
 pub mod chunks;
 pub mod committer;
 pub mod config;
+pub mod healer;
 pub mod namespace;
 pub mod server;
 pub mod storage;

@@ -9,7 +9,7 @@
 //! that cannot succeed, or changes nothing, costs no log write) and then go through the
 //! [`Committer`], which answers after the op is durable and applied.
 
-use crate::chunks::{ChunkMap, ChunkTiming};
+use crate::chunks::{ChunkMap, ChunkTiming, RepairConfig};
 use crate::committer::{CommitStats, Committer, CommitterConfig, SharedNamespace};
 use crate::config::{ConfigError, MasterConfig};
 use crate::leases::{LeaseConfig, LeaseContext, Leases};
@@ -138,10 +138,20 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
         heartbeat_interval: Duration::from_millis(config.heartbeat_interval_ms),
         server_timeout: Duration::from_millis(config.chunkserver_timeout_ms),
     };
-    let chunks = Arc::new(Mutex::new(ChunkMap::new(
+    let repair = RepairConfig {
+        safe_mode_fraction: config.safe_mode_fraction,
+        safe_mode_max: Duration::from_secs(config.safe_mode_max_secs),
+        copies_per_server: config.copies_per_server,
+        copies_total: config.copies_total,
+        rebalance_threshold: config.rebalance_threshold,
+    };
+    // A restarted master knows chunks no server has reported yet: safe mode until they have.
+    let chunks = Arc::new(Mutex::new(ChunkMap::with_repair(
         &recovered.ns,
         timing,
         session_base(),
+        repair,
+        !recovered.formatted,
     )));
     let ns: SharedNamespace = Arc::new(RwLock::new(recovered.ns));
     let committer = Committer::start(
@@ -176,10 +186,17 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
     })?;
     let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
     let (stop_expiry, expiry_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stop_healer, healer_stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(expire_silent_servers(
         state.chunks.clone(),
         timing,
         expiry_stopped,
+    ));
+    tokio::spawn(crate::healer::run(
+        state.ns.clone(),
+        state.chunks.clone(),
+        Duration::from_millis(config.heal_interval_ms),
+        healer_stopped,
     ));
     let master = MasterServer {
         state: state.clone(),
@@ -192,6 +209,7 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
         async {
             let _ = stopped.await;
             let _ = stop_expiry.send(());
+            let _ = stop_healer.send(());
         },
         move |service, stream| {
             let (master, cluster) = (master.clone(), cluster.clone());
@@ -556,6 +574,20 @@ impl MasterService for MasterServer {
         // A snapshot (O(1)), so mutations go on while the walk runs.
         let ns = self.state.ns.read().expect("namespace lock").clone();
         Ok(self.state.chunks.lock().expect("chunk map lock").fsck(&ns))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%server, drain))]
+    async fn decommission(
+        self,
+        _: Context,
+        server: String,
+        drain: bool,
+    ) -> KfsResult<ChunkserverInfo> {
+        self.state
+            .chunks
+            .lock()
+            .expect("chunk map lock")
+            .set_draining(&server, drain, Instant::now())
     }
 
     #[instrument(level = "debug", skip_all, fields(%fid))]

@@ -199,6 +199,11 @@ pub enum Cmd {
     Servers,
     /// Health of every chunk: healthy, under-replicated, missing, corrupt.
     Fsck,
+    /// Cluster administration: decommissioning chunkservers.
+    Admin {
+        #[command(subcommand)]
+        action: AdminCmd,
+    },
     /// Change the working directory.
     Cd { path: Option<String> },
     /// Print the working directory.
@@ -226,6 +231,18 @@ pub enum XattrCmd {
     Rm { path: String, name: String },
 }
 
+#[derive(Subcommand, Debug, Clone)]
+pub enum AdminCmd {
+    /// Drain a chunkserver (id, id prefix or address): its replicas are copied elsewhere, then
+    /// removed from it. `servers` shows it `drained` once it is safe to remove.
+    Decommission {
+        server: String,
+        /// Stop draining it: its replicas count again.
+        #[arg(long)]
+        cancel: bool,
+    },
+}
+
 /// Every command name, for completion and help.
 pub const COMMANDS: &[&str] = &[
     "ls",
@@ -250,6 +267,7 @@ pub const COMMANDS: &[&str] = &[
     "chunks",
     "servers",
     "fsck",
+    "admin",
     "cd",
     "pwd",
     "help",

@@ -4,7 +4,7 @@
 //! `kfs: cannot VERB 'PATH': REASON`; it goes on with its other arguments, and reports whether
 //! anything failed, which becomes the exit status.
 
-use crate::cli::{Cmd, Line, XattrCmd};
+use crate::cli::{AdminCmd, Cmd, Line, XattrCmd};
 use crate::format::{self, failure};
 use crate::progress::Progress;
 use crate::session::Session;
@@ -310,6 +310,7 @@ pub async fn run(s: &mut Session, cmd: Cmd) -> Outcome {
         Cmd::Chunks { path } => done(chunks(s, &path).await),
         Cmd::Servers => done(servers(s).await),
         Cmd::Fsck => done(fsck(s).await),
+        Cmd::Admin { action } => done(admin(s, action).await),
         Cmd::Cd { path } => {
             let target = path.unwrap_or_else(|| "/".into());
             let result = async {
@@ -931,10 +932,7 @@ async fn servers(s: &Session) -> Result<(), Failed> {
                 "HEARD".into(),
             ]];
             for x in &list {
-                let state = match x.state {
-                    ServerState::Alive => "alive",
-                    ServerState::Dead => "dead",
-                };
+                let state = state_name(x.state);
                 rows.push(vec![
                     x.server.to_string()[..8].to_string(),
                     x.addr.to_string(),
@@ -957,6 +955,38 @@ async fn servers(s: &Session) -> Result<(), Failed> {
     }
 }
 
+fn state_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Alive => "alive",
+        ServerState::Dead => "dead",
+        ServerState::Draining => "draining",
+        ServerState::Drained => "drained (safe to remove)",
+    }
+}
+
+async fn admin(s: &Session, action: AdminCmd) -> Result<(), Failed> {
+    match action {
+        AdminCmd::Decommission { server, cancel } => {
+            match s.client.decommission(&server, !cancel).await {
+                Ok(info) => {
+                    outln(format!(
+                        "{} {}: {}, {} chunks left on it",
+                        &info.server.to_string()[..8],
+                        info.addr,
+                        state_name(info.state),
+                        info.chunks
+                    ));
+                    Ok(())
+                }
+                Err(e) => {
+                    report(failure("decommission", &server, &e));
+                    Err(Failed)
+                }
+            }
+        }
+    }
+}
+
 async fn fsck(s: &Session) -> Result<(), Failed> {
     match s.client.fsck().await {
         Ok(r) => {
@@ -968,6 +998,15 @@ async fn fsck(s: &Session) -> Result<(), Failed> {
                 vec!["over-replicated".into(), r.over_replicated.to_string()],
                 vec!["missing".into(), r.missing.to_string()],
                 vec!["corrupt replicas".into(), r.corrupt_replicas.to_string()],
+                vec!["copies in flight".into(), r.copies_in_flight.to_string()],
+                vec![
+                    "safe mode".into(),
+                    if r.safe_mode {
+                        "on (just restarted: no deletion or repair yet)".into()
+                    } else {
+                        "off".into()
+                    },
+                ],
             ])
             .as_bytes());
             for p in &r.problems {

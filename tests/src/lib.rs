@@ -33,6 +33,10 @@ pub struct ClusterOptions {
     /// Bytes per chunk: small, so files cross chunk boundaries often.
     pub chunk_size: u64,
     pub lease_ms: u64,
+    /// How often the master repairs replication.
+    pub heal_interval_ms: u64,
+    /// Longest safe mode after a master restart.
+    pub safe_mode_max_secs: u64,
 }
 
 impl Default for ClusterOptions {
@@ -46,6 +50,8 @@ impl Default for ClusterOptions {
             scrub_pause_secs: 3600,
             chunk_size: 256 * 1024,
             lease_ms: 5_000,
+            heal_interval_ms: 100,
+            safe_mode_max_secs: 5,
         }
     }
 }
@@ -116,6 +122,8 @@ impl TestCluster {
             chunkserver_timeout_ms: options.chunkserver_timeout_ms,
             chunk_size: options.chunk_size,
             lease_ms: options.lease_ms,
+            heal_interval_ms: options.heal_interval_ms,
+            safe_mode_max_secs: options.safe_mode_max_secs,
             ..Default::default()
         };
         let master = kfs_master::start(&master_config)

@@ -91,6 +91,20 @@ pub trait ChunkService {
         from: ChunkVersion,
         to: ChunkVersion,
     ) -> Result<(), KfsError>;
+
+    /// Caller: the master, repairing replication. Copies the replica of `chunk` at `version`
+    /// from `source` (replacing any replica of it held here), checks the copy against the
+    /// source's digest, and makes it durable; replies with its length. A failed copy leaves
+    /// nothing behind. Idempotent.
+    async fn replicate(
+        chunk: ChunkId,
+        version: ChunkVersion,
+        source: ReplicaLocation,
+    ) -> Result<u64, KfsError>;
+
+    /// Caller: a chunkserver checking a copy. Replies with the replica's length and the crc32c
+    /// of all its data (every block verified as it is read). Read-only.
+    async fn digest(chunk: ChunkId, version: ChunkVersion) -> Result<(u64, u32), KfsError>;
 }
 
 /// Connects to the chunk service of the chunkserver at `addr`.

@@ -139,6 +139,10 @@ pub enum ServerState {
     Alive,
     /// Silent for longer than the timeout; its replicas no longer count.
     Dead,
+    /// Being decommissioned: its replicas are copied elsewhere, then removed from it.
+    Draining,
+    /// Decommissioned: nothing on it is needed any more; it is safe to remove.
+    Drained,
 }
 
 /// A chunkserver as the master sees it.
@@ -201,6 +205,10 @@ pub struct FsckReport {
     pub missing: u64,
     /// Replicas chunkservers found corrupt (never served).
     pub corrupt_replicas: u64,
+    /// Copies being made to repair replication.
+    pub copies_in_flight: u64,
+    /// Whether the master is in safe mode (just restarted: no deletion or repair yet).
+    pub safe_mode: bool,
     /// The under-replicated and missing chunks, by file (at most 1,000).
     pub problems: Vec<FsckProblem>,
 }
@@ -312,6 +320,12 @@ pub trait MasterService {
     /// Caller: tools (`kfs fsck`). Replies with the health of every chunk. Read-only; walks
     /// the whole namespace.
     async fn fsck() -> Result<FsckReport, KfsError>;
+
+    /// Caller: operators (`kfs admin decommission`). Starts (or with `drain` false, cancels)
+    /// draining the chunkserver `server` (an id, an id prefix or an address): its replicas are
+    /// copied elsewhere, then removed from it; `chunkservers` shows it `Drained` once it can go.
+    /// Idempotent. Not kept across a master restart.
+    async fn decommission(server: String, drain: bool) -> Result<ChunkserverInfo, KfsError>;
 
     /// Caller: writers on flush and close. Makes the file at least `length` bytes long (never
     /// shorter: concurrent writers each extend it to their end) and sets its modification time.

@@ -26,7 +26,7 @@ use kfs_common::proto::master::{
     ChunkserverInfo, FsckProblem, FsckReport, ReplicaLocation, ServerState, WriteLease,
 };
 use kfs_common::{ChunkId, ChunkVersion, FileId, KfsError, KfsResult, ServerId};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -68,6 +68,8 @@ struct Server {
     last_heard: Instant,
     /// Replicas to delete, sent with the next heartbeat reply.
     pending_delete: Vec<ChunkId>,
+    /// Being decommissioned: its replicas do not count, and are removed once copied elsewhere.
+    draining: bool,
 }
 
 /// The chunk map; see the module docs.
@@ -78,6 +80,58 @@ pub struct ChunkMap {
     by_id: HashMap<ServerId, usize>,
     next_session: u64,
     leases: HashMap<ChunkId, Lease>,
+    /// Chunks whose lease is being granted (their replicas are changing version): repair leaves
+    /// them alone.
+    granting: HashSet<ChunkId>,
+    /// Copies in flight to repair replication.
+    copies: HashMap<ChunkId, Copy>,
+    /// When safe mode ends at the latest; `None` once it has ended.
+    safe_until: Option<Instant>,
+    repair: RepairConfig,
+}
+
+/// How replication is repaired.
+#[derive(Clone, Copy, Debug)]
+pub struct RepairConfig {
+    /// Safe mode ends once this fraction of chunks has a live replica...
+    pub safe_mode_fraction: f64,
+    /// ... or after this long at the latest.
+    pub safe_mode_max: Duration,
+    /// Copies in flight per chunkserver (as source or target), at most.
+    pub copies_per_server: usize,
+    /// Copies in flight in the whole cluster, at most.
+    pub copies_total: usize,
+    /// Replicas are moved from the fullest to the emptiest chunkserver when their space use (used /
+    /// capacity) differs by more than this.
+    pub rebalance_threshold: f64,
+}
+
+impl Default for RepairConfig {
+    fn default() -> Self {
+        RepairConfig {
+            safe_mode_fraction: 0.999,
+            safe_mode_max: Duration::from_secs(60),
+            copies_per_server: 2,
+            copies_total: 32,
+            rebalance_threshold: 0.10,
+        }
+    }
+}
+
+/// A copy in flight.
+#[derive(Clone, Debug)]
+struct Copy {
+    source: usize,
+    target: usize,
+}
+
+/// A copy the repair plan wants made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopyTask {
+    pub chunk: ChunkId,
+    pub version: ChunkVersion,
+    pub source: ReplicaLocation,
+    pub target: ReplicaLocation,
 }
 
 /// A write lease the master granted.
@@ -91,8 +145,20 @@ struct Lease {
 
 impl ChunkMap {
     /// A map of every chunk in `ns`, with no replica known yet. `session_base` should differ
-    /// between master runs (sessions of a previous run must not be accepted).
+    /// between master runs (sessions of a previous run must not be accepted). With `safe_mode`,
+    /// the map starts in safe mode (after a restart): no deletion and no repair until enough
+    /// chunks have reported a replica.
     pub fn new(ns: &Namespace, timing: ChunkTiming, session_base: u64) -> ChunkMap {
+        ChunkMap::with_repair(ns, timing, session_base, RepairConfig::default(), false)
+    }
+
+    pub fn with_repair(
+        ns: &Namespace,
+        timing: ChunkTiming,
+        session_base: u64,
+        repair: RepairConfig,
+        safe_mode: bool,
+    ) -> ChunkMap {
         let chunks = ns
             .all_chunks()
             .map(|(fid, offset, id, version)| {
@@ -114,6 +180,10 @@ impl ChunkMap {
             by_id: HashMap::new(),
             next_session: session_base,
             leases: HashMap::new(),
+            granting: HashSet::new(),
+            copies: HashMap::new(),
+            safe_until: safe_mode.then(|| Instant::now() + repair.safe_mode_max),
+            repair,
         }
     }
 
@@ -190,6 +260,7 @@ impl ChunkMap {
                     corrupt: BTreeSet::new(),
                     last_heard: now,
                     pending_delete: Vec::new(),
+                    draining: false,
                 });
                 self.by_id.insert(req.server, self.servers.len() - 1);
                 self.servers.len() - 1
@@ -220,6 +291,7 @@ impl ChunkMap {
         }
         // Corrupt replicas of chunks no file references any more are just deleted.
         delete.extend(req.corrupt.iter().filter(|c| !self.chunks.contains_key(c)));
+        let withheld = self.in_safe_mode(now);
         let s = &mut self.servers[server];
         s.addr = req.addr;
         s.session = session;
@@ -228,6 +300,10 @@ impl ChunkMap {
         s.corrupt = req.corrupt.into_iter().collect();
         s.last_heard = now;
         s.pending_delete.clear();
+        if withheld {
+            // In safe mode nothing is deleted yet: the deletions wait in the queue.
+            s.pending_delete = std::mem::take(&mut delete);
+        }
         tracing::info!(
             server = %req.server,
             addr = %req.addr,
@@ -263,12 +339,17 @@ impl ChunkMap {
                 state.replicas.retain(|r| r.server != i);
             }
         }
+        let withheld = self.in_safe_mode(now);
         let s = &mut self.servers[i];
         s.corrupt = req.corrupt.into_iter().collect();
         s.space = req.space;
         s.last_heard = now;
         HeartbeatReply::Ok {
-            delete: std::mem::take(&mut s.pending_delete),
+            delete: if withheld {
+                Vec::new()
+            } else {
+                std::mem::take(&mut s.pending_delete)
+            },
         }
     }
 
@@ -285,6 +366,7 @@ impl ChunkMap {
         for &i in &dead {
             self.servers[i].alive = false;
             self.servers[i].pending_delete.clear();
+            self.copies.retain(|_, c| c.source != i && c.target != i);
             self.drop_replicas_of(i);
             tracing::warn!(server = %self.servers[i].id, addr = %self.servers[i].addr, "chunkserver silent too long: declared dead");
         }
@@ -312,10 +394,11 @@ impl ChunkMap {
             .map(|(s, replicas)| ChunkserverInfo {
                 server: s.id,
                 addr: s.addr,
-                state: if s.alive {
-                    ServerState::Alive
-                } else {
-                    ServerState::Dead
+                state: match (s.alive, s.draining) {
+                    (false, _) => ServerState::Dead,
+                    (true, false) => ServerState::Alive,
+                    (true, true) if replicas > 0 => ServerState::Draining,
+                    (true, true) => ServerState::Drained,
                 },
                 space: s.space,
                 chunks: replicas,
@@ -352,7 +435,10 @@ impl ChunkMap {
     /// weighted by free space, so emptier servers get more and every server gets some.
     pub fn place(&self, count: usize, exclude: &[ServerId]) -> Vec<ReplicaLocation> {
         let mut candidates: Vec<usize> = (0..self.servers.len())
-            .filter(|&i| self.servers[i].alive && !exclude.contains(&self.servers[i].id))
+            .filter(|&i| {
+                let s = &self.servers[i];
+                s.alive && !s.draining && !exclude.contains(&s.id)
+            })
             .collect();
         let mut chosen = Vec::new();
         while chosen.len() < count && !candidates.is_empty() {
@@ -514,6 +600,25 @@ impl ChunkMap {
         self.leases.remove(&chunk);
     }
 
+    /// Replicas of `chunk` that count towards its replication factor (current, on a live server
+    /// that is not draining), and those that can be read (current, on a live server).
+    fn replica_counts(&self, chunk: ChunkId) -> (usize, usize) {
+        let Some(state) = self.chunks.get(&chunk) else {
+            return (0, 0);
+        };
+        let mut counts = (0, 0);
+        for r in &state.replicas {
+            let s = &self.servers[r.server];
+            if s.alive && r.version >= state.version {
+                counts.1 += 1;
+                if !s.draining {
+                    counts.0 += 1;
+                }
+            }
+        }
+        counts
+    }
+
     /// The health of every chunk; see `MasterService::fsck`.
     pub fn fsck(&self, ns: &Namespace) -> FsckReport {
         let mut report = FsckReport {
@@ -524,9 +629,9 @@ impl ChunkMap {
         for (fid, offset, chunk, _) in ns.all_chunks() {
             report.chunks += 1;
             let replication = ns.stat_fid(fid).map_or(0, |a| a.replication);
-            let live = self.locations(chunk).len();
+            let (live, readable) = self.replica_counts(chunk);
             match live {
-                0 => report.missing += 1,
+                _ if readable == 0 => report.missing += 1,
                 n if n < replication as usize => report.under_replicated += 1,
                 n if n > replication as usize => {
                     report.over_replicated += 1;
@@ -538,6 +643,8 @@ impl ChunkMap {
                 problems.push((fid, offset, chunk, live as u8, replication));
             }
         }
+        report.copies_in_flight = self.copies.len() as u64;
+        report.safe_mode = self.safe_until.is_some();
         report.corrupt_replicas = self
             .servers
             .iter()
@@ -561,6 +668,102 @@ impl ChunkMap {
             })
             .collect();
         report
+    }
+
+    /// Whether the map is in safe mode at `now`; leaves it once enough chunks have a live
+    /// replica or the time is up.
+    pub fn in_safe_mode(&mut self, now: Instant) -> bool {
+        let Some(until) = self.safe_until else {
+            return false;
+        };
+        let reported = self
+            .chunks
+            .values()
+            .filter(|s| {
+                s.replicas
+                    .iter()
+                    .any(|r| self.servers[r.server].alive && r.version >= s.version)
+            })
+            .count();
+        let total = self.chunks.len();
+        let enough = total == 0 || reported as f64 >= self.repair.safe_mode_fraction * total as f64;
+        if enough || now >= until {
+            tracing::info!(
+                reported,
+                total,
+                timed_out = !enough,
+                "leaving safe mode: deletions and repairs may begin"
+            );
+            self.safe_until = None;
+            return false;
+        }
+        true
+    }
+
+    /// Marks a chunk whose lease is being granted (`true`) or done (`false`).
+    pub fn set_granting(&mut self, chunk: ChunkId, granting: bool) {
+        if granting {
+            self.granting.insert(chunk);
+        } else {
+            self.granting.remove(&chunk);
+        }
+    }
+
+    /// Finds a chunkserver by id, id prefix (hex) or address.
+    fn find_server(&self, name: &str) -> KfsResult<usize> {
+        let name = name.trim();
+        let found: Vec<usize> = (0..self.servers.len())
+            .filter(|&i| {
+                let s = &self.servers[i];
+                s.addr.to_string() == name
+                    || (!name.is_empty() && s.id.to_string().starts_with(name))
+            })
+            .collect();
+        match found.as_slice() {
+            [i] => Ok(*i),
+            [] => Err(KfsError::invalid_argument(format!(
+                "no chunkserver '{name}'"
+            ))),
+            _ => Err(KfsError::invalid_argument(format!(
+                "'{name}' names {} chunkservers",
+                found.len()
+            ))),
+        }
+    }
+
+    /// Starts or cancels the draining of a chunkserver; replies with its state.
+    pub fn set_draining(
+        &mut self,
+        name: &str,
+        drain: bool,
+        now: Instant,
+    ) -> KfsResult<ChunkserverInfo> {
+        let i = self.find_server(name)?;
+        if self.servers[i].draining != drain {
+            tracing::info!(server = %self.servers[i].id, drain, "decommissioning changed");
+        }
+        self.servers[i].draining = drain;
+        Ok(self.servers(now).swap_remove(i))
+    }
+
+    /// A copy ended: the replica counts if the chunk is still at the copy's version.
+    pub fn copy_done(&mut self, task: &CopyTask, result: Result<u64, String>) {
+        self.copies.remove(&task.chunk);
+        match result {
+            Ok(length) => {
+                let current = self.chunks.get(&task.chunk).map(|s| s.version);
+                if current == Some(task.version) {
+                    self.add_replica(task.chunk, task.target.server, task.version, length);
+                    tracing::info!(chunk = %task.chunk, target = %task.target.addr, "replica copied");
+                } else {
+                    // Written, removed or moved on while the copy ran: it is not needed.
+                    self.queue_delete(task.target.server, task.chunk);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(chunk = %task.chunk, source = %task.source.addr, target = %task.target.addr, error = %e, "a repair copy failed; it will be tried again")
+            }
+        }
     }
 
     /// Number of chunks the map holds.
@@ -616,6 +819,8 @@ impl crate::committer::Observer for std::sync::Mutex<ChunkMap> {
         self.lock().expect("chunk map lock").applied(op, result);
     }
 }
+
+mod repair;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,386 @@
+//! Repairing replication: which copies to make and which replicas to remove, one round at a time.
+//!
+//! Each round looks at every chunk that is not being written (no valid lease, no lease being
+//! granted, no copy in flight), and counts its *live* replicas: on a live, not-draining server,
+//! at the chunk's current version, not reported corrupt. Then:
+//! - fewer live replicas than the file's replication factor: a copy from a readable replica to a
+//!   chunkserver that holds none (placement as for new chunks), the chunks with the fewest live
+//!   replicas first, within the per-server and total limits of copies in flight;
+//! - as many or more: replicas beyond the factor are removed (draining servers' first, then the
+//!   fullest servers'), and so are corrupt and stale replicas of the chunk;
+//! - when there is no repair to do, one replica moves from the fullest server to the emptiest if
+//!   their space use differs by more than the rebalance threshold (a copy now; the removal from the
+//!   fullest follows in a later round, as an over-replicated chunk).
+//!
+//! Invariants: nothing is removed from a chunk unless it keeps at least its replication factor
+//! of live replicas (or, for a corrupt or stale replica, at least one); nothing is removed or copied
+//! in safe mode; a copy counts only if the chunk is still at the version it was copied at.
+
+use super::{ChunkMap, Copy, CopyTask};
+use crate::namespace::Namespace;
+use kfs_common::ChunkId;
+use std::time::Instant;
+
+impl ChunkMap {
+    /// Plans one round of repairs: returns the copies to start (now recorded as in flight), and
+    /// queues the removals for the servers' next heartbeat replies.
+    pub fn plan_repairs(&mut self, ns: &Namespace, now: Instant) -> Vec<CopyTask> {
+        if self.in_safe_mode(now) {
+            return Vec::new();
+        }
+        let mut busy = vec![0usize; self.servers.len()];
+        for c in self.copies.values() {
+            busy[c.source] += 1;
+            busy[c.target] += 1;
+        }
+        let mut wanted: Vec<(usize, ChunkId)> = Vec::new();
+        let mut removals: Vec<(usize, ChunkId)> = Vec::new();
+        let chunk_ids: Vec<ChunkId> = self.chunks.keys().copied().collect();
+        for chunk in chunk_ids {
+            if self.copies.contains_key(&chunk)
+                || self.granting.contains(&chunk)
+                || self.leases.get(&chunk).is_some_and(|l| l.expires > now)
+            {
+                continue;
+            }
+            let state = &self.chunks[&chunk];
+            let factor = ns.stat_fid(state.fid).map_or(0, |a| a.replication) as usize;
+            let current =
+                |r: &super::Replica| self.servers[r.server].alive && r.version >= state.version;
+            let live: Vec<usize> = state
+                .replicas
+                .iter()
+                .filter(|r| current(r) && !self.servers[r.server].draining)
+                .map(|r| r.server)
+                .collect();
+            let readable = state.replicas.iter().filter(|r| current(r)).count();
+            if live.len() < factor {
+                if readable > 0 {
+                    wanted.push((live.len(), chunk));
+                }
+                continue;
+            }
+            // Enough live replicas: whatever is beyond them can go.
+            let mut extra: Vec<usize> = state
+                .replicas
+                .iter()
+                .filter(|r| !current(r) || self.servers[r.server].draining)
+                .map(|r| r.server)
+                .filter(|&i| self.servers[i].alive)
+                .collect();
+            let mut spare = live.len() - factor;
+            let mut by_fullness = live.clone();
+            by_fullness.sort_by(|&a, &b| self.use_of(b).total_cmp(&self.use_of(a)));
+            for i in by_fullness {
+                if spare == 0 {
+                    break;
+                }
+                extra.push(i);
+                spare -= 1;
+            }
+            for i in extra {
+                removals.push((i, chunk));
+            }
+            for (i, s) in self.servers.iter().enumerate() {
+                if s.corrupt.contains(&chunk) && s.alive {
+                    removals.push((i, chunk));
+                }
+            }
+        }
+        for (i, chunk) in removals {
+            tracing::debug!(%chunk, server = %self.servers[i].id, "removing a replica that is not needed");
+            if let Some(state) = self.chunks.get_mut(&chunk) {
+                state.replicas.retain(|r| r.server != i);
+            }
+            self.servers[i].corrupt.remove(&chunk);
+            self.servers[i].pending_delete.push(chunk);
+        }
+
+        // Copies, fewest live replicas first.
+        wanted.sort();
+        let mut tasks = Vec::new();
+        for (_, chunk) in wanted {
+            if self.copies.len() >= self.repair.copies_total {
+                break;
+            }
+            if let Some(task) = self.start_copy(chunk, None, &mut busy) {
+                tasks.push(task);
+            }
+        }
+        if tasks.is_empty() && self.copies.is_empty() {
+            tasks.extend(self.plan_rebalance(&mut busy, now));
+        }
+        tasks
+    }
+
+    /// Space use of a server: used / capacity.
+    fn use_of(&self, i: usize) -> f64 {
+        let s = &self.servers[i].space;
+        if s.capacity == 0 {
+            0.0
+        } else {
+            s.used as f64 / s.capacity as f64
+        }
+    }
+
+    /// Records and returns a copy of `chunk` to `target` (or to a placed server).
+    fn start_copy(
+        &mut self,
+        chunk: ChunkId,
+        target: Option<usize>,
+        busy: &mut [usize],
+    ) -> Option<CopyTask> {
+        let limit = self.repair.copies_per_server;
+        let state = self.chunks.get(&chunk)?;
+        let version = state.version;
+        let source = state
+            .replicas
+            .iter()
+            .filter(|r| {
+                self.servers[r.server].alive && r.version >= version && busy[r.server] < limit
+            })
+            .min_by_key(|r| (self.servers[r.server].draining, busy[r.server]))?
+            .server;
+        let holders: Vec<kfs_common::ServerId> = state
+            .replicas
+            .iter()
+            .map(|r| self.servers[r.server].id)
+            .chain(
+                self.servers
+                    .iter()
+                    .filter(|s| s.corrupt.contains(&chunk))
+                    .map(|s| s.id),
+            )
+            .chain(
+                (0..self.servers.len())
+                    .filter(|&i| busy[i] >= limit)
+                    .map(|i| self.servers[i].id),
+            )
+            .collect();
+        let target = match target {
+            Some(t) => t,
+            None => {
+                let placed = self.place(1, &holders).pop()?;
+                self.by_id[&placed.server]
+            }
+        };
+        busy[source] += 1;
+        busy[target] += 1;
+        self.copies.insert(chunk, Copy { source, target });
+        Some(CopyTask {
+            chunk,
+            version,
+            source: self.location(source),
+            target: self.location(target),
+        })
+    }
+
+    /// One move from the fullest live server to the emptiest, if their use differs enough.
+    fn plan_rebalance(&mut self, busy: &mut [usize], now: Instant) -> Option<CopyTask> {
+        let candidates: Vec<usize> = (0..self.servers.len())
+            .filter(|&i| self.servers[i].alive && !self.servers[i].draining)
+            .collect();
+        let fullest = *candidates
+            .iter()
+            .max_by(|&&a, &&b| self.use_of(a).total_cmp(&self.use_of(b)))?;
+        let emptiest = *candidates
+            .iter()
+            .min_by(|&&a, &&b| self.use_of(a).total_cmp(&self.use_of(b)))?;
+        if self.use_of(fullest) - self.use_of(emptiest) <= self.repair.rebalance_threshold {
+            return None;
+        }
+        let chunk = self
+            .chunks
+            .iter()
+            .find(|(id, s)| {
+                s.replicas
+                    .iter()
+                    .any(|r| r.server == fullest && r.version >= s.version)
+                    && !s.replicas.iter().any(|r| r.server == emptiest)
+                    && !self.granting.contains(id)
+                    && self.leases.get(id).is_none_or(|l| l.expires <= now)
+            })
+            .map(|(id, _)| *id)?;
+        tracing::info!(%chunk, from = %self.servers[fullest].addr, to = %self.servers[emptiest].addr, "rebalancing: moving a replica");
+        self.start_copy(chunk, Some(emptiest), busy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ChunkTiming, RepairConfig};
+    use super::*;
+    use crate::namespace::op::Op;
+    use kfs_common::proto::PROTOCOL_VERSION;
+    use kfs_common::proto::cluster::{ChunkReport, HelloRequest, SpaceReport};
+    use kfs_common::{ChunkVersion, FileId, ServerId};
+    use std::time::Duration;
+
+    const T: ChunkTiming = ChunkTiming {
+        heartbeat_interval: Duration::from_secs(1),
+        server_timeout: Duration::from_secs(5),
+    };
+
+    /// A namespace with one file (replication `r`) of `chunks` chunks at version 1.
+    fn ns(r: u8, chunks: u64) -> Namespace {
+        let mut ns = Namespace::new(1);
+        ns.apply(&Op::Create {
+            path: "/f".into(),
+            exclusive: true,
+            replication: r,
+            replication_given: true,
+            mode: 0o644,
+            fid: FileId(2),
+            time: 1,
+        })
+        .unwrap();
+        for i in 0..chunks {
+            ns.apply(&Op::AllocateChunk {
+                fid: FileId(2),
+                offset: i << 20,
+                chunk: ChunkId(10 + i),
+                version: ChunkVersion(1),
+            })
+            .unwrap();
+        }
+        ns
+    }
+
+    fn hello(map: &mut ChunkMap, server: u128, chunks: &[u64], used: u64) {
+        map.hello(
+            HelloRequest {
+                protocol: PROTOCOL_VERSION,
+                server: ServerId(server),
+                addr: std::net::SocketAddr::from(([127, 0, 0, 1], 9000 + server as u16)),
+                space: SpaceReport {
+                    capacity: 1000,
+                    available: 1000 - used,
+                    used,
+                },
+                chunks: chunks
+                    .iter()
+                    .map(|c| ChunkReport {
+                        chunk: ChunkId(*c),
+                        version: ChunkVersion(1),
+                        length: 1,
+                    })
+                    .collect(),
+                corrupt: Vec::new(),
+            },
+            Instant::now(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn copies_go_where_the_chunk_is_not_fewest_replicas_first() {
+        let ns = ns(3, 2);
+        let mut map = ChunkMap::new(&ns, T, 0);
+        hello(&mut map, 1, &[10, 11], 0);
+        hello(&mut map, 2, &[11], 0);
+        hello(&mut map, 3, &[], 0);
+        hello(&mut map, 4, &[], 0);
+        let tasks = map.plan_repairs(&ns, Instant::now());
+        // Chunk 10 has one replica, 11 two: 10 goes first; each copy targets a server without it.
+        assert_eq!(tasks[0].chunk, ChunkId(10));
+        for t in &tasks {
+            let holders = map.locations(t.chunk);
+            assert!(
+                !holders.iter().any(|h| h.server == t.target.server),
+                "{t:?}"
+            );
+        }
+        assert!(
+            map.plan_repairs(&ns, Instant::now())
+                .iter()
+                .all(|t| !tasks.iter().any(|u| u.chunk == t.chunk)),
+            "no second copy while one is in flight"
+        );
+        for t in &tasks {
+            map.copy_done(t, Ok(1));
+        }
+        assert!(tasks.iter().all(|t| {
+            map.locations(t.chunk)
+                .iter()
+                .any(|r| r.server == t.target.server)
+        }));
+    }
+
+    #[test]
+    fn extra_replicas_are_trimmed_from_the_fullest_server() {
+        let ns = ns(2, 1);
+        let mut map = ChunkMap::new(&ns, T, 0);
+        hello(&mut map, 1, &[10], 100);
+        hello(&mut map, 2, &[10], 900);
+        hello(&mut map, 3, &[10], 500);
+        assert!(map.plan_repairs(&ns, Instant::now()).is_empty());
+        let left: Vec<ServerId> = map
+            .locations(ChunkId(10))
+            .iter()
+            .map(|r| r.server)
+            .collect();
+        assert_eq!(left.len(), 2);
+        assert!(
+            !left.contains(&ServerId(2)),
+            "the fullest server lost its replica"
+        );
+    }
+
+    #[test]
+    fn a_draining_server_is_copied_from_then_emptied() {
+        let ns = ns(2, 1);
+        let mut map = ChunkMap::new(&ns, T, 0);
+        hello(&mut map, 1, &[10], 0);
+        hello(&mut map, 2, &[10], 0);
+        hello(&mut map, 3, &[], 0);
+        let info = map
+            .set_draining("127.0.0.1:9001", true, Instant::now())
+            .unwrap();
+        assert_eq!(info.state, kfs_common::proto::master::ServerState::Draining);
+        let tasks = map.plan_repairs(&ns, Instant::now());
+        assert_eq!(tasks.len(), 1);
+        assert_eq!(tasks[0].target.server, ServerId(3));
+        map.copy_done(&tasks[0], Ok(1));
+        assert!(map.plan_repairs(&ns, Instant::now()).is_empty());
+        let states: Vec<_> = map
+            .servers(Instant::now())
+            .into_iter()
+            .map(|s| s.state)
+            .collect();
+        assert_eq!(states[0], kfs_common::proto::master::ServerState::Drained);
+    }
+
+    #[test]
+    fn safe_mode_holds_everything_until_chunks_report() {
+        let ns = ns(3, 2);
+        let config = RepairConfig {
+            safe_mode_max: Duration::from_secs(3600),
+            ..Default::default()
+        };
+        let mut map = ChunkMap::with_repair(&ns, T, 0, config, true);
+        hello(&mut map, 1, &[10, 99], 0);
+        hello(&mut map, 2, &[], 0);
+        assert!(
+            map.in_safe_mode(Instant::now()),
+            "chunk 11 has not reported"
+        );
+        assert!(map.plan_repairs(&ns, Instant::now()).is_empty());
+        hello(&mut map, 3, &[11], 0);
+        assert!(!map.in_safe_mode(Instant::now()));
+        assert!(!map.plan_repairs(&ns, Instant::now()).is_empty());
+    }
+
+    #[test]
+    fn unbalanced_servers_get_a_replica_moved() {
+        let ns = ns(1, 3);
+        let mut map = ChunkMap::new(&ns, T, 0);
+        hello(&mut map, 1, &[10, 11, 12], 800);
+        hello(&mut map, 2, &[], 100);
+        let tasks = map.plan_repairs(&ns, Instant::now());
+        assert_eq!(tasks.len(), 1);
+        assert_eq!(
+            (tasks[0].source.server, tasks[0].target.server),
+            (ServerId(1), ServerId(2))
+        );
+    }
+}
