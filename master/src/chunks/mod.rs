@@ -753,6 +753,10 @@ impl ChunkMap {
             Ok(length) => {
                 let current = self.chunks.get(&task.chunk).map(|s| s.version);
                 if current == Some(task.version) {
+                    // A corrupt replica the target held was replaced by the copy.
+                    if let Some(&i) = self.by_id.get(&task.target.server) {
+                        self.servers[i].corrupt.remove(&task.chunk);
+                    }
                     self.add_replica(task.chunk, task.target.server, task.version, length);
                     tracing::info!(chunk = %task.chunk, target = %task.target.addr, "replica copied");
                 } else {

@@ -146,12 +146,6 @@ impl ChunkMap {
             .iter()
             .map(|r| self.servers[r.server].id)
             .chain(
-                self.servers
-                    .iter()
-                    .filter(|s| s.corrupt.contains(&chunk))
-                    .map(|s| s.id),
-            )
-            .chain(
                 (0..self.servers.len())
                     .filter(|&i| busy[i] >= limit)
                     .map(|i| self.servers[i].id),
