@@ -376,11 +376,13 @@ impl Shared {
     /// the chunk's data, read as zeros.
     async fn read_piece(&self, chunk_offset: u64, in_chunk: u64, len: usize) -> KfsResult<Vec<u8>> {
         let mut failures = Vec::new();
+        let mut chunk = ChunkId(0);
         for attempt in 0..2 {
             let Some(loc) = self.location(chunk_offset).await? else {
                 return Ok(vec![0; len]);
             };
-            if loc.replicas.is_empty() {
+            chunk = loc.chunk;
+            if loc.replicas.is_empty() && failures.is_empty() {
                 failures.push("no live replica".to_string());
             }
             // Spread readers over the replicas; fail over to the next one on any error.
@@ -399,14 +401,6 @@ impl Shared {
                 .expect("locations lock")
                 .remove(&chunk_offset);
         }
-        let chunk = self
-            .locations
-            .lock()
-            .expect("locations lock")
-            .get(&chunk_offset)
-            .cloned()
-            .flatten()
-            .map_or(ChunkId(0), |l| l.chunk);
         Err(KfsError::ChunkUnavailable {
             chunk,
             reason: format!(

@@ -1,10 +1,14 @@
 //! Cross-crate tests of KFS. This library is the in-process cluster harness, [`TestCluster`]:
 //! a master and N chunkservers on loopback port 0 with temp dirs, and controls to stop, kill,
 //! restart and corrupt them. Every integration test in `tests/tests/` uses it; tests of real
-//! processes use [`Process`] to run the built binaries.
+//! processes use [`Process`] to run the built binaries, and [`ProcessCluster`] for a whole
+//! cluster of them.
 //!
 //! Waits are bounded: [`wait_until`] polls a condition with a timeout and names what it waited
 //! for when it gives up.
+
+mod processes;
+pub use processes::{ProcessCluster, TEST_MASTER_CONFIG};
 
 use kfs_chunkserver::store::io::FaultyIo;
 use kfs_chunkserver::{ChunkserverConfig, ChunkserverHandle};
