@@ -1,7 +1,9 @@
 //! The healer: the master's background worker that keeps every chunk at its replication factor.
 //!
-//! Every `heal_interval` it plans one round of repairs ([`ChunkMap::plan_repairs`], on an O(1)
-//! snapshot of the namespace) and starts the copies the plan asks for, each as its own task: the
+//! Every `heal_interval` it plans one round of repairs on an O(1) snapshot of the namespace,
+//! examining the chunks in slices ([`ChunkMap::scan_repairs`]) so that the chunk map's lock is
+//! held for milliseconds at a time, never for a walk of every chunk, and then starts the copies
+//! the round wants ([`ChunkMap::start_repairs`]), each as its own task: the
 //! target chunkserver copies the replica from the source, checks it end to end and makes it
 //! durable (`ChunkService::replicate`), and the master counts it only if the chunk is still at
 //! the copied version ([`ChunkMap::copy_done`]). Removals the plan decides go out with the
@@ -11,13 +13,16 @@
 //! Invariant: the healer never changes the namespace; it only moves replicas between
 //! chunkservers, and everything it knows it learns again from reports after a restart.
 
-use crate::chunks::{ChunkMap, CopyTask};
+use crate::chunks::{ChunkMap, CopyTask, RepairRound};
 use crate::committer::SharedNamespace;
 use kfs_common::proto::chunk::ChunkPool;
 use kfs_common::rpc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
+
+/// Chunks examined per hold of the chunk map's lock (a few milliseconds' work).
+const SCAN_SLICE: usize = 16_384;
 
 /// How long one copy may take: a 64 MiB chunk at a throttled few MB/s, with room to spare.
 const COPY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -38,8 +43,17 @@ pub async fn run(
             _ = &mut stop => return,
             _ = ticks.tick() => {
                 let snapshot = ns.read().expect("namespace lock").clone();
-                let tasks = chunks.lock().expect("chunk map lock").plan_repairs(&snapshot, Instant::now());
+                let mut round = RepairRound::new();
+                while !round.done() {
+                    chunks
+                        .lock()
+                        .expect("chunk map lock")
+                        .scan_repairs(&snapshot, Instant::now(), &mut round, SCAN_SLICE);
+                    // Let heartbeats, leases and lookups have the lock between slices.
+                    tokio::task::yield_now().await;
+                }
                 drop(snapshot);
+                let tasks = chunks.lock().expect("chunk map lock").start_repairs(Instant::now(), round);
                 for task in tasks {
                     let span = tracing::info_span!("repair copy", chunk = %task.chunk, version = %task.version, source = %task.source.addr, target = %task.target.addr);
                     tokio::spawn(copy(pool.clone(), chunks.clone(), task).instrument(span));

@@ -825,6 +825,7 @@ impl crate::committer::Observer for std::sync::Mutex<ChunkMap> {
 }
 
 mod repair;
+pub use repair::RepairRound;
 
 #[cfg(test)]
 mod tests {

@@ -18,35 +18,106 @@
 
 use super::{ChunkMap, Copy, CopyTask};
 use crate::namespace::Namespace;
-use kfs_common::ChunkId;
+use kfs_common::{ChunkId, FileId};
 use std::time::Instant;
 
+/// One repair round in progress: the scan's position and the copies it found wanted. A round is
+/// scanned in slices ([`ChunkMap::scan_repairs`]) so the chunk map's lock is never held for a walk
+/// of every chunk, then its copies start at once ([`ChunkMap::start_repairs`]).
+#[derive(Debug)]
+pub struct RepairRound {
+    /// Where the next slice starts: `(file, offset)` in the namespace's chunk order.
+    cursor: (FileId, u64),
+    /// `(live replicas, chunk, replication factor)` of under-replicated chunks.
+    wanted: Vec<(usize, ChunkId, usize)>,
+    done: bool,
+}
+
+impl Default for RepairRound {
+    fn default() -> Self {
+        RepairRound {
+            cursor: (FileId(0), 0),
+            wanted: Vec::new(),
+            done: false,
+        }
+    }
+}
+
+impl RepairRound {
+    pub fn new() -> RepairRound {
+        RepairRound::default()
+    }
+
+    /// Whether every chunk has been examined.
+    pub fn done(&self) -> bool {
+        self.done
+    }
+}
+
 impl ChunkMap {
-    /// Plans one round of repairs: returns the copies to start (now recorded as in flight), and
-    /// queues the removals for the servers' next heartbeat replies.
+    /// Plans a whole repair round at once: returns the copies to start (now recorded as in
+    /// flight), and queues the removals for the servers' next heartbeat replies.
     pub fn plan_repairs(&mut self, ns: &Namespace, now: Instant) -> Vec<CopyTask> {
+        let mut round = RepairRound::new();
+        while !round.done() {
+            self.scan_repairs(ns, now, &mut round, usize::MAX);
+        }
+        self.start_repairs(now, round)
+    }
+
+    /// Examines up to `budget` chunks from where `round` stopped: queues the removals they need
+    /// and remembers the copies they want. In safe mode the round ends at once, empty.
+    pub fn scan_repairs(
+        &mut self,
+        ns: &Namespace,
+        now: Instant,
+        round: &mut RepairRound,
+        budget: usize,
+    ) {
         if self.in_safe_mode(now) {
-            return Vec::new();
+            round.wanted.clear();
+            round.done = true;
+            return;
         }
-        let mut busy = vec![0usize; self.servers.len()];
-        for c in self.copies.values() {
-            busy[c.source] += 1;
-            busy[c.target] += 1;
-        }
-        let mut wanted: Vec<(usize, ChunkId)> = Vec::new();
         let mut removals: Vec<(usize, ChunkId)> = Vec::new();
-        let chunk_ids: Vec<ChunkId> = self.chunks.keys().copied().collect();
-        for chunk in chunk_ids {
-            if self.copies.contains_key(&chunk)
-                || self.granting.contains(&chunk)
-                || self.leases.get(&chunk).is_some_and(|l| l.expires > now)
+        let any_corrupt = self.servers.iter().any(|s| !s.corrupt.is_empty());
+        // The replication factor of the file seen last: a file's chunks come together.
+        let mut factor_of = (FileId(0), 0usize);
+        round.done = true;
+        for (seen, (fid, offset, chunk, _)) in
+            ns.chunks_from(round.cursor.0, round.cursor.1).enumerate()
+        {
+            if seen == budget {
+                round.cursor = (fid, offset);
+                round.done = false;
+                break;
+            }
+            let Some(state) = self.chunks.get(&chunk) else {
+                continue;
+            };
+            debug_assert_eq!(state.fid, fid);
+            let factor = if factor_of.0 == state.fid {
+                factor_of.1
+            } else {
+                let f = ns.stat_fid(state.fid).map_or(0, |a| a.replication) as usize;
+                factor_of = (state.fid, f);
+                f
+            };
+            let current =
+                |r: &super::Replica| self.servers[r.server].alive && r.version >= state.version;
+            // The common case, cheaply: exactly the factor, all current and counting.
+            if state.replicas.len() == factor
+                && state
+                    .replicas
+                    .iter()
+                    .all(|r| current(r) && !self.servers[r.server].draining)
+                && !(any_corrupt && self.servers.iter().any(|s| s.corrupt.contains(&chunk)))
             {
                 continue;
             }
-            let state = &self.chunks[&chunk];
-            let factor = ns.stat_fid(state.fid).map_or(0, |a| a.replication) as usize;
-            let current =
-                |r: &super::Replica| self.servers[r.server].alive && r.version >= state.version;
+            if !self.repairable(chunk, now) {
+                continue;
+            }
             let live: Vec<usize> = state
                 .replicas
                 .iter()
@@ -56,7 +127,7 @@ impl ChunkMap {
             let readable = state.replicas.iter().filter(|r| current(r)).count();
             if live.len() < factor {
                 if readable > 0 {
-                    wanted.push((live.len(), chunk));
+                    round.wanted.push((live.len(), chunk, factor));
                 }
                 continue;
             }
@@ -81,9 +152,11 @@ impl ChunkMap {
             for i in extra {
                 removals.push((i, chunk));
             }
-            for (i, s) in self.servers.iter().enumerate() {
-                if s.corrupt.contains(&chunk) && s.alive {
-                    removals.push((i, chunk));
+            if any_corrupt {
+                for (i, s) in self.servers.iter().enumerate() {
+                    if s.corrupt.contains(&chunk) && s.alive {
+                        removals.push((i, chunk));
+                    }
                 }
             }
         }
@@ -95,13 +168,29 @@ impl ChunkMap {
             self.servers[i].corrupt.remove(&chunk);
             self.servers[i].pending_delete.push(chunk);
         }
+    }
 
-        // Copies, fewest live replicas first.
-        wanted.sort();
+    /// Starts the copies `round` found wanted, fewest live replicas first, within the limits of
+    /// copies in flight; with none wanted and none in flight, one rebalancing move if the servers'
+    /// use differs enough. Returns the copies to make (now recorded as in flight).
+    pub fn start_repairs(&mut self, now: Instant, mut round: RepairRound) -> Vec<CopyTask> {
+        if self.in_safe_mode(now) {
+            return Vec::new();
+        }
+        let mut busy = vec![0usize; self.servers.len()];
+        for c in self.copies.values() {
+            busy[c.source] += 1;
+            busy[c.target] += 1;
+        }
+        round.wanted.sort();
         let mut tasks = Vec::new();
-        for (_, chunk) in wanted {
+        for (_, chunk, factor) in round.wanted {
             if self.copies.len() >= self.repair.copies_total {
                 break;
+            }
+            // The chunk may have changed since it was scanned.
+            if self.replica_counts(chunk).0 >= factor || !self.repairable(chunk, now) {
+                continue;
             }
             if let Some(task) = self.start_copy(chunk, None, &mut busy) {
                 tasks.push(task);
@@ -111,6 +200,14 @@ impl ChunkMap {
             tasks.extend(self.plan_rebalance(&mut busy, now));
         }
         tasks
+    }
+
+    /// Whether repair may touch `chunk` now: no copy of it in flight, no lease on it being
+    /// granted or valid.
+    fn repairable(&self, chunk: ChunkId, now: Instant) -> bool {
+        !self.copies.contains_key(&chunk)
+            && !self.granting.contains(&chunk)
+            && self.leases.get(&chunk).is_none_or(|l| l.expires <= now)
     }
 
     /// Space use of a server: used / capacity.
@@ -375,6 +472,46 @@ mod tests {
         assert_eq!(
             (tasks[0].source.server, tasks[0].target.server),
             (ServerId(1), ServerId(2))
+        );
+    }
+
+    #[test]
+    fn a_round_in_slices_finds_what_a_whole_round_finds() {
+        let ns = ns(2, 10);
+        let build = || {
+            let mut map = ChunkMap::new(&ns, T, 0);
+            hello(&mut map, 1, &[10, 11, 12, 13, 14, 15, 16, 17, 18, 19], 0);
+            hello(&mut map, 2, &[10, 12, 14], 0);
+            hello(&mut map, 3, &[], 0);
+            hello(&mut map, 4, &[], 0);
+            map
+        };
+        let mut whole = build();
+        let mut expected: Vec<ChunkId> = whole
+            .plan_repairs(&ns, Instant::now())
+            .iter()
+            .map(|t| t.chunk)
+            .collect();
+        let mut sliced = build();
+        let mut round = RepairRound::new();
+        let mut slices = 0;
+        while !round.done() {
+            sliced.scan_repairs(&ns, Instant::now(), &mut round, 3);
+            slices += 1;
+        }
+        assert_eq!(slices, 4, "10 chunks in slices of 3");
+        let mut got: Vec<ChunkId> = sliced
+            .start_repairs(Instant::now(), round)
+            .iter()
+            .map(|t| t.chunk)
+            .collect();
+        expected.sort();
+        got.sort();
+        assert_eq!(got, expected);
+        assert_eq!(
+            got.len(),
+            2,
+            "seven chunks want a copy, all from server 1, which serves two at a time"
         );
     }
 }

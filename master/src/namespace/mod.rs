@@ -433,6 +433,24 @@ impl Namespace {
             })
     }
 
+    /// Every chunk from file `fid` at `offset` on, in the order of [`Namespace::all_chunks`]
+    /// (to walk every chunk in slices).
+    pub fn chunks_from(
+        &self,
+        fid: FileId,
+        offset: u64,
+    ) -> impl Iterator<Item = (FileId, u64, ChunkId, ChunkVersion)> + '_ {
+        let start = Key::chunk(fid, offset);
+        self.map
+            .range_from(Bound::Included(&start))
+            .map_while(|(k, v)| match (k.view(), v) {
+                (KeyView::Chunk { fid, offset }, Val::Chunk { id, version }) => {
+                    Some((fid, offset, *id, *version))
+                }
+                _ => None,
+            })
+    }
+
     /// Every record in key order (for checkpoints).
     pub fn records(&self) -> impl Iterator<Item = (&Key, &Val)> {
         self.map.iter()
