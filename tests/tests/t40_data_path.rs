@@ -268,18 +268,25 @@ async fn reads_fail_over_from_a_corrupt_replica() {
         assert_eq!(digest(&back), digest(&data));
     }
     let client2 = client.clone();
+    // The reads found the damage; the master replaces the damaged replicas from the good one.
     wait_until(
-        "the damaged replicas dropped by the master",
+        "the damaged replicas replaced",
         Duration::from_secs(20),
         || {
             let client = client2.clone();
             async move {
+                let report = client.fsck().await.unwrap();
                 let chunks = client.file_chunks("/precious").await.unwrap();
-                chunks[0].replicas.len() == 1
+                chunks[0].replicas.len() == 3
+                    && report.corrupt_replicas == 0
+                    && report.healthy == report.chunks
             }
         },
     )
     .await;
+    for i in 0..3 {
+        assert!(!cluster.chunkserver(i).store().corrupt().contains(&chunk));
+    }
     cluster.shutdown().await;
 }
 
