@@ -25,6 +25,10 @@ pub struct ChunkserverConfig {
     pub scrub_bytes_per_sec: u64,
     /// Pause between two full verification passes, in seconds. Default 3,600.
     pub scrub_pause_secs: u64,
+    /// Bytes this server offers for chunks, over all its data dirs; 0 offers the whole file
+    /// systems. Caps the capacity reported to the master (which places and rebalances by
+    /// used / capacity), and new replicas are refused past it. Default 0.
+    pub capacity_bytes: u64,
 }
 
 impl Default for ChunkserverConfig {
@@ -36,6 +40,7 @@ impl Default for ChunkserverConfig {
             data: Vec::new(),
             scrub_bytes_per_sec: 32 << 20,
             scrub_pause_secs: 3600,
+            capacity_bytes: 0,
         }
     }
 }

@@ -41,6 +41,8 @@ pub struct ClusterOptions {
     pub heal_interval_ms: u64,
     /// Longest safe mode after a master restart.
     pub safe_mode_max_secs: u64,
+    /// Bytes each chunkserver offers (0: the whole file system).
+    pub capacity_bytes: u64,
 }
 
 impl Default for ClusterOptions {
@@ -56,6 +58,7 @@ impl Default for ClusterOptions {
             lease_ms: 5_000,
             heal_interval_ms: 100,
             safe_mode_max_secs: 5,
+            capacity_bytes: 0,
         }
     }
 }
@@ -154,6 +157,7 @@ impl TestCluster {
                 data: dirs.iter().map(|d| d.path().to_path_buf()).collect(),
                 scrub_bytes_per_sec: options.scrub_bytes_per_sec,
                 scrub_pause_secs: options.scrub_pause_secs,
+                capacity_bytes: options.capacity_bytes,
             };
             cluster.servers.push(ServerSlot {
                 handle: None,

@@ -261,7 +261,7 @@ async fn a_restarted_master_copies_and_deletes_nothing_in_safe_mode() {
     wait_healthy(&client, "every chunk at 2 replicas").await;
     // Both servers of one chunk are down across the master's restart: that chunk has not
     // reported, so safe mode holds, although other chunks (one replica down) could be copied.
-    let (_, pair) = holders(&client, &files).await.swap_remove(0);
+    let (unreported, pair) = holders(&client, &files).await.swap_remove(0);
     let down: Vec<usize> = (0..4)
         .filter(|&i| pair.contains(&cluster.chunkserver(i).store().server_id()))
         .collect();
@@ -297,7 +297,8 @@ async fn a_restarted_master_copies_and_deletes_nothing_in_safe_mode() {
             .iter()
             .map(|c| c.chunk)
             .collect();
-        if on_disk(&cluster, &chunks) > 0 {
+        // Not the file of the unreported chunk: removing it would end safe mode.
+        if on_disk(&cluster, &chunks) > 0 && !chunks.contains(&unreported) {
             gone = Some((path.clone(), chunks));
             break;
         }
@@ -334,6 +335,56 @@ async fn a_restarted_master_copies_and_deletes_nothing_in_safe_mode() {
     .await;
     let mut files = files;
     files.remove(&gone);
+    read_back(&client, &files).await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_empty_servers_take_replicas_from_full_ones() {
+    // Each server offers 8 MiB: two servers holding ~3.8 MiB each are near 47% used, two new
+    // ones at 0%; rebalancing moves replicas until the spread is within the 10% threshold.
+    let mut cluster = TestCluster::start(ClusterOptions {
+        chunkservers: 4,
+        capacity_bytes: 8 << 20,
+        ..Default::default()
+    })
+    .await;
+    cluster.stop_chunkserver(2).await;
+    cluster.stop_chunkserver(3).await;
+    cluster.wait_for_alive(2).await;
+    let client = cluster.client().await;
+    let files = write_files(&client, 5).await;
+    for path in files.keys() {
+        client.set_replication(path, 2).await.unwrap();
+    }
+    wait_healthy(
+        &client,
+        "every chunk at 2 replicas on the first two servers",
+    )
+    .await;
+    cluster.start_chunkserver(2).await;
+    cluster.start_chunkserver(3).await;
+    cluster.wait_for_alive(4).await;
+    let c = client.clone();
+    wait_until(
+        "space use within the threshold on all four servers",
+        BOUND,
+        || {
+            let c = c.clone();
+            async move {
+                let servers = c.chunkservers().await.unwrap();
+                let uses: Vec<f64> = servers
+                    .iter()
+                    .map(|s| s.space.used as f64 / s.space.capacity as f64)
+                    .collect();
+                let spread = uses.iter().cloned().fold(0.0, f64::max)
+                    - uses.iter().cloned().fold(1.0, f64::min);
+                servers.iter().all(|s| s.chunks > 0) && spread <= 0.10
+            }
+        },
+    )
+    .await;
+    wait_healthy(&client, "every chunk at 2 replicas after rebalancing").await;
     read_back(&client, &files).await;
     cluster.shutdown().await;
 }

@@ -98,6 +98,8 @@ pub struct ChunkStore {
     index: Mutex<HashMap<ChunkId, Entry>>,
     server: ServerId,
     changed: tokio::sync::Notify,
+    /// Bytes offered for chunks at most (0: no cap).
+    capacity_limit: AtomicU64,
 }
 
 impl ChunkStore {
@@ -177,6 +179,7 @@ impl ChunkStore {
             index: Mutex::new(index),
             server,
             changed: tokio::sync::Notify::new(),
+            capacity_limit: AtomicU64::new(0),
         };
         store.refresh_space();
         Ok(store)
@@ -258,12 +261,28 @@ impl ChunkStore {
             report.capacity += slot.capacity.load(Ordering::Relaxed);
             report.available += slot.available.load(Ordering::Relaxed);
         }
+        report.used = self.used();
+        let limit = self.capacity_limit.load(Ordering::Relaxed);
+        if limit > 0 {
+            report.capacity = report.capacity.min(limit);
+            report.available = report.available.min(limit.saturating_sub(report.used));
+        }
+        report
+    }
+
+    /// Bytes held by replica files.
+    fn used(&self) -> u64 {
         let index = self.index.lock().expect("index lock");
-        report.used = index
+        index
             .values()
             .map(|e| e.length + chunk_file::HEADER_LEN)
-            .sum();
-        report
+            .sum()
+    }
+
+    /// Offers at most `bytes` for chunks (0: the whole file systems); see
+    /// `ChunkserverConfig::capacity_bytes`.
+    pub fn set_capacity_limit(&self, bytes: u64) {
+        self.capacity_limit.store(bytes, Ordering::Relaxed);
     }
 
     fn live_slots(&self) -> impl Iterator<Item = (usize, &Slot)> {
@@ -365,6 +384,12 @@ impl ChunkStore {
 
     /// Creates an empty replica of `chunk` at `version` on the directory with most free space.
     pub async fn create(&self, chunk: ChunkId, version: ChunkVersion) -> KfsResult<()> {
+        let limit = self.capacity_limit.load(Ordering::Relaxed);
+        if limit > 0 && self.used() >= limit {
+            return Err(KfsError::NoSpace(format!(
+                "this chunkserver offers {limit} bytes (capacity_bytes) and holds that much"
+            )));
+        }
         let dir = {
             let index = self.index.lock().expect("index lock");
             if index.contains_key(&chunk) {
