@@ -219,6 +219,7 @@ impl ChunkMap {
             _ => {}
         }
         for chunk in &applied.freed_chunks {
+            self.leases.remove(chunk);
             if let Some(state) = self.chunks.remove(chunk) {
                 for r in state.replicas {
                     self.servers[r.server].pending_delete.push(*chunk);
@@ -790,7 +791,13 @@ impl ChunkMap {
                     (fid, offset, version)
                 ));
             }
-            for r in &state.replicas {
+            for (n, r) in state.replicas.iter().enumerate() {
+                if state.replicas[..n].iter().any(|o| o.server == r.server) {
+                    return Err(format!(
+                        "{id} lists server {} twice",
+                        self.servers[r.server].id
+                    ));
+                }
                 let s = &self.servers[r.server];
                 if !s.alive || r.version < state.version || s.corrupt.contains(&id) {
                     return Err(format!(
@@ -805,6 +812,23 @@ impl ChunkMap {
                 "the chunk map holds {} chunks, the namespace {seen}",
                 self.chunks.len()
             ));
+        }
+        // One lease per chunk (the map's key), only on a chunk that exists, at its version.
+        for (id, lease) in &self.leases {
+            let Some(state) = self.chunks.get(id) else {
+                return Err(format!("a lease on {id}, which no file holds"));
+            };
+            if lease.version > state.version {
+                return Err(format!(
+                    "{id}: lease at {}, the chunk at {}",
+                    lease.version, state.version
+                ));
+            }
+        }
+        for (id, copy) in &self.copies {
+            if copy.source >= self.servers.len() || copy.target >= self.servers.len() {
+                return Err(format!("a copy of {id} between unknown servers"));
+            }
         }
         Ok(())
     }
