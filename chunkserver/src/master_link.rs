@@ -14,7 +14,7 @@ use kfs_common::{ChunkId, rpc};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Counters of the link, for status and tests.
 #[derive(Debug, Default)]
@@ -67,6 +67,7 @@ async fn session(
     stats: &LinkStats,
 ) -> Result<(), String> {
     refresh_space(store).await;
+    let asked = Instant::now();
     let (chunks, corrupt) = store.report();
     let hello = HelloRequest {
         protocol: PROTOCOL_VERSION,
@@ -87,7 +88,7 @@ async fn session(
         delete = reply.delete.len(),
         "registered with the master"
     );
-    delete(store, &reply.delete, stats).await;
+    delete(store, &reply.delete, asked, stats).await;
     let interval = Duration::from_millis(reply.heartbeat_interval_ms.max(1));
     loop {
         tokio::select! {
@@ -95,6 +96,7 @@ async fn session(
             _ = store.changed().notified() => return Ok(()),
         }
         refresh_space(store).await;
+        let asked = Instant::now();
         let beat = HeartbeatRequest {
             server: store.server_id(),
             session: reply.session,
@@ -105,7 +107,7 @@ async fn session(
         match client.heartbeat(rpc::context(CALL_TIMEOUT), beat).await {
             Ok(Ok(HeartbeatReply::Ok { delete: doomed })) => {
                 stats.heartbeats.fetch_add(1, Ordering::Relaxed);
-                delete(store, &doomed, stats).await;
+                delete(store, &doomed, asked, stats).await;
             }
             Ok(Ok(HeartbeatReply::Rehello)) => return Ok(()),
             Ok(Err(e)) => return Err(format!("heartbeat refused: {e}")),
@@ -120,12 +122,16 @@ async fn refresh_space(store: &Arc<ChunkStore>) {
     let _ = tokio::task::spawn_blocking(move || store.refresh_space()).await;
 }
 
-async fn delete(store: &ChunkStore, chunks: &[ChunkId], stats: &LinkStats) {
+/// Deletes what the master asked for in the reply to a request sent at `asked`.
+async fn delete(store: &ChunkStore, chunks: &[ChunkId], asked: Instant, stats: &LinkStats) {
     for chunk in chunks {
-        match store.delete(*chunk).await {
-            Ok(()) => {
+        match store.delete_unless_copied_since(*chunk, asked).await {
+            Ok(true) => {
                 stats.deleted.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%chunk, "replica deleted on the master's word");
+            }
+            Ok(false) => {
+                tracing::info!(%chunk, "not deleted: a copy the master ordered later replaced it")
             }
             Err(e) => tracing::warn!(%chunk, error = %e, "could not delete a replica"),
         }

@@ -509,9 +509,10 @@ impl ChunkService for ChunkServer {
         version: ChunkVersion,
         source: ReplicaLocation,
     ) -> KfsResult<u64> {
+        let _copy = self.store.begin_copy_in(chunk)?;
         let copied = self.copy_from(chunk, version, &source).await;
-        if copied.is_err() {
-            // Leave nothing half-copied behind.
+        if copied.is_err() && self.store.replica(chunk).is_some_and(|(v, _)| v == COPYING) {
+            // Leave nothing half-copied behind (the staging replica is this copy's own).
             let _ = self.store.delete(chunk).await;
         }
         copied

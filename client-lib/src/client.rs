@@ -24,6 +24,9 @@ pub struct ClientOptions {
     /// How long a write keeps retrying (new leases, failed replicas, a restarting master) before
     /// it gives up.
     pub write_retry_for: Duration,
+    /// How long a read keeps asking where a chunk is while the master answers that its
+    /// locations are not known yet (just after a master restart, until chunkservers report).
+    pub read_retry_for: Duration,
     /// Bytes a [`File`] gathers before sending them as one write.
     pub write_size: usize,
     /// Writes a [`File`] keeps in flight at once.
@@ -37,6 +40,7 @@ impl Default for ClientOptions {
         ClientOptions {
             call_timeout: Duration::from_secs(60),
             write_retry_for: Duration::from_secs(180),
+            read_retry_for: Duration::from_secs(180),
             write_size: 1 << 20,
             writes_in_flight: 4,
             read_size: 4 << 20,

@@ -372,13 +372,30 @@ impl Shared {
         Ok(pieces.concat())
     }
 
+    /// [`Self::location`], waiting (up to `read_retry_for`, with backoff) while the master says
+    /// the locations are not known yet: it has just restarted and chunkservers are reporting.
+    async fn location_when_known(&self, chunk_offset: u64) -> KfsResult<Option<ChunkLocation>> {
+        let deadline = Instant::now() + self.client.inner.options.read_retry_for;
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            match self.location(chunk_offset).await {
+                Err(KfsError::Unavailable(why)) if Instant::now() < deadline => {
+                    tracing::debug!(path = %self.path, chunk_offset, %why, "chunk locations not known yet; asking again");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Reads `len` bytes of the chunk at `chunk_offset` from `in_chunk` on; a hole, or bytes past
     /// the chunk's data, read as zeros.
     async fn read_piece(&self, chunk_offset: u64, in_chunk: u64, len: usize) -> KfsResult<Vec<u8>> {
         let mut failures = Vec::new();
         let mut chunk = ChunkId(0);
         for attempt in 0..2 {
-            let Some(loc) = self.location(chunk_offset).await? else {
+            let Some(loc) = self.location_when_known(chunk_offset).await? else {
                 return Ok(vec![0; len]);
             };
             chunk = loc.chunk;

@@ -547,8 +547,8 @@ impl MasterService for MasterServer {
             }
             Ok(ns.chunks(attr.fid))
         })?;
-        let map = self.state.chunks.lock().expect("chunk map lock");
-        Ok(chunks
+        let mut map = self.state.chunks.lock().expect("chunk map lock");
+        let found: Vec<ChunkLocation> = chunks
             .into_iter()
             .map(|(offset, chunk, version)| ChunkLocation {
                 offset,
@@ -556,7 +556,18 @@ impl MasterService for MasterServer {
                 version,
                 replicas: map.locations(chunk),
             })
-            .collect())
+            .collect();
+        // Just after a restart a chunk may have replicas that have not reported yet: the reader
+        // should ask again, not conclude that the chunk is lost.
+        if let Some(unknown) = found.iter().find(|l| l.replicas.is_empty())
+            && map.in_safe_mode(Instant::now())
+        {
+            return Err(KfsError::Unavailable(format!(
+                "the master has just restarted and no chunkserver has reported {} yet; ask again shortly",
+                unknown.chunk
+            )));
+        }
+        Ok(found)
     }
 
     #[instrument(level = "debug", skip_all)]
@@ -611,8 +622,8 @@ impl MasterService for MasterServer {
             }
             Ok(ns.chunks_in(fid, offset, offset.saturating_add(len), chunk_size))
         })?;
-        let map = self.state.chunks.lock().expect("chunk map lock");
-        Ok(chunks
+        let mut map = self.state.chunks.lock().expect("chunk map lock");
+        let found: Vec<ChunkLocation> = chunks
             .into_iter()
             .map(|(offset, chunk, version)| ChunkLocation {
                 offset,
@@ -620,7 +631,18 @@ impl MasterService for MasterServer {
                 version,
                 replicas: map.locations(chunk),
             })
-            .collect())
+            .collect();
+        // Just after a restart a chunk may have replicas that have not reported yet: the reader
+        // should ask again, not conclude that the chunk is lost.
+        if let Some(unknown) = found.iter().find(|l| l.replicas.is_empty())
+            && map.in_safe_mode(Instant::now())
+        {
+            return Err(KfsError::Unavailable(format!(
+                "the master has just restarted and no chunkserver has reported {} yet; ask again shortly",
+                unknown.chunk
+            )));
+        }
+        Ok(found)
     }
 
     #[instrument(level = "debug", skip_all, fields(%fid, chunk_offset))]

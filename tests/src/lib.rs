@@ -55,7 +55,7 @@ impl Default for ClusterOptions {
             scrub_bytes_per_sec: 0,
             scrub_pause_secs: 3600,
             chunk_size: 256 * 1024,
-            lease_ms: 5_000,
+            lease_ms: 2_000,
             heal_interval_ms: 100,
             safe_mode_max_secs: 5,
             capacity_bytes: 0,

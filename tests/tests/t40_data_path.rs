@@ -267,8 +267,14 @@ async fn reads_fail_over_from_a_corrupt_replica() {
             .unwrap();
         assert_eq!(digest(&back), digest(&data));
     }
+    // The reads found the damage (those replicas are never served again) ...
+    let damaged = (0..3)
+        .filter(|&i| cluster.chunkserver(i).store().corrupt().contains(&chunk))
+        .count();
+    assert!(damaged >= 1, "the failed-over reads marked the damage");
+    // ... and the master replaces the damaged replicas from the good one.
     let client2 = client.clone();
-    // The reads found the damage; the master replaces the damaged replicas from the good one.
+    let c = &cluster;
     wait_until(
         "the damaged replicas replaced",
         Duration::from_secs(20),
@@ -277,16 +283,18 @@ async fn reads_fail_over_from_a_corrupt_replica() {
             async move {
                 let report = client.fsck().await.unwrap();
                 let chunks = client.file_chunks("/precious").await.unwrap();
-                chunks[0].replicas.len() == 3
+                let stores_good = (0..3).all(|i| {
+                    let store = c.chunkserver(i).store();
+                    !store.corrupt().contains(&chunk) && store.replica(chunk).is_some()
+                });
+                stores_good
+                    && chunks[0].replicas.len() == 3
                     && report.corrupt_replicas == 0
                     && report.healthy == report.chunks
             }
         },
     )
     .await;
-    for i in 0..3 {
-        assert!(!cluster.chunkserver(i).store().corrupt().contains(&chunk));
-    }
     cluster.shutdown().await;
 }
 

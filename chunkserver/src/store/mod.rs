@@ -28,6 +28,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// Why the store could not open.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +101,29 @@ pub struct ChunkStore {
     changed: tokio::sync::Notify,
     /// Bytes offered for chunks at most (0: no cap).
     capacity_limit: AtomicU64,
+    /// Replicas being (or lately) copied in from another server: when the latest copy began,
+    /// and whether it is still running.
+    copies_in: Mutex<HashMap<ChunkId, (Instant, bool)>>,
+}
+
+/// A copy of a chunk into this server in progress; see [`ChunkStore::begin_copy_in`].
+pub struct CopyIn<'a> {
+    store: &'a ChunkStore,
+    chunk: ChunkId,
+}
+
+impl Drop for CopyIn<'_> {
+    fn drop(&mut self) {
+        if let Some(e) = self
+            .store
+            .copies_in
+            .lock()
+            .expect("copies lock")
+            .get_mut(&self.chunk)
+        {
+            e.1 = false;
+        }
+    }
 }
 
 impl ChunkStore {
@@ -180,6 +204,7 @@ impl ChunkStore {
             server,
             changed: tokio::sync::Notify::new(),
             capacity_limit: AtomicU64::new(0),
+            copies_in: Mutex::new(HashMap::new()),
         };
         store.refresh_space();
         Ok(store)
@@ -483,6 +508,40 @@ impl ChunkStore {
             Ok(())
         })
         .await
+    }
+
+    /// Starts copying a replica of `chunk` in: one copy of a chunk at a time (a second is
+    /// refused while the first runs, so each owns its staging replica).
+    pub fn begin_copy_in(&self, chunk: ChunkId) -> KfsResult<CopyIn<'_>> {
+        let mut copies = self.copies_in.lock().expect("copies lock");
+        if copies.get(&chunk).is_some_and(|e| e.1) {
+            return Err(KfsError::Unavailable(format!(
+                "a copy of {chunk} is already being made on this server"
+            )));
+        }
+        copies.insert(chunk, (Instant::now(), true));
+        Ok(CopyIn { store: self, chunk })
+    }
+
+    /// Removes the replica as the master asked in a reply to a request sent at `asked`, unless a
+    /// copy of the chunk into this server began since: the master ordered that copy after the
+    /// deletion, and the deletion was meant for the replica the copy replaced. Returns whether
+    /// it deleted.
+    pub async fn delete_unless_copied_since(
+        &self,
+        chunk: ChunkId,
+        asked: Instant,
+    ) -> KfsResult<bool> {
+        let copied_since = self
+            .copies_in
+            .lock()
+            .expect("copies lock")
+            .get(&chunk)
+            .is_some_and(|e| e.0 >= asked);
+        if copied_since {
+            return Ok(false);
+        }
+        self.delete(chunk).await.map(|()| true)
     }
 
     /// Removes the replica, whatever its version or state; removing a missing replica succeeds.

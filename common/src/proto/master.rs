@@ -292,7 +292,8 @@ pub trait MasterService {
 
     /// Caller: readers. Replies with the chunks of file `fid` that overlap `[offset, offset +
     /// len)`, in offset order, with their live replicas; a chunk that was never written is absent
-    /// (a hole). Read-only.
+    /// (a hole). In safe mode (just after a master restart), a chunk with no replica reported
+    /// yet makes the call fail with `Unavailable`, to be asked again. Read-only.
     async fn locate(fid: FileId, offset: u64, len: u64) -> Result<Vec<ChunkLocation>, KfsError>;
 
     /// Caller: writers. Grants a write lease on the chunk of file `fid` at `chunk_offset` (a

@@ -85,6 +85,7 @@ pub struct ChunkMap {
     granting: HashSet<ChunkId>,
     /// Copies in flight to repair replication.
     copies: HashMap<ChunkId, Copy>,
+    next_copy: u64,
     /// When safe mode ends at the latest; `None` once it has ended.
     safe_until: Option<Instant>,
     repair: RepairConfig,
@@ -121,6 +122,8 @@ impl Default for RepairConfig {
 /// A copy in flight.
 #[derive(Clone, Debug)]
 struct Copy {
+    /// Which copy this is: a late answer from an older copy of the chunk is told apart.
+    id: u64,
     source: usize,
     target: usize,
 }
@@ -128,6 +131,7 @@ struct Copy {
 /// A copy the repair plan wants made.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CopyTask {
+    pub id: u64,
     pub chunk: ChunkId,
     pub version: ChunkVersion,
     pub source: ReplicaLocation,
@@ -141,6 +145,17 @@ struct Lease {
     /// Primary first, then the secondaries in chain order.
     replicas: Vec<usize>,
     expires: Instant,
+    /// How long it was granted (or renewed) for.
+    duration: Duration,
+}
+
+impl Lease {
+    /// Until when writes under this lease may still reach replicas: its end, plus one more
+    /// lease period for writes sent just before it (chunkservers check versions, not lease
+    /// times). Repair copies wait until then.
+    fn writes_may_land_until(&self) -> Instant {
+        self.expires + self.duration
+    }
 }
 
 impl ChunkMap {
@@ -182,6 +197,7 @@ impl ChunkMap {
             leases: HashMap::new(),
             granting: HashSet::new(),
             copies: HashMap::new(),
+            next_copy: 1,
             safe_until: safe_mode.then(|| Instant::now() + repair.safe_mode_max),
             repair,
         }
@@ -573,6 +589,7 @@ impl ChunkMap {
             version: state.version,
             replicas: servers,
             expires: now + duration,
+            duration,
         };
         let view = self.lease_view(chunk, &lease, now);
         self.leases.insert(chunk, lease);
@@ -749,18 +766,27 @@ impl ChunkMap {
 
     /// A copy ended: the replica counts if the chunk is still at the copy's version.
     pub fn copy_done(&mut self, task: &CopyTask, result: Result<u64, String>) {
-        self.copies.remove(&task.chunk);
+        if self
+            .copies
+            .get(&task.chunk)
+            .is_some_and(|c| c.id == task.id)
+        {
+            self.copies.remove(&task.chunk);
+        }
+        let target = self.by_id.get(&task.target.server).copied();
         match result {
             Ok(length) => {
                 let current = self.chunks.get(&task.chunk).map(|s| s.version);
-                if current == Some(task.version) {
-                    // A corrupt replica the target held was replaced by the copy.
-                    if let Some(&i) = self.by_id.get(&task.target.server) {
-                        self.servers[i].corrupt.remove(&task.chunk);
-                    }
+                let target_alive = target.is_some_and(|i| self.servers[i].alive);
+                if current == Some(task.version) && target_alive {
+                    let i = target.expect("alive, so known");
+                    // A corrupt replica the target held was replaced by the copy, and a deletion
+                    // queued for it earlier must not remove the new one.
+                    self.servers[i].corrupt.remove(&task.chunk);
+                    self.servers[i].pending_delete.retain(|c| *c != task.chunk);
                     self.add_replica(task.chunk, task.target.server, task.version, length);
                     tracing::info!(chunk = %task.chunk, target = %task.target.addr, "replica copied");
-                } else {
+                } else if target_alive {
                     // Written, removed or moved on while the copy ran: it is not needed.
                     self.queue_delete(task.target.server, task.chunk);
                 }

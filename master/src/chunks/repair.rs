@@ -207,7 +207,10 @@ impl ChunkMap {
     fn repairable(&self, chunk: ChunkId, now: Instant) -> bool {
         !self.copies.contains_key(&chunk)
             && !self.granting.contains(&chunk)
-            && self.leases.get(&chunk).is_none_or(|l| l.expires <= now)
+            && self
+                .leases
+                .get(&chunk)
+                .is_none_or(|l| l.writes_may_land_until() <= now)
     }
 
     /// Space use of a server: used / capacity.
@@ -234,7 +237,7 @@ impl ChunkMap {
             .replicas
             .iter()
             .filter(|r| {
-                self.servers[r.server].alive && r.version >= version && busy[r.server] < limit
+                self.servers[r.server].alive && r.version == version && busy[r.server] < limit
             })
             .min_by_key(|r| (self.servers[r.server].draining, busy[r.server]))?
             .server;
@@ -242,6 +245,14 @@ impl ChunkMap {
             .replicas
             .iter()
             .map(|r| self.servers[r.server].id)
+            // A server with a deletion of the chunk still queued must not receive a copy the
+            // deletion would then remove.
+            .chain(
+                self.servers
+                    .iter()
+                    .filter(|s| s.pending_delete.contains(&chunk))
+                    .map(|s| s.id),
+            )
             .chain(
                 (0..self.servers.len())
                     .filter(|&i| busy[i] >= limit)
@@ -257,8 +268,11 @@ impl ChunkMap {
         };
         busy[source] += 1;
         busy[target] += 1;
-        self.copies.insert(chunk, Copy { source, target });
+        let id = self.next_copy;
+        self.next_copy += 1;
+        self.copies.insert(chunk, Copy { id, source, target });
         Some(CopyTask {
+            id,
             chunk,
             version,
             source: self.location(source),
@@ -288,8 +302,8 @@ impl ChunkMap {
                     .iter()
                     .any(|r| r.server == fullest && r.version >= s.version)
                     && !s.replicas.iter().any(|r| r.server == emptiest)
-                    && !self.granting.contains(id)
-                    && self.leases.get(id).is_none_or(|l| l.expires <= now)
+                    && !self.servers[emptiest].pending_delete.contains(id)
+                    && self.repairable(**id, now)
             })
             .map(|(id, _)| *id)?;
         tracing::info!(%chunk, from = %self.servers[fullest].addr, to = %self.servers[emptiest].addr, "rebalancing: moving a replica");
