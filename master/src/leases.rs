@@ -238,6 +238,7 @@ impl Leases {
             });
         }
         let next = ChunkVersion(version.0 + 1);
+        let asked: Vec<ServerId> = replicas.iter().map(|r| r.server).collect();
         let moved = self
             .on_each(&replicas, |client| async move {
                 client
@@ -263,6 +264,15 @@ impl Leases {
         let mut chunks = cx.chunks.lock().expect("chunk map lock");
         for r in &moved {
             chunks.set_replica_version(chunk, r.server, next);
+        }
+        // Replicas that could not move are stale from now on: no longer listed, and deleted.
+        let stale: Vec<ServerId> = asked
+            .into_iter()
+            .filter(|s| !moved.iter().any(|m| m.server == *s))
+            .collect();
+        chunks.drop_replicas(chunk, &stale);
+        for server in stale {
+            chunks.queue_delete(server, chunk);
         }
         tracing::debug!(%chunk, %next, replicas = moved.len(), stale = failures.len(), "chunk moved to a new version");
         chunks.grant(chunk, &moved, Instant::now(), self.config.duration)

@@ -88,8 +88,14 @@ pub struct ChunkMap {
     next_copy: u64,
     /// When safe mode ends at the latest; `None` once it has ended.
     safe_until: Option<Instant>,
+    /// When safe mode was last found to go on (the check walks every chunk, so heartbeats do not
+    /// repeat it more than every `SAFE_MODE_RECHECK`; a hello, which brings replicas, does).
+    safe_checked: Option<Instant>,
     repair: RepairConfig,
 }
+
+/// How often, at most, heartbeats recount the chunks reported while in safe mode.
+const SAFE_MODE_RECHECK: Duration = Duration::from_millis(200);
 
 /// How replication is repaired.
 #[derive(Clone, Copy, Debug)]
@@ -199,6 +205,7 @@ impl ChunkMap {
             copies: HashMap::new(),
             next_copy: 1,
             safe_until: safe_mode.then(|| Instant::now() + repair.safe_mode_max),
+            safe_checked: None,
             repair,
         }
     }
@@ -308,6 +315,7 @@ impl ChunkMap {
         }
         // Corrupt replicas of chunks no file references any more are just deleted.
         delete.extend(req.corrupt.iter().filter(|c| !self.chunks.contains_key(c)));
+        self.safe_checked = None;
         let withheld = self.in_safe_mode(now);
         let s = &mut self.servers[server];
         s.addr = req.addr;
@@ -694,6 +702,13 @@ impl ChunkMap {
         let Some(until) = self.safe_until else {
             return false;
         };
+        if now < until
+            && self
+                .safe_checked
+                .is_some_and(|at| now.saturating_duration_since(at) < SAFE_MODE_RECHECK)
+        {
+            return true;
+        }
         let reported = self
             .chunks
             .values()
@@ -715,6 +730,7 @@ impl ChunkMap {
             self.safe_until = None;
             return false;
         }
+        self.safe_checked = Some(now);
         true
     }
 
