@@ -547,8 +547,8 @@ impl MasterService for MasterServer {
             }
             Ok(ns.chunks(attr.fid))
         })?;
-        let mut map = self.state.chunks.lock().expect("chunk map lock");
-        let found: Vec<ChunkLocation> = chunks
+        let map = self.state.chunks.lock().expect("chunk map lock");
+        Ok(chunks
             .into_iter()
             .map(|(offset, chunk, version)| ChunkLocation {
                 offset,
@@ -556,18 +556,7 @@ impl MasterService for MasterServer {
                 version,
                 replicas: map.locations(chunk),
             })
-            .collect();
-        // Just after a restart a chunk may have replicas that have not reported yet: the reader
-        // should ask again, not conclude that the chunk is lost.
-        if let Some(unknown) = found.iter().find(|l| l.replicas.is_empty())
-            && map.in_safe_mode(Instant::now())
-        {
-            return Err(KfsError::Unavailable(format!(
-                "the master has just restarted and no chunkserver has reported {} yet; ask again shortly",
-                unknown.chunk
-            )));
-        }
-        Ok(found)
+            .collect())
     }
 
     #[instrument(level = "debug", skip_all)]
