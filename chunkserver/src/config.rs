@@ -95,6 +95,23 @@ impl ChunkserverConfig {
                 "advertise address {addr} is not one clients can reach"
             )));
         }
+        if self.master.ip().is_unspecified() {
+            return Err(ConfigError::Invalid(format!(
+                "master address {} is not one this server can connect to",
+                self.master
+            )));
+        }
+        Ok(())
+    }
+
+    /// What `kfs-chunkserver --check-config` adds to [`validate`](Self::validate): every data
+    /// directory must exist and be a directory this user can write. (At start the chunkserver
+    /// would create a missing one, filling the root disk when a data disk is not mounted.)
+    pub fn check_dirs(&self) -> Result<(), ConfigError> {
+        for dir in &self.data {
+            kfs_common::config_check::writable_dir("data directory", dir)
+                .map_err(ConfigError::Invalid)?;
+        }
         Ok(())
     }
 }

@@ -1,13 +1,15 @@
 //! `kfs-chunkserver`: stores chunks. Parses flags, sets up logging, runs until SIGTERM/SIGINT.
 //!
-//! Once it serves, it prints `listening on ADDR` on standard output; logs go to standard error.
+//! Once it serves, it prints `listening on ADDR` on standard output; logs go to standard error. Under systemd
+//! (`Type=notify`) it sends `READY=1` at that moment and `STOPPING=1` on SIGTERM, then shuts
+//! down gracefully. `--check-config FILE` checks a configuration and exits.
 
 use anyhow::Context as _;
 use clap::Parser;
 use kfs_chunkserver::ChunkserverConfig;
-use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 /// KFS chunkserver: stores replicated, checksummed chunks and reports them to the master.
 #[derive(Parser, Debug)]
@@ -16,6 +18,10 @@ struct Args {
     /// TOML configuration file; flags given here override its keys.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Check a configuration file (keys, values, addresses, directories), print what is wrong
+    /// or `ok`, and exit without starting.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    check_config: Option<PathBuf>,
     /// Address of the master.
     #[arg(long, value_name = "ADDR")]
     master: Option<SocketAddr>,
@@ -57,33 +63,51 @@ fn config_from(args: Args) -> anyhow::Result<ChunkserverConfig> {
     Ok(config)
 }
 
-async fn wait_for_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// `--check-config FILE`: everything `--config FILE` would check, and the directories.
+fn check_config(path: &Path) -> anyhow::Result<()> {
+    let config = ChunkserverConfig::from_file(path)?;
+    config
+        .validate()
+        .and_then(|()| config.check_dirs())
+        .with_context(|| path.display().to_string())?;
+    Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    let config = config_from(Args::parse())?;
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(path) = &args.check_config {
+        return match check_config(path) {
+            Ok(()) => {
+                println!("{}: ok", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("kfs-chunkserver: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    kfs_common::service::init_logging();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kfs-chunkserver: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let config = config_from(args)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let server = kfs_chunkserver::start(&config).await?;
-        println!("listening on {}", server.local_addr());
-        let signal = wait_for_signal().await?;
+        kfs_common::service::announce_ready("kfs-chunkserver", server.local_addr());
+        let signal = kfs_common::service::wait_for_signal().await?;
         tracing::info!(signal, "shutting down");
+        kfs_common::service::announce_stopping(signal);
         server.shutdown().await;
+        tracing::info!("stopped");
         Ok(())
     })
 }

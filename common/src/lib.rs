@@ -9,11 +9,15 @@
 //! API boundary: the master, chunkservers and clients meet only here; nothing in this crate knows
 //! how any of them works inside.
 
+#[cfg(feature = "service")]
+pub mod config_check;
 pub mod error;
 pub mod ids;
 pub mod path;
 pub mod proto;
 pub mod rpc;
+#[cfg(feature = "service")]
+pub mod service;
 
 pub use error::{KfsError, KfsResult};
 pub use ids::{ChunkId, ChunkVersion, FileId, FileKind, ServerId};

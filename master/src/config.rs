@@ -182,6 +182,14 @@ impl MasterConfig {
         }
         Ok(())
     }
+
+    /// What `kfs-master --check-config` adds to [`validate`](Self::validate): `meta_dir` must
+    /// exist and be a directory this user can write (at start the master would create it, but
+    /// a missing one usually means a typo or an unmounted disk).
+    pub fn check_dirs(&self) -> Result<(), ConfigError> {
+        kfs_common::config_check::writable_dir("meta_dir", &self.meta_dir)
+            .map_err(ConfigError::Invalid)
+    }
 }
 
 #[cfg(test)]

@@ -1,14 +1,17 @@
 //! `kfs-master`: the metadata server. Parses flags, sets up logging, runs until SIGTERM/SIGINT.
 //!
 //! Once it serves, it prints `listening on ADDR` on standard output (the real port when started
-//! with port 0); logs go to standard error.
+//! with port 0); logs go to standard error. Under systemd
+//! (`Type=notify`) it sends `READY=1` at that moment and `STOPPING=1` on SIGTERM, then shuts
+//! down gracefully. `--check-config FILE` checks a configuration and exits; `--verify-meta DIR` checks a
+//! metadata directory (a backup) and exits.
 
 use anyhow::Context as _;
 use clap::Parser;
 use kfs_master::MasterConfig;
-use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 /// KFS master: holds the namespace and makes every change durable in its operation log.
 #[derive(Parser, Debug)]
@@ -17,6 +20,14 @@ struct Args {
     /// TOML configuration file; flags given here override its keys.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Check a configuration file (keys, values, addresses, directories), print what is wrong
+    /// or `ok`, and exit without starting.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    check_config: Option<PathBuf>,
+    /// Recover a metadata directory (a backup, or a stopped master's) as start-up would, check
+    /// it, print what it holds, and exit. Refused while a master uses the directory.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["config", "check_config"])]
+    verify_meta: Option<PathBuf>,
     /// Address to serve on, e.g. 127.0.0.1:20000 (port 0 picks a free port).
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
@@ -70,33 +81,88 @@ fn config_from(args: Args) -> anyhow::Result<MasterConfig> {
     Ok(config)
 }
 
-async fn wait_for_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// `--check-config FILE`: everything `--config FILE` would check, and the directories.
+fn check_config(path: &Path) -> anyhow::Result<()> {
+    let config = MasterConfig::from_file(path)?;
+    config
+        .validate()
+        .and_then(|()| config.check_dirs())
+        .with_context(|| path.display().to_string())?;
+    Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-    let config = config_from(Args::parse())?;
+/// `--verify-meta DIR`: a summary of what the directory holds, or why it cannot be used.
+fn verify_meta(dir: &Path) -> anyhow::Result<String> {
+    let v = kfs_master::storage::verify::verify(dir)?;
+    let mut summary = format!(
+        "{}: ok: ops up to {} ({} from {}, {} replayed from the log): {} files, {} directories, \
+         {} chunks, {} bytes",
+        dir.display(),
+        v.last_seq,
+        v.checkpoint_seq,
+        v.checkpoint.display(),
+        v.replayed,
+        v.counters.files,
+        v.counters.dirs,
+        v.counters.chunks,
+        v.counters.bytes,
+    );
+    if let Some(torn) = &v.torn_tail {
+        summary.push_str(&format!("\n  {torn}"));
+    }
+    for skipped in &v.skipped_checkpoints {
+        summary.push_str(&format!("\n  skipped an unreadable checkpoint: {skipped}"));
+    }
+    Ok(summary)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(dir) = &args.verify_meta {
+        return match verify_meta(dir) {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("kfs-master: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(path) = &args.check_config {
+        return match check_config(path) {
+            Ok(()) => {
+                println!("{}: ok", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("kfs-master: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    kfs_common::service::init_logging();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kfs-master: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let config = config_from(args)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let master = kfs_master::start(&config).await?;
-        println!("listening on {}", master.local_addr());
-        let signal = wait_for_signal().await?;
+        let server = kfs_master::start(&config).await?;
+        kfs_common::service::announce_ready("kfs-master", server.local_addr());
+        let signal = kfs_common::service::wait_for_signal().await?;
         tracing::info!(signal, "shutting down");
-        master.shutdown().await;
+        kfs_common::service::announce_stopping(signal);
+        server.shutdown().await;
+        tracing::info!("stopped");
         Ok(())
     })
 }

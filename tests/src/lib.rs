@@ -16,6 +16,7 @@ use kfs_common::proto::chunk::{self, ChunkServiceClient};
 use kfs_common::proto::master::{self, MasterServiceClient, ServerState};
 use kfs_common::{ChunkId, ChunkVersion};
 use kfs_master::{MasterConfig, MasterHandle};
+use std::ffi::OsStr;
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -358,6 +359,11 @@ impl Process {
     /// Starts binary `name` with `args` and waits (30 s at most) for it to print its address.
     /// Its log (standard error) goes to a file in `$KFS_TEST_LOGS` if that variable is set.
     pub fn spawn(name: &str, args: &[String]) -> Process {
+        Process::spawn_with_env(name, args, &[])
+    }
+
+    /// [`spawn`](Self::spawn) with extra environment variables (e.g. `NOTIFY_SOCKET`).
+    pub fn spawn_with_env(name: &str, args: &[String], env: &[(&str, &OsStr)]) -> Process {
         let log = match std::env::var_os("KFS_TEST_LOGS") {
             Some(dir) => {
                 let stamp = std::time::SystemTime::now()
@@ -371,6 +377,7 @@ impl Process {
         };
         let mut child = Command::new(binary(name))
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

@@ -18,6 +18,7 @@ pub mod checkpoint;
 pub mod frame;
 pub mod log;
 pub mod recovery;
+pub mod verify;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
