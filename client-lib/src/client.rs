@@ -1,13 +1,13 @@
 //! [`Client`]: a connection to a KFS cluster, and the namespace calls.
 
 use crate::file::File;
+use crate::master_conn::MasterClient;
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use kfs_common::proto::PROTOCOL_VERSION;
 use kfs_common::proto::chunk::ChunkPool;
 use kfs_common::proto::master::{
-    self, ChunkLocation, ChunkserverInfo, CreateOptions, DirEntry, FileAttr, FsckReport,
-    MasterInfo, MasterServiceClient, MkdirOptions, NamespaceCounters, RemoveSummary, SetAttr,
+    ChunkLocation, ChunkserverInfo, CreateOptions, DirEntry, FileAttr, FsckReport, MasterInfo,
+    MkdirOptions, NamespaceCounters, RemoveSummary, SetAttr,
 };
 use kfs_common::{KfsError, KfsResult, rpc};
 use serde_bytes::ByteBuf;
@@ -49,7 +49,7 @@ impl Default for ClientOptions {
 }
 
 pub(crate) struct Inner {
-    pub(crate) master: MasterServiceClient,
+    pub(crate) master: MasterClient,
     pub(crate) master_addr: SocketAddr,
     pub(crate) info: MasterInfo,
     pub(crate) chunks: ChunkPool,
@@ -100,12 +100,8 @@ impl Client {
             .collect();
         let mut last = None;
         for addr in addrs {
-            match tokio::time::timeout(options.call_timeout, master::connect(addr)).await {
-                Ok(Ok(master)) => {
-                    let info = master
-                        .handshake(rpc::context(options.call_timeout), PROTOCOL_VERSION)
-                        .await
-                        .map_err(|e| unreachable("the master", addr, e))??;
+            match crate::master_conn::connect(addr, options.call_timeout).await {
+                Ok((master, info)) => {
                     return Ok(Client {
                         inner: Arc::new(Inner {
                             master,
@@ -116,8 +112,7 @@ impl Client {
                         }),
                     });
                 }
-                Ok(Err(e)) => last = Some(unreachable("the master", addr, e)),
-                Err(_) => last = Some(unreachable("the master", addr, "connect timed out")),
+                Err(e) => last = Some(e),
             }
         }
         Err(last.unwrap_or_else(|| {
@@ -145,7 +140,7 @@ impl Client {
     }
 
     /// The master's RPC client.
-    pub(crate) fn m(&self) -> &MasterServiceClient {
+    pub(crate) fn m(&self) -> &MasterClient {
         &self.inner.master
     }
 
@@ -154,8 +149,14 @@ impl Client {
         &self,
         call: impl std::future::Future<Output = Result<KfsResult<T>, tarpc::client::RpcError>>,
     ) -> KfsResult<T> {
-        call.await
-            .map_err(|e| unreachable("the master", self.inner.master_addr, e))?
+        call.await.map_err(|e| match &e {
+            // A failed dial (the master is still down) travels inside `RpcError::Send`.
+            tarpc::client::RpcError::Send(source) if source.is::<KfsError>() => source
+                .downcast_ref::<KfsError>()
+                .cloned()
+                .expect("checked with is"),
+            _ => unreachable("the master", self.inner.master_addr, e),
+        })?
     }
 
     /// Creates a directory; its parent must exist.

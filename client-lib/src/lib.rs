@@ -28,6 +28,7 @@
 pub mod client;
 pub mod copy;
 pub mod file;
+mod master_conn;
 
 pub use client::{Client, ClientOptions};
 pub use file::File;

@@ -262,8 +262,19 @@ impl TestCluster {
 
     /// Stops the master and starts it again on the same address and metadata directory.
     pub async fn restart_master(&mut self) {
+        self.stop_master().await;
+        self.start_master().await;
+    }
+
+    /// Stops the master cleanly (as SIGTERM does).
+    pub async fn stop_master(&mut self) {
         let master = self.master.take().expect("the master is running");
         master.shutdown().await;
+    }
+
+    /// Starts the master (stopped by [`stop_master`](Self::stop_master)) on its old address.
+    pub async fn start_master(&mut self) {
+        assert!(self.master.is_none(), "the master is running");
         let master = kfs_master::start(&self.master_config)
             .await
             .expect("master restarts");

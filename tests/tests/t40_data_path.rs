@@ -484,3 +484,50 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
         })
         .sum()
 }
+
+/// One long-lived client (a server program, an interactive shell) across master restarts: a
+/// call while the master is down is `Unavailable` naming it; once the master is back the same
+/// client dials it again by itself, reads what it wrote before and writes more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_dials_the_master_again_after_it_restarts() {
+    let mut cluster = TestCluster::start(ClusterOptions::default()).await;
+    let client = cluster.client().await;
+    let before = content(41, 2 * CHUNK + 17);
+    let mut file = client.create("/before").await.unwrap();
+    file.write_all(&before).await.unwrap();
+    file.close().await.unwrap();
+
+    cluster.stop_master().await;
+    match client.stat("/before").await {
+        Err(KfsError::Unavailable(why)) => {
+            assert!(why.contains(&cluster.master_addr().to_string()), "{why}")
+        }
+        other => panic!("stat with the master down: {other:?}"),
+    }
+    cluster.start_master().await;
+
+    assert_eq!(
+        client.stat("/before").await.unwrap().size,
+        before.len() as u64
+    );
+    let back = client
+        .open("/before")
+        .await
+        .unwrap()
+        .read_at(0, before.len())
+        .await
+        .unwrap();
+    assert_eq!(digest(&back), digest(&before));
+    let after = content(42, CHUNK + 3);
+    let mut file = client.create("/after").await.unwrap();
+    file.write_all(&after).await.unwrap();
+    file.close().await.unwrap();
+
+    // A restart while idle again, then many calls at once: they share one new connection.
+    cluster.restart_master().await;
+    let stats = futures::future::join_all((0..16).map(|_| client.stat("/after"))).await;
+    for stat in stats {
+        assert_eq!(stat.unwrap().size, after.len() as u64);
+    }
+    cluster.shutdown().await;
+}

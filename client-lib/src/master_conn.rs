@@ -1,0 +1,135 @@
+//! The client's connection to the master, dialled again after the master restarts.
+//!
+//! A [`Redialing`] stub holds the current connection and knows when it closed (its dispatch
+//! task ended: the master went away). A call made on a closed connection first dials the master
+//! again (one dial at a time, shared by every caller), checks the protocol with a handshake, and
+//! then sends. Invariant: a request is sent once, on one connection; it is never re-sent, because
+//! a request that went out on a connection that then broke may have been applied (`create`,
+//! `rename`), and the caller must see that it does not know. So after a master restart the
+//! first call on a long-lived client succeeds if the master is back, and a call in flight at the
+//! restart fails with `Unavailable` (the data path's retry loops then carry on).
+
+use kfs_common::proto::PROTOCOL_VERSION;
+use kfs_common::proto::master::{
+    MasterInfo, MasterServiceClient, MasterServiceRequest, MasterServiceResponse,
+};
+use kfs_common::{KfsError, rpc};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tarpc::client::RpcError;
+use tarpc::client::stub::Stub;
+
+type Channel = tarpc::client::Channel<MasterServiceRequest, MasterServiceResponse>;
+
+/// The master's RPC client, dialled again when its connection has closed.
+pub(crate) type MasterClient = MasterServiceClient<Redialing>;
+
+/// One connection, and whether it has closed.
+struct Conn {
+    channel: Channel,
+    closed: Arc<AtomicBool>,
+}
+
+struct Shared {
+    addr: SocketAddr,
+    timeout: Duration,
+    current: std::sync::Mutex<Arc<Conn>>,
+    /// Held while dialling, so that many callers finding the connection closed dial once.
+    dialling: tokio::sync::Mutex<()>,
+}
+
+/// A tarpc stub over the current connection to the master (see the module docs).
+#[derive(Clone)]
+pub(crate) struct Redialing(Arc<Shared>);
+
+/// Connects to the master at `addr` and shakes hands; the client dials again by itself later.
+pub(crate) async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<(MasterClient, MasterInfo), KfsError> {
+    let (conn, info) = dial(addr, timeout).await?;
+    let stub = Redialing(Arc::new(Shared {
+        addr,
+        timeout,
+        current: std::sync::Mutex::new(Arc::new(conn)),
+        dialling: tokio::sync::Mutex::new(()),
+    }));
+    Ok((MasterServiceClient::from(stub), info))
+}
+
+/// A new connection to `addr` whose handshake succeeded.
+async fn dial(addr: SocketAddr, timeout: Duration) -> Result<(Conn, MasterInfo), KfsError> {
+    let unreachable = |e: &dyn std::fmt::Display| crate::client::unreachable("the master", addr, e);
+    let transport = tokio::time::timeout(timeout, rpc::connect(addr, rpc::Service::Master))
+        .await
+        .map_err(|_| unreachable(&"connect timed out"))?
+        .map_err(|e| unreachable(&e))?;
+    let tarpc::client::NewClient { client, dispatch } =
+        tarpc::client::new(tarpc::client::Config::default(), transport);
+    let closed = Arc::new(AtomicBool::new(false));
+    let flag = closed.clone();
+    tokio::spawn(async move {
+        if let Err(error) = dispatch.await {
+            tracing::debug!(%addr, %error, "connection to the master failed");
+        }
+        flag.store(true, Ordering::Release);
+    });
+    let info = MasterServiceClient::from(client.clone())
+        .handshake(rpc::context(timeout), PROTOCOL_VERSION)
+        .await
+        .map_err(|e| unreachable(&e))??;
+    Ok((
+        Conn {
+            channel: client,
+            closed,
+        },
+        info,
+    ))
+}
+
+impl Redialing {
+    /// The current connection if it is open; otherwise a new one.
+    async fn open_conn(&self) -> Result<Arc<Conn>, KfsError> {
+        let current = self.current();
+        if !current.closed.load(Ordering::Acquire) {
+            return Ok(current);
+        }
+        let _dialling = self.0.dialling.lock().await;
+        let current = self.current();
+        if !current.closed.load(Ordering::Acquire) {
+            return Ok(current); // another caller dialled while this one waited
+        }
+        tracing::info!(addr = %self.0.addr, "the connection to the master closed; dialling again");
+        let (conn, _info) = dial(self.0.addr, self.0.timeout).await?;
+        let conn = Arc::new(conn);
+        *self.0.current.lock().unwrap_or_else(|p| p.into_inner()) = conn.clone();
+        Ok(conn)
+    }
+
+    fn current(&self) -> Arc<Conn> {
+        self.0
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl Stub for Redialing {
+    type Req = MasterServiceRequest;
+    type Resp = MasterServiceResponse;
+
+    async fn call(
+        &self,
+        ctx: tarpc::context::Context,
+        request: MasterServiceRequest,
+    ) -> Result<MasterServiceResponse, RpcError> {
+        let conn = self
+            .open_conn()
+            .await
+            .map_err(|e| RpcError::Send(Box::new(e)))?;
+        conn.channel.call(ctx, request).await
+    }
+}
