@@ -260,6 +260,22 @@ async fn a_restarted_master_copies_and_deletes_nothing_in_safe_mode() {
         client.set_replication(path, 2).await.unwrap();
     }
     wait_healthy(&client, "every chunk at 2 replicas").await;
+    // The master forgets a trimmed replica at once, but the disk lets go of it at the next
+    // heartbeat: wait for that, or a server would report the third replica after the restart.
+    let chunks: Vec<ChunkId> = holders(&client, &files)
+        .await
+        .iter()
+        .map(|(c, _)| *c)
+        .collect();
+    wait_until("the trimmed replicas deleted from disk", BOUND, || async {
+        chunks.iter().all(|&c| {
+            (0..4)
+                .filter(|&i| cluster.chunkserver(i).store().replica(c).is_some())
+                .count()
+                == 2
+        })
+    })
+    .await;
     // Both servers of one chunk are down across the master's restart: that chunk has not
     // reported, so safe mode holds, although other chunks (one replica down) could be copied.
     let (unreported, pair) = holders(&client, &files).await.swap_remove(0);
