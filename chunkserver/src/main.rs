@@ -83,12 +83,19 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("kfs-chunkserver: {e:#}");
-                ExitCode::FAILURE
+                ExitCode::from(EX_CONFIG)
             }
         };
     }
     kfs_common::service::init_logging();
-    match run(args) {
+    let config = match config_from(args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("kfs-chunkserver: {e:#}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("kfs-chunkserver: {e:#}");
@@ -97,8 +104,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
-    let config = config_from(args)?;
+/// Exit status of a configuration error (sysexits' `EX_CONFIG`); the units do not restart on it.
+const EX_CONFIG: u8 = 78;
+
+fn run(config: ChunkserverConfig) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let server = kfs_chunkserver::start(&config).await?;

@@ -2,8 +2,9 @@
 //!
 //! A [`Redialing`] stub holds the current connection and knows when it closed (its dispatch
 //! task ended: the master went away). A call made on a closed connection first dials the master
-//! again (one dial at a time, shared by every caller), checks the protocol with a handshake, and
-//! then sends. Invariant: a request is sent once, on one connection; it is never re-sent, because
+//! again (one dial at a time, shared by every caller: callers that waited for a dial that failed
+//! get its error instead of dialling again), within the call's own deadline, checks with a
+//! handshake that it speaks the same protocol and chunk size, and then sends. Invariant: a request is sent once, on one connection; it is never re-sent, because
 //! a request that went out on a connection that then broke may have been applied (`create`,
 //! `rename`), and the caller must see that it does not know. So after a master restart the
 //! first call on a long-lived client succeeds if the master is back, and a call in flight at the
@@ -35,9 +36,13 @@ struct Conn {
 struct Shared {
     addr: SocketAddr,
     timeout: Duration,
+    /// The chunk size the client was made with; a master that comes back with another is
+    /// refused (offsets would map to the wrong chunks).
+    chunk_size: u64,
     current: std::sync::Mutex<Arc<Conn>>,
-    /// Held while dialling, so that many callers finding the connection closed dial once.
-    dialling: tokio::sync::Mutex<()>,
+    /// Held while dialling, so that many callers finding the connection closed dial once. It
+    /// holds how many dials were made, and the error of the last one if it failed.
+    dialling: tokio::sync::Mutex<(u64, Option<KfsError>)>,
 }
 
 /// A tarpc stub over the current connection to the master (see the module docs).
@@ -53,8 +58,9 @@ pub(crate) async fn connect(
     let stub = Redialing(Arc::new(Shared {
         addr,
         timeout,
+        chunk_size: info.chunk_size,
         current: std::sync::Mutex::new(Arc::new(conn)),
-        dialling: tokio::sync::Mutex::new(()),
+        dialling: tokio::sync::Mutex::new((0, None)),
     }));
     Ok((MasterServiceClient::from(stub), info))
 }
@@ -90,22 +96,53 @@ async fn dial(addr: SocketAddr, timeout: Duration) -> Result<(Conn, MasterInfo),
 }
 
 impl Redialing {
-    /// The current connection if it is open; otherwise a new one.
-    async fn open_conn(&self) -> Result<Arc<Conn>, KfsError> {
+    /// The current connection if it is open; otherwise a new one, dialled within `timeout`.
+    async fn open_conn(&self, timeout: Duration) -> Result<Arc<Conn>, KfsError> {
         let current = self.current();
         if !current.closed.load(Ordering::Acquire) {
             return Ok(current);
         }
-        let _dialling = self.0.dialling.lock().await;
+        let dials_seen = self.0.dialling.try_lock().map(|d| d.0).ok();
+        let mut dialling = tokio::time::timeout(timeout, self.0.dialling.lock())
+            .await
+            .map_err(|_| self.gone("waited for another call's dial until the deadline"))?;
         let current = self.current();
         if !current.closed.load(Ordering::Acquire) {
             return Ok(current); // another caller dialled while this one waited
         }
+        if dials_seen.is_none_or(|seen| seen != dialling.0)
+            && let Some(failed) = &dialling.1
+        {
+            return Err(failed.clone()); // the dial this caller waited for failed
+        }
         tracing::info!(addr = %self.0.addr, "the connection to the master closed; dialling again");
-        let (conn, _info) = dial(self.0.addr, self.0.timeout).await?;
-        let conn = Arc::new(conn);
-        *self.0.current.lock().unwrap_or_else(|p| p.into_inner()) = conn.clone();
-        Ok(conn)
+        dialling.0 += 1;
+        let outcome = match dial(self.0.addr, timeout).await {
+            Ok((_, info)) if info.chunk_size != self.0.chunk_size => {
+                Err(KfsError::Unavailable(format!(
+                    "the master at {} came back with chunk size {} where this client was made \
+                     with {}: connect again",
+                    self.0.addr, info.chunk_size, self.0.chunk_size
+                )))
+            }
+            Ok((conn, _)) => Ok(Arc::new(conn)),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(conn) => {
+                dialling.1 = None;
+                *self.0.current.lock().unwrap_or_else(|p| p.into_inner()) = conn.clone();
+                Ok(conn)
+            }
+            Err(e) => {
+                dialling.1 = Some(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    fn gone(&self, why: &str) -> KfsError {
+        crate::client::unreachable("the master", self.0.addr, why)
     }
 
     fn current(&self) -> Arc<Conn> {
@@ -126,8 +163,11 @@ impl Stub for Redialing {
         ctx: tarpc::context::Context,
         request: MasterServiceRequest,
     ) -> Result<MasterServiceResponse, RpcError> {
+        let left = ctx
+            .deadline
+            .saturating_duration_since(std::time::Instant::now());
         let conn = self
-            .open_conn()
+            .open_conn(left.min(self.0.timeout))
             .await
             .map_err(|e| RpcError::Send(Box::new(e)))?;
         conn.channel.call(ctx, request).await

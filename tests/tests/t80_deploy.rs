@@ -43,7 +43,8 @@ fn set_key(text: &str, key: &str, value: Option<&str>) -> String {
         .join("\n")
 }
 
-/// Runs `kfs-<name> --check-config path`: (success, stdout + stderr).
+/// Runs `kfs-<name> --check-config path`: (success, stdout + stderr). A failure must exit with
+/// 78 (`EX_CONFIG`), which the units do not restart on.
 fn check_config(name: &str, path: &Path) -> (bool, String) {
     let out = Command::new(binary(name))
         .arg("--check-config")
@@ -54,6 +55,11 @@ fn check_config(name: &str, path: &Path) -> (bool, String) {
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() || out.status.code() == Some(78),
+        "{name} --check-config exited with {}: {text}",
+        out.status
     );
     (out.status.success(), text)
 }
@@ -280,7 +286,7 @@ async fn meta_backup_taken_while_running_restores_every_op_up_to_a_point() {
     let meta = root.path().join("meta");
     let master_bin = binary("kfs-master");
     // Checkpoints (which rotate the log and remove old files) every 300 ops, so backups race
-    // them; segments as small as allowed.
+    // them.
     let master_args: Vec<String> = [
         "--listen",
         "127.0.0.1:0",
