@@ -31,6 +31,14 @@ pub enum Top {
     },
     /// Run a master and chunkservers in this process, then the shell on them.
     Local(LocalArgs),
+    /// Benchmark KFS (or any mounted file system with --posix): meta, seq, small, mixed.
+    Bench(BenchArgs),
+    /// Turn `kfs bench --json` reports into Markdown tables (medians per phase and target).
+    BenchReport {
+        /// JSON reports written by `kfs bench --json`.
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
+    },
     #[command(flatten)]
     Fs(Cmd),
 }
@@ -52,6 +60,103 @@ pub struct LocalArgs {
     /// Keep going after a command read from standard input fails.
     #[arg(short = 'k', long)]
     pub keep_going: bool,
+}
+
+/// The workloads of `kfs bench`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// Metadata: mkdir, create, stat, readdir, rename, remove over many empty files.
+    Meta,
+    /// Sequential throughput: large files written (and synced) in parallel, then read.
+    Seq,
+    /// Small files, as a photo site: many small files written (each synced), then random reads.
+    Small,
+    /// Reads, writes, stats and listings together for a given time.
+    Mixed,
+}
+
+impl Workload {
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Meta => "meta",
+            Workload::Seq => "seq",
+            Workload::Small => "small",
+            Workload::Mixed => "mixed",
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// What to run.
+    #[arg(value_enum)]
+    pub workload: Workload,
+    /// Run against this directory of a mounted file system instead of KFS (same workload, same
+    /// report, an fsync where KFS syncs).
+    #[arg(long, value_name = "DIR", conflicts_with = "local")]
+    pub posix: Option<PathBuf>,
+    /// Start a KFS cluster in this process (a master and --local-chunkservers) for the run.
+    #[arg(long)]
+    pub local: bool,
+    /// Chunkservers of the --local cluster.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub local_chunkservers: usize,
+    /// Where the --local cluster keeps its data (a temp dir under it; default the system's).
+    #[arg(long, value_name = "DIR")]
+    pub local_data: Option<PathBuf>,
+    /// Concurrent clients (default: 64; seq: one per file).
+    #[arg(long, value_name = "N")]
+    pub clients: Option<usize>,
+    /// Files (default: meta and small 100000, seq 4, mixed 1000).
+    #[arg(long, value_name = "N")]
+    pub files: Option<u64>,
+    /// seq: bytes written in all, over the files (e.g. 1GiB, 64MiB, 1000000).
+    #[arg(long, default_value = "1GiB", value_parser = parse_bytes, value_name = "SIZE")]
+    pub size: u64,
+    /// seq: bytes per write and read call.
+    #[arg(long, default_value = "1MiB", value_parser = parse_block, value_name = "SIZE")]
+    pub block: usize,
+    /// small and mixed: bytes per file, or a range spread evenly (4KiB-64KiB). Default 6KiB
+    /// (mixed: 64KiB).
+    #[arg(long, value_name = "SIZE[-SIZE]")]
+    pub file_size: Option<String>,
+    /// small: random reads after the writes (default: as many as files).
+    #[arg(long, value_name = "N")]
+    pub reads: Option<u64>,
+    /// Replication factor of the files written (KFS).
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub replication: u8,
+    /// mixed: shares of each kind of operation.
+    #[arg(long, value_name = "read=60,write=20,stat=15,list=5")]
+    pub mix: Option<String>,
+    /// mixed: seconds to run.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS")]
+    pub duration: f64,
+    /// Print the report as JSON (for `kfs bench-report` and machines).
+    #[arg(long)]
+    pub json: bool,
+    /// Keep the benchmark's files afterwards.
+    #[arg(long)]
+    pub keep: bool,
+    /// A note recorded in the report.
+    #[arg(long)]
+    pub note: Option<String>,
+}
+
+/// A size such as `1048576`, `64MiB` or `1GiB`.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("{s:?} is not a size ({e})"))
+}
+
+fn parse_block(s: &str) -> Result<usize, String> {
+    let n = parse_bytes(s)?;
+    if n == 0 || n > 64 << 20 {
+        return Err(format!("{s:?}: a block is 1 byte to 64 MiB"));
+    }
+    Ok(n as usize)
 }
 
 /// One line of the interactive shell.

@@ -6,8 +6,10 @@
 //! - [`session`]: the working directory, relative paths and glob patterns.
 //! - [`repl`]: the interactive shell (history, tab completion) and scripts.
 //! - [`local`]: `kfs local`.
+//! - [`bench`]: `kfs bench` and `kfs bench-report`.
 //! - [`format`], [`progress`]: how things are printed.
 
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod format;
@@ -60,6 +62,39 @@ pub fn main_with(cli: Cli) -> i32 {
             rt.block_on(cluster.shutdown());
             status
         }
+        Some(Top::Bench(args)) => {
+            let json = args.json;
+            match rt.block_on(bench::run(&cli.master, args)) {
+                Ok(report) if json => match serde_json::to_string_pretty(&report) {
+                    Ok(text) => print_out(&format!("{text}\n")),
+                    Err(e) => {
+                        eprintln!("kfs: bench: {e}");
+                        1
+                    }
+                },
+                Ok(report) => print_out(&report.to_table()),
+                Err(e) => {
+                    eprintln!("kfs: bench: {e:#}");
+                    1
+                }
+            }
+        }
+        Some(Top::BenchReport { reports }) => {
+            let mut parsed = Vec::new();
+            for path in &reports {
+                match std::fs::read_to_string(path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+                {
+                    Ok(report) => parsed.push(report),
+                    Err(e) => {
+                        eprintln!("kfs: bench-report: {}: {e}", path.display());
+                        return 1;
+                    }
+                }
+            }
+            print_out(&bench::report::markdown(&parsed))
+        }
         Some(Top::Shell { keep_going }) => match connect(&rt, &cli.master) {
             Some(client) => shell(&handle, client, keep_going),
             None => 1,
@@ -81,6 +116,19 @@ pub fn main_with(cli: Cli) -> i32 {
                 Ok(Flow::Continue | Flow::Exit) => 0,
                 Err(_) => 1,
             }
+        }
+    }
+}
+
+/// Writes `text` to standard output; a closed pipe (`| head`) is not an error.
+fn print_out(text: &str) -> i32 {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Ok(()) => 0,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+        Err(e) => {
+            eprintln!("kfs: cannot write to standard output: {e}");
+            1
         }
     }
 }

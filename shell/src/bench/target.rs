@@ -1,0 +1,290 @@
+//! What a benchmark runs against: a KFS cluster through `kfs-client`, or a directory of any
+//! mounted file system. Both offer the same operations with the same meaning, so a workload is
+//! written once and measures the same thing on both: a file write ends with a sync in both
+//! (`File::sync` in KFS, `fsync` on POSIX), a read reads every byte, a listing reads every entry.
+
+use anyhow::Context as _;
+use kfs_client::Client;
+use kfs_common::proto::master::CreateOptions;
+use std::path::PathBuf;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Where the operations go. Paths are relative to the benchmark's own directory.
+#[derive(Clone)]
+pub enum Target {
+    /// A KFS cluster; `root` is an absolute KFS path.
+    Kfs { client: Client, root: String },
+    /// A directory of a mounted file system.
+    Posix { root: PathBuf },
+}
+
+impl Target {
+    fn kfs_path(root: &str, rel: &str) -> String {
+        if rel.is_empty() {
+            root.to_string()
+        } else {
+            format!("{root}/{rel}")
+        }
+    }
+
+    /// What the report calls it.
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Kfs { client, root } => {
+                format!("kfs (master {}) {root}", client.master_addr())
+            }
+            Target::Posix { root } => format!("posix {}", root.display()),
+        }
+    }
+
+    /// Makes the benchmark's directory `rel` (its parent must exist).
+    pub async fn mkdir(&self, rel: &str) -> anyhow::Result<()> {
+        match self {
+            Target::Kfs { client, root } => {
+                let path = Self::kfs_path(root, rel);
+                client
+                    .mkdir(&path)
+                    .await
+                    .with_context(|| format!("mkdir {path}"))?;
+            }
+            Target::Posix { root } => {
+                let path = root.join(rel);
+                tokio::fs::create_dir(&path)
+                    .await
+                    .with_context(|| format!("mkdir {}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates an empty file (no data, no sync: a metadata operation).
+    pub async fn create_empty(&self, rel: &str) -> anyhow::Result<()> {
+        match self {
+            Target::Kfs { client, root } => {
+                let path = Self::kfs_path(root, rel);
+                let file = client
+                    .create(&path)
+                    .await
+                    .with_context(|| format!("create {path}"))?;
+                file.close()
+                    .await
+                    .with_context(|| format!("close {path}"))?;
+            }
+            Target::Posix { root } => {
+                let path = root.join(rel);
+                tokio::fs::File::create(&path)
+                    .await
+                    .with_context(|| format!("create {}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `size` bytes of `pattern` (repeated) in calls of `block` bytes, syncs and closes.
+    pub async fn write_file(
+        &self,
+        rel: &str,
+        size: u64,
+        block: usize,
+        replication: u8,
+        pattern: &[u8],
+    ) -> anyhow::Result<u64> {
+        match self {
+            Target::Kfs { client, root } => {
+                let path = Self::kfs_path(root, rel);
+                let options = CreateOptions {
+                    replication: Some(replication),
+                    ..Default::default()
+                };
+                let mut file = client
+                    .create_with(&path, options)
+                    .await
+                    .with_context(|| format!("create {path}"))?;
+                write_blocks(&mut file, size, block, pattern)
+                    .await
+                    .with_context(|| format!("write {path}"))?;
+                file.sync().await.with_context(|| format!("sync {path}"))?;
+                file.close()
+                    .await
+                    .with_context(|| format!("close {path}"))?;
+            }
+            Target::Posix { root } => {
+                let path = root.join(rel);
+                let mut file = tokio::fs::File::create(&path)
+                    .await
+                    .with_context(|| format!("create {}", path.display()))?;
+                write_blocks(&mut file, size, block, pattern)
+                    .await
+                    .with_context(|| format!("write {}", path.display()))?;
+                file.sync_all()
+                    .await
+                    .with_context(|| format!("fsync {}", path.display()))?;
+            }
+        }
+        Ok(size)
+    }
+
+    /// Reads the whole file in calls of `block` bytes; returns the bytes read.
+    pub async fn read_file(&self, rel: &str, block: usize) -> anyhow::Result<u64> {
+        let mut buf = vec![0u8; block];
+        match self {
+            Target::Kfs { client, root } => {
+                let path = Self::kfs_path(root, rel);
+                let mut file = client
+                    .open(&path)
+                    .await
+                    .with_context(|| format!("open {path}"))?;
+                read_all(&mut file, &mut buf)
+                    .await
+                    .with_context(|| format!("read {path}"))
+            }
+            Target::Posix { root } => {
+                let path = root.join(rel);
+                let mut file = tokio::fs::File::open(&path)
+                    .await
+                    .with_context(|| format!("open {}", path.display()))?;
+                read_all(&mut file, &mut buf)
+                    .await
+                    .with_context(|| format!("read {}", path.display()))
+            }
+        }
+    }
+
+    pub async fn stat(&self, rel: &str) -> anyhow::Result<u64> {
+        match self {
+            Target::Kfs { client, root } => {
+                let path = Self::kfs_path(root, rel);
+                Ok(client
+                    .stat(&path)
+                    .await
+                    .with_context(|| format!("stat {path}"))?
+                    .size)
+            }
+            Target::Posix { root } => {
+                let path = root.join(rel);
+                Ok(tokio::fs::metadata(&path)
+                    .await
+                    .with_context(|| format!("stat {}", path.display()))?
+                    .len())
+            }
+        }
+    }
+
+    /// Lists a directory entirely (KFS: every page); returns the number of entries.
+    pub async fn list(&self, rel: &str) -> anyhow::Result<u64> {
+        match self {
+            Target::Kfs { client, root } => {
+                let path = Self::kfs_path(root, rel);
+                Ok(client
+                    .list_all(&path)
+                    .await
+                    .with_context(|| format!("list {path}"))?
+                    .len() as u64)
+            }
+            Target::Posix { root } => {
+                let path = root.join(rel);
+                let mut dir = tokio::fs::read_dir(&path)
+                    .await
+                    .with_context(|| format!("list {}", path.display()))?;
+                let mut n = 0;
+                while dir
+                    .next_entry()
+                    .await
+                    .with_context(|| format!("list {}", path.display()))?
+                    .is_some()
+                {
+                    n += 1;
+                }
+                Ok(n)
+            }
+        }
+    }
+
+    pub async fn rename(&self, from: &str, to: &str) -> anyhow::Result<()> {
+        match self {
+            Target::Kfs { client, root } => {
+                let (a, b) = (Self::kfs_path(root, from), Self::kfs_path(root, to));
+                client
+                    .rename(&a, &b)
+                    .await
+                    .with_context(|| format!("rename {a} {b}"))?;
+            }
+            Target::Posix { root } => {
+                let (a, b) = (root.join(from), root.join(to));
+                tokio::fs::rename(&a, &b)
+                    .await
+                    .with_context(|| format!("rename {} {}", a.display(), b.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn remove(&self, rel: &str) -> anyhow::Result<()> {
+        match self {
+            Target::Kfs { client, root } => {
+                let path = Self::kfs_path(root, rel);
+                client
+                    .remove(&path)
+                    .await
+                    .with_context(|| format!("remove {path}"))?;
+            }
+            Target::Posix { root } => {
+                let path = root.join(rel);
+                tokio::fs::remove_file(&path)
+                    .await
+                    .with_context(|| format!("remove {}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the benchmark's directory `rel` and everything in it.
+    pub async fn remove_tree(&self, rel: &str) -> anyhow::Result<()> {
+        match self {
+            Target::Kfs { client, root } => {
+                let path = Self::kfs_path(root, rel);
+                client
+                    .remove_all(&path)
+                    .await
+                    .with_context(|| format!("rm -r {path}"))?;
+            }
+            Target::Posix { root } => {
+                let path = root.join(rel);
+                tokio::fs::remove_dir_all(&path)
+                    .await
+                    .with_context(|| format!("rm -r {}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn write_blocks<W: AsyncWriteExt + Unpin>(
+    out: &mut W,
+    size: u64,
+    block: usize,
+    pattern: &[u8],
+) -> std::io::Result<()> {
+    let mut left = size;
+    let mut at = 0usize;
+    while left > 0 {
+        let n = (block as u64).min(left) as usize;
+        // A window of the pattern that moves each call, so blocks differ from each other.
+        let start = at % (pattern.len() - n.min(pattern.len()) + 1);
+        out.write_all(&pattern[start..start + n]).await?;
+        left -= n as u64;
+        at = at.wrapping_add(4099);
+    }
+    out.flush().await
+}
+
+async fn read_all<R: AsyncReadExt + Unpin>(input: &mut R, buf: &mut [u8]) -> std::io::Result<u64> {
+    let mut total = 0;
+    loop {
+        let n = input.read(buf).await?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n as u64;
+    }
+}

@@ -1,0 +1,397 @@
+//! The workloads. Each lays files out the same way on every target: at most 1,000 entries per
+//! directory (`d<k>/…`), names derived from the operation's index, and "random" orders from a
+//! fixed permutation, so two runs (and a KFS run and a POSIX run) do exactly the same operations.
+
+use super::stats::{Op, PhaseResult, run_phase, run_timed};
+use super::target::Target;
+use super::{Settings, Workload};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Entries per directory.
+pub const FANOUT: u64 = 1000;
+
+fn dir_of(i: u64) -> String {
+    format!("d{}", i / FANOUT)
+}
+
+fn dirs_for(files: u64) -> u64 {
+    files.div_ceil(FANOUT).max(1)
+}
+
+/// A permutation of `0..n`: `i -> (i * step + offset) mod n` with `step` coprime to `n`.
+#[derive(Clone, Copy)]
+pub struct Shuffle {
+    n: u64,
+    step: u64,
+}
+
+impl Shuffle {
+    pub fn new(n: u64) -> Shuffle {
+        let n = n.max(1);
+        let step = [1_000_003u64, 999_983, 1_000_033, 7_919, 104_729, 15_485_863]
+            .into_iter()
+            .find(|p| gcd(*p % n, n) == 1)
+            .unwrap_or(1);
+        Shuffle { n, step }
+    }
+
+    pub fn get(&self, i: u64) -> u64 {
+        ((i % self.n) as u128 * self.step as u128 % self.n as u128) as u64
+    }
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// Bytes that differ from block to block: `len` bytes of a xorshift sequence.
+pub fn pattern(len: usize) -> Arc<Vec<u8>> {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    Arc::new(
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect(),
+    )
+}
+
+/// The size of small file `i`: `size` exactly, or spread over `size..=size_max`.
+fn small_size(s: &Settings, i: u64) -> u64 {
+    match s.file_size_max {
+        Some(max) if max > s.file_size => {
+            let h = i.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17);
+            s.file_size + h % (max - s.file_size + 1)
+        }
+        _ => s.file_size,
+    }
+}
+
+fn op<F, Fut>(f: F) -> Op
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<u64>> + Send + 'static,
+{
+    Arc::new(move |i| Box::pin(f(i)))
+}
+
+/// Makes the directories `d0 .. d<n-1>` (not measured).
+async fn make_dirs(t: &Target, n: u64, clients: usize) -> anyhow::Result<PhaseResult> {
+    let t = t.clone();
+    run_phase(
+        "mkdir",
+        n,
+        clients,
+        op(move |i| {
+            let t = t.clone();
+            async move { t.mkdir(&format!("d{i}")).await.map(|()| 0) }
+        }),
+    )
+    .await
+}
+
+/// `meta`: mkdir, create, stat, readdir, rename, remove over `files` empty files.
+/// `rss_probe` is called once all files exist (the master-memory probe of `--local`).
+pub async fn meta(
+    t: &Target,
+    s: &Settings,
+    rss_probe: &mut dyn FnMut(),
+) -> anyhow::Result<Vec<PhaseResult>> {
+    let files = s.files;
+    let mut results = vec![make_dirs(t, dirs_for(files), s.clients).await?];
+    let tt = t.clone();
+    results.push(
+        run_phase(
+            "create",
+            files,
+            s.clients,
+            op(move |i| {
+                let t = tt.clone();
+                async move {
+                    t.create_empty(&format!("{}/f{i}", dir_of(i)))
+                        .await
+                        .map(|()| 0)
+                }
+            }),
+        )
+        .await?,
+    );
+    rss_probe();
+    let shuffle = Shuffle::new(files);
+    let tt = t.clone();
+    results.push(
+        run_phase(
+            "stat",
+            files,
+            s.clients,
+            op(move |i| {
+                let t = tt.clone();
+                let f = shuffle.get(i);
+                async move { t.stat(&format!("{}/f{f}", dir_of(f))).await.map(|_| 0) }
+            }),
+        )
+        .await?,
+    );
+    let tt = t.clone();
+    let mut listed = run_phase(
+        "readdir",
+        dirs_for(files),
+        s.clients,
+        op(move |i| {
+            let t = tt.clone();
+            // Bytes stand for entries here; reported as entries below.
+            async move { t.list(&format!("d{i}")).await }
+        }),
+    )
+    .await?;
+    anyhow::ensure!(
+        listed.bytes == files,
+        "readdir found {} entries where {files} files were created",
+        listed.bytes
+    );
+    listed.bytes = 0;
+    listed.mb_per_sec = 0.0;
+    results.push(listed);
+    let tt = t.clone();
+    results.push(
+        run_phase(
+            "rename",
+            files,
+            s.clients,
+            op(move |i| {
+                let t = tt.clone();
+                async move {
+                    let d = dir_of(i);
+                    t.rename(&format!("{d}/f{i}"), &format!("{d}/g{i}"))
+                        .await
+                        .map(|()| 0)
+                }
+            }),
+        )
+        .await?,
+    );
+    let tt = t.clone();
+    results.push(
+        run_phase(
+            "remove",
+            files,
+            s.clients,
+            op(move |i| {
+                let t = tt.clone();
+                async move { t.remove(&format!("{}/g{i}", dir_of(i))).await.map(|()| 0) }
+            }),
+        )
+        .await?,
+    );
+    Ok(results)
+}
+
+/// `seq`: `files` files of `size / files` bytes written in `block` calls and synced, in
+/// parallel, then read back in parallel.
+pub async fn seq(t: &Target, s: &Settings) -> anyhow::Result<Vec<PhaseResult>> {
+    let per_file = s.size / s.files.max(1);
+    let data = pattern(s.block + 65_536);
+    let (block, replication) = (s.block, s.replication);
+    let tt = t.clone();
+    let write = run_phase(
+        "write",
+        s.files,
+        s.clients,
+        op(move |i| {
+            let (t, data) = (tt.clone(), data.clone());
+            async move {
+                t.write_file(&format!("s{i}"), per_file, block, replication, &data)
+                    .await
+            }
+        }),
+    )
+    .await?;
+    let tt = t.clone();
+    let read = run_phase(
+        "read",
+        s.files,
+        s.clients,
+        op(move |i| {
+            let t = tt.clone();
+            async move {
+                let n = t.read_file(&format!("s{i}"), block).await?;
+                anyhow::ensure!(n == per_file, "s{i}: read {n} bytes of {per_file}");
+                Ok(n)
+            }
+        }),
+    )
+    .await?;
+    Ok(vec![write, read])
+}
+
+/// `small`: `files` small files written (each synced) by `clients` writers, then `reads`
+/// random ones read by `clients` readers.
+pub async fn small(t: &Target, s: &Settings) -> anyhow::Result<Vec<PhaseResult>> {
+    let mut results = vec![make_dirs(t, dirs_for(s.files), s.clients).await?];
+    let max = s.file_size_max.unwrap_or(s.file_size).max(s.file_size) as usize;
+    let data = pattern(max + 65_536);
+    let settings = Arc::new(s.clone());
+    let tt = t.clone();
+    let st = settings.clone();
+    results.push(
+        run_phase(
+            "write",
+            s.files,
+            s.clients,
+            op(move |i| {
+                let (t, data, s) = (tt.clone(), data.clone(), st.clone());
+                async move {
+                    let size = small_size(&s, i);
+                    t.write_file(
+                        &format!("{}/p{i}", dir_of(i)),
+                        size,
+                        size.max(1) as usize,
+                        s.replication,
+                        &data,
+                    )
+                    .await
+                }
+            }),
+        )
+        .await?,
+    );
+    let shuffle = Shuffle::new(s.files);
+    let tt = t.clone();
+    let st = settings.clone();
+    results.push(
+        run_phase(
+            "read",
+            s.reads,
+            s.clients,
+            op(move |i| {
+                let (t, s) = (tt.clone(), st.clone());
+                let f = shuffle.get(i);
+                async move {
+                    let want = small_size(&s, f);
+                    let n = t
+                        .read_file(&format!("{}/p{f}", dir_of(f)), want.max(1) as usize)
+                        .await?;
+                    anyhow::ensure!(n == want, "p{f}: read {n} bytes of {want}");
+                    Ok(n)
+                }
+            }),
+        )
+        .await?,
+    );
+    Ok(results)
+}
+
+/// `mixed`: `files` files of `file_size` bytes first (not measured), then for `duration`
+/// `clients` clients each pick, per operation: read a random file, write a new one (synced),
+/// stat a random file or list a directory, in the proportions of `mix`.
+pub async fn mixed(t: &Target, s: &Settings) -> anyhow::Result<Vec<PhaseResult>> {
+    let setup = Settings {
+        reads: 0,
+        ..s.clone()
+    };
+    let mut small_setup = small(t, &setup).await?;
+    small_setup.truncate(2);
+    for r in &mut small_setup {
+        r.phase = format!("setup {}", r.phase);
+    }
+    t.mkdir("w").await?;
+    let data = pattern(s.file_size as usize + 65_536);
+    let (files, size, replication) = (s.files, s.file_size, s.replication);
+    let shuffle = Shuffle::new(files);
+    let tt = t.clone();
+    let read = op(move |i| {
+        let t = tt.clone();
+        let f = shuffle.get(i);
+        async move {
+            t.read_file(&format!("{}/p{f}", dir_of(f)), size.max(1) as usize)
+                .await
+        }
+    });
+    let tt = t.clone();
+    let write = op(move |i| {
+        let (t, data) = (tt.clone(), data.clone());
+        async move {
+            t.write_file(
+                &format!("w/n{i}"),
+                size,
+                size.max(1) as usize,
+                replication,
+                &data,
+            )
+            .await
+        }
+    });
+    let tt = t.clone();
+    let stat = op(move |i| {
+        let t = tt.clone();
+        let f = shuffle.get(i);
+        async move { t.stat(&format!("{}/p{f}", dir_of(f))).await.map(|_| 0) }
+    });
+    let tt = t.clone();
+    let dirs = dirs_for(files);
+    let list = op(move |i| {
+        let t = tt.clone();
+        async move { t.list(&format!("d{}", i % dirs)).await.map(|_| 0) }
+    });
+    let mix = s.mix;
+    let total = mix.iter().sum::<u32>().max(1) as u64;
+    let pick = Arc::new(move |r: u64| {
+        let mut x = r % total;
+        for (k, share) in mix.iter().enumerate() {
+            if x < *share as u64 {
+                return k;
+            }
+            x -= *share as u64;
+        }
+        0
+    });
+    let mut results = small_setup;
+    results.extend(
+        run_timed(
+            &["read", "write", "stat", "list"],
+            s.clients,
+            Duration::from_secs_f64(s.duration_secs),
+            pick,
+            vec![read, write, stat, list],
+        )
+        .await?,
+    );
+    Ok(results)
+}
+
+/// Runs `workload` (in the benchmark's directory, which exists and is empty).
+pub async fn run(
+    workload: Workload,
+    t: &Target,
+    s: &Settings,
+    rss_probe: &mut dyn FnMut(),
+) -> anyhow::Result<Vec<PhaseResult>> {
+    match workload {
+        Workload::Meta => meta(t, s, rss_probe).await,
+        Workload::Seq => seq(t, s).await,
+        Workload::Small => small(t, s).await,
+        Workload::Mixed => mixed(t, s).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shuffles_are_permutations() {
+        for n in [1u64, 2, 7, 1000, 1001, 999_983, 100_000] {
+            let s = Shuffle::new(n);
+            let mut seen = vec![false; n as usize];
+            for i in 0..n {
+                let j = s.get(i) as usize;
+                assert!(!seen[j], "n={n}: {j} twice");
+                seen[j] = true;
+            }
+        }
+    }
+}
