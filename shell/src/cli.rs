@@ -141,6 +141,10 @@ pub struct BenchArgs {
     /// A note recorded in the report.
     #[arg(long)]
     pub note: Option<String>,
+    /// What to call the target in the report (e.g. "MooseFS 3.0.117 (FUSE)"); default `kfs`,
+    /// `kfs --local (...)` or `posix`.
+    #[arg(long, value_name = "NAME")]
+    pub label: Option<String>,
 }
 
 /// A size such as `1048576`, `64MiB` or `1GiB`.

@@ -44,47 +44,13 @@ impl LocalCluster {
                 args.listen
             )
         })?;
-        let mut chunkservers = Vec::new();
-        for i in 1..=args.chunkservers {
-            let config = ChunkserverConfig {
-                master: master.local_addr(),
-                listen: "127.0.0.1:0".parse().expect("an address"),
-                data: vec![args.data.join(format!("cs{i}"))],
-                ..Default::default()
-            };
-            let cs = kfs_chunkserver::start(&config)
-                .await
-                .with_context(|| format!("cannot start chunkserver {i}"))?;
-            chunkservers.push(cs);
-        }
+        let chunkservers =
+            Self::start_chunkservers(master.local_addr(), args.chunkservers, &args.data).await?;
         let cluster = LocalCluster {
             master,
             chunkservers,
         };
-        cluster.wait_registered(Duration::from_secs(10)).await;
         Ok(cluster)
-    }
-
-    async fn wait_registered(&self, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        let Ok(client) = kfs_common::proto::master::connect(self.master.local_addr()).await else {
-            return;
-        };
-        while Instant::now() < deadline {
-            if let Ok(Ok(servers)) = client
-                .chunkservers(kfs_common::rpc::context(Duration::from_secs(5)))
-                .await
-                && servers
-                    .iter()
-                    .filter(|s| s.state == ServerState::Alive)
-                    .count()
-                    >= self.chunkservers.len()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        tracing::warn!("not every chunkserver registered within {limit:?}");
     }
 
     /// One line saying where everything is.
@@ -103,10 +69,57 @@ impl LocalCluster {
         )
     }
 
+    /// Starts `n` chunkservers in this process with data dirs `<data>/cs1 ...`, reporting to the
+    /// master at `master`.
+    pub async fn start_chunkservers(
+        master: std::net::SocketAddr,
+        n: usize,
+        data: &std::path::Path,
+    ) -> anyhow::Result<Vec<ChunkserverHandle>> {
+        let mut chunkservers = Vec::new();
+        for i in 1..=n {
+            let config = ChunkserverConfig {
+                master,
+                listen: "127.0.0.1:0".parse().expect("an address"),
+                data: vec![data.join(format!("cs{i}"))],
+                ..Default::default()
+            };
+            let cs = kfs_chunkserver::start(&config)
+                .await
+                .with_context(|| format!("cannot start chunkserver {i}"))?;
+            chunkservers.push(cs);
+        }
+        wait_registered(master, n, Duration::from_secs(10)).await;
+        Ok(chunkservers)
+    }
+
     pub async fn shutdown(self) {
         for cs in self.chunkservers {
             cs.shutdown().await;
         }
         self.master.shutdown().await;
     }
+}
+
+/// Waits (at most `limit`) until the master at `master` lists `n` chunkservers alive.
+pub async fn wait_registered(master: std::net::SocketAddr, n: usize, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    let Ok(client) = kfs_common::proto::master::connect(master).await else {
+        return;
+    };
+    while Instant::now() < deadline {
+        if let Ok(Ok(servers)) = client
+            .chunkservers(kfs_common::rpc::context(Duration::from_secs(5)))
+            .await
+            && servers
+                .iter()
+                .filter(|s| s.state == ServerState::Alive)
+                .count()
+                >= n
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::warn!("not every chunkserver registered within {limit:?}");
 }

@@ -145,7 +145,7 @@ fn parse_mix(spec: &str) -> anyhow::Result<[u32; 4]> {
 pub async fn run(master: &str, args: BenchArgs) -> anyhow::Result<Report> {
     let settings = Settings::from_args(args.workload, &args)?;
     let dir_name = format!("kfs-bench-{}-{}", args.workload.name(), std::process::id());
-    let mut local = None;
+    let mut local: Option<LocalBench> = None;
     let mut local_dir = None;
     let (target, target_kind) = if let Some(root) = &args.posix {
         anyhow::ensure!(root.is_dir(), "--posix {}: not a directory", root.display());
@@ -161,15 +161,8 @@ pub async fn run(master: &str, args: BenchArgs) -> anyhow::Result<Report> {
                 .prefix("kfs-bench-local-")
                 .tempdir_in(args.local_data.clone().unwrap_or_else(std::env::temp_dir))
                 .context("cannot make the local cluster's directory")?;
-            let local_args = crate::cli::LocalArgs {
-                data: dir.path().to_path_buf(),
-                chunkservers: args.local_chunkservers,
-                listen: "127.0.0.1:0".parse().expect("an address"),
-                no_shell: true,
-                keep_going: false,
-            };
-            let cluster = LocalCluster::start(&local_args).await?;
-            let addr = cluster.master.local_addr().to_string();
+            let cluster = LocalBench::start(dir.path(), args.local_chunkservers).await?;
+            let addr = cluster.master_addr().to_string();
             local = Some(cluster);
             local_dir = Some(dir);
             addr
@@ -179,11 +172,8 @@ pub async fn run(master: &str, args: BenchArgs) -> anyhow::Result<Report> {
         let client = kfs_client::Client::connect(addr.as_str())
             .await
             .with_context(|| format!("cannot reach the master at {addr}"))?;
-        let kind = if args.local {
-            format!(
-                "kfs --local ({} chunkservers in this process)",
-                args.local_chunkservers
-            )
+        let kind = if let Some(cluster) = &local {
+            cluster.describe()
         } else {
             "kfs".to_string()
         };
@@ -210,12 +200,14 @@ pub async fn run(master: &str, args: BenchArgs) -> anyhow::Result<Report> {
         }
     }
 
-    let rss_before = report::process_rss_bytes();
+    // The master-memory probe: the master's resident memory before and with every file.
+    let master_pid = local.as_ref().and_then(LocalBench::master_pid);
+    let rss_before = master_pid.and_then(report::rss_bytes_of);
     let mut rss_per_file = None;
     let files = settings.files;
-    let is_local = local.is_some();
     let mut probe = || {
-        if is_local && let (Some(before), Some(after)) = (rss_before, report::process_rss_bytes()) {
+        if let (Some(before), Some(after)) = (rss_before, master_pid.and_then(report::rss_bytes_of))
+        {
             rss_per_file = Some(after.saturating_sub(before) as f64 / files as f64);
         }
     };
@@ -235,7 +227,7 @@ pub async fn run(master: &str, args: BenchArgs) -> anyhow::Result<Report> {
 
     Ok(Report::new(
         args.workload,
-        target_kind,
+        args.label.clone().unwrap_or(target_kind),
         described,
         settings,
         results,
@@ -243,4 +235,120 @@ pub async fn run(master: &str, args: BenchArgs) -> anyhow::Result<Report> {
         started,
         args.note.clone(),
     ))
+}
+
+/// The cluster of `--local`: the master as a child process when `kfs-master` is installed beside
+/// this binary (so its memory is measured alone), else in this process; chunkservers here.
+enum LocalBench {
+    Child {
+        master: tokio::process::Child,
+        addr: std::net::SocketAddr,
+        chunkservers: Vec<kfs_chunkserver::ChunkserverHandle>,
+    },
+    InProcess(LocalCluster),
+}
+
+impl LocalBench {
+    async fn start(dir: &std::path::Path, chunkservers: usize) -> anyhow::Result<LocalBench> {
+        anyhow::ensure!(chunkservers >= 1, "--local-chunkservers must be at least 1");
+        let master_bin = std::env::current_exe()
+            .context("the path of this program")?
+            .with_file_name("kfs-master");
+        if !master_bin.exists() {
+            eprintln!(
+                "kfs: bench: {} is not there: the master runs in this process and its memory is \
+                 not measured",
+                master_bin.display()
+            );
+            let args = crate::cli::LocalArgs {
+                data: dir.to_path_buf(),
+                chunkservers,
+                listen: "127.0.0.1:0".parse().expect("an address"),
+                no_shell: true,
+                keep_going: false,
+            };
+            return Ok(LocalBench::InProcess(LocalCluster::start(&args).await?));
+        }
+        let mut master = tokio::process::Command::new(&master_bin)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--meta-dir")
+            .arg(dir.join("master"))
+            .arg("--default-replication")
+            .arg(chunkservers.min(3).to_string())
+            .args([
+                "--heartbeat-interval-ms",
+                "1000",
+                "--chunkserver-timeout-ms",
+                "10000",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", master_bin.display()))?;
+        let stdout = master.stdout.take().expect("piped");
+        let mut line = String::new();
+        use tokio::io::AsyncBufReadExt as _;
+        tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            tokio::io::BufReader::new(stdout).read_line(&mut line),
+        )
+        .await
+        .context("kfs-master did not start within 30 s")??;
+        let addr: std::net::SocketAddr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .with_context(|| format!("kfs-master printed {line:?}"))?;
+        let chunkservers = LocalCluster::start_chunkservers(addr, chunkservers, dir).await?;
+        Ok(LocalBench::Child {
+            master,
+            addr,
+            chunkservers,
+        })
+    }
+
+    fn master_addr(&self) -> std::net::SocketAddr {
+        match self {
+            LocalBench::Child { addr, .. } => *addr,
+            LocalBench::InProcess(c) => c.master.local_addr(),
+        }
+    }
+
+    fn master_pid(&self) -> Option<u32> {
+        match self {
+            LocalBench::Child { master, .. } => master.id(),
+            LocalBench::InProcess(_) => None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            LocalBench::Child { chunkservers, .. } => format!(
+                "kfs --local (master process, {} chunkservers in the bench process)",
+                chunkservers.len()
+            ),
+            LocalBench::InProcess(c) => format!(
+                "kfs --local (master and {} chunkservers in the bench process)",
+                c.chunkservers.len()
+            ),
+        }
+    }
+
+    async fn shutdown(self) {
+        match self {
+            LocalBench::Child {
+                mut master,
+                chunkservers,
+                ..
+            } => {
+                for cs in chunkservers {
+                    cs.shutdown().await;
+                }
+                let _ = master.kill().await;
+            }
+            LocalBench::InProcess(c) => c.shutdown().await,
+        }
+    }
 }

@@ -27,8 +27,8 @@ pub struct Report {
     pub target_detail: String,
     pub settings: Settings,
     pub results: Vec<PhaseResult>,
-    /// `--local` `meta` only: growth of this process's resident memory (master, chunkservers and
-    /// client in one process) per file, measured with every file created.
+    /// `--local` `meta` only: growth of the master process's resident memory per file, measured
+    /// once every file exists.
     pub master_rss_bytes_per_file: Option<f64>,
     /// Free text given with `--note`.
     pub note: Option<String>,
@@ -77,9 +77,9 @@ impl Machine {
     }
 }
 
-/// This process's resident set size, from `/proc/self/status`.
-pub fn process_rss_bytes() -> Option<u64> {
-    read("/proc/self/status")
+/// The resident set size of process `pid`, from `/proc/<pid>/status`.
+pub fn rss_bytes_of(pid: u32) -> Option<u64> {
+    read(&format!("/proc/{pid}/status"))
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
@@ -169,10 +169,34 @@ impl Report {
         if let Some(rss) = self.master_rss_bytes_per_file {
             let _ = writeln!(
                 out,
-                "\nmemory: {rss:.0} bytes of resident memory per file (master, chunkservers and client in this process)"
+                "\nmaster memory: {rss:.0} bytes of resident memory (RSS growth of the kfs-master process) per file"
             );
         }
         out
+    }
+}
+
+/// The parameters that matter to `workload`, in words.
+fn settings_line(workload: &str, s: &Settings) -> String {
+    let size = match s.file_size_max {
+        Some(max) => format!("{}-{} B", s.file_size, max),
+        None => format!("{} B", s.file_size),
+    };
+    match workload {
+        "meta" => format!("{} clients, {} files", s.clients, s.files),
+        "seq" => format!(
+            "{} clients, {} files, {} bytes in all, calls of {} bytes, replication {}",
+            s.clients, s.files, s.size, s.block, s.replication
+        ),
+        "small" => format!(
+            "{} clients, {} files of {size}, {} random reads, replication {}",
+            s.clients, s.files, s.reads, s.replication
+        ),
+        _ => format!(
+            "{} clients, {} files of {size} first, then for {} s: read/write/stat/list in shares \
+             {:?} (each kind's ops/s is its share of the whole), replication {}",
+            s.clients, s.files, s.duration_secs, s.mix, s.replication
+        ),
     }
 }
 
@@ -207,10 +231,18 @@ pub fn markdown(reports: &[Report]) -> String {
     for (workload, rows) in &by_workload {
         let runs: Vec<&Report> = reports.iter().filter(|r| r.workload == *workload).collect();
         let first = runs[0];
+        let mut per_target: BTreeMap<&str, usize> = BTreeMap::new();
+        for r in &runs {
+            *per_target.entry(r.target.as_str()).or_default() += 1;
+        }
+        let counts: Vec<String> = per_target
+            .iter()
+            .map(|(t, n)| format!("{n} on {}", t.split(" (").next().unwrap_or(t)))
+            .collect();
         let _ = writeln!(
             out,
-            "### `{workload}`: {} run(s), {} ({} cores, {:.0} GiB, {}), commit {}, {}\n",
-            runs.len(),
+            "### `{workload}`: runs {}; {} ({} cores, {:.0} GiB, {}), commit {}, {}\n",
+            counts.join(", "),
             first.machine.cpu,
             first.machine.cores,
             first.machine.memory_bytes as f64 / (1u64 << 30) as f64,
@@ -218,21 +250,7 @@ pub fn markdown(reports: &[Report]) -> String {
             first.commit,
             &first.started[..10.min(first.started.len())]
         );
-        let s = &first.settings;
-        let _ = writeln!(
-            out,
-            "clients {}, files {}, seq size {} in blocks of {}, file size {}{}, reads {}, replication {}, mix read/write/stat/list {:?}, {} s\n",
-            s.clients,
-            s.files,
-            s.size,
-            s.block,
-            s.file_size,
-            s.file_size_max.map(|m| format!("-{m}")).unwrap_or_default(),
-            s.reads,
-            s.replication,
-            s.mix,
-            s.duration_secs
-        );
+        let _ = writeln!(out, "{}\n", settings_line(&first.workload, &first.settings));
         let _ = writeln!(
             out,
             "| target | phase | median ops/s | median MB/s | p50 µs | p99 µs | runs (ops/s) |\n|---|---|---:|---:|---:|---:|---|"
@@ -269,7 +287,7 @@ pub fn markdown(reports: &[Report]) -> String {
         if !rss.is_empty() {
             let _ = writeln!(
                 out,
-                "\nResident memory per file (`--local`: master, chunkservers and client in one process), median: {:.0} B",
+                "\nMaster memory per file (RSS growth of the `kfs-master` process while every file exists), median: {:.0} B",
                 median(&mut rss)
             );
         }
@@ -295,6 +313,6 @@ mod tests {
             m.cores >= 1 && m.memory_bytes > 0 && !m.kernel.trim().is_empty(),
             "{m:?}"
         );
-        assert!(process_rss_bytes().unwrap() > 0);
+        assert!(rss_bytes_of(std::process::id()).unwrap() > 0);
     }
 }
