@@ -16,6 +16,16 @@ fn main() {
         git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
     let suffix = if dirty { "-dirty" } else { "" };
     println!("cargo:rustc-env=KFS_GIT_COMMIT={commit}{suffix}");
+    // Any change to the code of the workspace runs this again, so `-dirty` is current.
+    for src in [
+        "src",
+        "../common/src",
+        "../master/src",
+        "../chunkserver/src",
+        "../client-lib/src",
+    ] {
+        println!("cargo:rerun-if-changed={src}");
+    }
     if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
         println!("cargo:rerun-if-changed={dir}/HEAD");
         println!("cargo:rerun-if-changed={dir}/index");
