@@ -7,6 +7,7 @@
 use anyhow::Context as _;
 use clap::Parser;
 use kfs_chunkserver::ChunkserverConfig;
+use kfs_common::service::{EX_CONFIG, finish};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -76,47 +77,19 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(path) = &args.check_config {
-        return match check_config(path) {
-            Ok(()) => {
-                println!("{}: ok", path.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("kfs-chunkserver: {e:#}");
-                ExitCode::from(EX_CONFIG)
-            }
-        };
+        let outcome = check_config(path).map(|()| Some(format!("{}: ok", path.display())));
+        return finish("kfs-chunkserver", outcome, EX_CONFIG);
     }
     kfs_common::service::init_logging();
     let config = match config_from(args) {
         Ok(config) => config,
-        Err(e) => {
-            eprintln!("kfs-chunkserver: {e:#}");
-            return ExitCode::from(EX_CONFIG);
-        }
+        Err(e) => return finish("kfs-chunkserver", Err(e), EX_CONFIG),
     };
-    match run(config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("kfs-chunkserver: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Exit status of a configuration error (sysexits' `EX_CONFIG`); the units do not restart on it.
-const EX_CONFIG: u8 = 78;
-
-fn run(config: ChunkserverConfig) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async {
-        let server = kfs_chunkserver::start(&config).await?;
-        kfs_common::service::announce_ready("kfs-chunkserver", server.local_addr());
-        let signal = kfs_common::service::wait_for_signal().await?;
-        tracing::info!(signal, "shutting down");
-        kfs_common::service::announce_stopping(signal);
-        server.shutdown().await;
-        tracing::info!("stopped");
-        Ok(())
-    })
+    let outcome = kfs_common::service::serve(
+        "kfs-chunkserver",
+        async { Ok(kfs_chunkserver::start(&config).await?) },
+        |server| server.local_addr(),
+        |server| server.shutdown(),
+    );
+    finish("kfs-chunkserver", outcome.map(|()| None), 1)
 }

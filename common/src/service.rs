@@ -61,3 +61,52 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
         tracing::warn!(%error, "could not notify the service manager (NOTIFY_SOCKET)");
     }
 }
+
+/// Exit status of a configuration error (sysexits' `EX_CONFIG`); the units do not restart on it.
+pub const EX_CONFIG: u8 = 78;
+
+/// How a server binary's `main` ends: `Ok(Some(text))` prints the text on standard output and
+/// exits 0; an error prints `program: error` on standard error and exits with `failure`.
+pub fn finish(
+    program: &str,
+    outcome: anyhow::Result<Option<String>>,
+    failure: u8,
+) -> std::process::ExitCode {
+    match outcome {
+        Ok(text) => {
+            if let Some(text) = text {
+                println!("{text}");
+            }
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{program}: {e:#}");
+            std::process::ExitCode::from(failure)
+        }
+    }
+}
+
+/// Runs a server until SIGTERM/SIGINT: starts it with `start`, announces it ready on the address
+/// `addr` gives, waits for a signal, announces stopping, and stops it with `stop`.
+pub fn serve<H, Start, Stop>(
+    program: &str,
+    start: Start,
+    addr: impl FnOnce(&H) -> SocketAddr,
+    stop: impl FnOnce(H) -> Stop,
+) -> anyhow::Result<()>
+where
+    Start: std::future::Future<Output = anyhow::Result<H>>,
+    Stop: std::future::Future<Output = ()>,
+{
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let server = start.await?;
+        announce_ready(program, addr(&server));
+        let signal = wait_for_signal().await?;
+        tracing::info!(signal, "shutting down");
+        announce_stopping(signal);
+        stop(server).await;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}

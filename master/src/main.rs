@@ -8,6 +8,7 @@
 
 use anyhow::Context as _;
 use clap::Parser;
+use kfs_common::service::{EX_CONFIG, finish};
 use kfs_master::MasterConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -119,59 +120,22 @@ fn verify_meta(dir: &Path) -> anyhow::Result<String> {
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(dir) = &args.verify_meta {
-        return match verify_meta(dir) {
-            Ok(summary) => {
-                println!("{summary}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("kfs-master: {e:#}");
-                ExitCode::FAILURE
-            }
-        };
+        return finish("kfs-master", verify_meta(dir).map(Some), 1);
     }
     if let Some(path) = &args.check_config {
-        return match check_config(path) {
-            Ok(()) => {
-                println!("{}: ok", path.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("kfs-master: {e:#}");
-                ExitCode::from(EX_CONFIG)
-            }
-        };
+        let outcome = check_config(path).map(|()| Some(format!("{}: ok", path.display())));
+        return finish("kfs-master", outcome, EX_CONFIG);
     }
     kfs_common::service::init_logging();
     let config = match config_from(args) {
         Ok(config) => config,
-        Err(e) => {
-            eprintln!("kfs-master: {e:#}");
-            return ExitCode::from(EX_CONFIG);
-        }
+        Err(e) => return finish("kfs-master", Err(e), EX_CONFIG),
     };
-    match run(config) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("kfs-master: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Exit status of a configuration error (sysexits' `EX_CONFIG`); the units do not restart on it.
-const EX_CONFIG: u8 = 78;
-
-fn run(config: MasterConfig) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async {
-        let server = kfs_master::start(&config).await?;
-        kfs_common::service::announce_ready("kfs-master", server.local_addr());
-        let signal = kfs_common::service::wait_for_signal().await?;
-        tracing::info!(signal, "shutting down");
-        kfs_common::service::announce_stopping(signal);
-        server.shutdown().await;
-        tracing::info!("stopped");
-        Ok(())
-    })
+    let outcome = kfs_common::service::serve(
+        "kfs-master",
+        async { Ok(kfs_master::start(&config).await?) },
+        |server| server.local_addr(),
+        |server| server.shutdown(),
+    );
+    finish("kfs-master", outcome.map(|()| None), 1)
 }

@@ -121,11 +121,13 @@ fn every_workload_runs_on_kfs_and_posix_and_reports_what_it_did() {
         }
         let master_bin = assert_cmd::cargo::cargo_bin("kfs").with_file_name("kfs-master");
         if target == "kfs --local" && master_bin.exists() {
-            // The master ran as its own process, so its memory was measured.
-            let rss = meta["master_rss_bytes_per_file"]
-                .as_f64()
-                .expect("a memory probe");
-            assert!(rss >= 0.0);
+            // The master ran as its own process (its description says so), so the probe ran.
+            assert!(
+                meta["target"].as_str().unwrap().contains("master process"),
+                "{}",
+                meta["target"]
+            );
+            assert!(meta["master_rss_bytes_per_file"].is_f64(), "{meta}");
         } else {
             assert!(meta["master_rss_bytes_per_file"].is_null());
         }
@@ -257,4 +259,28 @@ fn bad_arguments_are_clear_errors() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown kind \"delete\""));
+    // Replication 3 on one chunkserver is refused, not measured as something else.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::cargo_bin("kfs")
+        .unwrap()
+        .args([
+            "bench",
+            "small",
+            "--local",
+            "--local-chunkservers",
+            "1",
+            "--files",
+            "10",
+        ])
+        .arg("--local-data")
+        .arg(dir.path())
+        .timeout(Duration::from_secs(120))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("replication 3 needs 3 live chunkservers; the master lists 1"),
+        "{err}"
+    );
 }

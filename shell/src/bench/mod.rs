@@ -58,7 +58,7 @@ impl Settings {
             Mixed => 1_000,
         });
         let clients = a.clients.unwrap_or(match workload {
-            Seq => files as usize,
+            Seq => files.min(64) as usize,
             _ => 64,
         });
         let (file_size, file_size_max) = match &a.file_size {
@@ -186,6 +186,25 @@ pub async fn run(master: &str, args: BenchArgs) -> anyhow::Result<Report> {
         )
     };
 
+    // Files written at replication R need R live chunkservers: check, rather than let the
+    // master place fewer replicas and report figures for a replication that did not happen.
+    if let Target::Kfs { client, .. } = &target
+        && args.workload != Workload::Meta
+    {
+        let alive = client
+            .chunkservers()
+            .await
+            .context("listing the chunkservers")?
+            .iter()
+            .filter(|s| s.state == kfs_common::proto::master::ServerState::Alive)
+            .count();
+        anyhow::ensure!(
+            alive >= settings.replication as usize,
+            "replication {} needs {} live chunkservers; the master lists {alive}",
+            settings.replication,
+            settings.replication
+        );
+    }
     let described = target.describe();
     // The benchmark's own directory: created here, removed at the end.
     match &target {
@@ -212,7 +231,11 @@ pub async fn run(master: &str, args: BenchArgs) -> anyhow::Result<Report> {
         }
     };
     let started = chrono::Utc::now();
-    let outcome = workloads::run(args.workload, &target, &settings, &mut probe).await;
+    // Ctrl-C ends the run early but still removes its files and stops the --local cluster.
+    let outcome = tokio::select! {
+        outcome = workloads::run(args.workload, &target, &settings, &mut probe) => outcome,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
     let cleanup = if args.keep {
         Ok(())
     } else {

@@ -215,12 +215,14 @@ type PhaseRuns<'a> = BTreeMap<(String, usize, String), Vec<&'a PhaseResult>>;
 /// Markdown for `docs/benchmarks.md` from several reports: one table per workload, a row per
 /// phase and target, medians over the runs (each run's figure listed too).
 pub fn markdown(reports: &[Report]) -> String {
-    // workload -> (target, phase) -> runs
-    let mut by_workload: BTreeMap<&str, PhaseRuns> = BTreeMap::new();
+    // (workload, its settings) -> (target, phase) -> runs: runs with other settings are not
+    // mixed into one median.
+    let mut by_workload: BTreeMap<(&str, String), PhaseRuns> = BTreeMap::new();
     for r in reports {
+        let key = (r.workload.as_str(), settings_line(&r.workload, &r.settings));
         for (i, p) in r.results.iter().enumerate() {
             by_workload
-                .entry(r.workload.as_str())
+                .entry(key.clone())
                 .or_default()
                 .entry((r.target.clone(), i, p.phase.clone()))
                 .or_default()
@@ -228,8 +230,13 @@ pub fn markdown(reports: &[Report]) -> String {
         }
     }
     let mut out = String::new();
-    for (workload, rows) in &by_workload {
-        let runs: Vec<&Report> = reports.iter().filter(|r| r.workload == *workload).collect();
+    for ((workload, settings), rows) in &by_workload {
+        let runs: Vec<&Report> = reports
+            .iter()
+            .filter(|r| {
+                r.workload == *workload && settings_line(&r.workload, &r.settings) == *settings
+            })
+            .collect();
         let first = runs[0];
         let mut per_target: BTreeMap<&str, usize> = BTreeMap::new();
         for r in &runs {
@@ -250,7 +257,7 @@ pub fn markdown(reports: &[Report]) -> String {
             first.commit,
             &first.started[..10.min(first.started.len())]
         );
-        let _ = writeln!(out, "{}\n", settings_line(&first.workload, &first.settings));
+        let _ = writeln!(out, "{settings}\n");
         let _ = writeln!(
             out,
             "| target | phase | median ops/s | median MB/s | p50 µs | p99 µs | runs (ops/s) |\n|---|---|---:|---:|---:|---:|---|"

@@ -3,7 +3,6 @@
 //! significant digits). Each client records into its own histogram; they are merged at the end,
 //! so measuring never makes clients wait for each other.
 
-use anyhow::Context as _;
 use futures::future::BoxFuture;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -91,10 +90,11 @@ pub async fn run_phase(
     let next = Arc::new(AtomicU64::new(0));
     let bar = progress(name, Some(total));
     let started = Instant::now();
-    let mut tasks = Vec::new();
+    // Dropping the set (on a panic below) aborts every task still running.
+    let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..clients.max(1) {
         let (next, op, bar) = (next.clone(), op.clone(), bar.clone());
-        tasks.push(tokio::spawn(async move {
+        tasks.spawn(async move {
             let mut hist = histogram();
             let mut bytes = 0;
             loop {
@@ -103,24 +103,29 @@ pub async fn run_phase(
                     return Ok::<_, anyhow::Error>((hist, bytes));
                 }
                 let t = Instant::now();
-                bytes += op(i).await?;
+                match op(i).await {
+                    Ok(b) => bytes += b,
+                    Err(e) => {
+                        // Stop handing out work: the others finish the op they are in.
+                        next.store(total, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
                 hist.saturating_record(t.elapsed().as_micros() as u64);
                 bar.inc(1);
             }
-        }));
+        });
     }
     let mut hist = histogram();
     let mut bytes = 0;
     let mut failure = None;
-    for task in tasks {
-        match task.await? {
+    while let Some(task) = tasks.join_next().await {
+        match task? {
             Ok((h, b)) => {
                 hist.add(&h).expect("histograms with the same bounds");
                 bytes += b;
             }
             Err(e) => {
-                // Stop handing out work; the others finish what they have.
-                next.store(total, Ordering::Relaxed);
                 failure.get_or_insert(e);
             }
         }
@@ -147,41 +152,65 @@ pub async fn run_timed(
     let started = Instant::now();
     let deadline = started + duration;
     let kinds = names.len();
-    let mut tasks = Vec::new();
+    // Set by the first failure: every client stops after the op it is in.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = tokio::task::JoinSet::new();
     for client in 0..clients.max(1) {
-        let (next, ops, pick, bar) = (next.clone(), ops.clone(), pick.clone(), bar.clone());
-        tasks.push(tokio::spawn(async move {
+        let (next, ops, pick, bar, stop) = (
+            next.clone(),
+            ops.clone(),
+            pick.clone(),
+            bar.clone(),
+            stop.clone(),
+        );
+        tasks.spawn(async move {
             let mut hists: Vec<Histogram<u64>> = (0..kinds).map(|_| histogram()).collect();
             let mut counts = vec![(0u64, 0u64); kinds];
             let mut rng =
                 0x9e37_79b9_7f4a_7c15u64 ^ (client as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            while Instant::now() < deadline {
+            while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
                 rng ^= rng << 13;
                 rng ^= rng >> 7;
                 rng ^= rng << 17;
                 let kind = pick(rng);
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let t = Instant::now();
-                let bytes = ops[kind](i).await?;
+                let bytes = match ops[kind](i).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        stop.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                };
                 hists[kind].saturating_record(t.elapsed().as_micros() as u64);
                 counts[kind].0 += 1;
                 counts[kind].1 += bytes;
                 bar.inc(1);
             }
             Ok::<_, anyhow::Error>((hists, counts))
-        }));
+        });
     }
     let mut hists: Vec<Histogram<u64>> = (0..kinds).map(|_| histogram()).collect();
     let mut counts = vec![(0u64, 0u64); kinds];
-    for task in tasks {
-        let (h, c) = task.await?.context("mixed workload")?;
-        for k in 0..kinds {
-            hists[k]
-                .add(&h[k])
-                .expect("histograms with the same bounds");
-            counts[k].0 += c[k].0;
-            counts[k].1 += c[k].1;
+    let mut failure = None;
+    while let Some(task) = tasks.join_next().await {
+        match task? {
+            Ok((h, c)) => {
+                for k in 0..kinds {
+                    hists[k]
+                        .add(&h[k])
+                        .expect("histograms with the same bounds");
+                    counts[k].0 += c[k].0;
+                    counts[k].1 += c[k].1;
+                }
+            }
+            Err(e) => {
+                failure.get_or_insert(e);
+            }
         }
+    }
+    if let Some(e) = failure {
+        return Err(e.context("mixed workload"));
     }
     bar.finish_and_clear();
     let elapsed = started.elapsed();

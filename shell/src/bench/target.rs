@@ -1,5 +1,5 @@
 //! What a benchmark runs against: a KFS cluster through `kfs-client`, or a directory of any
-//! mounted file system. Both offer the same operations with the same meaning, so a workload is
+//! mounted file system (each POSIX operation whole on one blocking thread, with `std::fs`). Both offer the same operations with the same meaning, so a workload is
 //! written once and measures the same thing on both: a file write ends with a sync in both
 //! (`File::sync` in KFS, `fsync` on POSIX), a read reads every byte, a listing reads every entry.
 
@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use kfs_client::Client;
 use kfs_common::proto::master::CreateOptions;
 use std::path::PathBuf;
+use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Where the operations go. Paths are relative to the benchmark's own directory.
@@ -49,9 +50,10 @@ impl Target {
             }
             Target::Posix { root } => {
                 let path = root.join(rel);
-                tokio::fs::create_dir(&path)
-                    .await
-                    .with_context(|| format!("mkdir {}", path.display()))?;
+                blocking(move || {
+                    std::fs::create_dir(&path).with_context(|| format!("mkdir {}", path.display()))
+                })
+                .await?;
             }
         }
         Ok(())
@@ -72,9 +74,12 @@ impl Target {
             }
             Target::Posix { root } => {
                 let path = root.join(rel);
-                tokio::fs::File::create(&path)
-                    .await
-                    .with_context(|| format!("create {}", path.display()))?;
+                blocking(move || {
+                    std::fs::File::create(&path)
+                        .map(drop)
+                        .with_context(|| format!("create {}", path.display()))
+                })
+                .await?;
             }
         }
         Ok(())
@@ -87,7 +92,7 @@ impl Target {
         size: u64,
         block: usize,
         replication: u8,
-        pattern: &[u8],
+        pattern: &Arc<Vec<u8>>,
     ) -> anyhow::Result<u64> {
         match self {
             Target::Kfs { client, root } => {
@@ -110,15 +115,16 @@ impl Target {
             }
             Target::Posix { root } => {
                 let path = root.join(rel);
-                let mut file = tokio::fs::File::create(&path)
-                    .await
-                    .with_context(|| format!("create {}", path.display()))?;
-                write_blocks(&mut file, size, block, pattern)
-                    .await
-                    .with_context(|| format!("write {}", path.display()))?;
-                file.sync_all()
-                    .await
-                    .with_context(|| format!("fsync {}", path.display()))?;
+                let pattern = pattern.clone();
+                blocking(move || {
+                    let mut file = std::fs::File::create(&path)
+                        .with_context(|| format!("create {}", path.display()))?;
+                    write_blocks_sync(&mut file, size, block, &pattern)
+                        .with_context(|| format!("write {}", path.display()))?;
+                    file.sync_all()
+                        .with_context(|| format!("fsync {}", path.display()))
+                })
+                .await?;
             }
         }
         Ok(size)
@@ -126,9 +132,9 @@ impl Target {
 
     /// Reads the whole file in calls of `block` bytes; returns the bytes read.
     pub async fn read_file(&self, rel: &str, block: usize) -> anyhow::Result<u64> {
-        let mut buf = vec![0u8; block];
         match self {
             Target::Kfs { client, root } => {
+                let mut buf = vec![0u8; block];
                 let path = Self::kfs_path(root, rel);
                 let mut file = client
                     .open(&path)
@@ -140,12 +146,23 @@ impl Target {
             }
             Target::Posix { root } => {
                 let path = root.join(rel);
-                let mut file = tokio::fs::File::open(&path)
-                    .await
-                    .with_context(|| format!("open {}", path.display()))?;
-                read_all(&mut file, &mut buf)
-                    .await
-                    .with_context(|| format!("read {}", path.display()))
+                blocking(move || {
+                    use std::io::Read as _;
+                    let mut file = std::fs::File::open(&path)
+                        .with_context(|| format!("open {}", path.display()))?;
+                    let mut buf = vec![0u8; block];
+                    let mut total = 0u64;
+                    loop {
+                        let n = file
+                            .read(&mut buf)
+                            .with_context(|| format!("read {}", path.display()))?;
+                        if n == 0 {
+                            return Ok(total);
+                        }
+                        total += n as u64;
+                    }
+                })
+                .await
             }
         }
     }
@@ -162,10 +179,12 @@ impl Target {
             }
             Target::Posix { root } => {
                 let path = root.join(rel);
-                Ok(tokio::fs::metadata(&path)
-                    .await
-                    .with_context(|| format!("stat {}", path.display()))?
-                    .len())
+                blocking(move || {
+                    Ok(std::fs::metadata(&path)
+                        .with_context(|| format!("stat {}", path.display()))?
+                        .len())
+                })
+                .await
             }
         }
     }
@@ -183,19 +202,17 @@ impl Target {
             }
             Target::Posix { root } => {
                 let path = root.join(rel);
-                let mut dir = tokio::fs::read_dir(&path)
-                    .await
-                    .with_context(|| format!("list {}", path.display()))?;
-                let mut n = 0;
-                while dir
-                    .next_entry()
-                    .await
-                    .with_context(|| format!("list {}", path.display()))?
-                    .is_some()
-                {
-                    n += 1;
-                }
-                Ok(n)
+                blocking(move || {
+                    let mut n = 0;
+                    for entry in std::fs::read_dir(&path)
+                        .with_context(|| format!("list {}", path.display()))?
+                    {
+                        entry.with_context(|| format!("list {}", path.display()))?;
+                        n += 1;
+                    }
+                    Ok(n)
+                })
+                .await
             }
         }
     }
@@ -211,9 +228,11 @@ impl Target {
             }
             Target::Posix { root } => {
                 let (a, b) = (root.join(from), root.join(to));
-                tokio::fs::rename(&a, &b)
-                    .await
-                    .with_context(|| format!("rename {} {}", a.display(), b.display()))?;
+                blocking(move || {
+                    std::fs::rename(&a, &b)
+                        .with_context(|| format!("rename {} {}", a.display(), b.display()))
+                })
+                .await?;
             }
         }
         Ok(())
@@ -230,9 +249,11 @@ impl Target {
             }
             Target::Posix { root } => {
                 let path = root.join(rel);
-                tokio::fs::remove_file(&path)
-                    .await
-                    .with_context(|| format!("remove {}", path.display()))?;
+                blocking(move || {
+                    std::fs::remove_file(&path)
+                        .with_context(|| format!("remove {}", path.display()))
+                })
+                .await?;
             }
         }
         Ok(())
@@ -250,13 +271,43 @@ impl Target {
             }
             Target::Posix { root } => {
                 let path = root.join(rel);
-                tokio::fs::remove_dir_all(&path)
-                    .await
-                    .with_context(|| format!("rm -r {}", path.display()))?;
+                blocking(move || {
+                    std::fs::remove_dir_all(&path)
+                        .with_context(|| format!("rm -r {}", path.display()))
+                })
+                .await?;
             }
         }
         Ok(())
     }
+}
+
+/// Runs one whole POSIX operation (open, I/O, sync, close) on one blocking thread: one hand-off
+/// per operation, as a program using the file system directly would pay none.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(f).await?
+}
+
+/// The blocks [`write_blocks`] writes, for a `std` file.
+fn write_blocks_sync(
+    out: &mut std::fs::File,
+    size: u64,
+    block: usize,
+    pattern: &[u8],
+) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut left = size;
+    let mut at = 0usize;
+    while left > 0 {
+        let n = (block as u64).min(left) as usize;
+        let start = at % (pattern.len() - n.min(pattern.len()) + 1);
+        out.write_all(&pattern[start..start + n])?;
+        left -= n as u64;
+        at = at.wrapping_add(4099);
+    }
+    Ok(())
 }
 
 async fn write_blocks<W: AsyncWriteExt + Unpin>(

@@ -19,30 +19,32 @@ fn dirs_for(files: u64) -> u64 {
     files.div_ceil(FANOUT).max(1)
 }
 
-/// A permutation of `0..n`: `i -> (i * step + offset) mod n` with `step` coprime to `n`.
-#[derive(Clone, Copy)]
+/// A fixed random permutation of `0..n` (Fisher-Yates over a xorshift sequence with a constant
+/// seed): every run, on every target, visits the files in the same random order.
+#[derive(Clone)]
 pub struct Shuffle {
-    n: u64,
-    step: u64,
+    order: Arc<Vec<u64>>,
 }
 
 impl Shuffle {
     pub fn new(n: u64) -> Shuffle {
-        let n = n.max(1);
-        let step = [1_000_003u64, 999_983, 1_000_033, 7_919, 104_729, 15_485_863]
-            .into_iter()
-            .find(|p| gcd(*p % n, n) == 1)
-            .unwrap_or(1);
-        Shuffle { n, step }
+        let mut order: Vec<u64> = (0..n.max(1)).collect();
+        let mut x = 0x853c_49e6_748f_ea9bu64;
+        for i in (1..order.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            order.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        Shuffle {
+            order: Arc::new(order),
+        }
     }
 
+    /// The `i`-th element of the permutation (`i` wraps around past `n`).
     pub fn get(&self, i: u64) -> u64 {
-        ((i % self.n) as u128 * self.step as u128 % self.n as u128) as u64
+        self.order[(i % self.order.len() as u64) as usize]
     }
-}
-
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 /// Bytes that differ from block to block: `len` bytes of a xorshift sequence.
@@ -302,6 +304,7 @@ pub async fn mixed(t: &Target, s: &Settings) -> anyhow::Result<Vec<PhaseResult>>
     let data = pattern(s.file_size as usize + 65_536);
     let (files, size, replication) = (s.files, s.file_size, s.replication);
     let shuffle = Shuffle::new(files);
+    let stat_shuffle = shuffle.clone();
     let tt = t.clone();
     let read = op(move |i| {
         let t = tt.clone();
@@ -328,7 +331,7 @@ pub async fn mixed(t: &Target, s: &Settings) -> anyhow::Result<Vec<PhaseResult>>
     let tt = t.clone();
     let stat = op(move |i| {
         let t = tt.clone();
-        let f = shuffle.get(i);
+        let f = stat_shuffle.get(i);
         async move { t.stat(&format!("{}/p{f}", dir_of(f))).await.map(|_| 0) }
     });
     let tt = t.clone();
@@ -383,8 +386,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shuffles_are_permutations() {
-        for n in [1u64, 2, 7, 1000, 1001, 999_983, 100_000] {
+    fn shuffles_are_permutations_in_no_simple_order() {
+        for n in [1u64, 2, 7, 1000, 1001, 100_000] {
             let s = Shuffle::new(n);
             let mut seen = vec![false; n as usize];
             for i in 0..n {
@@ -393,5 +396,14 @@ mod tests {
                 seen[j] = true;
             }
         }
+        // Consecutive visits land in different directories of 1,000 most of the time.
+        let s = Shuffle::new(100_000);
+        let same_dir = (0..10_000)
+            .filter(|&i| s.get(i) / FANOUT == s.get(i + 1) / FANOUT)
+            .count();
+        assert!(
+            same_dir < 500,
+            "{same_dir} of 10,000 steps stay in one directory"
+        );
     }
 }
