@@ -1,6 +1,8 @@
 //! What the server binaries (`kfs-master`, `kfs-chunkserver`) share about running as a service:
-//! logging to standard error (the journal under systemd), waiting for SIGTERM or SIGINT, and
-//! telling systemd (`Type=notify` units) when they serve and when they stop.
+//! logging to standard error (the journal under systemd), waiting for SIGTERM or SIGINT, telling
+//! systemd (`Type=notify` units) when they serve and when they stop ([`serve`]), and how `main`
+//! ends ([`finish`]: exit 78, `EX_CONFIG`, for configuration errors, which the units do not
+//! restart on).
 //!
 //! Invariants: `READY=1` is sent only after the server's socket is bound and its RPC loop runs,
 //! so `systemctl start` returns when clients can connect; `STOPPING=1` is sent before the
