@@ -290,7 +290,27 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await?
 }
 
-/// The blocks [`write_blocks`] writes, for a `std` file.
+/// The parts of the pattern written for a file of `size` bytes in calls of `block` bytes: a
+/// window of the pattern that moves from call to call, so blocks differ from each other.
+fn windows(
+    size: u64,
+    block: usize,
+    pattern_len: usize,
+) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let mut left = size;
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        if left == 0 {
+            return None;
+        }
+        let n = (block as u64).min(left) as usize;
+        let start = at % (pattern_len - n.min(pattern_len) + 1);
+        left -= n as u64;
+        at = at.wrapping_add(4099);
+        Some(start..start + n)
+    })
+}
+
 fn write_blocks_sync(
     out: &mut std::fs::File,
     size: u64,
@@ -298,14 +318,8 @@ fn write_blocks_sync(
     pattern: &[u8],
 ) -> std::io::Result<()> {
     use std::io::Write as _;
-    let mut left = size;
-    let mut at = 0usize;
-    while left > 0 {
-        let n = (block as u64).min(left) as usize;
-        let start = at % (pattern.len() - n.min(pattern.len()) + 1);
-        out.write_all(&pattern[start..start + n])?;
-        left -= n as u64;
-        at = at.wrapping_add(4099);
+    for window in windows(size, block, pattern.len()) {
+        out.write_all(&pattern[window])?;
     }
     Ok(())
 }
@@ -316,15 +330,8 @@ async fn write_blocks<W: AsyncWriteExt + Unpin>(
     block: usize,
     pattern: &[u8],
 ) -> std::io::Result<()> {
-    let mut left = size;
-    let mut at = 0usize;
-    while left > 0 {
-        let n = (block as u64).min(left) as usize;
-        // A window of the pattern that moves each call, so blocks differ from each other.
-        let start = at % (pattern.len() - n.min(pattern.len()) + 1);
-        out.write_all(&pattern[start..start + n]).await?;
-        left -= n as u64;
-        at = at.wrapping_add(4099);
+    for window in windows(size, block, pattern.len()) {
+        out.write_all(&pattern[window]).await?;
     }
     out.flush().await
 }
