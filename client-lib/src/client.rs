@@ -149,13 +149,14 @@ impl Client {
         &self,
         call: impl std::future::Future<Output = Result<KfsResult<T>, tarpc::client::RpcError>>,
     ) -> KfsResult<T> {
-        call.await.map_err(|e| match &e {
+        call.await.map_err(|e| {
             // A failed dial (the master is still down) travels inside `RpcError::Send`.
-            tarpc::client::RpcError::Send(source) if source.is::<KfsError>() => source
-                .downcast_ref::<KfsError>()
-                .cloned()
-                .expect("checked with is"),
-            _ => unreachable("the master", self.inner.master_addr, e),
+            if let tarpc::client::RpcError::Send(source) = &e
+                && let Some(error) = source.downcast_ref::<KfsError>()
+            {
+                return error.clone();
+            }
+            unreachable("the master", self.inner.master_addr, e)
         })?
     }
 

@@ -169,10 +169,7 @@ pub async fn run_timed(
             let mut rng =
                 0x9e37_79b9_7f4a_7c15u64 ^ (client as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9);
             while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                let kind = pick(rng);
+                let kind = pick(super::workloads::xorshift(&mut rng));
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let t = Instant::now();
                 let bytes = match ops[kind](i).await {

@@ -31,10 +31,7 @@ impl Shuffle {
         let mut order: Vec<u64> = (0..n.max(1)).collect();
         let mut x = 0x853c_49e6_748f_ea9bu64;
         for i in (1..order.len()).rev() {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            order.swap(i, (x % (i as u64 + 1)) as usize);
+            order.swap(i, (xorshift(&mut x) % (i as u64 + 1)) as usize);
         }
         Shuffle {
             order: Arc::new(order),
@@ -50,16 +47,16 @@ impl Shuffle {
 /// Bytes that differ from block to block: `len` bytes of a xorshift sequence.
 pub fn pattern(len: usize) -> Arc<Vec<u8>> {
     let mut x = 0x2545_f491_4f6c_dd1du64;
-    Arc::new(
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect(),
-    )
+    Arc::new((0..len).map(|_| xorshift(&mut x) as u8).collect())
+}
+
+/// The next number of a xorshift64 sequence (`x` must not be 0): fast, fixed, good enough to
+/// pick files and operations, and the same on every run.
+pub fn xorshift(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
 }
 
 /// The size of small file `i`: `size` exactly, or spread over `size..=size_max`.
@@ -192,10 +189,12 @@ pub async fn meta(
     Ok(results)
 }
 
-/// `seq`: `files` files of `size / files` bytes written in `block` calls and synced, in
-/// parallel, then read back in parallel.
+/// `seq`: `size` bytes over `files` files, written in `block` calls and synced, in parallel,
+/// then read back in parallel.
 pub async fn seq(t: &Target, s: &Settings) -> anyhow::Result<Vec<PhaseResult>> {
-    let per_file = s.size / s.files.max(1);
+    // File i holds size / files bytes, the first size % files files one more: `size` in all.
+    let (files, size) = (s.files.max(1), s.size);
+    let size_of = move |i: u64| size / files + u64::from(i < size % files);
     let data = pattern(s.block + 65_536);
     let (block, replication) = (s.block, s.replication);
     let tt = t.clone();
@@ -206,7 +205,7 @@ pub async fn seq(t: &Target, s: &Settings) -> anyhow::Result<Vec<PhaseResult>> {
         op(move |i| {
             let (t, data) = (tt.clone(), data.clone());
             async move {
-                t.write_file(&format!("s{i}"), per_file, block, replication, &data)
+                t.write_file(&format!("s{i}"), size_of(i), block, replication, &data)
                     .await
             }
         }),
@@ -221,7 +220,8 @@ pub async fn seq(t: &Target, s: &Settings) -> anyhow::Result<Vec<PhaseResult>> {
             let t = tt.clone();
             async move {
                 let n = t.read_file(&format!("s{i}"), block).await?;
-                anyhow::ensure!(n == per_file, "s{i}: read {n} bytes of {per_file}");
+                let want = size_of(i);
+                anyhow::ensure!(n == want, "s{i}: read {n} bytes of {want}");
                 Ok(n)
             }
         }),
