@@ -300,6 +300,8 @@ async fn flipped_bytes_are_repaired_stale_replicas_deleted_and_a_server_drained(
         damaged.push((index_of(r.server), lost.chunk, lost.version));
     }
     let header = kfs_chunkserver::store::chunk_file::HEADER_LEN;
+    // (replica file, offset, damaged byte) of every replica that can be repaired.
+    let mut repairable = Vec::new();
     for (i, chunk, version) in &damaged {
         let path = cluster
             .replica_file(*i, *chunk, *version)
@@ -307,10 +309,29 @@ async fn flipped_bytes_are_repaired_stale_replicas_deleted_and_a_server_drained(
         let mut bytes = std::fs::read(&path).unwrap();
         let at = header as usize + (bytes.len() - header as usize) / 2;
         bytes[at] ^= 0x5a;
+        if *chunk != lost.chunk {
+            repairable.push((path.clone(), at, bytes[at]));
+        }
         std::fs::write(&path, bytes).unwrap();
     }
+    // A damaged replica is repaired when its file is gone or holds good bytes again. fsck's
+    // counts alone do not say so: a replica the scrubber has not reached yet looks healthy.
+    let all_repaired = || {
+        repairable
+            .iter()
+            .all(|(path, at, bad)| match std::fs::read(path) {
+                Ok(bytes) => bytes.get(*at) != Some(bad),
+                Err(_) => true,
+            })
+    };
     // Every damaged replica of the repairable chunks is replaced; the lost chunk's three stay
     // reported corrupt, and it is missing.
+    wait_until(
+        "every repairable damaged replica replaced",
+        BOUND,
+        || async { all_repaired() },
+    )
+    .await;
     let r = fsck_until(&client, "the damage found and repaired", |r| {
         r.corrupt_replicas == 3
             && r.missing == 1
