@@ -18,6 +18,9 @@ pub struct ChunkserverConfig {
     /// Address clients should use to reach this server, when it differs from `listen` (e.g.
     /// listening on `0.0.0.0`). Default: the address actually listened on.
     pub advertise: Option<SocketAddr>,
+    /// Address of Prometheus metrics (`/metrics`). Default none (not served); e.g.
+    /// `127.0.0.1:21080`.
+    pub http: Option<SocketAddr>,
     /// Data directories, one per disk. Required.
     pub data: Vec<PathBuf>,
     /// Background verification reads at most this many bytes per second; 0 turns it off.
@@ -37,6 +40,7 @@ impl Default for ChunkserverConfig {
             master: SocketAddr::from(([127, 0, 0, 1], 20000)),
             listen: SocketAddr::from(([127, 0, 0, 1], 21000)),
             advertise: None,
+            http: None,
             data: Vec::new(),
             scrub_bytes_per_sec: 32 << 20,
             scrub_pause_secs: 3600,

@@ -7,12 +7,14 @@
 //! - [`scrubber`]: background verification at a bounded rate.
 //! - [`sequencer`]: the per-chunk order in which every replica applies writes.
 //! - [`server`]: start-up, the `ChunkService` RPC implementation, shutdown.
+//! - [`metrics`]: Prometheus metrics (`/metrics` when `http` is configured).
 //! - [`config`]: the chunkserver's configuration.
 //!
 //! API boundary: the chunkserver meets the master only through `kfs_common::proto`.
 
 pub mod config;
 pub mod master_link;
+pub mod metrics;
 pub mod scrubber;
 pub mod sequencer;
 pub mod server;

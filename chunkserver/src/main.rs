@@ -1,6 +1,7 @@
 //! `kfs-chunkserver`: stores chunks. Parses flags, sets up logging, runs until SIGTERM/SIGINT.
 //!
-//! Once it serves, it prints `listening on ADDR` on standard output; logs go to standard error. Under systemd
+//! Once it serves, it prints `listening on ADDR` on standard output (after `http on ADDR` when
+//! metrics are served); logs go to standard error. Under systemd
 //! (`Type=notify`) it sends `READY=1` at that moment and `STOPPING=1` on SIGTERM, then shuts
 //! down gracefully. `--check-config FILE` checks a configuration and exits.
 
@@ -32,6 +33,9 @@ struct Args {
     /// Address to give the master for clients, if not the one listened on.
     #[arg(long, value_name = "ADDR")]
     advertise: Option<SocketAddr>,
+    /// Serve Prometheus metrics on /metrics here, e.g. 127.0.0.1:21080.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
     /// A data directory; give one per disk (replaces the config file's list).
     #[arg(long = "data", value_name = "DIR")]
     data: Vec<PathBuf>,
@@ -53,6 +57,9 @@ fn config_from(args: Args) -> anyhow::Result<ChunkserverConfig> {
     }
     if args.advertise.is_some() {
         config.advertise = args.advertise;
+    }
+    if let Some(v) = args.http {
+        config.http = Some(v);
     }
     if !args.data.is_empty() {
         config.data = args.data;
@@ -87,7 +94,13 @@ fn main() -> ExitCode {
     };
     let outcome = kfs_common::service::serve(
         "kfs-chunkserver",
-        async { Ok(kfs_chunkserver::start(&config).await?) },
+        async {
+            let server = kfs_chunkserver::start(&config).await?;
+            if let Some(http) = server.http_addr() {
+                println!("http on {http}");
+            }
+            Ok(server)
+        },
         |server| server.local_addr(),
         |server| server.shutdown(),
     );

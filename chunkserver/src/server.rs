@@ -3,11 +3,13 @@
 
 use crate::config::{ChunkserverConfig, ConfigError};
 use crate::master_link::{self, LinkStats};
+use crate::metrics::IoCounters;
 use crate::scrubber::{self, ScrubStats};
 use crate::sequencer::Sequencer;
 use crate::store::io::FileIo;
 use crate::store::{ChunkStore, StoreError};
 use futures::StreamExt;
+use kfs_common::metrics::{HttpServer, Metered, metrics_router};
 use kfs_common::proto::Payload;
 use kfs_common::proto::chunk::{
     ChunkPool, ChunkService, ChunkserverStatus, MAX_READ_LEN, MAX_WRITE_LEN, WriteRequest,
@@ -45,6 +47,7 @@ pub struct ChunkServer {
     peers: ChunkPool,
     /// This server, as replicas and writers know it.
     me: ReplicaLocation,
+    io: IoCounters,
 }
 
 /// How long a write waits for the writes numbered before it.
@@ -57,6 +60,8 @@ const SEQUENCE_IDLE: Duration = Duration::from_secs(600);
 /// A running chunkserver.
 pub struct ChunkserverHandle {
     addr: SocketAddr,
+    /// `/metrics`, when configured.
+    http: Option<HttpServer>,
     store: Arc<ChunkStore>,
     link: Arc<LinkStats>,
     scrub: Arc<ScrubStats>,
@@ -102,6 +107,21 @@ pub async fn start_with_io(
     })?;
     let advertise = config.advertise.unwrap_or(addr);
 
+    let link = Arc::new(LinkStats::default());
+    let scrub = Arc::new(ScrubStats::default());
+    let (registry, rpc_metrics, io, refresh) =
+        crate::metrics::registry(store.clone(), link.clone(), scrub.clone());
+    let http = match config.http {
+        Some(http_addr) => Some(
+            HttpServer::start(http_addr, metrics_router(registry, Some(refresh)))
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: http_addr,
+                    source,
+                })?,
+        ),
+        None => None,
+    };
     let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
     let seq = Arc::new(Sequencer::new(WRITE_ORDER_WAIT));
     let server = ChunkServer {
@@ -112,6 +132,7 @@ pub async fn start_with_io(
             server: store.server_id(),
             addr: advertise,
         },
+        io,
     };
     let accept = tokio::spawn(rpc::accept_loop(
         listener,
@@ -120,6 +141,7 @@ pub async fn start_with_io(
         },
         move |service, stream| {
             let server = server.clone();
+            let rpc_metrics = rpc_metrics.clone();
             async move {
                 if service != Service::Chunk {
                     tracing::warn!(
@@ -129,7 +151,7 @@ pub async fn start_with_io(
                     return;
                 }
                 BaseChannel::with_defaults(rpc::transport(stream))
-                    .execute(server.serve())
+                    .execute(Metered::new(server.serve(), rpc_metrics))
                     .for_each(|call| async move {
                         tokio::spawn(call);
                     })
@@ -137,8 +159,6 @@ pub async fn start_with_io(
             }
         },
     ));
-    let link = Arc::new(LinkStats::default());
-    let scrub = Arc::new(ScrubStats::default());
     let link_task = tokio::spawn(master_link::run(
         store.clone(),
         config.master,
@@ -161,6 +181,7 @@ pub async fn start_with_io(
     tracing::info!(%addr, %advertise, master = %config.master, "serving");
     Ok(ChunkserverHandle {
         addr,
+        http,
         store,
         link,
         scrub,
@@ -173,6 +194,11 @@ impl ChunkserverHandle {
     /// The address the chunk service listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of `/metrics`, when configured.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(HttpServer::local_addr)
     }
 
     /// The store, for in-process tools and tests.
@@ -191,6 +217,9 @@ impl ChunkserverHandle {
     /// Stops serving, the master link and the scrubber; the store's I/O threads finish their
     /// queued work and end when the last reference to the store goes.
     pub async fn shutdown(mut self) {
+        if let Some(http) = self.http.take() {
+            http.shutdown(Duration::from_secs(1)).await;
+        }
         if let Some(stop) = self.stop_accepting.take() {
             let _ = stop.send(());
         }
@@ -340,6 +369,7 @@ impl ChunkServer {
                 }
             };
             let n = piece.len() as u64;
+            self.io.copied_bytes.inc_by(n);
             if n > 0 {
                 self.store.write(chunk, COPYING, at, piece).await?;
             }
@@ -387,10 +417,12 @@ impl ChunkService for ChunkServer {
                 "a read of {len} bytes is more than {MAX_READ_LEN} at once"
             )));
         }
-        self.store
+        let data = self
+            .store
             .read(chunk, version, offset, u64::from(len))
-            .await
-            .map(Payload::from_buffer)
+            .await?;
+        self.io.read_bytes.inc_by(data.len() as u64);
+        Ok(Payload::from_buffer(data))
     }
 
     #[instrument(level = "debug", skip_all, fields(chunk = %req.chunk, version = %req.version, offset = req.offset, len = req.data.len(), serial = ?req.serial))]
@@ -453,6 +485,7 @@ impl ChunkService for ChunkServer {
         });
         let (local, forwarded) = tokio::join!(local, forward);
         let length = local.map_err(|e| self.failed_here(chunk, e))?;
+        self.io.written_bytes.inc_by(data.len() as u64);
         forwarded?;
         Ok(length)
     }

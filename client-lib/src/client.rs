@@ -6,8 +6,8 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use kfs_common::proto::chunk::ChunkPool;
 use kfs_common::proto::master::{
-    ChunkLocation, ChunkserverInfo, CreateOptions, DirEntry, FileAttr, FsckReport, MasterInfo,
-    MkdirOptions, NamespaceCounters, RemoveSummary, SetAttr,
+    ChunkLocation, ChunkserverInfo, CreateOptions, DirEntry, DirPage, FileAttr, FsckReport,
+    MasterInfo, MkdirOptions, NamespaceCounters, RemoveSummary, SetAttr,
 };
 use kfs_common::{KfsError, KfsResult, rpc};
 use serde_bytes::ByteBuf;
@@ -204,6 +204,15 @@ impl Client {
         Ok(File::new(self.clone(), path, attr))
     }
 
+    /// Opens a file whose attributes the caller already has from [`Client::stat`] (one round
+    /// trip to the master fewer than [`Client::open`]). The handle sees the length in `attr`.
+    pub fn open_with_attr(&self, path: &str, attr: FileAttr) -> KfsResult<File> {
+        if attr.kind == kfs_common::FileKind::Dir {
+            return Err(KfsError::is_a_directory(path));
+        }
+        Ok(File::new(self.clone(), path, attr))
+    }
+
     pub async fn stat(&self, path: &str) -> KfsResult<FileAttr> {
         let path = path.to_string();
         self.call(self.m().stat(self.ctx(), path)).await
@@ -267,6 +276,20 @@ impl Client {
             }
         })
         .boxed()
+    }
+
+    /// One page of a directory's entries with their attributes: up to `limit` entries (0: the
+    /// master's page size) after the name `after`, in byte order of names. For callers that
+    /// page on their own (an HTTP listing); [`Client::list`] pages for you.
+    pub async fn list_page(
+        &self,
+        path: &str,
+        after: Option<String>,
+        limit: u32,
+    ) -> KfsResult<DirPage> {
+        let path = path.to_string();
+        self.call(self.m().readdir(self.ctx(), path, after, limit, true))
+            .await
     }
 
     /// Every entry of a directory (use [`Client::list`] for very large directories).

@@ -550,6 +550,32 @@ type Pending<T> = BoxFuture<'static, KfsResult<T>>;
 /// # Ok(())
 /// # }
 /// ```
+/// Reads a file at offsets; cheap to clone, shared between tasks. See [`File::reader`].
+#[derive(Clone)]
+pub struct FileReader {
+    shared: Arc<Shared>,
+}
+
+impl FileReader {
+    /// Reads up to `len` bytes at `offset` (fewer at the end of the file).
+    pub async fn read_at(&self, offset: u64, len: usize) -> KfsResult<Vec<u8>> {
+        self.shared.clone().read_at(offset, len).await
+    }
+
+    /// The file's length as the handle it came from knows it.
+    pub fn len(&self) -> u64 {
+        self.shared.size()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn path(&self) -> &str {
+        &self.shared.path
+    }
+}
+
 pub struct File {
     shared: Arc<Shared>,
     pos: u64,
@@ -651,6 +677,15 @@ impl File {
     /// position.
     pub async fn read_at(&self, offset: u64, len: usize) -> KfsResult<Vec<u8>> {
         self.shared.clone().read_at(offset, len).await
+    }
+
+    /// A handle that reads this file at offsets and can be cloned and shared between tasks
+    /// (a `File` itself has one position and is used by one task at a time). It sees the
+    /// length this handle knows and shares its cache of chunk locations.
+    pub fn reader(&self) -> FileReader {
+        FileReader {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Flushes, then has every replica of every chunk written make its data durable.

@@ -31,5 +31,5 @@ pub mod file;
 mod master_conn;
 
 pub use client::{Client, ClientOptions};
-pub use file::File;
+pub use file::{File, FileReader};
 pub use kfs_common::{KfsError, KfsResult};

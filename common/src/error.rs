@@ -109,6 +109,32 @@ impl KfsError {
         }
     }
 
+    /// A short, stable name of the variant (`not_found`, `no_space`...), for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            KfsError::NotFound { .. } => "not_found",
+            KfsError::AlreadyExists { .. } => "already_exists",
+            KfsError::NotADirectory { .. } => "not_a_directory",
+            KfsError::IsADirectory { .. } => "is_a_directory",
+            KfsError::DirectoryNotEmpty { .. } => "directory_not_empty",
+            KfsError::InvalidPath { .. } => "invalid_path",
+            KfsError::NoSuchXattr { .. } => "no_such_xattr",
+            KfsError::InvalidArgument(_) => "invalid_argument",
+            KfsError::StaleVersion { .. } => "stale_version",
+            KfsError::LeaseExpired { .. } => "lease_expired",
+            KfsError::ChecksumMismatch { .. } => "checksum_mismatch",
+            KfsError::NoSpace(_) => "no_space",
+            KfsError::Unavailable(_) => "unavailable",
+            KfsError::IncompatibleProtocol { .. } => "incompatible_protocol",
+            KfsError::NoSuchChunk { .. } => "no_such_chunk",
+            KfsError::CorruptReplica { .. } => "corrupt_replica",
+            KfsError::ChunkUnavailable { .. } => "chunk_unavailable",
+            KfsError::WriteFailed { .. } => "write_failed",
+            KfsError::Io(_) => "io",
+            KfsError::Internal(_) => "internal",
+        }
+    }
+
     /// The path this error is about, where it is about one.
     pub fn path(&self) -> Option<&str> {
         match self {

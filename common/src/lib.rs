@@ -5,6 +5,7 @@
 //! - [`path`]: the rules of a valid namespace path.
 //! - [`proto`]: tarpc service traits and the types they carry, one module per service.
 //! - [`rpc`]: the TCP transport (framing and codec) every service uses.
+//! - `metrics` (feature `metrics`): Prometheus metrics of every RPC and the `/metrics` server.
 //!
 //! API boundary: the master, chunkservers and clients meet only here; nothing in this crate knows
 //! how any of them works inside.
@@ -13,6 +14,8 @@
 pub mod config_check;
 pub mod error;
 pub mod ids;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod path;
 pub mod proto;
 pub mod rpc;

@@ -20,6 +20,7 @@ use crate::storage::checkpoint::write_checkpoint;
 use crate::storage::log::{AppendError, LogWriter, MAX_BATCH_BYTES};
 use crate::storage::recovery::prune;
 use kfs_common::{KfsError, KfsResult};
+use prometheus_client::metrics::histogram::Histogram;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
@@ -49,14 +50,45 @@ pub struct CommitterConfig {
     pub keep_checkpoints: usize,
 }
 
-/// Counters of the committer's work, for logs and benchmarks.
-#[derive(Debug, Default)]
+/// Counters of the committer's work, for logs, the status page, metrics and benchmarks.
+#[derive(Debug)]
 pub struct CommitStats {
     pub batches: AtomicU64,
     pub ops: AtomicU64,
     pub checkpoints: AtomicU64,
     /// Sequence number of the newest durable checkpoint.
     pub checkpoint_seq: AtomicU64,
+    /// Sequence number of the newest durable log record.
+    pub last_seq: AtomicU64,
+    /// When the newest checkpoint was written (Unix seconds; 0: none by this process).
+    pub checkpoint_unix_secs: AtomicU64,
+    pub checkpoint_failures: AtomicU64,
+    /// A checkpoint is being written.
+    pub checkpointing: AtomicBool,
+    /// The log can no longer be written (a failed fsync): mutations are refused until restart.
+    pub log_broken: AtomicBool,
+    /// Time to write and fdatasync one batch, in seconds.
+    pub commit_seconds: Histogram,
+    /// Ops in one batch (one fdatasync).
+    pub batch_ops: Histogram,
+}
+
+impl Default for CommitStats {
+    fn default() -> Self {
+        CommitStats {
+            batches: AtomicU64::new(0),
+            ops: AtomicU64::new(0),
+            checkpoints: AtomicU64::new(0),
+            checkpoint_seq: AtomicU64::new(0),
+            checkpoint_unix_secs: AtomicU64::new(0),
+            checkpoint_failures: AtomicU64::new(0),
+            last_seq: AtomicU64::new(0),
+            checkpointing: AtomicBool::new(false),
+            log_broken: AtomicBool::new(false),
+            commit_seconds: kfs_common::metrics::latency_histogram(),
+            batch_ops: kfs_common::metrics::count_histogram(),
+        }
+    }
 }
 
 enum Msg {
@@ -87,6 +119,7 @@ impl Committer {
     ) -> Committer {
         let (tx, rx) = std::sync::mpsc::channel();
         let stats = Arc::new(CommitStats::default());
+        stats.last_seq.store(writer.last_seq(), Ordering::Relaxed);
         let thread_stats = stats.clone();
         let thread = std::thread::Builder::new()
             .name("kfs-commit".into())
@@ -101,6 +134,11 @@ impl Committer {
 
     pub fn stats(&self) -> &CommitStats {
         &self.stats
+    }
+
+    /// The stats, shared (for the status page and metrics).
+    pub fn shared_stats(&self) -> Arc<CommitStats> {
+        self.stats.clone()
     }
 
     /// Logs `op`, applies it, and returns what applying it gave.
@@ -217,8 +255,14 @@ fn commit_batch(
         }
         return;
     }
+    let started = Instant::now();
     match writer.append(batch.iter().map(|(op, _)| op)) {
         Ok(_) => {
+            stats
+                .commit_seconds
+                .observe(started.elapsed().as_secs_f64());
+            stats.batch_ops.observe(batch.len() as f64);
+            stats.last_seq.store(writer.last_seq(), Ordering::Relaxed);
             let results: Vec<KfsResult<Applied>> = {
                 let mut ns = ns.write().expect("namespace lock");
                 batch.iter().map(|(op, _)| ns.apply(op)).collect()
@@ -250,6 +294,7 @@ fn commit_batch(
                 let _ = reply.send(Err(KfsError::Unavailable(reason.clone())));
             }
             *broken = Some(reason);
+            stats.log_broken.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -270,6 +315,7 @@ impl Checkpointer {
             .name("kfs-checkpoint".into())
             .spawn(move || {
                 for (snapshot, seq) in rx {
+                    stats.checkpointing.store(true, Ordering::Relaxed);
                     let started = Instant::now();
                     let now = kfs_common::proto::now();
                     match write_checkpoint(&config.meta_dir, seq, &snapshot, now) {
@@ -277,6 +323,7 @@ impl Checkpointer {
                             drop(snapshot);
                             stats.checkpoints.fetch_add(1, Ordering::Relaxed);
                             stats.checkpoint_seq.store(seq, Ordering::Relaxed);
+                            stats.checkpoint_unix_secs.store(now.max(0) as u64 / 1_000_000_000, Ordering::Relaxed);
                             tracing::info!(
                                 path = %path.display(),
                                 seq,
@@ -287,8 +334,12 @@ impl Checkpointer {
                                 tracing::warn!(error = %e, "could not remove old checkpoints or log segments");
                             }
                         }
-                        Err(e) => tracing::error!(error = %e, seq, "checkpoint failed; the log keeps everything until the next one"),
+                        Err(e) => {
+                            stats.checkpoint_failures.fetch_add(1, Ordering::Relaxed);
+                            tracing::error!(error = %e, seq, "checkpoint failed; the log keeps everything until the next one")
+                        }
                     }
+                    stats.checkpointing.store(false, Ordering::Relaxed);
                     thread_busy.store(false, Ordering::Release);
                 }
             })

@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 pub struct MasterConfig {
     /// Address clients and chunkservers connect to. Default `127.0.0.1:20000`.
     pub listen: SocketAddr,
+    /// Address of the HTTP status page (`/`), its JSON (`/status.json`) and Prometheus metrics
+    /// (`/metrics`). Default none (not served); e.g. `127.0.0.1:20080`.
+    pub http: Option<SocketAddr>,
     /// Directory of the operation log and checkpoints. Required.
     pub meta_dir: PathBuf,
     /// Replication factor of files created without one. Default 3.
@@ -60,6 +63,7 @@ impl Default for MasterConfig {
     fn default() -> Self {
         MasterConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 20000)),
+            http: None,
             meta_dir: PathBuf::new(),
             default_replication: 3,
             checkpoint_every_ops: 200_000,

@@ -13,13 +13,27 @@
 //! Invariant: the healer never changes the namespace; it only moves replicas between
 //! chunkservers, and everything it knows it learns again from reports after a restart.
 
-use crate::chunks::{ChunkMap, CopyTask, RepairRound};
+use crate::chunks::{ChunkMap, CopyTask, RepairRound, RoundHealth};
 use crate::committer::SharedNamespace;
 use kfs_common::proto::chunk::ChunkPool;
 use kfs_common::rpc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
+
+/// What the healer has done, for the status page and metrics.
+#[derive(Debug, Default)]
+pub struct HealerStats {
+    pub rounds: AtomicU64,
+    /// How long the last round's scan took, in microseconds.
+    pub last_round_us: AtomicU64,
+    pub copies_started: AtomicU64,
+    pub copies_done: AtomicU64,
+    pub copies_failed: AtomicU64,
+    /// When the last round ended and what it found (`None` in the health: safe mode).
+    pub last: Mutex<Option<(Instant, Option<RoundHealth>)>>,
+}
 
 /// Chunks examined per hold of the chunk map's lock (a few milliseconds' work).
 const SCAN_SLICE: usize = 16_384;
@@ -32,6 +46,7 @@ pub async fn run(
     ns: SharedNamespace,
     chunks: Arc<Mutex<ChunkMap>>,
     interval: Duration,
+    stats: Arc<HealerStats>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let pool = ChunkPool::new();
@@ -42,6 +57,7 @@ pub async fn run(
         tokio::select! {
             _ = &mut stop => return,
             _ = ticks.tick() => {
+                let started = Instant::now();
                 let snapshot = ns.read().expect("namespace lock").clone();
                 let mut round = RepairRound::new();
                 while !round.done() {
@@ -53,10 +69,15 @@ pub async fn run(
                     tokio::task::yield_now().await;
                 }
                 drop(snapshot);
+                let health = round.health();
                 let tasks = chunks.lock().expect("chunk map lock").start_repairs(Instant::now(), round);
+                stats.rounds.fetch_add(1, Ordering::Relaxed);
+                stats.last_round_us.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                stats.copies_started.fetch_add(tasks.len() as u64, Ordering::Relaxed);
+                *stats.last.lock().expect("healer stats lock") = Some((Instant::now(), health));
                 for task in tasks {
                     let span = tracing::info_span!("repair copy", chunk = %task.chunk, version = %task.version, source = %task.source.addr, target = %task.target.addr);
-                    tokio::spawn(copy(pool.clone(), chunks.clone(), task).instrument(span));
+                    tokio::spawn(copy(pool.clone(), chunks.clone(), stats.clone(), task).instrument(span));
                 }
             }
         }
@@ -64,7 +85,12 @@ pub async fn run(
 }
 
 /// Has the target copy the replica, then tells the chunk map how it went.
-async fn copy(pool: ChunkPool, chunks: Arc<Mutex<ChunkMap>>, task: CopyTask) {
+async fn copy(
+    pool: ChunkPool,
+    chunks: Arc<Mutex<ChunkMap>>,
+    stats: Arc<HealerStats>,
+    task: CopyTask,
+) {
     let target = task.target.addr;
     let result = match pool.get(target).await {
         Err(e) => Err(format!("{target} unreachable: {e}")),
@@ -87,6 +113,12 @@ async fn copy(pool: ChunkPool, chunks: Arc<Mutex<ChunkMap>>, task: CopyTask) {
             }
         }
     };
+    let counter = if result.is_ok() {
+        &stats.copies_done
+    } else {
+        &stats.copies_failed
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
     chunks
         .lock()
         .expect("chunk map lock")

@@ -8,6 +8,7 @@
 //! - [`committer`]: group commit (one fsync for many ops) and checkpoint scheduling.
 //! - [`server`]: start-up, the `MasterService` and `ClusterService` RPC implementations,
 //!   chunkserver expiry, shutdown.
+//! - [`status`]: the HTTP status page, its JSON and Prometheus `/metrics`.
 //! - [`config`]: the master's configuration.
 //!
 //! Architecture invariant: an op is applied to the namespace and acknowledged only after its log
@@ -19,6 +20,7 @@ pub mod config;
 pub mod healer;
 pub mod namespace;
 pub mod server;
+pub mod status;
 pub mod storage;
 pub mod tree;
 

@@ -1,7 +1,7 @@
 //! `kfs-master`: the metadata server. Parses flags, sets up logging, runs until SIGTERM/SIGINT.
 //!
 //! Once it serves, it prints `listening on ADDR` on standard output (the real port when started
-//! with port 0); logs go to standard error. Under systemd
+//! with port 0), after `http on ADDR` when the status page is served; logs go to standard error. Under systemd
 //! (`Type=notify`) it sends `READY=1` at that moment and `STOPPING=1` on SIGTERM, then shuts
 //! down gracefully. `--check-config FILE` checks a configuration and exits; `--verify-meta DIR` checks a
 //! metadata directory (a backup) and exits.
@@ -32,6 +32,9 @@ struct Args {
     /// Address to serve on, e.g. 127.0.0.1:20000 (port 0 picks a free port).
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// Serve the status page, its JSON and /metrics over HTTP here, e.g. 127.0.0.1:20080.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<SocketAddr>,
     /// Directory of the operation log and checkpoints (created if missing).
     #[arg(long, value_name = "DIR")]
     meta_dir: Option<PathBuf>,
@@ -59,6 +62,9 @@ fn config_from(args: Args) -> anyhow::Result<MasterConfig> {
     };
     if let Some(v) = args.listen {
         config.listen = v;
+    }
+    if let Some(v) = args.http {
+        config.http = Some(v);
     }
     if let Some(v) = args.meta_dir {
         config.meta_dir = v;
@@ -133,7 +139,13 @@ fn main() -> ExitCode {
     };
     let outcome = kfs_common::service::serve(
         "kfs-master",
-        async { Ok(kfs_master::start(&config).await?) },
+        async {
+            let master = kfs_master::start(&config).await?;
+            if let Some(http) = master.http_addr() {
+                println!("http on {http}");
+            }
+            Ok(master)
+        },
         |server| server.local_addr(),
         |server| server.shutdown(),
     );

@@ -12,13 +12,16 @@
 use crate::chunks::{ChunkMap, ChunkTiming, RepairConfig};
 use crate::committer::{CommitStats, Committer, CommitterConfig, SharedNamespace};
 use crate::config::{ConfigError, MasterConfig};
+use crate::healer::HealerStats;
 use crate::leases::{LeaseConfig, LeaseContext, Leases};
 use crate::namespace::op::{Applied, Op, Prepared, Reply};
 use crate::namespace::{DEFAULT_DIR_MODE, DEFAULT_FILE_MODE};
+use crate::status::StatusSources;
 use crate::storage::log::LogWriter;
 use crate::storage::recovery::recover;
 use crate::storage::{MetaDirLock, StorageError, lock_meta_dir};
 use futures::StreamExt;
+use kfs_common::metrics::{HttpServer, Metered};
 use kfs_common::proto::cluster::{
     ClusterService, HeartbeatReply, HeartbeatRequest, HelloReply, HelloRequest,
 };
@@ -80,6 +83,8 @@ pub struct ClusterServer {
 /// A running master.
 pub struct MasterHandle {
     addr: SocketAddr,
+    /// The status page and metrics, when configured.
+    http: Option<HttpServer>,
     state: Arc<MasterState>,
     stop_accepting: Option<tokio::sync::oneshot::Sender<()>>,
     accept_task: Option<tokio::task::JoinHandle<()>>,
@@ -184,6 +189,27 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
         addr: config.listen,
         source,
     })?;
+    let healer_stats = Arc::new(HealerStats::default());
+    let sources = StatusSources {
+        ns: state.ns.clone(),
+        chunks: state.chunks.clone(),
+        commit: state.committer.shared_stats(),
+        healer: healer_stats.clone(),
+        started,
+        addr,
+    };
+    let (registry, rpc_metrics, refresh) = crate::status::metrics(&sources);
+    let http = match config.http {
+        Some(http_addr) => Some(
+            HttpServer::start(http_addr, crate::status::router(sources, registry, refresh))
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: http_addr,
+                    source,
+                })?,
+        ),
+        None => None,
+    };
     let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
     let (stop_expiry, expiry_stopped) = tokio::sync::oneshot::channel::<()>();
     let (stop_healer, healer_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -196,6 +222,7 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
         state.ns.clone(),
         state.chunks.clone(),
         Duration::from_millis(config.heal_interval_ms),
+        healer_stats,
         healer_stopped,
     ));
     let master = MasterServer {
@@ -213,12 +240,13 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
         },
         move |service, stream| {
             let (master, cluster) = (master.clone(), cluster.clone());
+            let rpc_metrics = rpc_metrics.clone();
             // Each call is its own task, so one connection's calls use every core.
             async move {
                 match service {
                     Service::Master => {
                         BaseChannel::with_defaults(rpc::transport(stream))
-                            .execute(master.serve())
+                            .execute(Metered::new(master.serve(), rpc_metrics))
                             .for_each(|call| async move {
                                 tokio::spawn(call);
                             })
@@ -226,7 +254,7 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
                     }
                     Service::Cluster => {
                         BaseChannel::with_defaults(rpc::transport(stream))
-                            .execute(cluster.serve())
+                            .execute(Metered::new(cluster.serve(), rpc_metrics))
                             .for_each(|call| async move {
                                 tokio::spawn(call);
                             })
@@ -244,6 +272,7 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
     tracing::info!(%addr, "serving");
     Ok(MasterHandle {
         addr,
+        http,
         state,
         stop_accepting: Some(stop_accepting),
         accept_task: Some(accept_task),
@@ -255,6 +284,11 @@ impl MasterHandle {
     /// The address the master serves on (the real port when asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of the status page and `/metrics`, when configured.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(HttpServer::local_addr)
     }
 
     /// The live namespace, for in-process tools and tests.
@@ -285,6 +319,9 @@ impl MasterHandle {
     /// Stops accepting, closes every connection, commits what was already sent, waits for a
     /// checkpoint being written, and releases the metadata directory.
     pub async fn shutdown(mut self) {
+        if let Some(http) = self.http.take() {
+            http.shutdown(Duration::from_secs(1)).await;
+        }
         if let Some(stop) = self.stop_accepting.take() {
             let _ = stop.send(());
         }

@@ -7,12 +7,14 @@
 //! - [`repl`]: the interactive shell (history, tab completion) and scripts.
 //! - [`local`]: `kfs local`.
 //! - [`bench`]: `kfs bench` and `kfs bench-report`.
+//! - [`gateway`]: `kfs gateway`, KFS over HTTP.
 //! - [`format`], [`progress`]: how things are printed.
 
 pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod format;
+pub mod gateway;
 pub mod local;
 pub mod progress;
 pub mod repl;
@@ -79,6 +81,13 @@ pub fn main_with(cli: Cli) -> i32 {
                 }
             }
         }
+        Some(Top::Gateway(args)) => match rt.block_on(gateway::run(&cli.master, args)) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("kfs: gateway: {e:#}");
+                1
+            }
+        },
         Some(Top::BenchReport { reports }) => {
             let mut parsed = Vec::new();
             for path in &reports {

@@ -29,8 +29,13 @@ impl LocalCluster {
         );
         std::fs::create_dir_all(&args.data)
             .with_context(|| format!("cannot create the data directory {}", args.data.display()))?;
+        let http = args.http.unwrap_or_else(|| {
+            let port = if args.listen.port() == 0 { 0 } else { 20080 };
+            std::net::SocketAddr::new(args.listen.ip(), port)
+        });
         let config = MasterConfig {
             listen: args.listen,
+            http: Some(http),
             meta_dir: args.data.join("master"),
             default_replication: args.chunkservers.min(3) as u8,
             heartbeat_interval_ms: 1_000,
@@ -60,13 +65,17 @@ impl LocalCluster {
             .iter()
             .map(|c| c.local_addr().to_string())
             .collect();
-        format!(
+        let mut text = format!(
             "KFS local cluster: master {}, {} chunkservers ({}), data in {}",
             self.master.local_addr(),
             servers.len(),
             servers.join(", "),
             args.data.display()
-        )
+        );
+        if let Some(http) = self.master.http_addr() {
+            text.push_str(&format!("\nStatus page: http://{http}/"));
+        }
+        text
     }
 
     /// Starts `n` chunkservers in this process with data dirs `<data>/cs1 ...`, reporting to the

@@ -44,6 +44,8 @@ pub struct ClusterOptions {
     pub safe_mode_max_secs: u64,
     /// Bytes each chunkserver offers (0: the whole file system).
     pub capacity_bytes: u64,
+    /// Serve the master's status page and every server's `/metrics` (on loopback port 0).
+    pub http: bool,
 }
 
 impl Default for ClusterOptions {
@@ -60,6 +62,7 @@ impl Default for ClusterOptions {
             heal_interval_ms: 100,
             safe_mode_max_secs: 5,
             capacity_bytes: 0,
+            http: false,
         }
     }
 }
@@ -132,6 +135,7 @@ impl TestCluster {
             lease_ms: options.lease_ms,
             heal_interval_ms: options.heal_interval_ms,
             safe_mode_max_secs: options.safe_mode_max_secs,
+            http: options.http.then(|| "127.0.0.1:0".parse().unwrap()),
             ..Default::default()
         };
         let master = kfs_master::start(&master_config)
@@ -155,6 +159,7 @@ impl TestCluster {
                 master: cluster.master_addr(),
                 listen: "127.0.0.1:0".parse().unwrap(),
                 advertise: None,
+                http: options.http.then(|| "127.0.0.1:0".parse().unwrap()),
                 data: dirs.iter().map(|d| d.path().to_path_buf()).collect(),
                 scrub_bytes_per_sec: options.scrub_bytes_per_sec,
                 scrub_pause_secs: options.scrub_pause_secs,
@@ -363,6 +368,8 @@ pub struct Process {
     child: Child,
     /// The address it printed (`listening on ADDR`).
     pub addr: SocketAddr,
+    /// The HTTP address it printed (`http on ADDR`), if it serves one.
+    pub http: Option<SocketAddr>,
     name: String,
 }
 
@@ -396,11 +403,20 @@ impl Process {
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            // `http on ADDR` may come first; `listening on ADDR` ends the start-up lines.
+            let mut reader = BufReader::new(stdout);
+            let mut http = None;
             let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                match line.trim().strip_prefix("http on ") {
+                    Some(addr) => http = addr.parse().ok(),
+                    None => break,
+                }
+                line.clear();
+            }
+            let _ = tx.send((line, http));
         });
-        let line = rx
+        let (line, http) = rx
             .recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| panic!("{name} did not report its address within 30 s"));
         let addr = line
@@ -412,6 +428,7 @@ impl Process {
         Process {
             child,
             addr,
+            http,
             name: name.to_string(),
         }
     }

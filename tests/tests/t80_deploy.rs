@@ -73,6 +73,7 @@ fn master_config(root: &Path) -> String {
         "meta_dir",
         Some(&format!("{:?}", meta.display().to_string())),
     );
+    let text = set_key(&text, "http", Some("\"127.0.0.1:0\""));
     set_key(&text, "listen", Some("\"127.0.0.1:0\""))
 }
 
@@ -87,6 +88,7 @@ fn chunkserver_config(root: &Path, master: &str) -> String {
         Some(&format!("[{:?}]", data.display().to_string())),
     );
     let text = set_key(&text, "listen", Some("\"127.0.0.1:0\""));
+    let text = set_key(&text, "http", Some("\"127.0.0.1:0\""));
     let text = set_key(&text, "advertise", None);
     set_key(&text, "master", Some(&format!("\"{master}\"")))
 }
@@ -257,6 +259,16 @@ async fn binaries_started_as_the_units_do_notify_ready_and_stop_cleanly() {
         }
     })
     .await;
+    // The example configs serve the status page and metrics.
+    for (process, path, wanted) in [
+        (&master, "/", "class=\"server alive\""),
+        (&master, "/metrics", "kfs_files "),
+        (&chunkserver, "/metrics", "kfs_chunkserver_replicas "),
+    ] {
+        let url = format!("http://{}{path}", process.http.expect("an http address"));
+        let body = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        assert!(body.contains(wanted), "{url}: {body}");
+    }
 
     // systemctl stop: SIGTERM, STOPPING=1, a clean exit (Restart=on-failure leaves it down).
     let status = chunkserver.terminate();

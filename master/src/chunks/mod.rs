@@ -813,6 +813,11 @@ impl ChunkMap {
         }
     }
 
+    /// Repair copies in flight.
+    pub fn copies_in_flight(&self) -> usize {
+        self.copies.len()
+    }
+
     /// Number of chunks the map holds.
     pub fn chunk_count(&self) -> usize {
         self.chunks.len()
@@ -891,7 +896,7 @@ impl crate::committer::Observer for std::sync::Mutex<ChunkMap> {
 }
 
 mod repair;
-pub use repair::RepairRound;
+pub use repair::{RepairRound, RoundHealth};
 
 #[cfg(test)]
 mod tests {

@@ -31,6 +31,16 @@ pub struct RepairRound {
     /// `(live replicas, chunk, replication factor)` of under-replicated chunks.
     wanted: Vec<(usize, ChunkId, usize)>,
     done: bool,
+    /// What the scan found: chunks with fewer live replicas than their factor but one readable,
+    /// and chunks with none readable. `None` when the round ended at once in safe mode.
+    health: Option<RoundHealth>,
+}
+
+/// Replication health as one repair round found it (chunks being written are not examined).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RoundHealth {
+    pub under_replicated: u64,
+    pub missing: u64,
 }
 
 impl Default for RepairRound {
@@ -39,6 +49,7 @@ impl Default for RepairRound {
             cursor: (FileId(0), 0),
             wanted: Vec::new(),
             done: false,
+            health: Some(RoundHealth::default()),
         }
     }
 }
@@ -51,6 +62,11 @@ impl RepairRound {
     /// Whether every chunk has been examined.
     pub fn done(&self) -> bool {
         self.done
+    }
+
+    /// What the scan found so far (`None`: the master is in safe mode and did not look).
+    pub fn health(&self) -> Option<RoundHealth> {
+        self.health
     }
 }
 
@@ -77,6 +93,7 @@ impl ChunkMap {
         if self.in_safe_mode(now) {
             round.wanted.clear();
             round.done = true;
+            round.health = None;
             return;
         }
         let mut removals: Vec<(usize, ChunkId)> = Vec::new();
@@ -128,6 +145,13 @@ impl ChunkMap {
             if live.len() < factor {
                 if readable > 0 {
                     round.wanted.push((live.len(), chunk, factor));
+                }
+                if let Some(health) = &mut round.health {
+                    if readable > 0 {
+                        health.under_replicated += 1;
+                    } else {
+                        health.missing += 1;
+                    }
                 }
                 continue;
             }

@@ -287,6 +287,7 @@ impl LocalBench {
                 data: dir.to_path_buf(),
                 chunkservers,
                 listen: "127.0.0.1:0".parse().expect("an address"),
+                http: None,
                 no_shell: true,
                 keep_going: false,
             };

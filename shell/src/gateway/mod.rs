@@ -1,0 +1,407 @@
+//! `kfs gateway`: KFS over HTTP, for serving files (a photo site's images, a media archive)
+//! straight from the file system, and uploading to it.
+//!
+//! - `GET`/`HEAD` of a file: the bytes, streamed (a file is never held in memory whole), with
+//!   `Range` (one range: 206; several: the whole file), `ETag`/`Last-Modified`, conditional
+//!   requests (`If-None-Match`, `If-Modified-Since`, `If-Range`: 304), `Content-Type` from the
+//!   extension ([`read`]).
+//! - `GET` of a directory: a JSON listing, a page at a time (`?after=NAME&limit=N`) ([`read`]).
+//! - `PUT` (upload, atomic: written to a temporary name, synced, then renamed over the target)
+//!   and `DELETE`, only with a write token configured and sent as `Authorization: Bearer`
+//!   ([`write`]). Without a token the gateway is read-only.
+//! - Limits: a body size for uploads (413), and a number of concurrent streams (503 past it).
+//! - URL paths are decoded and checked once ([`path`]); bad ones get 400.
+//! - A short-lived metadata cache ([`cache`]) keeps small-file GETs off the master.
+//! - Metrics in Prometheus text format on a separate listener (`--metrics ADDR`, `/metrics`),
+//!   so that no KFS file is shadowed by a name the gateway would reserve.
+//!
+//! Invariant: a request only ever touches paths under the gateway's root.
+
+pub mod cache;
+pub mod path;
+pub mod read;
+pub mod write;
+
+use crate::cli::GatewayArgs;
+use anyhow::Context as _;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use cache::{CacheCounters, MetaCache};
+use kfs_client::Client;
+use kfs_common::KfsError;
+use kfs_common::metrics::{HttpServer, Registry, latency_histogram, metrics_router};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// How the gateway is set up (from `kfs gateway`'s flags).
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    pub listen: SocketAddr,
+    /// Serve `/metrics` here.
+    pub metrics: Option<SocketAddr>,
+    /// The KFS directory served as `/`.
+    pub root: String,
+    /// Bearer token that allows PUT and DELETE; `None`: read-only.
+    pub write_token: Option<String>,
+    /// Largest upload body, bytes.
+    pub max_body: u64,
+    /// Requests streaming a body (either way) at once; more get 503.
+    pub max_streams: usize,
+    /// How long metadata is reused without asking the master; zero turns the cache off.
+    pub cache_ttl: Duration,
+    pub cache_entries: usize,
+    /// Entries per page of a directory listing, at most.
+    pub list_limit: u32,
+    /// Replication factor of uploaded files (`None`: the cluster's default).
+    pub replication: Option<u8>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics: None,
+            root: "/".into(),
+            write_token: None,
+            max_body: 1 << 30,
+            max_streams: 512,
+            cache_ttl: Duration::from_secs(1),
+            cache_entries: 100_000,
+            list_limit: 1000,
+            replication: None,
+        }
+    }
+}
+
+/// Labels of a served request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    status: u16,
+}
+
+/// The gateway's metrics.
+#[derive(Clone)]
+pub struct GatewayMetrics {
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RequestLabels, Histogram, fn() -> Histogram>,
+    pub sent_bytes: Counter,
+    pub received_bytes: Counter,
+    pub open_streams: Gauge,
+    pub cache: CacheCounters,
+}
+
+impl GatewayMetrics {
+    fn register(registry: &mut Registry) -> GatewayMetrics {
+        let m = GatewayMetrics {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            sent_bytes: Counter::default(),
+            received_bytes: Counter::default(),
+            open_streams: Gauge::default(),
+            cache: CacheCounters::default(),
+        };
+        registry.register(
+            "kfs_gateway_requests",
+            "HTTP requests answered, by method and status",
+            m.requests.clone(),
+        );
+        registry.register(
+            "kfs_gateway_response_seconds",
+            "Time from a request to its response's headers, by method and status",
+            m.latency.clone(),
+        );
+        registry.register(
+            "kfs_gateway_sent_bytes",
+            "Bytes of file data sent",
+            m.sent_bytes.clone(),
+        );
+        registry.register(
+            "kfs_gateway_received_bytes",
+            "Bytes of uploads received",
+            m.received_bytes.clone(),
+        );
+        registry.register(
+            "kfs_gateway_open_streams",
+            "Responses or uploads streaming now",
+            m.open_streams.clone(),
+        );
+        registry.register(
+            "kfs_gateway_cache_hits",
+            "Metadata lookups answered by the cache",
+            m.cache.hits.clone(),
+        );
+        registry.register(
+            "kfs_gateway_cache_misses",
+            "Metadata lookups that asked the master",
+            m.cache.misses.clone(),
+        );
+        // The client's own RPCs are the master's and chunkservers' to count.
+        m
+    }
+}
+
+/// State every request shares.
+pub struct Gateway {
+    pub client: Client,
+    pub config: GatewayConfig,
+    pub cache: MetaCache,
+    pub streams: Arc<Semaphore>,
+    pub metrics: GatewayMetrics,
+}
+
+/// A running gateway.
+pub struct GatewayHandle {
+    http: HttpServer,
+    metrics: Option<HttpServer>,
+}
+
+impl GatewayHandle {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.http.local_addr()
+    }
+
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(HttpServer::local_addr)
+    }
+
+    /// Stops accepting; requests in flight get `grace` to finish.
+    pub async fn shutdown(self, grace: Duration) {
+        if let Some(m) = self.metrics {
+            m.shutdown(grace).await;
+        }
+        self.http.shutdown(grace).await;
+    }
+}
+
+/// Starts serving `client`'s cluster as configured.
+pub async fn start(client: Client, config: GatewayConfig) -> anyhow::Result<GatewayHandle> {
+    kfs_common::path::validate(&config.root).with_context(|| format!("--root {}", config.root))?;
+    match client.stat(&config.root).await {
+        Ok(attr) if attr.kind == kfs_common::FileKind::Dir => {}
+        Ok(_) => anyhow::bail!("--root {}: not a directory", config.root),
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("--root {}", config.root))),
+    }
+    let mut registry = Registry::default();
+    let metrics = GatewayMetrics::register(&mut registry);
+    let cache = MetaCache::new(
+        client.clone(),
+        config.cache_ttl,
+        config.cache_entries,
+        metrics.cache.clone(),
+    );
+    let gateway = Arc::new(Gateway {
+        client,
+        streams: Arc::new(Semaphore::new(config.max_streams.max(1))),
+        cache,
+        metrics,
+        config: config.clone(),
+    });
+    let router = Router::new().fallback(handle).with_state(gateway);
+    let http = HttpServer::start(config.listen, router)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let metrics = match config.metrics {
+        Some(addr) => Some(
+            HttpServer::start(addr, metrics_router(Arc::new(registry), None))
+                .await
+                .with_context(|| format!("cannot serve metrics on {addr}"))?,
+        ),
+        None => None,
+    };
+    Ok(GatewayHandle { http, metrics })
+}
+
+/// `kfs gateway`: serves until Ctrl-C or SIGTERM.
+pub async fn run(master: &str, args: GatewayArgs) -> anyhow::Result<()> {
+    let write_token = match (&args.write_token_file, std::env::var("KFS_GATEWAY_TOKEN")) {
+        (Some(file), _) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("--write-token-file {}", file.display()))?;
+            Some(text.trim().to_string())
+        }
+        (None, Ok(token)) => Some(token.trim().to_string()),
+        (None, Err(_)) => None,
+    };
+    if write_token.as_deref() == Some("") {
+        anyhow::bail!("the write token is empty");
+    }
+    let config = GatewayConfig {
+        listen: args.listen,
+        metrics: args.metrics,
+        root: args.root.clone(),
+        write_token,
+        max_body: args.max_body.as_u64(),
+        max_streams: args.max_streams,
+        cache_ttl: Duration::from_millis(args.cache_ttl_ms),
+        cache_entries: args.cache_entries,
+        list_limit: args.list_limit,
+        replication: args.replication,
+    };
+    let client = Client::connect(master)
+        .await
+        .with_context(|| format!("cannot reach the master at {master}"))?;
+    let writes = if config.write_token.is_some() {
+        "PUT and DELETE allowed with the bearer token"
+    } else {
+        "read-only"
+    };
+    let handle = start(client, config).await?;
+    println!(
+        "kfs gateway: serving {} of {master} on http://{} ({writes})",
+        args.root,
+        handle.local_addr()
+    );
+    if let Some(m) = handle.metrics_addr() {
+        println!("kfs gateway: metrics on http://{m}/metrics");
+    }
+    wait_for_stop().await;
+    handle.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+async fn wait_for_stop() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Query parameters of a directory listing.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ListQuery {
+    pub after: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// Every request: the path checked once, then by method.
+async fn handle(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let query = match request.uri().query() {
+        None => Ok(ListQuery::default()),
+        Some(_) => Query::<ListQuery>::try_from_uri(request.uri()).map(|Query(q)| q),
+    };
+    let response = match (
+        path::to_kfs_path(&gw.config.root, request.uri().path()),
+        query,
+    ) {
+        (Err(bad), _) => error_text(StatusCode::BAD_REQUEST, &format!("bad path: {bad}")),
+        (_, Err(bad)) => error_text(StatusCode::BAD_REQUEST, &format!("bad query: {bad}")),
+        (Ok(path), Ok(query)) => match method {
+            Method::GET | Method::HEAD => {
+                read::get(&gw, &path, &method, &query, request.headers()).await
+            }
+            Method::PUT => write::put(&gw, &path, request).await,
+            Method::DELETE => write::delete(&gw, &path, request.headers()).await,
+            _ => {
+                let mut r = error_text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &format!("{method} is not served"),
+                );
+                r.headers_mut().insert(
+                    header::ALLOW,
+                    HeaderValue::from_static("GET, HEAD, PUT, DELETE"),
+                );
+                r
+            }
+        },
+    };
+    let labels = RequestLabels {
+        method: method.as_str().to_string(),
+        status: response.status().as_u16(),
+    };
+    gw.metrics.requests.get_or_create(&labels).inc();
+    gw.metrics
+        .latency
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// A plain-text error response: one line naming what failed.
+pub fn error_text(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        Body::from(format!("{message}\n")),
+    )
+        .into_response()
+}
+
+/// The HTTP answer to a KFS error about `path` while doing `what`.
+pub fn kfs_error(what: &str, e: &KfsError) -> Response {
+    let status = match e {
+        KfsError::NotFound { .. } => StatusCode::NOT_FOUND,
+        KfsError::InvalidPath { .. } | KfsError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
+        KfsError::AlreadyExists { .. }
+        | KfsError::NotADirectory { .. }
+        | KfsError::IsADirectory { .. }
+        | KfsError::DirectoryNotEmpty { .. } => StatusCode::CONFLICT,
+        KfsError::NoSpace(_) => StatusCode::INSUFFICIENT_STORAGE,
+        KfsError::Unavailable(_)
+        | KfsError::ChunkUnavailable { .. }
+        | KfsError::LeaseExpired { .. }
+        | KfsError::WriteFailed { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    if status.is_server_error() {
+        tracing::warn!(error = %e, "{what}");
+    }
+    error_text(status, &format!("cannot {what}: {e}"))
+}
+
+/// A permit to stream, or the 503 that says the gateway is at its limit.
+pub fn stream_permit(gw: &Gateway) -> Result<StreamPermit, Box<Response>> {
+    match gw.streams.clone().try_acquire_owned() {
+        Ok(permit) => {
+            gw.metrics.open_streams.inc();
+            Ok(StreamPermit {
+                _permit: permit,
+                gauge: gw.metrics.open_streams.clone(),
+            })
+        }
+        Err(_) => {
+            let mut r = error_text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!(
+                    "too many streams in flight (--max-streams {}); try again",
+                    gw.config.max_streams
+                ),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            Err(Box::new(r))
+        }
+    }
+}
+
+/// Held while a body streams; counts in `kfs_gateway_open_streams`.
+pub struct StreamPermit {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    gauge: Gauge,
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}

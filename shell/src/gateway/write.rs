@@ -1,0 +1,262 @@
+//! `PUT` and `DELETE`, allowed only with the gateway's write token (`Authorization: Bearer`).
+//!
+//! An upload is atomic: the body is written to a temporary file in the target's directory
+//! (`.kfs-upload-<random>`, hidden from listings), synced on every replica, then renamed over the
+//! target, so a reader sees the old file or the whole new one, never a part, and a `201`/`204`
+//! means the bytes are durable. Missing parent directories are created. A body over the size
+//! limit (by `Content-Length`, or as it arrives) gets 413 and leaves nothing behind; so does an
+//! interrupted one. `DELETE` removes a file or an empty directory (never a tree).
+
+use super::read::UPLOAD_PREFIX;
+use super::{Gateway, error_text, kfs_error, stream_permit};
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use kfs_common::proto::master::CreateOptions;
+use kfs_common::{FileKind, KfsError};
+use std::hash::{BuildHasher, Hasher};
+use tokio::io::AsyncWriteExt;
+
+/// Compares in time that does not depend on where the inputs differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `None` when the request carries the write token; else the response that refuses it.
+fn refusal(gw: &Gateway, headers: &HeaderMap) -> Option<Response> {
+    let Some(token) = &gw.config.write_token else {
+        return Some(error_text(
+            StatusCode::FORBIDDEN,
+            "this gateway is read-only (start it with --write-token-file to allow PUT and DELETE)",
+        ));
+    };
+    let sent = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match sent {
+        Some(sent) if same_secret(sent.trim().as_bytes(), token.as_bytes()) => None,
+        _ => {
+            let mut r = error_text(
+                StatusCode::UNAUTHORIZED,
+                "a write needs the gateway's token: Authorization: Bearer TOKEN",
+            );
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"kfs\""),
+            );
+            Some(r)
+        }
+    }
+}
+
+fn too_large(max: u64) -> Response {
+    error_text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("the body is larger than this gateway takes ({max} bytes)"),
+    )
+}
+
+/// A random name for an upload in progress.
+fn upload_name() -> String {
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    format!("{UPLOAD_PREFIX}{random:016x}")
+}
+
+/// Bytes of an over-long body read and dropped so the client can read the 413 (a connection
+/// closed while it still sends would end in a broken pipe instead).
+const DRAIN_BYTES: u64 = 16 << 20;
+/// ... for this long at most.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn drain(
+    body: &mut axum::body::BodyDataStream,
+    received: &prometheus_client::metrics::counter::Counter,
+) {
+    let mut dropped = 0u64;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while dropped < DRAIN_BYTES {
+            match body.next().await {
+                Some(Ok(piece)) => {
+                    dropped += piece.len() as u64;
+                    received.inc_by(piece.len() as u64);
+                }
+                _ => break,
+            }
+        }
+    })
+    .await;
+}
+
+pub async fn put(gw: &Gateway, path: &str, request: Request) -> Response {
+    if let Some(refused) = refusal(gw, request.headers()) {
+        return refused;
+    }
+    let Ok(Some((parent, _))) = kfs_common::path::split_parent(path) else {
+        return error_text(
+            StatusCode::CONFLICT,
+            "cannot upload over the root directory",
+        );
+    };
+    if path == gw.config.root.trim_end_matches('/') || request.uri().path().ends_with('/') {
+        return error_text(
+            StatusCode::CONFLICT,
+            "a PUT names a file, not a directory (no trailing '/')",
+        );
+    }
+    let max = gw.config.max_body;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return too_large(max);
+    }
+    let _permit = match stream_permit(gw) {
+        Ok(permit) => permit,
+        Err(busy) => return *busy,
+    };
+    let client = &gw.client;
+    let existed = match client.stat(path).await {
+        Ok(attr) if attr.kind == FileKind::Dir => {
+            return kfs_error(
+                &format!("upload to '{path}'"),
+                &KfsError::is_a_directory(path),
+            );
+        }
+        Ok(_) => true,
+        Err(KfsError::NotFound { .. }) => false,
+        Err(e) => return kfs_error(&format!("upload to '{path}'"), &e),
+    };
+    if let Err(e) = client.mkdir_all(parent).await {
+        return kfs_error(&format!("create the directory '{parent}'"), &e);
+    }
+    let temp = kfs_common::path::join(parent, &upload_name());
+    let options = CreateOptions {
+        exclusive: true,
+        replication: gw.config.replication,
+        mode: None,
+    };
+    let mut file = match client.create_with(&temp, options).await {
+        Ok(file) => file,
+        Err(e) => return kfs_error(&format!("upload to '{path}'"), &e),
+    };
+    let mut received = 0u64;
+    let mut body = request.into_body().into_data_stream();
+    let mut failure: Option<Response> = None;
+    while let Some(piece) = body.next().await {
+        let piece = match piece {
+            Ok(piece) => piece,
+            Err(e) => {
+                failure = Some(error_text(
+                    StatusCode::BAD_REQUEST,
+                    &format!("the upload was cut short: {e}"),
+                ));
+                break;
+            }
+        };
+        received += piece.len() as u64;
+        gw.metrics.received_bytes.inc_by(piece.len() as u64);
+        if received > max {
+            failure = Some(too_large(max));
+            drain(&mut body, &gw.metrics.received_bytes).await;
+            break;
+        }
+        if let Err(e) = file.write_all(&piece).await {
+            failure = Some(kfs_error(
+                &format!("write '{path}'"),
+                &KfsError::Io(e.to_string()),
+            ));
+            break;
+        }
+    }
+    if failure.is_none()
+        && let Some(declared) = declared
+        && declared != received
+    {
+        failure = Some(error_text(
+            StatusCode::BAD_REQUEST,
+            &format!("the body had {received} bytes, Content-Length said {declared}"),
+        ));
+    }
+    let written = match failure {
+        Some(failed) => Err(failed),
+        None => match file.sync().await {
+            Ok(()) => file
+                .close()
+                .await
+                .map_err(|e| kfs_error(&format!("write '{path}'"), &e)),
+            Err(e) => Err(kfs_error(&format!("write '{path}'"), &e)),
+        },
+    };
+    let renamed = match written {
+        Ok(attr) => client
+            .rename(&temp, path)
+            .await
+            .map(|()| attr)
+            .map_err(|e| kfs_error(&format!("upload to '{path}'"), &e)),
+        Err(failed) => Err(failed),
+    };
+    gw.cache.forget(path);
+    match renamed {
+        Ok(attr) => {
+            let status = if existed {
+                StatusCode::NO_CONTENT
+            } else {
+                StatusCode::CREATED
+            };
+            let etag = format!("\"{:x}-{:x}-{:x}\"", attr.fid.0, attr.size, attr.mtime);
+            let mut r = status.into_response();
+            if let Ok(v) = HeaderValue::from_str(&etag) {
+                r.headers_mut().insert(header::ETAG, v);
+            }
+            r
+        }
+        Err(failed) => {
+            if let Err(e) = client.remove(&temp).await {
+                tracing::warn!(path = %temp, error = %e, "could not remove a failed upload");
+            }
+            failed
+        }
+    }
+}
+
+pub async fn delete(gw: &Gateway, path: &str, headers: &HeaderMap) -> Response {
+    if let Some(refused) = refusal(gw, headers) {
+        return refused;
+    }
+    if path == gw.config.root.trim_end_matches('/') || path == "/" {
+        return error_text(
+            StatusCode::FORBIDDEN,
+            "the gateway's root directory cannot be deleted",
+        );
+    }
+    let client = &gw.client;
+    let removed = match client.stat(path).await {
+        Ok(attr) if attr.kind == FileKind::Dir => client.remove_dir(path).await,
+        Ok(_) => client.remove(path).await,
+        Err(e) => Err(e),
+    };
+    gw.cache.forget(path);
+    match removed {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => kfs_error(&format!("remove '{path}'"), &e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"abcd"));
+        assert!(!same_secret(b"", b"a"));
+    }
+}

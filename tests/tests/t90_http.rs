@@ -1,0 +1,639 @@
+//! KFS over HTTP: the gateway (`kfs gateway`), the master's status page, and `/metrics` on
+//! every server, checked with a real HTTP client (reqwest), raw requests on a socket where a
+//! client would clean the URL up, and a Prometheus text parser.
+
+use kfs_client::Client;
+use kfs_shell::gateway::{self, GatewayConfig, GatewayHandle};
+use kfs_tests::{ClusterOptions, TestCluster, wait_until};
+use reqwest::StatusCode;
+use reqwest::header;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const BOUND: Duration = Duration::from_secs(30);
+
+fn content(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+async fn put(client: &Client, path: &str, data: &[u8]) {
+    let mut f = client.create(path).await.unwrap();
+    use tokio::io::AsyncWriteExt as _;
+    f.write_all(data).await.unwrap();
+    f.close().await.unwrap();
+}
+
+async fn gateway_with(client: Client, config: GatewayConfig) -> GatewayHandle {
+    gateway::start(
+        client,
+        GatewayConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            metrics: Some("127.0.0.1:0".parse().unwrap()),
+            ..config
+        },
+    )
+    .await
+    .expect("the gateway starts")
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder().timeout(BOUND).build().unwrap()
+}
+
+/// Sends `target` as it is (no URL clean-up, as an attacker would) and returns the status.
+async fn raw_status(addr: SocketAddr, target: &str) -> u16 {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {target} HTTP/1.1\r\nHost: kfs\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(BOUND, s.read_to_end(&mut reply))
+        .await
+        .expect("a reply in time")
+        .unwrap();
+    let text = String::from_utf8_lossy(&reply);
+    let status = text.split(' ').nth(1).unwrap_or("");
+    status
+        .parse()
+        .unwrap_or_else(|_| panic!("no status in {text:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_served_with_ranges_validators_and_conditional_requests() {
+    let cluster = TestCluster::start(ClusterOptions::default()).await;
+    let client = cluster.client().await;
+    client.mkdir_all("/pub/photos").await.unwrap();
+    let small = content(1, 6 * 1024);
+    // Several chunks (256 KiB each) and several streamed pieces.
+    let large = content(2, 2 * 1024 * 1024 + 12345);
+    put(&client, "/pub/photos/cat.jpg", &small).await;
+    put(&client, "/pub/big.bin", &large).await;
+    put(&client, "/pub/notes.txt", b"hello\n").await;
+    put(&client, "/secret.txt", b"outside the root\n").await;
+    let gw = gateway_with(
+        client.clone(),
+        GatewayConfig {
+            root: "/pub".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let base = format!("http://{}", gw.local_addr());
+    let h = http();
+
+    // Whole files, with their type and validators.
+    let r = h
+        .get(format!("{base}/photos/cat.jpg"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()[header::CONTENT_TYPE], "image/jpeg");
+    assert_eq!(r.headers()[header::ACCEPT_RANGES], "bytes");
+    let etag = r.headers()[header::ETAG].to_str().unwrap().to_string();
+    let modified = r.headers()[header::LAST_MODIFIED]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(r.bytes().await.unwrap(), small);
+    let r = h.get(format!("{base}/big.bin")).send().await.unwrap();
+    assert_eq!(
+        r.headers()[header::CONTENT_TYPE],
+        "application/octet-stream"
+    );
+    assert_eq!(
+        r.headers()[header::CONTENT_LENGTH],
+        large.len().to_string().as_str()
+    );
+    assert_eq!(r.bytes().await.unwrap(), large);
+    let r = h.get(format!("{base}/notes.txt")).send().await.unwrap();
+    assert_eq!(r.headers()[header::CONTENT_TYPE], "text/plain");
+    assert_eq!(r.text().await.unwrap(), "hello\n");
+
+    // HEAD: the same headers, no body.
+    let r = h.head(format!("{base}/big.bin")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()[header::CONTENT_LENGTH],
+        large.len().to_string().as_str()
+    );
+    assert!(r.bytes().await.unwrap().is_empty());
+
+    // Ranges: one range is 206 with Content-Range; across chunk and piece boundaries too.
+    let ranged = |range: &str| {
+        h.get(format!("{base}/big.bin"))
+            .header(header::RANGE, range)
+            .send()
+    };
+    let len = large.len();
+    for (range, from, to) in [
+        ("bytes=10-19".to_string(), 10, 20),
+        ("bytes=-5".to_string(), len - 5, len),
+        (format!("bytes={}-", len - 100), len - 100, len),
+        ("bytes=262100-786500".to_string(), 262_100, 786_501),
+        (format!("bytes=0-{}", len + 1000), 0, len),
+    ] {
+        let r = ranged(&range).await.unwrap();
+        assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT, "{range}");
+        assert_eq!(
+            r.headers()[header::CONTENT_RANGE],
+            format!("bytes {}-{}/{len}", from, to - 1).as_str(),
+            "{range}"
+        );
+        assert_eq!(r.bytes().await.unwrap(), &large[from..to], "{range}");
+    }
+    let r = ranged(&format!("bytes={}-", len + 1)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(
+        r.headers()[header::CONTENT_RANGE],
+        format!("bytes */{len}").as_str()
+    );
+    // Several ranges are not served as multipart: the whole file instead, as RFC 9110 allows.
+    let r = ranged("bytes=0-1,10-11").await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().len(), len);
+    // A malformed Range is ignored.
+    let r = ranged("pages=1-2").await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // Conditional requests.
+    let cat = format!("{base}/photos/cat.jpg");
+    let r = h
+        .get(&cat)
+        .header(header::IF_NONE_MATCH, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(r.headers()[header::ETAG], etag.as_str());
+    assert!(r.bytes().await.unwrap().is_empty());
+    let r = h
+        .get(&cat)
+        .header(header::IF_NONE_MATCH, "\"something-else\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = h
+        .get(&cat)
+        .header(header::IF_MODIFIED_SINCE, &modified)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+    let r = h
+        .get(&cat)
+        .header(header::IF_MODIFIED_SINCE, "Mon, 01 Jan 2001 00:00:00 GMT")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // If-Range with a stale validator: the whole (changed) file, not a piece of it.
+    let r = h
+        .get(&cat)
+        .header(header::RANGE, "bytes=0-9")
+        .header(header::IF_RANGE, "\"an-old-version\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = h
+        .get(&cat)
+        .header(header::RANGE, "bytes=0-9")
+        .header(header::IF_RANGE, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+
+    // Errors name what failed.
+    let r = h.get(format!("{base}/nope.jpg")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(r.text().await.unwrap().contains("'/nope.jpg'"));
+    let r = h.post(format!("{base}/notes.txt")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let r = h.put(format!("{base}/x")).body("x").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "read-only by default");
+
+    // Paths that try to leave the root, or cannot be names: 400, never the file outside.
+    let addr = gw.local_addr();
+    for target in [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/%2E%2E/secret.txt",
+        "/photos/../../secret.txt",
+        "/.%2e/secret.txt",
+        "/a%2f..%2f..%2fsecret.txt",
+        "/a%00b",
+        "/%ff%fe",
+    ] {
+        assert_eq!(raw_status(addr, target).await, 400, "{target}");
+    }
+    let long = "n".repeat(256);
+    assert_eq!(raw_status(addr, &format!("/{long}")).await, 400);
+    assert_eq!(raw_status(addr, "/photos/cat.jpg").await, 200);
+
+    // Directories: a JSON listing, paged.
+    let page: serde_json::Value = h
+        .get(format!("{base}/?limit=2"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names = |p: &serde_json::Value| -> Vec<String> {
+        p["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&page), ["big.bin", "notes.txt"]);
+    assert_eq!(page["entries"][0]["size"], len as u64);
+    assert_eq!(page["entries"][0]["type"], "file");
+    let next = page["next"].as_str().unwrap();
+    let page: serde_json::Value = h
+        .get(format!("{base}/?limit=2&after={next}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(names(&page), ["photos"]);
+    assert_eq!(page["entries"][0]["type"], "dir");
+    assert!(page.get("next").is_none(), "the last page: {page}");
+
+    gw.shutdown(Duration::from_secs(1)).await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_need_the_token_and_uploads_are_whole_or_nothing() {
+    let cluster = TestCluster::start(ClusterOptions::default()).await;
+    let client = cluster.client().await;
+    let gw = gateway_with(
+        client.clone(),
+        GatewayConfig {
+            write_token: Some("s3cret".into()),
+            max_body: 1 << 20,
+            ..Default::default()
+        },
+    )
+    .await;
+    let base = format!("http://{}", gw.local_addr());
+    let h = http();
+    let url = format!("{base}/up/2026/photo.jpg");
+    let first = content(3, 300_000);
+
+    let r = h.put(&url).body(first.clone()).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers().contains_key(header::WWW_AUTHENTICATE));
+    let r = h
+        .put(&url)
+        .bearer_auth("wrong")
+        .body(first.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(matches!(
+        client.stat("/up/2026/photo.jpg").await,
+        Err(kfs_client::KfsError::NotFound { .. })
+    ));
+
+    // An upload creates the parents; read back through the gateway and the client.
+    let r = h
+        .put(&url)
+        .bearer_auth("s3cret")
+        .body(first.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(
+        h.get(&url).send().await.unwrap().bytes().await.unwrap(),
+        first
+    );
+    let f = client.open("/up/2026/photo.jpg").await.unwrap();
+    assert_eq!(f.read_at(0, first.len() + 1).await.unwrap(), first);
+
+    // Replacing: 204, and the new bytes at once (the gateway drops its cached entry).
+    let second = content(4, 1000);
+    let r = h
+        .put(&url)
+        .bearer_auth("s3cret")
+        .body(second.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        h.get(&url).send().await.unwrap().bytes().await.unwrap(),
+        second
+    );
+
+    // Too large, by Content-Length or by what arrives: 413, and nothing changed or left over.
+    let r = h
+        .put(&url)
+        .bearer_auth("s3cret")
+        .body(content(5, (1 << 20) + 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let chunks =
+        futures::stream::iter((0..20).map(|i| Ok::<_, std::io::Error>(content(i, 100_000))));
+    let r = h
+        .put(&url)
+        .bearer_auth("s3cret")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        h.get(&url).send().await.unwrap().bytes().await.unwrap(),
+        second
+    );
+    let names: Vec<String> = client
+        .list_all("/up/2026")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, ["photo.jpg"], "no upload left behind");
+
+    // A directory cannot be overwritten; a non-empty one cannot be deleted.
+    let r = h
+        .put(format!("{base}/up/2026"))
+        .bearer_auth("s3cret")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let r = h
+        .delete(format!("{base}/up/2026"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let r = h.delete(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = h.delete(&url).bearer_auth("s3cret").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        h.get(&url).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    let r = h.delete(&url).bearer_auth("s3cret").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = h
+        .delete(format!("{base}/up/2026"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::NO_CONTENT,
+        "an empty directory goes"
+    );
+
+    gw.shutdown(Duration::from_secs(1)).await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_past_the_limit_get_503_and_a_change_shows_once_the_cache_expires() {
+    let cluster = TestCluster::start(ClusterOptions::default()).await;
+    let client = cluster.client().await;
+    let large = content(6, 4 << 20);
+    put(&client, "/big.bin", &large).await;
+    put(&client, "/small.txt", b"one").await;
+    let gw = gateway_with(
+        client.clone(),
+        GatewayConfig {
+            max_streams: 1,
+            cache_ttl: Duration::from_millis(300),
+            ..Default::default()
+        },
+    )
+    .await;
+    let base = format!("http://{}", gw.local_addr());
+    let h = http();
+
+    // A response whose body is not read holds the one stream.
+    let held = h.get(format!("{base}/big.bin")).send().await.unwrap();
+    assert_eq!(held.status(), StatusCode::OK);
+    let r = h.get(format!("{base}/small.txt")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+    assert_eq!(held.bytes().await.unwrap(), large);
+    wait_until("the stream released", BOUND, || async {
+        h.get(format!("{base}/small.txt"))
+            .send()
+            .await
+            .map(|r| r.status() == StatusCode::OK)
+            .unwrap_or(false)
+    })
+    .await;
+
+    // A change made through another client shows once the cache's 300 ms have passed.
+    put(&client, "/small.txt", b"two, longer").await;
+    wait_until("the new content served", BOUND, || async {
+        h.get(format!("{base}/small.txt"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            == b"two, longer".as_slice()
+    })
+    .await;
+
+    // The cache answered some lookups, and the gateway counted what it did.
+    let metrics = h
+        .get(format!("http://{}/metrics", gw.metrics_addr().unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let scrape = parse(&metrics);
+    assert!(value(&scrape, "kfs_gateway_cache_hits_total", &[]) >= 1.0);
+    assert!(value(&scrape, "kfs_gateway_cache_misses_total", &[]) >= 1.0);
+    assert_eq!(
+        value(
+            &scrape,
+            "kfs_gateway_requests_total",
+            &[("method", "GET"), ("status", "503")]
+        ),
+        1.0
+    );
+    assert!(value(&scrape, "kfs_gateway_sent_bytes_total", &[]) >= large.len() as f64);
+    assert_eq!(value(&scrape, "kfs_gateway_open_streams", &[]), 0.0);
+
+    gw.shutdown(Duration::from_secs(1)).await;
+    cluster.shutdown().await;
+}
+
+fn parse(text: &str) -> prometheus_parse::Scrape {
+    prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("the Prometheus text format")
+}
+
+/// The value of the sample `name` whose labels include `labels` (summed over the others).
+fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut found = false;
+    let mut total = 0.0;
+    for s in &scrape.samples {
+        if s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)) {
+            found = true;
+            total += match &s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => *v,
+                prometheus_parse::Value::Histogram(h) => {
+                    h.iter().map(|b| b.count).fold(0.0, f64::max)
+                }
+                prometheus_parse::Value::Summary(_) => 0.0,
+            };
+        }
+    }
+    assert!(found, "no sample {name} {labels:?}");
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_master_and_chunkservers_report_status_and_metrics() {
+    let cluster = TestCluster::start(ClusterOptions {
+        http: true,
+        ..Default::default()
+    })
+    .await;
+    let client = cluster.client().await;
+    client.mkdir_all("/m").await.unwrap();
+    for i in 0..5 {
+        put(&client, &format!("/m/f{i}"), &content(i, 100_000)).await;
+    }
+    assert!(client.stat("/m/nope").await.is_err());
+    let h = http();
+    let master = format!("http://{}", cluster.master().http_addr().unwrap());
+
+    // The status as JSON; every chunkserver alive once heartbeats have told their space.
+    let status: serde_json::Value = h
+        .get(format!("{master}/status.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["summary"]["files"], 5);
+    assert_eq!(status["summary"]["dirs"], 2);
+    assert_eq!(status["summary"]["servers_alive"], 3);
+    let servers = status["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 3);
+    assert!(servers.iter().all(|s| s["state"] == "alive"), "{status}");
+    assert_eq!(status["workers"]["committer"]["log"], "ok");
+    // The HTML page: self-contained (no scripts, nothing fetched from elsewhere).
+    let page = h.get(&master).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    assert_eq!(page.matches("class=\"server alive\"").count(), 3, "{page}");
+    assert!(
+        !page.contains("<script") && !page.contains("src=\"http"),
+        "{page}"
+    );
+
+    // The master's metrics.
+    let scrape = parse(
+        &h.get(format!("{master}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(value(&scrape, "kfs_files", &[]), 5.0);
+    assert!(
+        value(
+            &scrape,
+            "kfs_rpc_calls_total",
+            &[("service", "MasterService"), ("method", "create")]
+        ) >= 5.0
+    );
+    assert!(
+        value(
+            &scrape,
+            "kfs_rpc_errors_total",
+            &[("method", "stat"), ("kind", "not_found")]
+        ) >= 1.0
+    );
+    assert!(
+        value(
+            &scrape,
+            "kfs_rpc_latency_seconds_count",
+            &[("method", "create")]
+        ) >= 5.0
+    );
+    assert!(value(&scrape, "kfs_log_commit_seconds_count", &[]) >= 1.0);
+    assert!(value(&scrape, "kfs_log_batch_ops_sum", &[]) >= 6.0);
+    assert_eq!(
+        value(&scrape, "kfs_chunkservers", &[("state", "alive")]),
+        3.0
+    );
+    wait_until("a repair round counted", BOUND, || async {
+        let s: serde_json::Value = h
+            .get(format!("{master}/status.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        s["replication"]["under_replicated"] == 0 && s["replication"]["missing"] == 0
+    })
+    .await;
+
+    // Each chunkserver's: every one holds a replica of every chunk (replication 3 of 3).
+    for i in 0..3 {
+        let addr = cluster.chunkserver(i).http_addr().unwrap();
+        let scrape = parse(
+            &h.get(format!("http://{addr}/metrics"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        );
+        assert!(value(&scrape, "kfs_chunkserver_written_bytes_total", &[]) >= 500_000.0);
+        assert!(value(&scrape, "kfs_chunkserver_replicas", &[]) >= 5.0);
+        assert!(
+            value(
+                &scrape,
+                "kfs_rpc_calls_total",
+                &[("service", "ChunkService"), ("method", "write")]
+            ) >= 1.0
+        );
+    }
+    cluster.shutdown().await;
+}
