@@ -195,22 +195,19 @@ impl Client {
         Ok(File::new(self.clone(), path, attr))
     }
 
-    /// Opens an existing file for reading and writing.
+    /// Opens an existing file for reading and writing. One call to the master, which also
+    /// tells where the first chunks are, so the first reads go straight to chunkservers.
     pub async fn open(&self, path: &str) -> KfsResult<File> {
-        let attr = self.stat(path).await?;
-        if attr.kind == kfs_common::FileKind::Dir {
-            return Err(KfsError::is_a_directory(path));
-        }
-        Ok(File::new(self.clone(), path, attr))
+        self.open_with_attr(path).await.map(|(file, _)| file)
     }
 
-    /// Opens a file whose attributes the caller already has from [`Client::stat`] (one round
-    /// trip to the master fewer than [`Client::open`]). The handle sees the length in `attr`.
-    pub fn open_with_attr(&self, path: &str, attr: FileAttr) -> KfsResult<File> {
-        if attr.kind == kfs_common::FileKind::Dir {
-            return Err(KfsError::is_a_directory(path));
-        }
-        Ok(File::new(self.clone(), path, attr))
+    /// [`Client::open`], also returning the file's attributes as the open found them.
+    pub async fn open_with_attr(&self, path: &str) -> KfsResult<(File, FileAttr)> {
+        let ahead = self.chunk_size().saturating_mul(crate::file::LOCATE_AHEAD);
+        let (attr, found) = self
+            .call(self.m().open(self.ctx(), path.to_string(), ahead))
+            .await?;
+        Ok((File::opened(self.clone(), path, attr.clone(), found), attr))
     }
 
     pub async fn stat(&self, path: &str) -> KfsResult<FileAttr> {

@@ -34,8 +34,8 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
 
-/// How many chunks one location request asks for.
-const LOCATE_AHEAD: u64 = 16;
+/// How many chunks one location request (or an open) asks for.
+pub(crate) const LOCATE_AHEAD: u64 = 16;
 /// Reads a sequential reader keeps in flight ahead of it.
 const READS_IN_FLIGHT: usize = 3;
 
@@ -342,6 +342,19 @@ impl Shared {
                     .locate(self.client.ctx(), fid, chunk_offset, len),
             )
             .await?;
+        self.remember_locations(chunk_offset, found);
+        Ok(self
+            .locations
+            .lock()
+            .expect("locations lock")
+            .get(&chunk_offset)
+            .cloned()
+            .flatten())
+    }
+
+    /// Caches what the master said of the [`LOCATE_AHEAD`] chunks from `chunk_offset`: `found`,
+    /// and holes where it listed none.
+    pub(crate) fn remember_locations(&self, chunk_offset: u64, found: Vec<ChunkLocation>) {
         let mut cache = self.locations.lock().expect("locations lock");
         for i in 0..LOCATE_AHEAD {
             cache
@@ -351,7 +364,6 @@ impl Shared {
         for loc in found {
             cache.insert(loc.offset, Some(loc));
         }
-        Ok(cache.get(&chunk_offset).cloned().flatten())
     }
 
     /// Reads up to `len` bytes at `offset` (less at the end of the file). The pieces in different
@@ -595,6 +607,20 @@ pub struct File {
 }
 
 impl File {
+    /// A handle on an opened file, its first chunks' locations already known.
+    pub(crate) fn opened(
+        client: Client,
+        path: &str,
+        attr: FileAttr,
+        found: Option<Vec<ChunkLocation>>,
+    ) -> File {
+        let file = File::new(client, path, attr);
+        if let Some(found) = found {
+            file.shared.remember_locations(0, found);
+        }
+        file
+    }
+
     pub(crate) fn new(client: Client, path: &str, attr: FileAttr) -> File {
         let chunk_size = client.chunk_size();
         File {

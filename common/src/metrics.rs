@@ -169,6 +169,7 @@ reply_error!(MasterServiceResponse {
     Fsck,
     Decommission,
     ExtendLength,
+    Open,
 });
 reply_error!(ClusterServiceResponse { Hello, Heartbeat });
 reply_error!(ChunkServiceResponse {

@@ -374,6 +374,35 @@ impl MasterServer {
         }
     }
 
+    /// Where `chunks` (`(offset, chunk, version)`) are; in safe mode, a chunk no server has
+    /// reported yet is `Unavailable` (ask again), not lost.
+    fn locations_of(
+        &self,
+        chunks: Vec<(u64, ChunkId, ChunkVersion)>,
+    ) -> KfsResult<Vec<ChunkLocation>> {
+        let mut map = self.state.chunks.lock().expect("chunk map lock");
+        let found: Vec<ChunkLocation> = chunks
+            .into_iter()
+            .map(|(offset, chunk, version)| ChunkLocation {
+                offset,
+                chunk,
+                version,
+                replicas: map.locations(chunk),
+            })
+            .collect();
+        // Just after a restart a chunk may have replicas that have not reported yet: the reader
+        // should ask again, not conclude that the chunk is lost.
+        if let Some(unknown) = found.iter().find(|l| l.replicas.is_empty())
+            && map.in_safe_mode(Instant::now())
+        {
+            return Err(KfsError::Unavailable(format!(
+                "the master has just restarted and no chunkserver has reported {} yet; ask again shortly",
+                unknown.chunk
+            )));
+        }
+        Ok(found)
+    }
+
     fn allocate_fids(&self, count: u64) -> FileId {
         FileId(self.state.next_fid.fetch_add(count, Ordering::Relaxed))
     }
@@ -648,27 +677,27 @@ impl MasterService for MasterServer {
             }
             Ok(ns.chunks_in(fid, offset, offset.saturating_add(len), chunk_size))
         })?;
-        let mut map = self.state.chunks.lock().expect("chunk map lock");
-        let found: Vec<ChunkLocation> = chunks
-            .into_iter()
-            .map(|(offset, chunk, version)| ChunkLocation {
-                offset,
-                chunk,
-                version,
-                replicas: map.locations(chunk),
-            })
-            .collect();
-        // Just after a restart a chunk may have replicas that have not reported yet: the reader
-        // should ask again, not conclude that the chunk is lost.
-        if let Some(unknown) = found.iter().find(|l| l.replicas.is_empty())
-            && map.in_safe_mode(Instant::now())
-        {
-            return Err(KfsError::Unavailable(format!(
-                "the master has just restarted and no chunkserver has reported {} yet; ask again shortly",
-                unknown.chunk
-            )));
-        }
-        Ok(found)
+        self.locations_of(chunks)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path, len))]
+    async fn open(
+        self,
+        _: Context,
+        path: String,
+        len: u64,
+    ) -> KfsResult<(FileAttr, Option<Vec<ChunkLocation>>)> {
+        let chunk_size = self.state.leases.chunk_size();
+        let (attr, chunks) = self.read(|ns| {
+            let attr = ns.stat(&path)?;
+            if attr.kind == kfs_common::FileKind::Dir {
+                return Err(KfsError::is_a_directory(path.as_str()));
+            }
+            let chunks = ns.chunks_in(attr.fid, 0, len, chunk_size);
+            Ok((attr, chunks))
+        })?;
+        // Locations not all known yet (safe mode): the open still succeeds; reads ask again.
+        Ok((attr, self.locations_of(chunks).ok()))
     }
 
     #[instrument(level = "debug", skip_all, fields(%fid, chunk_offset))]

@@ -332,6 +332,15 @@ pub trait MasterService {
     /// shorter: concurrent writers each extend it to their end) and sets its modification time.
     /// Idempotent.
     async fn extend_length(fid: FileId, length: u64) -> Result<FileAttr, KfsError>;
+
+    /// Caller: clients opening a file. `stat` and `locate` in one call: the file's attributes and
+    /// the locations of its chunks in bytes `0..len` (a reader's first reads then need no other
+    /// call to the master); `None` instead of locations when some are not known yet (just after
+    /// a restart: the reader asks `locate` later). `IsADirectory` for a directory. Idempotent.
+    async fn open(
+        path: String,
+        len: u64,
+    ) -> Result<(FileAttr, Option<Vec<ChunkLocation>>), KfsError>;
 }
 
 /// Connects to a master at `addr`. The client is cheap to clone; clones share the connection and

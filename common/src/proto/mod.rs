@@ -16,7 +16,7 @@ pub use payload::Payload;
 
 /// Version of this protocol. Peers exchange it in their first call and refuse a mismatch with
 /// [`crate::KfsError::IncompatibleProtocol`].
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Nanoseconds since the UNIX epoch (UTC).
 pub type Timestamp = i64;

@@ -1,9 +1,9 @@
 //! The gateway's short-lived metadata cache: path -> what the master said about it.
 //!
-//! A GET of a small file would otherwise ask the master twice (stat, then the chunk's
-//! locations) before reading one chunkserver. An entry keeps the file's attributes and an open
-//! [`File`] (whose chunk locations fill in on its first read), so a hit goes straight to a
-//! chunkserver; a path that does not exist is cached too.
+//! A GET of a file would otherwise ask the master (one `open`: attributes and the first chunks'
+//! locations) before reading a chunkserver. An entry keeps the file's attributes and an open
+//! [`FileReader`] with those locations, so a hit goes straight to a chunkserver; a path that
+//! does not exist, or is a directory, is cached too.
 //!
 //! Staleness bound: an entry is used for at most `ttl` (default 1 s) after the master answered.
 //! Within it, a file replaced, grown or removed by another client may still be served as it was
@@ -14,7 +14,7 @@
 
 use kfs_client::{Client, FileReader};
 use kfs_common::proto::master::FileAttr;
-use kfs_common::{FileKind, KfsError, KfsResult};
+use kfs_common::{KfsError, KfsResult};
 use prometheus_client::metrics::counter::Counter;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 #[derive(Clone)]
 pub enum Meta {
     File { attr: FileAttr, file: FileReader },
-    Dir { attr: FileAttr },
+    Dir,
     Missing,
 }
 
@@ -98,16 +98,15 @@ impl MetaCache {
         self.entries.lock().expect("cache lock").remove(path);
     }
 
+    /// One call to the master: a file's attributes and first chunks' locations, or what the
+    /// path is instead.
     async fn fetch(&self, path: &str) -> KfsResult<Meta> {
-        match self.client.stat(path).await {
-            Ok(attr) if attr.kind == FileKind::Dir => Ok(Meta::Dir { attr }),
-            Ok(attr) => {
-                let file = self.client.open_with_attr(path, attr.clone())?;
-                Ok(Meta::File {
-                    attr,
-                    file: file.reader(),
-                })
-            }
+        match self.client.open_with_attr(path).await {
+            Ok((file, attr)) => Ok(Meta::File {
+                attr,
+                file: file.reader(),
+            }),
+            Err(KfsError::IsADirectory { .. }) => Ok(Meta::Dir),
             Err(KfsError::NotFound { .. }) => Ok(Meta::Missing),
             Err(e) => Err(e),
         }

@@ -59,7 +59,7 @@ pub async fn get(
         Meta::File { attr, file } => serve_file(gw, &attr, &file, headers, head)
             .await
             .unwrap_or_else(|e| kfs_error(&format!("read '{path}'"), &e)),
-        Meta::Dir { .. } => list(gw, path, query, head).await,
+        Meta::Dir => list(gw, path, query, head).await,
         Meta::Missing => error_text(
             StatusCode::NOT_FOUND,
             &format!("'{}': No such file or directory", shown(gw, path)),
