@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::ops::Range;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     size: AtomicU64,
     /// End of the furthest write acknowledged.
     written_end: AtomicU64,
+    /// Written since the master last heard of this handle's writes.
+    modified: AtomicBool,
     /// The length the master has from this handle.
     length_set: AtomicU64,
     leases: Mutex<HashMap<u64, Held>>,
@@ -198,6 +200,7 @@ impl Shared {
             self.write_piece(chunk_offset, in_chunk, slice).await?;
         }
         self.written_end.fetch_max(end, Ordering::AcqRel);
+        self.modified.store(true, Ordering::Release);
         self.size.fetch_max(end, Ordering::AcqRel);
         Ok(end)
     }
@@ -356,10 +359,14 @@ impl Shared {
     /// and holes where it listed none.
     pub(crate) fn remember_locations(&self, chunk_offset: u64, found: Vec<ChunkLocation>) {
         let mut cache = self.locations.lock().expect("locations lock");
+        // A chunk the master did not list is a hole, but only below the length known now:
+        // past it, another writer may add chunks later.
+        let size = self.size();
         for i in 0..LOCATE_AHEAD {
-            cache
-                .entry(chunk_offset + i * self.chunk_size)
-                .or_insert(None);
+            let at = chunk_offset + i * self.chunk_size;
+            if at < size {
+                cache.entry(at).or_insert(None);
+            }
         }
         for loc in found {
             cache.insert(loc.offset, Some(loc));
@@ -483,10 +490,13 @@ impl Shared {
         Ok(out)
     }
 
-    /// Tells the master the file is at least as long as everything written.
+    /// Tells the master the file is at least as long as everything written, and that it was
+    /// modified (an overwrite in place changes the mtime too, so validators such as HTTP ETags
+    /// change).
     async fn extend_length(self: Arc<Self>) -> KfsResult<()> {
         let end = self.written_end.load(Ordering::Acquire);
-        if end <= self.length_set.load(Ordering::Acquire) {
+        let modified = self.modified.swap(false, Ordering::AcqRel);
+        if end <= self.length_set.load(Ordering::Acquire) && !modified {
             return Ok(());
         }
         let fid = self.fid;
@@ -534,6 +544,32 @@ impl Shared {
 
 type Pending<T> = BoxFuture<'static, KfsResult<T>>;
 
+/// Reads a file at offsets; cheap to clone, shared between tasks. See [`File::reader`].
+#[derive(Clone)]
+pub struct FileReader {
+    shared: Arc<Shared>,
+}
+
+impl FileReader {
+    /// Reads up to `len` bytes at `offset` (fewer at the end of the file).
+    pub async fn read_at(&self, offset: u64, len: usize) -> KfsResult<Vec<u8>> {
+        self.shared.clone().read_at(offset, len).await
+    }
+
+    /// The file's length as the handle it came from knows it.
+    pub fn len(&self) -> u64 {
+        self.shared.size()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn path(&self) -> &str {
+        &self.shared.path
+    }
+}
+
 /// An open KFS file: tokio [`AsyncRead`], [`AsyncWrite`] and [`AsyncSeek`], plus positional
 /// [`File::read_at`] and [`File::write_at`].
 ///
@@ -562,32 +598,6 @@ type Pending<T> = BoxFuture<'static, KfsResult<T>>;
 /// # Ok(())
 /// # }
 /// ```
-/// Reads a file at offsets; cheap to clone, shared between tasks. See [`File::reader`].
-#[derive(Clone)]
-pub struct FileReader {
-    shared: Arc<Shared>,
-}
-
-impl FileReader {
-    /// Reads up to `len` bytes at `offset` (fewer at the end of the file).
-    pub async fn read_at(&self, offset: u64, len: usize) -> KfsResult<Vec<u8>> {
-        self.shared.clone().read_at(offset, len).await
-    }
-
-    /// The file's length as the handle it came from knows it.
-    pub fn len(&self) -> u64 {
-        self.shared.size()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn path(&self) -> &str {
-        &self.shared.path
-    }
-}
-
 pub struct File {
     shared: Arc<Shared>,
     pos: u64,
@@ -631,6 +641,7 @@ impl File {
                 chunk_size,
                 size: AtomicU64::new(attr.size),
                 written_end: AtomicU64::new(0),
+                modified: AtomicBool::new(false),
                 length_set: AtomicU64::new(attr.size),
                 leases: Mutex::new(HashMap::new()),
                 locations: Mutex::new(BTreeMap::new()),
@@ -920,7 +931,8 @@ impl Drop for File {
         let unfinished = !self.wbuf.is_empty()
             || !self.in_flight.is_empty()
             || self.shared.written_end.load(Ordering::Acquire)
-                > self.shared.length_set.load(Ordering::Acquire);
+                > self.shared.length_set.load(Ordering::Acquire)
+            || self.shared.modified.load(Ordering::Acquire);
         if !unfinished {
             return;
         }

@@ -10,7 +10,7 @@
 //! first call on a long-lived client succeeds if the master is back, and a call in flight at the
 //! restart fails with `Unavailable` (the data path's retry loops then carry on).
 
-use kfs_common::proto::PROTOCOL_VERSION;
+use kfs_common::proto::CLIENT_PROTOCOL_VERSION;
 use kfs_common::proto::master::{
     MasterInfo, MasterServiceClient, MasterServiceRequest, MasterServiceResponse,
 };
@@ -83,7 +83,7 @@ async fn dial(addr: SocketAddr, timeout: Duration) -> Result<(Conn, MasterInfo),
         flag.store(true, Ordering::Release);
     });
     let info = MasterServiceClient::from(client.clone())
-        .handshake(rpc::context(timeout), PROTOCOL_VERSION)
+        .handshake(rpc::context(timeout), CLIENT_PROTOCOL_VERSION)
         .await
         .map_err(|e| unreachable(&e))??;
     Ok((

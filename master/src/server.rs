@@ -29,7 +29,7 @@ use kfs_common::proto::master::{
     ChunkLocation, ChunkserverInfo, CreateOptions, DirPage, FileAttr, FsckReport, MasterInfo,
     MasterService, MkdirOptions, NamespaceCounters, RemoveSummary, SetAttr, WriteLease,
 };
-use kfs_common::proto::{PROTOCOL_VERSION, now};
+use kfs_common::proto::{CLIENT_PROTOCOL_VERSION, OLDEST_CLIENT_PROTOCOL, now};
 use kfs_common::rpc::Service;
 use kfs_common::{ChunkId, ChunkVersion, FileId, KfsError, KfsResult, ServerId, path, rpc};
 use serde_bytes::ByteBuf;
@@ -460,14 +460,14 @@ fn expect_removed(reply: Reply) -> KfsResult<RemoveSummary> {
 impl MasterService for MasterServer {
     #[instrument(level = "debug", skip_all, fields(protocol))]
     async fn handshake(self, _: Context, protocol: u32) -> KfsResult<MasterInfo> {
-        if protocol != PROTOCOL_VERSION {
+        if !(OLDEST_CLIENT_PROTOCOL..=CLIENT_PROTOCOL_VERSION).contains(&protocol) {
             return Err(KfsError::IncompatibleProtocol {
-                ours: PROTOCOL_VERSION,
+                ours: CLIENT_PROTOCOL_VERSION,
                 theirs: protocol,
             });
         }
         Ok(MasterInfo {
-            protocol: PROTOCOL_VERSION,
+            protocol: CLIENT_PROTOCOL_VERSION,
             version: env!("CARGO_PKG_VERSION").to_string(),
             default_replication: self.state.default_replication,
             chunk_size: self.state.leases.chunk_size(),

@@ -431,6 +431,7 @@ struct StateGauges {
     servers: Family<StateLabels, Gauge>,
     under_replicated: Gauge,
     missing: Gauge,
+    health_known: Gauge,
     corrupt: Gauge,
     copies_in_flight: Gauge,
     safe_mode: Gauge,
@@ -491,6 +492,11 @@ impl StateGauges {
             "kfs_missing_chunks",
             "Chunks with no readable replica (the healer's last round)",
             g.missing.clone(),
+        );
+        r.register(
+            "kfs_replication_counted",
+            "1 when the two gauges above hold a repair round's count; 0 in safe mode and before the first round (they then read 0 and mean nothing)",
+            g.health_known.clone(),
         );
         r.register(
             "kfs_corrupt_replicas",
@@ -568,6 +574,8 @@ impl StateGauges {
         self.under_replicated
             .set(i(s.replication.under_replicated.unwrap_or(0)));
         self.missing.set(i(s.replication.missing.unwrap_or(0)));
+        self.health_known
+            .set(s.replication.under_replicated.is_some() as i64);
         self.corrupt.set(i(s.replication.corrupt_replicas));
         self.copies_in_flight.set(i(s.replication.copies_in_flight));
         self.safe_mode.set(s.replication.safe_mode as i64);

@@ -1,7 +1,7 @@
 //! The master over TCP: every namespace call end to end, persistence across a restart, the
 //! metadata directory's lock, and concurrent mutations sharing fsyncs.
 
-use kfs_common::proto::PROTOCOL_VERSION;
+use kfs_common::proto::{CLIENT_PROTOCOL_VERSION, OLDEST_CLIENT_PROTOCOL};
 mod support;
 
 use kfs_common::proto::master::{
@@ -33,10 +33,21 @@ async fn namespace_calls_end_to_end() {
     let master = kfs_master::start(&config(dir.path())).await.unwrap();
     let c = connect(&master).await;
 
-    let info = c.handshake(ctx(), PROTOCOL_VERSION).await.unwrap().unwrap();
+    let info = c
+        .handshake(ctx(), CLIENT_PROTOCOL_VERSION)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(info.default_replication, 3);
+    // Clients not yet upgraded are still served; newer ones are refused by name.
+    c.handshake(ctx(), OLDEST_CLIENT_PROTOCOL)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(matches!(
-        c.handshake(ctx(), PROTOCOL_VERSION + 1).await.unwrap(),
+        c.handshake(ctx(), CLIENT_PROTOCOL_VERSION + 1)
+            .await
+            .unwrap(),
         Err(KfsError::IncompatibleProtocol { .. })
     ));
 

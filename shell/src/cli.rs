@@ -57,8 +57,8 @@ pub struct LocalArgs {
     /// Address of the master.
     #[arg(long, default_value = "127.0.0.1:20000")]
     pub listen: std::net::SocketAddr,
-    /// Address of the master's status page and /metrics (default: port 20080 on the --listen
-    /// address, or a free port when --listen asks for port 0).
+    /// Address of the master's status page and /metrics (default: the --listen address, port
+    /// 80 higher: 20080 for 20000; a free port when --listen asks for port 0).
     #[arg(long, value_name = "ADDR")]
     pub http: Option<std::net::SocketAddr>,
     /// Serve until Ctrl-C without a shell (use `kfs` from other terminals).

@@ -29,8 +29,12 @@ impl LocalCluster {
         );
         std::fs::create_dir_all(&args.data)
             .with_context(|| format!("cannot create the data directory {}", args.data.display()))?;
+        // The status page 80 ports above the master (20000 -> 20080), or a free port.
         let http = args.http.unwrap_or_else(|| {
-            let port = if args.listen.port() == 0 { 0 } else { 20080 };
+            let port = match args.listen.port() {
+                0 => 0,
+                p => p.checked_add(80).unwrap_or(0),
+            };
             std::net::SocketAddr::new(args.listen.ip(), port)
         });
         let config = MasterConfig {

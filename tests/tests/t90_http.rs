@@ -98,6 +98,7 @@ async fn files_are_served_with_ranges_validators_and_conditional_requests() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()[header::CONTENT_TYPE], "image/jpeg");
     assert_eq!(r.headers()[header::ACCEPT_RANGES], "bytes");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
     let etag = r.headers()[header::ETAG].to_str().unwrap().to_string();
     let modified = r.headers()[header::LAST_MODIFIED]
         .to_str()
@@ -218,6 +219,8 @@ async fn files_are_served_with_ranges_validators_and_conditional_requests() {
     let r = h.get(format!("{base}/nope.jpg")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert!(r.text().await.unwrap().contains("'/nope.jpg'"));
+    let r = h.get(format!("{base}/notes.txt/x")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "a path through a file");
     let r = h.post(format!("{base}/notes.txt")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
     let r = h.put(format!("{base}/x")).body("x").send().await.unwrap();
@@ -452,6 +455,27 @@ async fn streams_past_the_limit_get_503_and_a_change_shows_once_the_cache_expire
     })
     .await;
 
+    // An overwrite in place (same length) changes the validators, so no client keeps the old
+    // bytes on a 304.
+    let etag_of = |r: &reqwest::Response| r.headers()[header::ETAG].to_str().unwrap().to_string();
+    let before = etag_of(&h.get(format!("{base}/small.txt")).send().await.unwrap());
+    let f = client.open("/small.txt").await.unwrap();
+    f.write_at(0, b"ONE").await.unwrap();
+    f.close().await.unwrap();
+    wait_until("the overwrite seen, with a new ETag", BOUND, || async {
+        let r = h.get(format!("{base}/small.txt")).send().await.unwrap();
+        let etag = etag_of(&r);
+        etag != before && r.bytes().await.unwrap() == b"ONE".as_slice()
+    })
+    .await;
+    let r = h
+        .get(format!("{base}/small.txt"))
+        .header(header::IF_NONE_MATCH, &before)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
     // A change made through another client shows once the cache's 300 ms have passed.
     put(&client, "/small.txt", b"two, longer").await;
     wait_until("the new content served", BOUND, || async {
@@ -488,6 +512,31 @@ async fn streams_past_the_limit_get_503_and_a_change_shows_once_the_cache_expire
     );
     assert!(value(&scrape, "kfs_gateway_sent_bytes_total", &[]) >= large.len() as f64);
     assert_eq!(value(&scrape, "kfs_gateway_open_streams", &[]), 0.0);
+    // Methods are labelled from a fixed set, whatever a client sends.
+    let odd = reqwest::Method::from_bytes(b"BREW").unwrap();
+    let r = h
+        .request(odd, format!("{base}/small.txt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let text = h
+        .get(format!("http://{}/metrics", gw.metrics_addr().unwrap()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("BREW"), "{text}");
+    assert_eq!(
+        value(
+            &parse(&text),
+            "kfs_gateway_requests_total",
+            &[("method", "other"), ("status", "405")]
+        ),
+        1.0
+    );
 
     gw.shutdown(Duration::from_secs(1)).await;
     cluster.shutdown().await;

@@ -14,9 +14,20 @@ pub mod payload;
 
 pub use payload::Payload;
 
-/// Version of this protocol. Peers exchange it in their first call and refuse a mismatch with
+/// Version of the cluster protocol (chunkserver <-> master, chunkserver <-> chunkserver). Peers
+/// exchange it in their first call and refuse a mismatch with
 /// [`crate::KfsError::IncompatibleProtocol`].
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Version of the client protocol (`MasterService`), which a client sends in `handshake`.
+/// Version 2 added `open`. Methods are only ever added at the end of the service, so a master
+/// serves clients of every version from [`OLDEST_CLIENT_PROTOCOL`] to this one, and an upgraded
+/// master keeps serving clients not yet upgraded; a client newer than its master is refused at
+/// the handshake (upgrade the master first).
+pub const CLIENT_PROTOCOL_VERSION: u32 = 2;
+
+/// The oldest client protocol a master still serves.
+pub const OLDEST_CLIENT_PROTOCOL: u32 = 1;
 
 /// Nanoseconds since the UNIX epoch (UTC).
 pub type Timestamp = i64;

@@ -9,7 +9,8 @@
 //! Within it, a file replaced, grown or removed by another client may still be served as it was
 //! (its old length, or its old chunks while they last); a read that fails on a cached entry
 //! (a chunk gone or at a new version) is retried once with fresh metadata. Writes through this
-//! gateway drop the entries of the paths they change at once. The cache holds at most `capacity`
+//! gateway drop the entries of the paths they change (and their parents) at once, and an answer
+//! fetched while such a write happened is not cached. The cache holds at most `capacity`
 //! entries: when full, expired ones are dropped, and if none had expired, all of them.
 
 use kfs_client::{Client, FileReader};
@@ -18,6 +19,7 @@ use kfs_common::{KfsError, KfsResult};
 use prometheus_client::metrics::counter::Counter;
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// What a path is, as the master said.
@@ -46,6 +48,9 @@ pub struct MetaCache {
     ttl: Duration,
     capacity: usize,
     entries: Mutex<HashMap<String, (Instant, Meta)>>,
+    /// Bumped by every `forget`: an answer fetched while it moved may predate a write through
+    /// this gateway, so it is not cached.
+    generation: AtomicU64,
     counters: CacheCounters,
 }
 
@@ -57,6 +62,7 @@ impl MetaCache {
             ttl,
             capacity: capacity.max(1),
             entries: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
             counters,
         }
     }
@@ -77,8 +83,9 @@ impl MetaCache {
             }
         }
         self.counters.misses.inc();
+        let generation = self.generation.load(Ordering::Acquire);
         let meta = self.fetch(path).await?;
-        self.insert(path, meta.clone());
+        self.insert(path, meta.clone(), generation);
         Ok(Lookup {
             meta,
             cached: false,
@@ -88,14 +95,33 @@ impl MetaCache {
     /// Asks the master, bypassing (and then refreshing) the cache.
     pub async fn refresh(&self, path: &str) -> KfsResult<Meta> {
         self.forget(path);
+        let generation = self.generation.load(Ordering::Acquire);
         let meta = self.fetch(path).await?;
-        self.insert(path, meta.clone());
+        self.insert(path, meta.clone(), generation);
         Ok(meta)
     }
 
     /// Drops the entry of `path` (after a write or delete through this gateway).
     pub fn forget(&self, path: &str) {
-        self.entries.lock().expect("cache lock").remove(path);
+        let mut entries = self.entries.lock().expect("cache lock");
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.remove(path);
+    }
+
+    /// Drops the entries of `path` and of every directory above it (an upload may have created
+    /// them).
+    pub fn forget_with_parents(&self, path: &str) {
+        let mut entries = self.entries.lock().expect("cache lock");
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let mut at = path;
+        loop {
+            entries.remove(at);
+            match at.rfind('/') {
+                Some(0) if at != "/" => at = "/",
+                Some(i) if i > 0 => at = &at[..i],
+                _ => break,
+            }
+        }
     }
 
     /// One call to the master: a file's attributes and first chunks' locations, or what the
@@ -112,11 +138,15 @@ impl MetaCache {
         }
     }
 
-    fn insert(&self, path: &str, meta: Meta) {
+    /// Caches `meta` unless caching is off or a `forget` happened since `generation` was read.
+    fn insert(&self, path: &str, meta: Meta, generation: u64) {
         if self.ttl.is_zero() {
             return;
         }
         let mut entries = self.entries.lock().expect("cache lock");
+        if self.generation.load(Ordering::Acquire) != generation {
+            return;
+        }
         if entries.len() >= self.capacity && !entries.contains_key(path) {
             let ttl = self.ttl;
             entries.retain(|_, (at, _)| at.elapsed() < ttl);

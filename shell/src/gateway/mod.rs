@@ -177,10 +177,12 @@ impl GatewayHandle {
 
     /// Stops accepting; requests in flight get `grace` to finish.
     pub async fn shutdown(self, grace: Duration) {
-        if let Some(m) = self.metrics {
-            m.shutdown(grace).await;
-        }
-        self.http.shutdown(grace).await;
+        let metrics = async {
+            if let Some(m) = self.metrics {
+                m.shutdown(grace).await;
+            }
+        };
+        tokio::join!(self.http.shutdown(grace), metrics);
     }
 }
 
@@ -296,19 +298,11 @@ pub struct ListQuery {
 async fn handle(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let query = match request.uri().query() {
-        None => Ok(ListQuery::default()),
-        Some(_) => Query::<ListQuery>::try_from_uri(request.uri()).map(|Query(q)| q),
-    };
-    let response = match (
-        path::to_kfs_path(&gw.config.root, request.uri().path()),
-        query,
-    ) {
-        (Err(bad), _) => error_text(StatusCode::BAD_REQUEST, &format!("bad path: {bad}")),
-        (_, Err(bad)) => error_text(StatusCode::BAD_REQUEST, &format!("bad query: {bad}")),
-        (Ok(path), Ok(query)) => match method {
+    let response = match path::to_kfs_path(&gw.config.root, request.uri().path()) {
+        Err(bad) => error_text(StatusCode::BAD_REQUEST, &format!("bad path: {bad}")),
+        Ok(path) => match method {
             Method::GET | Method::HEAD => {
-                read::get(&gw, &path, &method, &query, request.headers()).await
+                read::get(&gw, &path, &method, request.uri(), request.headers()).await
             }
             Method::PUT => write::put(&gw, &path, request).await,
             Method::DELETE => write::delete(&gw, &path, request.headers()).await,
@@ -325,8 +319,17 @@ async fn handle(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
             }
         },
     };
+    // A fixed set of method labels: any token is a valid HTTP method, and each label value
+    // would be a new series for good.
+    let method = match method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        _ => "other",
+    };
     let labels = RequestLabels {
-        method: method.as_str().to_string(),
+        method: method.to_string(),
         status: response.status().as_u16(),
     };
     gw.metrics.requests.get_or_create(&labels).inc();
@@ -335,6 +338,26 @@ async fn handle(State(gw): State<Arc<Gateway>>, request: Request) -> Response {
         .get_or_create(&labels)
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// The listing query (`?after=NAME&limit=N`) of a directory GET.
+pub fn list_query(uri: &axum::http::Uri) -> Result<ListQuery, String> {
+    match uri.query() {
+        None => Ok(ListQuery::default()),
+        Some(_) => Query::<ListQuery>::try_from_uri(uri)
+            .map(|Query(q)| q)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+/// A KFS path as the URL names it (without the gateway's root), for messages.
+pub fn shown<'a>(gw: &Gateway, path: &'a str) -> &'a str {
+    let root = gw.config.root.trim_end_matches('/');
+    match path.strip_prefix(root) {
+        Some("") => "/",
+        Some(rest) if rest.starts_with('/') => rest,
+        _ => path,
+    }
 }
 
 /// A plain-text error response: one line naming what failed.

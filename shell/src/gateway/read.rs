@@ -12,16 +12,18 @@
 //! the file's size.
 
 use super::cache::Meta;
-use super::{Gateway, ListQuery, StreamPermit, error_text, kfs_error, stream_permit};
+use super::{
+    Gateway, ListQuery, StreamPermit, error_text, kfs_error, list_query, shown, stream_permit,
+};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use headers::{ETag, HeaderMapExt, IfModifiedSince, IfNoneMatch, IfRange, LastModified};
+use headers::{ETag, HeaderMapExt, IfModifiedSince, IfNoneMatch, LastModified};
 use http_range_header::RangeUnsatisfiableError;
 use kfs_client::FileReader;
-use kfs_common::FileKind;
 use kfs_common::proto::master::FileAttr;
+use kfs_common::{FileKind, KfsError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Bytes read per piece of a streamed body.
@@ -34,13 +36,15 @@ pub async fn get(
     gw: &Gateway,
     path: &str,
     method: &Method,
-    query: &ListQuery,
+    uri: &axum::http::Uri,
     headers: &HeaderMap,
 ) -> Response {
     let head = method == Method::HEAD;
     let lookup = match gw.cache.lookup(path).await {
         Ok(lookup) => lookup,
-        Err(e) => return kfs_error(&format!("stat '{path}'"), &e),
+        // A path through a file names nothing.
+        Err(KfsError::NotADirectory { .. }) => return not_found(gw, path),
+        Err(e) => return kfs_error(&format!("stat '{}'", shown(gw, path)), &e),
     };
     let meta = match lookup.meta {
         Meta::File { attr, file } => match serve_file(gw, &attr, &file, headers, head).await {
@@ -48,9 +52,9 @@ pub async fn get(
             // with what the master says now.
             Err(_) if lookup.cached => match gw.cache.refresh(path).await {
                 Ok(meta) => meta,
-                Err(e) => return kfs_error(&format!("stat '{path}'"), &e),
+                Err(e) => return kfs_error(&format!("stat '{}'", shown(gw, path)), &e),
             },
-            Err(e) => return kfs_error(&format!("read '{path}'"), &e),
+            Err(e) => return kfs_error(&format!("read '{}'", shown(gw, path)), &e),
             Ok(response) => return response,
         },
         other => other,
@@ -58,23 +62,20 @@ pub async fn get(
     match meta {
         Meta::File { attr, file } => serve_file(gw, &attr, &file, headers, head)
             .await
-            .unwrap_or_else(|e| kfs_error(&format!("read '{path}'"), &e)),
-        Meta::Dir => list(gw, path, query, head).await,
-        Meta::Missing => error_text(
-            StatusCode::NOT_FOUND,
-            &format!("'{}': No such file or directory", shown(gw, path)),
-        ),
+            .unwrap_or_else(|e| kfs_error(&format!("read '{}'", shown(gw, path)), &e)),
+        Meta::Dir => match list_query(uri) {
+            Ok(query) => list(gw, path, &query, head).await,
+            Err(bad) => error_text(StatusCode::BAD_REQUEST, &format!("bad query: {bad}")),
+        },
+        Meta::Missing => not_found(gw, path),
     }
 }
 
-/// The path as the URL names it (without the gateway's root).
-fn shown<'a>(gw: &Gateway, path: &'a str) -> &'a str {
-    let root = gw.config.root.trim_end_matches('/');
-    match path.strip_prefix(root) {
-        Some("") => "/",
-        Some(rest) => rest,
-        None => path,
-    }
+fn not_found(gw: &Gateway, path: &str) -> Response {
+    error_text(
+        StatusCode::NOT_FOUND,
+        &format!("'{}': No such file or directory", shown(gw, path)),
+    )
 }
 
 /// The file's mtime, to the second (what an HTTP date can say).
@@ -96,13 +97,31 @@ enum Wanted {
     Unsatisfiable,
 }
 
-fn wanted(headers: &HeaderMap, len: u64, etag: &ETag, last_modified: &LastModified) -> Wanted {
+/// Whether `If-Range` (absent, or naming this version of the file) lets a range be served.
+/// RFC 9110 13.1.5: an entity tag must match exactly and be strong; a date must equal
+/// `Last-Modified` exactly, and only counts when the file has not changed within its second.
+fn if_range_holds(headers: &HeaderMap, etag: &str, last_modified: &str, mtime: SystemTime) -> bool {
+    let Some(value) = headers.get(header::IF_RANGE) else {
+        return true;
+    };
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let value = value.trim();
+    if value.starts_with('"') || value.starts_with("W/") {
+        return value == etag;
+    }
+    let settled = SystemTime::now()
+        .duration_since(mtime)
+        .is_ok_and(|age| age >= Duration::from_secs(2));
+    settled && value == last_modified
+}
+
+fn wanted(headers: &HeaderMap, len: u64, range_allowed: bool) -> Wanted {
     let Some(value) = headers.get(header::RANGE) else {
         return Wanted::Whole;
     };
-    if let Some(if_range) = headers.typed_get::<IfRange>()
-        && if_range.is_modified(Some(etag), Some(last_modified))
-    {
+    if !range_allowed {
         return Wanted::Whole;
     }
     let Ok(text) = value.to_str() else {
@@ -113,10 +132,8 @@ fn wanted(headers: &HeaderMap, len: u64, etag: &ETag, last_modified: &LastModifi
         Ok(ranges) if ranges.len() == 1 => Wanted::Part(*ranges[0].start(), ranges[0].end() + 1),
         // No range (an empty file), or several: the whole file, as RFC 9110 allows.
         Ok(_) => Wanted::Whole,
-        Err(RangeUnsatisfiableError::Unsatisfiable | RangeUnsatisfiableError::Rejected(_)) => {
-            Wanted::Unsatisfiable
-        }
-        // A malformed Range is ignored.
+        Err(RangeUnsatisfiableError::Unsatisfiable) => Wanted::Unsatisfiable,
+        // A malformed Range is ignored, and so is an abusive one (too many, overlapping).
         Err(_) => Wanted::Whole,
     }
 }
@@ -135,6 +152,17 @@ async fn serve_file(
     out.typed_insert(etag.clone());
     out.typed_insert(last_modified);
     out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    // The type comes from the name alone: browsers must not guess another.
+    out.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    let range_allowed = if_range_holds(
+        headers,
+        out[header::ETAG].to_str().unwrap_or_default(),
+        out[header::LAST_MODIFIED].to_str().unwrap_or_default(),
+        modified(attr),
+    );
     let fresh = match headers.typed_get::<IfNoneMatch>() {
         Some(if_none_match) => !if_none_match.precondition_passes(&etag),
         None => headers
@@ -145,7 +173,7 @@ async fn serve_file(
         return Ok((StatusCode::NOT_MODIFIED, out).into_response());
     }
     let len = attr.size;
-    let (status, start, end) = match wanted(headers, len, &etag, &last_modified) {
+    let (status, start, end) = match wanted(headers, len, range_allowed) {
         Wanted::Whole => (StatusCode::OK, 0, len),
         Wanted::Part(start, end) => {
             let range = headers::ContentRange::bytes(start..end, len)
@@ -176,7 +204,7 @@ async fn serve_file(
         Err(busy) => return Ok(*busy),
     };
     // The first piece before the response starts: errors become statuses.
-    let first_end = end.min(start + PIECE);
+    let first_end = end.min(start.saturating_add(PIECE));
     let first = read_exact(file, start, first_end).await?;
     gw.metrics.sent_bytes.inc_by(first.len() as u64);
     if first_end == end {
@@ -213,7 +241,7 @@ fn stream_rest(
     let sent = gw.metrics.sent_bytes.clone();
     let pieces = (from..end).step_by(PIECE as usize).map(move |at| {
         let file = file.clone();
-        async move { read_exact(&file, at, end.min(at + PIECE)).await }
+        async move { read_exact(&file, at, end.min(at.saturating_add(PIECE))).await }
     });
     let rest = futures::stream::iter(pieces)
         .buffered(READ_AHEAD)

@@ -18,6 +18,34 @@ use kfs_common::{FileKind, KfsError};
 use std::hash::{BuildHasher, Hasher};
 use tokio::io::AsyncWriteExt;
 
+/// How long an upload may send nothing before it is given up (408).
+const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// An upload's temporary file, removed when this is dropped armed: when the request is dropped
+/// half-way (the client went away, the server is stopping). Error paths remove it themselves
+/// (awaited) and disarm it; a finished upload disarms it after the rename.
+struct TempUpload {
+    client: kfs_client::Client,
+    path: String,
+    armed: bool,
+}
+
+impl Drop for TempUpload {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (client, path) = (self.client.clone(), std::mem::take(&mut self.path));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = client.remove(&path).await {
+                    tracing::warn!(%path, error = %e, "could not remove an abandoned upload");
+                }
+            });
+        }
+    }
+}
+
 /// Compares in time that does not depend on where the inputs differ.
 fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -107,6 +135,7 @@ pub async fn put(gw: &Gateway, path: &str, request: Request) -> Response {
             "a PUT names a file, not a directory (no trailing '/')",
         );
     }
+    let shown = super::shown(gw, path);
     let max = gw.config.max_body;
     let declared = request
         .headers()
@@ -124,16 +153,16 @@ pub async fn put(gw: &Gateway, path: &str, request: Request) -> Response {
     let existed = match client.stat(path).await {
         Ok(attr) if attr.kind == FileKind::Dir => {
             return kfs_error(
-                &format!("upload to '{path}'"),
-                &KfsError::is_a_directory(path),
+                &format!("upload to '{shown}'"),
+                &KfsError::is_a_directory(shown),
             );
         }
         Ok(_) => true,
         Err(KfsError::NotFound { .. }) => false,
-        Err(e) => return kfs_error(&format!("upload to '{path}'"), &e),
+        Err(e) => return kfs_error(&format!("upload to '{shown}'"), &e),
     };
     if let Err(e) = client.mkdir_all(parent).await {
-        return kfs_error(&format!("create the directory '{parent}'"), &e);
+        return kfs_error(&format!("create the parent directories of '{shown}'"), &e);
     }
     let temp = kfs_common::path::join(parent, &upload_name());
     let options = CreateOptions {
@@ -143,18 +172,31 @@ pub async fn put(gw: &Gateway, path: &str, request: Request) -> Response {
     };
     let mut file = match client.create_with(&temp, options).await {
         Ok(file) => file,
-        Err(e) => return kfs_error(&format!("upload to '{path}'"), &e),
+        Err(e) => return kfs_error(&format!("upload to '{shown}'"), &e),
+    };
+    let mut guard = TempUpload {
+        client: client.clone(),
+        path: temp.clone(),
+        armed: true,
     };
     let mut received = 0u64;
     let mut body = request.into_body().into_data_stream();
     let mut failure: Option<Response> = None;
-    while let Some(piece) = body.next().await {
-        let piece = match piece {
-            Ok(piece) => piece,
-            Err(e) => {
+    loop {
+        let piece = match tokio::time::timeout(BODY_IDLE, body.next()).await {
+            Ok(None) => break,
+            Ok(Some(Ok(piece))) => piece,
+            Ok(Some(Err(e))) => {
                 failure = Some(error_text(
                     StatusCode::BAD_REQUEST,
                     &format!("the upload was cut short: {e}"),
+                ));
+                break;
+            }
+            Err(_) => {
+                failure = Some(error_text(
+                    StatusCode::REQUEST_TIMEOUT,
+                    &format!("the upload sent nothing for {} s", BODY_IDLE.as_secs()),
                 ));
                 break;
             }
@@ -168,7 +210,7 @@ pub async fn put(gw: &Gateway, path: &str, request: Request) -> Response {
         }
         if let Err(e) = file.write_all(&piece).await {
             failure = Some(kfs_error(
-                &format!("write '{path}'"),
+                &format!("write '{shown}'"),
                 &KfsError::Io(e.to_string()),
             ));
             break;
@@ -184,13 +226,17 @@ pub async fn put(gw: &Gateway, path: &str, request: Request) -> Response {
         ));
     }
     let written = match failure {
-        Some(failed) => Err(failed),
+        Some(failed) => {
+            // Writes still queued in the handle are let go before the file is removed.
+            drop(file);
+            Err(failed)
+        }
         None => match file.sync().await {
             Ok(()) => file
                 .close()
                 .await
-                .map_err(|e| kfs_error(&format!("write '{path}'"), &e)),
-            Err(e) => Err(kfs_error(&format!("write '{path}'"), &e)),
+                .map_err(|e| kfs_error(&format!("write '{shown}'"), &e)),
+            Err(e) => Err(kfs_error(&format!("write '{shown}'"), &e)),
         },
     };
     let renamed = match written {
@@ -198,12 +244,13 @@ pub async fn put(gw: &Gateway, path: &str, request: Request) -> Response {
             .rename(&temp, path)
             .await
             .map(|()| attr)
-            .map_err(|e| kfs_error(&format!("upload to '{path}'"), &e)),
+            .map_err(|e| kfs_error(&format!("upload to '{shown}'"), &e)),
         Err(failed) => Err(failed),
     };
-    gw.cache.forget(path);
+    gw.cache.forget_with_parents(path);
     match renamed {
         Ok(attr) => {
+            guard.armed = false;
             let status = if existed {
                 StatusCode::NO_CONTENT
             } else {
@@ -220,6 +267,7 @@ pub async fn put(gw: &Gateway, path: &str, request: Request) -> Response {
             if let Err(e) = client.remove(&temp).await {
                 tracing::warn!(path = %temp, error = %e, "could not remove a failed upload");
             }
+            guard.armed = false;
             failed
         }
     }
@@ -244,7 +292,7 @@ pub async fn delete(gw: &Gateway, path: &str, headers: &HeaderMap) -> Response {
     gw.cache.forget(path);
     match removed {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => kfs_error(&format!("remove '{path}'"), &e),
+        Err(e) => kfs_error(&format!("remove '{}'", super::shown(gw, path)), &e),
     }
 }
 
