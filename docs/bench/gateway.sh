@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The gateway benchmark of docs/benchmarks.md: a local cluster (3 chunkservers), 100,000 files of
 # 6 KiB written by `kfs bench small --keep`, `kfs gateway` in front of them, and wrk GETting
-# random ones over 256 connections for DURATION seconds, RUNS times, taking turns with the
-# metadata cache off. Non-2xx answers show in wrk's output ("Non-2xx or 3xx responses").
+# random ones over 256 connections for DURATION seconds, RUNS times, then random ones of a hot set
+# of 1,000, taking turns with the metadata cache off. Non-2xx answers show in wrk's output ("Non-2xx or 3xx responses").
 #   docs/bench/gateway.sh WORKDIR [RUNS] [DURATION]
 # Needs a release build (cargo build --release) and wrk (Debian: apt-get install wrk).
 set -euo pipefail
@@ -40,6 +40,9 @@ for r in $(seq "$runs"); do
     wrk -t2 -c256 -d10s -s "$here/gateway-random.lua" http://127.0.0.1:28080 > /dev/null # warm-up
     echo "== cache ttl ${ttl} ms, run $r"
     wrk -t2 -c256 -d"${duration}s" --latency -s "$here/gateway-random.lua" http://127.0.0.1:28080 | tee "$work/wrk-ttl$ttl-$r.txt"
+    # A hot set, as a site's front page: 1,000 of the files.
+    echo "== cache ttl ${ttl} ms, hot set of 1,000 files, run $r"
+    FILES=1000 wrk -t2 -c256 -d"${duration}s" --latency -s "$here/gateway-random.lua" http://127.0.0.1:28080 | tee "$work/wrk-hot-ttl$ttl-$r.txt"
     kill "$gateway_pid"; wait "$gateway_pid" 2>/dev/null || true; gateway_pid=
   done
 done
