@@ -111,17 +111,9 @@ pub async fn start_with_io(
     let scrub = Arc::new(ScrubStats::default());
     let (registry, rpc_metrics, io, refresh) =
         crate::metrics::registry(store.clone(), link.clone(), scrub.clone());
-    let http = match config.http {
-        Some(http_addr) => Some(
-            HttpServer::start(http_addr, metrics_router(registry, Some(refresh)))
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: http_addr,
-                    source,
-                })?,
-        ),
-        None => None,
-    };
+    let http = HttpServer::start_if(config.http, || metrics_router(registry, Some(refresh)))
+        .await
+        .map_err(|(addr, source)| StartError::Bind { addr, source })?;
     let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
     let seq = Arc::new(Sequencer::new(WRITE_ORDER_WAIT));
     let server = ChunkServer {

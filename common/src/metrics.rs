@@ -264,6 +264,20 @@ impl HttpServer {
         Ok(Self::serve(listener, router))
     }
 
+    /// [`HttpServer::start`] when `addr` is configured; the error names the address.
+    pub async fn start_if(
+        addr: Option<SocketAddr>,
+        router: impl FnOnce() -> Router,
+    ) -> Result<Option<HttpServer>, (SocketAddr, std::io::Error)> {
+        match addr {
+            None => Ok(None),
+            Some(addr) => HttpServer::start(addr, router())
+                .await
+                .map(Some)
+                .map_err(|e| (addr, e)),
+        }
+    }
+
     /// Serves `router` on a bound listener.
     pub fn serve(listener: tokio::net::TcpListener, router: Router) -> HttpServer {
         let addr = listener

@@ -199,17 +199,11 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
         addr,
     };
     let (registry, rpc_metrics, refresh) = crate::status::metrics(&sources);
-    let http = match config.http {
-        Some(http_addr) => Some(
-            HttpServer::start(http_addr, crate::status::router(sources, registry, refresh))
-                .await
-                .map_err(|source| StartError::Bind {
-                    addr: http_addr,
-                    source,
-                })?,
-        ),
-        None => None,
-    };
+    let http = HttpServer::start_if(config.http, || {
+        crate::status::router(sources, registry, refresh)
+    })
+    .await
+    .map_err(|(addr, source)| StartError::Bind { addr, source })?;
     let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
     let (stop_expiry, expiry_stopped) = tokio::sync::oneshot::channel::<()>();
     let (stop_healer, healer_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -374,11 +368,12 @@ impl MasterServer {
         }
     }
 
-    /// Where `chunks` (`(offset, chunk, version)`) are; in safe mode, a chunk no server has
-    /// reported yet is `Unavailable` (ask again), not lost.
+    /// Where `chunks` (`(offset, chunk, version)`) are; for a reader (`for_reading`), a chunk no
+    /// server has reported yet in safe mode is `Unavailable` (ask again), not lost.
     fn locations_of(
         &self,
         chunks: Vec<(u64, ChunkId, ChunkVersion)>,
+        for_reading: bool,
     ) -> KfsResult<Vec<ChunkLocation>> {
         let mut map = self.state.chunks.lock().expect("chunk map lock");
         let found: Vec<ChunkLocation> = chunks
@@ -392,7 +387,8 @@ impl MasterServer {
             .collect();
         // Just after a restart a chunk may have replicas that have not reported yet: the reader
         // should ask again, not conclude that the chunk is lost.
-        if let Some(unknown) = found.iter().find(|l| l.replicas.is_empty())
+        if for_reading
+            && let Some(unknown) = found.iter().find(|l| l.replicas.is_empty())
             && map.in_safe_mode(Instant::now())
         {
             return Err(KfsError::Unavailable(format!(
@@ -613,16 +609,7 @@ impl MasterService for MasterServer {
             }
             Ok(ns.chunks(attr.fid))
         })?;
-        let map = self.state.chunks.lock().expect("chunk map lock");
-        Ok(chunks
-            .into_iter()
-            .map(|(offset, chunk, version)| ChunkLocation {
-                offset,
-                chunk,
-                version,
-                replicas: map.locations(chunk),
-            })
-            .collect())
+        self.locations_of(chunks, false)
     }
 
     #[instrument(level = "debug", skip_all)]
@@ -677,7 +664,7 @@ impl MasterService for MasterServer {
             }
             Ok(ns.chunks_in(fid, offset, offset.saturating_add(len), chunk_size))
         })?;
-        self.locations_of(chunks)
+        self.locations_of(chunks, true)
     }
 
     #[instrument(level = "debug", skip_all, fields(%path, len))]
@@ -697,7 +684,7 @@ impl MasterService for MasterServer {
             Ok((attr, chunks))
         })?;
         // Locations not all known yet (safe mode): the open still succeeds; reads ask again.
-        Ok((attr, self.locations_of(chunks).ok()))
+        Ok((attr, self.locations_of(chunks, true).ok()))
     }
 
     #[instrument(level = "debug", skip_all, fields(%fid, chunk_offset))]

@@ -115,6 +115,19 @@ where
     }
 }
 
+/// Test data: bytes that differ at every position and between seeds (xorshift64).
+pub fn content(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// A call context with a 30 s deadline.
 pub fn ctx() -> tarpc::context::Context {
     kfs_common::rpc::context(Duration::from_secs(30))

@@ -4,24 +4,11 @@
 
 use kfs_common::proto::master::CreateOptions;
 use kfs_common::{FileId, KfsError};
-use kfs_tests::{ClusterOptions, TestCluster, ctx, wait_until};
+use kfs_tests::{ClusterOptions, TestCluster, content, ctx, wait_until};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 const CHUNK: usize = 256 * 1024;
-
-/// Bytes that differ at every position and between files.
-fn content(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 fn digest(bytes: &[u8]) -> (usize, u32) {
     (bytes.len(), crc32c::crc32c(bytes))

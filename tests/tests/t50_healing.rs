@@ -9,25 +9,13 @@
 use kfs_client::Client;
 use kfs_common::proto::master::{FsckReport, ServerState};
 use kfs_common::{ChunkId, ServerId};
-use kfs_tests::{ClusterOptions, TestCluster, wait_until};
+use kfs_tests::{ClusterOptions, TestCluster, content, wait_until};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 const CHUNK: usize = 256 * 1024;
 const BOUND: Duration = Duration::from_secs(20);
-
-fn content(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 fn five() -> ClusterOptions {
     ClusterOptions {

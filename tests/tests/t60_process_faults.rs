@@ -17,25 +17,13 @@
 use kfs_client::{Client, ClientOptions};
 use kfs_common::proto::master::{FsckReport, ServerState};
 use kfs_common::{ChunkId, KfsError, ServerId};
-use kfs_tests::{ProcessCluster, binary, wait_until};
+use kfs_tests::{ProcessCluster, binary, content, wait_until};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 const CHUNK: usize = 256 * 1024;
 const BOUND: Duration = Duration::from_secs(60);
-
-fn content(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// A file written: path, length, crc32c.
 type Written = (String, usize, u32);

@@ -20,7 +20,7 @@
 use kfs_client::{Client, ClientOptions};
 use kfs_common::proto::master::{CreateOptions, MkdirOptions};
 use kfs_common::{ChunkId, ChunkVersion, KfsError};
-use kfs_tests::{ClusterOptions, TestCluster, wait_until};
+use kfs_tests::{ClusterOptions, TestCluster, content, wait_until};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
@@ -303,19 +303,6 @@ impl Model {
             Node::Dir { .. } => None,
         })
     }
-}
-
-/// Bytes that differ at every position and between seeds.
-fn content(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 // ------------------------------------------------------------------ steps
