@@ -416,14 +416,17 @@ impl Process {
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            // `http on ADDR` may come first; `listening on ADDR` ends the start-up lines.
+            // `listening on ADDR` ends the start-up lines; `http on ADDR` may come before it,
+            // and other lines (a banner) are passed over.
             let mut reader = BufReader::new(stdout);
             let mut http = None;
             let mut line = String::new();
             while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-                match line.trim().strip_prefix("http on ") {
-                    Some(addr) => http = addr.parse().ok(),
-                    None => break,
+                if line.starts_with("listening on ") {
+                    break;
+                }
+                if let Some(addr) = line.trim().strip_prefix("http on ") {
+                    http = addr.parse().ok();
                 }
                 line.clear();
             }

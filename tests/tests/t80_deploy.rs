@@ -270,6 +270,71 @@ async fn binaries_started_as_the_units_do_notify_ready_and_stop_cleanly() {
         assert!(body.contains(wanted), "{url}: {body}");
     }
 
+    // The gateway as kfs-gateway.service runs it: ExecStart's words with $KFS_GATEWAY_ARGS and
+    // the environment from the example gateway.env (addresses moved to free loopback ports).
+    let env_file = read("config/gateway.env");
+    let setting = |key: &str| {
+        env_file
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("gateway.env sets no {key}"))
+            .to_string()
+    };
+    let text = read("systemd/kfs-gateway.service");
+    let exec = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("kfs-gateway.service has ExecStart=");
+    let mut words: Vec<String> = Vec::new();
+    for word in exec.split_whitespace() {
+        match word {
+            "$KFS_GATEWAY_ARGS" => words.extend(
+                setting("KFS_GATEWAY_ARGS")
+                    .split_whitespace()
+                    .map(String::from),
+            ),
+            _ => words.push(word.to_string()),
+        }
+    }
+    assert_eq!(words.remove(0), "/usr/bin/kfs");
+    for flag in ["--listen", "--metrics"] {
+        let at = words.iter().position(|w| w == flag).expect(flag) + 1;
+        words[at] = "127.0.0.1:0".into();
+    }
+    let master_addr = master.addr.to_string();
+    let token = setting("KFS_GATEWAY_TOKEN");
+    let gateway_env: [(&str, &OsStr); 3] = [
+        ("NOTIFY_SOCKET", socket_path.as_os_str()),
+        ("KFS_MASTER", OsStr::new(&master_addr)),
+        ("KFS_GATEWAY_TOKEN", OsStr::new(&token)),
+    ];
+    let mut gateway = Process::spawn_with_env("kfs", &words, &gateway_env);
+    let ready = expect_notification(&socket, "READY=1").await;
+    assert!(ready.contains(&gateway.addr.to_string()), "{ready}");
+    let files = kfs_client::Client::connect(master.addr).await.unwrap();
+    let mut f = files.create("/hello.txt").await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut f, b"served as the unit runs it\n")
+        .await
+        .unwrap();
+    f.close().await.unwrap();
+    let url = format!("http://{}/hello.txt", gateway.addr);
+    let body = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    assert_eq!(body, "served as the unit runs it\n");
+    let put = reqwest::Client::new()
+        .put(&url)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        put.status(),
+        403,
+        "the example gateway.env makes a read-only gateway"
+    );
+    let status = gateway.terminate();
+    expect_notification(&socket, "STOPPING=1").await;
+    assert!(status.success(), "gateway exited with {status}");
+
     // systemctl stop: SIGTERM, STOPPING=1, a clean exit (Restart=on-failure leaves it down).
     let status = chunkserver.terminate();
     expect_notification(&socket, "STOPPING=1").await;

@@ -232,11 +232,13 @@ pub async fn run(master: &str, args: GatewayArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("--write-token-file {}", file.display()))?;
             Some(text.trim().to_string())
         }
+        // Set but empty (as the example environment file has it): read-only.
+        (None, Ok(token)) if token.trim().is_empty() => None,
         (None, Ok(token)) => Some(token.trim().to_string()),
         (None, Err(_)) => None,
     };
     if write_token.as_deref() == Some("") {
-        anyhow::bail!("the write token is empty");
+        anyhow::bail!("the write token file is empty");
     }
     let config = GatewayConfig {
         listen: args.listen,
@@ -267,24 +269,12 @@ pub async fn run(master: &str, args: GatewayArgs) -> anyhow::Result<()> {
     if let Some(m) = handle.metrics_addr() {
         println!("kfs gateway: metrics on http://{m}/metrics");
     }
-    wait_for_stop().await;
+    // `listening on ADDR`, and READY=1 under systemd (kfs-gateway.service is Type=notify).
+    kfs_common::service::announce_ready("kfs gateway", handle.local_addr());
+    let signal = kfs_common::service::wait_for_signal().await?;
+    kfs_common::service::announce_stopping(signal);
     handle.shutdown(Duration::from_secs(5)).await;
     Ok(())
-}
-
-async fn wait_for_stop() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Query parameters of a directory listing.
