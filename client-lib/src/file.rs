@@ -500,10 +500,20 @@ impl Shared {
             return Ok(());
         }
         let fid = self.fid;
-        let attr = self
+        let attr = match self
             .client
             .call(self.client.m().extend_length(self.client.ctx(), fid, end))
-            .await?;
+            .await
+        {
+            Ok(attr) => attr,
+            Err(e) => {
+                // Not recorded: the next flush or close tries again.
+                if modified {
+                    self.modified.store(true, Ordering::Release);
+                }
+                return Err(e);
+            }
+        };
         self.length_set.fetch_max(end, Ordering::AcqRel);
         self.size.fetch_max(attr.size, Ordering::AcqRel);
         Ok(())
@@ -730,6 +740,20 @@ impl File {
         use tokio::io::AsyncWriteExt;
         self.flush().await.map_err(io_to_kfs)?;
         self.shared.sync().await
+    }
+
+    /// Drops the handle without finishing its writes: bytes not yet sent are discarded, writes in
+    /// flight are let go, and the master is not told of a new length (for a file about to be
+    /// removed, such as a failed upload). What was acknowledged before stays written.
+    pub fn abandon(mut self) {
+        self.wbuf.clear();
+        self.in_flight = FuturesUnordered::new();
+        self.extending = None;
+        let shared = &self.shared;
+        shared.modified.store(false, Ordering::Release);
+        shared
+            .written_end
+            .store(shared.length_set.load(Ordering::Acquire), Ordering::Release);
     }
 
     /// Flushes and closes the file; replies with its attributes.

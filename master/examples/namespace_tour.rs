@@ -8,7 +8,7 @@
 //! Programs will use `kfs-client` (and people the `kfs` shell); this talks to the RPC service
 //! directly.
 
-use kfs_common::proto::PROTOCOL_VERSION;
+use kfs_common::proto::CLIENT_PROTOCOL_VERSION;
 use kfs_common::proto::master::{self, CreateOptions, MkdirOptions};
 use serde_bytes::ByteBuf;
 use tarpc::context;
@@ -21,7 +21,7 @@ async fn main() -> anyhow::Result<()> {
         .parse()?;
     let master = master::connect(addr).await?;
     let info = master
-        .handshake(context::current(), PROTOCOL_VERSION)
+        .handshake(context::current(), CLIENT_PROTOCOL_VERSION)
         .await??;
     println!(
         "connected to kfs-master {} (default replication {})",

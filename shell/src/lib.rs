@@ -85,7 +85,11 @@ pub fn main_with(cli: Cli) -> i32 {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("kfs: gateway: {e:#}");
-                1
+                if e.downcast_ref::<gateway::ConfigError>().is_some() {
+                    kfs_common::service::EX_CONFIG.into()
+                } else {
+                    1
+                }
             }
         },
         Some(Top::BenchReport { reports }) => {

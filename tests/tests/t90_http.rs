@@ -482,13 +482,13 @@ async fn streams_past_the_limit_get_503_and_a_change_shows_once_the_cache_expire
     let scrape = parse(&metrics);
     assert!(value(&scrape, "kfs_gateway_cache_hits_total", &[]) >= 1.0);
     assert!(value(&scrape, "kfs_gateway_cache_misses_total", &[]) >= 1.0);
-    assert_eq!(
+    // At least the one above (the wait for the stream's release may have met more).
+    assert!(
         value(
             &scrape,
             "kfs_gateway_requests_total",
             &[("method", "GET"), ("status", "503")]
-        ),
-        1.0
+        ) >= 1.0
     );
     assert!(value(&scrape, "kfs_gateway_sent_bytes_total", &[]) >= large.len() as f64);
     assert_eq!(value(&scrape, "kfs_gateway_open_streams", &[]), 0.0);

@@ -186,12 +186,31 @@ impl GatewayHandle {
     }
 }
 
+/// A setting that cannot work (a bad `--root`, an unreadable token file): `kfs gateway` exits
+/// with 78 (`EX_CONFIG`), which kfs-gateway.service does not restart on.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn config_error(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::Error::new(ConfigError(e.to_string()))
+}
+
 /// Starts serving `client`'s cluster as configured.
 pub async fn start(client: Client, config: GatewayConfig) -> anyhow::Result<GatewayHandle> {
-    kfs_common::path::validate(&config.root).with_context(|| format!("--root {}", config.root))?;
+    kfs_common::path::validate(&config.root)
+        .map_err(|e| config_error(format!("--root {}: {e}", config.root)))?;
     match client.stat(&config.root).await {
         Ok(attr) if attr.kind == kfs_common::FileKind::Dir => {}
-        Ok(_) => anyhow::bail!("--root {}: not a directory", config.root),
+        Ok(_) => {
+            return Err(config_error(format!(
+                "--root {}: not a directory",
+                config.root
+            )));
+        }
+        Err(e @ (KfsError::NotFound { .. } | KfsError::NotADirectory { .. })) => {
+            return Err(config_error(format!("--root {}: {e}", config.root)));
+        }
         Err(e) => return Err(anyhow::Error::new(e).context(format!("--root {}", config.root))),
     }
     let mut registry = Registry::default();
@@ -229,7 +248,7 @@ pub async fn run(master: &str, args: GatewayArgs) -> anyhow::Result<()> {
     let write_token = match (&args.write_token_file, std::env::var("KFS_GATEWAY_TOKEN")) {
         (Some(file), _) => {
             let text = std::fs::read_to_string(file)
-                .with_context(|| format!("--write-token-file {}", file.display()))?;
+                .map_err(|e| config_error(format!("--write-token-file {}: {e}", file.display())))?;
             Some(text.trim().to_string())
         }
         // Set but empty (as the example environment file has it): read-only.
@@ -238,7 +257,7 @@ pub async fn run(master: &str, args: GatewayArgs) -> anyhow::Result<()> {
         (None, Err(_)) => None,
     };
     if write_token.as_deref() == Some("") {
-        anyhow::bail!("the write token file is empty");
+        return Err(config_error("the write token file is empty"));
     }
     let config = GatewayConfig {
         listen: args.listen,
@@ -361,7 +380,17 @@ pub fn error_text(status: StatusCode, message: &str) -> Response {
 }
 
 /// The HTTP answer to a KFS error about `path` while doing `what`.
-pub fn kfs_error(what: &str, e: &KfsError) -> Response {
+/// The paths in a message as URLs name them: the gateway's root taken off.
+fn without_root(gw: &Gateway, text: &str) -> String {
+    let root = gw.config.root.trim_end_matches('/');
+    if root.is_empty() {
+        return text.to_string();
+    }
+    text.replace(&format!("{root}/"), "/")
+        .replace(&format!("'{root}'"), "'/'")
+}
+
+pub fn kfs_error(gw: &Gateway, what: &str, e: &KfsError) -> Response {
     let status = match e {
         KfsError::NotFound { .. } => StatusCode::NOT_FOUND,
         KfsError::InvalidPath { .. } | KfsError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
@@ -379,7 +408,7 @@ pub fn kfs_error(what: &str, e: &KfsError) -> Response {
     if status.is_server_error() {
         tracing::warn!(error = %e, "{what}");
     }
-    error_text(status, &format!("cannot {what}: {e}"))
+    error_text(status, &without_root(gw, &format!("cannot {what}: {e}")))
 }
 
 /// A permit to stream, or the 503 that says the gateway is at its limit.

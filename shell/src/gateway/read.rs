@@ -44,7 +44,7 @@ pub async fn get(
         Ok(lookup) => lookup,
         // A path through a file names nothing.
         Err(KfsError::NotADirectory { .. }) => return not_found(gw, path),
-        Err(e) => return kfs_error(&format!("stat '{}'", shown(gw, path)), &e),
+        Err(e) => return kfs_error(gw, &format!("stat '{}'", shown(gw, path)), &e),
     };
     let meta = match lookup.meta {
         Meta::File { attr, file } => match serve_file(gw, &attr, &file, headers, head).await {
@@ -52,9 +52,9 @@ pub async fn get(
             // with what the master says now.
             Err(_) if lookup.cached => match gw.cache.refresh(path).await {
                 Ok(meta) => meta,
-                Err(e) => return kfs_error(&format!("stat '{}'", shown(gw, path)), &e),
+                Err(e) => return kfs_error(gw, &format!("stat '{}'", shown(gw, path)), &e),
             },
-            Err(e) => return kfs_error(&format!("read '{}'", shown(gw, path)), &e),
+            Err(e) => return kfs_error(gw, &format!("read '{}'", shown(gw, path)), &e),
             Ok(response) => return response,
         },
         other => other,
@@ -62,7 +62,7 @@ pub async fn get(
     match meta {
         Meta::File { attr, file } => serve_file(gw, &attr, &file, headers, head)
             .await
-            .unwrap_or_else(|e| kfs_error(&format!("read '{}'", shown(gw, path)), &e)),
+            .unwrap_or_else(|e| kfs_error(gw, &format!("read '{}'", shown(gw, path)), &e)),
         Meta::Dir => match list_query(uri) {
             Ok(query) => list(gw, path, &query, head).await,
             Err(bad) => error_text(StatusCode::BAD_REQUEST, &format!("bad query: {bad}")),
@@ -98,23 +98,16 @@ enum Wanted {
 }
 
 /// Whether `If-Range` (absent, or naming this version of the file) lets a range be served.
-/// RFC 9110 13.1.5: an entity tag must match exactly and be strong; a date must equal
-/// `Last-Modified` exactly, and only counts when the file has not changed within its second.
-fn if_range_holds(headers: &HeaderMap, etag: &str, last_modified: &str, mtime: SystemTime) -> bool {
+/// Only a strong entity tag equal to this version's counts (RFC 9110 13.1.5). A date never does
+/// here: HTTP dates have whole seconds, so two versions written within one second would look
+/// alike, and a resumed download could splice them. Serving the whole file is always allowed.
+fn if_range_holds(headers: &HeaderMap, etag: &str) -> bool {
     let Some(value) = headers.get(header::IF_RANGE) else {
         return true;
     };
-    let Ok(value) = value.to_str() else {
-        return false;
-    };
-    let value = value.trim();
-    if value.starts_with('"') || value.starts_with("W/") {
-        return value == etag;
-    }
-    let settled = SystemTime::now()
-        .duration_since(mtime)
-        .is_ok_and(|age| age >= Duration::from_secs(2));
-    settled && value == last_modified
+    value
+        .to_str()
+        .is_ok_and(|v| v.trim() == etag && !etag.starts_with("W/"))
 }
 
 fn wanted(headers: &HeaderMap, len: u64, range_allowed: bool) -> Wanted {
@@ -157,12 +150,7 @@ async fn serve_file(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    let range_allowed = if_range_holds(
-        headers,
-        out[header::ETAG].to_str().unwrap_or_default(),
-        out[header::LAST_MODIFIED].to_str().unwrap_or_default(),
-        modified(attr),
-    );
+    let range_allowed = if_range_holds(headers, out[header::ETAG].to_str().unwrap_or_default());
     let fresh = match headers.typed_get::<IfNoneMatch>() {
         Some(if_none_match) => !if_none_match.precondition_passes(&etag),
         None => headers
@@ -293,7 +281,7 @@ async fn list(gw: &Gateway, path: &str, query: &ListQuery, head: bool) -> Respon
         .clamp(1, gw.config.list_limit.max(1));
     let page = match gw.client.list_page(path, query.after.clone(), limit).await {
         Ok(page) => page,
-        Err(e) => return kfs_error(&format!("list '{}'", shown(gw, path)), &e),
+        Err(e) => return kfs_error(gw, &format!("list '{}'", shown(gw, path)), &e),
     };
     let next = if page.more {
         page.entries.last().map(|e| e.name.clone())

@@ -21,13 +21,27 @@ use tokio::io::AsyncWriteExt;
 /// How long an upload may send nothing before it is given up (408).
 const BODY_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// An upload's temporary file, removed when this is dropped armed: when the request is dropped
-/// half-way (the client went away, the server is stopping). Error paths remove it themselves
-/// (awaited) and disarm it; a finished upload disarms it after the rename.
+/// An upload's temporary file (and, while it is written, its handle), removed when this is
+/// dropped armed: when the request is dropped half-way (the client went away). Error paths
+/// remove it themselves (awaited) and disarm it; a finished upload disarms it after the rename.
 struct TempUpload {
     client: kfs_client::Client,
     path: String,
+    file: Option<kfs_client::File>,
     armed: bool,
+}
+
+impl TempUpload {
+    fn file(&mut self) -> &mut kfs_client::File {
+        self.file.as_mut().expect("the upload's file is open")
+    }
+
+    /// Lets go of the handle's unfinished writes: the file is about to be removed.
+    fn abandon_file(&mut self) {
+        if let Some(file) = self.file.take() {
+            file.abandon();
+        }
+    }
 }
 
 impl Drop for TempUpload {
@@ -35,6 +49,7 @@ impl Drop for TempUpload {
         if !self.armed {
             return;
         }
+        self.abandon_file();
         let (client, path) = (self.client.clone(), std::mem::take(&mut self.path));
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
@@ -153,16 +168,21 @@ pub async fn put(gw: &Gateway, path: &str, request: Request) -> Response {
     let existed = match client.stat(path).await {
         Ok(attr) if attr.kind == FileKind::Dir => {
             return kfs_error(
+                gw,
                 &format!("upload to '{shown}'"),
                 &KfsError::is_a_directory(shown),
             );
         }
         Ok(_) => true,
         Err(KfsError::NotFound { .. }) => false,
-        Err(e) => return kfs_error(&format!("upload to '{shown}'"), &e),
+        Err(e) => return kfs_error(gw, &format!("upload to '{shown}'"), &e),
     };
     if let Err(e) = client.mkdir_all(parent).await {
-        return kfs_error(&format!("create the parent directories of '{shown}'"), &e);
+        return kfs_error(
+            gw,
+            &format!("create the parent directories of '{shown}'"),
+            &e,
+        );
     }
     let temp = kfs_common::path::join(parent, &upload_name());
     let options = CreateOptions {
@@ -170,13 +190,14 @@ pub async fn put(gw: &Gateway, path: &str, request: Request) -> Response {
         replication: gw.config.replication,
         mode: None,
     };
-    let mut file = match client.create_with(&temp, options).await {
+    let file = match client.create_with(&temp, options).await {
         Ok(file) => file,
-        Err(e) => return kfs_error(&format!("upload to '{shown}'"), &e),
+        Err(e) => return kfs_error(gw, &format!("upload to '{shown}'"), &e),
     };
-    let mut guard = TempUpload {
+    let mut upload = TempUpload {
         client: client.clone(),
         path: temp.clone(),
+        file: Some(file),
         armed: true,
     };
     let mut received = 0u64;
@@ -208,8 +229,9 @@ pub async fn put(gw: &Gateway, path: &str, request: Request) -> Response {
             drain(&mut body, &gw.metrics.received_bytes).await;
             break;
         }
-        if let Err(e) = file.write_all(&piece).await {
+        if let Err(e) = upload.file().write_all(&piece).await {
             failure = Some(kfs_error(
+                gw,
                 &format!("write '{shown}'"),
                 &KfsError::Io(e.to_string()),
             ));
@@ -228,29 +250,35 @@ pub async fn put(gw: &Gateway, path: &str, request: Request) -> Response {
     let written = match failure {
         Some(failed) => {
             // Writes still queued in the handle are let go before the file is removed.
-            drop(file);
+            upload.abandon_file();
             Err(failed)
         }
-        None => match file.sync().await {
-            Ok(()) => file
-                .close()
-                .await
-                .map_err(|e| kfs_error(&format!("write '{shown}'"), &e)),
-            Err(e) => Err(kfs_error(&format!("write '{shown}'"), &e)),
-        },
+        None => {
+            let mut file = upload.file.take().expect("the upload's file is open");
+            match file.sync().await {
+                Ok(()) => file
+                    .close()
+                    .await
+                    .map_err(|e| kfs_error(gw, &format!("write '{shown}'"), &e)),
+                Err(e) => {
+                    file.abandon();
+                    Err(kfs_error(gw, &format!("write '{shown}'"), &e))
+                }
+            }
+        }
     };
     let renamed = match written {
         Ok(attr) => client
             .rename(&temp, path)
             .await
             .map(|()| attr)
-            .map_err(|e| kfs_error(&format!("upload to '{shown}'"), &e)),
+            .map_err(|e| kfs_error(gw, &format!("upload to '{shown}'"), &e)),
         Err(failed) => Err(failed),
     };
     gw.cache.forget_with_parents(path);
     match renamed {
         Ok(attr) => {
-            guard.armed = false;
+            upload.armed = false;
             let status = if existed {
                 StatusCode::NO_CONTENT
             } else {
@@ -267,7 +295,7 @@ pub async fn put(gw: &Gateway, path: &str, request: Request) -> Response {
             if let Err(e) = client.remove(&temp).await {
                 tracing::warn!(path = %temp, error = %e, "could not remove a failed upload");
             }
-            guard.armed = false;
+            upload.armed = false;
             failed
         }
     }
@@ -292,7 +320,7 @@ pub async fn delete(gw: &Gateway, path: &str, headers: &HeaderMap) -> Response {
     gw.cache.forget(path);
     match removed {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => kfs_error(&format!("remove '{}'", super::shown(gw, path)), &e),
+        Err(e) => kfs_error(gw, &format!("remove '{}'", super::shown(gw, path)), &e),
     }
 }
 
