@@ -94,14 +94,8 @@ fn main() -> ExitCode {
     };
     let outcome = kfs_common::service::serve(
         "kfs-chunkserver",
-        async {
-            let server = kfs_chunkserver::start(&config).await?;
-            if let Some(http) = server.http_addr() {
-                println!("http on {http}");
-            }
-            Ok(server)
-        },
-        |server| server.local_addr(),
+        async { Ok(kfs_chunkserver::start(&config).await?) },
+        |server| (server.local_addr(), server.http_addr()),
         |server| server.shutdown(),
     );
     finish("kfs-chunkserver", outcome.map(|()| None), 1)

@@ -8,7 +8,7 @@
 use crate::master_link::LinkStats;
 use crate::scrubber::ScrubStats;
 use crate::store::ChunkStore;
-use kfs_common::metrics::{Refresh, Registry, RpcMetrics};
+use kfs_common::metrics::{Refresh, Registry, RpcMetrics, catch_up, gauge_value};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use std::sync::atomic::Ordering;
@@ -39,13 +39,6 @@ struct StateMetrics {
     scrub_corrupt: Counter,
     heartbeats: Counter,
     deleted: Counter,
-}
-
-fn catch_up(counter: &Counter, total: u64) {
-    let seen = counter.get();
-    if total > seen {
-        counter.inc_by(total - seen);
-    }
 }
 
 /// The registry of a chunkserver: returns it, the per-RPC metrics and the byte counters for the
@@ -133,13 +126,12 @@ pub fn registry(
     let s = Mutex::new(s);
     let refresh: Refresh = Arc::new(move || {
         let s = s.lock().expect("chunkserver metrics lock");
-        let i = |v: u64| v.min(i64::MAX as u64) as i64;
         let space = store.space();
-        s.replicas.set(i(store.chunk_count()));
+        s.replicas.set(gauge_value(store.chunk_count()));
         s.corrupt.set(store.corrupt().len() as i64);
-        s.capacity.set(i(space.capacity));
-        s.used.set(i(space.used));
-        s.available.set(i(space.available));
+        s.capacity.set(gauge_value(space.capacity));
+        s.used.set(gauge_value(space.used));
+        s.available.set(gauge_value(space.available));
         s.failed_dirs.set(store.failed_dirs().len() as i64);
         catch_up(&s.scrub_passes, scrub.passes.load(Ordering::Relaxed));
         catch_up(&s.scrub_bytes, scrub.bytes.load(Ordering::Relaxed));

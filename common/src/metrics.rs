@@ -20,7 +20,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 pub use prometheus_client::registry::Registry;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,9 +39,18 @@ pub fn count_histogram() -> Histogram {
     Histogram::new(exponential_buckets(1.0, 2.0, 14))
 }
 
-/// A histogram of sizes in bytes: 512 B to 64 MiB, doubling.
-pub fn bytes_histogram() -> Histogram {
-    Histogram::new(exponential_buckets(512.0, 2.0, 18))
+/// Moves `counter` up to `total`: a counter mirrored from an atomic a component keeps (the
+/// caller refreshes one at a time, so it is never moved twice).
+pub fn catch_up(counter: &Counter, total: u64) {
+    let seen = counter.get();
+    if total > seen {
+        counter.inc_by(total - seen);
+    }
+}
+
+/// A `u64` as a gauge's value (gauges are `i64`; larger values stay at `i64::MAX`).
+pub fn gauge_value(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// Labels of a call: `service="MasterService", method="mkdir"`.
@@ -326,14 +334,6 @@ impl Drop for HttpServer {
             task.abort();
         }
     }
-}
-
-/// Runs `f` and records its duration in `histogram` (seconds).
-pub async fn timed<T>(histogram: &Histogram, f: impl Future<Output = T>) -> T {
-    let started = Instant::now();
-    let out = f.await;
-    histogram.observe(started.elapsed().as_secs_f64());
-    out
 }
 
 #[cfg(test)]

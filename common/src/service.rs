@@ -89,11 +89,12 @@ pub fn finish(
 }
 
 /// Runs a server until SIGTERM/SIGINT: starts it with `start`, announces it ready on the address
-/// `addr` gives, waits for a signal, announces stopping, and stops it with `stop`.
+/// `addrs` gives (after `http on ADDR` when it also serves HTTP), waits for a signal, announces
+/// stopping, and stops it with `stop`.
 pub fn serve<H, Start, Stop>(
     program: &str,
     start: Start,
-    addr: impl FnOnce(&H) -> SocketAddr,
+    addrs: impl FnOnce(&H) -> (SocketAddr, Option<SocketAddr>),
     stop: impl FnOnce(H) -> Stop,
 ) -> anyhow::Result<()>
 where
@@ -103,7 +104,11 @@ where
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let server = start.await?;
-        announce_ready(program, addr(&server));
+        let (addr, http) = addrs(&server);
+        if let Some(http) = http {
+            println!("http on {http}");
+        }
+        announce_ready(program, addr);
         let signal = wait_for_signal().await?;
         tracing::info!(signal, "shutting down");
         announce_stopping(signal);

@@ -139,14 +139,8 @@ fn main() -> ExitCode {
     };
     let outcome = kfs_common::service::serve(
         "kfs-master",
-        async {
-            let master = kfs_master::start(&config).await?;
-            if let Some(http) = master.http_addr() {
-                println!("http on {http}");
-            }
-            Ok(master)
-        },
-        |server| server.local_addr(),
+        async { Ok(kfs_master::start(&config).await?) },
+        |server| (server.local_addr(), server.http_addr()),
         |server| server.shutdown(),
     );
     finish("kfs-master", outcome.map(|()| None), 1)

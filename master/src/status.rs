@@ -17,7 +17,7 @@ use axum::Router;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
-use kfs_common::metrics::{Refresh, Registry, RpcMetrics, metrics_router};
+use kfs_common::metrics::{Refresh, Registry, RpcMetrics, catch_up, gauge_value, metrics_router};
 use kfs_common::proto::master::ServerState;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -443,14 +443,6 @@ struct StateGauges {
     healer_rounds: Counter,
 }
 
-/// Moves `counter` up to `total` (a counter mirrored from an atomic).
-fn catch_up(counter: &Counter, total: u64) {
-    let seen = counter.get();
-    if total > seen {
-        counter.inc_by(total - seen);
-    }
-}
-
 impl StateGauges {
     fn register(registry: &mut Registry, commit: &CommitStats) -> StateGauges {
         let g = StateGauges::default();
@@ -557,14 +549,13 @@ impl StateGauges {
     }
 
     fn set(&self, s: &Status) {
-        let i = |v: u64| v.min(i64::MAX as u64) as i64;
-        self.files.set(i(s.summary.files));
-        self.dirs.set(i(s.summary.dirs));
-        self.chunks.set(i(s.summary.chunks));
-        self.bytes.set(i(s.summary.bytes));
-        self.capacity.set(i(s.summary.capacity));
-        self.used.set(i(s.summary.used));
-        self.available.set(i(s.summary.available));
+        self.files.set(gauge_value(s.summary.files));
+        self.dirs.set(gauge_value(s.summary.dirs));
+        self.chunks.set(gauge_value(s.summary.chunks));
+        self.bytes.set(gauge_value(s.summary.bytes));
+        self.capacity.set(gauge_value(s.summary.capacity));
+        self.used.set(gauge_value(s.summary.used));
+        self.available.set(gauge_value(s.summary.available));
         for state in ["alive", "dead", "draining", "drained"] {
             let n = s.servers.iter().filter(|r| r.state == state).count();
             self.servers
@@ -572,16 +563,19 @@ impl StateGauges {
                 .set(n as i64);
         }
         self.under_replicated
-            .set(i(s.replication.under_replicated.unwrap_or(0)));
-        self.missing.set(i(s.replication.missing.unwrap_or(0)));
+            .set(gauge_value(s.replication.under_replicated.unwrap_or(0)));
+        self.missing
+            .set(gauge_value(s.replication.missing.unwrap_or(0)));
         self.health_known
             .set(s.replication.under_replicated.is_some() as i64);
-        self.corrupt.set(i(s.replication.corrupt_replicas));
-        self.copies_in_flight.set(i(s.replication.copies_in_flight));
+        self.corrupt
+            .set(gauge_value(s.replication.corrupt_replicas));
+        self.copies_in_flight
+            .set(gauge_value(s.replication.copies_in_flight));
         self.safe_mode.set(s.replication.safe_mode as i64);
         let c = &s.workers.committer;
-        self.log_seq.set(i(c.last_seq));
-        self.checkpoint_seq.set(i(c.checkpoint_seq));
+        self.log_seq.set(gauge_value(c.last_seq));
+        self.checkpoint_seq.set(gauge_value(c.checkpoint_seq));
         catch_up(&self.log_ops, c.ops);
         catch_up(&self.checkpoints, c.checkpoints);
         let h = &s.workers.healer;

@@ -83,7 +83,8 @@ fn modified(attr: &FileAttr) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(attr.mtime.max(0) as u64 / 1_000_000_000)
 }
 
-fn etag_of(attr: &FileAttr) -> ETag {
+/// The entity tag of this version of a file (also what a PUT answers with).
+pub(super) fn etag_of(attr: &FileAttr) -> ETag {
     format!("\"{:x}-{:x}-{:x}\"", attr.fid.0, attr.size, attr.mtime)
         .parse()
         .expect("a quoted hex string is an ETag")

@@ -13,6 +13,7 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use headers::HeaderMapExt;
 use kfs_common::proto::master::CreateOptions;
 use kfs_common::{FileKind, KfsError};
 use std::hash::{BuildHasher, Hasher};
@@ -284,11 +285,8 @@ pub async fn put(gw: &Gateway, path: &str, request: Request) -> Response {
             } else {
                 StatusCode::CREATED
             };
-            let etag = format!("\"{:x}-{:x}-{:x}\"", attr.fid.0, attr.size, attr.mtime);
             let mut r = status.into_response();
-            if let Ok(v) = HeaderValue::from_str(&etag) {
-                r.headers_mut().insert(header::ETAG, v);
-            }
+            r.headers_mut().typed_insert(super::read::etag_of(&attr));
             r
         }
         Err(failed) => {
