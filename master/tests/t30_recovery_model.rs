@@ -4,7 +4,12 @@
 //! - recovery from disk gives exactly the live state;
 //! - cutting the last segment at a random byte (a crash mid-write) recovers the state after some
 //!   prefix of the ops that holds every op whose batch was fully written, and the log can then go
-//!   on from there.
+//!   on from there;
+//! - damaging any byte of any segment (a flipped byte, or 4 KiB zeroed) either stops recovery
+//!   with an error that names the file, leaving every file as it was, or (only when the damage
+//!   lies in the last batch of the newest segment, which a crash may tear) recovers a prefix
+//!   holding every earlier batch; never a state that lost an acknowledged op;
+//! - a lost newest segment stops recovery.
 //!
 //! `PROPTEST_CASES=2000 cargo test -p kfs-master --test t30_recovery_model` for a long run.
 
@@ -223,6 +228,164 @@ proptest! {
         prop_assert_eq!(third.last_seq, seq + 1);
         prop_assert!(third.ns.stat("/after").is_ok());
     }
+}
+
+/// Every file of `dir` and its bytes.
+fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap() != "LOCK")
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[derive(Clone, Debug)]
+enum Damage {
+    Flip(u8),
+    Zero4k,
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: support::cases(128), ..ProptestConfig::default() })]
+
+    #[test]
+    fn damage_anywhere_in_the_log_is_refused_unless_it_is_a_torn_last_batch(
+        steps in proptest::collection::vec(step(), 1..40),
+        which in any::<prop::sample::Index>(),
+        at in any::<prop::sample::Index>(),
+        damage in prop_oneof![any::<u8>().prop_map(|b| Damage::Flip(b | 1)), Just(Damage::Zero4k)],
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = run(tmp.path(), &steps);
+        let segments = list_segments(tmp.path()).unwrap();
+        let index = which.index(segments.len());
+        let segment = &segments[index];
+        let is_newest = index + 1 == segments.len();
+        let mut bytes = std::fs::read(&segment.path).unwrap();
+        let offset = at.index(bytes.len());
+        let before = bytes.clone();
+        match damage {
+            Damage::Flip(mask) => bytes[offset] ^= mask,
+            Damage::Zero4k => {
+                let end = (offset + 4096).min(bytes.len());
+                bytes[offset..end].fill(0);
+            }
+        }
+        prop_assume!(bytes != before);
+        std::fs::write(&segment.path, &bytes).unwrap();
+
+        // The last batch of the newest segment starts where the append before it ended.
+        let appends = &run.last_segment_appends;
+        let last_batch_start = match appends.len() {
+            0 => u64::MAX,
+            1 => kfs_master::storage::log::HEADER_LEN,
+            n => appends[n - 2].0,
+        };
+        let everything = run.states.len() as u64 - 1;
+        let in_last_batch = is_newest && offset as u64 >= last_batch_start;
+        // What proves damage is not a torn write is an intact record of a later batch after it.
+        // Damage that reaches into the last batch may leave none (zeros from some byte to the
+        // end of the newest segment look exactly like a crash that left the file longer than
+        // its data): it can lose what it covers, like a cut there (docs/failures.md).
+        let damage_end = match damage {
+            Damage::Flip(_) => offset + 1,
+            Damage::Zero4k => (offset + 4096).min(before.len()),
+        };
+        let reaches_last_batch = is_newest && damage_end as u64 > last_batch_start;
+        let acknowledged = if reaches_last_batch {
+            appends
+                .iter()
+                .filter(|(end, _)| *end <= offset as u64)
+                .map(|(_, seq)| *seq)
+                .max()
+                .unwrap_or(segment.first_seq - 1)
+        } else {
+            everything
+        };
+        let files = snapshot(tmp.path());
+        match recover(tmp.path(), 99) {
+            Ok(recovered) => {
+                let seq = recovered.last_seq;
+                prop_assert!(seq >= acknowledged, "recovered up to {} but {} was acknowledged", seq, acknowledged);
+                prop_assert!(seq <= everything);
+                prop_assert!(records(&recovered.ns) == records(&run.states[seq as usize]));
+            }
+            Err(e) => {
+                prop_assert!(!in_last_batch, "damage in the last batch must read as torn: {}", e);
+                let text = e.to_string();
+                prop_assert!(text.contains(&segment.path.display().to_string()), "{}", text);
+                prop_assert!(snapshot(tmp.path()) == files, "a refused recovery changed the files");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_lost_newest_segment_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let seeds: Vec<OpSeed> = (0..3).map(OpSeed::Mkdir).collect();
+    run(
+        tmp.path(),
+        &[
+            Step::Batch(seeds.clone()),
+            Step::Checkpoint,
+            Step::Batch(seeds.clone()),
+            Step::Rotate,
+            Step::Batch(seeds),
+        ],
+    );
+    let newest = list_segments(tmp.path()).unwrap().pop().unwrap();
+    std::fs::remove_file(&newest.path).unwrap();
+    let err = recover(tmp.path(), 9)
+        .err()
+        .expect("a lost newest segment must stop recovery")
+        .to_string();
+    assert!(
+        err.contains("LOG_HEAD") && err.contains("log-00000000000000000007.kfslog"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_torn_tail_is_set_aside_before_it_is_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let seeds: Vec<OpSeed> = (0..3).map(OpSeed::Mkdir).collect();
+    run(
+        tmp.path(),
+        &[Step::Batch(seeds.clone()), Step::Batch(seeds)],
+    );
+    let newest = list_segments(tmp.path()).unwrap().pop().unwrap();
+    let bytes = std::fs::read(&newest.path).unwrap();
+    let cut = bytes.len() - 5;
+    std::fs::write(&newest.path, &bytes[..cut]).unwrap();
+    let recovered = recover(tmp.path(), 9).unwrap();
+    assert_eq!(
+        recovered.last_seq, 5,
+        "the one record cut short is the only one lost"
+    );
+    let kept = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains(".kfslog.torn-"))
+        .expect("the torn bytes are kept");
+    let offset: usize = kept
+        .to_string_lossy()
+        .rsplit('-')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(std::fs::read(&kept).unwrap(), &bytes[offset..cut]);
+    assert_eq!(
+        std::fs::metadata(&newest.path).unwrap().len(),
+        offset as u64
+    );
 }
 
 #[test]

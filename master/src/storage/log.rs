@@ -1,9 +1,15 @@
-//! The operation log: segment files of framed `{seq, op}` records.
+//! The operation log: segment files of framed `{seq, batch, op}` records.
 //!
 //! A segment is a 32-byte header (magic `KFSOPLOG`, format version, first sequence number,
-//! header checksum) followed by [frames](super::frame) whose payloads are bincode
-//! [`LogRecord`]s with consecutive sequence numbers. Segments are append-only while they are the
-//! current one and never written again after: a restarted master starts a new segment.
+//! header checksum) followed by [frames](super::frame) whose payloads are bincode records with
+//! consecutive sequence numbers. Segments are append-only while they are the current one and never
+//! written again after: a restarted master starts a new segment. `LOG_HEAD` ([`super::log_head`])
+//! names the newest segment, so a lost newest segment is noticed.
+//!
+//! Formats (the header's version; every record of a segment has its segment's format):
+//! - 1: `{seq, op}`. Read only.
+//! - 2: `{seq, batch_first, op}`: each record names the first record of the batch it was
+//!   written (and fsynced) with. Written by this build.
 //!
 //! Invariants:
 //! - [`LogWriter::append`] returns only after the records are written and `fdatasync`ed; a
@@ -11,38 +17,93 @@
 //!   later batch follows.
 //! - The bytes after the last fsync are at most one batch ([`MAX_BATCH_BYTES`] plus one record),
 //!   so that is the most a crash can leave torn at the end of the last segment.
+//! - A torn write is only ever the tail of the last batch: damage that an intact record of a
+//!   later batch follows is corruption ([`super::log_tail`]), and recovery refuses to start.
 
 use super::frame::{self, FrameReader};
+use super::log_tail::{self, Intact};
 use super::{StorageError, codec, numbered_files, numbered_name, sync_dir};
 use crate::namespace::op::Op;
 use bincode::Options;
-use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"KFSOPLOG";
 /// Version of the segment format written by this build.
-pub const FORMAT: u32 = 1;
-const HEADER_LEN: u64 = 32;
+pub const FORMAT: u32 = 2;
+/// The oldest segment format this build reads.
+pub const OLDEST_FORMAT: u32 = 1;
+/// Bytes of a segment's header.
+pub const HEADER_LEN: u64 = 32;
 /// A batch stops growing once it holds this many bytes.
 pub const MAX_BATCH_BYTES: usize = 4 << 20;
 /// Most bytes a crash can leave unsynced at the end of the last segment (one batch and the record
 /// that crossed the limit). Damage further from the end than this is corruption, not a torn write.
 pub const MAX_TORN_BYTES: u64 = 2 * MAX_BATCH_BYTES as u64;
 
-/// One log record as stored.
-#[derive(Debug, Deserialize)]
+/// One log record, as read back (whatever its format).
+#[derive(Debug)]
 pub struct LogRecord {
     pub seq: u64,
+    /// The first record of the batch this one was written with (`None` in format 1, which did
+    /// not record it).
+    pub batch_first: Option<u64>,
     pub op: Op,
 }
 
-/// Encodes exactly as [`LogRecord`], without owning the op.
-#[derive(Serialize)]
-struct LogRecordRef<'a> {
-    seq: u64,
-    op: &'a Op,
+/// The stored records, one module per format.
+mod v1 {
+    use crate::namespace::op::Op;
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub struct Record {
+        pub seq: u64,
+        pub op: Op,
+    }
+}
+
+mod v2 {
+    use crate::namespace::op::Op;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Deserialize)]
+    pub struct Record {
+        pub seq: u64,
+        pub batch_first: u64,
+        pub op: Op,
+    }
+
+    /// Encodes exactly as [`Record`], without owning the op.
+    #[derive(Serialize)]
+    pub struct RecordRef<'a> {
+        pub seq: u64,
+        pub batch_first: u64,
+        pub op: &'a Op,
+    }
+}
+
+/// Decodes one record's payload in segment format `format`.
+fn decode_record(format: u32, payload: &[u8]) -> Result<LogRecord, bincode::Error> {
+    Ok(match format {
+        1 => {
+            let r: v1::Record = codec().deserialize(payload)?;
+            LogRecord {
+                seq: r.seq,
+                batch_first: None,
+                op: r.op,
+            }
+        }
+        _ => {
+            let r: v2::Record = codec().deserialize(payload)?;
+            LogRecord {
+                seq: r.seq,
+                batch_first: Some(r.batch_first),
+                op: r.op,
+            }
+        }
+    })
 }
 
 const PREFIX: &str = "log-";
@@ -62,7 +123,8 @@ fn encode_header(first_seq: u64) -> [u8; HEADER_LEN as usize] {
     h
 }
 
-fn decode_header(h: &[u8; HEADER_LEN as usize]) -> Result<u64, String> {
+/// The header's `(first_seq, format)`.
+fn decode_header(h: &[u8; HEADER_LEN as usize]) -> Result<(u64, u32), String> {
     if &h[..8] != MAGIC {
         return Err("not a KFS log segment (bad magic)".into());
     }
@@ -70,12 +132,16 @@ fn decode_header(h: &[u8; HEADER_LEN as usize]) -> Result<u64, String> {
         return Err("segment header checksum mismatch".into());
     }
     let format = u32::from_le_bytes(h[8..12].try_into().expect("4 bytes"));
-    if format != FORMAT {
+    if !(OLDEST_FORMAT..=FORMAT).contains(&format) {
         return Err(format!(
-            "segment format {format} is not supported by this build ({FORMAT})"
+            "segment format {format} is not supported by this build (it reads \
+             {OLDEST_FORMAT} to {FORMAT})"
         ));
     }
-    Ok(u64::from_le_bytes(h[16..24].try_into().expect("8 bytes")))
+    Ok((
+        u64::from_le_bytes(h[16..24].try_into().expect("8 bytes")),
+        format,
+    ))
 }
 
 /// A segment file on disk.
@@ -105,8 +171,9 @@ pub enum SegmentEnd {
 
 /// Reads the records of `segment` in order, giving each to `on_record`. Records must carry
 /// consecutive sequence numbers from the segment's first. Damage is reported as
-/// [`SegmentEnd::Torn`] when `is_last` and it lies within [`MAX_TORN_BYTES`] of the end, and as
-/// an error naming the file and offset otherwise.
+/// [`SegmentEnd::Torn`] only when it can be a torn write: in the last segment (`is_last`), within
+/// [`MAX_TORN_BYTES`] of the end, and with no intact record of a later batch after it
+/// ([`log_tail::check_torn`]); any other damage is an error naming the file and offset.
 pub fn read_segment(
     segment: &Segment,
     is_last: bool,
@@ -115,27 +182,15 @@ pub fn read_segment(
     let path = &segment.path;
     let file = File::open(path).map_err(StorageError::io(path))?;
     let len = file.metadata().map_err(StorageError::io(path))?.len();
-    let torn_or_corrupt = |offset: u64, reason: String| {
-        if is_last && len - offset <= MAX_TORN_BYTES {
-            Ok(SegmentEnd::Torn {
-                offset,
-                dropped: len - offset,
-            })
-        } else {
-            Err(StorageError::corrupt(path, offset, reason))
-        }
-    };
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut header = [0u8; HEADER_LEN as usize];
-    if let Err(e) = reader.read_exact(&mut header) {
-        return match e.kind() {
-            ErrorKind::UnexpectedEof => torn_or_corrupt(0, "segment header cut short".into()),
-            _ => Err(StorageError::io(path)(e)),
-        };
-    }
-    match decode_header(&header) {
-        Ok(first) if first == segment.first_seq => {}
-        Ok(first) => {
+    let header = match reader.read_exact(&mut header) {
+        Ok(()) => decode_header(&header),
+        Err(e) if e.kind() == ErrorKind::UnexpectedEof => Err("segment header cut short".into()),
+        Err(e) => return Err(StorageError::io(path)(e)),
+    };
+    let format = match header {
+        Ok((first, _)) if first != segment.first_seq => {
             return Err(StorageError::corrupt(
                 path,
                 16,
@@ -145,8 +200,18 @@ pub fn read_segment(
                 ),
             ));
         }
-        Err(reason) => return torn_or_corrupt(0, reason),
-    }
+        Ok((_, format)) => format,
+        // The header is synced before any record is written, so a damaged header is torn only
+        // in a last segment that holds nothing else.
+        Err(reason) if is_last && len <= HEADER_LEN => {
+            tracing::debug!(path = %path.display(), %reason, "segment header torn");
+            return Ok(SegmentEnd::Torn {
+                offset: 0,
+                dropped: len,
+            });
+        }
+        Err(reason) => return Err(StorageError::corrupt(path, 0, reason)),
+    };
     let mut frames = FrameReader::new(reader, HEADER_LEN);
     let mut expected = segment.first_seq;
     loop {
@@ -154,10 +219,29 @@ pub fn read_segment(
         let payload = match frames.next_frame().map_err(StorageError::io(path))? {
             Ok(Some(payload)) => payload,
             Ok(None) => return Ok(SegmentEnd::Clean),
-            Err(e) => return torn_or_corrupt(offset, e.to_string()),
+            Err(e) => {
+                let damage = e.to_string();
+                return if is_last && len - offset <= MAX_TORN_BYTES {
+                    let tail = read_from(path, offset)?;
+                    let intact = |payload: &[u8]| {
+                        decode_record(format, payload).ok().map(|r| Intact {
+                            seq: r.seq,
+                            batch_first: r.batch_first,
+                        })
+                    };
+                    log_tail::check_torn(&tail, offset, expected, intact).map_err(|reason| {
+                        StorageError::corrupt(path, offset, format!("{damage}, and {reason}"))
+                    })?;
+                    Ok(SegmentEnd::Torn {
+                        offset,
+                        dropped: len - offset,
+                    })
+                } else {
+                    Err(StorageError::corrupt(path, offset, damage))
+                };
+            }
         };
-        let record: LogRecord = codec()
-            .deserialize(payload)
+        let record = decode_record(format, payload)
             .map_err(|e| StorageError::corrupt(path, offset, format!("undecodable record: {e}")))?;
         if record.seq != expected {
             return Err(StorageError::corrupt(
@@ -169,6 +253,17 @@ pub fn read_segment(
         expected += 1;
         on_record(record)?;
     }
+}
+
+/// The bytes of `path` from `offset` to its end (at most [`MAX_TORN_BYTES`], checked by the
+/// caller).
+fn read_from(path: &Path, offset: u64) -> Result<Vec<u8>, StorageError> {
+    let mut file = File::open(path).map_err(StorageError::io(path))?;
+    let mut out = Vec::new();
+    file.seek(SeekFrom::Start(offset))
+        .and_then(|_| file.read_to_end(&mut out))
+        .map_err(StorageError::io(path))?;
+    Ok(out)
 }
 
 /// Why an append failed.
@@ -202,7 +297,7 @@ pub struct LogWriter {
 }
 
 impl LogWriter {
-    /// Starts a new segment whose first record will be `next_seq`.
+    /// Starts a new segment whose first record will be `next_seq`, and names it in `LOG_HEAD`.
     pub fn create(
         dir: &Path,
         next_seq: u64,
@@ -218,6 +313,7 @@ impl LogWriter {
             .and_then(|()| file.sync_all())
             .map_err(StorageError::io(&path))?;
         sync_dir(dir)?;
+        super::log_head::write(dir, next_seq)?;
         Ok(LogWriter {
             dir: dir.to_path_buf(),
             path,
@@ -239,8 +335,8 @@ impl LogWriter {
         self.len >= self.segment_limit
     }
 
-    /// Writes `ops` as consecutive records and makes them durable; returns the sequence number of
-    /// the first.
+    /// Writes `ops` as consecutive records of one batch and makes them durable; returns the
+    /// sequence number of the first.
     pub fn append<'a>(
         &mut self,
         ops: impl IntoIterator<Item = &'a Op>,
@@ -249,9 +345,12 @@ impl LogWriter {
         let mut seq = first;
         self.buf.clear();
         for op in ops {
-            let payload = codec()
-                .serialize(&LogRecordRef { seq, op })
-                .expect("ops always encode");
+            let record = v2::RecordRef {
+                seq,
+                batch_first: first,
+                op,
+            };
+            let payload = codec().serialize(&record).expect("ops always encode");
             frame::write_frame(&mut self.buf, &payload);
             seq += 1;
         }
@@ -399,6 +498,97 @@ mod tests {
             }
             other => panic!("expected corruption, got {other:?}"),
         }
+    }
+
+    /// A segment of batches of 10 records each, as `(path, offset of each batch)`.
+    fn ten_batches(dir: &Path) -> (Segment, Vec<u64>) {
+        let mut w = LogWriter::create(dir, 1, u64::MAX).unwrap();
+        let mut starts = Vec::new();
+        for b in 0..10 {
+            starts.push(w.len);
+            let batch: Vec<Op> = (b * 10 + 1..=b * 10 + 10).map(op).collect();
+            w.append(&batch).unwrap();
+        }
+        (list_segments(dir).unwrap().remove(0), starts)
+    }
+
+    #[test]
+    fn damage_that_later_batches_follow_is_corruption_and_the_file_is_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let (seg, starts) = ten_batches(dir.path());
+        let clean = std::fs::read(&seg.path).unwrap();
+        // A flipped byte inside any batch but the last, and 4 KiB zeroed in the middle.
+        for at in [starts[1] + 5, starts[8] + 1, (clean.len() / 2) as u64] {
+            let mut bytes = clean.clone();
+            bytes[at as usize] ^= 0x10;
+            std::fs::write(&seg.path, &bytes).unwrap();
+            let err = read_all(&seg, true).unwrap_err().to_string();
+            assert!(
+                err.contains("corruption, not a torn write"),
+                "flip at {at}: {err}"
+            );
+            assert_eq!(std::fs::read(&seg.path).unwrap(), bytes);
+        }
+        let mut zeroed = clean.clone();
+        let middle = clean.len() / 2 - 100;
+        zeroed[middle..middle + 200].fill(0);
+        std::fs::write(&seg.path, &zeroed).unwrap();
+        assert!(matches!(
+            read_all(&seg, true),
+            Err(StorageError::Corrupt { .. })
+        ));
+        // A damaged header with records after it is corruption, never an empty torn segment.
+        let mut bytes = clean.clone();
+        bytes[20] ^= 1;
+        std::fs::write(&seg.path, &bytes).unwrap();
+        assert!(matches!(
+            read_all(&seg, true),
+            Err(StorageError::Corrupt { offset: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn damage_inside_the_last_batch_is_torn_even_with_its_own_records_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (seg, starts) = ten_batches(dir.path());
+        let mut bytes = std::fs::read(&seg.path).unwrap();
+        // The first record of the last batch is lost; its other nine are intact.
+        bytes[starts[9] as usize + 9] ^= 0x01;
+        std::fs::write(&seg.path, &bytes).unwrap();
+        let (seqs, end) = read_all(&seg, true).unwrap();
+        assert_eq!(seqs, (1..=90).collect::<Vec<_>>());
+        assert_eq!(
+            end,
+            SegmentEnd::Torn {
+                offset: starts[9],
+                dropped: bytes.len() as u64 - starts[9]
+            }
+        );
+    }
+
+    #[test]
+    fn format_1_segments_are_still_read() {
+        #[derive(serde::Serialize)]
+        struct V1<'a> {
+            seq: u64,
+            op: &'a Op,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = encode_header(1).to_vec();
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let crc = crc32c::crc32c(&bytes[..24]);
+        bytes[24..28].copy_from_slice(&crc.to_le_bytes());
+        for seq in 1..=3 {
+            let payload = codec().serialize(&V1 { seq, op: &op(seq) }).unwrap();
+            frame::write_frame(&mut bytes, &payload);
+        }
+        let path = dir.path().join(segment_name(1));
+        std::fs::write(&path, &bytes).unwrap();
+        let seg = Segment { path, first_seq: 1 };
+        assert_eq!(
+            read_all(&seg, true).unwrap(),
+            (vec![1, 2, 3], SegmentEnd::Clean)
+        );
     }
 
     #[test]

@@ -5,18 +5,23 @@
 //! LOCK                                   held (flock) by the one master using the directory
 //! checkpoint-<seq>.kfsckpt               the namespace as of op <seq> (the newest two are kept)
 //! log-<first seq>.kfslog                 op records <first seq>, <first seq> + 1, ...
+//! LOG_HEAD                               the first seq of the newest segment (a lost one is noticed)
+//! log-<first seq>.kfslog.torn-<offset>   bytes of a torn write cut off the end, kept as evidence
 //! ```
 //! Guarantees (see also `docs/ARCHITECTURE.md`):
 //! - An op is acknowledged only after its record is written and `fdatasync`ed ([`log`]).
 //! - A checkpoint is written to a temp file, fsynced, renamed, and the directory fsynced; only
 //!   then are older checkpoints and the log segments they cover removed ([`checkpoint`]).
 //! - Recovery loads the newest valid checkpoint and replays every later record in sequence order;
-//!   a torn record at the end of the last segment is cut off, any other damage stops start-up with
-//!   an error naming the file and byte offset ([`recovery`]).
+//!   a torn write at the end of the last segment (damage no intact record of a later batch
+//!   follows) is set aside and cut off; any other damage, or a missing newest segment, stops
+//!   start-up with an error naming the file and byte offset ([`recovery`]).
 
 pub mod checkpoint;
 pub mod frame;
 pub mod log;
+pub mod log_head;
+pub mod log_tail;
 pub mod recovery;
 pub mod verify;
 

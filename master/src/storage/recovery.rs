@@ -4,15 +4,20 @@
 //! Invariants:
 //! - Records are replayed in sequence order with no gap; a gap or an overlap between segments is
 //!   an error, never skipped.
-//! - A torn tail of the last segment (a crash mid-write: at most one unacknowledged batch) is cut
-//!   off the file, so the next start sees a clean log; damage anywhere else is an error naming the
-//!   file and offset.
+//! - A torn tail of the last segment (a crash mid-write: at most one unacknowledged batch, with no
+//!   intact record of a later batch after the damage) is copied aside to
+//!   `<segment>.torn-<offset>` and then cut off the file, so the next start sees a clean log and
+//!   the bytes are kept for the operator; damage anywhere else is an error naming the file and
+//!   offset, and the files are left as they are.
+//! - The newest segment on disk is the one `LOG_HEAD` names, or a newer one; otherwise segments
+//!   were lost and recovery refuses to start.
 //! - Replay applies ops exactly as they were applied live: an op that failed live (its checks
 //!   passed when it was logged, but an earlier op in the same batch changed the state) fails again
 //!   and changes nothing.
 
 use super::checkpoint::{list_checkpoints, load_checkpoint, write_checkpoint};
 use super::log::{SegmentEnd, list_segments, read_segment};
+use super::log_head;
 use super::{StorageError, sync_dir};
 use crate::namespace::Namespace;
 use kfs_common::proto::Timestamp;
@@ -46,8 +51,9 @@ pub fn recover(dir: &Path, now: Timestamp) -> Result<Recovered, StorageError> {
     remove_temp_files(dir)?;
     let checkpoints = list_checkpoints(dir)?;
     let mut segments = list_segments(dir)?;
+    let head = log_head::read(dir)?;
     if checkpoints.is_empty() {
-        if !segments.is_empty() {
+        if !segments.is_empty() || head.is_some() {
             return Err(StorageError::Inconsistent {
                 dir: dir.to_path_buf(),
                 reason: "log segments but no checkpoint: the checkpoints were removed or lost"
@@ -66,6 +72,20 @@ pub fn recover(dir: &Path, now: Timestamp) -> Result<Recovered, StorageError> {
             torn_tail: None,
             formatted: true,
             elapsed: started.elapsed(),
+        });
+    }
+
+    if let Some(head) = head
+        && segments.last().is_none_or(|newest| newest.first_seq < head)
+    {
+        return Err(StorageError::Inconsistent {
+            dir: dir.to_path_buf(),
+            reason: format!(
+                "{} names {} as the newest log segment, but it is missing: records from {head} \
+                 on are lost unless it is restored",
+                log_head::FILE_NAME,
+                super::log::segment_name(head)
+            ),
         });
     }
 
@@ -95,6 +115,8 @@ pub fn recover(dir: &Path, now: Timestamp) -> Result<Recovered, StorageError> {
         .windows(2)
         .position(|w| w[1].first_seq > checkpoint_seq + 1)
         .unwrap_or(segments.len().saturating_sub(1));
+    // The segment before the newest, if any (LOG_HEAD names it if the newest is removed below).
+    let previous_first_seq = segments.len().checked_sub(2).map(|i| segments[i].first_seq);
     segments.drain(..first_needed);
     if let Some(first) = segments.first()
         && first.first_seq > checkpoint_seq + 1
@@ -147,6 +169,9 @@ pub fn recover(dir: &Path, now: Timestamp) -> Result<Recovered, StorageError> {
                 "cut {dropped} bytes of a torn write off {} at byte {offset}",
                 segment.path.display()
             ));
+            if dropped > 0 {
+                set_aside(dir, &segment.path, offset)?;
+            }
             if offset > 0 {
                 let file = OpenOptions::new()
                     .write(true)
@@ -158,7 +183,16 @@ pub fn recover(dir: &Path, now: Timestamp) -> Result<Recovered, StorageError> {
             }
         }
         if is_last && records_in_segment == 0 {
-            // A segment started just before a crash: the next writer starts it anew.
+            // A segment started just before a crash: the next writer starts it anew. LOG_HEAD
+            // first names the one before it, so a crash between the two steps leaves a LOG_HEAD
+            // that is still true.
+            match previous_first_seq {
+                Some(previous) if head == Some(segment.first_seq) => {
+                    log_head::write(dir, previous)?
+                }
+                None if head == Some(segment.first_seq) => log_head::remove(dir)?,
+                _ => {}
+            }
             std::fs::remove_file(&segment.path).map_err(StorageError::io(&segment.path))?;
             sync_dir(dir)?;
         }
@@ -174,6 +208,26 @@ pub fn recover(dir: &Path, now: Timestamp) -> Result<Recovered, StorageError> {
         formatted: false,
         elapsed: started.elapsed(),
     })
+}
+
+/// Copies the bytes of `segment` from `offset` on to `<segment>.torn-<offset>` (fsynced), so that
+/// cutting them off the segment destroys nothing an operator may want to look at.
+fn set_aside(dir: &Path, segment: &Path, offset: u64) -> Result<(), StorageError> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut name = segment.as_os_str().to_owned();
+    name.push(format!(".torn-{offset}"));
+    let aside = PathBuf::from(name);
+    let mut bytes = Vec::new();
+    std::fs::File::open(segment)
+        .and_then(|mut f| {
+            f.seek(SeekFrom::Start(offset))?;
+            f.read_to_end(&mut bytes)
+        })
+        .map_err(StorageError::io(segment))?;
+    std::fs::File::create(&aside)
+        .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_all()))
+        .map_err(StorageError::io(&aside))?;
+    sync_dir(dir)
 }
 
 /// Removes what a crash left of checkpoints being written.
