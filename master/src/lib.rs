@@ -8,6 +8,7 @@
 //! - [`committer`]: group commit (one fsync for many ops) and checkpoint scheduling.
 //! - [`server`]: start-up, the `MasterService` and `ClusterService` RPC implementations,
 //!   chunkserver expiry, shutdown.
+//! - [`length_check`]: a writer's new file length checked against what a replica holds.
 //! - [`status`]: the HTTP status page, its JSON and Prometheus `/metrics`.
 //! - [`config`]: the master's configuration.
 //!
@@ -18,6 +19,7 @@ pub mod chunks;
 pub mod committer;
 pub mod config;
 pub mod healer;
+pub mod length_check;
 pub mod namespace;
 pub mod server;
 pub mod status;

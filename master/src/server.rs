@@ -66,6 +66,8 @@ struct MasterState {
     /// are chosen before the op is logged.
     next_fid: AtomicU64,
     default_replication: u8,
+    /// Connections to chunkservers for the master's own reads (checking new file lengths).
+    chunk_pool: kfs_common::proto::chunk::ChunkPool,
 }
 
 /// The namespace service for clients; cheap to clone (one per call).
@@ -177,6 +179,7 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
         leases,
         next_fid,
         default_replication: config.default_replication,
+        chunk_pool: kfs_common::proto::chunk::ChunkPool::new(),
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -723,6 +726,15 @@ impl MasterService for MasterServer {
 
     #[instrument(level = "debug", skip_all, fields(%fid, length))]
     async fn extend_length(self, _: Context, fid: FileId, length: u64) -> KfsResult<FileAttr> {
+        crate::length_check::check_extension(
+            &self.state.ns,
+            &self.state.chunks,
+            &self.state.chunk_pool,
+            self.state.leases.chunk_size(),
+            fid,
+            length,
+        )
+        .await?;
         self.mutate(Op::ExtendLength {
             fid,
             size: length,
