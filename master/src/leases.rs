@@ -265,14 +265,15 @@ impl Leases {
         for r in &moved {
             chunks.set_replica_version(chunk, r.server, next);
         }
-        // Replicas that could not move are stale from now on: no longer listed, and deleted.
+        // Replicas that could not move are stale from now on: no longer listed, and deleted once
+        // the chunk is back at its replication factor without them (kept until then: they may
+        // be all that is left if the moved ones are lost).
         let stale: Vec<ServerId> = asked
             .into_iter()
             .filter(|s| !moved.iter().any(|m| m.server == *s))
             .collect();
-        chunks.drop_replicas(chunk, &stale);
         for server in stale {
-            chunks.queue_delete(server, chunk);
+            chunks.defer_delete(server, chunk);
         }
         tracing::debug!(%chunk, %next, replicas = moved.len(), stale = failures.len(), "chunk moved to a new version");
         chunks.grant(chunk, &moved, Instant::now(), self.config.duration)
@@ -308,13 +309,29 @@ impl Leases {
                 // Another writer already moved the chunk past the failure.
                 return Ok(lease);
             }
-            for server in &failed {
-                tracing::warn!(%chunk, %server, "a writer could not reach a replica; dropping it");
-                chunks.queue_delete(*server, chunk);
+            // One writer's word never deletes anything, and never leaves a chunk without a
+            // replica: the reported ones stop counting (they go stale at the next version) and
+            // stay on disk until the chunk is back at its factor elsewhere.
+            let survivors: Vec<ReplicaLocation> = chunks
+                .locations(chunk)
+                .into_iter()
+                .filter(|r| !failed.contains(&r.server))
+                .collect();
+            if survivors.is_empty() {
+                return Err(KfsError::ChunkUnavailable {
+                    chunk,
+                    reason: format!(
+                        "every live replica at {current} was reported failed; the master keeps \
+                         them all (try again, or wait for the failed servers to be declared dead)"
+                    ),
+                });
             }
-            chunks.drop_replicas(chunk, &failed);
+            for server in &failed {
+                tracing::warn!(%chunk, %server, "a writer could not write a replica; it stops counting and is kept until the chunk is re-replicated");
+                chunks.defer_delete(*server, chunk);
+            }
             chunks.revoke(chunk);
-            (current, chunks.locations(chunk))
+            (current, survivors)
         };
         self.new_version(cx, fid, offset, chunk, current, live)
             .await

@@ -2,9 +2,18 @@
 //! may destroy data or make the namespace lie (issue 15, "destroying data on request").
 //!
 //! - `extend_length` beyond what was written is refused (a 3-byte file made 8 EiB).
+//! - `report_failure` naming every replica of a chunk deletes nothing; naming some of them makes
+//!   them stale, kept until the chunk is re-replicated.
+//! - `hello`s from servers that do not hold a chunk, claiming it, do not trim its real replicas.
 
-use kfs_common::KfsError;
-use kfs_tests::{ClusterOptions, TestCluster, content, ctx};
+use kfs_common::proto::PROTOCOL_VERSION;
+use kfs_common::proto::cluster::{ChunkReport, HeartbeatRequest, HelloRequest, SpaceReport};
+use kfs_common::proto::master::WriteLease;
+use kfs_common::{ChunkVersion, KfsError, ServerId};
+use kfs_tests::{ClusterOptions, TestCluster, content, ctx, wait_until};
+use std::time::Duration;
+
+const BOUND: Duration = Duration::from_secs(20);
 
 const CHUNK: u64 = 256 * 1024;
 
@@ -72,5 +81,167 @@ async fn extend_length_beyond_the_written_data_is_refused() {
         master.extend_length(ctx(), eid, 1).await.unwrap(),
         Err(KfsError::InvalidArgument(_))
     ));
+    cluster.shutdown().await;
+}
+
+/// Writes `/f` (one chunk, replication 3); returns its data and its chunk as the master lists it.
+async fn one_chunk_file(
+    cluster: &TestCluster,
+) -> (Vec<u8>, kfs_common::proto::master::ChunkLocation) {
+    let client = cluster.client().await;
+    let data = content(3, 100_000);
+    let f = client.create("/f").await.unwrap();
+    f.write_at(0, &data).await.unwrap();
+    f.close().await.unwrap();
+    let master = cluster.master_client().await;
+    let mut chunks = master
+        .file_chunks(ctx(), "/f".into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(chunks.len(), 1);
+    assert_eq!(chunks[0].replicas.len(), 3);
+    (data, chunks.remove(0))
+}
+
+/// Waits until `/f` has 3 live replicas at one version, on the cluster's own servers, and every
+/// chunk is healthy; then reads it back.
+async fn wait_healthy_and_read(cluster: &TestCluster, real: &[ServerId], data: &[u8]) {
+    let master = cluster.master_client().await;
+    let real = real.to_vec();
+    wait_until("/f back on its three real replicas, healthy", BOUND, || {
+        let master = master.clone();
+        let real = real.clone();
+        async move {
+            let Ok(Ok(chunks)) = master.file_chunks(ctx(), "/f".into()).await else {
+                return false;
+            };
+            let Ok(Ok(fsck)) = master.fsck(ctx()).await else {
+                return false;
+            };
+            chunks.len() == 1
+                && chunks[0].replicas.len() == 3
+                && chunks[0].replicas.iter().all(|r| real.contains(&r.server))
+                && fsck.healthy == fsck.chunks
+                && fsck.missing == 0
+        }
+    })
+    .await;
+    let client = cluster.client().await;
+    let f = client.open("/f").await.unwrap();
+    assert_eq!(f.read_at(0, data.len()).await.unwrap(), data);
+}
+
+#[tokio::test]
+async fn report_failure_naming_every_replica_deletes_nothing() {
+    let cluster = TestCluster::start(ClusterOptions::default()).await;
+    cluster.wait_for_alive(3).await;
+    let (data, chunk) = one_chunk_file(&cluster).await;
+    let master = cluster.master_client().await;
+    let all: Vec<ServerId> = chunk.replicas.iter().map(|r| r.server).collect();
+    let real = all.clone();
+
+    match master
+        .report_failure(ctx(), chunk.chunk, chunk.version, all.clone())
+        .await
+        .unwrap()
+    {
+        Err(KfsError::ChunkUnavailable { reason, .. }) => {
+            assert!(reason.contains("keeps them all"), "{reason}")
+        }
+        other => panic!("a report naming every replica was taken: {other:?}"),
+    }
+    // Naming two of three: the survivor carries on at the next version, the two others stop
+    // counting, and the chunk is copied back to its factor before they are deleted.
+    let lease: WriteLease = master
+        .report_failure(ctx(), chunk.chunk, chunk.version, all[..2].to_vec())
+        .await
+        .unwrap()
+        .expect("a survivor remains");
+    assert_eq!(lease.version, ChunkVersion(chunk.version.0 + 1));
+    assert_eq!(lease.primary.server, all[2]);
+    assert!(lease.secondaries.is_empty());
+    wait_healthy_and_read(&cluster, &real, &data).await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn fake_hellos_claiming_a_chunk_do_not_trim_its_real_replicas() {
+    let cluster = TestCluster::start(ClusterOptions::default()).await;
+    cluster.wait_for_alive(3).await;
+    let (data, chunk) = one_chunk_file(&cluster).await;
+    let real: Vec<ServerId> = chunk.replicas.iter().map(|r| r.server).collect();
+    let fakes: Vec<ServerId> = (1..=3).map(|i| ServerId(0xfa6e_0000 + i)).collect();
+    let cluster_rpc = kfs_common::proto::cluster::connect(cluster.master_addr())
+        .await
+        .unwrap();
+    // Emptier than any real server, so "the fullest replicas" would be the real ones.
+    let space = SpaceReport {
+        capacity: 1 << 50,
+        available: 1 << 50,
+        used: 0,
+    };
+    let mut sessions = Vec::new();
+    for (n, fake) in fakes.iter().enumerate() {
+        let hello = HelloRequest {
+            protocol: PROTOCOL_VERSION,
+            server: *fake,
+            addr: format!("127.0.0.1:{}", 9 + n).parse().unwrap(),
+            space: space.clone(),
+            chunks: vec![ChunkReport {
+                chunk: chunk.chunk,
+                version: chunk.version,
+                length: data.len() as u64,
+            }],
+            corrupt: Vec::new(),
+        };
+        sessions.push(
+            cluster_rpc
+                .hello(ctx(), hello)
+                .await
+                .unwrap()
+                .unwrap()
+                .session,
+        );
+    }
+    // The fakes keep sending heartbeats, so their claims count until the master trims the chunk
+    // back to its factor (it waits a lease period after the write before it repairs).
+    let heartbeats = tokio::spawn({
+        let fakes = fakes.clone();
+        async move {
+            loop {
+                for (fake, session) in fakes.iter().zip(&sessions) {
+                    let beat = HeartbeatRequest {
+                        server: *fake,
+                        session: *session,
+                        space: space.clone(),
+                        chunk_count: 1,
+                        corrupt: Vec::new(),
+                    };
+                    let _ = cluster_rpc.heartbeat(ctx(), beat).await;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    let master = cluster.master_client().await;
+    wait_until("the chunk trimmed back to its factor", BOUND, || {
+        let master = master.clone();
+        async move {
+            let Ok(Ok(chunks)) = master.file_chunks(ctx(), "/f".into()).await else {
+                return false;
+            };
+            chunks[0].replicas.len() == 3
+        }
+    })
+    .await;
+    heartbeats.abort();
+    wait_healthy_and_read(&cluster, &real, &data).await;
+    for i in 0..3 {
+        assert!(
+            cluster.replica_file(i, chunk.chunk).is_some(),
+            "chunkserver {i} lost its replica"
+        );
+    }
     cluster.shutdown().await;
 }

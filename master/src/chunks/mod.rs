@@ -47,6 +47,10 @@ struct Replica {
     server: usize,
     version: ChunkVersion,
     length: u64,
+    /// The master itself saw this replica made or moved to its version (a create, a version
+    /// move or a checked copy it asked for), rather than only hearing of it in a hello. Trimming
+    /// keeps proven replicas first (`repair.rs`).
+    proven: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -68,6 +72,11 @@ struct Server {
     last_heard: Instant,
     /// Replicas to delete, sent with the next heartbeat reply.
     pending_delete: Vec<ChunkId>,
+    /// Replicas that no longer count (stale after a version bump, reported failed by a writer,
+    /// reported at an old version) but are kept on disk until their chunk is back at its
+    /// replication factor elsewhere ([`ChunkMap::release_deferred`]): nobody's word alone
+    /// deletes a chunk's last copies. Rebuilt from each hello.
+    deferred_delete: BTreeSet<ChunkId>,
     /// Being decommissioned: its replicas do not count, and are removed once copied elsewhere.
     draining: bool,
 }
@@ -284,6 +293,7 @@ impl ChunkMap {
                     corrupt: BTreeSet::new(),
                     last_heard: now,
                     pending_delete: Vec::new(),
+                    deferred_delete: BTreeSet::new(),
                     draining: false,
                 });
                 self.by_id.insert(req.server, self.servers.len() - 1);
@@ -291,10 +301,13 @@ impl ChunkMap {
             }
         };
         let mut delete = Vec::new();
+        let mut stale = BTreeSet::new();
         for report in &req.chunks {
             match self.chunks.get_mut(&report.chunk) {
                 None => delete.push(report.chunk),
-                Some(state) if report.version < state.version => delete.push(report.chunk),
+                Some(state) if report.version < state.version => {
+                    stale.insert(report.chunk);
+                }
                 Some(state) => {
                     if report.version > state.version {
                         tracing::warn!(
@@ -309,6 +322,7 @@ impl ChunkMap {
                         server,
                         version: report.version,
                         length: report.length,
+                        proven: false,
                     });
                 }
             }
@@ -325,6 +339,7 @@ impl ChunkMap {
         s.corrupt = req.corrupt.into_iter().collect();
         s.last_heard = now;
         s.pending_delete.clear();
+        s.deferred_delete = stale;
         if withheld {
             // In safe mode nothing is deleted yet: the deletions wait in the queue.
             s.pending_delete = std::mem::take(&mut delete);
@@ -391,6 +406,7 @@ impl ChunkMap {
         for &i in &dead {
             self.servers[i].alive = false;
             self.servers[i].pending_delete.clear();
+            self.servers[i].deferred_delete.clear();
             self.copies.retain(|_, c| c.source != i && c.target != i);
             self.drop_replicas_of(i);
             tracing::warn!(server = %self.servers[i].id, addr = %self.servers[i].addr, "chunkserver silent too long: declared dead");
@@ -508,15 +524,18 @@ impl ChunkMap {
         let (Some(state), Some(&i)) = (self.chunks.get_mut(&chunk), self.by_id.get(&server)) else {
             return;
         };
+        self.servers[i].deferred_delete.remove(&chunk);
         match state.replicas.iter_mut().find(|r| r.server == i) {
             Some(r) => {
                 r.version = version;
                 r.length = length;
+                r.proven = true;
             }
             None => state.replicas.push(Replica {
                 server: i,
                 version,
                 length,
+                proven: true,
             }),
         }
     }
@@ -526,14 +545,37 @@ impl ChunkMap {
         let (Some(state), Some(&i)) = (self.chunks.get_mut(&chunk), self.by_id.get(&server)) else {
             return;
         };
+        self.servers[i].deferred_delete.remove(&chunk);
         match state.replicas.iter_mut().find(|r| r.server == i) {
-            Some(r) => r.version = version,
+            Some(r) => {
+                r.version = version;
+                r.proven = true;
+            }
             None => state.replicas.push(Replica {
                 server: i,
                 version,
                 length: 0,
+                proven: true,
             }),
         }
+    }
+
+    /// Stops counting `server`'s replica of `chunk` and has it deleted only once the chunk is
+    /// back at its replication factor without it (or no file holds the chunk any more).
+    pub fn defer_delete(&mut self, server: ServerId, chunk: ChunkId) {
+        if let Some(&i) = self.by_id.get(&server) {
+            if let Some(state) = self.chunks.get_mut(&chunk) {
+                state.replicas.retain(|r| r.server != i);
+            }
+            self.servers[i].deferred_delete.insert(chunk);
+        }
+    }
+
+    /// The replicas kept back from deletion on `server` (for tests and the status page).
+    pub fn deferred_deletes(&self, server: ServerId) -> Vec<ChunkId> {
+        self.by_id.get(&server).map_or_else(Vec::new, |&i| {
+            self.servers[i].deferred_delete.iter().copied().collect()
+        })
     }
 
     /// Has `server` delete its replica of `chunk` (with its next heartbeat reply).
@@ -961,18 +1003,37 @@ mod tests {
     }
 
     #[test]
-    fn hello_keeps_known_replicas_and_deletes_unknown_and_stale_ones() {
+    fn hello_keeps_known_replicas_deletes_unknown_ones_and_keeps_stale_ones_back() {
         let ns = ns_with_chunks(2);
         let mut map = ChunkMap::new(&ns, T, 100);
         let now = Instant::now();
         let reply = map
             .hello(hello(1, &[(10, 3), (11, 2), (99, 1)]), now)
             .unwrap();
-        assert_eq!(reply.delete, vec![ChunkId(11), ChunkId(99)]);
+        // The orphan goes at once; the stale replica of chunk 11 is kept (not counted) while
+        // chunk 11 has no live replica elsewhere.
+        assert_eq!(reply.delete, vec![ChunkId(99)]);
         assert_eq!(reply.session, 100);
         assert_eq!(map.locations(ChunkId(10)).len(), 1);
         assert!(map.locations(ChunkId(11)).is_empty());
+        assert_eq!(map.deferred_deletes(ServerId(1)), vec![ChunkId(11)]);
         map.check_invariants(&ns).unwrap();
+        map.release_deferred(&ns);
+        assert_eq!(map.deferred_deletes(ServerId(1)), vec![ChunkId(11)]);
+        // Once chunk 11 is back at its factor on other servers, the stale one is deleted.
+        let factor = ns
+            .stat_fid(map.chunk(ChunkId(11)).unwrap().0)
+            .unwrap()
+            .replication;
+        for s in 2..2 + u128::from(factor) {
+            map.hello(hello(s, &[(11, 3)]), now).unwrap();
+        }
+        map.release_deferred(&ns);
+        assert!(map.deferred_deletes(ServerId(1)).is_empty());
+        let HeartbeatReply::Ok { delete, .. } = map.heartbeat(beat(1, 100, &[]), now) else {
+            panic!("server 1 is known")
+        };
+        assert_eq!(delete, vec![ChunkId(11)]);
         let mut wrong = hello(2, &[]);
         wrong.protocol += 1;
         assert!(matches!(

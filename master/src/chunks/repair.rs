@@ -13,7 +13,9 @@
 //!   fullest follows in a later round, as an over-replicated chunk).
 //!
 //! Invariants: nothing is removed from a chunk unless it keeps at least its replication factor
-//! of live replicas (or, for a corrupt or stale replica, at least one); nothing is removed or copied
+//! of live replicas (or, for a corrupt or stale replica, at least one); a replica kept back
+//! from deletion (stale after a version bump, reported failed by a writer) is deleted only once its
+//! chunk has its factor of live replicas without it ([`ChunkMap::release_deferred`]); nothing is removed or copied
 //! in safe mode; a copy counts only if the chunk is still at the version it was copied at.
 
 use super::{ChunkMap, Copy, CopyTask};
@@ -96,6 +98,9 @@ impl ChunkMap {
             round.health = None;
             return;
         }
+        if round.cursor == (FileId(0), 0) {
+            self.release_deferred(ns);
+        }
         let mut removals: Vec<(usize, ChunkId)> = Vec::new();
         let any_corrupt = self.servers.iter().any(|s| !s.corrupt.is_empty());
         // The replication factor of the file seen last: a file's chunks come together.
@@ -163,13 +168,31 @@ impl ChunkMap {
                 .map(|r| r.server)
                 .filter(|&i| self.servers[i].alive)
                 .collect();
+            // Beyond the factor: unproven replicas (only heard of in a hello) go before proven
+            // ones, the fullest servers' first; and never so that only replicas on servers that
+            // joined after the removed one remain, unless one of them is proven (three fake
+            // hellos claiming a chunk must not trim its real replicas away).
             let mut spare = live.len() - factor;
-            let mut by_fullness = live.clone();
-            by_fullness.sort_by(|&a, &b| self.use_of(b).total_cmp(&self.use_of(a)));
-            for i in by_fullness {
+            let proven = |i: usize| state.replicas.iter().any(|r| r.server == i && r.proven);
+            let mut by_trust = live.clone();
+            by_trust.sort_by(|&a, &b| {
+                proven(a)
+                    .cmp(&proven(b))
+                    .then(self.use_of(b).total_cmp(&self.use_of(a)))
+            });
+            let mut kept = live.clone();
+            for i in by_trust {
                 if spare == 0 {
                     break;
                 }
+                let joined = self.servers[i].session;
+                let vouched = kept
+                    .iter()
+                    .any(|&k| k != i && (proven(k) || self.servers[k].session <= joined));
+                if !vouched {
+                    continue;
+                }
+                kept.retain(|&k| k != i);
                 extra.push(i);
                 spare -= 1;
             }
@@ -191,6 +214,44 @@ impl ChunkMap {
             }
             self.servers[i].corrupt.remove(&chunk);
             self.servers[i].pending_delete.push(chunk);
+        }
+    }
+
+    /// Queues for deletion the kept-back replicas ([`ChunkMap::defer_delete`]) whose chunk is back
+    /// at its replication factor of live replicas, or no longer held by any file.
+    pub fn release_deferred(&mut self, ns: &Namespace) {
+        for i in 0..self.servers.len() {
+            if self.servers[i].deferred_delete.is_empty() || !self.servers[i].alive {
+                continue;
+            }
+            let deferred = std::mem::take(&mut self.servers[i].deferred_delete);
+            for chunk in deferred {
+                let release = match self.chunks.get(&chunk) {
+                    None => true,
+                    Some(state) => {
+                        let factor = ns.stat_fid(state.fid).map_or(0, |a| a.replication) as usize;
+                        let live = state
+                            .replicas
+                            .iter()
+                            .filter(|r| {
+                                let s = &self.servers[r.server];
+                                r.server != i
+                                    && s.alive
+                                    && !s.draining
+                                    && r.version >= state.version
+                                    && !s.corrupt.contains(&chunk)
+                            })
+                            .count();
+                        live >= factor
+                    }
+                };
+                if release {
+                    tracing::debug!(%chunk, server = %self.servers[i].id, "a kept-back replica is no longer needed");
+                    self.servers[i].pending_delete.push(chunk);
+                } else {
+                    self.servers[i].deferred_delete.insert(chunk);
+                }
+            }
         }
     }
 
