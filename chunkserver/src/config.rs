@@ -32,10 +32,23 @@ pub struct ChunkserverConfig {
     /// systems. Caps the capacity reported to the master (which places and rebalances by
     /// used / capacity), and new replicas are refused past it. Default 0.
     pub capacity_bytes: u64,
+    /// Connections served at once; one more is refused with an error the client shows ("at its
+    /// connection limit"). Default 4,096.
+    pub max_connections: usize,
+    /// A connection with no call in flight is closed after this many milliseconds without a
+    /// request (clients dial again by themselves). Default 300,000.
+    pub idle_timeout_ms: u64,
+    /// Bytes of large requests (over 16 KiB) being received at once, over all connections;
+    /// more wait. Default 256 MiB.
+    pub rpc_buffer_bytes: usize,
+    /// Once it may be buffered, a request must arrive whole within this many milliseconds, or
+    /// its connection is closed. Default 60,000.
+    pub frame_timeout_ms: u64,
 }
 
 impl Default for ChunkserverConfig {
     fn default() -> Self {
+        let limits = kfs_common::rpc::Limits::default();
         ChunkserverConfig {
             master: SocketAddr::from(([127, 0, 0, 1], 20000)),
             listen: SocketAddr::from(([127, 0, 0, 1], 21000)),
@@ -45,6 +58,10 @@ impl Default for ChunkserverConfig {
             scrub_bytes_per_sec: 32 << 20,
             scrub_pause_secs: 3600,
             capacity_bytes: 0,
+            max_connections: limits.max_connections,
+            idle_timeout_ms: limits.idle_timeout.as_millis() as u64,
+            rpc_buffer_bytes: limits.buffer_bytes,
+            frame_timeout_ms: limits.frame_timeout.as_millis() as u64,
         }
     }
 }
@@ -99,11 +116,39 @@ impl ChunkserverConfig {
                 "advertise address {addr} is not one clients can reach"
             )));
         }
+        self.validate_rpc()?;
         if self.master.ip().is_unspecified() {
             return Err(ConfigError::Invalid(format!(
                 "master address {} is not one this server can connect to",
                 self.master
             )));
+        }
+        Ok(())
+    }
+
+    /// The transport's limits this configuration sets.
+    pub fn rpc_limits(&self) -> kfs_common::rpc::Limits {
+        kfs_common::rpc::Limits {
+            max_connections: self.max_connections,
+            idle_timeout: std::time::Duration::from_millis(self.idle_timeout_ms),
+            buffer_bytes: self.rpc_buffer_bytes,
+            frame_timeout: std::time::Duration::from_millis(self.frame_timeout_ms),
+        }
+    }
+
+    /// The transport settings' own checks.
+    fn validate_rpc(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.into()));
+        if self.max_connections == 0 {
+            return invalid("max_connections must be at least 1");
+        }
+        if self.idle_timeout_ms == 0 || self.frame_timeout_ms == 0 {
+            return invalid("idle_timeout_ms and frame_timeout_ms must be at least 1");
+        }
+        if self.rpc_buffer_bytes < kfs_common::rpc::SMALL_FRAME
+            || self.rpc_buffer_bytes > u32::MAX as usize
+        {
+            return invalid("rpc_buffer_bytes must be between 16 KiB and 4 GiB");
         }
         Ok(())
     }

@@ -65,6 +65,8 @@ pub struct ChunkserverHandle {
     store: Arc<ChunkStore>,
     link: Arc<LinkStats>,
     scrub: Arc<ScrubStats>,
+    /// The transport's limits and counters.
+    rpc: rpc::RpcServer,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     stop_accepting: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -126,15 +128,18 @@ pub async fn start_with_io(
         },
         io,
     };
+    let rpc_server = rpc::RpcServer::new(config.rpc_limits());
     let accept = tokio::spawn(rpc::accept_loop(
         listener,
+        rpc_server.clone(),
         async {
             let _ = stopped.await;
         },
-        move |service, stream| {
+        move |incoming: rpc::Incoming| {
             let server = server.clone();
             let rpc_metrics = rpc_metrics.clone();
             async move {
+                let service = incoming.service();
                 if service != Service::Chunk {
                     tracing::warn!(
                         ?service,
@@ -142,7 +147,7 @@ pub async fn start_with_io(
                     );
                     return;
                 }
-                BaseChannel::with_defaults(rpc::transport(stream))
+                BaseChannel::with_defaults(incoming.transport())
                     .execute(Metered::new(server.serve(), rpc_metrics))
                     .for_each(|call| async move {
                         tokio::spawn(call);
@@ -177,12 +182,18 @@ pub async fn start_with_io(
         store,
         link,
         scrub,
+        rpc: rpc_server,
         tasks: vec![accept, link_task, scrub_task, sweep_task],
         stop_accepting: Some(stop_accepting),
     })
 }
 
 impl ChunkserverHandle {
+    /// The transport's limits and counters (connections, buffered bytes, refusals).
+    pub fn rpc(&self) -> &rpc::RpcServer {
+        &self.rpc
+    }
+
     /// The address the chunk service listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr

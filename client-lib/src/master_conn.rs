@@ -8,7 +8,9 @@
 //! a request that went out on a connection that then broke may have been applied (`create`,
 //! `rename`), and the caller must see that it does not know. So after a master restart the
 //! first call on a long-lived client succeeds if the master is back, and a call in flight at the
-//! restart fails with `Unavailable` (the data path's retry loops then carry on).
+//! restart fails with `Unavailable` (the data path's retry loops then carry on). A connection
+//! unused for `rpc::CLIENT_IDLE_REDIAL` (1 min) is replaced the same way before sending, so the
+//! master closing idle connections (after 5 min by default) never races a call.
 
 use kfs_common::proto::CLIENT_PROTOCOL_VERSION;
 use kfs_common::proto::master::{
@@ -18,7 +20,7 @@ use kfs_common::{KfsError, rpc};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tarpc::client::RpcError;
 use tarpc::client::stub::Stub;
 
@@ -27,10 +29,29 @@ type Channel = tarpc::client::Channel<MasterServiceRequest, MasterServiceRespons
 /// The master's RPC client, dialled again when its connection has closed.
 pub(crate) type MasterClient = MasterServiceClient<Redialing>;
 
-/// One connection, and whether it has closed.
+/// One connection, whether it has closed, and when a call last used it.
 struct Conn {
     channel: Channel,
     closed: Arc<AtomicBool>,
+    used: std::sync::Mutex<Instant>,
+}
+
+impl Conn {
+    /// Open, and used recently enough that the master will not close it as idle under the call
+    /// about to be sent (`rpc::CLIENT_IDLE_REDIAL`).
+    fn usable(&self) -> bool {
+        !self.closed.load(Ordering::Acquire)
+            && self
+                .used
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .elapsed()
+                < rpc::CLIENT_IDLE_REDIAL
+    }
+
+    fn mark_used(&self) {
+        *self.used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
 }
 
 struct Shared {
@@ -85,11 +106,21 @@ async fn dial(addr: SocketAddr, timeout: Duration) -> Result<(Conn, MasterInfo),
     let info = MasterServiceClient::from(client.clone())
         .handshake(rpc::context(timeout), CLIENT_PROTOCOL_VERSION)
         .await
-        .map_err(|e| unreachable(&e))??;
+        .map_err(|e| {
+            if rpc::at_connection_limit(&e) {
+                KfsError::Unavailable(format!(
+                    "the master at {addr} is at its connection limit (max_connections); \
+                     try again later"
+                ))
+            } else {
+                unreachable(&e)
+            }
+        })??;
     Ok((
         Conn {
             channel: client,
             closed,
+            used: std::sync::Mutex::new(Instant::now()),
         },
         info,
     ))
@@ -99,7 +130,8 @@ impl Redialing {
     /// The current connection if it is open; otherwise a new one, dialled within `timeout`.
     async fn open_conn(&self, timeout: Duration) -> Result<Arc<Conn>, KfsError> {
         let current = self.current();
-        if !current.closed.load(Ordering::Acquire) {
+        if current.usable() {
+            current.mark_used();
             return Ok(current);
         }
         let dials_seen = self.0.dialling.try_lock().map(|d| d.0).ok();
@@ -107,7 +139,8 @@ impl Redialing {
             .await
             .map_err(|_| self.gone("waited for another call's dial until the deadline"))?;
         let current = self.current();
-        if !current.closed.load(Ordering::Acquire) {
+        if current.usable() {
+            current.mark_used();
             return Ok(current); // another caller dialled while this one waited
         }
         if dials_seen.is_none_or(|seen| seen != dialling.0)
@@ -115,7 +148,11 @@ impl Redialing {
         {
             return Err(failed.clone()); // the dial this caller waited for failed
         }
-        tracing::info!(addr = %self.0.addr, "the connection to the master closed; dialling again");
+        if current.closed.load(Ordering::Acquire) {
+            tracing::info!(addr = %self.0.addr, "the connection to the master closed; dialling again");
+        } else {
+            tracing::debug!(addr = %self.0.addr, "the connection to the master was idle; dialling again");
+        }
         dialling.0 += 1;
         let outcome = match dial(self.0.addr, timeout).await {
             Ok((_, info)) if info.chunk_size != self.0.chunk_size => {

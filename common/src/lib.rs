@@ -13,6 +13,8 @@
 #[cfg(feature = "service")]
 pub mod config_check;
 pub mod error;
+#[cfg(feature = "metrics")]
+mod http_serve;
 pub mod ids;
 #[cfg(feature = "metrics")]
 pub mod metrics;

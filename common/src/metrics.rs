@@ -11,6 +11,7 @@
 //! `_total` on counters (added by the encoder).
 
 use crate::error::KfsError;
+pub use crate::http_serve::HttpLimits;
 use axum::Router;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
@@ -266,10 +267,19 @@ pub struct HttpServer {
 
 impl HttpServer {
     /// Binds `addr` (port 0 picks a free port) and serves `router` there until
-    /// [`HttpServer::shutdown`] or drop.
+    /// [`HttpServer::shutdown`] or drop, with the default [`HttpLimits`].
     pub async fn start(addr: SocketAddr, router: Router) -> std::io::Result<HttpServer> {
+        Self::start_with(addr, router, HttpLimits::default()).await
+    }
+
+    /// [`HttpServer::start`] with the given limits.
+    pub async fn start_with(
+        addr: SocketAddr,
+        router: Router,
+        limits: HttpLimits,
+    ) -> std::io::Result<HttpServer> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
-        Ok(Self::serve(listener, router))
+        Ok(Self::serve_with(listener, router, limits))
     }
 
     /// [`HttpServer::start`] when `addr` is configured; the error names the address.
@@ -286,8 +296,18 @@ impl HttpServer {
         }
     }
 
-    /// Serves `router` on a bound listener.
+    /// Serves `router` on a bound listener, with the default [`HttpLimits`].
     pub fn serve(listener: tokio::net::TcpListener, router: Router) -> HttpServer {
+        Self::serve_with(listener, router, HttpLimits::default())
+    }
+
+    /// Serves `router` on a bound listener: header-read timeout and connection limit as
+    /// `limits` say (`crate::http_serve`).
+    pub fn serve_with(
+        listener: tokio::net::TcpListener,
+        router: Router,
+        limits: HttpLimits,
+    ) -> HttpServer {
         let addr = listener
             .local_addr()
             .expect("a bound listener has an address");
@@ -296,12 +316,7 @@ impl HttpServer {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            if let Err(e) = axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::warn!(%addr, error = %e, "HTTP server stopped");
-            }
+            crate::http_serve::serve(listener, router, limits, shutdown).await;
         });
         tracing::info!(%addr, "serving HTTP");
         HttpServer {

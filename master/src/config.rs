@@ -57,10 +57,23 @@ pub struct MasterConfig {
     /// Replicas move from the fullest chunkserver to the emptiest while their space use (used /
     /// capacity) differs by more than this fraction. Default 0.10.
     pub rebalance_threshold: f64,
+    /// Connections served at once; one more is refused with an error the client shows ("at its
+    /// connection limit"). Default 4,096.
+    pub max_connections: usize,
+    /// A connection with no call in flight is closed after this many milliseconds without a
+    /// request (clients dial again by themselves). Default 300,000.
+    pub idle_timeout_ms: u64,
+    /// Bytes of large requests (over 16 KiB) being received at once, over all connections;
+    /// more wait. Default 256 MiB.
+    pub rpc_buffer_bytes: usize,
+    /// Once it may be buffered, a request must arrive whole within this many milliseconds, or
+    /// its connection is closed. Default 60,000.
+    pub frame_timeout_ms: u64,
 }
 
 impl Default for MasterConfig {
     fn default() -> Self {
+        let limits = kfs_common::rpc::Limits::default();
         MasterConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 20000)),
             http: None,
@@ -81,6 +94,10 @@ impl Default for MasterConfig {
             copies_per_server: 2,
             copies_total: 64,
             rebalance_threshold: 0.10,
+            max_connections: limits.max_connections,
+            idle_timeout_ms: limits.idle_timeout.as_millis() as u64,
+            rpc_buffer_bytes: limits.buffer_bytes,
+            frame_timeout_ms: limits.frame_timeout.as_millis() as u64,
         }
     }
 }
@@ -178,11 +195,46 @@ impl MasterConfig {
                 self.rebalance_threshold
             ));
         }
+        self.validate_rpc()?;
+        if self.idle_timeout_ms <= 2 * self.heartbeat_interval_ms {
+            return invalid(format!(
+                "idle_timeout_ms {} must exceed twice heartbeat_interval_ms {} (heartbeats keep \
+                 chunkservers' links open)",
+                self.idle_timeout_ms, self.heartbeat_interval_ms
+            ));
+        }
         if self.log_segment_bytes < 1 << 20 {
             return invalid(format!(
                 "log_segment_bytes {} is below 1 MiB",
                 self.log_segment_bytes
             ));
+        }
+        Ok(())
+    }
+
+    /// The transport's limits this configuration sets.
+    pub fn rpc_limits(&self) -> kfs_common::rpc::Limits {
+        kfs_common::rpc::Limits {
+            max_connections: self.max_connections,
+            idle_timeout: std::time::Duration::from_millis(self.idle_timeout_ms),
+            buffer_bytes: self.rpc_buffer_bytes,
+            frame_timeout: std::time::Duration::from_millis(self.frame_timeout_ms),
+        }
+    }
+
+    /// The transport settings' own checks.
+    fn validate_rpc(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.into()));
+        if self.max_connections == 0 {
+            return invalid("max_connections must be at least 1");
+        }
+        if self.idle_timeout_ms == 0 || self.frame_timeout_ms == 0 {
+            return invalid("idle_timeout_ms and frame_timeout_ms must be at least 1");
+        }
+        if self.rpc_buffer_bytes < kfs_common::rpc::SMALL_FRAME
+            || self.rpc_buffer_bytes > u32::MAX as usize
+        {
+            return invalid("rpc_buffer_bytes must be between 16 KiB and 4 GiB");
         }
         Ok(())
     }

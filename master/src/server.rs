@@ -88,6 +88,8 @@ pub struct MasterHandle {
     /// The status page and metrics, when configured.
     http: Option<HttpServer>,
     state: Arc<MasterState>,
+    /// The transport's limits and counters.
+    rpc: rpc::RpcServer,
     stop_accepting: Option<tokio::sync::oneshot::Sender<()>>,
     accept_task: Option<tokio::task::JoinHandle<()>>,
     _lock: MetaDirLock,
@@ -228,21 +230,23 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
     let cluster = ClusterServer {
         state: state.clone(),
     };
+    let rpc_server = rpc::RpcServer::new(config.rpc_limits());
     let accept_task = tokio::spawn(rpc::accept_loop(
         listener,
+        rpc_server.clone(),
         async {
             let _ = stopped.await;
             let _ = stop_expiry.send(());
             let _ = stop_healer.send(());
         },
-        move |service, stream| {
+        move |incoming: rpc::Incoming| {
             let (master, cluster) = (master.clone(), cluster.clone());
             let rpc_metrics = rpc_metrics.clone();
             // Each call is its own task, so one connection's calls use every core.
             async move {
-                match service {
+                match incoming.service() {
                     Service::Master => {
-                        BaseChannel::with_defaults(rpc::transport(stream))
+                        BaseChannel::with_defaults(incoming.transport())
                             .execute(Metered::new(master.serve(), rpc_metrics))
                             .for_each(|call| async move {
                                 tokio::spawn(call);
@@ -250,7 +254,7 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
                             .await
                     }
                     Service::Cluster => {
-                        BaseChannel::with_defaults(rpc::transport(stream))
+                        BaseChannel::with_defaults(incoming.transport())
                             .execute(Metered::new(cluster.serve(), rpc_metrics))
                             .for_each(|call| async move {
                                 tokio::spawn(call);
@@ -271,6 +275,7 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
         addr,
         http,
         state,
+        rpc: rpc_server,
         stop_accepting: Some(stop_accepting),
         accept_task: Some(accept_task),
         _lock: lock,
@@ -278,6 +283,11 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
 }
 
 impl MasterHandle {
+    /// The transport's limits and counters (connections, buffered bytes, refusals).
+    pub fn rpc(&self) -> &rpc::RpcServer {
+        &self.rpc
+    }
+
     /// The address the master serves on (the real port when asked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr

@@ -46,6 +46,8 @@ pub struct ClusterOptions {
     pub capacity_bytes: u64,
     /// Serve the master's status page and every server's `/metrics` (on loopback port 0).
     pub http: bool,
+    /// The transport limits of the master and every chunkserver (small ones test the limits).
+    pub rpc_limits: kfs_common::rpc::Limits,
 }
 
 impl Default for ClusterOptions {
@@ -63,6 +65,7 @@ impl Default for ClusterOptions {
             safe_mode_max_secs: 5,
             capacity_bytes: 0,
             http: false,
+            rpc_limits: kfs_common::rpc::Limits::default(),
         }
     }
 }
@@ -149,6 +152,10 @@ impl TestCluster {
             heal_interval_ms: options.heal_interval_ms,
             safe_mode_max_secs: options.safe_mode_max_secs,
             http: options.http.then(|| "127.0.0.1:0".parse().unwrap()),
+            max_connections: options.rpc_limits.max_connections,
+            idle_timeout_ms: options.rpc_limits.idle_timeout.as_millis() as u64,
+            rpc_buffer_bytes: options.rpc_limits.buffer_bytes,
+            frame_timeout_ms: options.rpc_limits.frame_timeout.as_millis() as u64,
             ..Default::default()
         };
         let master = kfs_master::start(&master_config)
@@ -177,6 +184,10 @@ impl TestCluster {
                 scrub_bytes_per_sec: options.scrub_bytes_per_sec,
                 scrub_pause_secs: options.scrub_pause_secs,
                 capacity_bytes: options.capacity_bytes,
+                max_connections: options.rpc_limits.max_connections,
+                idle_timeout_ms: options.rpc_limits.idle_timeout.as_millis() as u64,
+                rpc_buffer_bytes: options.rpc_limits.buffer_bytes,
+                frame_timeout_ms: options.rpc_limits.frame_timeout.as_millis() as u64,
             };
             cluster.servers.push(ServerSlot {
                 handle: None,

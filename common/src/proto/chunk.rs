@@ -109,16 +109,45 @@ pub trait ChunkService {
 
 /// Connects to the chunk service of the chunkserver at `addr`.
 pub async fn connect(addr: SocketAddr) -> std::io::Result<ChunkServiceClient> {
+    Ok(connect_watched(addr).await?.0)
+}
+
+/// [`connect`], and a flag set once the connection has closed (its dispatch task ended).
+async fn connect_watched(
+    addr: SocketAddr,
+) -> std::io::Result<(
+    ChunkServiceClient,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+)> {
     let transport = crate::rpc::connect(addr, crate::rpc::Service::Chunk).await?;
-    Ok(ChunkServiceClient::new(tarpc::client::Config::default(), transport).spawn())
+    let tarpc::client::NewClient { client, dispatch } =
+        tarpc::client::new(tarpc::client::Config::default(), transport);
+    let closed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = closed.clone();
+    tokio::spawn(async move {
+        if let Err(error) = dispatch.await {
+            tracing::debug!(%addr, %error, "connection to a chunkserver failed");
+        }
+        flag.store(true, std::sync::atomic::Ordering::Release);
+    });
+    Ok((ChunkServiceClient::from(client), closed))
+}
+
+/// A pooled connection: the client, whether it closed, and when it was last handed out.
+struct Pooled {
+    client: ChunkServiceClient,
+    closed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    used: std::time::Instant,
 }
 
 /// Connections to chunkservers, one per address, made on first use and shared by every caller
-/// (a connection carries many calls in flight).
+/// (a connection carries many calls in flight). A connection that closed (the chunkserver
+/// restarted, or closed it as idle) is dialled again on the next use, and so is one unused for
+/// [`crate::rpc::CLIENT_IDLE_REDIAL`]: well before a server's idle timeout (5 min by default)
+/// could close it under a call just being sent.
 #[derive(Clone, Default)]
 pub struct ChunkPool {
-    conns:
-        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<SocketAddr, ChunkServiceClient>>>,
+    conns: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<SocketAddr, Pooled>>>,
 }
 
 /// How long connecting to a chunkserver may take.
@@ -129,12 +158,17 @@ impl ChunkPool {
         ChunkPool::default()
     }
 
-    /// The connection to `addr`, made if there is none.
+    /// The connection to `addr`, made if there is none or it closed.
     pub async fn get(&self, addr: SocketAddr) -> std::io::Result<ChunkServiceClient> {
-        if let Some(client) = self.conns.lock().expect("pool lock").get(&addr) {
-            return Ok(client.clone());
+        let now = std::time::Instant::now();
+        if let Some(pooled) = self.conns.lock().expect("pool lock").get_mut(&addr)
+            && !pooled.closed.load(std::sync::atomic::Ordering::Acquire)
+            && now.duration_since(pooled.used) < crate::rpc::CLIENT_IDLE_REDIAL
+        {
+            pooled.used = now;
+            return Ok(pooled.client.clone());
         }
-        let client = tokio::time::timeout(CONNECT_TIMEOUT, connect(addr))
+        let (client, closed) = tokio::time::timeout(CONNECT_TIMEOUT, connect_watched(addr))
             .await
             .map_err(|_| {
                 std::io::Error::new(
@@ -143,7 +177,23 @@ impl ChunkPool {
                 )
             })??;
         let mut conns = self.conns.lock().expect("pool lock");
-        Ok(conns.entry(addr).or_insert(client).clone())
+        let pooled = conns.entry(addr).or_insert_with(|| Pooled {
+            client: client.clone(),
+            closed: closed.clone(),
+            used: now,
+        });
+        // Another caller may have dialled meanwhile; a usable connection of theirs wins.
+        if pooled.closed.load(std::sync::atomic::Ordering::Acquire)
+            || now.duration_since(pooled.used) >= crate::rpc::CLIENT_IDLE_REDIAL
+        {
+            *pooled = Pooled {
+                client,
+                closed,
+                used: now,
+            };
+        }
+        pooled.used = now;
+        Ok(pooled.client.clone())
     }
 
     /// Drops the connection to `addr` (after it failed); the next call reconnects.

@@ -1,0 +1,127 @@
+//! The accept loop of every HTTP listener (the gateway, the master's status page, `/metrics`):
+//! hyper's HTTP/1 server with a header-read timeout and a connection limit.
+//!
+//! `axum::serve` gives hyper no timer, so hyper's header-read timeout never runs: a client
+//! sending its headers a byte at a time (slowloris) held a connection, and a file descriptor,
+//! forever. Here every connection gets [`HttpLimits::header_read_timeout`] to send each
+//! request's headers; it also bounds how long an idle keep-alive connection stays open, since
+//! hyper times the wait for the next request's headers the same way. Past
+//! [`HttpLimits::max_connections`] a connection is answered `503 Service Unavailable` (with
+//! `Retry-After`) and closed, rather than left waiting in the listen queue.
+
+use axum::Router;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+
+/// Limits of one HTTP listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// A request's headers must arrive within this long (and an idle keep-alive connection is
+    /// closed after it). Default 30 s.
+    pub header_read_timeout: Duration,
+    /// Connections served at once; more are answered 503. Default 4,096.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_read_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `stopped` completes, then lets requests in progress
+/// finish (the caller bounds how long).
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    stopped: impl std::future::Future<Output = ()>,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let (closing, close) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "HTTP accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    tracing::warn!(%peer, limit = limits.max_connections, "HTTP connection refused: at the connection limit");
+                    connections.spawn(refuse(stream));
+                    continue;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(router.clone());
+                let timeout = limits.header_read_timeout;
+                let mut close = close.clone();
+                connections.spawn(async move {
+                    let _slot = slot;
+                    let _ = stream.set_nodelay(true);
+                    let mut builder = hyper::server::conn::http1::Builder::new();
+                    builder
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(timeout);
+                    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        result = conn.as_mut() => {
+                            if let Err(e) = result {
+                                tracing::debug!(%peer, error = %e, "HTTP connection ended");
+                            }
+                        }
+                        _ = async { let _ = close.wait_for(|closing| *closing).await; } => {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = conn.await;
+                        }
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    let _ = closing.send(true);
+    while connections.join_next().await.is_some() {}
+}
+
+/// Answers 503 and closes, reading what the client sent meanwhile (for up to a second) so that
+/// the close is not a reset that could swallow the answer.
+async fn refuse(mut stream: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const BODY: &str = "the server is at its connection limit; try again later\n";
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
+         content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        // The request's head first: a client answered before it sent anything takes the answer
+        // for a protocol error, not for the 503 it is.
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 << 10 {
+            let n = stream.read(&mut byte).await?;
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&byte[..n]);
+        }
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        while stream.read(&mut sink).await? > 0 {}
+        std::io::Result::Ok(())
+    })
+    .await;
+}

@@ -1,0 +1,372 @@
+//! TCP transport for every KFS service: a service tag byte, then length-delimited frames
+//! carrying tarpc's messages in bincode, read under limits that no peer can push past.
+//!
+//! Byte framing lives only here ([`transport::Transport`]; [`wire`] for what a frame carries).
+//!
+//! # Limits (issue 15: nothing lost, nothing hangs)
+//!
+//! A server is one [`RpcServer`]: its [`Limits`], a byte budget, counters ([`ServerStats`]).
+//! Defaults are in [`Limits::default`] (the one place); the master's and chunkservers' configs
+//! (`max_connections`, `idle_timeout_secs`, `rpc_buffer_bytes`, `frame_timeout_secs`) set them.
+//!
+//! - **Frames, per service** ([`Service::max_frame`]). A frame is refused (the connection is
+//!   closed) as soon as its 4-byte length says it is too large, before any of it is buffered:
+//!   `Master` 8 MiB (paths are at most 4 KiB, xattr values 64 KiB: no request comes near it),
+//!   `Cluster` 256 MiB (a `hello` carries the whole chunk list in one message, 11 to 19 bytes a
+//!   replica in bincode: 256 MiB holds 13 million replicas at the worst encoding, 20 million
+//!   typically), `Chunk` 16 MiB (a write carries at most `MAX_WRITE_LEN`, 8 MiB, plus its chain).
+//!   Senders check the same limits, so a message too large fails with an error naming it rather
+//!   than a dropped connection. Replies are read by clients up to [`MAX_FRAME_LEN`].
+//! - **Bytes buffered** (`rpc_buffer_bytes`, default 256 MiB per server). A frame longer than
+//!   [`SMALL_FRAME`] (16 KiB) takes its length from a semaphore of bytes when its header is read,
+//!   before its body is, and gives it back when the decoded message goes to tarpc; a frame
+//!   longer than the whole budget takes all of it. Smaller frames, and the [`READ_AHEAD`] (8 KiB)
+//!   each connection reads past a header, are not counted: they are bounded by the connection
+//!   limit (4096 × 24 KiB = 96 MiB by default), and it keeps small calls (every namespace call)
+//!   answering while large frames wait. One connection buffers one frame at a time, so it holds
+//!   at most its service's frame limit. A waiting frame is backpressure (the peer's sends
+//!   block); once granted, the rest of a frame must arrive within `frame_timeout_secs` (default
+//!   60 s), so a peer trickling bytes cannot hold the budget. Not bounded here: memory of calls
+//!   being served (each call's handler holds its request), as before.
+//! - **Connections** (`max_connections`, default 4096, well under the units' `LimitNOFILE`).
+//!   One more is answered with a notice (a frame length of `u32::MAX` and a code byte) and
+//!   closed; the client maps it to `Unavailable: ... at its connection limit`
+//!   ([`at_connection_limit`]), instead of hanging on a server out of file descriptors.
+//! - **Idle connections** (`idle_timeout_secs`, default 300). A connection with no call in
+//!   flight and no frame arriving for that long is sent the idle notice and closed. The notice
+//!   follows the last response, and the server reads nothing after deciding, so a client that
+//!   sent a call meanwhile knows it was never read and sends it again on a new connection
+//!   ([`PeerNotices::closed_idle`]); clients dial again when their connection has closed.
+//! - **Deadlines**: a request asking for more than [`MAX_DEADLINE`] (1 h) gets that (tarpc
+//!   itself would panic on a deadline of `u64::MAX` seconds: see [`wire`]).
+
+pub mod transport;
+pub mod wire;
+
+pub use transport::{PeerNotices, READ_AHEAD, Transport};
+pub use wire::MAX_DEADLINE;
+
+use serde::{Serialize, de::DeserializeOwned};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+use tarpc::{ClientMessage, Response};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Largest frame a client reads (a reply: a full chunk's worth of data and its envelope).
+pub const MAX_FRAME_LEN: usize = 65 << 20;
+
+/// Frames up to this long are read without taking from the byte budget.
+pub const SMALL_FRAME: usize = 16 << 10;
+
+/// A client dials again rather than send on a connection it has not used for this long: well
+/// under a server's default idle timeout, so a server closing an idle connection never races a
+/// call being sent on it.
+pub const CLIENT_IDLE_REDIAL: Duration = Duration::from_secs(60);
+
+/// A frame length no frame has: a notice from the server follows (one code byte).
+pub(crate) const MARKER: u32 = u32::MAX;
+
+/// What a server's notice says.
+#[repr(u8)]
+pub(crate) enum Notice {
+    /// The server is at its connection limit; the connection is closed.
+    ConnectionLimit = 1,
+    /// The connection was idle and is closed; nothing unanswered was read.
+    Idle = 2,
+}
+
+/// The limits of one server; see the module docs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once; more are refused with a notice.
+    pub max_connections: usize,
+    /// A connection with no call in flight is closed after this long without a frame.
+    pub idle_timeout: Duration,
+    /// Bytes of large frames being received, over all connections.
+    pub buffer_bytes: usize,
+    /// Once its budget is granted, a frame must be received within this long.
+    pub frame_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 4096,
+            idle_timeout: Duration::from_secs(300),
+            buffer_bytes: 256 << 20,
+            frame_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Counters of one server's transport, for metrics and tests.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    /// Connections being served now.
+    pub connections: AtomicUsize,
+    /// Connections refused at the connection limit.
+    pub refused: AtomicU64,
+    /// Connections closed as idle.
+    pub idle_closed: AtomicU64,
+    /// Frames refused for their length.
+    pub oversized_frames: AtomicU64,
+    /// Requests whose deadline was cut to [`MAX_DEADLINE`].
+    pub clamped_deadlines: AtomicU64,
+    /// The most bytes of large frames ever buffered at once.
+    pub buffered_peak: AtomicU64,
+}
+
+pub(crate) struct ServerShared {
+    pub(crate) limits: Limits,
+    pub(crate) budget: Arc<tokio::sync::Semaphore>,
+    pub(crate) stats: Arc<ServerStats>,
+}
+
+impl ServerShared {
+    fn buffered(&self) -> usize {
+        self.limits
+            .buffer_bytes
+            .saturating_sub(self.budget.available_permits())
+    }
+
+    pub(crate) fn note_buffered(&self) {
+        self.stats
+            .buffered_peak
+            .fetch_max(self.buffered() as u64, Ordering::Relaxed);
+    }
+}
+
+/// One server's transport state: limits, byte budget, counters. Cheap to clone.
+#[derive(Clone)]
+pub struct RpcServer(Arc<ServerShared>);
+
+impl RpcServer {
+    pub fn new(limits: Limits) -> RpcServer {
+        let budget = Arc::new(tokio::sync::Semaphore::new(limits.buffer_bytes));
+        RpcServer(Arc::new(ServerShared {
+            limits,
+            budget,
+            stats: Arc::default(),
+        }))
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.0.limits
+    }
+
+    pub fn stats(&self) -> &Arc<ServerStats> {
+        &self.0.stats
+    }
+
+    /// Bytes of large frames being received now (charged to the budget).
+    pub fn buffered_bytes(&self) -> usize {
+        self.0.buffered()
+    }
+}
+
+/// A connection that named its service; [`Incoming::transport`] serves it.
+pub struct Incoming {
+    stream: TcpStream,
+    service: Service,
+    shared: Arc<ServerShared>,
+}
+
+impl Incoming {
+    pub fn service(&self) -> Service {
+        self.service
+    }
+
+    /// The server side of a tarpc channel over this connection, under the server's limits.
+    pub fn transport<Req, Resp>(self) -> Transport<ClientMessage<Req>, Response<Resp>>
+    where
+        Req: DeserializeOwned + Send + 'static,
+        Resp: Serialize + Send + 'static,
+    {
+        Transport::server(self.stream, self.service, self.shared)
+    }
+}
+
+/// The error a client's call fails with when the server refused the connection at its limit.
+#[derive(Debug, thiserror::Error)]
+#[error("the server is at its connection limit")]
+pub struct AtConnectionLimit;
+
+/// Whether `error` (an `RpcError` or anything wrapping one) says the server refused the
+/// connection at its connection limit. (tarpc keeps the transport's error behind an `Arc`,
+/// whose `source` skips it, so the chain is matched by type where it can be and by message
+/// where it cannot.)
+pub fn at_connection_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+    let message = AtConnectionLimit.to_string();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.is::<AtConnectionLimit>() || e.to_string() == message {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<AtConnectionLimit>())
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// The service a connection speaks: the first byte a client sends, so one port serves several
+/// services (the master serves clients and chunkservers on one address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Service {
+    /// Client → master namespace calls (`proto::master`).
+    Master = 1,
+    /// Chunkserver → master registration and heartbeats (`proto::cluster`).
+    Cluster = 2,
+    /// Client or chunkserver → chunkserver data calls (`proto::chunk`).
+    Chunk = 3,
+}
+
+impl Service {
+    /// Largest frame this service accepts (see the module docs).
+    pub const fn max_frame(self) -> usize {
+        match self {
+            Service::Master => 8 << 20,
+            Service::Cluster => 256 << 20,
+            Service::Chunk => 16 << 20,
+        }
+    }
+
+    fn from_byte(b: u8) -> Option<Service> {
+        match b {
+            1 => Some(Service::Master),
+            2 => Some(Service::Cluster),
+            3 => Some(Service::Chunk),
+            _ => None,
+        }
+    }
+}
+
+/// How long a new connection may take to say which service it wants.
+const SERVICE_TAG_TIMEOUT: Duration = Duration::from_secs(10);
+/// Refused connections lingering at once (to let the notice arrive); more are just closed.
+const MAX_LINGERING_REFUSALS: usize = 64;
+
+/// Connects to `service` at `addr` and returns the transport for a tarpc client.
+pub async fn connect<Req, Resp>(
+    addr: SocketAddr,
+    service: Service,
+) -> std::io::Result<Transport<Response<Resp>, ClientMessage<Req>>>
+where
+    Req: Serialize + Send + 'static,
+    Resp: DeserializeOwned + Send + 'static,
+{
+    use tokio::io::AsyncWriteExt;
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.write_all(&[service as u8]).await?;
+    Ok(Transport::client(stream, service))
+}
+
+/// Accepts connections on `listener` until `shutdown` completes, under `server`'s limits. Each
+/// connection runs as its own task: it first names its [`Service`], then `on_connection` serves
+/// it (a connection naming an unknown service, or none within 10 s, is closed). Past
+/// `max_connections` a connection is refused with a notice. When `shutdown` completes, every
+/// connection is closed. A service runs a tarpc channel per connection, e.g.
+/// `BaseChannel::with_defaults(incoming.transport()).execute(server.serve())`, so one
+/// connection multiplexes many calls in flight.
+pub async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    server: RpcServer,
+    shutdown: impl Future<Output = ()>,
+    on_connection: F,
+) where
+    F: Fn(Incoming) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    use tokio::io::AsyncReadExt;
+    let on_connection = Arc::new(on_connection);
+    let shared = server.0;
+    let lingering = Arc::new(AtomicUsize::new(0));
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            // Reap finished connections so the set does not grow without bound.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let stats = shared.stats.clone();
+                    if stats.connections.load(Ordering::Acquire) >= shared.limits.max_connections {
+                        stats.refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            %peer,
+                            limit = shared.limits.max_connections,
+                            "connection refused: at the connection limit"
+                        );
+                        if lingering.load(Ordering::Acquire) < MAX_LINGERING_REFUSALS {
+                            connections.spawn(refuse(stream, lingering.clone()));
+                        }
+                        continue;
+                    }
+                    stats.connections.fetch_add(1, Ordering::AcqRel);
+                    let on_connection = on_connection.clone();
+                    let shared = shared.clone();
+                    connections.spawn(async move {
+                        struct Counted(Arc<ServerStats>);
+                        impl Drop for Counted {
+                            fn drop(&mut self) {
+                                self.0.connections.fetch_sub(1, Ordering::AcqRel);
+                            }
+                        }
+                        let _counted = Counted(stats);
+                        let mut stream = stream;
+                        let mut tag = [0u8; 1];
+                        let read = tokio::time::timeout(SERVICE_TAG_TIMEOUT, stream.read_exact(&mut tag)).await;
+                        let Some(service) = read.ok().and_then(Result::ok).and_then(|_| Service::from_byte(tag[0])) else {
+                            tracing::warn!(%peer, tag = tag[0], "connection closed: it named no known service");
+                            return;
+                        };
+                        tracing::debug!(%peer, ?service, "connection accepted");
+                        on_connection(Incoming { stream, service, shared }).await;
+                        tracing::debug!(%peer, ?service, "connection closed");
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving the others.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    connections.shutdown().await;
+}
+
+/// Sends the connection-limit notice and closes, after reading what the peer sent meanwhile
+/// (for up to a second), so that the close is not a reset that could swallow the notice.
+async fn refuse(mut stream: TcpStream, lingering: Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    lingering.fetch_add(1, Ordering::AcqRel);
+    let mut notice = MARKER.to_be_bytes().to_vec();
+    notice.push(Notice::ConnectionLimit as u8);
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(&notice).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        while stream.read(&mut sink).await? > 0 {}
+        std::io::Result::Ok(())
+    })
+    .await;
+    lingering.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// A call context whose deadline is `timeout` from now (tarpc's default is 10 s).
+pub fn context(timeout: std::time::Duration) -> tarpc::context::Context {
+    let mut ctx = tarpc::context::current();
+    ctx.deadline = std::time::Instant::now() + timeout;
+    ctx
+}
