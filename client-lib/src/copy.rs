@@ -38,8 +38,16 @@ fn local(path: &Path, e: impl std::fmt::Display) -> KfsError {
     KfsError::Io(format!("{}: {e}", path.display()))
 }
 
-/// Copies a local file into KFS at `remote` (created or truncated, with `replication` or the
-/// cluster's default); `progress` is told of every piece of bytes copied.
+/// Prefix of the temporary file a put writes before renaming it over its target.
+pub const PUT_TEMP_PREFIX: &str = ".kfs-put-";
+
+/// Copies a local file into KFS at `remote` (with `replication` or the cluster's default);
+/// `progress` is told of every piece of bytes copied.
+///
+/// The copy is all or nothing, as HDFS's `put` is: the bytes go to a temporary file beside
+/// `remote` (`.kfs-put-<random>-<name>`), which is renamed over `remote` once closed. A copy that
+/// fails leaves `remote` as it was (or absent) and removes the temporary file; its error names
+/// `remote`, never an internal id.
 pub async fn put_file(
     client: &Client,
     local_path: &Path,
@@ -52,22 +60,64 @@ pub async fn put_file(
         .map_err(|e| local(local_path, e))?;
     let options = kfs_common::proto::master::CreateOptions {
         replication,
+        exclusive: true,
         ..Default::default()
     };
-    let mut dst = client.create_with(remote, options).await?;
+    let temp = temp_path(remote);
+    let mut dst = client
+        .create_with(&temp, options)
+        .await
+        .map_err(|e| e.naming(&temp, remote))?;
+    let internal = dst.fid().to_string();
     let mut buf = vec![0u8; COPY_BUF];
     let mut total = 0u64;
-    loop {
-        let n = src.read(&mut buf).await.map_err(|e| local(local_path, e))?;
-        if n == 0 {
-            break;
+    let copied: KfsResult<()> = async {
+        loop {
+            let n = src.read(&mut buf).await.map_err(|e| local(local_path, e))?;
+            if n == 0 {
+                return Ok(());
+            }
+            dst.write_all(&buf[..n]).await.map_err(KfsError::from)?;
+            total += n as u64;
+            progress(n as u64);
         }
-        dst.write_all(&buf[..n]).await?;
-        total += n as u64;
-        progress(n as u64);
     }
-    dst.close().await?;
+    .await;
+    let finished = match copied {
+        Ok(()) => match dst.close().await {
+            Ok(_) => client.rename(&temp, remote).await,
+            Err(e) => Err(e),
+        },
+        Err(e) => {
+            dst.abandon();
+            Err(e)
+        }
+    };
+    if let Err(e) = finished {
+        if let Err(removing) = client.remove(&temp).await {
+            tracing::warn!(path = %temp, error = %removing, "could not remove a failed put's temporary file");
+        }
+        return Err(e.naming(&internal, remote).naming(&temp, remote));
+    }
     Ok(total)
+}
+
+/// A temporary name beside `remote` for a put in progress.
+fn temp_path(remote: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let (parent, name) = path::split_parent(remote)
+        .ok()
+        .flatten()
+        .unwrap_or(("/", remote));
+    // Names are at most 255 bytes: keep the prefix and the random part, shorten the name.
+    let mut short = name.to_string();
+    while short.len() > 200 {
+        short.pop();
+    }
+    path::join(parent, &format!("{PUT_TEMP_PREFIX}{random:016x}-{short}"))
 }
 
 /// Copies a KFS file to a local file (created or truncated); `progress` is told of every piece.

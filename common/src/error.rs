@@ -69,6 +69,29 @@ pub enum KfsError {
 }
 
 impl KfsError {
+    /// The same error with `path` where it names `internal` (a master answering a call made by
+    /// file id names the file `fid:N`; users should see the path they gave).
+    pub fn naming(self, internal: &str, path: &str) -> Self {
+        use KfsError::*;
+        let fix = |p: String| if p == internal { path.to_string() } else { p };
+        match self {
+            NotFound { path } => NotFound { path: fix(path) },
+            AlreadyExists { path } => AlreadyExists { path: fix(path) },
+            NotADirectory { path } => NotADirectory { path: fix(path) },
+            IsADirectory { path } => IsADirectory { path: fix(path) },
+            DirectoryNotEmpty { path } => DirectoryNotEmpty { path: fix(path) },
+            InvalidPath { path, reason } => InvalidPath {
+                path: fix(path),
+                reason,
+            },
+            NoSuchXattr { path, name } => NoSuchXattr {
+                path: fix(path),
+                name,
+            },
+            other => other,
+        }
+    }
+
     pub fn not_found(path: impl Into<String>) -> Self {
         KfsError::NotFound { path: path.into() }
     }

@@ -187,7 +187,7 @@ async fn fake_hellos_claiming_a_chunk_do_not_trim_its_real_replicas() {
             protocol: PROTOCOL_VERSION,
             server: *fake,
             addr: format!("127.0.0.1:{}", 9 + n).parse().unwrap(),
-            space: space.clone(),
+            space,
             chunks: vec![ChunkReport {
                 chunk: chunk.chunk,
                 version: chunk.version,
@@ -214,7 +214,7 @@ async fn fake_hellos_claiming_a_chunk_do_not_trim_its_real_replicas() {
                     let beat = HeartbeatRequest {
                         server: *fake,
                         session: *session,
-                        space: space.clone(),
+                        space,
                         chunk_count: 1,
                         corrupt: Vec::new(),
                     };
@@ -243,5 +243,57 @@ async fn fake_hellos_claiming_a_chunk_do_not_trim_its_real_replicas() {
             "chunkserver {i} lost its replica"
         );
     }
+    cluster.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_put_leaves_nothing_behind_and_names_its_target() {
+    let mut cluster = TestCluster::start(ClusterOptions::default()).await;
+    cluster.wait_for_alive(3).await;
+    // A writer that gives up after 2 s of retrying, so the failure comes soon.
+    let client = cluster
+        .client_with(kfs_client::ClientOptions {
+            write_retry_for: Duration::from_secs(2),
+            call_timeout: Duration::from_secs(2),
+            ..Default::default()
+        })
+        .await;
+    let local = tempfile::tempdir().unwrap();
+    let source = local.path().join("photo.jpg");
+    std::fs::write(&source, content(9, 300_000)).unwrap();
+    kfs_client::copy::put_file(&client, &source, "/kept.jpg", None, &|_| {})
+        .await
+        .unwrap();
+    // No chunkserver left: the data cannot go anywhere.
+    for i in 0..3 {
+        cluster.stop_chunkserver(i).await;
+    }
+    let master = cluster.master_client().await;
+    wait_until("every chunkserver declared dead", BOUND, || {
+        let master = master.clone();
+        async move {
+            matches!(master.chunkservers(ctx()).await, Ok(Ok(s)) if s.iter().all(|s| s.state != kfs_common::proto::master::ServerState::Alive))
+        }
+    })
+    .await;
+    for target in ["/new.jpg", "/kept.jpg"] {
+        let err = kfs_client::copy::put_file(&client, &source, target, None, &|_| {})
+            .await
+            .expect_err("a put with no chunkserver must fail");
+        let text = err.to_string();
+        assert!(
+            !text.contains("fid:") && !text.contains(".kfs-put-"),
+            "{text}"
+        );
+    }
+    // Nothing new in the namespace: no 0-byte file, no temporary file; the old file unchanged.
+    let names: Vec<String> = futures::TryStreamExt::try_collect::<Vec<_>>(client.list("/"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, vec!["kept.jpg".to_string()]);
+    assert_eq!(client.stat("/kept.jpg").await.unwrap().size, 300_000);
     cluster.shutdown().await;
 }
