@@ -3,15 +3,18 @@
 //!
 //! The primary numbers the writes of a chunk at a version 0, 1, 2, ...; each replica (the primary
 //! included) applies write `n` only after write `n - 1`. A write waits at most `wait_limit` for
-//! its turn: if an earlier write never arrives (its forwarding failed), the later ones fail too,
-//! the writer reports the failure, and the master moves the chunk to a new version, which starts
-//! a new numbering everywhere.
+//! its turn. If an earlier write never arrives (its forwarding failed), or a write comes numbered
+//! below writes already applied (the primary restarted and numbers afresh), the writes at that
+//! version can no longer be ordered: they are refused with `LeaseExpired`, which is no replica's
+//! failure. The writer then has the master move the chunk to a new version (dropping no replica),
+//! which starts a new numbering everywhere.
 //!
 //! Invariants:
 //! - a chunk's numbering is per version: a write at a newer version starts it afresh, and writes
 //!   at an older version are refused as stale;
-//! - every turn taken is finished (even when the write fails), so one failed write never blocks
-//!   the ones after it for longer than `wait_limit`.
+//! - every turn taken is finished (even when the write fails, or its request is cancelled: a
+//!   dropped turn is finished), so one failed write never blocks the ones after it for longer
+//!   than `wait_limit`.
 
 use kfs_common::{ChunkId, ChunkVersion, KfsError, KfsResult};
 use std::collections::HashMap;
@@ -49,6 +52,14 @@ pub struct Turn {
 
 impl Turn {
     pub fn finish(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Turn {
+    /// A turn dropped unfinished (its request was cancelled mid-write) passes on too, so the
+    /// writes after it are not held up waiting for it.
+    fn drop(&mut self) {
         let mut st = self.seq.state.lock().expect("sequencer lock");
         if st.version == self.version && st.next_apply == self.serial {
             st.next_apply += 1;
@@ -152,18 +163,16 @@ impl Sequencer {
                     });
                 }
                 if st.next_apply > serial {
-                    return Err(KfsError::invalid_argument(format!(
-                        "write #{serial} of {chunk} at {version} arrived after #{} was applied",
-                        st.next_apply
-                    )));
+                    // The primary numbers afresh: it restarted and lost its numbering. Writes
+                    // at this version can no longer be put in one order.
+                    tracing::warn!(%chunk, %version, serial, applied = st.next_apply, "a write numbered before writes already applied: the primary lost its numbering");
+                    return Err(KfsError::LeaseExpired { chunk });
                 }
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 let expected = seq.state.lock().expect("sequencer lock").next_apply;
-                return Err(KfsError::Unavailable(format!(
-                    "write #{serial} of {chunk} waited {:?} for write #{expected}, which never came",
-                    self.wait_limit
-                )));
+                tracing::warn!(%chunk, %version, serial, waited_for = expected, limit = ?self.wait_limit, "a write never came: writes at this version can no longer be ordered");
+                return Err(KfsError::LeaseExpired { chunk });
             }
         }
     }
@@ -244,8 +253,18 @@ mod tests {
         seq.turn(C, V2, 0).await.unwrap().finish();
         assert!(matches!(
             seq.turn(C, V2, 0).await,
-            Err(KfsError::InvalidArgument(_))
+            Err(KfsError::LeaseExpired { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_turn_dropped_unfinished_lets_the_next_write_go() {
+        let seq = Sequencer::new(Duration::from_millis(50));
+        drop(seq.turn(C, V1, 0).await.unwrap());
+        seq.turn(C, V1, 1)
+            .await
+            .expect("write #1 is not held up")
+            .finish();
     }
 
     #[tokio::test]
@@ -253,7 +272,7 @@ mod tests {
         let seq = Sequencer::new(Duration::from_millis(50));
         let got = seq.turn(C, V1, 1).await;
         assert!(
-            matches!(got, Err(KfsError::Unavailable(_))),
+            matches!(got, Err(KfsError::LeaseExpired { .. })),
             "{:?}",
             got.err()
         );

@@ -256,6 +256,29 @@ impl AsRef<[u8]> for Shared {
 }
 
 impl ChunkServer {
+    /// What a write or sync at `version` that failed here answers: the version moved under it
+    /// (the master moved this replica on while the request was on its way), or the writes at
+    /// this version can no longer be ordered (see the sequencer), both as they are, with no
+    /// replica to blame; or a failure of this replica, as the chain reports it.
+    fn local_failure(&self, chunk: ChunkId, version: ChunkVersion, error: KfsError) -> KfsError {
+        if error.is_version_moved() || error.is_order_lost() {
+            return error;
+        }
+        // A replica renamed to its new version between the check and the file's opening reads
+        // as missing: it is a version move too.
+        if let KfsError::NoSuchChunk { .. } = error
+            && let Some((found, _)) = self.store.replica(chunk)
+            && found > version
+        {
+            return KfsError::StaleVersion {
+                chunk,
+                expected: version,
+                found,
+            };
+        }
+        self.failed_here(chunk, error)
+    }
+
     /// A failure of this replica, as the chain reports it.
     fn failed_here(&self, chunk: ChunkId, error: KfsError) -> KfsError {
         KfsError::WriteFailed {
@@ -267,7 +290,10 @@ impl ChunkServer {
     }
 
     /// Sends `call` to the first replica of `chain` and turns its failure into a `WriteFailed`
-    /// naming the replica that failed.
+    /// naming the replica that failed. A reply that the version moved, or that the writes at it
+    /// can no longer be ordered, is passed on as it is: it is no replica's failure (the writer
+    /// must get a new lease), and reporting the replica that said it would drop a healthy
+    /// replica of the chunk.
     async fn forward<F, Fut>(
         &self,
         chunk: ChunkId,
@@ -295,6 +321,7 @@ impl ChunkServer {
         match call(client, rest.to_vec()).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e @ KfsError::WriteFailed { .. })) => Err(e),
+            Ok(Err(e)) if e.is_version_moved() || e.is_order_lost() => Err(e),
             Ok(Err(e)) => Err(failed(e.to_string())),
             Err(e) => {
                 self.peers.forget(next.addr);
@@ -487,7 +514,9 @@ impl ChunkService for ChunkServer {
             }
         });
         let (local, forwarded) = tokio::join!(local, forward);
-        let length = local.map_err(|e| self.failed_here(chunk, e))?;
+        // This replica's own answer first: its failure, or the version moved here (then the
+        // write is moot at this version whatever the rest of the chain said).
+        let length = local.map_err(|e| self.local_failure(chunk, version, e))?;
         self.io.written_bytes.inc_by(data.len() as u64);
         forwarded?;
         Ok(length)
@@ -507,7 +536,7 @@ impl ChunkService for ChunkServer {
                 .await
         });
         let (local, forwarded) = tokio::join!(local, forward);
-        local.map_err(|e| self.failed_here(chunk, e))?;
+        local.map_err(|e| self.local_failure(chunk, version, e))?;
         forwarded
     }
 

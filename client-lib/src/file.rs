@@ -4,8 +4,12 @@
 //! them along the chain of replicas; a write is acknowledged once every replica holds it. Writes
 //! are split at chunk boundaries, gathered into `write_size` pieces and kept several in flight. A
 //! replica that fails mid-write is reported to the master, which moves the chunk to a new version
-//! on the survivors; the write is then sent again to them, and the caller sees no error. Only a
-//! chunk with no replica left fails the write, with an error naming the chunk and servers.
+//! on the survivors; the write is then sent again to them, and the caller sees no error. A replica
+//! is reported only for its own failure (`WriteFailed` naming it): an answer that the version
+//! moved under the write (`StaleVersion`) just sends it again under the current lease, and one
+//! that writes at the version can no longer be ordered (`LeaseExpired`) asks the master for a new
+//! version without naming any replica. Only a chunk with no replica left fails the write, with an
+//! error naming the chunk and servers.
 //!
 //! Reading: chunk locations are asked of the master and cached; each piece is read from one
 //! replica and, on any error (a checksum mismatch included), from the next. A chunk that was never
@@ -18,6 +22,7 @@
 //! which one lands last is not defined. See `docs/consistency.md`.
 
 use crate::client::{Client, unreachable};
+use crate::retry::Backoff;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
 use kfs_common::proto::Payload;
@@ -98,8 +103,12 @@ impl AsRef<[u8]> for Slice {
 /// What one write attempt came to.
 enum Attempt {
     Done,
-    /// These replicas failed: report them and write again.
+    /// These replicas failed (each at the lease's version): report them and write again.
     Failed(Vec<kfs_common::ServerId>),
+    /// A replica can no longer order writes at the lease's version (a write never came, or the
+    /// primary restarted): have the master move the chunk to a new version, dropping no
+    /// replica, and write again.
+    OrderLost,
     /// The lease is no longer current: get a new one and write again.
     Stale,
     /// Try again later.
@@ -189,6 +198,18 @@ impl Shared {
             .remove(&chunk_offset);
     }
 
+    /// Forgets the lease held on the chunk at `chunk_offset` if it is still the one at
+    /// `version` (another write may already hold a newer one).
+    fn forget_lease_at(&self, chunk_offset: u64, version: kfs_common::ChunkVersion) {
+        let mut leases = self.leases.lock().expect("leases lock");
+        if leases
+            .get(&chunk_offset)
+            .is_some_and(|h| h.lease.version == version)
+        {
+            leases.remove(&chunk_offset);
+        }
+    }
+
     /// Writes `data` at `offset` until every replica holds it; returns the end offset.
     async fn write_at(self: Arc<Self>, offset: u64, data: Arc<Vec<u8>>) -> KfsResult<u64> {
         let end = offset + data.len() as u64;
@@ -208,9 +229,11 @@ impl Shared {
     /// Writes one piece within one chunk, through failures and lease changes.
     async fn write_piece(&self, chunk_offset: u64, in_chunk: u64, data: Slice) -> KfsResult<()> {
         let deadline = Instant::now() + self.client.inner.options.write_retry_for;
-        let mut backoff = Duration::from_millis(20);
+        let mut backoff = Backoff::new();
         // Replicas this write found failed, to name them if the write cannot be done.
         let mut failed: Vec<String> = Vec::new();
+        // The version a chunkserver last said had moved on under this write.
+        let mut moved_from = None;
         loop {
             let lease = match self.lease(chunk_offset).await {
                 Ok(lease) => lease,
@@ -218,12 +241,16 @@ impl Shared {
                     if Instant::now() < deadline =>
                 {
                     tracing::debug!(path = %self.path, error = %e, "no lease yet; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    tokio::time::sleep(backoff.next()).await;
                     continue;
                 }
                 Err(e) => return Err(e),
             };
+            if moved_from == Some(lease.version) {
+                // The master still leases the version a chunkserver said it had left: wait a
+                // little rather than ask again at once.
+                tokio::time::sleep(backoff.next()).await;
+            }
             match self.send_write(&lease, in_chunk, data.clone()).await {
                 Attempt::Done => {
                     self.unsynced
@@ -237,8 +264,19 @@ impl Shared {
                         .remove(&chunk_offset);
                     return Ok(());
                 }
-                Attempt::Failed(servers) => {
-                    tracing::warn!(path = %self.path, chunk = %lease.chunk, ?servers, "replicas failed during a write; reporting them");
+                attempt @ (Attempt::Failed(_) | Attempt::OrderLost) => {
+                    let servers = match attempt {
+                        Attempt::Failed(servers) => {
+                            tracing::warn!(path = %self.path, chunk = %lease.chunk, ?servers, "replicas failed during a write; reporting them");
+                            servers
+                        }
+                        _ => {
+                            // No replica failed: a new version (on every replica) starts a new
+                            // order of writes.
+                            tracing::debug!(path = %self.path, chunk = %lease.chunk, version = %lease.version, "writes at this version can no longer be ordered; asking for a new version");
+                            Vec::new()
+                        }
+                    };
                     for s in &servers {
                         let addr = std::iter::once(&lease.primary)
                             .chain(&lease.secondaries)
@@ -270,16 +308,22 @@ impl Shared {
                             });
                         }
                         Err(e) if Instant::now() >= deadline => return Err(e),
-                        Err(_) => tokio::time::sleep(backoff).await,
+                        Err(_) => tokio::time::sleep(backoff.next()).await,
                     }
                 }
-                Attempt::Stale => self.forget_lease(chunk_offset),
+                Attempt::Stale => {
+                    // The version moved under this write (the master moved the chunk on after
+                    // a failure reported by another write in flight, or a new writer): no
+                    // replica failed; write again under the current lease.
+                    tracing::debug!(path = %self.path, chunk = %lease.chunk, version = %lease.version, "the chunk moved to a new version under a write; writing again");
+                    moved_from = Some(lease.version);
+                    self.forget_lease_at(chunk_offset, lease.version);
+                }
                 Attempt::Busy(e) => {
                     if Instant::now() >= deadline {
                         return Err(e);
                     }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    tokio::time::sleep(backoff.next()).await;
                 }
             }
             if Instant::now() >= deadline {
@@ -311,12 +355,12 @@ impl Shared {
         };
         match client.write(self.client.ctx(), request).await {
             Ok(Ok(_)) => Attempt::Done,
+            // A replica's own failure at this version (chunkservers never answer a version
+            // move with `WriteFailed`): report it.
             Ok(Err(KfsError::WriteFailed { server, .. })) => Attempt::Failed(vec![server]),
-            Ok(Err(
-                KfsError::StaleVersion { .. }
-                | KfsError::NoSuchChunk { .. }
-                | KfsError::LeaseExpired { .. },
-            )) => Attempt::Stale,
+            Ok(Err(e)) if e.is_order_lost() => Attempt::OrderLost,
+            // The version moved under the write, or the chunk is gone: get the current lease.
+            Ok(Err(KfsError::StaleVersion { .. } | KfsError::NoSuchChunk { .. })) => Attempt::Stale,
             Ok(Err(e @ KfsError::Unavailable(_))) => Attempt::Busy(e),
             Ok(Err(e)) => Attempt::Busy(e),
             Err(_) => {
@@ -395,13 +439,12 @@ impl Shared {
     /// the locations are not known yet: it has just restarted and chunkservers are reporting.
     async fn location_when_known(&self, chunk_offset: u64) -> KfsResult<Option<ChunkLocation>> {
         let deadline = Instant::now() + self.client.inner.options.read_retry_for;
-        let mut backoff = Duration::from_millis(20);
+        let mut backoff = Backoff::new();
         loop {
             match self.location(chunk_offset).await {
                 Err(KfsError::Unavailable(why)) if Instant::now() < deadline => {
                     tracing::debug!(path = %self.path, chunk_offset, %why, "chunk locations not known yet; asking again");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    tokio::time::sleep(backoff.next()).await;
                 }
                 other => return other,
             }

@@ -29,6 +29,7 @@ pub mod client;
 pub mod copy;
 pub mod file;
 mod master_conn;
+mod retry;
 
 pub use client::{Client, ClientOptions};
 pub use file::{File, FileReader};

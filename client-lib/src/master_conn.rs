@@ -4,13 +4,20 @@
 //! task ended: the master went away). A call made on a closed connection first dials the master
 //! again (one dial at a time, shared by every caller: callers that waited for a dial that failed
 //! get its error instead of dialling again), within the call's own deadline, checks with a
-//! handshake that it speaks the same protocol and chunk size, and then sends. Invariant: a request is sent once, on one connection; it is never re-sent, because
-//! a request that went out on a connection that then broke may have been applied (`create`,
-//! `rename`), and the caller must see that it does not know. So after a master restart the
-//! first call on a long-lived client succeeds if the master is back, and a call in flight at the
-//! restart fails with `Unavailable` (the data path's retry loops then carry on). A connection
-//! unused for `rpc::CLIENT_IDLE_REDIAL` (1 min) is replaced the same way before sending, so the
-//! master closing idle connections (after 5 min by default) never races a call.
+//! handshake that it speaks the same protocol and chunk size, and then sends. A dial that finds
+//! nobody there (connection refused or reset, no answer to the handshake: the master is
+//! restarting), or a master at its connection limit, is tried again with backoff until the
+//! call's deadline, so a master restart is a pause for the caller, not an error; a master that
+//! answers with another protocol or chunk size is an error at once.
+//!
+//! Invariant: a request is sent once, on one connection; it is never re-sent, because a request
+//! that went out on a connection that then broke may have been applied (`create`, `rename`), and
+//! the caller must see that it does not know. Only dials and handshakes are retried. So after a
+//! master restart every later call succeeds once the master is back (within its deadline), and a
+//! call in flight at the restart fails with `Unavailable` (the data path's retry loops then
+//! carry on). A connection unused for `rpc::CLIENT_IDLE_REDIAL` (1 min) is replaced the same way
+//! before sending, so the master closing idle connections (after 5 min by default) never races
+//! a call.
 
 use kfs_common::proto::CLIENT_PROTOCOL_VERSION;
 use kfs_common::proto::master::{
@@ -75,7 +82,8 @@ pub(crate) async fn connect(
     addr: SocketAddr,
     timeout: Duration,
 ) -> Result<(MasterClient, MasterInfo), KfsError> {
-    let (conn, info) = dial(addr, timeout).await?;
+    // The first dial is not retried: a program started while no master runs hears so at once.
+    let (conn, info) = dial(addr, timeout).await.map_err(DialError::into_error)?;
     let stub = Redialing(Arc::new(Shared {
         addr,
         timeout,
@@ -86,9 +94,28 @@ pub(crate) async fn connect(
     Ok((MasterServiceClient::from(stub), info))
 }
 
+/// Why a dial failed.
+enum DialError {
+    /// Nobody answered (refused, reset, timed out, the handshake cut off): the master may be
+    /// restarting, so dialling again later may succeed.
+    Unreachable(KfsError),
+    /// The master answered, and refused or does not fit this client: dialling again is no use.
+    Refused(KfsError),
+}
+
+impl DialError {
+    fn into_error(self) -> KfsError {
+        match self {
+            DialError::Unreachable(e) | DialError::Refused(e) => e,
+        }
+    }
+}
+
 /// A new connection to `addr` whose handshake succeeded.
-async fn dial(addr: SocketAddr, timeout: Duration) -> Result<(Conn, MasterInfo), KfsError> {
-    let unreachable = |e: &dyn std::fmt::Display| crate::client::unreachable("the master", addr, e);
+async fn dial(addr: SocketAddr, timeout: Duration) -> Result<(Conn, MasterInfo), DialError> {
+    let unreachable = |e: &dyn std::fmt::Display| {
+        DialError::Unreachable(crate::client::unreachable("the master", addr, e))
+    };
     let transport = tokio::time::timeout(timeout, rpc::connect(addr, rpc::Service::Master))
         .await
         .map_err(|_| unreachable(&"connect timed out"))?
@@ -108,14 +135,15 @@ async fn dial(addr: SocketAddr, timeout: Duration) -> Result<(Conn, MasterInfo),
         .await
         .map_err(|e| {
             if rpc::at_connection_limit(&e) {
-                KfsError::Unavailable(format!(
+                DialError::Unreachable(KfsError::Unavailable(format!(
                     "the master at {addr} is at its connection limit (max_connections); \
                      try again later"
-                ))
+                )))
             } else {
                 unreachable(&e)
             }
-        })??;
+        })?
+        .map_err(DialError::Refused)?;
     Ok((
         Conn {
             channel: client,
@@ -134,6 +162,7 @@ impl Redialing {
             current.mark_used();
             return Ok(current);
         }
+        let deadline = Instant::now() + timeout;
         let dials_seen = self.0.dialling.try_lock().map(|d| d.0).ok();
         let mut dialling = tokio::time::timeout(timeout, self.0.dialling.lock())
             .await
@@ -154,17 +183,7 @@ impl Redialing {
             tracing::debug!(addr = %self.0.addr, "the connection to the master was idle; dialling again");
         }
         dialling.0 += 1;
-        let outcome = match dial(self.0.addr, timeout).await {
-            Ok((_, info)) if info.chunk_size != self.0.chunk_size => {
-                Err(KfsError::Unavailable(format!(
-                    "the master at {} came back with chunk size {} where this client was made \
-                     with {}: connect again",
-                    self.0.addr, info.chunk_size, self.0.chunk_size
-                )))
-            }
-            Ok((conn, _)) => Ok(Arc::new(conn)),
-            Err(e) => Err(e),
-        };
+        let outcome = self.dial_until(deadline).await;
         match outcome {
             Ok(conn) => {
                 dialling.1 = None;
@@ -174,6 +193,35 @@ impl Redialing {
             Err(e) => {
                 dialling.1 = Some(e.clone());
                 Err(e)
+            }
+        }
+    }
+
+    /// Dials until a handshake succeeds, the master refuses, or `deadline` passes, backing off
+    /// between attempts while nobody answers.
+    async fn dial_until(&self, deadline: Instant) -> Result<Arc<Conn>, KfsError> {
+        let addr = self.0.addr;
+        let mut backoff = crate::retry::Backoff::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match dial(addr, left).await {
+                Ok((_, info)) if info.chunk_size != self.0.chunk_size => {
+                    return Err(KfsError::Unavailable(format!(
+                        "the master at {addr} came back with chunk size {} where this client \
+                         was made with {}: connect again",
+                        info.chunk_size, self.0.chunk_size
+                    )));
+                }
+                Ok((conn, _)) => return Ok(Arc::new(conn)),
+                Err(DialError::Refused(e)) => return Err(e),
+                Err(DialError::Unreachable(e)) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(e);
+                    }
+                    tracing::debug!(%addr, error = %e, "the master is not answering yet; dialling again");
+                    tokio::time::sleep(backoff.next().min(left)).await;
+                }
             }
         }
     }

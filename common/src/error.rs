@@ -172,6 +172,21 @@ impl KfsError {
         }
     }
 
+    /// Whether this says that the chunk moved to a newer version than the request's (`found`
+    /// above `expected`): the master moved it on while the request was on its way. It is never
+    /// the failure of the replica that answered it; a writer gets the new lease and writes again.
+    pub fn is_version_moved(&self) -> bool {
+        matches!(self, KfsError::StaleVersion { expected, found, .. } if found > expected)
+    }
+
+    /// Whether a chunkserver says that the writes under a lease can no longer be taken in one
+    /// order (a write never came, or the primary restarted and numbers afresh): `LeaseExpired`.
+    /// No replica failed; a writer has the master move the chunk to a new version (reporting no
+    /// failed server) and writes again.
+    pub fn is_order_lost(&self) -> bool {
+        matches!(self, KfsError::LeaseExpired { .. })
+    }
+
     /// Whether retrying the same call later may succeed (the cluster was busy or a server was
     /// briefly away), as opposed to an answer about the request itself.
     pub fn is_retryable(&self) -> bool {
@@ -237,6 +252,16 @@ mod tests {
         let back: KfsError = bincode::deserialize(&bytes).unwrap();
         assert_eq!(back, e);
         assert!(back.is_retryable());
+        assert!(
+            !back.is_version_moved(),
+            "the replica is behind the request"
+        );
+        let moved = KfsError::StaleVersion {
+            chunk: ChunkId(4),
+            expected: ChunkVersion(1),
+            found: ChunkVersion(2),
+        };
+        assert!(moved.is_version_moved());
         assert_eq!(
             back.to_string(),
             "Stale version of chunk:4: expected v2, found v1"

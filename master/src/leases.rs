@@ -14,7 +14,13 @@
 //! - at most one valid lease per chunk; a lease is only ever granted at the chunk's current
 //!   version, and every grant or failure report for one file position is serialized;
 //! - right after a restart (the master may have granted leases it no longer knows of), no lease
-//!   is granted until one lease duration has passed.
+//!   is granted on a chunk the namespace held at start-up until one lease duration has passed
+//!   since the start: any of them may have a lease from before, renewed without a log record.
+//!   A chunk allocated since the start (its id is at least the first id this master hands out)
+//!   can only have leases this master granted, so it is leased at once. Ids handed out after a
+//!   restart skip [`RESTART_ID_GAP`] ids, so they never collide with ids the old master had
+//!   chunkservers create just before it died without logging the allocation (such replicas are
+//!   orphans, deleted once safe mode ends; a new chunk under the same id would lose them).
 
 use crate::chunks::ChunkMap;
 use crate::committer::{Committer, SharedNamespace};
@@ -37,15 +43,24 @@ pub struct LeaseConfig {
     pub duration: Duration,
     pub chunk_size: u64,
     pub min_write_replicas: usize,
-    /// No lease is granted before this instant.
-    pub grace_until: Instant,
+    /// When the master started, if it restarted (recovered a namespace rather than formatting
+    /// one): leases on chunks it knew then wait until one lease duration after it.
+    pub restarted_at: Option<Instant>,
 }
+
+/// Chunk ids skipped after a restart (see the module docs): far more allocations than can be
+/// between creating replicas and logging at the moment of a crash, and few enough that ids
+/// (64 bits) never run out.
+pub const RESTART_ID_GAP: u64 = 1 << 20;
 
 /// The master's lease desk; see the module docs.
 pub struct Leases {
     config: LeaseConfig,
     pool: ChunkPool,
     next_chunk: AtomicU64,
+    /// Chunks below this id were in the namespace at start-up (only those can have a lease from
+    /// before a restart).
+    first_new: ChunkId,
     /// One grant at a time per file position (a chunk may not exist yet, so not per chunk).
     grants: Mutex<HashMap<(FileId, u64), GrantLock>>,
 }
@@ -60,11 +75,17 @@ pub struct LeaseContext<'a> {
 const CHUNKSERVER_CALL: Duration = Duration::from_secs(10);
 
 impl Leases {
+    /// `next_chunk`: the recovered namespace's next chunk id.
     pub fn new(config: LeaseConfig, next_chunk: ChunkId) -> Leases {
+        let first_new = match config.restarted_at {
+            Some(_) => ChunkId(next_chunk.0.saturating_add(RESTART_ID_GAP)),
+            None => next_chunk,
+        };
         Leases {
             config,
             pool: ChunkPool::new(),
-            next_chunk: AtomicU64::new(next_chunk.0),
+            next_chunk: AtomicU64::new(first_new.0),
+            first_new,
             grants: Mutex::new(HashMap::new()),
         }
     }
@@ -91,13 +112,22 @@ impl Leases {
         }
     }
 
-    fn check_grace(&self) -> KfsResult<()> {
+    /// Whether a lease on `chunk` may be granted now: not while a lease the master granted
+    /// before a restart may still be valid (see the module docs).
+    fn check_grace(&self, chunk: ChunkId) -> KfsResult<()> {
+        let Some(started) = self.config.restarted_at else {
+            return Ok(());
+        };
+        if chunk >= self.first_new {
+            return Ok(());
+        }
+        let until = started + self.config.duration;
         let now = Instant::now();
-        if now < self.config.grace_until {
+        if now < until {
             return Err(KfsError::Unavailable(format!(
-                "the master restarted; it grants leases again in {} ms, once leases granted \
-                 before the restart have expired",
-                (self.config.grace_until - now).as_millis()
+                "the master restarted; it grants leases on {chunk} again in {} ms, once leases \
+                 granted before the restart have expired",
+                (until - now).as_millis()
             )));
         }
         Ok(())
@@ -116,7 +146,6 @@ impl Leases {
                 self.config.chunk_size
             )));
         }
-        self.check_grace()?;
         let _position = self.lock_position(fid, chunk_offset).await;
         let (existing, replication) = {
             let ns = cx.ns.read().expect("namespace lock");
@@ -128,6 +157,7 @@ impl Leases {
         };
         match existing {
             Some((chunk, version)) => {
+                self.check_grace(chunk)?;
                 let _granting = Granting::start(cx.chunks, chunk);
                 let now = Instant::now();
                 let live = {
@@ -287,7 +317,7 @@ impl Leases {
         version: ChunkVersion,
         failed: Vec<ServerId>,
     ) -> KfsResult<WriteLease> {
-        self.check_grace()?;
+        self.check_grace(chunk)?;
         let (fid, offset, _) = cx
             .chunks
             .lock()
@@ -300,38 +330,45 @@ impl Leases {
         let (current, live) = {
             let mut chunks = cx.chunks.lock().expect("chunk map lock");
             let (_, _, current) = chunks.chunk(chunk).ok_or(KfsError::NoSuchChunk { chunk })?;
-            if current > version
-                && let Some(lease) = chunks.current_lease(chunk, now)
-                && !failed.iter().any(|f| {
-                    lease.primary.server == *f || lease.secondaries.iter().any(|s| s.server == *f)
-                })
-            {
-                // Another writer already moved the chunk past the failure.
-                return Ok(lease);
+            if current > version {
+                // The chunk already moved past the version of the failed write (another report,
+                // another writer). A replica counts as failed only for a failure at the current
+                // version: one that moved on did so after the write reported here (it took the
+                // new version), and if it is failing it fails again at the new version and is
+                // reported then. Dropping it now would drop healthy replicas one after another
+                // for writes that were merely in flight across the move.
+                if let Some(lease) = chunks.current_lease(chunk, now) {
+                    return Ok(lease);
+                }
+                tracing::debug!(%chunk, %version, %current, "a failure reported at an old version; moving on without dropping replicas");
+                chunks.revoke(chunk);
+                (current, chunks.locations(chunk))
+            } else {
+                // One writer's word never deletes anything, and never leaves a chunk without a
+                // replica: the reported ones stop counting (they go stale at the next version)
+                // and stay on disk until the chunk is back at its factor elsewhere.
+                let survivors: Vec<ReplicaLocation> = chunks
+                    .locations(chunk)
+                    .into_iter()
+                    .filter(|r| !failed.contains(&r.server))
+                    .collect();
+                if survivors.is_empty() {
+                    return Err(KfsError::ChunkUnavailable {
+                        chunk,
+                        reason: format!(
+                            "every live replica at {current} was reported failed; the master \
+                             keeps them all (try again, or wait for the failed servers to be \
+                             declared dead)"
+                        ),
+                    });
+                }
+                for server in &failed {
+                    tracing::warn!(%chunk, %server, "a writer could not write a replica; it stops counting and is kept until the chunk is re-replicated");
+                    chunks.defer_delete(*server, chunk);
+                }
+                chunks.revoke(chunk);
+                (current, survivors)
             }
-            // One writer's word never deletes anything, and never leaves a chunk without a
-            // replica: the reported ones stop counting (they go stale at the next version) and
-            // stay on disk until the chunk is back at its factor elsewhere.
-            let survivors: Vec<ReplicaLocation> = chunks
-                .locations(chunk)
-                .into_iter()
-                .filter(|r| !failed.contains(&r.server))
-                .collect();
-            if survivors.is_empty() {
-                return Err(KfsError::ChunkUnavailable {
-                    chunk,
-                    reason: format!(
-                        "every live replica at {current} was reported failed; the master keeps \
-                         them all (try again, or wait for the failed servers to be declared dead)"
-                    ),
-                });
-            }
-            for server in &failed {
-                tracing::warn!(%chunk, %server, "a writer could not write a replica; it stops counting and is kept until the chunk is re-replicated");
-                chunks.defer_delete(*server, chunk);
-            }
-            chunks.revoke(chunk);
-            (current, survivors)
         };
         self.new_version(cx, fid, offset, chunk, current, live)
             .await

@@ -135,11 +135,7 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
             chunk_size: config.chunk_size,
             min_write_replicas: config.min_write_replicas as usize,
             // A restarted master may have granted leases it no longer knows: wait them out.
-            grace_until: if recovered.formatted {
-                started
-            } else {
-                started + Duration::from_millis(config.lease_ms)
-            },
+            restarted_at: (!recovered.formatted).then_some(started),
         },
         recovered.ns.next_chunk_id(),
     );

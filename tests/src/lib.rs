@@ -282,6 +282,13 @@ impl TestCluster {
         );
     }
 
+    /// Keeps chunkserver `i` on the port it has now across later restarts, as a deployment with
+    /// a fixed `listen` address does (by default each start takes a new port).
+    pub fn keep_chunkserver_port(&mut self, i: usize) {
+        let addr = self.chunkserver(i).local_addr();
+        self.servers[i].config.listen = addr;
+    }
+
     pub async fn restart_chunkserver(&mut self, i: usize) {
         if self.servers[i].handle.is_some() {
             self.stop_chunkserver(i).await;

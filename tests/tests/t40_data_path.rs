@@ -473,12 +473,18 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
 }
 
 /// One long-lived client (a server program, an interactive shell) across master restarts: a
-/// call while the master is down is `Unavailable` naming it; once the master is back the same
-/// client dials it again by itself, reads what it wrote before and writes more.
+/// call while the master is down keeps dialling it until the call's deadline, then fails
+/// `Unavailable` naming it; once the master is back the same client dials it again by itself,
+/// reads what it wrote before and writes more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_dials_the_master_again_after_it_restarts() {
     let mut cluster = TestCluster::start(ClusterOptions::default()).await;
-    let client = cluster.client().await;
+    let client = cluster
+        .client_with(kfs_client::ClientOptions {
+            call_timeout: Duration::from_secs(2),
+            ..Default::default()
+        })
+        .await;
     let before = content(41, 2 * CHUNK + 17);
     let mut file = client.create("/before").await.unwrap();
     file.write_all(&before).await.unwrap();

@@ -186,8 +186,10 @@ enum Acked {
 async fn a_master_killed_under_write_load_keeps_every_acknowledged_change() {
     let mut cluster = ProcessCluster::start(5, "", "").await;
     let options = ClientOptions {
-        // Writers stop soon after the master is gone.
+        // Writers stop soon after the master is gone (a call dials it again until its
+        // deadline).
         write_retry_for: Duration::from_secs(3),
+        call_timeout: Duration::from_secs(3),
         ..Default::default()
     };
     let client = Client::connect_with(cluster.addr, options).await.unwrap();

@@ -1,8 +1,8 @@
 //! The file I/O primitives of the chunk store, behind a trait so tests can inject faults.
 //!
 //! [`RealIo`] is positional I/O on a `File`. [`FaultyIo`] wraps it and, on request, flips a bit
-//! in the next read, tears the next write (writes a prefix, then fails as a crash would), or
-//! fails every call with an error (a dying disk).
+//! in the next read, tears the next write (writes a prefix, then fails as a crash would), fails
+//! every call with an error (a dying disk), or makes every write slow (a loaded disk).
 
 use std::fs::File;
 use std::io;
@@ -46,6 +46,9 @@ pub struct Faults {
     pub tear_next_write_after: Option<usize>,
     /// Fail every call with this error kind.
     pub fail_everything: Option<io::ErrorKind>,
+    /// Take at least this long over every write (a slow disk; the data dir's I/O thread is
+    /// busy meanwhile, as with a real one).
+    pub slow_writes: Option<std::time::Duration>,
 }
 
 /// [`RealIo`] with injectable faults.
@@ -91,12 +94,14 @@ impl FileIo for FaultyIo {
 
     fn write_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
         self.failing()?;
-        let tear = self
-            .faults
-            .lock()
-            .expect("faults lock")
-            .tear_next_write_after
-            .take();
+        let (tear, slow) = {
+            let mut faults = self.faults.lock().expect("faults lock");
+            (faults.tear_next_write_after.take(), faults.slow_writes)
+        };
+        if let Some(pause) = slow {
+            // On the data dir's own I/O thread, never on an async task.
+            std::thread::sleep(pause);
+        }
         match tear {
             Some(prefix) => {
                 RealIo.write_at(file, &buf[..prefix.min(buf.len())], offset)?;

@@ -300,18 +300,22 @@ pub trait MasterService {
     /// multiple of the chunk size): a new chunk is allocated on distinct chunkservers; an existing
     /// one gets a new version on its live replicas, unless a lease on it is still valid, which is
     /// then returned as it is (one primary per chunk at a time). Right after a master restart,
-    /// answers `Unavailable` until leases granted before the restart have expired. Idempotent
-    /// while the lease lasts.
+    /// a chunk the master knew at start-up answers `Unavailable` until leases granted before the
+    /// restart have expired (one lease duration after the start); a chunk allocated since is
+    /// leased at once. Idempotent while the lease lasts.
     async fn lease(fid: FileId, chunk_offset: u64) -> Result<WriteLease, KfsError>;
 
     /// Caller: writers holding a lease. Extends it; replies with its new validity, or
     /// `LeaseExpired` if it is not the current lease. Idempotent.
     async fn renew_lease(chunk: ChunkId, version: ChunkVersion) -> Result<u64, KfsError>;
 
-    /// Caller: writers whose write to `chunk` at `version` failed on `failed` servers. The master
-    /// drops those replicas, moves the survivors to a new version (the failed ones become stale),
-    /// and replies with a new lease on them; if another writer already did this, with the current
-    /// lease. Idempotent.
+    /// Caller: writers whose write to `chunk` at `version` failed on `failed` servers (each for
+    /// its own failure at that version: a chunkserver answers a write that the version moved
+    /// under with `StaleVersion`, never `WriteFailed`). If `version` is the chunk's current one,
+    /// the master drops those replicas, moves the survivors to a new version (the failed ones
+    /// become stale), and replies with a new lease on them. If the chunk has already moved past
+    /// `version` (another report, another writer), nothing is dropped: the reply is the current
+    /// lease, or a new version on the live replicas. Idempotent.
     async fn report_failure(
         chunk: ChunkId,
         version: ChunkVersion,
