@@ -196,6 +196,15 @@ async fn replicas_the_master_does_not_want_are_deleted_at_hello() {
     let mut cluster = TestCluster::start(ClusterOptions::default()).await;
     // The master knows this chunk at version 2; server 0 holds version 1 (it missed a bump).
     let known = file_with_replicas(&cluster, "/f", 1, ChunkVersion(2), &[1]).await[0];
+    // At replication 1 the current replica alone is the factor, so the stale one is not needed
+    // (a stale replica is kept while its chunk is under-replicated: docs/failures.md).
+    cluster
+        .master_client()
+        .await
+        .set_replication(ctx(), "/f".into(), 1)
+        .await
+        .unwrap()
+        .unwrap();
     let store = cluster.chunkserver(0).store().clone();
     store.create(known, ChunkVersion(1)).await.unwrap();
     // And a chunk no file references.
