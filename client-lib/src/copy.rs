@@ -38,14 +38,24 @@ fn local(path: &Path, e: impl std::fmt::Display) -> KfsError {
     KfsError::Io(format!("{}: {e}", path.display()))
 }
 
-/// Prefix of the temporary file a put writes before renaming it over its target.
-pub const PUT_TEMP_PREFIX: &str = ".kfs-put-";
+/// Prefix of the temporary file an upload (a put here, a gateway `PUT`) writes beside its target
+/// before renaming it over the target; listings that hide uploads in progress skip these names.
+pub const UPLOAD_PREFIX: &str = ".kfs-upload-";
+
+/// A fresh random name for an upload's temporary file (`.kfs-upload-<16 hex digits>`).
+pub fn upload_temp_name() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    format!("{UPLOAD_PREFIX}{random:016x}")
+}
 
 /// Copies a local file into KFS at `remote` (with `replication` or the cluster's default);
 /// `progress` is told of every piece of bytes copied.
 ///
 /// The copy is all or nothing, as HDFS's `put` is: the bytes go to a temporary file beside
-/// `remote` (`.kfs-put-<random>-<name>`), which is renamed over `remote` once closed. A copy that
+/// `remote` ([`upload_temp_name`]), which is renamed over `remote` once closed. A copy that
 /// fails leaves `remote` as it was (or absent) and removes the temporary file; its error names
 /// `remote`, never an internal id.
 pub async fn put_file(
@@ -63,7 +73,11 @@ pub async fn put_file(
         exclusive: true,
         ..Default::default()
     };
-    let temp = temp_path(remote);
+    let parent = path::split_parent(remote)
+        .ok()
+        .flatten()
+        .map_or("/", |(parent, _)| parent);
+    let temp = path::join(parent, &upload_temp_name());
     let mut dst = client
         .create_with(&temp, options)
         .await
@@ -100,24 +114,6 @@ pub async fn put_file(
         return Err(e.naming(&internal, remote).naming(&temp, remote));
     }
     Ok(total)
-}
-
-/// A temporary name beside `remote` for a put in progress.
-fn temp_path(remote: &str) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    let (parent, name) = path::split_parent(remote)
-        .ok()
-        .flatten()
-        .unwrap_or(("/", remote));
-    // Names are at most 255 bytes: keep the prefix and the random part, shorten the name.
-    let mut short = name.to_string();
-    while short.len() > 200 {
-        short.pop();
-    }
-    path::join(parent, &format!("{PUT_TEMP_PREFIX}{random:016x}-{short}"))
 }
 
 /// Copies a KFS file to a local file (created or truncated); `progress` is told of every piece.

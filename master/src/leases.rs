@@ -94,6 +94,12 @@ impl Leases {
         self.config.chunk_size
     }
 
+    /// The master's connections to chunkservers for its own calls (shared with the length
+    /// check of `extend_length`).
+    pub fn pool(&self) -> &ChunkPool {
+        &self.pool
+    }
+
     /// Serializes grants for one file position; the entry goes when nobody holds or waits for it.
     async fn lock_position(&self, fid: FileId, offset: u64) -> GrantGuard<'_> {
         let lock = self

@@ -66,8 +66,6 @@ struct MasterState {
     /// are chosen before the op is logged.
     next_fid: AtomicU64,
     default_replication: u8,
-    /// Connections to chunkservers for the master's own reads (checking new file lengths).
-    chunk_pool: kfs_common::proto::chunk::ChunkPool,
 }
 
 /// The namespace service for clients; cheap to clone (one per call).
@@ -177,7 +175,6 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
         leases,
         next_fid,
         default_replication: config.default_replication,
-        chunk_pool: kfs_common::proto::chunk::ChunkPool::new(),
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -735,7 +732,7 @@ impl MasterService for MasterServer {
         crate::length_check::check_extension(
             &self.state.ns,
             &self.state.chunks,
-            &self.state.chunk_pool,
+            self.state.leases.pool(),
             self.state.leases.chunk_size(),
             fid,
             length,

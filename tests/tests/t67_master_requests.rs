@@ -282,7 +282,7 @@ async fn a_failed_put_leaves_nothing_behind_and_names_its_target() {
             .expect_err("a put with no chunkserver must fail");
         let text = err.to_string();
         assert!(
-            !text.contains("fid:") && !text.contains(".kfs-put-"),
+            !text.contains("fid:") && !text.contains(kfs_client::copy::UPLOAD_PREFIX),
             "{text}"
         );
     }

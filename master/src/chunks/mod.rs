@@ -571,7 +571,7 @@ impl ChunkMap {
         }
     }
 
-    /// The replicas kept back from deletion on `server` (for tests and the status page).
+    /// The replicas kept back from deletion on `server`.
     pub fn deferred_deletes(&self, server: ServerId) -> Vec<ChunkId> {
         self.by_id.get(&server).map_or_else(Vec::new, |&i| {
             self.servers[i].deferred_delete.iter().copied().collect()
@@ -582,17 +582,6 @@ impl ChunkMap {
     pub fn queue_delete(&mut self, server: ServerId, chunk: ChunkId) {
         if let Some(&i) = self.by_id.get(&server) {
             self.servers[i].pending_delete.push(chunk);
-        }
-    }
-
-    /// Forgets the replicas of `chunk` on `servers` (a writer could not reach them).
-    pub fn drop_replicas(&mut self, chunk: ChunkId, servers: &[ServerId]) {
-        let gone: Vec<usize> = servers
-            .iter()
-            .filter_map(|s| self.by_id.get(s).copied())
-            .collect();
-        if let Some(state) = self.chunks.get_mut(&chunk) {
-            state.replicas.retain(|r| !gone.contains(&r.server));
         }
     }
 

@@ -98,6 +98,7 @@ impl ChunkMap {
             round.health = None;
             return;
         }
+        // Once a round, at its first slice: kept-back replicas whose chunks are whole again go.
         if round.cursor == (FileId(0), 0) {
             self.release_deferred(ns);
         }

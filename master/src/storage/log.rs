@@ -255,9 +255,9 @@ pub fn read_segment(
     }
 }
 
-/// The bytes of `path` from `offset` to its end (at most [`MAX_TORN_BYTES`], checked by the
-/// caller).
-fn read_from(path: &Path, offset: u64) -> Result<Vec<u8>, StorageError> {
+/// The bytes of `path` from `offset` to its end (a torn tail: at most [`MAX_TORN_BYTES`],
+/// checked by the callers).
+pub(super) fn read_from(path: &Path, offset: u64) -> Result<Vec<u8>, StorageError> {
     let mut file = File::open(path).map_err(StorageError::io(path))?;
     let mut out = Vec::new();
     file.seek(SeekFrom::Start(offset))

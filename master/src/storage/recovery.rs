@@ -213,17 +213,11 @@ pub fn recover(dir: &Path, now: Timestamp) -> Result<Recovered, StorageError> {
 /// Copies the bytes of `segment` from `offset` on to `<segment>.torn-<offset>` (fsynced), so that
 /// cutting them off the segment destroys nothing an operator may want to look at.
 fn set_aside(dir: &Path, segment: &Path, offset: u64) -> Result<(), StorageError> {
-    use std::io::{Read, Seek, SeekFrom, Write};
+    use std::io::Write;
     let mut name = segment.as_os_str().to_owned();
     name.push(format!(".torn-{offset}"));
     let aside = PathBuf::from(name);
-    let mut bytes = Vec::new();
-    std::fs::File::open(segment)
-        .and_then(|mut f| {
-            f.seek(SeekFrom::Start(offset))?;
-            f.read_to_end(&mut bytes)
-        })
-        .map_err(StorageError::io(segment))?;
+    let bytes = super::log::read_from(segment, offset)?;
     std::fs::File::create(&aside)
         .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_all()))
         .map_err(StorageError::io(&aside))?;

@@ -22,6 +22,7 @@ use futures::StreamExt;
 use headers::{ETag, HeaderMapExt, IfModifiedSince, IfNoneMatch, LastModified};
 use http_range_header::RangeUnsatisfiableError;
 use kfs_client::FileReader;
+use kfs_client::copy::UPLOAD_PREFIX;
 use kfs_common::proto::master::FileAttr;
 use kfs_common::{FileKind, KfsError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -272,9 +273,6 @@ struct Listing {
     next: Option<String>,
 }
 
-/// Names of uploads in progress (see `write`), not listed.
-pub const UPLOAD_PREFIX: &str = ".kfs-upload-";
-
 async fn list(gw: &Gateway, path: &str, query: &ListQuery, head: bool) -> Response {
     let limit = query
         .limit
@@ -292,6 +290,7 @@ async fn list(gw: &Gateway, path: &str, query: &ListQuery, head: bool) -> Respon
     let entries = page
         .entries
         .into_iter()
+        // Uploads in progress (the gateway's and `kfs put`'s) are not listed.
         .filter(|e| !e.name.starts_with(UPLOAD_PREFIX))
         .map(|e| {
             let attr = e.attr.unwrap_or(FileAttr {

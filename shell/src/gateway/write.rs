@@ -7,7 +7,6 @@
 //! limit (by `Content-Length`, or as it arrives) gets 413 and leaves nothing behind; so does an
 //! interrupted one. `DELETE` removes a file or an empty directory (never a tree).
 
-use super::read::UPLOAD_PREFIX;
 use super::{Gateway, error_text, kfs_error, stream_permit};
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -16,7 +15,6 @@ use futures::StreamExt;
 use headers::HeaderMapExt;
 use kfs_common::proto::master::CreateOptions;
 use kfs_common::{FileKind, KfsError};
-use std::hash::{BuildHasher, Hasher};
 use tokio::io::AsyncWriteExt;
 
 /// How long an upload may send nothing before it is given up (408).
@@ -102,14 +100,6 @@ fn too_large(max: u64) -> Response {
     )
 }
 
-/// A random name for an upload in progress.
-fn upload_name() -> String {
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    format!("{UPLOAD_PREFIX}{random:016x}")
-}
-
 /// Bytes of an over-long body read and dropped so the client can read the 413 (a connection
 /// closed while it still sends would end in a broken pipe instead).
 const DRAIN_BYTES: u64 = 16 << 20;
@@ -185,7 +175,7 @@ pub async fn put(gw: &Gateway, path: &str, request: Request) -> Response {
             &e,
         );
     }
-    let temp = kfs_common::path::join(parent, &upload_name());
+    let temp = kfs_common::path::join(parent, &kfs_client::copy::upload_temp_name());
     let options = CreateOptions {
         exclusive: true,
         replication: gw.config.replication,
