@@ -116,7 +116,7 @@ impl ChunkserverConfig {
                 "advertise address {addr} is not one clients can reach"
             )));
         }
-        self.validate_rpc()?;
+        self.rpc_limits()?;
         if self.master.ip().is_unspecified() {
             return Err(ConfigError::Invalid(format!(
                 "master address {} is not one this server can connect to",
@@ -126,31 +126,15 @@ impl ChunkserverConfig {
         Ok(())
     }
 
-    /// The transport's limits this configuration sets.
-    pub fn rpc_limits(&self) -> kfs_common::rpc::Limits {
-        kfs_common::rpc::Limits {
-            max_connections: self.max_connections,
-            idle_timeout: std::time::Duration::from_millis(self.idle_timeout_ms),
-            buffer_bytes: self.rpc_buffer_bytes,
-            frame_timeout: std::time::Duration::from_millis(self.frame_timeout_ms),
-        }
-    }
-
-    /// The transport settings' own checks.
-    fn validate_rpc(&self) -> Result<(), ConfigError> {
-        let invalid = |m: &str| Err(ConfigError::Invalid(m.into()));
-        if self.max_connections == 0 {
-            return invalid("max_connections must be at least 1");
-        }
-        if self.idle_timeout_ms == 0 || self.frame_timeout_ms == 0 {
-            return invalid("idle_timeout_ms and frame_timeout_ms must be at least 1");
-        }
-        if self.rpc_buffer_bytes < kfs_common::rpc::SMALL_FRAME
-            || self.rpc_buffer_bytes > u32::MAX as usize
-        {
-            return invalid("rpc_buffer_bytes must be between 16 KiB and 4 GiB");
-        }
-        Ok(())
+    /// The transport's limits this configuration sets, checked.
+    pub fn rpc_limits(&self) -> Result<kfs_common::rpc::Limits, ConfigError> {
+        kfs_common::rpc::Limits::from_settings(
+            self.max_connections,
+            self.idle_timeout_ms,
+            self.rpc_buffer_bytes,
+            self.frame_timeout_ms,
+        )
+        .map_err(ConfigError::Invalid)
     }
 
     /// What `kfs-chunkserver --check-config` adds to [`validate`](Self::validate): every data

@@ -128,7 +128,7 @@ pub async fn start_with_io(
         },
         io,
     };
-    let rpc_server = rpc::RpcServer::new(config.rpc_limits());
+    let rpc_server = rpc::RpcServer::new(config.rpc_limits()?);
     let accept = tokio::spawn(rpc::accept_loop(
         listener,
         rpc_server.clone(),

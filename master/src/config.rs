@@ -195,7 +195,7 @@ impl MasterConfig {
                 self.rebalance_threshold
             ));
         }
-        self.validate_rpc()?;
+        self.rpc_limits()?;
         if self.idle_timeout_ms <= 2 * self.heartbeat_interval_ms {
             return invalid(format!(
                 "idle_timeout_ms {} must exceed twice heartbeat_interval_ms {} (heartbeats keep \
@@ -212,31 +212,15 @@ impl MasterConfig {
         Ok(())
     }
 
-    /// The transport's limits this configuration sets.
-    pub fn rpc_limits(&self) -> kfs_common::rpc::Limits {
-        kfs_common::rpc::Limits {
-            max_connections: self.max_connections,
-            idle_timeout: std::time::Duration::from_millis(self.idle_timeout_ms),
-            buffer_bytes: self.rpc_buffer_bytes,
-            frame_timeout: std::time::Duration::from_millis(self.frame_timeout_ms),
-        }
-    }
-
-    /// The transport settings' own checks.
-    fn validate_rpc(&self) -> Result<(), ConfigError> {
-        let invalid = |m: &str| Err(ConfigError::Invalid(m.into()));
-        if self.max_connections == 0 {
-            return invalid("max_connections must be at least 1");
-        }
-        if self.idle_timeout_ms == 0 || self.frame_timeout_ms == 0 {
-            return invalid("idle_timeout_ms and frame_timeout_ms must be at least 1");
-        }
-        if self.rpc_buffer_bytes < kfs_common::rpc::SMALL_FRAME
-            || self.rpc_buffer_bytes > u32::MAX as usize
-        {
-            return invalid("rpc_buffer_bytes must be between 16 KiB and 4 GiB");
-        }
-        Ok(())
+    /// The transport's limits this configuration sets, checked.
+    pub fn rpc_limits(&self) -> Result<kfs_common::rpc::Limits, ConfigError> {
+        kfs_common::rpc::Limits::from_settings(
+            self.max_connections,
+            self.idle_timeout_ms,
+            self.rpc_buffer_bytes,
+            self.frame_timeout_ms,
+        )
+        .map_err(ConfigError::Invalid)
     }
 
     /// What `kfs-master --check-config` adds to [`validate`](Self::validate): `meta_dir` must

@@ -223,7 +223,7 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
     let cluster = ClusterServer {
         state: state.clone(),
     };
-    let rpc_server = rpc::RpcServer::new(config.rpc_limits());
+    let rpc_server = rpc::RpcServer::new(config.rpc_limits()?);
     let accept_task = tokio::spawn(rpc::accept_loop(
         listener,
         rpc_server.clone(),

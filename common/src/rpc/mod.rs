@@ -102,6 +102,34 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// The limits a daemon's configuration sets (times in milliseconds, as config files give
+    /// them), checked: the one place both daemons' `max_connections`, `idle_timeout_ms`,
+    /// `rpc_buffer_bytes` and `frame_timeout_ms` are validated. The error says which key is wrong.
+    pub fn from_settings(
+        max_connections: usize,
+        idle_timeout_ms: u64,
+        buffer_bytes: usize,
+        frame_timeout_ms: u64,
+    ) -> Result<Limits, String> {
+        if max_connections == 0 {
+            return Err("max_connections must be at least 1".into());
+        }
+        if idle_timeout_ms == 0 || frame_timeout_ms == 0 {
+            return Err("idle_timeout_ms and frame_timeout_ms must be at least 1".into());
+        }
+        if !(SMALL_FRAME..=u32::MAX as usize).contains(&buffer_bytes) {
+            return Err("rpc_buffer_bytes must be between 16 KiB and 4 GiB".into());
+        }
+        Ok(Limits {
+            max_connections,
+            idle_timeout: Duration::from_millis(idle_timeout_ms),
+            buffer_bytes,
+            frame_timeout: Duration::from_millis(frame_timeout_ms),
+        })
+    }
+}
+
 /// Counters of one server's transport, for metrics and tests.
 #[derive(Debug, Default)]
 pub struct ServerStats {
