@@ -17,10 +17,12 @@
 //!   is granted on a chunk the namespace held at start-up until one lease duration has passed
 //!   since the start: any of them may have a lease from before, renewed without a log record.
 //!   A chunk allocated since the start (its id is at least the first id this master hands out)
-//!   can only have leases this master granted, so it is leased at once. Ids handed out after a
-//!   restart skip [`RESTART_ID_GAP`] ids, so they never collide with ids the old master had
+//!   can only have leases this master granted, so it is leased at once;
+//! - a chunk id is handed out only once it is below a reservation in the log
+//!   (`Op::ReserveChunkIds`, one record per [`RESERVE_BLOCK`] ids), and a restarted master starts
+//!   above every reservation: it never hands out again an id that the old master had
 //!   chunkservers create just before it died without logging the allocation (such replicas are
-//!   orphans, deleted once safe mode ends; a new chunk under the same id would lose them).
+//!   orphans, deleted at their servers' hello; a new chunk under the same id would go with them).
 
 use crate::chunks::ChunkMap;
 use crate::committer::{Committer, SharedNamespace};
@@ -48,16 +50,19 @@ pub struct LeaseConfig {
     pub restarted_at: Option<Instant>,
 }
 
-/// Chunk ids skipped after a restart (see the module docs): far more allocations than can be
-/// between creating replicas and logging at the moment of a crash, and few enough that ids
-/// (64 bits) never run out.
-pub const RESTART_ID_GAP: u64 = 1 << 20;
+/// Chunk ids reserved by one log record (see the module docs): one extra record per 65,536
+/// allocations, and a restart skips at most that many ids (64 bits never run out).
+pub const RESERVE_BLOCK: u64 = 1 << 16;
 
 /// The master's lease desk; see the module docs.
 pub struct Leases {
     config: LeaseConfig,
     pool: ChunkPool,
     next_chunk: AtomicU64,
+    /// Ids below this are reserved in the log (may be handed out).
+    reserved: AtomicU64,
+    /// Held while a reservation is being logged.
+    reserving: tokio::sync::Mutex<()>,
     /// Chunks below this id were in the namespace at start-up (only those can have a lease from
     /// before a restart).
     first_new: ChunkId,
@@ -75,17 +80,16 @@ pub struct LeaseContext<'a> {
 const CHUNKSERVER_CALL: Duration = Duration::from_secs(10);
 
 impl Leases {
-    /// `next_chunk`: the recovered namespace's next chunk id.
+    /// `next_chunk`: the recovered namespace's next chunk id (above every id it holds or ever
+    /// reserved).
     pub fn new(config: LeaseConfig, next_chunk: ChunkId) -> Leases {
-        let first_new = match config.restarted_at {
-            Some(_) => ChunkId(next_chunk.0.saturating_add(RESTART_ID_GAP)),
-            None => next_chunk,
-        };
         Leases {
             config,
             pool: ChunkPool::new(),
-            next_chunk: AtomicU64::new(first_new.0),
-            first_new,
+            next_chunk: AtomicU64::new(next_chunk.0),
+            reserved: AtomicU64::new(next_chunk.0),
+            reserving: tokio::sync::Mutex::new(()),
+            first_new: next_chunk,
             grants: Mutex::new(HashMap::new()),
         }
     }
@@ -182,6 +186,26 @@ impl Leases {
         }
     }
 
+    /// A chunk id never handed out before, by this master or an earlier one: below a
+    /// reservation that is durable in the log (logging the next one first when needed).
+    async fn take_chunk_id(&self, cx: &LeaseContext<'_>) -> KfsResult<ChunkId> {
+        let id = self.next_chunk.fetch_add(1, Ordering::Relaxed);
+        if id < self.reserved.load(Ordering::Acquire) {
+            return Ok(ChunkId(id));
+        }
+        let _reserving = self.reserving.lock().await;
+        if id >= self.reserved.load(Ordering::Acquire) {
+            let below = id.saturating_add(RESERVE_BLOCK);
+            cx.committer
+                .commit(Op::ReserveChunkIds {
+                    below: ChunkId(below),
+                })
+                .await?;
+            self.reserved.store(below, Ordering::Release);
+        }
+        Ok(ChunkId(id))
+    }
+
     /// Allocates a new chunk at `fid`/`offset` on `replication` chunkservers and leases it. A
     /// server that fails to create its replica is replaced by another, while any is left.
     async fn allocate(
@@ -191,7 +215,7 @@ impl Leases {
         offset: u64,
         replication: u8,
     ) -> KfsResult<WriteLease> {
-        let chunk = ChunkId(self.next_chunk.fetch_add(1, Ordering::Relaxed));
+        let chunk = self.take_chunk_id(cx).await?;
         let version = ChunkVersion(1);
         let mut made: Vec<ReplicaLocation> = Vec::new();
         let mut tried: Vec<ServerId> = Vec::new();

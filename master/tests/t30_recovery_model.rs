@@ -45,6 +45,8 @@ enum OpSeed {
     Remove(u8, u8),
     RemoveTree(u8),
     Xattr(u8, u8),
+    /// Reserve chunk ids: recovery must restore the counter, never hand an id out twice.
+    Reserve(u16),
 }
 
 fn dir(d: u8) -> String {
@@ -95,6 +97,9 @@ fn to_op(seed: &OpSeed, fid: &mut u64, time: i64) -> Op {
             name: "k".into(),
             value: ByteBuf::from(vec![*f; (*d as usize) * 50]),
         },
+        OpSeed::Reserve(n) => Op::ReserveChunkIds {
+            below: kfs_common::ChunkId(u64::from(*n)),
+        },
     }
 }
 
@@ -107,6 +112,7 @@ fn op_seed() -> impl Strategy<Value = OpSeed> {
         2 => (n(), n()).prop_map(|(d, f)| OpSeed::Remove(d, f)),
         1 => n().prop_map(OpSeed::RemoveTree),
         2 => (n(), n()).prop_map(|(d, f)| OpSeed::Xattr(d, f)),
+        1 => any::<u16>().prop_map(OpSeed::Reserve),
     ]
 }
 
@@ -187,6 +193,7 @@ proptest! {
         prop_assert!(recovered.torn_tail.is_none());
         prop_assert!(records(&recovered.ns) == records(&run.states[last as usize]));
         prop_assert_eq!(recovered.ns.counters(), run.states[last as usize].counters());
+        prop_assert_eq!(recovered.ns.next_chunk_id(), run.states[last as usize].next_chunk_id());
         recovered.ns.check_invariants().map_err(TestCaseError::fail)?;
     }
 

@@ -302,6 +302,12 @@ impl TestCluster {
         self.start_master().await;
     }
 
+    /// The master's metadata directory (its log and checkpoints), to damage or cut while it is
+    /// stopped.
+    pub fn meta_dir(&self) -> &std::path::Path {
+        &self.master_config.meta_dir
+    }
+
     /// Stops the master cleanly (as SIGTERM does).
     pub async fn stop_master(&mut self) {
         let master = self.master.take().expect("the master is running");

@@ -12,6 +12,10 @@
 //!   flushed earlier in the same chunk survive (in process with slow disks, so many writes are in
 //!   flight across the version move; and 20 times with `kill -9` of real processes).
 //!
+//! - a chunk id a master handed out (chunkservers created the replicas) but died before logging
+//!   is never handed out again by the next master, whose new chunk would be deleted with the
+//!   orphans (even across two crashes in a row).
+//!
 //! Every wait is bounded; nothing sleeps to synchronize.
 
 use kfs_client::{Client, ClientOptions};
@@ -310,4 +314,111 @@ async fn killing_one_of_three_chunkservers_mid_write_fails_no_put_in_20_runs() {
         c.fsck().await.is_ok_and(|r| r.missing == 0)
     })
     .await;
+}
+
+/// Cuts the master's log just before the record that allocated `chunk`, as a crash between
+/// creating its replicas and logging the allocation leaves it (what followed is lost too).
+fn cut_log_before_allocation_of(meta: &std::path::Path, chunk: kfs_common::ChunkId) {
+    use kfs_master::namespace::op::Op;
+    use kfs_master::storage::frame::FrameReader;
+    use kfs_master::storage::log::{HEADER_LEN, list_segments, read_segment};
+    let segment = list_segments(meta).unwrap().pop().expect("a log segment");
+    let mut seqs = Vec::new();
+    read_segment(&segment, true, |r| {
+        seqs.push((
+            r.seq,
+            matches!(r.op, Op::AllocateChunk { chunk: c, .. } if c == chunk),
+        ));
+        Ok(())
+    })
+    .unwrap();
+    let index = seqs
+        .iter()
+        .position(|(_, is_it)| *is_it)
+        .expect("the allocation is in the newest segment");
+    let bytes = std::fs::read(&segment.path).unwrap();
+    let mut frames = FrameReader::new(&bytes[HEADER_LEN as usize..], HEADER_LEN);
+    for _ in 0..index {
+        frames
+            .next_frame()
+            .unwrap()
+            .unwrap()
+            .expect("a frame per record");
+    }
+    let cut = frames.offset();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment.path)
+        .unwrap()
+        .set_len(cut)
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_id_handed_out_but_never_logged_is_not_reused_after_two_crashes() {
+    let mut cluster = TestCluster::start(ClusterOptions {
+        lease_ms: 500,
+        ..Default::default()
+    })
+    .await;
+    let options = ClientOptions {
+        call_timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
+    let first = content(1, 1000);
+    let client = cluster.client_with(options.clone()).await;
+    let mut f = client.create("/a").await.unwrap();
+    f.write_all(&first).await.unwrap();
+    f.close().await.unwrap();
+
+    // Restart 1, then a chunk allocated whose allocation record is then lost (crash 2).
+    cluster.restart_master().await;
+    let client = cluster.client_with(options.clone()).await;
+    let mut f = client.create("/b").await.unwrap();
+    f.write_all(&content(2, 1000)).await.unwrap();
+    f.close().await.unwrap();
+    let master = cluster.master_client().await;
+    let lost = master
+        .file_chunks(ctx(), "/b".into())
+        .await
+        .unwrap()
+        .unwrap()[0]
+        .chunk;
+    cluster.stop_master().await;
+    cut_log_before_allocation_of(cluster.meta_dir(), lost);
+    cluster.start_master().await;
+
+    // The replicas of `lost` are orphans now; a new chunk must not take their id.
+    let client = cluster.client_with(options).await;
+    let data = content(3, 100_000);
+    let mut f = client.create("/c").await.unwrap();
+    f.write_all(&data).await.unwrap();
+    f.close().await.unwrap();
+    let master = cluster.master_client().await;
+    let chunk = master
+        .file_chunks(ctx(), "/c".into())
+        .await
+        .unwrap()
+        .unwrap()[0]
+        .chunk;
+    assert_ne!(chunk, lost, "a new chunk took the id of a lost allocation");
+    // Once safe mode is over the orphans are deleted; /c keeps its three replicas and its bytes.
+    wait_until(
+        "the orphans of the lost allocation deleted",
+        Duration::from_secs(30),
+        || {
+            let cluster = &cluster;
+            async move { (0..3).all(|i| cluster.replica_file(i, lost).is_none()) }
+        },
+    )
+    .await;
+    let chunks = master
+        .file_chunks(ctx(), "/c".into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(chunks[0].replicas.len(), 3);
+    assert_eq!(read_all(&client, "/c", data.len()).await, data);
+    assert_eq!(read_all(&client, "/a", first.len()).await, first);
+    cluster.shutdown().await;
 }

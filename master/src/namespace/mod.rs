@@ -13,7 +13,8 @@
 //! - every other file or directory is named by exactly one `Dentry`, whose parent is a directory,
 //!   and is reachable from the root (no cycles);
 //! - a `Dentry`'s kind is its child's kind; chunks belong to files, xattrs to existing files;
-//! - the counters equal a recount; `next_fid` and `next_chunk_id` exceed every id in use.
+//! - the counters equal a recount; `next_fid` and `next_chunk_id` exceed every id in use (and
+//!   `next_chunk_id` every id reserved by `Op::ReserveChunkIds`, so none is ever handed out twice).
 
 mod name;
 pub mod op;
@@ -117,6 +118,9 @@ enum Change<'p> {
         offset: u64,
         chunk: ChunkId,
         version: ChunkVersion,
+    },
+    ReserveChunkIds {
+        below: ChunkId,
     },
     Unchanged(Reply),
 }
@@ -652,6 +656,10 @@ impl Namespace {
                     update: FattrUpdate::AtLeast(*size, *time),
                 })
             }
+            Op::ReserveChunkIds { below } if *below > self.next_chunk_id => {
+                Ok(Change::ReserveChunkIds { below: *below })
+            }
+            Op::ReserveChunkIds { .. } => Ok(Change::Unchanged(Reply::Done)),
             Op::BumpVersion {
                 fid,
                 offset,
@@ -950,6 +958,10 @@ impl Namespace {
             } => {
                 self.map
                     .insert(Key::chunk(fid, offset), Val::Chunk { id: chunk, version });
+                Reply::Done
+            }
+            Change::ReserveChunkIds { below } => {
+                self.next_chunk_id = self.next_chunk_id.max(below);
                 Reply::Done
             }
             Change::AllocateChunk {

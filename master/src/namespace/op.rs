@@ -97,6 +97,13 @@ pub enum Op {
         size: u64,
         time: Timestamp,
     },
+    /// Reserve the chunk ids below `below` for allocations to come. Logged before any of them
+    /// is handed out, so a restarted master never hands out again an id that a crashed one had
+    /// chunkservers create without logging the allocation (those replicas are orphans, deleted
+    /// at their servers' hello: a new chunk under the same id would be deleted with them).
+    ReserveChunkIds {
+        below: ChunkId,
+    },
 }
 
 /// What a caller is told about an applied op.
@@ -152,7 +159,8 @@ impl Op {
             Op::AllocateChunk { .. }
             | Op::SetLength { .. }
             | Op::BumpVersion { .. }
-            | Op::ExtendLength { .. } => 0,
+            | Op::ExtendLength { .. }
+            | Op::ReserveChunkIds { .. } => 0,
         }
     }
 }

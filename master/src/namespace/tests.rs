@@ -555,6 +555,17 @@ fn chunk_records_and_length() {
         ]
     );
     assert_eq!(t.ns.next_chunk_id(), ChunkId(10));
+    // A reservation moves the counter up, never down (replayed the same way).
+    t.apply(Op::ReserveChunkIds {
+        below: ChunkId(100),
+    })
+    .unwrap();
+    assert_eq!(t.ns.next_chunk_id(), ChunkId(100));
+    assert!(matches!(
+        t.ns.prepare(&Op::ReserveChunkIds { below: ChunkId(50) }),
+        Ok(Prepared::Unchanged(_))
+    ));
+    assert_eq!(t.ns.next_chunk_id(), ChunkId(100));
     let dup = Op::AllocateChunk {
         fid,
         offset: 0,
