@@ -474,15 +474,21 @@ impl ChunkService for ChunkServer {
         let serial = match serial {
             Some(serial) => serial,
             None => {
-                // This is the primary: the writer's lease must be current here.
+                // This is the primary: the writer's lease must be current here. A replica moved
+                // past the lease is a version move (the writer gets the new lease); a missing or
+                // older one is this replica's own failure, reported as such.
                 match self.store.replica(chunk) {
-                    None => return Err(KfsError::NoSuchChunk { chunk }),
+                    None => {
+                        let missing = KfsError::NoSuchChunk { chunk };
+                        return Err(self.local_failure(chunk, version, missing));
+                    }
                     Some((found, _)) if found != version => {
-                        return Err(KfsError::StaleVersion {
+                        let stale = KfsError::StaleVersion {
                             chunk,
                             expected: version,
                             found,
-                        });
+                        };
+                        return Err(self.local_failure(chunk, version, stale));
                     }
                     Some(_) => self.seq.assign(chunk, version)?,
                 }

@@ -271,8 +271,9 @@ impl Shared {
                             servers
                         }
                         _ => {
-                            // No replica failed: a new version (on every replica) starts a new
-                            // order of writes.
+                            // `OrderLost` (the only other variant this arm takes): no replica
+                            // failed; a new version (on every replica) starts a new order of
+                            // writes.
                             tracing::debug!(path = %self.path, chunk = %lease.chunk, version = %lease.version, "writes at this version can no longer be ordered; asking for a new version");
                             Vec::new()
                         }
@@ -360,8 +361,10 @@ impl Shared {
             Ok(Err(KfsError::WriteFailed { server, .. })) => Attempt::Failed(vec![server]),
             Ok(Err(e)) if e.is_order_lost() => Attempt::OrderLost,
             // The version moved under the write, or the chunk is gone: get the current lease.
-            Ok(Err(KfsError::StaleVersion { .. } | KfsError::NoSuchChunk { .. })) => Attempt::Stale,
-            Ok(Err(e @ KfsError::Unavailable(_))) => Attempt::Busy(e),
+            Ok(Err(e)) if e.is_version_moved() => Attempt::Stale,
+            Ok(Err(KfsError::NoSuchChunk { .. })) => Attempt::Stale,
+            // The primary is behind the lease's version: its own failure.
+            Ok(Err(KfsError::StaleVersion { .. })) => Attempt::Failed(vec![primary.server]),
             Ok(Err(e)) => Attempt::Busy(e),
             Err(_) => {
                 pool.forget(primary.addr);

@@ -382,7 +382,9 @@ impl Leases {
                     .into_iter()
                     .filter(|r| !failed.contains(&r.server))
                     .collect();
-                if survivors.is_empty() {
+                // (With nobody reported failed, `new_version` says itself that no replica is
+                // live.)
+                if survivors.is_empty() && !failed.is_empty() {
                     return Err(KfsError::ChunkUnavailable {
                         chunk,
                         reason: format!(

@@ -302,6 +302,39 @@ impl TestCluster {
         self.start_master().await;
     }
 
+    /// The index of the running chunkserver listening at `addr`.
+    pub fn chunkserver_at(&self, addr: SocketAddr) -> usize {
+        (0..self.servers.len())
+            .find(|&i| {
+                self.servers[i]
+                    .handle
+                    .as_ref()
+                    .is_some_and(|h| h.local_addr() == addr)
+            })
+            .unwrap_or_else(|| panic!("no running chunkserver at {addr}"))
+    }
+
+    /// The master's lease on the chunk of `path` at `chunk_offset`: the writer's own while it
+    /// is valid (otherwise this call moves the chunk to a new version).
+    pub async fn lease_of(
+        &self,
+        path: &str,
+        chunk_offset: u64,
+    ) -> kfs_common::proto::master::WriteLease {
+        let master = self.master_client().await;
+        let fid = master
+            .stat(ctx(), path.to_string())
+            .await
+            .unwrap()
+            .unwrap()
+            .fid;
+        master
+            .lease(ctx(), fid, chunk_offset)
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
     /// The master's metadata directory (its log and checkpoints), to damage or cut while it is
     /// stopped.
     pub fn meta_dir(&self) -> &std::path::Path {
