@@ -150,10 +150,7 @@ async fn a_chunkserver_killed_mid_write_costs_the_writer_nothing() {
     let victim = {
         let chunks = client.file_chunks("/survivor").await.unwrap();
         let last = chunks.last().unwrap();
-        let addr = last.replicas[0].addr;
-        (0..4)
-            .find(|&i| cluster.chunkserver(i).local_addr() == addr)
-            .unwrap()
+        cluster.chunkserver_at(last.replicas[0].addr)
     };
     let writer = tokio::spawn(async move {
         file.write_all(&data[half..]).await?;
@@ -239,10 +236,7 @@ async fn reads_fail_over_from_a_corrupt_replica() {
     // Damage every replica but one of the first chunk, on disk.
     let chunk = chunks[0].chunk;
     for replica in &chunks[0].replicas[1..] {
-        let i = (0..3)
-            .find(|&i| cluster.chunkserver(i).local_addr() == replica.addr)
-            .unwrap();
-        cluster.corrupt_replica(i, chunk, 1000);
+        cluster.corrupt_replica(cluster.chunkserver_at(replica.addr), chunk, 1000);
     }
     for _ in 0..3 {
         let back = client
