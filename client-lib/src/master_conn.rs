@@ -124,17 +124,34 @@ async fn dial(addr: SocketAddr, timeout: Duration) -> Result<(Conn, MasterInfo),
         tarpc::client::new(tarpc::client::Config::default(), transport);
     let closed = Arc::new(AtomicBool::new(false));
     let flag = closed.clone();
+    // Whether the connection ended on the server's connection-limit notice: a call in flight
+    // then fails as `Shutdown`, which does not carry the reason, so the dispatch task tells it.
+    let (ended_at_limit, at_limit) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
-        if let Err(error) = dispatch.await {
+        let result = dispatch.await;
+        if let Err(error) = &result {
             tracing::debug!(%addr, %error, "connection to the master failed");
         }
+        let _ = ended_at_limit.send(matches!(&result, Err(e) if rpc::at_connection_limit(e)));
         flag.store(true, Ordering::Release);
     });
-    let info = MasterServiceClient::from(client.clone())
+    let handshake = MasterServiceClient::from(client.clone())
         .handshake(rpc::context(timeout), CLIENT_PROTOCOL_VERSION)
-        .await
+        .await;
+    let limited = match &handshake {
+        Err(e) if rpc::at_connection_limit(e) => true,
+        // The connection ended under the call: the dispatch task has just finished, or is
+        // about to.
+        Err(RpcError::Shutdown | RpcError::Channel(_)) => {
+            tokio::time::timeout(Duration::from_secs(1), at_limit)
+                .await
+                .is_ok_and(|ended| ended.unwrap_or(false))
+        }
+        _ => false,
+    };
+    let info = handshake
         .map_err(|e| {
-            if rpc::at_connection_limit(&e) {
+            if limited {
                 DialError::Unreachable(KfsError::Unavailable(format!(
                     "the master at {addr} is at its connection limit (max_connections); \
                      try again later"

@@ -260,7 +260,7 @@ async fn the_connection_limit_refuses_clearly() {
         max_connections: 3,
         ..Limits::default()
     };
-    let cluster = TestCluster::start(options(limits, 1)).await;
+    let mut cluster = TestCluster::start(options(limits, 1)).await;
     let master = cluster.master().rpc().clone();
     wait_until(
         "only the chunkserver's link to be connected",
@@ -292,6 +292,33 @@ async fn the_connection_limit_refuses_clearly() {
         read_to_close(&mut raw, "a refused connection").await,
         [0xff, 0xff, 0xff, 0xff, 1]
     );
+
+    // A chunkserver's link to the master is never refused: a chunkserver started while
+    // clients fill the limit still says hello (and is not declared dead).
+    cluster.stop_chunkserver(0).await;
+    wait_until("the chunkserver's link to close", BOUND, || async {
+        master.stats().connections.load(Ordering::Acquire) == 2
+    })
+    .await;
+    held.push(dial(cluster.master_addr(), Service::Master).await);
+    wait_until("clients to fill the limit", BOUND, || async {
+        master.stats().connections.load(Ordering::Acquire) == 3
+    })
+    .await;
+    cluster.start_chunkserver(0).await;
+    wait_until(
+        "the started chunkserver's hello accepted",
+        BOUND,
+        || async {
+            cluster
+                .chunkserver(0)
+                .link_stats()
+                .hellos
+                .load(Ordering::Acquire)
+                >= 1
+        },
+    )
+    .await;
 
     // Once connections go, clients get in again.
     drop(held);

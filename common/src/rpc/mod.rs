@@ -7,7 +7,7 @@
 //!
 //! A server is one [`RpcServer`]: its [`Limits`], a byte budget, counters ([`ServerStats`]).
 //! Defaults are in [`Limits::default`] (the one place); the master's and chunkservers' configs
-//! (`max_connections`, `idle_timeout_secs`, `rpc_buffer_bytes`, `frame_timeout_secs`) set them.
+//! (`max_connections`, `idle_timeout_ms`, `rpc_buffer_bytes`, `frame_timeout_ms`) set them.
 //!
 //! - **Frames, per service** ([`Service::max_frame`]). A frame is refused (the connection is
 //!   closed) as soon as its 4-byte length says it is too large, before any of it is buffered:
@@ -16,7 +16,7 @@
 //!   replica in bincode: 256 MiB holds 13 million replicas at the worst encoding, 20 million
 //!   typically), `Chunk` 16 MiB (a write carries at most `MAX_WRITE_LEN`, 8 MiB, plus its chain).
 //!   Senders check the same limits, so a message too large fails with an error naming it rather
-//!   than a dropped connection. Replies are read by clients up to [`MAX_FRAME_LEN`].
+//!   than a dropped connection. Replies are read by clients up to [`Service::max_reply`].
 //! - **Bytes buffered** (`rpc_buffer_bytes`, default 256 MiB per server). A frame longer than
 //!   [`SMALL_FRAME`] (16 KiB) takes its length from a semaphore of bytes when its header is read,
 //!   before its body is, and gives it back when the decoded message goes to tarpc; a frame
@@ -25,25 +25,29 @@
 //!   limit (4096 × 24 KiB = 96 MiB by default), and it keeps small calls (every namespace call)
 //!   answering while large frames wait. One connection buffers one frame at a time, so it holds
 //!   at most its service's frame limit. A waiting frame is backpressure (the peer's sends
-//!   block); once granted, the rest of a frame must arrive within `frame_timeout_secs` (default
+//!   block); once granted, the rest of a frame must arrive within `frame_timeout_ms` (default
 //!   60 s), so a peer trickling bytes cannot hold the budget. Not bounded here: memory of calls
 //!   being served (each call's handler holds its request), as before.
-//! - **Connections** (`max_connections`, default 4096, well under the units' `LimitNOFILE`).
-//!   One more is answered with a notice (a frame length of `u32::MAX` and a code byte) and
-//!   closed; the client maps it to `Unavailable: ... at its connection limit`
-//!   ([`at_connection_limit`]), instead of hanging on a server out of file descriptors.
-//! - **Idle connections** (`idle_timeout_secs`, default 300). A connection with no call in
-//!   flight and no frame arriving for that long is sent the idle notice and closed. The notice
-//!   follows the last response, and the server reads nothing after deciding, so a client that
-//!   sent a call meanwhile knows it was never read and sends it again on a new connection
-//!   ([`PeerNotices::closed_idle`]); clients dial again when their connection has closed.
+//! - **Connections** (`max_connections`, default 4096, well under the units' `LimitNOFILE`),
+//!   counted once a connection has named its service. One more is answered with a notice (a
+//!   frame length of `u32::MAX` and a code byte) and closed; the client maps it to
+//!   `Unavailable: ... at its connection limit` ([`at_connection_limit`]), instead of hanging on
+//!   a server out of file descriptors. Chunkservers' links to the master (`Cluster`) count but
+//!   are never refused: clients must not lock chunkservers out. Connections still to name their
+//!   service (at most 10 s) are capped apart, at 256, and closed beyond that.
+//! - **Idle connections** (`idle_timeout_ms`, default 300,000). A connection with no call in
+//!   flight and no frame arriving for that long is sent the idle notice and closed. Clients
+//!   dial again when their connection has closed, and before sending on one unused for
+//!   [`CLIENT_IDLE_REDIAL`] (60 s), so with an idle timeout above that no call races the close;
+//!   below it, a call sent just as the server closes fails with `Unavailable` (it is never sent
+//!   twice).
 //! - **Deadlines**: a request asking for more than [`MAX_DEADLINE`] (1 h) gets that (tarpc
 //!   itself would panic on a deadline of `u64::MAX` seconds: see [`wire`]).
 
 pub mod transport;
 pub mod wire;
 
-pub use transport::{PeerNotices, READ_AHEAD, Transport};
+pub use transport::{READ_AHEAD, Transport};
 pub use wire::MAX_DEADLINE;
 
 use serde::{Serialize, de::DeserializeOwned};
@@ -55,7 +59,8 @@ use std::time::Duration;
 use tarpc::{ClientMessage, Response};
 use tokio::net::{TcpListener, TcpStream};
 
-/// Largest frame a client reads (a reply: a full chunk's worth of data and its envelope).
+/// Largest reply a client reads on the master and chunk services (a read answers at most
+/// `MAX_READ_LEN`, 8 MiB, of data: this leaves room to raise it).
 pub const MAX_FRAME_LEN: usize = 65 << 20;
 
 /// Frames up to this long are read without taking from the byte budget.
@@ -133,8 +138,9 @@ impl Limits {
 /// Counters of one server's transport, for metrics and tests.
 #[derive(Debug, Default)]
 pub struct ServerStats {
-    /// Connections being served now.
-    pub connections: AtomicUsize,
+    /// Connections being served now (shared with each connection's task, which gives its unit
+    /// back when it ends).
+    pub connections: Arc<AtomicUsize>,
     /// Connections refused at the connection limit.
     pub refused: AtomicU64,
     /// Connections closed as idle.
@@ -268,6 +274,17 @@ impl Service {
         }
     }
 
+    /// Largest reply on this service: [`MAX_FRAME_LEN`], or more where a request may be larger
+    /// (a `hello`'s reply lists the replicas to delete, up to as many as the hello listed).
+    pub const fn max_reply(self) -> usize {
+        let frame = self.max_frame();
+        if frame > MAX_FRAME_LEN {
+            frame
+        } else {
+            MAX_FRAME_LEN
+        }
+    }
+
     fn from_byte(b: u8) -> Option<Service> {
         match b {
             1 => Some(Service::Master),
@@ -280,8 +297,10 @@ impl Service {
 
 /// How long a new connection may take to say which service it wants.
 const SERVICE_TAG_TIMEOUT: Duration = Duration::from_secs(10);
-/// Refused connections lingering at once (to let the notice arrive); more are just closed.
-const MAX_LINGERING_REFUSALS: usize = 64;
+/// Connections accepted but not yet serving (still to name their service, or being refused)
+/// at once; more are closed at once. With `max_connections`, this bounds the descriptors a
+/// server holds.
+const MAX_UNIDENTIFIED: usize = 256;
 
 /// Connects to `service` at `addr` and returns the transport for a tarpc client.
 pub async fn connect<Req, Resp>(
@@ -317,7 +336,7 @@ pub async fn accept_loop<F, Fut>(
     use tokio::io::AsyncReadExt;
     let on_connection = Arc::new(on_connection);
     let shared = server.0;
-    let lingering = Arc::new(AtomicUsize::new(0));
+    let unidentified = Arc::new(AtomicUsize::new(0));
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -327,30 +346,18 @@ pub async fn accept_loop<F, Fut>(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let stats = shared.stats.clone();
-                    if stats.connections.load(Ordering::Acquire) >= shared.limits.max_connections {
-                        stats.refused.fetch_add(1, Ordering::Relaxed);
-                        tracing::warn!(
-                            %peer,
-                            limit = shared.limits.max_connections,
-                            "connection refused: at the connection limit"
-                        );
-                        if lingering.load(Ordering::Acquire) < MAX_LINGERING_REFUSALS {
-                            connections.spawn(refuse(stream, lingering.clone()));
-                        }
+                    // Until it names its service a connection counts among the unidentified,
+                    // whose number is capped so that silent connections cannot use up the
+                    // server's descriptors.
+                    if unidentified.load(Ordering::Acquire) >= MAX_UNIDENTIFIED {
+                        shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%peer, "connection closed: too many connections still to name their service");
                         continue;
                     }
-                    stats.connections.fetch_add(1, Ordering::AcqRel);
+                    let pending = Counted::new(unidentified.clone());
                     let on_connection = on_connection.clone();
                     let shared = shared.clone();
                     connections.spawn(async move {
-                        struct Counted(Arc<ServerStats>);
-                        impl Drop for Counted {
-                            fn drop(&mut self) {
-                                self.0.connections.fetch_sub(1, Ordering::AcqRel);
-                            }
-                        }
-                        let _counted = Counted(stats);
                         let mut stream = stream;
                         let mut tag = [0u8; 1];
                         let read = tokio::time::timeout(SERVICE_TAG_TIMEOUT, stream.read_exact(&mut tag)).await;
@@ -358,8 +365,21 @@ pub async fn accept_loop<F, Fut>(
                             tracing::warn!(%peer, tag = tag[0], "connection closed: it named no known service");
                             return;
                         };
+                        // Chunkservers' links to the master are never refused (there are only as
+                        // many as chunkservers, and refusing one would have it declared dead);
+                        // they count towards the limit of the others.
+                        let counted = Counted::new(shared.stats.connections.clone());
+                        if service != Service::Cluster && counted.value() > shared.limits.max_connections {
+                            drop(counted);
+                            shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(%peer, ?service, limit = shared.limits.max_connections, "connection refused: at the connection limit");
+                            refuse(stream).await;
+                            return;
+                        }
+                        drop(pending);
                         tracing::debug!(%peer, ?service, "connection accepted");
                         on_connection(Incoming { stream, service, shared }).await;
+                        drop(counted);
                         tracing::debug!(%peer, ?service, "connection closed");
                     });
                 }
@@ -374,11 +394,34 @@ pub async fn accept_loop<F, Fut>(
     connections.shutdown().await;
 }
 
+/// One unit of a shared count, given back when dropped (also when its task is cancelled).
+struct Counted {
+    count: Arc<AtomicUsize>,
+    value: usize,
+}
+
+impl Counted {
+    fn new(count: Arc<AtomicUsize>) -> Counted {
+        let value = count.fetch_add(1, Ordering::AcqRel) + 1;
+        Counted { count, value }
+    }
+
+    /// The count with this unit in it, when it was taken.
+    fn value(&self) -> usize {
+        self.value
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Sends the connection-limit notice and closes, after reading what the peer sent meanwhile
 /// (for up to a second), so that the close is not a reset that could swallow the notice.
-async fn refuse(mut stream: TcpStream, lingering: Arc<AtomicUsize>) {
+async fn refuse(mut stream: TcpStream) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    lingering.fetch_add(1, Ordering::AcqRel);
     let mut notice = MARKER.to_be_bytes().to_vec();
     notice.push(Notice::ConnectionLimit as u8);
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
@@ -389,7 +432,6 @@ async fn refuse(mut stream: TcpStream, lingering: Arc<AtomicUsize>) {
         std::io::Result::Ok(())
     })
     .await;
-    lingering.fetch_sub(1, Ordering::AcqRel);
 }
 
 /// A call context whose deadline is `timeout` from now (tarpc's default is 10 s).

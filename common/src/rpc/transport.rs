@@ -15,7 +15,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWrite};
@@ -61,18 +61,6 @@ struct ServerSide {
     closing: Option<Closing>,
 }
 
-/// What a client learns from its server's notices.
-#[derive(Debug, Default)]
-pub struct PeerNotices(AtomicU8);
-
-impl PeerNotices {
-    /// The server closed the connection as idle: every call it had not answered was never read,
-    /// so sending it again on a new connection is safe.
-    pub fn closed_idle(&self) -> bool {
-        self.0.load(Ordering::Acquire) == Notice::Idle as u8
-    }
-}
-
 /// tarpc messages over a TCP stream; `In` is what this side receives.
 pub struct Transport<In, Out> {
     io: TcpStream,
@@ -88,14 +76,13 @@ pub struct Transport<In, Out> {
     frame_started: Option<Instant>,
     timer: Pin<Box<tokio::time::Sleep>>,
     server: Option<ServerSide>,
-    notices: Arc<PeerNotices>,
     wbuf: BytesMut,
     _types: PhantomData<fn(Out) -> In>,
 }
 
 impl<In: Inbound, Out: Outbound> Transport<In, Out> {
     pub(crate) fn client(io: TcpStream, service: super::Service) -> Self {
-        Self::new(io, service, super::MAX_FRAME_LEN, service.max_frame(), None)
+        Self::new(io, service, service.max_reply(), service.max_frame(), None)
     }
 
     pub(crate) fn server(
@@ -107,7 +94,7 @@ impl<In: Inbound, Out: Outbound> Transport<In, Out> {
             io,
             service,
             service.max_frame(),
-            super::MAX_FRAME_LEN,
+            service.max_reply(),
             Some(ServerSide {
                 shared,
                 in_flight: HashMap::new(),
@@ -137,15 +124,9 @@ impl<In: Inbound, Out: Outbound> Transport<In, Out> {
             frame_started: None,
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             server,
-            notices: Arc::new(PeerNotices::default()),
             wbuf: BytesMut::new(),
             _types: PhantomData,
         }
-    }
-
-    /// What the server said before closing (client side).
-    pub fn notices(&self) -> Arc<PeerNotices> {
-        self.notices.clone()
     }
 
     fn decode(&mut self, frame: &[u8]) -> io::Result<In> {
@@ -426,7 +407,6 @@ impl<In: Inbound, Out: Outbound> Transport<In, Out> {
             return None;
         }
         let code = self.rbuf[4];
-        self.notices.0.store(code, Ordering::Release);
         if code == Notice::ConnectionLimit as u8 {
             Some(Err(io::Error::new(
                 io::ErrorKind::ConnectionRefused,
