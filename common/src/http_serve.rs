@@ -33,6 +33,9 @@ impl Default for HttpLimits {
     }
 }
 
+/// Connections being answered `503` at once, at most.
+const MAX_LINGERING_REFUSALS: usize = 64;
+
 /// Serves `router` on `listener` until `stopped` completes, then lets requests in progress
 /// finish (the caller bounds how long).
 pub(crate) async fn serve(
@@ -42,6 +45,9 @@ pub(crate) async fn serve(
     stopped: impl std::future::Future<Output = ()>,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    // Refusals answered at once (each lingers up to a second); past these a connection is just
+    // closed, so a flood cannot pile up tasks and descriptors.
+    let refusals = Arc::new(tokio::sync::Semaphore::new(MAX_LINGERING_REFUSALS));
     let (closing, close) = tokio::sync::watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(stopped);
@@ -60,7 +66,12 @@ pub(crate) async fn serve(
                 };
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
                     tracing::warn!(%peer, limit = limits.max_connections, "HTTP connection refused: at the connection limit");
-                    connections.spawn(refuse(stream));
+                    if let Ok(refusal) = refusals.clone().try_acquire_owned() {
+                        connections.spawn(async move {
+                            refuse(stream).await;
+                            drop(refusal);
+                        });
+                    }
                     continue;
                 };
                 let service = hyper_util::service::TowerToHyperService::new(router.clone());
