@@ -36,23 +36,22 @@ pub async fn run(
     advertise: SocketAddr,
     stats: Arc<LinkStats>,
 ) {
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff =
+        kfs_common::retry::Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     loop {
         let client = match cluster::connect(master).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(%master, error = %e, "master unreachable; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                tokio::time::sleep(backoff.next_pause()).await;
                 continue;
             }
         };
         match session(&client, &store, advertise, &stats).await {
-            Ok(()) => backoff = Duration::from_millis(50),
+            Ok(()) => backoff.reset(),
             Err(why) => {
                 tracing::warn!(%master, why, "lost the master; saying hello again");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                tokio::time::sleep(backoff.next_pause()).await;
             }
         }
     }

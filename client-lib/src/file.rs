@@ -22,7 +22,6 @@
 //! which one lands last is not defined. See `docs/consistency.md`.
 
 use crate::client::{Client, unreachable};
-use crate::retry::Backoff;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
 use kfs_common::proto::Payload;
@@ -229,7 +228,7 @@ impl Shared {
     /// Writes one piece within one chunk, through failures and lease changes.
     async fn write_piece(&self, chunk_offset: u64, in_chunk: u64, data: Slice) -> KfsResult<()> {
         let deadline = Instant::now() + self.client.inner.options.write_retry_for;
-        let mut backoff = Backoff::new();
+        let mut backoff = crate::retry::backoff();
         // Replicas this write found failed, to name them if the write cannot be done.
         let mut failed: Vec<String> = Vec::new();
         // The version a chunkserver last said had moved on under this write.
@@ -241,7 +240,7 @@ impl Shared {
                     if Instant::now() < deadline =>
                 {
                     tracing::debug!(path = %self.path, error = %e, "no lease yet; retrying");
-                    tokio::time::sleep(backoff.next()).await;
+                    tokio::time::sleep(backoff.next_pause()).await;
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -249,7 +248,7 @@ impl Shared {
             if moved_from == Some(lease.version) {
                 // The master still leases the version a chunkserver said it had left: wait a
                 // little rather than ask again at once.
-                tokio::time::sleep(backoff.next()).await;
+                tokio::time::sleep(backoff.next_pause()).await;
             }
             match self.send_write(&lease, in_chunk, data.clone()).await {
                 Attempt::Done => {
@@ -309,7 +308,7 @@ impl Shared {
                             });
                         }
                         Err(e) if Instant::now() >= deadline => return Err(e),
-                        Err(_) => tokio::time::sleep(backoff.next()).await,
+                        Err(_) => tokio::time::sleep(backoff.next_pause()).await,
                     }
                 }
                 Attempt::Stale => {
@@ -324,7 +323,7 @@ impl Shared {
                     if Instant::now() >= deadline {
                         return Err(e);
                     }
-                    tokio::time::sleep(backoff.next()).await;
+                    tokio::time::sleep(backoff.next_pause()).await;
                 }
             }
             if Instant::now() >= deadline {
@@ -442,12 +441,12 @@ impl Shared {
     /// the locations are not known yet: it has just restarted and chunkservers are reporting.
     async fn location_when_known(&self, chunk_offset: u64) -> KfsResult<Option<ChunkLocation>> {
         let deadline = Instant::now() + self.client.inner.options.read_retry_for;
-        let mut backoff = Backoff::new();
+        let mut backoff = crate::retry::backoff();
         loop {
             match self.location(chunk_offset).await {
                 Err(KfsError::Unavailable(why)) if Instant::now() < deadline => {
                     tracing::debug!(path = %self.path, chunk_offset, %why, "chunk locations not known yet; asking again");
-                    tokio::time::sleep(backoff.next()).await;
+                    tokio::time::sleep(backoff.next_pause()).await;
                 }
                 other => return other,
             }

@@ -218,7 +218,7 @@ impl Redialing {
     /// between attempts while nobody answers.
     async fn dial_until(&self, deadline: Instant) -> Result<Arc<Conn>, KfsError> {
         let addr = self.0.addr;
-        let mut backoff = crate::retry::Backoff::new();
+        let mut backoff = crate::retry::backoff();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match dial(addr, left).await {
@@ -237,7 +237,7 @@ impl Redialing {
                         return Err(e);
                     }
                     tracing::debug!(%addr, error = %e, "the master is not answering yet; dialling again");
-                    tokio::time::sleep(backoff.next().min(left)).await;
+                    tokio::time::sleep(backoff.next_pause().min(left)).await;
                 }
             }
         }

@@ -5,6 +5,7 @@
 //! - [`path`]: the rules of a valid namespace path.
 //! - [`proto`]: tarpc service traits and the types they carry, one module per service.
 //! - [`rpc`]: the TCP transport (framing and codec) every service uses.
+//! - [`retry`]: [`retry::Backoff`], the pause of every loop that tries again.
 //! - `metrics` (feature `metrics`): Prometheus metrics of every RPC and the `/metrics` server.
 //!
 //! API boundary: the master, chunkservers and clients meet only here; nothing in this crate knows
@@ -20,6 +21,7 @@ pub mod ids;
 pub mod metrics;
 pub mod path;
 pub mod proto;
+pub mod retry;
 pub mod rpc;
 #[cfg(feature = "service")]
 pub mod service;
