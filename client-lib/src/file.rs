@@ -564,18 +564,37 @@ impl Shared {
         Ok(())
     }
 
-    /// Has every replica of every chunk written since the last sync make its data durable.
+    /// Has every replica of every chunk written since the last sync make its data durable. A
+    /// chunk whose sync fails stays to be synced (with the chunks after it), so a later `sync`
+    /// tries it again rather than report success; a chunk that moved to a new version under the
+    /// sync is synced at its new version (within `write_retry_for`).
     async fn sync(&self) -> KfsResult<()> {
         let chunks: Vec<u64> = std::mem::take(&mut *self.unsynced.lock().expect("unsynced lock"))
             .into_iter()
             .collect();
-        for chunk_offset in chunks {
+        for (i, &chunk_offset) in chunks.iter().enumerate() {
+            if let Err(e) = self.sync_chunk(chunk_offset).await {
+                self.unsynced
+                    .lock()
+                    .expect("unsynced lock")
+                    .extend(&chunks[i..]);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Syncs every replica of the chunk at `chunk_offset`, at its current version.
+    async fn sync_chunk(&self, chunk_offset: u64) -> KfsResult<()> {
+        let deadline = Instant::now() + self.client.inner.options.write_retry_for;
+        let mut backoff = crate::retry::backoff();
+        loop {
             self.locations
                 .lock()
                 .expect("locations lock")
                 .remove(&chunk_offset);
             let Some(loc) = self.location(chunk_offset).await? else {
-                continue;
+                return Ok(());
             };
             let Some((first, rest)) = loc.replicas.split_first() else {
                 return Err(KfsError::ChunkUnavailable {
@@ -588,12 +607,17 @@ impl Shared {
                 .get(first.addr)
                 .await
                 .map_err(|e| unreachable("chunkserver", first.addr, e))?;
-            client
+            match client
                 .sync(self.client.ctx(), loc.chunk, loc.version, rest.to_vec())
                 .await
-                .map_err(|e| unreachable("chunkserver", first.addr, e))??;
+                .map_err(|e| unreachable("chunkserver", first.addr, e))?
+            {
+                Err(e) if e.is_version_moved() && Instant::now() < deadline => {
+                    tokio::time::sleep(backoff.next_pause()).await;
+                }
+                done => return done,
+            }
         }
-        Ok(())
     }
 }
 

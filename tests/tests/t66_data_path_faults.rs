@@ -443,3 +443,36 @@ async fn a_primary_that_lost_its_replica_is_reported_and_the_write_goes_on() {
     assert_eq!(read_all(&client, "/lost", data.len()).await, data);
     cluster.shutdown().await;
 }
+
+/// A sync that failed leaves its chunks to be synced: the next `sync` tries them again rather
+/// than report data durable that never was. (It used to take them off the list before trying,
+/// so a second `sync` after a failed one answered Ok at once.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sync_is_tried_again_not_forgotten() {
+    let mut cluster = TestCluster::start(ClusterOptions::default()).await;
+    let client = cluster
+        .client_with(ClientOptions {
+            call_timeout: Duration::from_secs(2),
+            write_retry_for: Duration::from_secs(2),
+            ..Default::default()
+        })
+        .await;
+    let mut file = client.create("/durable").await.unwrap();
+    file.write_all(&content(41, 5000)).await.unwrap();
+    file.flush().await.unwrap();
+    for i in 0..3 {
+        cluster.stop_chunkserver(i).await;
+    }
+    assert!(file.sync().await.is_err(), "no chunkserver: the sync fails");
+    assert!(
+        file.sync().await.is_err(),
+        "the second sync must try the chunk again, not report it durable"
+    );
+    for i in 0..3 {
+        cluster.start_chunkserver(i).await;
+    }
+    cluster.wait_for_alive(3).await;
+    file.sync().await.expect("synced once the servers are back");
+    file.abandon();
+    cluster.shutdown().await;
+}
