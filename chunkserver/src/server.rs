@@ -599,6 +599,19 @@ impl ChunkService for ChunkServer {
         self.local_digest(chunk, version).await
     }
 
+    #[instrument(level = "debug", skip_all, fields(%chunk, %version))]
+    async fn length(self, _: Context, chunk: ChunkId, version: ChunkVersion) -> KfsResult<u64> {
+        match self.store.replica(chunk) {
+            Some((found, length)) if found == version => Ok(length),
+            Some((found, _)) => Err(KfsError::StaleVersion {
+                chunk,
+                expected: version,
+                found,
+            }),
+            None => Err(KfsError::NoSuchChunk { chunk }),
+        }
+    }
+
     #[instrument(level = "debug", skip_all)]
     async fn status(self, _: Context) -> KfsResult<ChunkserverStatus> {
         Ok(ChunkserverStatus {

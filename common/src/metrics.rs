@@ -190,6 +190,7 @@ reply_error!(ChunkServiceResponse {
     SetVersion,
     Replicate,
     Digest,
+    Length,
 });
 
 /// A tarpc service that records each call in [`RpcMetrics`]: wrap the generated server, e.g.

@@ -3,7 +3,8 @@
 //! `extend_length` is how a writer publishes what it wrote: the file is at least `length` bytes
 //! long. The master never sees the data, so it asks: before a length beyond the file's current
 //! size is logged, one live replica of the chunk holding byte `length - 1` must hold that byte
-//! (a one-byte read at the chunk's current version). A writer's data is acknowledged by every
+//! (`ChunkService::length` at the chunk's current version, answered from the chunkserver's
+//! index without touching its disk). A writer's data is acknowledged by every
 //! replica before it extends the length, so a true length always passes; a length past what was
 //! written (a buggy or hostile client: a 3-byte file made 8 EiB) is refused with
 //! `InvalidArgument`, and a chunk none of whose replicas answers gives `Unavailable` (retry).
@@ -18,7 +19,7 @@ use kfs_common::{FileId, KfsError, KfsResult, rpc};
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// How long one replica may take to answer the one-byte read.
+/// How long one replica may take to answer.
 const REPLICA_CALL: Duration = Duration::from_secs(5);
 
 /// Refuses `length` for `fid` unless it is within the file's current size or a replica holds
@@ -57,20 +58,14 @@ pub async fn check_extension(
     for replica in &replicas {
         let answer = async {
             let client = pool.get(replica.addr).await.map_err(|e| e.to_string())?;
-            let read = client
-                .read(
-                    rpc::context(REPLICA_CALL),
-                    chunk,
-                    version,
-                    length - 1 - offset,
-                    1,
-                )
+            let held = client
+                .length(rpc::context(REPLICA_CALL), chunk, version)
                 .await;
-            if read.is_err() {
+            if held.is_err() {
                 pool.forget(replica.addr);
             }
-            match read {
-                Ok(Ok(bytes)) => Ok(!bytes.is_empty()),
+            match held {
+                Ok(Ok(held)) => Ok(held >= length - offset),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(e) => Err(e.to_string()),
             }

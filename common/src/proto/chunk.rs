@@ -105,6 +105,12 @@ pub trait ChunkService {
     /// Caller: a chunkserver checking a copy. Replies with the replica's length and the crc32c
     /// of all its data (every block verified as it is read). Read-only.
     async fn digest(chunk: ChunkId, version: ChunkVersion) -> Result<(u64, u32), KfsError>;
+
+    /// Caller: the master, checking a writer's new file length (`extend_length`). Replies with
+    /// the length of the replica of `chunk` at `version` as the server's index knows it (every
+    /// acknowledged write is in it): no disk access. `StaleVersion` or `NoSuchChunk` when it
+    /// holds no replica at that version. Read-only.
+    async fn length(chunk: ChunkId, version: ChunkVersion) -> Result<u64, KfsError>;
 }
 
 /// Connects to the chunk service of the chunkserver at `addr`.

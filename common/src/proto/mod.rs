@@ -16,8 +16,10 @@ pub use payload::Payload;
 
 /// Version of the cluster protocol (chunkserver <-> master, chunkserver <-> chunkserver). Peers
 /// exchange it in their first call and refuse a mismatch with
-/// [`crate::KfsError::IncompatibleProtocol`].
-pub const PROTOCOL_VERSION: u32 = 1;
+/// [`crate::KfsError::IncompatibleProtocol`]. 2: `ChunkService::length` (the master asks it),
+/// methods only ever added at the end of a service, so clients of the chunk service are not
+/// affected.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Version of the client protocol (`MasterService`), which a client sends in `handshake`.
 /// Version 2 added `open`. Methods are only ever added at the end of the service, so a master
