@@ -179,6 +179,12 @@ impl Redialing {
             current.mark_used();
             return Ok(current);
         }
+        // Boxed: the dial's state machine is large, and every call's future would carry it.
+        Box::pin(self.redial(timeout)).await
+    }
+
+    /// A new connection, dialled within `timeout` (or the one another caller just dialled).
+    async fn redial(&self, timeout: Duration) -> Result<Arc<Conn>, KfsError> {
         let deadline = Instant::now() + timeout;
         let dials_seen = self.0.dialling.try_lock().map(|d| d.0).ok();
         let mut dialling = tokio::time::timeout(timeout, self.0.dialling.lock())

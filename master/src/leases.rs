@@ -179,10 +179,11 @@ impl Leases {
                     }
                     chunks.locations(chunk)
                 };
-                self.new_version(cx, fid, chunk_offset, chunk, version, live)
-                    .await
+                // Boxed (here and below): calls to chunkservers and the log make large state
+                // machines, which every request's future would otherwise carry.
+                Box::pin(self.new_version(cx, fid, chunk_offset, chunk, version, live)).await
             }
-            None => self.allocate(cx, fid, chunk_offset, replication).await,
+            None => Box::pin(self.allocate(cx, fid, chunk_offset, replication)).await,
         }
     }
 
@@ -402,8 +403,7 @@ impl Leases {
                 (current, survivors)
             }
         };
-        self.new_version(cx, fid, offset, chunk, current, live)
-            .await
+        Box::pin(self.new_version(cx, fid, offset, chunk, current, live)).await
     }
 
     /// Extends the lease on `chunk` at `version`.

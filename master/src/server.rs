@@ -729,14 +729,15 @@ impl MasterService for MasterServer {
 
     #[instrument(level = "debug", skip_all, fields(%fid, length))]
     async fn extend_length(self, _: Context, fid: FileId, length: u64) -> KfsResult<FileAttr> {
-        crate::length_check::check_extension(
+        // Boxed: the check's calls to chunkservers would make every request's future larger.
+        Box::pin(crate::length_check::check_extension(
             &self.state.ns,
             &self.state.chunks,
             self.state.leases.pool(),
             self.state.leases.chunk_size(),
             fid,
             length,
-        )
+        ))
         .await?;
         self.mutate(Op::ExtendLength {
             fid,

@@ -174,14 +174,16 @@ impl ChunkPool {
             pooled.used = now;
             return Ok(pooled.client.clone());
         }
-        let (client, closed) = tokio::time::timeout(CONNECT_TIMEOUT, connect_watched(addr))
-            .await
-            .map_err(|_| {
-                std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("connecting to {addr} timed out"),
-                )
-            })??;
+        // Boxed: only a dial needs this state, and every call's future would carry it.
+        let (client, closed) =
+            Box::pin(tokio::time::timeout(CONNECT_TIMEOUT, connect_watched(addr)))
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("connecting to {addr} timed out"),
+                    )
+                })??;
         let mut conns = self.conns.lock().expect("pool lock");
         let pooled = conns.entry(addr).or_insert_with(|| Pooled {
             client: client.clone(),

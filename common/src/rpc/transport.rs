@@ -6,7 +6,7 @@
 //! [`READ_AHEAD`], never charged), a frame header, the budget acquired for a large frame, then
 //! the body read straight into a buffer of its exact length.
 
-use super::wire::{Inbound, Outbound, encode_into};
+use super::wire::{Inbound, Outbound, encode_into, encoded_len};
 use super::{MARKER, Notice, SMALL_FRAME, ServerShared};
 use futures::{Sink, Stream};
 use std::collections::HashMap;
@@ -153,13 +153,22 @@ impl<In: Inbound, Out: Outbound> Transport<In, Out> {
         Ok(item)
     }
 
-    /// Arms the timer for `deadline` and polls it.
+    /// Whether `deadline` has passed; if not, the timer wakes this task by then. The timer is
+    /// moved only when it would fire too late: one set for an earlier deadline (the idle
+    /// deadline moves later with every message) fires early, once, and is set again then, so a
+    /// busy connection does not touch the timer wheel on every message.
     fn timer_fired(&mut self, deadline: Instant, cx: &mut Context<'_>) -> bool {
         let deadline = tokio::time::Instant::from_std(deadline);
-        if self.timer.deadline() != deadline {
+        if self.timer.deadline() > deadline {
             self.timer.as_mut().reset(deadline);
         }
-        self.timer.as_mut().poll(cx).is_ready()
+        while self.timer.as_mut().poll(cx).is_ready() {
+            if tokio::time::Instant::now() >= deadline {
+                return true;
+            }
+            self.timer.as_mut().reset(deadline);
+        }
+        false
     }
 
     /// With nothing to read: `Err` when a frame stalled past the frame timeout, `Ok(true)` when
@@ -445,16 +454,11 @@ impl<In: Inbound, Out: Outbound> Sink<Out> for Transport<In, Out> {
                 "the connection is closing",
             ));
         }
-        let start = this.wbuf.len();
-        this.wbuf.put_u32(0);
-        let encoded = encode_into(&item, &mut (&mut this.wbuf).writer());
-        let len = this.wbuf.len() - start - 4;
-        if let Err(e) = encoded {
-            this.wbuf.truncate(start);
-            return Err(e);
-        }
+        // The size first: a message over the limit is refused before any of it is encoded, and
+        // the buffer grows once (a large reply, such as a directory page, would otherwise
+        // regrow and copy it several times).
+        let len = usize::try_from(encoded_len(&item)?).unwrap_or(usize::MAX);
         if len > this.max_out {
-            this.wbuf.truncate(start);
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
@@ -463,7 +467,13 @@ impl<In: Inbound, Out: Outbound> Sink<Out> for Transport<In, Out> {
                 ),
             ));
         }
-        this.wbuf[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
+        let start = this.wbuf.len();
+        this.wbuf.reserve(4 + len);
+        this.wbuf.put_u32(len as u32);
+        if let Err(e) = encode_into(&item, &mut (&mut this.wbuf).writer()) {
+            this.wbuf.truncate(start);
+            return Err(e);
+        }
         if let (Some(server), Some(id)) = (&mut this.server, item.answers()) {
             server.in_flight.remove(&id);
             server.last_activity = Instant::now();

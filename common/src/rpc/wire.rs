@@ -42,6 +42,12 @@ pub trait Outbound: Serialize + Send + 'static {
     fn answers(&self) -> Option<u64>;
 }
 
+/// The length of `item`'s encoding (a pass that copies nothing).
+pub(crate) fn encoded_len(item: &impl Serialize) -> io::Result<u64> {
+    use bincode::Options;
+    options().serialized_size(item).map_err(invalid)
+}
+
 pub(crate) fn encode_into(item: &impl Serialize, out: &mut impl io::Write) -> io::Result<()> {
     use bincode::Options;
     options().serialize_into(out, item).map_err(invalid)
