@@ -30,8 +30,12 @@ pub struct ChunkserverConfig {
     pub scrub_pause_secs: u64,
     /// Bytes this server offers for chunks, over all its data dirs; 0 offers the whole file
     /// systems. Caps the capacity reported to the master (which places and rebalances by
-    /// used / capacity), and new replicas are refused past it. Default 0.
+    /// used / capacity); new replicas and writes are refused past it. Default 0.
     pub capacity_bytes: u64,
+    /// Bytes kept free on each data dir's file system: no new replica goes to a dir with less
+    /// free, and the space reported to the master as available leaves them out (they are room
+    /// for the replicas already there to grow). Default 256 MiB.
+    pub reserve_bytes: u64,
     /// Connections served at once; one more is refused with an error the client shows ("at its
     /// connection limit"). Default 4,096.
     pub max_connections: usize,
@@ -58,6 +62,7 @@ impl Default for ChunkserverConfig {
             scrub_bytes_per_sec: 32 << 20,
             scrub_pause_secs: 3600,
             capacity_bytes: 0,
+            reserve_bytes: 256 << 20,
             max_connections: limits.max_connections,
             idle_timeout_ms: limits.idle_timeout.as_millis() as u64,
             rpc_buffer_bytes: limits.buffer_bytes,

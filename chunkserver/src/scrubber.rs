@@ -1,6 +1,9 @@
 //! The scrubber: re-reads every replica in the background, at a bounded rate, so damage is found
-//! before a client needs the data. A replica that fails its checksums is marked corrupt by the
-//! store (never served again) and reported to the master with the next heartbeat.
+//! before a client needs the data. Each replica's file is first checked to be there, whole, with
+//! a sound header (so a deleted or cut file is found even when it holds no data), then every
+//! block is read. A replica that cannot be read (checksums, damage, a missing file) is marked
+//! corrupt by the store (never served again) and reported to the master with the next
+//! heartbeat; a data dir whose disk fails is taken out of service by the store.
 
 use crate::store::ChunkStore;
 use kfs_common::KfsError;
@@ -10,6 +13,9 @@ use std::time::Duration;
 
 /// Bytes verified per read.
 const PIECE: u64 = 1 << 20;
+
+/// Shortest pause between two passes.
+const MIN_PAUSE: Duration = Duration::from_millis(100);
 
 /// Counters of the scrubber, for status and tests.
 #[derive(Debug, Default)]
@@ -32,6 +38,15 @@ pub async fn run(
     loop {
         let (chunks, _) = store.report();
         for replica in chunks {
+            match store.verify(replica.chunk, replica.version).await {
+                Ok(()) => {}
+                Err(e) => {
+                    if found_damage(&e) {
+                        stats.corrupt_found.fetch_add(1, Ordering::Relaxed);
+                    }
+                    continue;
+                }
+            }
             let mut offset = 0;
             while offset < replica.length {
                 let len = PIECE.min(replica.length - offset);
@@ -40,12 +55,12 @@ pub async fn run(
                     .await
                 {
                     Ok(_) => {}
-                    Err(KfsError::ChecksumMismatch { .. } | KfsError::CorruptReplica { .. }) => {
-                        stats.corrupt_found.fetch_add(1, Ordering::Relaxed);
+                    Err(e) => {
+                        if found_damage(&e) {
+                            stats.corrupt_found.fetch_add(1, Ordering::Relaxed);
+                        }
                         break;
                     }
-                    // Deleted, or moved to a new version, since the list was taken.
-                    Err(_) => break,
                 }
                 stats.bytes.fetch_add(len, Ordering::Relaxed);
                 offset += len;
@@ -54,6 +69,16 @@ pub async fn run(
             }
         }
         stats.passes.fetch_add(1, Ordering::Relaxed);
-        tokio::time::sleep(pause).await;
+        // (Never a busy loop over an empty or tiny store, whatever the pause.)
+        tokio::time::sleep(pause.max(MIN_PAUSE)).await;
     }
+}
+
+/// Whether a failed check found the replica damaged (the store has marked it corrupt), rather
+/// than deleted or moved to a new version since the list was taken, or on a failed disk.
+fn found_damage(error: &KfsError) -> bool {
+    matches!(
+        error,
+        KfsError::ChecksumMismatch { .. } | KfsError::CorruptReplica { .. }
+    )
 }

@@ -86,7 +86,7 @@ pub async fn start_with_io(
     let store = tokio::task::spawn_blocking(move || ChunkStore::open(&dirs, io))
         .await
         .expect("opening the store does not panic")?;
-    store.set_capacity_limit(config.capacity_bytes);
+    store.set_space_limits(config.capacity_bytes, config.reserve_bytes);
     let store = Arc::new(store);
     let (chunks, corrupt) = store.report();
     tracing::info!(

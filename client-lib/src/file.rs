@@ -103,7 +103,11 @@ impl AsRef<[u8]> for Slice {
 enum Attempt {
     Done,
     /// These replicas failed (each at the lease's version): report them and write again.
-    Failed(Vec<kfs_common::ServerId>),
+    /// `full`: the failure was a full disk.
+    Failed {
+        servers: Vec<kfs_common::ServerId>,
+        full: bool,
+    },
     /// A replica can no longer order writes at the lease's version (a write never came, or the
     /// primary restarted): have the master move the chunk to a new version, dropping no
     /// replica, and write again.
@@ -112,6 +116,43 @@ enum Attempt {
     Stale,
     /// Try again later.
     Busy(KfsError),
+}
+
+impl Attempt {
+    /// `server` failed, its disk not full.
+    fn failed(server: kfs_common::ServerId) -> Attempt {
+        Attempt::Failed {
+            servers: vec![server],
+            full: false,
+        }
+    }
+}
+
+/// The error of a write to `path` that cannot go on: the master keeps the last replicas of
+/// `chunk` (`reason`) after the writer found `failed` (address, full disk). Every one of them
+/// full reads `No space left on device (chunkservers A, B, C are full)`.
+fn write_failure(
+    path: &str,
+    chunk: ChunkId,
+    failed: &[(String, bool)],
+    reason: String,
+) -> KfsError {
+    let mut addrs: Vec<String> = Vec::new();
+    for (addr, _) in failed {
+        if !addrs.contains(addr) {
+            addrs.push(addr.clone());
+        }
+    }
+    if !failed.is_empty() && failed.iter().all(|(_, full)| *full) {
+        return KfsError::NoSpace(kfs_common::error::servers_full(&addrs));
+    }
+    KfsError::ChunkUnavailable {
+        chunk,
+        reason: format!(
+            "writing {path} failed on chunkservers {}; {reason}",
+            addrs.join(", ")
+        ),
+    }
 }
 
 impl Shared {
@@ -229,16 +270,16 @@ impl Shared {
     async fn write_piece(&self, chunk_offset: u64, in_chunk: u64, data: Slice) -> KfsResult<()> {
         let deadline = Instant::now() + self.client.inner.options.write_retry_for;
         let mut backoff = crate::retry::backoff();
-        // Replicas this write found failed, to name them if the write cannot be done.
-        let mut failed: Vec<String> = Vec::new();
+        // Replicas this write found failed, to name them if the write cannot be done, and
+        // whether each had a full disk.
+        let mut failed: Vec<(String, bool)> = Vec::new();
         // The version a chunkserver last said had moved on under this write.
         let mut moved_from = None;
         loop {
             let lease = match self.lease(chunk_offset).await {
                 Ok(lease) => lease,
-                Err(e @ (KfsError::Unavailable(_) | KfsError::NoSpace(_)))
-                    if Instant::now() < deadline =>
-                {
+                // (A `NoSpace` answer is final: the master found the servers full.)
+                Err(e @ KfsError::Unavailable(_)) if Instant::now() < deadline => {
                     tracing::debug!(path = %self.path, error = %e, "no lease yet; retrying");
                     tokio::time::sleep(backoff.next_pause()).await;
                     continue;
@@ -263,18 +304,18 @@ impl Shared {
                         .remove(&chunk_offset);
                     return Ok(());
                 }
-                attempt @ (Attempt::Failed(_) | Attempt::OrderLost) => {
-                    let servers = match attempt {
-                        Attempt::Failed(servers) => {
-                            tracing::warn!(path = %self.path, chunk = %lease.chunk, ?servers, "replicas failed during a write; reporting them");
-                            servers
+                attempt @ (Attempt::Failed { .. } | Attempt::OrderLost) => {
+                    let (servers, full) = match attempt {
+                        Attempt::Failed { servers, full } => {
+                            tracing::warn!(path = %self.path, chunk = %lease.chunk, ?servers, full, "replicas failed during a write; reporting them");
+                            (servers, full)
                         }
                         _ => {
                             // `OrderLost` (the only other variant this arm takes): no replica
                             // failed; a new version (on every replica) starts a new order of
                             // writes.
                             tracing::debug!(path = %self.path, chunk = %lease.chunk, version = %lease.version, "writes at this version can no longer be ordered; asking for a new version");
-                            Vec::new()
+                            (Vec::new(), false)
                         }
                     };
                     for s in &servers {
@@ -282,7 +323,7 @@ impl Shared {
                             .chain(&lease.secondaries)
                             .find(|r| r.server == *s)
                             .map_or_else(|| s.to_string(), |r| r.addr.to_string());
-                        failed.push(addr);
+                        failed.push((addr, full));
                     }
                     self.forget_lease(chunk_offset);
                     let (chunk, version) = (lease.chunk, lease.version);
@@ -298,14 +339,7 @@ impl Shared {
                     {
                         Ok(new) => self.keep_lease(chunk_offset, new),
                         Err(KfsError::ChunkUnavailable { reason, .. }) => {
-                            return Err(KfsError::ChunkUnavailable {
-                                chunk,
-                                reason: format!(
-                                    "writing {} failed on chunkservers {}; {reason}",
-                                    self.path,
-                                    failed.join(", ")
-                                ),
-                            });
+                            return Err(write_failure(&self.path, chunk, &failed, reason));
                         }
                         Err(e) if Instant::now() >= deadline => return Err(e),
                         Err(_) => tokio::time::sleep(backoff.next_pause()).await,
@@ -343,7 +377,7 @@ impl Shared {
         let primary = &lease.primary;
         let client = match pool.get(primary.addr).await {
             Ok(c) => c,
-            Err(_) => return Attempt::Failed(vec![primary.server]),
+            Err(_) => return Attempt::failed(primary.server),
         };
         let request = WriteRequest {
             chunk: lease.chunk,
@@ -357,17 +391,26 @@ impl Shared {
             Ok(Ok(_)) => Attempt::Done,
             // A replica's own failure at this version (chunkservers never answer a version
             // move with `WriteFailed`): report it.
-            Ok(Err(KfsError::WriteFailed { server, .. })) => Attempt::Failed(vec![server]),
+            Ok(Err(e @ KfsError::WriteFailed { .. })) => {
+                let full = e.is_no_space();
+                let KfsError::WriteFailed { server, .. } = e else {
+                    unreachable!("matched above")
+                };
+                Attempt::Failed {
+                    servers: vec![server],
+                    full,
+                }
+            }
             Ok(Err(e)) if e.is_order_lost() => Attempt::OrderLost,
             // The version moved under the write, or the chunk is gone: get the current lease.
             Ok(Err(e)) if e.is_version_moved() => Attempt::Stale,
             Ok(Err(KfsError::NoSuchChunk { .. })) => Attempt::Stale,
             // The primary is behind the lease's version: its own failure.
-            Ok(Err(KfsError::StaleVersion { .. })) => Attempt::Failed(vec![primary.server]),
+            Ok(Err(KfsError::StaleVersion { .. })) => Attempt::failed(primary.server),
             Ok(Err(e)) => Attempt::Busy(e),
             Err(_) => {
                 pool.forget(primary.addr);
-                Attempt::Failed(vec![primary.server])
+                Attempt::failed(primary.server)
             }
         }
     }

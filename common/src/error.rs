@@ -10,6 +10,19 @@
 use crate::ids::{ChunkId, ChunkVersion};
 use serde::{Deserialize, Serialize};
 
+/// How [`KfsError::NoSpace`] reads, first: its kind survives being carried as the text of a
+/// [`KfsError::WriteFailed`] reason (see [`KfsError::is_no_space`]).
+const NO_SPACE: &str = "No space left on device";
+
+/// What a [`KfsError::NoSpace`] says when chunkservers are full: `chunkserver A is full`,
+/// `chunkservers A, B are full`.
+pub fn servers_full(addrs: &[String]) -> String {
+    match addrs {
+        [one] => format!("chunkserver {one} is full"),
+        many => format!("chunkservers {} are full", many.join(", ")),
+    }
+}
+
 /// Result alias used across KFS.
 pub type KfsResult<T> = Result<T, KfsError>;
 
@@ -42,7 +55,8 @@ pub enum KfsError {
     LeaseExpired { chunk: ChunkId },
     #[error("Checksum mismatch in {chunk} at byte {offset}")]
     ChecksumMismatch { chunk: ChunkId, offset: u64 },
-    #[error("No space left: {0}")]
+    /// Says what is full: `No space left on device (chunkservers A, B are full)`.
+    #[error("{NO_SPACE} ({0})")]
     NoSpace(String),
     #[error("Unavailable: {0}")]
     Unavailable(String),
@@ -187,6 +201,17 @@ impl KfsError {
         matches!(self, KfsError::LeaseExpired { .. })
     }
 
+    /// Whether this says a disk is full: `NoSpace`, or a replica's `WriteFailed` whose reason is
+    /// a `NoSpace` (a chain carries the failed replica's error as its text, so old and new
+    /// peers agree on it; builds before this one wrote `No space left:`).
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            KfsError::NoSpace(_) => true,
+            KfsError::WriteFailed { reason, .. } => reason.starts_with("No space left"),
+            _ => false,
+        }
+    }
+
     /// Whether retrying the same call later may succeed (the cluster was busy or a server was
     /// briefly away), as opposed to an answer about the request itself.
     pub fn is_retryable(&self) -> bool {
@@ -266,5 +291,30 @@ mod tests {
             back.to_string(),
             "Stale version of chunk:4: expected v2, found v1"
         );
+    }
+
+    #[test]
+    fn a_full_disk_is_told_apart_even_as_a_chain_failure() {
+        let full = KfsError::NoSpace(servers_full(&["10.0.0.1:20000".into(), "b:1".into()]));
+        assert_eq!(
+            full.to_string(),
+            "No space left on device (chunkservers 10.0.0.1:20000, b:1 are full)"
+        );
+        assert_eq!(servers_full(&["a:1".into()]), "chunkserver a:1 is full");
+        assert_eq!(
+            std::io::Error::from(full.clone()).kind(),
+            std::io::ErrorKind::StorageFull
+        );
+        let failed = |reason: String| KfsError::WriteFailed {
+            chunk: ChunkId(1),
+            server: crate::ids::ServerId(7),
+            addr: "10.0.0.1:20000".into(),
+            reason,
+        };
+        assert!(full.is_no_space());
+        assert!(failed(full.to_string()).is_no_space());
+        assert!(failed("No space left: /data: os error 28".into()).is_no_space());
+        assert!(!failed(KfsError::Io("disk on fire".into()).to_string()).is_no_space());
+        assert!(!KfsError::Unavailable("x".into()).is_no_space());
     }
 }

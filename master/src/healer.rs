@@ -13,7 +13,7 @@
 //! Invariant: the healer never changes the namespace; it only moves replicas between
 //! chunkservers, and everything it knows it learns again from reports after a restart.
 
-use crate::chunks::{ChunkMap, CopyTask, RepairRound, RoundHealth};
+use crate::chunks::{ChunkMap, CopyFailed, CopyTask, RepairRound, RoundHealth};
 use crate::committer::SharedNamespace;
 use kfs_common::proto::chunk::ChunkPool;
 use kfs_common::rpc;
@@ -92,8 +92,9 @@ async fn copy(
     task: CopyTask,
 ) {
     let target = task.target.addr;
+    let failed = |why: String| CopyFailed { why, full: false };
     let result = match pool.get(target).await {
-        Err(e) => Err(format!("{target} unreachable: {e}")),
+        Err(e) => Err(failed(format!("{target} unreachable: {e}"))),
         Ok(client) => {
             match client
                 .replicate(
@@ -105,10 +106,13 @@ async fn copy(
                 .await
             {
                 Ok(Ok(length)) => Ok(length),
-                Ok(Err(e)) => Err(e.to_string()),
+                Ok(Err(e)) => Err(CopyFailed {
+                    why: e.to_string(),
+                    full: e.is_no_space(),
+                }),
                 Err(e) => {
                     pool.forget(target);
-                    Err(format!("{target}: {e}"))
+                    Err(failed(format!("{target}: {e}")))
                 }
             }
         }

@@ -220,7 +220,8 @@ impl Leases {
         let version = ChunkVersion(1);
         let mut made: Vec<ReplicaLocation> = Vec::new();
         let mut tried: Vec<ServerId> = Vec::new();
-        let mut failures = Vec::new();
+        let mut refusals: Vec<String> = Vec::new();
+        let mut full: Vec<String> = Vec::new();
         while made.len() < replication as usize {
             let targets = cx
                 .chunks
@@ -240,19 +241,22 @@ impl Leases {
                 .await;
             let (ok, failed) = split(targets, created);
             made.extend(ok);
-            failures.extend(failed);
+            for (target, refused) in failed {
+                if refused.full {
+                    // Full since its last report: not asked again until it reports room.
+                    cx.chunks
+                        .lock()
+                        .expect("chunk map lock")
+                        .mark_full(target.server);
+                    full.push(target.addr.to_string());
+                } else {
+                    refusals.push(refused.why);
+                }
+            }
         }
         if made.len() < self.config.min_write_replicas {
             self.delete_later(cx, chunk, &made);
-            let why = if failures.is_empty() {
-                format!("{} live", tried.len())
-            } else {
-                failures.join("; ")
-            };
-            return Err(KfsError::NoSpace(format!(
-                "a new chunk needs {} chunkservers: {why}",
-                self.config.min_write_replicas
-            )));
+            return Err(self.too_few_replicas(cx, made.len(), full, refusals));
         }
         if made.len() < replication as usize {
             tracing::warn!(%chunk, %fid, replicas = made.len(), replication, "too few chunkservers: the new chunk starts under-replicated");
@@ -277,6 +281,44 @@ impl Leases {
         }
         tracing::debug!(%chunk, %fid, offset, replicas = made.len(), "chunk allocated");
         chunks.grant(chunk, &made, Instant::now(), self.config.duration)
+    }
+
+    /// Why a new chunk could not get `min_write_replicas` replicas (`made` were created):
+    /// `NoSpace` naming the full servers when too few of the live servers have room,
+    /// `Unavailable` (worth retrying: servers come back) when too few are live, or servers with
+    /// room did not answer.
+    fn too_few_replicas(
+        &self,
+        cx: &LeaseContext<'_>,
+        made: usize,
+        mut full: Vec<String>,
+        refusals: Vec<String>,
+    ) -> KfsError {
+        let need = self.config.min_write_replicas;
+        let (known_full, serving) = cx.chunks.lock().expect("chunk map lock").full_servers();
+        for r in known_full {
+            let addr = r.addr.to_string();
+            if !full.contains(&addr) {
+                full.push(addr);
+            }
+        }
+        // Full servers are why only if the others could not have made up the number.
+        if !full.is_empty() && serving.saturating_sub(full.len()) < need {
+            full.sort();
+            let mut why = kfs_common::error::servers_full(&full);
+            if !refusals.is_empty() {
+                why = format!("{why}; {}", refusals.join("; "));
+            }
+            return KfsError::NoSpace(why);
+        }
+        let why = if refusals.is_empty() {
+            format!("{serving} live")
+        } else {
+            refusals.join("; ")
+        };
+        KfsError::Unavailable(format!(
+            "a new chunk needs {need} chunkservers, {made} could take it: {why}"
+        ))
     }
 
     /// Moves `chunk` from `version` to the next one on `replicas` and leases it to those that
@@ -311,7 +353,7 @@ impl Leases {
         if moved.is_empty() {
             return Err(KfsError::ChunkUnavailable {
                 chunk,
-                reason: format!("no replica could move to {next}: {}", failures.join("; ")),
+                reason: format!("no replica could move to {next}: {}", describe(&failures)),
             });
         }
         cx.committer
@@ -426,7 +468,7 @@ impl Leases {
         &self,
         replicas: &[ReplicaLocation],
         call: F,
-    ) -> Vec<Result<(), String>>
+    ) -> Vec<Result<(), Refused>>
     where
         F: Fn(kfs_common::proto::chunk::ChunkServiceClient) -> Fut,
         Fut: std::future::Future<Output = Result<KfsResult<()>, tarpc::client::RpcError>>,
@@ -438,13 +480,16 @@ impl Leases {
                 let client = pool
                     .get(r.addr)
                     .await
-                    .map_err(|e| format!("{} unreachable: {e}", r.addr))?;
+                    .map_err(|e| Refused::other(format!("{} unreachable: {e}", r.addr)))?;
                 match call(client).await {
                     Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(format!("{}: {e}", r.addr)),
+                    Ok(Err(e)) => Err(Refused {
+                        why: format!("{}: {e}", r.addr),
+                        full: e.is_no_space(),
+                    }),
                     Err(e) => {
                         pool.forget(r.addr);
-                        Err(format!("{}: {e}", r.addr))
+                        Err(Refused::other(format!("{}: {e}", r.addr)))
                     }
                 }
             }
@@ -460,20 +505,40 @@ impl Leases {
     }
 }
 
-/// Splits replicas into those whose call succeeded and the failures' descriptions.
+/// Why a chunkserver did not do what the master asked.
+struct Refused {
+    /// The server's address and its answer.
+    why: String,
+    /// It is out of space.
+    full: bool,
+}
+
+impl Refused {
+    fn other(why: String) -> Refused {
+        Refused { why, full: false }
+    }
+}
+
+/// Splits replicas into those whose call succeeded and those refused, with why.
 fn split(
     replicas: Vec<ReplicaLocation>,
-    results: Vec<Result<(), String>>,
-) -> (Vec<ReplicaLocation>, Vec<String>) {
+    results: Vec<Result<(), Refused>>,
+) -> (Vec<ReplicaLocation>, Vec<(ReplicaLocation, Refused)>) {
     let mut ok = Vec::new();
     let mut failures = Vec::new();
     for (r, result) in replicas.into_iter().zip(results) {
         match result {
             Ok(()) => ok.push(r),
-            Err(e) => failures.push(e),
+            Err(e) => failures.push((r, e)),
         }
     }
     (ok, failures)
+}
+
+/// The refusals, one after another.
+fn describe(failures: &[(ReplicaLocation, Refused)]) -> String {
+    let whys: Vec<&str> = failures.iter().map(|(_, r)| r.why.as_str()).collect();
+    whys.join("; ")
 }
 
 /// Holds a file position's grant lock; forgets the lock when nobody else wants it.

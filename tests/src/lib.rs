@@ -44,6 +44,9 @@ pub struct ClusterOptions {
     pub safe_mode_max_secs: u64,
     /// Bytes each chunkserver offers (0: the whole file system).
     pub capacity_bytes: u64,
+    /// Bytes each chunkserver keeps free on its data dirs' file system (0 here, so tests do not
+    /// depend on the machine's free space; the product's default is 256 MiB).
+    pub reserve_bytes: u64,
     /// Serve the master's status page and every server's `/metrics` (on loopback port 0).
     pub http: bool,
     /// The transport limits of the master and every chunkserver (small ones test the limits).
@@ -64,6 +67,7 @@ impl Default for ClusterOptions {
             heal_interval_ms: 100,
             safe_mode_max_secs: 5,
             capacity_bytes: 0,
+            reserve_bytes: 0,
             http: false,
             rpc_limits: kfs_common::rpc::Limits::default(),
         }
@@ -184,6 +188,7 @@ impl TestCluster {
                 scrub_bytes_per_sec: options.scrub_bytes_per_sec,
                 scrub_pause_secs: options.scrub_pause_secs,
                 capacity_bytes: options.capacity_bytes,
+                reserve_bytes: options.reserve_bytes,
                 max_connections: options.rpc_limits.max_connections,
                 idle_timeout_ms: options.rpc_limits.idle_timeout.as_millis() as u64,
                 rpc_buffer_bytes: options.rpc_limits.buffer_bytes,

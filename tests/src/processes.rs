@@ -73,7 +73,8 @@ impl ProcessCluster {
             std::fs::write(
                 &config,
                 format!(
-                    "master = \"{}\"\nlisten = \"127.0.0.1:0\"\ndata = [\"{}\"]\n{chunkserver_extra}\n",
+                    // No reserve: the tests do not depend on the machine's free space.
+                    "master = \"{}\"\nlisten = \"127.0.0.1:0\"\ndata = [\"{}\"]\nreserve_bytes = 0\n{chunkserver_extra}\n",
                     cluster.addr,
                     data.path().display()
                 ),

@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! c<chunk id, 16 hex digits>_v<version>.kfschunk
+//! c<chunk id, 16 hex digits>_v<version>.corrupt      the same, once found corrupt (kept so a
+//!                                                    restart still knows; never served)
 //! [0, 64)        fields: magic "KFSCHUNK", format, block size, chunk id, crc32c of the fields
 //! [64, 8192)     crc32c of each 64 KiB block of data, 4 bytes each (2032 blocks: 127 MiB)
 //! [8192, ...)    data; the chunk's length is the file's length minus 8192
@@ -16,7 +18,12 @@
 //! - a read returns bytes only from blocks whose checksum matched; any mismatch is an error;
 //! - a write puts data first and checksums second, and verifies every old block it merges new
 //!   bytes into, so a write cut short by a crash leaves a mismatch that reads report, never a
-//!   block that passes with wrong bytes, and corruption is never laundered into a fresh checksum.
+//!   block that passes with wrong bytes, and corruption is never laundered into a fresh checksum;
+//! - a write that needs more space allocates it before writing anything, so a full disk fails
+//!   the write with the replica as it was (on file systems that cannot allocate ahead, a failed
+//!   write is cut back to the old length, and a block it overwrote fails its checksum);
+//! - a create that fails leaves no file; one cut short by a crash leaves a file no longer than
+//!   the header, which holds no data ([`ChunkError::Unfinished`]).
 
 use super::aligned::{BufPool, PooledBuf};
 use super::io::FileIo;
@@ -39,6 +46,7 @@ const MAGIC: &[u8; 8] = b"KFSCHUNK";
 /// Version of the chunk file format written by this build.
 pub const FORMAT: u32 = 1;
 const SUFFIX: &str = ".kfschunk";
+const CORRUPT_SUFFIX: &str = ".corrupt";
 /// Blocks read per system call: small enough to stay in a core's cache for the checksum pass.
 const SUB_READ_BLOCKS: usize = 4;
 
@@ -55,10 +63,28 @@ pub enum ChunkError {
     Damaged(String),
     #[error("write ends at byte {end}, past the largest chunk ({MAX_CHUNK_LEN} bytes)")]
     TooLarge { end: u64 },
+    /// A create that never finished (a crash between making the file and writing its header):
+    /// the file is shorter than the header, or header-sized with nothing written in it; it holds
+    /// no data.
+    #[error("an unfinished create ({size} bytes, no valid header)")]
+    Unfinished { size: u64 },
 }
 
 pub fn file_name(chunk: ChunkId, version: ChunkVersion) -> String {
     format!("c{:016x}_v{}{SUFFIX}", chunk.0, version.0)
+}
+
+/// The name of a replica's file once it was found corrupt.
+pub fn corrupt_file_name(chunk: ChunkId, version: ChunkVersion) -> String {
+    format!("c{:016x}_v{}{CORRUPT_SUFFIX}", chunk.0, version.0)
+}
+
+/// The chunk and version a file name stands for, and whether it names a corrupt replica.
+pub fn parse_any_file_name(name: &str) -> Option<(ChunkId, ChunkVersion, bool)> {
+    match name.strip_suffix(CORRUPT_SUFFIX) {
+        Some(stem) => parse_file_name(&format!("{stem}{SUFFIX}")).map(|(c, v)| (c, v, true)),
+        None => parse_file_name(name).map(|(c, v)| (c, v, false)),
+    }
 }
 
 /// The chunk and version a file name stands for.
@@ -120,21 +146,36 @@ fn crc_of(block: &[u8]) -> [u8; 4] {
     crc32c::crc32c(block).to_le_bytes()
 }
 
-/// Creates an empty chunk file (no fsync: durability comes with [`sync`]).
+/// Creates an empty chunk file (no fsync: durability comes with [`sync`]). If the header
+/// cannot be written (a full disk), the file is removed again.
 pub fn create(io: &dyn FileIo, path: &Path, chunk: ChunkId) -> Result<(), ChunkError> {
     let file = OpenOptions::new().write(true).create_new(true).open(path)?;
     let mut header = vec![0u8; HEADER_LEN as usize];
     header[..FIELDS_LEN].copy_from_slice(&fields(chunk));
-    io.write_at(&file, &header, 0)?;
+    if let Err(e) = io.write_at(&file, &header, 0) {
+        drop(file);
+        if let Err(removing) = std::fs::remove_file(path) {
+            tracing::warn!(file = %path.display(), error = %removing, "could not remove a chunk file whose create failed");
+        }
+        return Err(e.into());
+    }
     Ok(())
 }
 
 /// Checks a chunk file's header and size; returns its length.
 pub fn check(io: &dyn FileIo, path: &Path, chunk: ChunkId) -> Result<u64, ChunkError> {
     let file = File::open(path)?;
+    let size = file.metadata()?.len();
+    if size < HEADER_LEN {
+        return Err(ChunkError::Unfinished { size });
+    }
     let length = length_of(&file)?;
     let mut f = [0u8; FIELDS_LEN];
     io.read_at(&file, &mut f, 0)?;
+    if size == HEADER_LEN && f.iter().all(|b| *b == 0) {
+        // The file was made and sized, but its header never landed.
+        return Err(ChunkError::Unfinished { size });
+    }
     check_fields(&f, chunk)?;
     Ok(length)
 }
@@ -176,16 +217,24 @@ fn read_blocks(
 }
 
 /// Reads up to `len` bytes from `offset`, verifying every block touched. Returns the blocks'
-/// bytes and the range of them that was asked for (empty past the end of the chunk).
+/// bytes and the range of them that was asked for (empty past the end of the chunk). The
+/// replica holds at least `known_len` bytes: a shorter file was cut behind the store's back,
+/// and reading it would pass a lost tail off as the chunk's end.
 pub fn read(
     io: &dyn FileIo,
     pool: &Arc<BufPool>,
     path: &Path,
+    known_len: u64,
     offset: u64,
     len: u64,
 ) -> Result<(PooledBuf, std::ops::Range<usize>), ChunkError> {
     let file = File::open(path)?;
     let length = length_of(&file)?;
+    if length < known_len {
+        return Err(ChunkError::Damaged(format!(
+            "the file holds {length} bytes of data, the replica {known_len}"
+        )));
+    }
     if offset >= length || len == 0 {
         return Ok((pool.take(0), 0..0));
     }
@@ -224,10 +273,31 @@ pub fn write(
     let start = first * block;
     let region_end = ((last + 1) * block).min(new_length);
 
+    // Space for the new bytes first: a full disk fails the write before it touches the file.
+    if new_length > length
+        && let Err(e) = io.allocate(&file, HEADER_LEN + length, new_length - length)
+    {
+        // Give back what a partial allocation took past the end.
+        let _ = file.set_len(HEADER_LEN + length);
+        return Err(e.into());
+    }
+    // Should a write of the data fail all the same (a file system that cannot allocate ahead),
+    // the file goes back to its old length: no checksum changed yet, and a block whose old
+    // bytes were overwritten fails its checksum rather than pass new bytes off as old.
+    let write_data = |bytes: &[u8], at: u64| -> Result<(), ChunkError> {
+        io.write_at(&file, bytes, HEADER_LEN + at).map_err(|e| {
+            if new_length > length
+                && let Err(cutting) = file.set_len(HEADER_LEN + length)
+            {
+                tracing::warn!(file = %path.display(), error = %cutting, "could not cut a failed write back");
+            }
+            ChunkError::Io(e)
+        })
+    };
     let crcs: Vec<u8> = if start == offset && region_end == end {
         // Whole blocks, or a run that ends at the new end of the chunk: write the caller's bytes
         // as they are.
-        io.write_at(&file, data, HEADER_LEN + offset)?;
+        write_data(data, offset)?;
         data.chunks(BLOCK_LEN).flat_map(crc_of).collect()
     } else {
         let mut region = pool.take((region_end - start) as usize);
@@ -244,7 +314,7 @@ pub fn write(
         }
         let at = (offset - start) as usize;
         region[at..at + data.len()].copy_from_slice(data);
-        io.write_at(&file, &region, HEADER_LEN + start)?;
+        write_data(&region, start)?;
         region.chunks(BLOCK_LEN).flat_map(crc_of).collect()
     };
     io.write_at(&file, &crcs, FIELDS_LEN as u64 + first * 4)?;
@@ -273,7 +343,7 @@ mod tests {
         offset: u64,
         len: u64,
     ) -> Result<(PooledBuf, std::ops::Range<usize>), ChunkError> {
-        super::read(io, &pool(), path, offset, len)
+        super::read(io, &pool(), path, 0, offset, len)
     }
 
     fn write(io: &dyn FileIo, path: &Path, offset: u64, data: &[u8]) -> Result<u64, ChunkError> {
@@ -363,7 +433,7 @@ mod tests {
         std::fs::write(&path, b"short").unwrap();
         assert!(matches!(
             check(&RealIo, &path, ChunkId(3)),
-            Err(ChunkError::Damaged(_))
+            Err(ChunkError::Unfinished { size: 5 })
         ));
         std::fs::remove_file(&path).unwrap();
         create(&RealIo, &path, ChunkId(3)).unwrap();
@@ -378,5 +448,76 @@ mod tests {
             check(&RealIo, &path, ChunkId(3)),
             Err(ChunkError::Damaged(_))
         ));
+    }
+
+    #[test]
+    fn corrupt_names_parse_apart() {
+        let (c, v) = (ChunkId(0xabc), ChunkVersion(7));
+        assert_eq!(parse_any_file_name(&file_name(c, v)), Some((c, v, false)));
+        assert_eq!(
+            parse_any_file_name(&corrupt_file_name(c, v)),
+            Some((c, v, true))
+        );
+        assert_eq!(parse_file_name(&corrupt_file_name(c, v)), None);
+        assert_eq!(parse_any_file_name("c12_v1.corrupt"), None);
+    }
+
+    #[test]
+    fn a_full_disk_leaves_no_half_made_file_and_no_half_written_data() {
+        use crate::store::io::FaultyIo;
+        let dir = tempfile::tempdir().unwrap();
+        let io = FaultyIo::new();
+        let path = dir.path().join(file_name(ChunkId(5), ChunkVersion(1)));
+        io.set(|f| f.space_left = Some(100));
+        let full = create(&io, &path, ChunkId(5));
+        assert!(
+            matches!(&full, Err(ChunkError::Io(e)) if e.kind() == io::ErrorKind::StorageFull),
+            "{full:?}"
+        );
+        assert!(!path.exists(), "a failed create leaves no file");
+
+        io.set(|f| f.space_left = None);
+        create(&io, &path, ChunkId(5)).unwrap();
+        write(&io, &path, 0, &vec![3u8; 1000]).unwrap();
+        for (offset, len) in [(1000u64, 3 * BLOCK_LEN), (BLOCK_LEN as u64 * 2, 10)] {
+            io.set(|f| f.space_left = Some(5000));
+            assert!(write(&io, &path, offset, &vec![4u8; len]).is_err());
+            io.set(|f| f.space_left = None);
+            assert_eq!(
+                check(&io, &path, ChunkId(5)).unwrap(),
+                1000,
+                "the old length"
+            );
+            let (buf, range) = read(&io, &path, 0, 1 << 20).unwrap();
+            assert_eq!(
+                &buf[range],
+                &vec![3u8; 1000][..],
+                "the old bytes, checksums intact"
+            );
+        }
+    }
+
+    #[test]
+    fn unfinished_creates_and_cut_files_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(file_name(ChunkId(6), ChunkVersion(1)));
+        for size in [0, 100, HEADER_LEN] {
+            std::fs::write(&path, vec![0u8; size as usize]).unwrap();
+            assert!(
+                matches!(check(&RealIo, &path, ChunkId(6)), Err(ChunkError::Unfinished { size: s }) if s == size),
+                "{size} bytes"
+            );
+        }
+        std::fs::remove_file(&path).unwrap();
+        create(&RealIo, &path, ChunkId(6)).unwrap();
+        write(&RealIo, &path, 0, &vec![1u8; 3 * BLOCK_LEN]).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(HEADER_LEN + BLOCK_LEN as u64)
+            .unwrap();
+        let cut = super::read(&RealIo, &pool(), &path, 3 * BLOCK_LEN as u64, 0, 10);
+        assert!(matches!(cut, Err(ChunkError::Damaged(_))), "{cut:?}");
     }
 }

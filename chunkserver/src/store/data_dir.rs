@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! <root>/kfs-chunkserver.id     the server's id (32 hex digits), the same in every data dir
-//! <root>/chunks/                one file per replica (see `chunk_file`)
+//! <root>/chunks/                one file per replica (see `chunk_file`; `.corrupt` once found
+//!                               corrupt)
 //! ```
 //! All blocking I/O of a directory runs on its [`DirWorker`] thread, one job at a time, so async
 //! code never blocks on a disk, and operations on one chunk never interleave.
@@ -34,6 +35,12 @@ pub struct Found {
     pub version: ChunkVersion,
     /// Its length, or why it cannot be used.
     pub length: Result<u64, ChunkError>,
+    /// Renamed when found corrupt (before a restart).
+    pub marked_corrupt: bool,
+    /// The file, as found.
+    pub path: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
 }
 
 impl DataDir {
@@ -53,17 +60,43 @@ impl DataDir {
         self.chunks.join(chunk_file::file_name(chunk, version))
     }
 
-    /// Every chunk file, with its header checked.
+    /// Whether the `chunks/` directory is still there (an unmounted disk takes it away).
+    pub fn chunks_dir_exists(&self) -> bool {
+        self.chunks.is_dir()
+    }
+
+    /// Where a replica's file goes once it is found corrupt.
+    pub fn corrupt_path(&self, chunk: ChunkId, version: ChunkVersion) -> PathBuf {
+        self.chunks
+            .join(chunk_file::corrupt_file_name(chunk, version))
+    }
+
+    /// Every chunk file, with its header checked (a file marked corrupt is not read).
     pub fn scan(&self) -> io::Result<Vec<Found>> {
         let mut found = Vec::new();
         for entry in std::fs::read_dir(&self.chunks)? {
             let entry = entry?;
             let name = entry.file_name();
-            let Some((chunk, version)) = name.to_str().and_then(chunk_file::parse_file_name) else {
+            let Some((chunk, version, marked_corrupt)) =
+                name.to_str().and_then(chunk_file::parse_any_file_name)
+            else {
                 tracing::warn!(file = %entry.path().display(), "ignoring a file that is not a chunk");
                 continue;
             };
-            let length = chunk_file::check(self.io.as_ref(), &entry.path(), chunk);
+            let path = entry.path();
+            let size = entry.metadata()?.len();
+            if marked_corrupt {
+                found.push(Found {
+                    chunk,
+                    version,
+                    length: Err(ChunkError::Damaged("found corrupt before a restart".into())),
+                    marked_corrupt,
+                    path,
+                    size,
+                });
+                continue;
+            }
+            let length = chunk_file::check(self.io.as_ref(), &path, chunk);
             if let Err(ChunkError::Io(e)) = &length {
                 return Err(io::Error::new(
                     e.kind(),
@@ -74,6 +107,9 @@ impl DataDir {
                 chunk,
                 version,
                 length,
+                marked_corrupt,
+                path,
+                size,
             });
         }
         Ok(found)
@@ -81,8 +117,7 @@ impl DataDir {
 
     /// `(capacity, available)` bytes of the file system holding this directory.
     pub fn space(&self) -> io::Result<(u64, u64)> {
-        let st = rustix::fs::statvfs(&self.root)?;
-        Ok((st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize))
+        self.io.space(&self.root)
     }
 
     pub fn read_identity(&self) -> io::Result<Option<ServerId>> {

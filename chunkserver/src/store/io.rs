@@ -2,11 +2,13 @@
 //!
 //! [`RealIo`] is positional I/O on a `File`. [`FaultyIo`] wraps it and, on request, flips a bit
 //! in the next read, tears the next write (writes a prefix, then fails as a crash would), fails
-//! every call with an error (a dying disk), or makes every write slow (a loaded disk).
+//! every call with an error (a dying disk), makes every write slow (a loaded disk), or lets
+//! writes have only so many more bytes (a filling disk: what fits is written, then `ENOSPC`).
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 use std::sync::Mutex;
 
 /// Positional file I/O.
@@ -17,6 +19,12 @@ pub trait FileIo: Send + Sync + 'static {
     fn write_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<()>;
     /// Makes the file's data durable.
     fn sync(&self, file: &File) -> io::Result<()>;
+    /// Allocates disk space for `len` bytes from `offset` without changing the file's size, so
+    /// a full disk fails here, before any byte is written. File systems that cannot allocate
+    /// ahead succeed without doing it.
+    fn allocate(&self, file: &File, offset: u64, len: u64) -> io::Result<()>;
+    /// `(capacity, available)` bytes of the file system holding `path`.
+    fn space(&self, path: &Path) -> io::Result<(u64, u64)>;
 }
 
 /// The operating system's I/O.
@@ -35,6 +43,18 @@ impl FileIo for RealIo {
     fn sync(&self, file: &File) -> io::Result<()> {
         file.sync_data()
     }
+
+    fn allocate(&self, file: &File, offset: u64, len: u64) -> io::Result<()> {
+        match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::KEEP_SIZE, offset, len) {
+            Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => Ok(()),
+            other => other.map_err(io::Error::from),
+        }
+    }
+
+    fn space(&self, path: &Path) -> io::Result<(u64, u64)> {
+        let st = rustix::fs::statvfs(path)?;
+        Ok((st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize))
+    }
 }
 
 /// Faults [`FaultyIo`] injects; each one-shot fault clears itself when it fires.
@@ -49,6 +69,10 @@ pub struct Faults {
     /// Take at least this long over every write (a slow disk; the data dir's I/O thread is
     /// busy meanwhile, as with a real one).
     pub slow_writes: Option<std::time::Duration>,
+    /// Bytes writes may still add past the ends of files (overwrites take none); a write that
+    /// needs more writes what fits and fails with `StorageFull`, as a full file system does.
+    /// The free space measured is at most this.
+    pub space_left: Option<u64>,
 }
 
 /// [`RealIo`] with injectable faults.
@@ -94,13 +118,42 @@ impl FileIo for FaultyIo {
 
     fn write_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
         self.failing()?;
-        let (tear, slow) = {
+        let (tear, slow, fits) = {
             let mut faults = self.faults.lock().expect("faults lock");
-            (faults.tear_next_write_after.take(), faults.slow_writes)
+            // Only bytes past the end of the file take space.
+            let fits = match faults.space_left {
+                None => None,
+                Some(left) => {
+                    let size = file.metadata()?.len();
+                    let end = offset + buf.len() as u64;
+                    let new = end.saturating_sub(size.max(offset));
+                    let taken = new.min(left);
+                    faults.space_left = Some(left - taken);
+                    Some(if taken < new {
+                        (size.max(offset) + taken - offset) as usize
+                    } else {
+                        buf.len()
+                    })
+                }
+            };
+            (
+                faults.tear_next_write_after.take(),
+                faults.slow_writes,
+                fits,
+            )
         };
         if let Some(pause) = slow {
             // On the data dir's own I/O thread, never on an async task.
             std::thread::sleep(pause);
+        }
+        if let Some(fits) = fits
+            && fits < buf.len()
+        {
+            RealIo.write_at(file, &buf[..fits], offset)?;
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "No space left on device (injected)",
+            ));
         }
         match tear {
             Some(prefix) => {
@@ -114,5 +167,26 @@ impl FileIo for FaultyIo {
     fn sync(&self, file: &File) -> io::Result<()> {
         self.failing()?;
         RealIo.sync(file)
+    }
+
+    fn allocate(&self, file: &File, offset: u64, len: u64) -> io::Result<()> {
+        self.failing()?;
+        if let Some(left) = self.faults.lock().expect("faults lock").space_left {
+            let new = (offset + len).saturating_sub(file.metadata()?.len().max(offset));
+            if new > left {
+                return Err(io::Error::new(
+                    io::ErrorKind::StorageFull,
+                    "No space left on device (injected)",
+                ));
+            }
+        }
+        RealIo.allocate(file, offset, len)
+    }
+
+    fn space(&self, path: &Path) -> io::Result<(u64, u64)> {
+        self.failing()?;
+        let (capacity, available) = RealIo.space(path)?;
+        let left = self.faults.lock().expect("faults lock").space_left;
+        Ok((capacity, left.map_or(available, |left| left.min(available))))
     }
 }

@@ -1,12 +1,14 @@
 //! Model check of the chunk store against in-memory byte arrays: random creates, writes at any
 //! offset, reads, version changes, deletes and restarts, with injected faults: bits flipped in a
-//! read or on disk, torn writes, and a data dir whose disk fails. Property: a read returns exactly
-//! the model's bytes or a checksum error, never wrong data, and damage is found where it lies.
+//! read or on disk, torn writes, a data dir whose disk fails, a disk that fills, and files
+//! deleted behind the store's back. Property: a read returns exactly the model's bytes or a
+//! checksum error, never wrong data; damage is found where it lies, and a replica found corrupt
+//! stays corrupt across restarts.
 //!
 //! `PROPTEST_CASES=2000 cargo test -p kfs-chunkserver store::tests` for a long run.
 
 use super::chunk_file::{BLOCK_LEN, HEADER_LEN};
-use super::io::FaultyIo;
+use super::io::{FaultyIo, FileIo};
 use super::*;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -56,6 +58,17 @@ enum Step {
     DiskFails {
         chunk: u8,
     },
+    /// The disks fill: a write finds room for `room` more bytes only.
+    DiskFull {
+        chunk: u8,
+        offset: u64,
+        len: u64,
+        room: u64,
+    },
+    /// A replica's file is deleted behind the store's back; then it is scrubbed.
+    FileDeleted {
+        chunk: u8,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -73,6 +86,8 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (chunk(), any::<u64>(), any::<bool>()).prop_map(|(chunk, at, in_checksum)| Step::FlipOnDisk { chunk, at, in_checksum }),
         1 => (chunk(), offset(), len(), any::<u64>()).prop_map(|(chunk, offset, len, keep)| Step::TornWrite { chunk, offset, len, keep }),
         1 => chunk().prop_map(|chunk| Step::DiskFails { chunk }),
+        1 => (chunk(), offset(), len(), 0u64..2 * B).prop_map(|(chunk, offset, len, room)| Step::DiskFull { chunk, offset, len, room }),
+        1 => chunk().prop_map(|chunk| Step::FileDeleted { chunk }),
     ]
 }
 
@@ -82,8 +97,10 @@ struct MChunk {
     data: Vec<u8>,
     /// Blocks damaged on disk.
     bad: BTreeSet<u64>,
-    /// Found corrupt since the last restart: refused until then.
+    /// Found corrupt: refused from then on, across restarts.
     corrupt: bool,
+    /// Its file was deleted behind the store's back: gone after a restart.
+    gone: bool,
 }
 
 fn pattern(seed: u8, len: u64) -> Vec<u8> {
@@ -124,9 +141,7 @@ impl Harness {
 
     fn reopen(&mut self) {
         self.store = Self::open(&self.dirs, &self.io);
-        for m in self.model.values_mut() {
-            m.corrupt = false;
-        }
+        self.model.retain(|_, m| !m.gone);
     }
 
     fn id(chunk: u8) -> ChunkId {
@@ -157,12 +172,17 @@ impl Harness {
         Ok(())
     }
 
-    /// The path of a chunk's file, wherever the store put it.
+    /// The path of a chunk's file, wherever the store put it (by its corrupt name once found
+    /// corrupt).
     fn file_of(&self, chunk: u8, version: u64) -> PathBuf {
-        let name = chunk_file::file_name(Self::id(chunk), ChunkVersion(version));
+        let (id, v) = (Self::id(chunk), ChunkVersion(version));
+        let names = [
+            chunk_file::file_name(id, v),
+            chunk_file::corrupt_file_name(id, v),
+        ];
         self.dirs
             .iter()
-            .map(|d| d.path().join("chunks").join(&name))
+            .flat_map(|d| names.iter().map(|n| d.path().join("chunks").join(n)))
             .find(|p| p.exists())
             .expect("the chunk's file exists")
     }
@@ -313,7 +333,7 @@ impl Harness {
                 let Some(m) = self.model.get(&chunk) else {
                     return Ok(());
                 };
-                if m.data.is_empty() {
+                if m.data.is_empty() || m.gone {
                     return Ok(());
                 }
                 let blocks = (m.data.len() as u64).div_ceil(B);
@@ -414,6 +434,75 @@ impl Harness {
                 // The disk comes back with a restart; nothing of the failed write was written.
                 self.reopen();
                 self.check_report()?;
+            }
+            Step::DiskFull {
+                chunk,
+                offset,
+                len,
+                room,
+            } => {
+                let Some(m) = self.model.get(&chunk).cloned() else {
+                    return Ok(());
+                };
+                if m.corrupt || len == 0 {
+                    return Ok(());
+                }
+                let end = offset + len;
+                let length = m.data.len() as u64;
+                // Blocks the write must verify first: a damaged one fails it before any byte
+                // is written (the Write step checks that case).
+                let new_length = length.max(end);
+                let verifies_bad = (offset.min(length) / B..=(end - 1) / B).any(|b| {
+                    let (bs, be) = (b * B, ((b + 1) * B).min(new_length));
+                    bs < length && !(offset <= bs && end >= be) && m.bad.contains(&b)
+                });
+                if verifies_bad {
+                    return Ok(());
+                }
+                self.io.set(|f| f.space_left = Some(room));
+                let got = self.rt.block_on(self.store.write(
+                    Self::id(chunk),
+                    ChunkVersion(m.version),
+                    offset,
+                    pattern(11, len),
+                ));
+                self.io.set(|f| f.space_left = None);
+                let grows = end.saturating_sub(length);
+                if grows <= room {
+                    // It fitted: the Write step's model, by hand.
+                    prop_assert_eq!(got.ok(), Some(new_length));
+                    let m = self.model.get_mut(&chunk).unwrap();
+                    if m.data.len() < end as usize {
+                        m.data.resize(end as usize, 0);
+                    }
+                    m.data[offset as usize..end as usize].copy_from_slice(&pattern(11, len));
+                    for b in offset.min(length) / B..=(end - 1) / B {
+                        let (bs, be) = (b * B, ((b + 1) * B).min(new_length));
+                        if offset <= bs && end >= be {
+                            m.bad.remove(&b);
+                        }
+                    }
+                } else {
+                    // Refused whole: the replica keeps its old bytes, and is not corrupt.
+                    prop_assert!(matches!(got, Err(KfsError::NoSpace(_))), "{got:?}");
+                    prop_assert!(self.store.failed_dirs().is_empty());
+                }
+            }
+            Step::FileDeleted { chunk } => {
+                let Some(m) = self.model.get(&chunk).cloned().filter(|m| !m.gone) else {
+                    return Ok(());
+                };
+                std::fs::remove_file(self.file_of(chunk, m.version)).unwrap();
+                let got = self
+                    .rt
+                    .block_on(self.store.verify(Self::id(chunk), ChunkVersion(m.version)));
+                prop_assert!(
+                    matches!(got, Err(KfsError::CorruptReplica { .. })),
+                    "{got:?}"
+                );
+                let m = self.model.get_mut(&chunk).unwrap();
+                m.corrupt = true;
+                m.gone = true;
             }
         }
         Ok(())
@@ -532,4 +621,153 @@ fn new_chunks_go_to_the_data_dir_with_most_free_space() {
     let space = store.space();
     assert!(space.capacity > 0 && space.available > 0);
     assert_eq!(space.used, HEADER_LEN);
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+}
+
+fn files_in(dir: &tempfile::TempDir) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.path().join("chunks"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn full_disks_refuse_new_replicas_and_writes_leaving_nothing_behind() {
+    let a = tempfile::tempdir().unwrap();
+    let io = Arc::new(FaultyIo::new());
+    let store = ChunkStore::open(&[a.path().to_path_buf()], io.clone()).unwrap();
+    let rt = runtime();
+    // More kept free than the file system has: no new replica, and none offered.
+    store.set_space_limits(0, u64::MAX);
+    store.refresh_space();
+    let refused = rt.block_on(store.create(ChunkId(1), ChunkVersion(1)));
+    assert!(
+        matches!(&refused, Err(KfsError::NoSpace(why)) if why.contains("reserve_bytes")),
+        "{refused:?}"
+    );
+    assert_eq!(store.space().available, 0);
+    assert!(files_in(&a).is_empty());
+
+    // A disk that fills while the header is written: the create fails and leaves no file.
+    store.set_space_limits(0, 0);
+    io.set(|f| f.space_left = Some(10));
+    let full = rt.block_on(store.create(ChunkId(1), ChunkVersion(1)));
+    assert!(matches!(full, Err(KfsError::NoSpace(_))), "{full:?}");
+    assert!(files_in(&a).is_empty(), "{:?}", files_in(&a));
+    assert_eq!(store.chunk_count(), 0);
+    assert!(
+        store.failed_dirs().is_empty(),
+        "a full disk is not a failed one"
+    );
+
+    // capacity_bytes caps what writes may add.
+    io.set(|f| f.space_left = None);
+    rt.block_on(store.create(ChunkId(2), ChunkVersion(1)))
+        .unwrap();
+    store.set_space_limits(HEADER_LEN + 1000, 0);
+    rt.block_on(store.write(ChunkId(2), ChunkVersion(1), 0, vec![1u8; 1000]))
+        .unwrap();
+    let over = rt.block_on(store.write(ChunkId(2), ChunkVersion(1), 1000, vec![1u8; 1]));
+    assert!(
+        matches!(&over, Err(KfsError::NoSpace(why)) if why.contains("capacity_bytes")),
+        "{over:?}"
+    );
+    let refused = rt.block_on(store.create(ChunkId(3), ChunkVersion(1)));
+    assert!(matches!(refused, Err(KfsError::NoSpace(_))), "{refused:?}");
+    assert_eq!(store.space().available, 0);
+    // Overwrites still fit.
+    rt.block_on(store.write(ChunkId(2), ChunkVersion(1), 0, vec![2u8; 10]))
+        .unwrap();
+}
+
+#[test]
+fn what_a_failed_create_left_is_removed_at_start_not_reported() {
+    let a = tempfile::tempdir().unwrap();
+    let io: Arc<dyn FileIo> = Arc::new(io::RealIo);
+    drop(ChunkStore::open(&[a.path().to_path_buf()], io.clone()).unwrap());
+    let chunks = a.path().join("chunks");
+    std::fs::write(
+        chunks.join(chunk_file::file_name(ChunkId(7), ChunkVersion(1))),
+        b"",
+    )
+    .unwrap();
+    std::fs::write(
+        chunks.join(chunk_file::file_name(ChunkId(8), ChunkVersion(2))),
+        vec![0u8; HEADER_LEN as usize],
+    )
+    .unwrap();
+    let store = ChunkStore::open(&[a.path().to_path_buf()], io).unwrap();
+    assert_eq!(store.report(), (Vec::new(), Vec::new()));
+    assert!(files_in(&a).is_empty(), "{:?}", files_in(&a));
+}
+
+#[test]
+fn corrupt_and_missing_replicas_stay_reported_across_restarts() {
+    let a = tempfile::tempdir().unwrap();
+    let io: Arc<dyn FileIo> = Arc::new(io::RealIo);
+    let roots = [a.path().to_path_buf()];
+    let store = ChunkStore::open(&roots, io.clone()).unwrap();
+    let rt = runtime();
+    let v = ChunkVersion(1);
+    for c in [1, 2, 3] {
+        rt.block_on(store.create(ChunkId(c), v)).unwrap();
+        rt.block_on(store.write(ChunkId(c), v, 0, vec![c as u8; 3 * BLOCK_LEN]))
+            .unwrap();
+    }
+    // Chunk 1: a flipped bit on disk, found by a read.
+    let path = a
+        .path()
+        .join("chunks")
+        .join(chunk_file::file_name(ChunkId(1), v));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[HEADER_LEN as usize + 5] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(rt.block_on(store.read(ChunkId(1), v, 0, 10)).is_err());
+    // Chunk 2: its file deleted; chunk 3: cut short. Both found by the scrubber's check.
+    std::fs::remove_file(
+        a.path()
+            .join("chunks")
+            .join(chunk_file::file_name(ChunkId(2), v)),
+    )
+    .unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(
+            a.path()
+                .join("chunks")
+                .join(chunk_file::file_name(ChunkId(3), v)),
+        )
+        .unwrap()
+        .set_len(HEADER_LEN + 10)
+        .unwrap();
+    for c in [2, 3] {
+        let got = rt.block_on(store.verify(ChunkId(c), v));
+        assert!(
+            matches!(got, Err(KfsError::CorruptReplica { .. })),
+            "{c}: {got:?}"
+        );
+    }
+    assert_eq!(store.corrupt(), vec![ChunkId(1), ChunkId(2), ChunkId(3)]);
+    assert!(store.failed_dirs().is_empty());
+    drop(store);
+
+    // After a restart: 1 and 3 are still corrupt (their files renamed), 2 is simply gone.
+    let store = ChunkStore::open(&roots, io).unwrap();
+    assert_eq!(store.report(), (Vec::new(), vec![ChunkId(1), ChunkId(3)]));
+    for c in [1, 3] {
+        let got = rt.block_on(store.read(ChunkId(c), v, 0, 10));
+        assert!(
+            matches!(got, Err(KfsError::CorruptReplica { .. })),
+            "{got:?}"
+        );
+        rt.block_on(store.delete(ChunkId(c))).unwrap();
+    }
+    assert!(files_in(&a).is_empty(), "{:?}", files_in(&a));
 }

@@ -81,6 +81,14 @@ struct Server {
     draining: bool,
 }
 
+/// Why a repair copy failed.
+#[derive(Clone, Debug)]
+pub struct CopyFailed {
+    pub why: String,
+    /// The target is out of space.
+    pub full: bool,
+}
+
 /// The chunk map; see the module docs.
 pub struct ChunkMap {
     timing: ChunkTiming,
@@ -472,39 +480,6 @@ impl ChunkMap {
             .map(|s| (s.fid, s.offset, s.version))
     }
 
-    /// Chooses `count` distinct live chunkservers (not in `exclude`) for new replicas: at random,
-    /// weighted by free space, so emptier servers get more and every server gets some.
-    pub fn place(&self, count: usize, exclude: &[ServerId]) -> Vec<ReplicaLocation> {
-        let mut candidates: Vec<usize> = (0..self.servers.len())
-            .filter(|&i| {
-                let s = &self.servers[i];
-                s.alive && !s.draining && !exclude.contains(&s.id)
-            })
-            .collect();
-        let mut chosen = Vec::new();
-        while chosen.len() < count && !candidates.is_empty() {
-            // Weight by free space in MiB, at least 1 so full-looking servers can still be picked.
-            let weight = |i: usize| (self.servers[i].space.available >> 20).max(1);
-            let total: u64 = candidates.iter().map(|&i| weight(i)).sum();
-            let mut pick = rand::random_range(0..total);
-            let at = candidates
-                .iter()
-                .position(|&i| {
-                    let w = weight(i);
-                    if pick < w {
-                        true
-                    } else {
-                        pick -= w;
-                        false
-                    }
-                })
-                .expect("the pick falls within the total weight");
-            let i = candidates.swap_remove(at);
-            chosen.push(self.location(i));
-        }
-        chosen
-    }
-
     fn location(&self, server: usize) -> ReplicaLocation {
         ReplicaLocation {
             server: self.servers[server].id,
@@ -812,7 +787,7 @@ impl ChunkMap {
     }
 
     /// A copy ended: the replica counts if the chunk is still at the copy's version.
-    pub fn copy_done(&mut self, task: &CopyTask, result: Result<u64, String>) {
+    pub fn copy_done(&mut self, task: &CopyTask, result: Result<u64, CopyFailed>) {
         if self
             .copies
             .get(&task.chunk)
@@ -839,7 +814,11 @@ impl ChunkMap {
                 }
             }
             Err(e) => {
-                tracing::warn!(chunk = %task.chunk, source = %task.source.addr, target = %task.target.addr, error = %e, "a repair copy failed; it will be tried again")
+                if e.full {
+                    // Another target is placed next round; this one waits for room.
+                    self.mark_full(task.target.server);
+                }
+                tracing::warn!(chunk = %task.chunk, source = %task.source.addr, target = %task.target.addr, error = %e.why, "a repair copy failed; it will be tried again")
             }
         }
     }
@@ -926,6 +905,7 @@ impl crate::committer::Observer for std::sync::Mutex<ChunkMap> {
     }
 }
 
+mod placement;
 mod repair;
 pub use repair::{RepairRound, RoundHealth};
 

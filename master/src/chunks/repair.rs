@@ -376,6 +376,7 @@ impl ChunkMap {
             .max_by(|&&a, &&b| self.use_of(a).total_cmp(&self.use_of(b)))?;
         let emptiest = *candidates
             .iter()
+            .filter(|&&i| self.has_room(i))
             .min_by(|&&a, &&b| self.use_of(a).total_cmp(&self.use_of(b)))?;
         if self.use_of(fullest) - self.use_of(emptiest) <= self.repair.rebalance_threshold {
             return None;
