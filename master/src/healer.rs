@@ -8,12 +8,16 @@
 //! durable (`ChunkService::replicate`), and the master counts it only if the chunk is still at
 //! the copied version ([`ChunkMap::copy_done`]). Removals the plan decides go out with the
 //! servers' heartbeat replies. The plan itself bounds the copies in flight per server and in
-//! total, so a round never floods a server.
+//! total, so a round never floods a server. Before replicas beyond a factor are trimmed while too
+//! few are proven, the round's proofs ask every live replica for its digest
+//! ([`ChunkMap::proof_done`]).
 //!
 //! Invariant: the healer never changes the namespace; it only moves replicas between
 //! chunkservers, and everything it knows it learns again from reports after a restart.
 
-use crate::chunks::{ChunkMap, CopyFailed, CopyTask, RepairRound, RoundHealth};
+use crate::chunks::{
+    ChunkMap, CopyFailed, CopyTask, DigestFailure, ProofTask, RepairRound, RoundHealth,
+};
 use crate::committer::SharedNamespace;
 use kfs_common::proto::chunk::ChunkPool;
 use kfs_common::rpc;
@@ -70,6 +74,10 @@ pub async fn run(
                 }
                 drop(snapshot);
                 let health = round.health();
+                for task in round.take_proofs() {
+                    let span = tracing::info_span!("replica proof", chunk = %task.chunk, version = %task.version);
+                    tokio::spawn(prove(pool.clone(), chunks.clone(), task).instrument(span));
+                }
                 let tasks = chunks.lock().expect("chunk map lock").start_repairs(Instant::now(), round);
                 stats.rounds.fetch_add(1, Ordering::Relaxed);
                 stats.last_round_us.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -82,6 +90,35 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Asks every replica of a proof for its digest at once, then tells the chunk map.
+async fn prove(pool: ChunkPool, chunks: Arc<Mutex<ChunkMap>>, task: ProofTask) {
+    let answers = futures::future::join_all(task.replicas.iter().map(|r| {
+        let pool = pool.clone();
+        async move {
+            let answer = match pool.get(r.addr).await {
+                Err(e) => Err(DigestFailure::Other(format!("{} unreachable: {e}", r.addr))),
+                Ok(client) => match client
+                    .digest(rpc::context(COPY_TIMEOUT), task.chunk, task.version)
+                    .await
+                {
+                    Ok(Ok(digest)) => Ok(digest),
+                    Ok(Err(e)) => Err(DigestFailure::from_reply(e)),
+                    Err(e) => {
+                        pool.forget(r.addr);
+                        Err(DigestFailure::Other(format!("{}: {e}", r.addr)))
+                    }
+                },
+            };
+            (r.server, answer)
+        }
+    }))
+    .await;
+    chunks
+        .lock()
+        .expect("chunk map lock")
+        .proof_done(&task, &answers);
 }
 
 /// Has the target copy the replica, then tells the chunk map how it went.

@@ -4,7 +4,8 @@
 //! - `extend_length` beyond what was written is refused (a 3-byte file made 8 EiB).
 //! - `report_failure` naming every replica of a chunk deletes nothing; naming some of them makes
 //!   them stale, kept until the chunk is re-replicated.
-//! - `hello`s from servers that do not hold a chunk, claiming it, do not trim its real replicas.
+//! - `hello`s from servers that do not hold a chunk, claiming it, do not trim its real replicas,
+//!   even when they come first after a master restart (digests prove the real ones).
 
 use kfs_common::proto::PROTOCOL_VERSION;
 use kfs_common::proto::cluster::{ChunkReport, HeartbeatRequest, HelloRequest, SpaceReport};
@@ -165,17 +166,18 @@ async fn report_failure_naming_every_replica_deletes_nothing() {
     cluster.shutdown().await;
 }
 
-#[tokio::test]
-async fn fake_hellos_claiming_a_chunk_do_not_trim_its_real_replicas() {
-    let cluster = TestCluster::start(ClusterOptions::default()).await;
-    cluster.wait_for_alive(3).await;
-    let (data, chunk) = one_chunk_file(&cluster).await;
-    let real: Vec<ServerId> = chunk.replicas.iter().map(|r| r.server).collect();
+/// Three fake chunkservers (at addresses nothing listens on) say hello claiming `chunk` and keep
+/// sending heartbeats until the task is aborted, so their claims count. They are emptier than any
+/// real server, so "the fullest replicas" would be the real ones.
+async fn fake_servers_claiming(
+    cluster: &TestCluster,
+    chunk: &kfs_common::proto::master::ChunkLocation,
+    length: u64,
+) -> tokio::task::JoinHandle<()> {
     let fakes: Vec<ServerId> = (1..=3).map(|i| ServerId(0xfa6e_0000 + i)).collect();
     let cluster_rpc = kfs_common::proto::cluster::connect(cluster.master_addr())
         .await
         .unwrap();
-    // Emptier than any real server, so "the fullest replicas" would be the real ones.
     let space = SpaceReport {
         capacity: 1 << 50,
         available: 1 << 50,
@@ -191,7 +193,7 @@ async fn fake_hellos_claiming_a_chunk_do_not_trim_its_real_replicas() {
             chunks: vec![ChunkReport {
                 chunk: chunk.chunk,
                 version: chunk.version,
-                length: data.len() as u64,
+                length,
             }],
             corrupt: Vec::new(),
         };
@@ -204,26 +206,25 @@ async fn fake_hellos_claiming_a_chunk_do_not_trim_its_real_replicas() {
                 .session,
         );
     }
-    // The fakes keep sending heartbeats, so their claims count until the master trims the chunk
-    // back to its factor (it waits a lease period after the write before it repairs).
-    let heartbeats = tokio::spawn({
-        let fakes = fakes.clone();
-        async move {
-            loop {
-                for (fake, session) in fakes.iter().zip(&sessions) {
-                    let beat = HeartbeatRequest {
-                        server: *fake,
-                        session: *session,
-                        space,
-                        chunk_count: 1,
-                        corrupt: Vec::new(),
-                    };
-                    let _ = cluster_rpc.heartbeat(ctx(), beat).await;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::spawn(async move {
+        loop {
+            for (fake, session) in fakes.iter().zip(&sessions) {
+                let beat = HeartbeatRequest {
+                    server: *fake,
+                    session: *session,
+                    space,
+                    chunk_count: 1,
+                    corrupt: Vec::new(),
+                };
+                let _ = cluster_rpc.heartbeat(ctx(), beat).await;
             }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    });
+    })
+}
+
+/// Waits until the master lists `/f` with its factor of replicas again.
+async fn wait_trimmed(cluster: &TestCluster) {
     let master = cluster.master_client().await;
     wait_until("the chunk trimmed back to its factor", BOUND, || {
         let master = master.clone();
@@ -235,6 +236,57 @@ async fn fake_hellos_claiming_a_chunk_do_not_trim_its_real_replicas() {
         }
     })
     .await;
+}
+
+#[tokio::test]
+async fn fake_hellos_claiming_a_chunk_do_not_trim_its_real_replicas() {
+    let cluster = TestCluster::start(ClusterOptions::default()).await;
+    cluster.wait_for_alive(3).await;
+    let (data, chunk) = one_chunk_file(&cluster).await;
+    let real: Vec<ServerId> = chunk.replicas.iter().map(|r| r.server).collect();
+    // (The master waits a lease period after the write before it repairs.)
+    let heartbeats = fake_servers_claiming(&cluster, &chunk, data.len() as u64).await;
+    wait_trimmed(&cluster).await;
+    heartbeats.abort();
+    wait_healthy_and_read(&cluster, &real, &data).await;
+    for i in 0..3 {
+        assert!(
+            cluster.replica_file(i, chunk.chunk).is_some(),
+            "chunkserver {i} lost its replica"
+        );
+    }
+    cluster.shutdown().await;
+}
+
+/// After a master restart no replica is proven (all are heard of in hellos): fakes that say
+/// hello first, claiming a chunk, are found out by digests before anything is trimmed.
+#[tokio::test]
+async fn fake_hellos_first_after_a_master_restart_do_not_trim_the_real_replicas() {
+    let mut cluster = TestCluster::start(ClusterOptions::default()).await;
+    cluster.wait_for_alive(3).await;
+    let (data, chunk) = one_chunk_file(&cluster).await;
+    let real: Vec<ServerId> = chunk.replicas.iter().map(|r| r.server).collect();
+    for i in 0..3 {
+        cluster.stop_chunkserver(i).await;
+    }
+    cluster.restart_master().await;
+    let heartbeats = fake_servers_claiming(&cluster, &chunk, data.len() as u64).await;
+    for i in 0..3 {
+        cluster.start_chunkserver(i).await;
+    }
+    wait_until(
+        "six replicas listed: three real, three fake",
+        BOUND,
+        || async {
+            let master = cluster.master_client().await;
+            matches!(
+                master.file_chunks(ctx(), "/f".into()).await,
+                Ok(Ok(chunks)) if chunks[0].replicas.len() == 6
+            )
+        },
+    )
+    .await;
+    wait_trimmed(&cluster).await;
     heartbeats.abort();
     wait_healthy_and_read(&cluster, &real, &data).await;
     for i in 0..3 {

@@ -109,6 +109,10 @@ impl Drop for CopyIn<'_> {
     }
 }
 
+/// Free space above the reserve under which a create measures its dir again rather than trust
+/// the last measurement (a heartbeat's).
+const REMEASURE_MARGIN: u64 = 1 << 30;
+
 /// What a create found on the dir it tried.
 enum Made {
     Created,
@@ -267,7 +271,8 @@ impl ChunkStore {
     }
 
     /// Creates an empty replica of `chunk` at `version` on the directory with most free space
-    /// that has room above its reserve (measured afresh).
+    /// that has room above its reserve (measured afresh when the last measurement was within
+    /// [`REMEASURE_MARGIN`] of it).
     pub async fn create(&self, chunk: ChunkId, version: ChunkVersion) -> KfsResult<()> {
         self.check_capacity(chunk_file::HEADER_LEN)?;
         if self.index.lock().contains(chunk) {
@@ -282,11 +287,17 @@ impl ChunkStore {
         let mut full = Vec::new();
         for dir in dirs {
             let index = self.index.clone();
+            // Far above the reserve as last measured (each heartbeat), the measurement stands;
+            // close to it, the create measures again.
+            let measure = self.slots[dir].available.load(Ordering::Relaxed)
+                < reserve.saturating_add(REMEASURE_MARGIN);
             let made = match self
                 .on_dir(dir, chunk, version, move |d| {
-                    let (_, available) = d.space()?;
-                    if available < reserve {
-                        return Ok(Made::Full(available));
+                    if measure {
+                        let (_, available) = d.space()?;
+                        if available < reserve {
+                            return Ok(Made::Full(available));
+                        }
                     }
                     let path = d.path(chunk, version);
                     chunk_file::create(d.io.as_ref(), &path, chunk)?;

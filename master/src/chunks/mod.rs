@@ -102,6 +102,8 @@ pub struct ChunkMap {
     granting: HashSet<ChunkId>,
     /// Copies in flight to repair replication.
     copies: HashMap<ChunkId, Copy>,
+    /// Chunks whose replicas are being asked for digests before a trim (`proof.rs`).
+    proofs: HashSet<ChunkId>,
     next_copy: u64,
     /// When safe mode ends at the latest; `None` once it has ended.
     safe_until: Option<Instant>,
@@ -220,6 +222,7 @@ impl ChunkMap {
             leases: HashMap::new(),
             granting: HashSet::new(),
             copies: HashMap::new(),
+            proofs: HashSet::new(),
             next_copy: 1,
             safe_until: safe_mode.then(|| Instant::now() + repair.safe_mode_max),
             safe_checked: None,
@@ -906,7 +909,9 @@ impl crate::committer::Observer for std::sync::Mutex<ChunkMap> {
 }
 
 mod placement;
+mod proof;
 mod repair;
+pub use proof::{DigestAnswer, DigestFailure, ProofTask};
 pub use repair::{RepairRound, RoundHealth};
 
 #[cfg(test)]

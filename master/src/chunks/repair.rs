@@ -6,8 +6,9 @@
 //! - fewer live replicas than the file's replication factor: a copy from a readable replica to a
 //!   chunkserver that holds none (placement as for new chunks), the chunks with the fewest live
 //!   replicas first, within the per-server and total limits of copies in flight;
-//! - as many or more: replicas beyond the factor are removed (draining servers' first, then the
-//!   fullest servers'), and so are corrupt and stale replicas of the chunk;
+//! - as many or more: replicas beyond the factor are removed (draining servers' first, then
+//!   unproven ones, then the fullest servers'; only while the factor stays proven, or digests are
+//!   asked first: `proof.rs`), and so are corrupt and stale replicas of the chunk;
 //! - when there is no repair to do, one replica moves from the fullest server to the emptiest if
 //!   their space use differs by more than the rebalance threshold (a copy now; the removal from the
 //!   fullest follows in a later round, as an over-replicated chunk).
@@ -18,6 +19,7 @@
 //! chunk has its factor of live replicas without it ([`ChunkMap::release_deferred`]); nothing is removed or copied
 //! in safe mode; a copy counts only if the chunk is still at the version it was copied at.
 
+use super::proof::ProofTask;
 use super::{ChunkMap, Copy, CopyTask};
 use crate::namespace::Namespace;
 use kfs_common::{ChunkId, FileId};
@@ -36,6 +38,8 @@ pub struct RepairRound {
     /// What the scan found: chunks with fewer live replicas than their factor but one readable,
     /// and chunks with none readable. `None` when the round ended at once in safe mode.
     health: Option<RoundHealth>,
+    /// Digests to ask before replicas beyond a factor can be trimmed (`proof.rs`).
+    proofs: Vec<ProofTask>,
 }
 
 /// Replication health as one repair round found it (chunks being written are not examined).
@@ -52,11 +56,18 @@ impl Default for RepairRound {
             wanted: Vec::new(),
             done: false,
             health: Some(RoundHealth::default()),
+            proofs: Vec::new(),
         }
     }
 }
 
 impl RepairRound {
+    /// The proofs the round wants made (now recorded as in flight): the healer asks the
+    /// digests and reports with [`ChunkMap::proof_done`].
+    pub fn take_proofs(&mut self) -> Vec<ProofTask> {
+        std::mem::take(&mut self.proofs)
+    }
+
     pub fn new() -> RepairRound {
         RepairRound::default()
     }
@@ -73,14 +84,20 @@ impl RepairRound {
 }
 
 impl ChunkMap {
-    /// Plans a whole repair round at once: returns the copies to start (now recorded as in
-    /// flight), and queues the removals for the servers' next heartbeat replies.
-    pub fn plan_repairs(&mut self, ns: &Namespace, now: Instant) -> Vec<CopyTask> {
+    /// Plans a whole repair round at once: returns the copies to start and the proofs to make
+    /// (both now recorded as in flight), and queues the removals for the servers' next heartbeat
+    /// replies.
+    pub fn plan_repairs(
+        &mut self,
+        ns: &Namespace,
+        now: Instant,
+    ) -> (Vec<CopyTask>, Vec<ProofTask>) {
         let mut round = RepairRound::new();
         while !round.done() {
             self.scan_repairs(ns, now, &mut round, usize::MAX);
         }
-        self.start_repairs(now, round)
+        let proofs = round.take_proofs();
+        (self.start_repairs(now, round), proofs)
     }
 
     /// Examines up to `budget` chunks from where `round` stopped: queues the removals they need
@@ -103,6 +120,7 @@ impl ChunkMap {
             self.release_deferred(ns);
         }
         let mut removals: Vec<(usize, ChunkId)> = Vec::new();
+        let mut proofs_wanted: Vec<(ChunkId, Vec<usize>)> = Vec::new();
         let any_corrupt = self.servers.iter().any(|s| !s.corrupt.is_empty());
         // The replication factor of the file seen last: a file's chunks come together.
         let mut factor_of = (FileId(0), 0usize);
@@ -169,33 +187,25 @@ impl ChunkMap {
                 .map(|r| r.server)
                 .filter(|&i| self.servers[i].alive)
                 .collect();
-            // Beyond the factor: unproven replicas (only heard of in a hello) go before proven
-            // ones, the fullest servers' first; and never so that only replicas on servers that
-            // joined after the removed one remain, unless one of them is proven (three fake
-            // hellos claiming a chunk must not trim its real replicas away).
-            let mut spare = live.len() - factor;
-            let proven = |i: usize| state.replicas.iter().any(|r| r.server == i && r.proven);
-            let mut by_trust = live.clone();
-            by_trust.sort_by(|&a, &b| {
-                proven(a)
-                    .cmp(&proven(b))
-                    .then(self.use_of(b).total_cmp(&self.use_of(a)))
-            });
-            let mut kept = live.clone();
-            for i in by_trust {
-                if spare == 0 {
-                    break;
+            // Beyond the factor (`proof.rs`): with the factor proven, unproven replicas go
+            // first, then the fullest servers'; with fewer proven, nothing beyond the factor goes
+            // until digests prove enough (fake hellos claiming a chunk never trim its real
+            // replicas away).
+            let spare = live.len() - factor;
+            if spare > 0 {
+                let proven = |i: usize| state.replicas.iter().any(|r| r.server == i && r.proven);
+                let proven_count = live.iter().filter(|&&i| proven(i)).count();
+                if proven_count >= factor {
+                    let mut by_trust = live.clone();
+                    by_trust.sort_by(|&a, &b| {
+                        proven(a)
+                            .cmp(&proven(b))
+                            .then(self.use_of(b).total_cmp(&self.use_of(a)))
+                    });
+                    extra.extend(by_trust.into_iter().take(spare));
+                } else {
+                    proofs_wanted.push((chunk, live.clone()));
                 }
-                let joined = self.servers[i].session;
-                let vouched = kept
-                    .iter()
-                    .any(|&k| k != i && (proven(k) || self.servers[k].session <= joined));
-                if !vouched {
-                    continue;
-                }
-                kept.retain(|&k| k != i);
-                extra.push(i);
-                spare -= 1;
             }
             for i in extra {
                 removals.push((i, chunk));
@@ -207,6 +217,9 @@ impl ChunkMap {
                     }
                 }
             }
+        }
+        for (chunk, servers) in proofs_wanted {
+            round.proofs.extend(self.want_proof(chunk, &servers));
         }
         for (i, chunk) in removals {
             tracing::debug!(%chunk, server = %self.servers[i].id, "removing a replica that is not needed");
@@ -472,7 +485,7 @@ mod tests {
         hello(&mut map, 2, &[11], 0);
         hello(&mut map, 3, &[], 0);
         hello(&mut map, 4, &[], 0);
-        let tasks = map.plan_repairs(&ns, Instant::now());
+        let tasks = map.plan_repairs(&ns, Instant::now()).0;
         // Chunk 10 has one replica, 11 two: 10 goes first; each copy targets a server without it.
         assert_eq!(tasks[0].chunk, ChunkId(10));
         for t in &tasks {
@@ -484,6 +497,7 @@ mod tests {
         }
         assert!(
             map.plan_repairs(&ns, Instant::now())
+                .0
                 .iter()
                 .all(|t| !tasks.iter().any(|u| u.chunk == t.chunk)),
             "no second copy while one is in flight"
@@ -505,7 +519,22 @@ mod tests {
         hello(&mut map, 1, &[10], 100);
         hello(&mut map, 2, &[10], 900);
         hello(&mut map, 3, &[10], 500);
-        assert!(map.plan_repairs(&ns, Instant::now()).is_empty());
+        // Heard of in hellos only: the replicas prove their data before any is trimmed.
+        let (copies, proofs) = map.plan_repairs(&ns, Instant::now());
+        assert!(copies.is_empty());
+        assert_eq!(proofs.len(), 1);
+        assert_eq!(map.locations(ChunkId(10)).len(), 3, "nothing trimmed yet");
+        assert!(
+            map.plan_repairs(&ns, Instant::now()).1.is_empty(),
+            "one proof at a time"
+        );
+        let answers: Vec<_> = proofs[0]
+            .replicas
+            .iter()
+            .map(|r| (r.server, Ok((1, 7))))
+            .collect();
+        map.proof_done(&proofs[0], &answers);
+        assert!(map.plan_repairs(&ns, Instant::now()).0.is_empty());
         let left: Vec<ServerId> = map
             .locations(ChunkId(10))
             .iter()
@@ -529,11 +558,11 @@ mod tests {
             .set_draining("127.0.0.1:9001", true, Instant::now())
             .unwrap();
         assert_eq!(info.state, kfs_common::proto::master::ServerState::Draining);
-        let tasks = map.plan_repairs(&ns, Instant::now());
+        let tasks = map.plan_repairs(&ns, Instant::now()).0;
         assert_eq!(tasks.len(), 1);
         assert_eq!(tasks[0].target.server, ServerId(3));
         map.copy_done(&tasks[0], Ok(1));
-        assert!(map.plan_repairs(&ns, Instant::now()).is_empty());
+        assert!(map.plan_repairs(&ns, Instant::now()).0.is_empty());
         let states: Vec<_> = map
             .servers(Instant::now())
             .into_iter()
@@ -556,10 +585,10 @@ mod tests {
             map.in_safe_mode(Instant::now()),
             "chunk 11 has not reported"
         );
-        assert!(map.plan_repairs(&ns, Instant::now()).is_empty());
+        assert!(map.plan_repairs(&ns, Instant::now()).0.is_empty());
         hello(&mut map, 3, &[11], 0);
         assert!(!map.in_safe_mode(Instant::now()));
-        assert!(!map.plan_repairs(&ns, Instant::now()).is_empty());
+        assert!(!map.plan_repairs(&ns, Instant::now()).0.is_empty());
     }
 
     #[test]
@@ -568,7 +597,7 @@ mod tests {
         let mut map = ChunkMap::new(&ns, T, 0);
         hello(&mut map, 1, &[10, 11, 12], 800);
         hello(&mut map, 2, &[], 100);
-        let tasks = map.plan_repairs(&ns, Instant::now());
+        let tasks = map.plan_repairs(&ns, Instant::now()).0;
         assert_eq!(tasks.len(), 1);
         assert_eq!(
             (tasks[0].source.server, tasks[0].target.server),
@@ -590,6 +619,7 @@ mod tests {
         let mut whole = build();
         let mut expected: Vec<ChunkId> = whole
             .plan_repairs(&ns, Instant::now())
+            .0
             .iter()
             .map(|t| t.chunk)
             .collect();
@@ -614,5 +644,58 @@ mod tests {
             2,
             "seven chunks want a copy, all from server 1, which serves two at a time"
         );
+    }
+
+    /// Digests that fail or disagree trim nothing; a server that does not hold what it claimed
+    /// leaves the map.
+    #[test]
+    fn claims_are_proven_by_digests_before_anything_is_trimmed() {
+        use super::super::proof::DigestFailure;
+        use kfs_common::KfsError;
+        let ns = ns(2, 1);
+        let mut map = ChunkMap::new(&ns, T, 0);
+        for s in 1..=4 {
+            hello(&mut map, s, &[10], 100 * s as u64);
+        }
+        let (_, proofs) = map.plan_repairs(&ns, Instant::now());
+        // Disagreeing data: none proven, nothing trimmed, asked again next round.
+        let answers: Vec<_> = proofs[0]
+            .replicas
+            .iter()
+            .enumerate()
+            .map(|(n, r)| (r.server, Ok((1, n as u32 % 2))))
+            .collect();
+        map.proof_done(&proofs[0], &answers);
+        let (_, proofs) = map.plan_repairs(&ns, Instant::now());
+        assert_eq!(map.locations(ChunkId(10)).len(), 4);
+        // Server 4 does not hold it, server 3 does not answer; 1 and 2 agree.
+        let answers: Vec<_> = proofs[0]
+            .replicas
+            .iter()
+            .map(|r| {
+                let answer = match r.server.0 {
+                    4 => Err(DigestFailure::from_reply(KfsError::NoSuchChunk {
+                        chunk: ChunkId(10),
+                    })),
+                    3 => Err(DigestFailure::Other("unreachable".into())),
+                    _ => Ok((1, 7)),
+                };
+                (r.server, answer)
+            })
+            .collect();
+        map.proof_done(&proofs[0], &answers);
+        let left = |map: &ChunkMap| -> Vec<u128> {
+            let mut l: Vec<u128> = map
+                .locations(ChunkId(10))
+                .iter()
+                .map(|r| r.server.0)
+                .collect();
+            l.sort();
+            l
+        };
+        assert_eq!(left(&map), vec![1, 2, 3], "the false claim left the map");
+        // Two proven (the factor): the unproven one is the extra.
+        assert!(map.plan_repairs(&ns, Instant::now()).1.is_empty());
+        assert_eq!(left(&map), vec![1, 2]);
     }
 }
