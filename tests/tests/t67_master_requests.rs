@@ -238,6 +238,23 @@ async fn wait_trimmed(cluster: &TestCluster) {
     .await;
 }
 
+/// `/f` is back on its real servers, healthy, reads back, and every real server still has its
+/// replica file.
+async fn assert_real_replicas_kept(
+    cluster: &TestCluster,
+    real: &[ServerId],
+    data: &[u8],
+    chunk: &kfs_common::proto::master::ChunkLocation,
+) {
+    wait_healthy_and_read(cluster, real, data).await;
+    for i in 0..3 {
+        assert!(
+            cluster.replica_file(i, chunk.chunk).is_some(),
+            "chunkserver {i} lost its replica"
+        );
+    }
+}
+
 #[tokio::test]
 async fn fake_hellos_claiming_a_chunk_do_not_trim_its_real_replicas() {
     let cluster = TestCluster::start(ClusterOptions::default()).await;
@@ -248,13 +265,7 @@ async fn fake_hellos_claiming_a_chunk_do_not_trim_its_real_replicas() {
     let heartbeats = fake_servers_claiming(&cluster, &chunk, data.len() as u64).await;
     wait_trimmed(&cluster).await;
     heartbeats.abort();
-    wait_healthy_and_read(&cluster, &real, &data).await;
-    for i in 0..3 {
-        assert!(
-            cluster.replica_file(i, chunk.chunk).is_some(),
-            "chunkserver {i} lost its replica"
-        );
-    }
+    assert_real_replicas_kept(&cluster, &real, &data, &chunk).await;
     cluster.shutdown().await;
 }
 
@@ -288,13 +299,7 @@ async fn fake_hellos_first_after_a_master_restart_do_not_trim_the_real_replicas(
     .await;
     wait_trimmed(&cluster).await;
     heartbeats.abort();
-    wait_healthy_and_read(&cluster, &real, &data).await;
-    for i in 0..3 {
-        assert!(
-            cluster.replica_file(i, chunk.chunk).is_some(),
-            "chunkserver {i} lost its replica"
-        );
-    }
+    assert_real_replicas_kept(&cluster, &real, &data, &chunk).await;
     cluster.shutdown().await;
 }
 

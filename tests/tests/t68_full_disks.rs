@@ -86,6 +86,11 @@ fn assert_names_all_full(e: &KfsError, addrs: &[String]) {
     );
 }
 
+async fn read_all(client: &Client, path: &str) -> Vec<u8> {
+    let f = client.open(path).await.unwrap();
+    f.read_at(0, 1 << 20).await.unwrap()
+}
+
 async fn put(client: &Client, remote: &str, data: &[u8]) -> Result<u64, KfsError> {
     let local = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(local.path(), data).unwrap();
@@ -140,16 +145,7 @@ async fn every_server_full_fails_a_put_at_once_and_leaves_nothing() {
     assert_eq!((report.chunks, report.missing), (0, 0), "{report:?}");
 
     put(&client, "/photo.jpg", &data).await.unwrap();
-    assert_eq!(
-        client
-            .open("/photo.jpg")
-            .await
-            .unwrap()
-            .read_at(0, 1 << 20)
-            .await
-            .unwrap(),
-        data
-    );
+    assert_eq!(read_all(&client, "/photo.jpg").await, data);
     cluster.shutdown().await;
 }
 
@@ -174,13 +170,7 @@ async fn disks_filling_under_a_writer_fail_the_write_and_keep_what_was_synced() 
     f.abandon();
     let report = client.fsck().await.unwrap();
     assert_eq!(report.missing, 0, "{report:?}");
-    let read = client
-        .open("/log")
-        .await
-        .unwrap()
-        .read_at(0, 1 << 20)
-        .await
-        .unwrap();
+    let read = read_all(&client, "/log").await;
     assert_eq!(read, first);
 
     // Room again: back to three replicas, and the file takes writes.
@@ -189,13 +179,7 @@ async fn disks_filling_under_a_writer_fail_the_write_and_keep_what_was_synced() 
     let f = client.open("/log").await.unwrap();
     f.write_at(first.len() as u64, &more).await.unwrap();
     f.close().await.unwrap();
-    let read = client
-        .open("/log")
-        .await
-        .unwrap()
-        .read_at(0, 1 << 20)
-        .await
-        .unwrap();
+    let read = read_all(&client, "/log").await;
     assert_eq!(read, [first, more].concat());
     cluster.shutdown().await;
 }
@@ -262,13 +246,7 @@ async fn a_full_server_gets_no_replicas_and_no_copies_until_it_has_room() {
     .await;
     assert!(cluster.chunkserver(3).store().chunk_count() > 0);
     for (i, data) in files.iter().enumerate() {
-        let read = client
-            .open(&format!("/f{i}"))
-            .await
-            .unwrap()
-            .read_at(0, 1 << 20)
-            .await
-            .unwrap();
+        let read = read_all(&client, &format!("/f{i}")).await;
         assert_eq!(&read, data);
     }
     cluster.shutdown().await;

@@ -19,9 +19,10 @@
 //! - a write puts data first and checksums second, and verifies every old block it merges new
 //!   bytes into, so a write cut short by a crash leaves a mismatch that reads report, never a
 //!   block that passes with wrong bytes, and corruption is never laundered into a fresh checksum;
-//! - a write that needs more space allocates it before writing anything, so a full disk fails
-//!   the write with the replica as it was (on file systems that cannot allocate ahead, a failed
-//!   write is cut back to the old length, and a block it overwrote fails its checksum);
+//! - a write that fails (a full disk) leaves the replica as it was: one that only adds bytes
+//!   past the old end is cut back to the old length, and one that also replaces old bytes
+//!   allocates its space before writing anything (on file systems that cannot allocate ahead,
+//!   such a write cut back leaves a block that fails its checksum);
 //! - a create that fails leaves no file; one cut short by a crash leaves a file no longer than
 //!   the header, which holds no data ([`ChunkError::Unfinished`]).
 
@@ -273,17 +274,21 @@ pub fn write(
     let start = first * block;
     let region_end = ((last + 1) * block).min(new_length);
 
-    // Space for the new bytes first: a full disk fails the write before it touches the file.
-    if new_length > length
+    // A full disk must not leave the replica changed. A write that only adds bytes past the old
+    // end (or rewrites old bytes as they were, merging) is simply cut back to the old length if
+    // it fails: no checksum changed yet. One that replaces old bytes *and* grows the file could
+    // fail after replacing some, which no cut undoes: it allocates its new space first, so a
+    // full disk fails it before it touches the file.
+    if offset < length
+        && new_length > length
         && let Err(e) = io.allocate(&file, HEADER_LEN + length, new_length - length)
     {
         // Give back what a partial allocation took past the end.
         let _ = file.set_len(HEADER_LEN + length);
         return Err(e.into());
     }
-    // Should a write of the data fail all the same (a file system that cannot allocate ahead),
-    // the file goes back to its old length: no checksum changed yet, and a block whose old
-    // bytes were overwritten fails its checksum rather than pass new bytes off as old.
+    // (On a file system that cannot allocate ahead, such a write cut back leaves a block that
+    // fails its checksum rather than pass new bytes off as old.)
     let write_data = |bytes: &[u8], at: u64| -> Result<(), ChunkError> {
         io.write_at(&file, bytes, HEADER_LEN + at).map_err(|e| {
             if new_length > length

@@ -6,9 +6,8 @@
 //!   here never block the caller's thread.
 //! - A new chunk goes to the directory with the most free space, and only to one whose file
 //!   system has at least `reserve_bytes` free (measured at the create); past `capacity_bytes`
-//!   nothing new is taken. A full disk answers `NoSpace` and leaves no half-made file; a write
-//!   allocates its space before writing, so on file systems that can (ext4, XFS, btrfs, tmpfs)
-//!   a full disk leaves the replica as it was.
+//!   nothing new is taken. A full disk answers `NoSpace` and leaves no half-made file, and a
+//!   write it fails leaves the replica as it was (`chunk_file::write`).
 //! - A replica whose checksum fails, whose file is damaged or cut short, or whose file is gone,
 //!   is marked corrupt (`damage.rs`): it is never served again, its file is renamed so a restart
 //!   still knows, and it is reported to the master until the master has it deleted.

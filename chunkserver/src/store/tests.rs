@@ -103,6 +103,38 @@ struct MChunk {
     gone: bool,
 }
 
+impl MChunk {
+    /// The first damaged block a write of `len` bytes at `offset` must verify first (one whose
+    /// old bytes it keeps: see `chunk_file::write`).
+    fn bad_block_kept_by(&self, offset: u64, len: u64) -> Option<u64> {
+        let length = self.data.len() as u64;
+        let end = offset + len;
+        let new_length = length.max(end);
+        (offset.min(length) / B..=(end - 1) / B).find(|b| {
+            let (bs, be) = (b * B, ((b + 1) * B).min(new_length));
+            bs < length && !(offset <= bs && end >= be) && self.bad.contains(b)
+        })
+    }
+
+    /// Applies a write that succeeded: its bytes, and fresh checksums on the blocks it covers
+    /// whole.
+    fn apply_write(&mut self, offset: u64, data: &[u8]) {
+        let length = self.data.len() as u64;
+        let end = offset + data.len() as u64;
+        let new_length = length.max(end);
+        if self.data.len() < end as usize {
+            self.data.resize(end as usize, 0);
+        }
+        self.data[offset as usize..end as usize].copy_from_slice(data);
+        for b in offset.min(length) / B..=(end - 1) / B {
+            let (bs, be) = (b * B, ((b + 1) * B).min(new_length));
+            if offset <= bs && end >= be {
+                self.bad.remove(&b);
+            }
+        }
+    }
+}
+
 fn pattern(seed: u8, len: u64) -> Vec<u8> {
     (0..len)
         .map(|i| seed.wrapping_add((i * 7 % 251) as u8))
@@ -236,15 +268,8 @@ impl Harness {
                     prop_assert_eq!(got.ok(), Some(m.data.len() as u64));
                     return Ok(());
                 }
-                // The blocks whose old bytes the store must verify (see `chunk_file::write`).
-                let length = m.data.len() as u64;
-                let end = offset + len;
-                let new_length = length.max(end);
-                let first_bad = (offset.min(length) / B..=(end - 1) / B).find(|b| {
-                    let (bs, be) = (b * B, ((b + 1) * B).min(new_length));
-                    bs < length && !(offset <= bs && end >= be) && m.bad.contains(b)
-                });
-                if let Some(b) = first_bad {
+                let new_length = (m.data.len() as u64).max(offset + len);
+                if let Some(b) = m.bad_block_kept_by(offset, len) {
                     prop_assert!(
                         matches!(got, Err(KfsError::ChecksumMismatch { offset: o, .. }) if o == b * B),
                         "{got:?}"
@@ -253,17 +278,7 @@ impl Harness {
                     return Ok(());
                 }
                 prop_assert_eq!(got.ok(), Some(new_length));
-                if m.data.len() < end as usize {
-                    m.data.resize(end as usize, 0);
-                }
-                m.data[offset as usize..end as usize].copy_from_slice(&data);
-                // Blocks the write covers whole get fresh checksums over its bytes.
-                for b in offset.min(length) / B..=(end - 1) / B {
-                    let (bs, be) = (b * B, ((b + 1) * B).min(new_length));
-                    if offset <= bs && end >= be {
-                        m.bad.remove(&b);
-                    }
-                }
+                m.apply_write(offset, &data);
             }
             Step::Read { chunk, offset, len } => self.check_read(chunk, offset, len)?,
             Step::SetVersion { chunk, stale } => {
@@ -449,14 +464,9 @@ impl Harness {
                 }
                 let end = offset + len;
                 let length = m.data.len() as u64;
-                // Blocks the write must verify first: a damaged one fails it before any byte
-                // is written (the Write step checks that case).
-                let new_length = length.max(end);
-                let verifies_bad = (offset.min(length) / B..=(end - 1) / B).any(|b| {
-                    let (bs, be) = (b * B, ((b + 1) * B).min(new_length));
-                    bs < length && !(offset <= bs && end >= be) && m.bad.contains(&b)
-                });
-                if verifies_bad {
+                // A damaged block the write must verify fails it before any byte is written
+                // (the Write step checks that case).
+                if m.bad_block_kept_by(offset, len).is_some() {
                     return Ok(());
                 }
                 self.io.set(|f| f.space_left = Some(room));
@@ -469,19 +479,9 @@ impl Harness {
                 self.io.set(|f| f.space_left = None);
                 let grows = end.saturating_sub(length);
                 if grows <= room {
-                    // It fitted: the Write step's model, by hand.
-                    prop_assert_eq!(got.ok(), Some(new_length));
+                    prop_assert_eq!(got.ok(), Some(length.max(end)));
                     let m = self.model.get_mut(&chunk).unwrap();
-                    if m.data.len() < end as usize {
-                        m.data.resize(end as usize, 0);
-                    }
-                    m.data[offset as usize..end as usize].copy_from_slice(&pattern(11, len));
-                    for b in offset.min(length) / B..=(end - 1) / B {
-                        let (bs, be) = (b * B, ((b + 1) * B).min(new_length));
-                        if offset <= bs && end >= be {
-                            m.bad.remove(&b);
-                        }
-                    }
+                    m.apply_write(offset, &pattern(11, len));
                 } else {
                     // Refused whole: the replica keeps its old bytes, and is not corrupt.
                     prop_assert!(matches!(got, Err(KfsError::NoSpace(_))), "{got:?}");
