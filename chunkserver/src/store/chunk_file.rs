@@ -484,7 +484,13 @@ mod tests {
         io.set(|f| f.space_left = None);
         create(&io, &path, ChunkId(5)).unwrap();
         write(&io, &path, 0, &vec![3u8; 1000]).unwrap();
-        for (offset, len) in [(1000u64, 3 * BLOCK_LEN), (BLOCK_LEN as u64 * 2, 10)] {
+        // An append, a write past a hole (both cut back), and one that replaces old bytes and
+        // grows (refused by the allocation before it writes).
+        for (offset, len) in [
+            (1000u64, 3 * BLOCK_LEN),
+            (BLOCK_LEN as u64 * 2, 10),
+            (500, 3 * BLOCK_LEN),
+        ] {
             io.set(|f| f.space_left = Some(5000));
             assert!(write(&io, &path, offset, &vec![4u8; len]).is_err());
             io.set(|f| f.space_left = None);
