@@ -361,20 +361,30 @@ impl TestCluster {
         self.master = Some(master);
     }
 
-    /// Waits (bounded by 10 chunkserver timeouts) until the master lists `n` chunkservers alive.
+    /// Waits (bounded by 10 chunkserver timeouts) until the master lists `n` chunkservers alive,
+    /// every running one at its current address (a restarted server is on a new port, and its
+    /// old entry stays alive until its new hello or its timeout: counting alone could pass
+    /// before the hello).
     pub async fn wait_for_alive(&self, n: usize) {
         let client = self.master_client().await;
         let timeout = Duration::from_millis(self.options.chunkserver_timeout_ms * 10);
+        let running: Vec<SocketAddr> = self
+            .servers
+            .iter()
+            .filter_map(|s| s.handle.as_ref().map(|h| h.local_addr()))
+            .collect();
         wait_until(&format!("{n} chunkservers alive"), timeout, || {
             let client = client.clone();
+            let running = running.clone();
             async move {
                 match client.chunkservers(ctx()).await {
                     Ok(Ok(servers)) => {
-                        servers
+                        let alive: Vec<SocketAddr> = servers
                             .iter()
                             .filter(|s| s.state == ServerState::Alive)
-                            .count()
-                            == n
+                            .map(|s| s.addr)
+                            .collect();
+                        alive.len() == n && running.iter().all(|a| alive.contains(a))
                     }
                     _ => false,
                 }

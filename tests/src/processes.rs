@@ -176,16 +176,26 @@ impl ProcessCluster {
     /// Waits (60 s at most) until the master lists `n` chunkservers alive.
     pub async fn wait_for_alive(&mut self, n: usize) {
         let this = &*self;
+        // Every running server at its current address: a restarted one is on a new port, and
+        // its old entry stays alive until its new hello or its timeout.
+        let running: Vec<SocketAddr> = self
+            .slots
+            .iter()
+            .filter_map(|s| s.process.as_ref().map(|p| p.addr))
+            .collect();
+        let running = &running;
         wait_until(
             &format!("{n} chunkservers alive"),
             Duration::from_secs(60),
             || async move {
-                this.servers()
+                let alive: Vec<SocketAddr> = this
+                    .servers()
                     .await
                     .iter()
                     .filter(|s| s.state == ServerState::Alive)
-                    .count()
-                    == n
+                    .map(|s| s.addr)
+                    .collect();
+                alive.len() == n && running.iter().all(|a| alive.contains(a))
             },
         )
         .await;

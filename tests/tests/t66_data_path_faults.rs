@@ -366,6 +366,8 @@ async fn a_chunk_id_handed_out_but_never_logged_is_not_reused_after_two_crashes(
     cluster.stop_master().await;
     cut_log_before_allocation_of(cluster.meta_dir(), lost);
     cluster.start_master().await;
+    // Every chunkserver registered again, so the new chunk gets its three replicas at once.
+    cluster.wait_for_alive(3).await;
 
     // The replicas of `lost` are orphans now; a new chunk must not take their id.
     let client = cluster.client_with(options).await;
