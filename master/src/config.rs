@@ -117,6 +117,26 @@ pub enum ConfigError {
 }
 
 impl MasterConfig {
+    /// How replication is repaired, from these settings: the one place the repair defaults come
+    /// from ([`RepairConfig::default`] is `MasterConfig::default().repair()`).
+    pub fn repair(&self) -> crate::chunks::RepairConfig {
+        crate::chunks::RepairConfig {
+            safe_mode_fraction: self.safe_mode_fraction,
+            safe_mode_max: std::time::Duration::from_secs(self.safe_mode_max_secs),
+            copies_per_server: self.copies_per_server,
+            copies_total: self.copies_total,
+            rebalance_threshold: self.rebalance_threshold,
+        }
+    }
+
+    /// Timing of chunkservers' reports, from these settings.
+    pub fn timing(&self) -> crate::chunks::ChunkTiming {
+        crate::chunks::ChunkTiming {
+            heartbeat_interval: std::time::Duration::from_millis(self.heartbeat_interval_ms),
+            server_timeout: std::time::Duration::from_millis(self.chunkserver_timeout_ms),
+        }
+    }
+
     /// Reads a TOML file; keys it does not set keep their defaults, unknown keys are refused.
     pub fn from_file(path: &Path) -> Result<MasterConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

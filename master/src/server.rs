@@ -9,7 +9,7 @@
 //! that cannot succeed, or changes nothing, costs no log write) and then go through the
 //! [`Committer`], which answers after the op is durable and applied.
 
-use crate::chunks::{ChunkMap, ChunkTiming, RepairConfig};
+use crate::chunks::{ChunkMap, ChunkTiming};
 use crate::committer::{CommitStats, Committer, CommitterConfig, SharedNamespace};
 use crate::config::{ConfigError, MasterConfig};
 use crate::healer::HealerStats;
@@ -137,17 +137,7 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
         },
         recovered.ns.next_chunk_id(),
     );
-    let timing = ChunkTiming {
-        heartbeat_interval: Duration::from_millis(config.heartbeat_interval_ms),
-        server_timeout: Duration::from_millis(config.chunkserver_timeout_ms),
-    };
-    let repair = RepairConfig {
-        safe_mode_fraction: config.safe_mode_fraction,
-        safe_mode_max: Duration::from_secs(config.safe_mode_max_secs),
-        copies_per_server: config.copies_per_server,
-        copies_total: config.copies_total,
-        rebalance_threshold: config.rebalance_threshold,
-    };
+    let (timing, repair) = (config.timing(), config.repair());
     // A restarted master knows chunks no server has reported yet: safe mode until they have.
     let chunks = Arc::new(Mutex::new(ChunkMap::with_repair(
         &recovered.ns,

@@ -133,14 +133,9 @@ pub struct RepairConfig {
 }
 
 impl Default for RepairConfig {
+    /// The master's defaults (`MasterConfig`'s, the one table of them).
     fn default() -> Self {
-        RepairConfig {
-            safe_mode_fraction: 0.999,
-            safe_mode_max: Duration::from_secs(60),
-            copies_per_server: 2,
-            copies_total: 32,
-            rebalance_threshold: 0.10,
-        }
+        crate::config::MasterConfig::default().repair()
     }
 }
 
