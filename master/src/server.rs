@@ -94,6 +94,14 @@ pub struct MasterHandle {
 }
 
 /// Recovers the namespace in `config.meta_dir` and serves it on `config.listen`.
+/// The chunk map follows every op the log thread applies (new chunks, freed ones), so the map
+/// needs nothing of the log thread itself.
+impl crate::committer::Observer for Mutex<ChunkMap> {
+    fn applied(&self, op: &Op, result: &KfsResult<Applied>) {
+        self.lock().expect("chunk map lock").applied(op, result);
+    }
+}
+
 pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
     config.validate()?;
     let dir = config.meta_dir.clone();

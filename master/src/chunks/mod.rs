@@ -897,12 +897,6 @@ impl ChunkMap {
     }
 }
 
-impl crate::committer::Observer for std::sync::Mutex<ChunkMap> {
-    fn applied(&self, op: &Op, result: &KfsResult<Applied>) {
-        self.lock().expect("chunk map lock").applied(op, result);
-    }
-}
-
 mod placement;
 mod proof;
 mod repair;
