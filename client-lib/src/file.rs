@@ -391,16 +391,10 @@ impl Shared {
             Ok(Ok(_)) => Attempt::Done,
             // A replica's own failure at this version (chunkservers never answer a version
             // move with `WriteFailed`): report it.
-            Ok(Err(e @ KfsError::WriteFailed { .. })) => {
-                let full = e.is_no_space();
-                let KfsError::WriteFailed { server, .. } = e else {
-                    unreachable!("matched above")
-                };
-                Attempt::Failed {
-                    servers: vec![server],
-                    full,
-                }
-            }
+            Ok(Err(e @ KfsError::WriteFailed { server, .. })) => Attempt::Failed {
+                servers: vec![server],
+                full: e.is_no_space(),
+            },
             Ok(Err(e)) if e.is_order_lost() => Attempt::OrderLost,
             // The version moved under the write, or the chunk is gone: get the current lease.
             Ok(Err(e)) if e.is_version_moved() => Attempt::Stale,

@@ -29,7 +29,8 @@ impl ChunkStore {
     ) -> KfsResult<R> {
         match self.run_on(dir, job).await? {
             Ok(r) => Ok(r),
-            Err(e) => Err(self.consequences(dir, chunk, version, e).await),
+            // Boxed: the rare path's state (marks, renames) stays out of every I/O's future.
+            Err(e) => Err(Box::pin(self.consequences(dir, chunk, version, e)).await),
         }
     }
 
