@@ -10,14 +10,15 @@
 //! call's deadline, so a master restart is a pause for the caller, not an error; a master that
 //! answers with another protocol or chunk size is an error at once.
 //!
-//! Invariant: a request is sent once, on one connection; it is never re-sent, because a request
-//! that went out on a connection that then broke may have been applied (`create`, `rename`), and
-//! the caller must see that it does not know. Only dials and handshakes are retried. So after a
-//! master restart every later call succeeds once the master is back (within its deadline), and a
-//! call in flight at the restart fails with `Unavailable` (the data path's retry loops then
-//! carry on). A connection unused for `rpc::CLIENT_IDLE_REDIAL` (1 min) is replaced the same way
-//! before sending, so the master closing idle connections (after 5 min by default) never races
-//! a call.
+//! Invariant: a request that went out on a connection that then broke is never re-sent, because
+//! it may have been applied (`create`, `rename`), and the caller must see that it does not know.
+//! Only dials and handshakes are retried, and one case the master vouches for: a connection it
+//! closed as idle (`rpc::ClosedIdle`), after which it read nothing, so a request in flight then
+//! was not applied and is sent once more on a new connection. So after a master restart every
+//! later call succeeds once the master is back (within its deadline), and a call in flight at
+//! the restart fails with `Unavailable` (the data path's retry loops then carry on). A
+//! connection unused for `rpc::CLIENT_IDLE_REDIAL` (1 min) is replaced before sending, so with
+//! the master's default idle timeout (5 min) a call and the idle close never even meet.
 
 use kfs_common::proto::CLIENT_PROTOCOL_VERSION;
 use kfs_common::proto::master::{
@@ -26,7 +27,6 @@ use kfs_common::proto::master::{
 use kfs_common::{KfsError, rpc};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tarpc::client::RpcError;
 use tarpc::client::stub::Stub;
@@ -36,18 +36,45 @@ type Channel = tarpc::client::Channel<MasterServiceRequest, MasterServiceRespons
 /// The master's RPC client, dialled again when its connection has closed.
 pub(crate) type MasterClient = MasterServiceClient<Redialing>;
 
-/// One connection, whether it has closed, and when a call last used it.
+/// How a connection ended (its dispatch task finished).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ended {
+    /// The master refused it at its connection limit.
+    AtLimit,
+    /// The master closed it as idle, after reading every request it answered and no other.
+    Idle,
+    /// Anything else: the master went away, or the connection broke.
+    Broken,
+}
+
+/// One connection, how it ended once it has, and when a call last used it.
 struct Conn {
     channel: Channel,
-    closed: Arc<AtomicBool>,
+    ended: tokio::sync::watch::Receiver<Option<Ended>>,
     used: std::sync::Mutex<Instant>,
 }
 
 impl Conn {
+    fn closed(&self) -> bool {
+        self.ended.borrow().is_some()
+    }
+
+    /// How the connection ended, once its dispatch task has finished: a call that failed
+    /// because the connection ended returns before that task does, so this waits for it (a
+    /// moment; at most 1 s, after which it counts as broken).
+    async fn end(&self) -> Ended {
+        let mut ended = self.ended.clone();
+        let end = tokio::time::timeout(Duration::from_secs(1), ended.wait_for(Option::is_some));
+        match end.await {
+            Ok(Ok(end)) => end.unwrap_or(Ended::Broken),
+            _ => Ended::Broken,
+        }
+    }
+
     /// Open, and used recently enough that the master will not close it as idle under the call
     /// about to be sent (`rpc::CLIENT_IDLE_REDIAL`).
     fn usable(&self) -> bool {
-        !self.closed.load(Ordering::Acquire)
+        !self.closed()
             && self
                 .used
                 .lock()
@@ -122,31 +149,34 @@ async fn dial(addr: SocketAddr, timeout: Duration) -> Result<(Conn, MasterInfo),
         .map_err(|e| unreachable(&e))?;
     let tarpc::client::NewClient { client, dispatch } =
         tarpc::client::new(tarpc::client::Config::default(), transport);
-    let closed = Arc::new(AtomicBool::new(false));
-    let flag = closed.clone();
-    // Whether the connection ended on the server's connection-limit notice: a call in flight
-    // then fails as `Shutdown`, which does not carry the reason, so the dispatch task tells it.
-    let (ended_at_limit, at_limit) = tokio::sync::oneshot::channel();
+    // How the connection ended: a call in flight then fails as `Shutdown`, which does not
+    // carry the reason (the server's notice), so the dispatch task tells it.
+    let (ended_tx, ended) = tokio::sync::watch::channel(None);
     tokio::spawn(async move {
-        let result = dispatch.await;
-        if let Err(error) = &result {
-            tracing::debug!(%addr, %error, "connection to the master failed");
-        }
-        let _ = ended_at_limit.send(matches!(&result, Err(e) if rpc::at_connection_limit(e)));
-        flag.store(true, Ordering::Release);
+        let end = match dispatch.await {
+            Ok(()) => Ended::Broken,
+            Err(e) if rpc::at_connection_limit(&e) => Ended::AtLimit,
+            Err(e) if rpc::closed_idle(&e) => Ended::Idle,
+            Err(error) => {
+                tracing::debug!(%addr, %error, "connection to the master failed");
+                Ended::Broken
+            }
+        };
+        ended_tx.send_replace(Some(end));
     });
-    let handshake = MasterServiceClient::from(client.clone())
+    let conn = Conn {
+        channel: client,
+        ended,
+        used: std::sync::Mutex::new(Instant::now()),
+    };
+    let handshake = MasterServiceClient::from(conn.channel.clone())
         .handshake(rpc::context(timeout), CLIENT_PROTOCOL_VERSION)
         .await;
     let limited = match &handshake {
         Err(e) if rpc::at_connection_limit(e) => true,
         // The connection ended under the call: the dispatch task has just finished, or is
         // about to.
-        Err(RpcError::Shutdown | RpcError::Channel(_)) => {
-            tokio::time::timeout(Duration::from_secs(1), at_limit)
-                .await
-                .is_ok_and(|ended| ended.unwrap_or(false))
-        }
+        Err(RpcError::Shutdown | RpcError::Channel(_)) => conn.end().await == Ended::AtLimit,
         _ => false,
     };
     let info = handshake
@@ -161,14 +191,7 @@ async fn dial(addr: SocketAddr, timeout: Duration) -> Result<(Conn, MasterInfo),
             }
         })?
         .map_err(DialError::Refused)?;
-    Ok((
-        Conn {
-            channel: client,
-            closed,
-            used: std::sync::Mutex::new(Instant::now()),
-        },
-        info,
-    ))
+    Ok((conn, info))
 }
 
 impl Redialing {
@@ -200,7 +223,7 @@ impl Redialing {
         {
             return Err(failed.clone()); // the dial this caller waited for failed
         }
-        if current.closed.load(Ordering::Acquire) {
+        if current.closed() {
             tracing::info!(addr = %self.0.addr, "the connection to the master closed; dialling again");
         } else {
             tracing::debug!(addr = %self.0.addr, "the connection to the master was idle; dialling again");
@@ -278,6 +301,21 @@ impl Stub for Redialing {
             .open_conn(left.min(self.0.timeout))
             .await
             .map_err(|e| RpcError::Send(Box::new(e)))?;
-        conn.channel.call(ctx, request).await
+        match conn.channel.call(ctx, request.clone()).await {
+            // The master closed the connection as idle just as this call went out; it read
+            // nothing after deciding to, so the request was not applied: send it again.
+            Err(RpcError::Shutdown | RpcError::Channel(_)) if conn.end().await == Ended::Idle => {
+                tracing::debug!(addr = %self.0.addr, "the master closed the connection as idle under a call; sending it again");
+                let left = ctx
+                    .deadline
+                    .saturating_duration_since(std::time::Instant::now());
+                let conn = self
+                    .open_conn(left.min(self.0.timeout))
+                    .await
+                    .map_err(|e| RpcError::Send(Box::new(e)))?;
+                conn.channel.call(ctx, request).await
+            }
+            result => result,
+        }
     }
 }

@@ -235,7 +235,10 @@ async fn idle_connections_are_closed_and_clients_redial() {
         },
     )
     .await;
-    assert!(client.stat("/idle").await.is_ok());
+    client
+        .stat("/idle")
+        .await
+        .expect("a stat after the idle close");
     let mut file = client.open("/idle").await.unwrap();
     let mut back = Vec::new();
     file.read_to_end(&mut back).await.unwrap();

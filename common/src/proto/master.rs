@@ -214,7 +214,7 @@ pub struct FsckReport {
 }
 
 /// Namespace service of the master.
-#[tarpc::service]
+#[tarpc::service(derive = [Clone, serde::Serialize, serde::Deserialize])]
 pub trait MasterService {
     /// Caller: every client, first. Replies with the master's protocol version and settings, or
     /// `IncompatibleProtocol` if `protocol` is not the master's. Idempotent.

@@ -38,9 +38,11 @@
 //! - **Idle connections** (`idle_timeout_ms`, default 300,000). A connection with no call in
 //!   flight and no frame arriving for that long is sent the idle notice and closed. Clients
 //!   dial again when their connection has closed, and before sending on one unused for
-//!   [`CLIENT_IDLE_REDIAL`] (60 s), so with an idle timeout above that no call races the close;
-//!   below it, a call sent just as the server closes fails with `Unavailable` (it is never sent
-//!   twice).
+//!   [`CLIENT_IDLE_REDIAL`] (60 s), so with an idle timeout above that no call races the close.
+//!   Below it, a call may be sent just as the server closes: the server reads nothing after it
+//!   decides to close, so its connection ends with [`ClosedIdle`] and the call, known not to
+//!   have been applied, is sent again on a new connection (the client library's master stub
+//!   does this; its data path retries chunk calls in its own loops).
 //! - **Deadlines**: a request asking for more than [`MAX_DEADLINE`] (1 h) gets that (tarpc
 //!   itself would panic on a deadline of `u64::MAX` seconds: see [`wire`]).
 
@@ -228,21 +230,38 @@ impl Incoming {
 #[error("the server is at its connection limit")]
 pub struct AtConnectionLimit;
 
+/// The error a client's connection ends with when the server closed it as idle: the server
+/// read no request it did not answer, so a request in flight then was not applied.
+#[derive(Debug, thiserror::Error)]
+#[error("the server closed the connection as idle")]
+pub struct ClosedIdle;
+
 /// Whether `error` (an `RpcError` or anything wrapping one) says the server refused the
-/// connection at its connection limit. (tarpc keeps the transport's error behind an `Arc`,
-/// whose `source` skips it, so the chain is matched by type where it can be and by message
-/// where it cannot.)
+/// connection at its connection limit.
 pub fn at_connection_limit(error: &(dyn std::error::Error + 'static)) -> bool {
-    let message = AtConnectionLimit.to_string();
+    chain_holds::<AtConnectionLimit>(error, &AtConnectionLimit.to_string())
+}
+
+/// Whether `error` (the end of a client's dispatch task, or anything wrapping it) says the
+/// server closed the connection as idle.
+pub fn closed_idle(error: &(dyn std::error::Error + 'static)) -> bool {
+    chain_holds::<ClosedIdle>(error, &ClosedIdle.to_string())
+}
+
+/// Whether `error`'s chain holds a `T` (tarpc keeps the transport's error behind an `Arc`,
+/// whose `source` skips it, so the chain is matched by type where it can be and by `message`
+/// where it cannot).
+fn chain_holds<T: std::error::Error + 'static>(
+    error: &(dyn std::error::Error + 'static),
+    message: &str,
+) -> bool {
     let mut next = Some(error);
     while let Some(e) = next {
-        if e.is::<AtConnectionLimit>() || e.to_string() == message {
+        if e.is::<T>() || e.to_string() == message {
             return true;
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && io
-                .get_ref()
-                .is_some_and(|inner| inner.is::<AtConnectionLimit>())
+            && io.get_ref().is_some_and(|inner| inner.is::<T>())
         {
             return true;
         }

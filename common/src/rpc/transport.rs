@@ -421,6 +421,11 @@ impl<In: Inbound, Out: Outbound> Transport<In, Out> {
                 io::ErrorKind::ConnectionRefused,
                 super::AtConnectionLimit,
             )))
+        } else if code == Notice::Idle as u8 {
+            Some(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                super::ClosedIdle,
+            )))
         } else {
             None
         }
