@@ -8,7 +8,10 @@
 //! test pass: a difference means this build reads an old directory differently, and the format
 //! change that did it needs a migration instead.
 
+use kfs_common::FileId;
+use kfs_master::namespace::op::Op;
 use kfs_master::namespace::record::{KeyView, Val};
+use kfs_master::storage::log::LogWriter;
 use kfs_master::storage::recovery::recover;
 use std::fmt::Write;
 use std::path::Path;
@@ -71,4 +74,30 @@ fn a_metadata_directory_of_log_format_2_recovers_exactly() {
     }
     let expected = std::fs::read_to_string(&expected_path).unwrap();
     assert_eq!(got, expected, "the fixture recovered differently");
+
+    // This build's records (segment format 3) follow the old segments, and both recover.
+    let last_seq = recover(dir.path(), 0).unwrap().last_seq;
+    let mut log = LogWriter::create(dir.path(), last_seq + 1, 1 << 20).unwrap();
+    let op = Op::Mkdir {
+        path: "/photos/new".into(),
+        parents: false,
+        mode: 0o750,
+        first_fid: FileId(1000),
+        time: 7,
+    };
+    log.append([&op]).unwrap();
+    drop(log);
+    let again = dump(dir.path());
+    let first_line = |s: &str| s.lines().next().unwrap().to_string();
+    assert!(first_line(&again).starts_with(&format!("last_seq {}", last_seq + 1)));
+    let old: Vec<_> = expected.lines().skip(1).collect();
+    let new: Vec<_> = again.lines().skip(1).collect();
+    let added: Vec<_> = new.iter().filter(|l| !old.contains(l)).collect();
+    assert!(
+        added.contains(&&"dentry 2 \"new\" -> 1000 directory")
+            && added
+                .iter()
+                .any(|l| l.starts_with("attr 1000 directory size 0 mtime 7")),
+        "{added:?}"
+    );
 }

@@ -2,8 +2,10 @@
 //!
 //! Invariant: an op carries every value the master chose for it (file ids, chunk ids, times,
 //! the replication factor a new file gets), so applying the same ops to the same state always
-//! gives the same state: replay after a crash is deterministic. New variants go at the end (the
-//! log encodes the variant's index).
+//! gives the same state: replay after a crash is deterministic. This is the in-memory op: the
+//! log stores its own frozen copy (`storage::format::op_v1`), converted field by field, so a
+//! change here (or to an embedded protocol type such as `SetAttr`) never changes the disk format
+//! by accident: it fails to compile until the stored format gets a new version.
 
 use kfs_common::proto::Timestamp;
 use kfs_common::proto::master::{FileAttr, RemoveSummary, SetAttr};

@@ -2,177 +2,30 @@
 //!
 //! A checkpoint file is the magic `KFSCKPT\0`, then [frames](super::frame): a
 //! [`CheckpointHeader`], then blocks of up to [`BLOCK_RECORDS`] records in key order. The records
-//! are a stable, versioned form of the namespace map ([`v1::Record`]), independent of the
-//! in-memory layout.
+//! are a stable, versioned form of the namespace map ([`v1::Record`], in
+//! [`super::format::checkpoint_v1`]), independent of the in-memory layout.
 //!
 //! A checkpoint is written from a clone of the namespace (O(1)) by a background thread while
 //! mutations go on: to `<name>.tmp`, fsynced, renamed into place, and the directory fsynced.
 //! Loading checks every frame's checksum, the record count, the key order and every namespace
 //! invariant; an error names the file and the byte offset.
 
+use super::format::checkpoint_v1::{self as v1, CheckpointHeader, from_record, to_record};
 use super::frame::{self, FrameReader};
 use super::{StorageError, codec, numbered_files, numbered_name, sync_dir};
 use crate::namespace::Namespace;
-use crate::namespace::record::{Key, Val};
 use bincode::Options;
 use kfs_common::proto::Timestamp;
 use kfs_common::{ChunkId, FileId};
-use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"KFSCKPT\0";
-/// Version of the checkpoint format written by this build.
-pub const FORMAT: u32 = 1;
+/// Version of the checkpoint format written (and read) by this build.
+pub const FORMAT: u32 = v1::FORMAT;
 /// Records per frame.
 pub const BLOCK_RECORDS: usize = 4096;
-
-/// First frame of a checkpoint.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckpointHeader {
-    pub format: u32,
-    /// The checkpoint holds every op up to and including this sequence number.
-    pub seq: u64,
-    pub next_fid: u64,
-    pub next_chunk_id: u64,
-    pub records: u64,
-    pub written_at: Timestamp,
-}
-
-/// Record format version 1.
-pub mod v1 {
-    use kfs_common::FileKind;
-    use kfs_common::proto::Timestamp;
-    use serde::{Deserialize, Serialize};
-    use serde_bytes::ByteBuf;
-
-    /// One entry of the namespace map, as stored.
-    #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-    pub enum Record {
-        Dentry {
-            parent: u64,
-            name: String,
-            child: u64,
-            kind: FileKind,
-        },
-        Fattr {
-            fid: u64,
-            kind: FileKind,
-            size: u64,
-            mtime: Timestamp,
-            atime: Timestamp,
-            owner: u32,
-            group: u32,
-            mode: u16,
-            replication: u8,
-        },
-        Chunk {
-            fid: u64,
-            offset: u64,
-            id: u64,
-            version: u64,
-        },
-        Xattr {
-            fid: u64,
-            name: String,
-            value: ByteBuf,
-        },
-    }
-}
-
-fn to_record(key: &Key, val: &Val) -> v1::Record {
-    use crate::namespace::record::KeyView;
-    match (key.view(), val) {
-        (KeyView::Dentry { parent, name }, Val::Child { fid, kind }) => v1::Record::Dentry {
-            parent: parent.0,
-            name: name.to_string(),
-            child: fid.0,
-            kind: *kind,
-        },
-        (KeyView::Fattr { fid }, Val::Attr(a)) => v1::Record::Fattr {
-            fid: fid.0,
-            kind: a.kind,
-            size: a.size,
-            mtime: a.mtime,
-            atime: a.atime,
-            owner: a.owner,
-            group: a.group,
-            mode: a.mode,
-            replication: a.replication,
-        },
-        (KeyView::Chunk { fid, offset }, Val::Chunk { id, version }) => v1::Record::Chunk {
-            fid: fid.0,
-            offset,
-            id: id.0,
-            version: version.0,
-        },
-        (KeyView::Xattr { fid, name }, Val::Xattr(value)) => v1::Record::Xattr {
-            fid: fid.0,
-            name: name.to_string(),
-            value: serde_bytes::ByteBuf::from(value.to_vec()),
-        },
-        (view, val) => unreachable!("namespace invariant: {view:?} holds {val:?}"),
-    }
-}
-
-fn from_record(record: v1::Record) -> (Key, Val) {
-    use crate::namespace::record::Fattr;
-    use kfs_common::{ChunkVersion, FileId};
-    match record {
-        v1::Record::Dentry {
-            parent,
-            name,
-            child,
-            kind,
-        } => (
-            Key::dentry(FileId(parent), &name),
-            Val::Child {
-                fid: FileId(child),
-                kind,
-            },
-        ),
-        v1::Record::Fattr {
-            fid,
-            kind,
-            size,
-            mtime,
-            atime,
-            owner,
-            group,
-            mode,
-            replication,
-        } => (
-            Key::fattr(FileId(fid)),
-            Val::Attr(Fattr {
-                size,
-                mtime,
-                atime,
-                owner,
-                group,
-                mode,
-                replication,
-                kind,
-            }),
-        ),
-        v1::Record::Chunk {
-            fid,
-            offset,
-            id,
-            version,
-        } => (
-            Key::chunk(FileId(fid), offset),
-            Val::Chunk {
-                id: ChunkId(id),
-                version: ChunkVersion(version),
-            },
-        ),
-        v1::Record::Xattr { fid, name, value } => (
-            Key::xattr(FileId(fid), &name),
-            Val::Xattr(value.into_vec().into_boxed_slice()),
-        ),
-    }
-}
 
 const PREFIX: &str = "checkpoint-";
 const SUFFIX: &str = ".kfsckpt";

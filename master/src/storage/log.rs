@@ -1,15 +1,18 @@
 //! The operation log: segment files of framed `{seq, batch, op}` records.
 //!
 //! A segment is a 32-byte header (magic `KFSOPLOG`, format version, first sequence number,
-//! header checksum) followed by [frames](super::frame) whose payloads are bincode records with
-//! consecutive sequence numbers. Segments are append-only while they are the current one and never
+//! header checksum) followed by [frames](super::frame) whose payloads are records with
+//! consecutive sequence numbers (their stored types and versions:
+//! [`super::format::log_record`]). Segments are append-only while they are the current one and never
 //! written again after: a restarted master starts a new segment. `LOG_HEAD` ([`super::log_head`])
 //! names the newest segment, so a lost newest segment is noticed.
 //!
-//! Formats (the header's version; every record of a segment has its segment's format):
-//! - 1: `{seq, op}`. Read only.
-//! - 2: `{seq, batch_first, op}`: each record names the first record of the batch it was
-//!   written (and fsynced) with. Written by this build.
+//! Formats (the header's version):
+//! - 1: `{seq, op}` records. Read only.
+//! - 2: `{seq, batch_first, op}` records: each names the first record of the batch it was
+//!   written (and fsynced) with. Read only.
+//! - 3: records that each start with their own version byte (this build writes record
+//!   version 2, `{seq, batch_first, op}`). Written by this build.
 //!
 //! Invariants:
 //! - [`LogWriter::append`] returns only after the records are written and `fdatasync`ed; a
@@ -20,18 +23,19 @@
 //! - A torn write is only ever the tail of the last batch: damage that an intact record of a
 //!   later batch follows is corruption ([`super::log_tail`]), and recovery refuses to start.
 
+use super::format::log_record;
+pub use super::format::log_record::LogRecord;
 use super::frame::{self, FrameReader};
 use super::log_tail::{self, Intact};
-use super::{StorageError, codec, numbered_files, numbered_name, sync_dir};
+use super::{StorageError, numbered_files, numbered_name, sync_dir};
 use crate::namespace::op::Op;
-use bincode::Options;
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"KFSOPLOG";
 /// Version of the segment format written by this build.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 /// The oldest segment format this build reads.
 pub const OLDEST_FORMAT: u32 = 1;
 /// Bytes of a segment's header.
@@ -42,68 +46,9 @@ pub const MAX_BATCH_BYTES: usize = 4 << 20;
 /// that crossed the limit). Damage further from the end than this is corruption, not a torn write.
 pub const MAX_TORN_BYTES: u64 = 2 * MAX_BATCH_BYTES as u64;
 
-/// One log record, as read back (whatever its format).
-#[derive(Debug)]
-pub struct LogRecord {
-    pub seq: u64,
-    /// The first record of the batch this one was written with (`None` in format 1, which did
-    /// not record it).
-    pub batch_first: Option<u64>,
-    pub op: Op,
-}
-
-/// The stored records, one module per format.
-mod v1 {
-    use crate::namespace::op::Op;
-    use serde::Deserialize;
-
-    #[derive(Deserialize)]
-    pub struct Record {
-        pub seq: u64,
-        pub op: Op,
-    }
-}
-
-mod v2 {
-    use crate::namespace::op::Op;
-    use serde::{Deserialize, Serialize};
-
-    #[derive(Deserialize)]
-    pub struct Record {
-        pub seq: u64,
-        pub batch_first: u64,
-        pub op: Op,
-    }
-
-    /// Encodes exactly as [`Record`], without owning the op.
-    #[derive(Serialize)]
-    pub struct RecordRef<'a> {
-        pub seq: u64,
-        pub batch_first: u64,
-        pub op: &'a Op,
-    }
-}
-
 /// Decodes one record's payload in segment format `format`.
-fn decode_record(format: u32, payload: &[u8]) -> Result<LogRecord, bincode::Error> {
-    Ok(match format {
-        1 => {
-            let r: v1::Record = codec().deserialize(payload)?;
-            LogRecord {
-                seq: r.seq,
-                batch_first: None,
-                op: r.op,
-            }
-        }
-        _ => {
-            let r: v2::Record = codec().deserialize(payload)?;
-            LogRecord {
-                seq: r.seq,
-                batch_first: Some(r.batch_first),
-                op: r.op,
-            }
-        }
-    })
+fn decode_record(format: u32, payload: &[u8]) -> Result<LogRecord, String> {
+    log_record::decode(format, payload).map_err(|e| e.to_string())
 }
 
 const PREFIX: &str = "log-";
@@ -293,7 +238,10 @@ pub struct LogWriter {
     len: u64,
     next_seq: u64,
     segment_limit: u64,
+    /// The batch's frames, written with one `write`.
     buf: Vec<u8>,
+    /// One record's payload, reused.
+    payload: Vec<u8>,
 }
 
 impl LogWriter {
@@ -322,6 +270,7 @@ impl LogWriter {
             next_seq,
             segment_limit,
             buf: Vec::with_capacity(64 << 10),
+            payload: Vec::with_capacity(256),
         })
     }
 
@@ -345,13 +294,9 @@ impl LogWriter {
         let mut seq = first;
         self.buf.clear();
         for op in ops {
-            let record = v2::RecordRef {
-                seq,
-                batch_first: first,
-                op,
-            };
-            let payload = codec().serialize(&record).expect("ops always encode");
-            frame::write_frame(&mut self.buf, &payload);
+            self.payload.clear();
+            log_record::encode(seq, first, op, &mut self.payload);
+            frame::write_frame(&mut self.buf, &self.payload);
             seq += 1;
         }
         if let Err(source) = self.file.write_all(&self.buf) {
@@ -568,18 +513,17 @@ mod tests {
 
     #[test]
     fn format_1_segments_are_still_read() {
-        #[derive(serde::Serialize)]
-        struct V1<'a> {
-            seq: u64,
-            op: &'a Op,
-        }
+        use crate::storage::codec;
+        use crate::storage::format::{log_record::V1, op_v1};
+        use bincode::Options;
         let dir = tempfile::tempdir().unwrap();
         let mut bytes = encode_header(1).to_vec();
         bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
         let crc = crc32c::crc32c(&bytes[..24]);
         bytes[24..28].copy_from_slice(&crc.to_le_bytes());
         for seq in 1..=3 {
-            let payload = codec().serialize(&V1 { seq, op: &op(seq) }).unwrap();
+            let op = op_v1::Op::from(&op(seq));
+            let payload = codec().serialize(&V1 { seq, op }).unwrap();
             frame::write_frame(&mut bytes, &payload);
         }
         let path = dir.path().join(segment_name(1));

@@ -18,6 +18,7 @@
 //!   start-up with an error naming the file and byte offset ([`recovery`]).
 
 pub mod checkpoint;
+pub mod format;
 pub mod frame;
 pub mod log;
 pub mod log_head;

@@ -1,0 +1,136 @@
+//! Log records as stored, in every segment format, and their encoding.
+//!
+//! - Segment format 1: each frame's payload is a [`V1`], `{seq, op}`. Read only.
+//! - Segment format 2: a [`V2`], `{seq, batch_first, op}`: the first record of the batch it was
+//!   written (and fsynced) with. Read only.
+//! - Segment format 3 (written by this build): the record's version byte, then that version's
+//!   record; [`RECORD_VERSION`] is 2, a [`V2`]. A record so names its own version, and a later
+//!   record version can follow older ones in one segment.
+//!
+//! Ops are [`op_v1::Op`] in all of them, converted to and from the namespace's op here.
+
+use super::{DecodeError, op_v1};
+use crate::namespace::op::Op;
+use crate::storage::codec;
+use bincode::Options;
+use serde::{Deserialize, Serialize};
+
+/// The record version this build writes (in segment format 3).
+pub const RECORD_VERSION: u8 = 2;
+
+/// Record version 1 (segment format 1).
+#[derive(Serialize, Deserialize)]
+pub struct V1 {
+    pub seq: u64,
+    pub op: op_v1::Op,
+}
+
+/// Record version 2 (segment formats 2 and 3).
+#[derive(Serialize, Deserialize)]
+pub struct V2 {
+    pub seq: u64,
+    pub batch_first: u64,
+    pub op: op_v1::Op,
+}
+
+/// One log record, as read back (whatever its format).
+#[derive(Debug)]
+pub struct LogRecord {
+    pub seq: u64,
+    /// The first record of the batch this one was written with (`None` in record version 1,
+    /// which did not record it).
+    pub batch_first: Option<u64>,
+    pub op: Op,
+}
+
+/// Appends the payload of the record `{seq, batch_first, op}` as segment format 3 stores it.
+pub fn encode(seq: u64, batch_first: u64, op: &Op, out: &mut Vec<u8>) {
+    out.push(RECORD_VERSION);
+    let record = V2 {
+        seq,
+        batch_first,
+        op: op_v1::Op::from(op),
+    };
+    codec()
+        .serialize_into(&mut *out, &record)
+        .expect("ops always encode");
+}
+
+/// Decodes one record's payload from a segment of format `segment_format`.
+pub fn decode(segment_format: u32, payload: &[u8]) -> Result<LogRecord, DecodeError> {
+    let (version, body) = match segment_format {
+        1 => (1, payload),
+        2 => (2, payload),
+        _ => match payload.split_first() {
+            Some((version, body)) => (*version, body),
+            None => return Err(DecodeError::Unknown(0)),
+        },
+    };
+    match version {
+        1 => {
+            let r: V1 = codec().deserialize(body)?;
+            Ok(LogRecord {
+                seq: r.seq,
+                batch_first: None,
+                op: decode_op(r.op),
+            })
+        }
+        2 => {
+            let r: V2 = codec().deserialize(body)?;
+            Ok(LogRecord {
+                seq: r.seq,
+                batch_first: Some(r.batch_first),
+                op: decode_op(r.op),
+            })
+        }
+        v if v > RECORD_VERSION => Err(DecodeError::Newer {
+            version: v,
+            newest: RECORD_VERSION,
+        }),
+        v => Err(DecodeError::Unknown(v)),
+    }
+}
+
+/// The namespace's op for a stored one. When a second op version comes, the record versions
+/// holding `op_v1` migrate theirs forward here (`op_v2::Op::migrate`, see [`super::Migrate`]).
+fn decode_op(op: op_v1::Op) -> Op {
+    Op::from(op)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kfs_common::FileId;
+
+    fn op() -> Op {
+        Op::Mkdir {
+            path: "/a".into(),
+            parents: true,
+            mode: 0o755,
+            first_fid: FileId(9),
+            time: 5,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_name_their_version() {
+        let mut bytes = Vec::new();
+        encode(3, 2, &op(), &mut bytes);
+        assert_eq!(bytes[0], RECORD_VERSION);
+        let r = decode(3, &bytes).unwrap();
+        assert_eq!((r.seq, r.batch_first, r.op), (3, Some(2), op()));
+        // Format 2 stored the same record without the version byte.
+        let r = decode(2, &bytes[1..]).unwrap();
+        assert_eq!((r.seq, r.batch_first), (3, Some(2)));
+    }
+
+    #[test]
+    fn a_record_of_a_newer_version_is_refused_by_name() {
+        let mut bytes = Vec::new();
+        encode(3, 2, &op(), &mut bytes);
+        bytes[0] = RECORD_VERSION + 1;
+        let e = decode(3, &bytes).unwrap_err();
+        assert!(e.to_string().contains("newer than this build reads"), "{e}");
+        assert!(decode(3, &[]).is_err());
+    }
+}

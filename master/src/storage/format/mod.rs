@@ -1,0 +1,135 @@
+//! The master's on-disk record types, one module per version, apart from every in-memory and
+//! wire type.
+//!
+//! Nothing the master writes is encoded from a type used for anything else: a log record holds
+//! an [`op_v1::Op`], not the namespace's [`crate::namespace::op::Op`] (which may embed protocol
+//! types such as `proto::master::SetAttr`), and a checkpoint holds [`checkpoint_v1::Record`]s,
+//! not the namespace map's keys and values. The in-memory types convert to and from the newest
+//! stored version, field by field with no `..`, so a change to an in-memory or protocol type
+//! fails to compile here instead of silently changing the disk format.
+//!
+//! Versions:
+//! - **Log records** ([`log_record`]): `{seq, op}` in segment format 1, `{seq, batch_first, op}`
+//!   in format 2 (the segment header names the format of all its records), and in format 3,
+//!   written by this build, every record starts with its own version byte: record version 2 is
+//!   `{seq, batch_first, op}`. A record can so be read on its own (a replicated log's entry).
+//! - **Ops** ([`op_v1`]): version 1 in every record version so far.
+//! - **Checkpoints** ([`checkpoint_v1`]): the checkpoint header's `format`, 1 so far.
+//!
+//! Rules: a `vN` module never changes once a build has written it. A new format is a new module
+//! whose type implements [`Migrate`] from the one before; a value stored in an older version
+//! is decoded as that version and migrated forward, one version at a time, to the newest
+//! (garage's `Migrate` pattern). `tests/fixtures/` holds a metadata directory written by an
+//! older build, which every build must still recover exactly (`t12_format_fixture`).
+
+pub mod checkpoint_v1;
+pub mod log_record;
+pub mod op_v1;
+
+use bincode::Options;
+use serde::de::DeserializeOwned;
+
+/// A stored format that replaced an older one (or the first of its kind).
+pub trait Migrate: DeserializeOwned {
+    /// The version stored with values of this format.
+    const VERSION: u8;
+    /// The format this one replaced; `Self` for the first format of its kind.
+    type Previous: Migrate;
+    /// This format's value for one stored in the previous format.
+    fn migrate(previous: Self::Previous) -> Self;
+}
+
+/// Why a stored value could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("version {version} is newer than this build reads (at most {newest})")]
+    Newer { version: u8, newest: u8 },
+    #[error("version {0} is unknown to this build")]
+    Unknown(u8),
+    #[error("undecodable: {0}")]
+    Bincode(#[from] bincode::Error),
+}
+
+/// Decodes `bytes` stored in `version` of `T`'s kind as `T`, migrating an older version forward.
+pub fn decode_migrating<T: Migrate>(version: u8, bytes: &[u8]) -> Result<T, DecodeError> {
+    if version == T::VERSION {
+        return Ok(super::codec().deserialize(bytes)?);
+    }
+    if version > T::VERSION {
+        return Err(DecodeError::Newer {
+            version,
+            newest: T::VERSION,
+        });
+    }
+    if <T::Previous as Migrate>::VERSION == T::VERSION {
+        return Err(DecodeError::Unknown(version)); // older than the first format of this kind
+    }
+    decode_migrating::<T::Previous>(version, bytes).map(T::migrate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::{Deserialize, Serialize};
+
+    /// Two versions of a made-up record, to check the migration chain itself.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct First {
+        name: String,
+    }
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Second {
+        name: String,
+        size: u64,
+    }
+    impl Migrate for First {
+        const VERSION: u8 = 1;
+        type Previous = First;
+        fn migrate(previous: First) -> First {
+            previous
+        }
+    }
+    impl Migrate for Second {
+        const VERSION: u8 = 2;
+        type Previous = First;
+        fn migrate(previous: First) -> Second {
+            Second {
+                name: previous.name,
+                size: 0,
+            }
+        }
+    }
+
+    #[test]
+    fn old_versions_migrate_forward_and_unknown_ones_are_refused() {
+        let first = super::super::codec()
+            .serialize(&First { name: "a".into() })
+            .unwrap();
+        let second = super::super::codec()
+            .serialize(&Second {
+                name: "b".into(),
+                size: 7,
+            })
+            .unwrap();
+        let want = |name: &str, size| Second {
+            name: name.into(),
+            size,
+        };
+        assert_eq!(decode_migrating::<Second>(1, &first).unwrap(), want("a", 0));
+        assert_eq!(
+            decode_migrating::<Second>(2, &second).unwrap(),
+            want("b", 7)
+        );
+        assert!(matches!(
+            decode_migrating::<Second>(3, &second),
+            Err(DecodeError::Newer {
+                version: 3,
+                newest: 2
+            })
+        ));
+        assert!(matches!(
+            decode_migrating::<Second>(0, &first),
+            Err(DecodeError::Unknown(0))
+        ));
+    }
+}
