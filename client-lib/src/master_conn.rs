@@ -138,6 +138,33 @@ impl DialError {
     }
 }
 
+fn at_limit(addr: SocketAddr) -> KfsError {
+    KfsError::Unavailable(format!(
+        "the master at {addr} is at its connection limit (max_connections); try again later"
+    ))
+}
+
+/// Why connecting failed: a master that does not speak this client's protocol version refuses
+/// for good; at its connection limit, or not answering, it may let the client in later.
+fn connect_error(addr: SocketAddr, e: std::io::Error) -> DialError {
+    if let Some(m) = rpc::protocol_mismatch(&e) {
+        tracing::warn!(%addr, error = %m, "the master refused this client's protocol version");
+        let theirs = if m.ours < m.oldest {
+            m.oldest
+        } else {
+            m.newest
+        };
+        return DialError::Refused(KfsError::IncompatibleProtocol {
+            ours: m.ours,
+            theirs,
+        });
+    }
+    if rpc::at_connection_limit(&e) {
+        return DialError::Unreachable(at_limit(addr));
+    }
+    DialError::Unreachable(crate::client::unreachable("the master", addr, &e))
+}
+
 /// A new connection to `addr` whose handshake succeeded.
 async fn dial(addr: SocketAddr, timeout: Duration) -> Result<(Conn, MasterInfo), DialError> {
     let unreachable = |e: &dyn std::fmt::Display| {
@@ -146,7 +173,7 @@ async fn dial(addr: SocketAddr, timeout: Duration) -> Result<(Conn, MasterInfo),
     let transport = tokio::time::timeout(timeout, rpc::connect(addr, rpc::Service::Master))
         .await
         .map_err(|_| unreachable(&"connect timed out"))?
-        .map_err(|e| unreachable(&e))?;
+        .map_err(|e| connect_error(addr, e))?;
     let tarpc::client::NewClient { client, dispatch } =
         tarpc::client::new(tarpc::client::Config::default(), transport);
     // How the connection ended: a call in flight then fails as `Shutdown`, which does not
@@ -182,10 +209,7 @@ async fn dial(addr: SocketAddr, timeout: Duration) -> Result<(Conn, MasterInfo),
     let info = handshake
         .map_err(|e| {
             if limited {
-                DialError::Unreachable(KfsError::Unavailable(format!(
-                    "the master at {addr} is at its connection limit (max_connections); \
-                     try again later"
-                )))
+                DialError::Unreachable(at_limit(addr))
             } else {
                 unreachable(&e)
             }

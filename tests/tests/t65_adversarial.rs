@@ -27,9 +27,22 @@ fn options(limits: Limits, chunkservers: usize) -> ClusterOptions {
     }
 }
 
+/// A raw connection to `service`, its protocol version stated and accepted.
 async fn dial(addr: SocketAddr, service: Service) -> TcpStream {
+    let mut stream = dial_raw(addr, service).await;
+    let accepted = tokio::time::timeout(BOUND, stream.read_u32())
+        .await
+        .expect("the preamble answered within the bound")
+        .expect("the preamble accepted");
+    assert_eq!(accepted, service.protocol().1);
+    stream
+}
+
+/// A raw connection to `service`, its protocol version stated, the answer still to read.
+async fn dial_raw(addr: SocketAddr, service: Service) -> TcpStream {
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(&[service as u8]).await.unwrap();
+    let preamble = kfs_common::rpc::preamble::bytes(service, service.protocol().1);
+    stream.write_all(&preamble).await.unwrap();
     stream
 }
 
@@ -290,7 +303,7 @@ async fn the_connection_limit_refuses_clearly() {
     assert!(started.elapsed() < BOUND);
     assert!(master.stats().refused.load(Ordering::Relaxed) >= 1);
     // The raw notice, as any client sees it.
-    let mut raw = dial(cluster.master_addr(), Service::Master).await;
+    let mut raw = dial_raw(cluster.master_addr(), Service::Master).await;
     assert_eq!(
         read_to_close(&mut raw, "a refused connection").await,
         [0xff, 0xff, 0xff, 0xff, 1]

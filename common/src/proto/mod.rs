@@ -31,6 +31,11 @@ pub const CLIENT_PROTOCOL_VERSION: u32 = 2;
 /// The oldest client protocol a master still serves.
 pub const OLDEST_CLIENT_PROTOCOL: u32 = 1;
 
+/// Version of the chunk service's protocol (clients, chunkservers and the master → a
+/// chunkserver), stated when a connection opens (`rpc::preamble`). 2: `length`, as
+/// [`PROTOCOL_VERSION`] 2.
+pub const CHUNK_PROTOCOL_VERSION: u32 = 2;
+
 /// Nanoseconds since the UNIX epoch (UTC).
 pub type Timestamp = i64;
 

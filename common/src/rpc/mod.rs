@@ -1,5 +1,7 @@
-//! TCP transport for every KFS service: a service tag byte, then length-delimited frames
-//! carrying tarpc's messages in bincode, read under limits that no peer can push past.
+//! TCP transport for every KFS service: a preamble naming the service and the version of its
+//! protocol the client speaks ([`preamble`]: a mismatch is refused naming both versions), then
+//! length-delimited frames carrying tarpc's messages in bincode, read under limits that no peer
+//! can push past.
 //!
 //! Byte framing lives only here ([`transport::Transport`]; [`wire`] for what a frame carries).
 //!
@@ -46,8 +48,11 @@
 //! - **Deadlines**: a request asking for more than [`MAX_DEADLINE`] (1 h) gets that (tarpc
 //!   itself would panic on a deadline of `u64::MAX` seconds: see [`wire`]).
 
+pub mod preamble;
 pub mod transport;
 pub mod wire;
+
+pub use preamble::{ProtocolMismatch, protocol_mismatch};
 
 pub use transport::{READ_AHEAD, Transport};
 pub use wire::MAX_DEADLINE;
@@ -83,6 +88,8 @@ pub(crate) enum Notice {
     ConnectionLimit = 1,
     /// The connection was idle and is closed; nothing unanswered was read.
     Idle = 2,
+    /// The protocol version the client stated is not served; the connection is closed.
+    Version = 3,
 }
 
 /// The limits of one server; see the module docs.
@@ -207,12 +214,18 @@ impl RpcServer {
 pub struct Incoming {
     stream: TcpStream,
     service: Service,
+    version: u32,
     shared: Arc<ServerShared>,
 }
 
 impl Incoming {
     pub fn service(&self) -> Service {
         self.service
+    }
+
+    /// The version of the service's protocol the client stated (one this server speaks).
+    pub fn version(&self) -> u32 {
+        self.version
     }
 
     /// The server side of a tarpc channel over this connection, under the server's limits.
@@ -321,7 +334,9 @@ const SERVICE_TAG_TIMEOUT: Duration = Duration::from_secs(10);
 /// server holds.
 const MAX_UNIDENTIFIED: usize = 256;
 
-/// Connects to `service` at `addr` and returns the transport for a tarpc client.
+/// Connects to `service` at `addr`, speaking this build's newest version of its protocol, and
+/// returns the transport for a tarpc client. A server that does not speak that version refuses
+/// with [`ProtocolMismatch`] (see [`preamble`]).
 pub async fn connect<Req, Resp>(
     addr: SocketAddr,
     service: Service,
@@ -330,9 +345,21 @@ where
     Req: Serialize + Send + 'static,
     Resp: DeserializeOwned + Send + 'static,
 {
-    use tokio::io::AsyncWriteExt;
+    connect_speaking(addr, service, service.protocol().1).await
+}
+
+/// [`connect`], stating protocol `version` (tests use it to play an older or newer peer).
+pub async fn connect_speaking<Req, Resp>(
+    addr: SocketAddr,
+    service: Service,
+    version: u32,
+) -> std::io::Result<Transport<Response<Resp>, ClientMessage<Req>>>
+where
+    Req: Serialize + Send + 'static,
+    Resp: DeserializeOwned + Send + 'static,
+{
     let mut stream = TcpStream::connect(addr).await?;
-    stream.write_all(&[service as u8]).await?;
+    preamble::send(&mut stream, service, version).await?;
     Ok(Transport::client(stream, service))
 }
 
@@ -379,9 +406,13 @@ pub async fn accept_loop<F, Fut>(
                     connections.spawn(async move {
                         let mut stream = stream;
                         let mut tag = [0u8; 1];
-                        let read = tokio::time::timeout(SERVICE_TAG_TIMEOUT, stream.read_exact(&mut tag)).await;
-                        let Some(service) = read.ok().and_then(Result::ok).and_then(|_| Service::from_byte(tag[0])) else {
-                            tracing::warn!(%peer, tag = tag[0], "connection closed: it named no known service");
+                        let read = tokio::time::timeout(SERVICE_TAG_TIMEOUT, async {
+                            stream.read_exact(&mut tag).await?;
+                            preamble::read_version(&mut stream).await
+                        })
+                        .await;
+                        let (Some(service), Ok(Ok(version))) = (Service::from_byte(tag[0]), read) else {
+                            tracing::warn!(%peer, tag = tag[0], "connection closed: it named no known service and version");
                             return;
                         };
                         // Chunkservers' links to the master are never refused (there are only as
@@ -395,9 +426,15 @@ pub async fn accept_loop<F, Fut>(
                             refuse(stream).await;
                             return;
                         }
+                        if !preamble::answer(&mut stream, service, version).await {
+                            shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+                            let (oldest, newest) = service.protocol();
+                            tracing::warn!(%peer, %service, version, oldest, newest, "connection refused: a protocol version this server does not speak");
+                            return;
+                        }
                         drop(pending);
-                        tracing::debug!(%peer, ?service, "connection accepted");
-                        on_connection(Incoming { stream, service, shared }).await;
+                        tracing::debug!(%peer, ?service, version, "connection accepted");
+                        on_connection(Incoming { stream, service, version, shared }).await;
                         drop(counted);
                         tracing::debug!(%peer, ?service, "connection closed");
                     });
@@ -437,14 +474,19 @@ impl Drop for Counted {
     }
 }
 
-/// Sends the connection-limit notice and closes, after reading what the peer sent meanwhile
-/// (for up to a second), so that the close is not a reset that could swallow the notice.
+/// Sends the connection-limit notice and closes.
 async fn refuse(mut stream: TcpStream) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut notice = MARKER.to_be_bytes().to_vec();
     notice.push(Notice::ConnectionLimit as u8);
+    send_notice(&mut stream, &notice).await;
+}
+
+/// Sends `notice` and closes, after reading what the peer sent meanwhile (for up to a second),
+/// so that the close is not a reset that could swallow the notice.
+async fn send_notice(stream: &mut TcpStream, notice: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        stream.write_all(&notice).await?;
+        stream.write_all(notice).await?;
         stream.shutdown().await?;
         let mut sink = [0u8; 4096];
         while stream.read(&mut sink).await? > 0 {}
