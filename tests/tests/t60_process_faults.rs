@@ -304,14 +304,16 @@ async fn flipped_bytes_are_repaired_stale_replicas_deleted_and_a_server_drained(
         }
         std::fs::write(&path, bytes).unwrap();
     }
-    // A damaged replica is repaired when its file is gone or holds good bytes again. fsck's
-    // counts alone do not say so: a replica the scrubber has not reached yet looks healthy.
+    // A damaged replica is repaired when its file holds good bytes again, or is gone and not
+    // set aside as `.corrupt` either (a set-aside replica is still reported corrupt until the
+    // master has it deleted). fsck's counts alone do not say so: a replica the scrubber has not
+    // reached yet looks healthy.
     let all_repaired = || {
         repairable
             .iter()
             .all(|(path, at, bad)| match std::fs::read(path) {
                 Ok(bytes) => bytes.get(*at) != Some(bad),
-                Err(_) => true,
+                Err(_) => !path.with_extension("corrupt").exists(),
             })
     };
     // Every damaged replica of the repairable chunks is replaced; the lost chunk's three stay
