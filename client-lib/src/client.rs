@@ -1,6 +1,8 @@
 //! [`Client`]: a connection to a KFS cluster, and the namespace calls.
 
 use crate::file::File;
+pub use crate::io::ClientOptions;
+use crate::io::Io;
 use crate::master_conn::MasterClient;
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -9,51 +11,16 @@ use kfs_common::proto::master::{
     ChunkLocation, ChunkserverInfo, CreateOptions, DirEntry, DirPage, FileAttr, FsckReport,
     MasterInfo, MkdirOptions, NamespaceCounters, RemoveSummary, SetAttr,
 };
-use kfs_common::{KfsError, KfsResult, rpc};
+use kfs_common::{KfsError, KfsResult};
 use serde_bytes::ByteBuf;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::ToSocketAddrs;
 
-/// Tuning of a [`Client`]; the defaults suit most programs.
-#[derive(Clone, Debug)]
-pub struct ClientOptions {
-    /// Deadline of one call to the master or a chunkserver.
-    pub call_timeout: Duration,
-    /// How long a write keeps retrying (new leases, failed replicas, a restarting master) before
-    /// it gives up.
-    pub write_retry_for: Duration,
-    /// How long a read keeps asking where a chunk is while the master answers that its
-    /// locations are not known yet (just after a master restart, until chunkservers report).
-    pub read_retry_for: Duration,
-    /// Bytes a [`File`] gathers before sending them as one write.
-    pub write_size: usize,
-    /// Writes a [`File`] keeps in flight at once.
-    pub writes_in_flight: usize,
-    /// Bytes a [`File`] reads ahead of the caller.
-    pub read_size: usize,
-}
-
-impl Default for ClientOptions {
-    fn default() -> Self {
-        ClientOptions {
-            call_timeout: Duration::from_secs(60),
-            write_retry_for: Duration::from_secs(180),
-            read_retry_for: Duration::from_secs(180),
-            write_size: 1 << 20,
-            writes_in_flight: 4,
-            read_size: 4 << 20,
-        }
-    }
-}
-
+/// What a client holds: the connections its files share, and what the master said at connect.
 pub(crate) struct Inner {
-    pub(crate) master: MasterClient,
-    pub(crate) master_addr: SocketAddr,
+    pub(crate) io: Arc<Io>,
     pub(crate) info: MasterInfo,
-    pub(crate) chunks: ChunkPool,
-    pub(crate) options: ClientOptions,
 }
 
 /// A connection to a KFS cluster. Cheap to clone; clones share the connection, and calls from
@@ -72,13 +39,6 @@ pub(crate) struct Inner {
 #[derive(Clone)]
 pub struct Client {
     pub(crate) inner: Arc<Inner>,
-}
-
-/// A transport failure (the master could not be reached or did not answer) as a user error.
-pub(crate) fn unreachable(what: &str, addr: SocketAddr, e: impl std::fmt::Display) -> KfsError {
-    KfsError::Unavailable(format!(
-        "{what} at {addr} did not answer ({e}); is it running and reachable?"
-    ))
 }
 
 impl Client {
@@ -102,13 +62,17 @@ impl Client {
         for addr in addrs {
             match crate::master_conn::connect(addr, options.call_timeout).await {
                 Ok((master, info)) => {
+                    let io = Io {
+                        master,
+                        master_addr: addr,
+                        chunks: ChunkPool::new(),
+                        chunk_size: info.chunk_size,
+                        options,
+                    };
                     return Ok(Client {
                         inner: Arc::new(Inner {
-                            master,
-                            master_addr: addr,
+                            io: Arc::new(io),
                             info,
-                            chunks: ChunkPool::new(),
-                            options,
                         }),
                     });
                 }
@@ -127,7 +91,7 @@ impl Client {
 
     /// The address of the master.
     pub fn master_addr(&self) -> SocketAddr {
-        self.inner.master_addr
+        self.inner.io.master_addr
     }
 
     /// Bytes per chunk in this cluster.
@@ -136,28 +100,21 @@ impl Client {
     }
 
     pub(crate) fn ctx(&self) -> tarpc::context::Context {
-        rpc::context(self.inner.options.call_timeout)
+        self.inner.io.ctx()
     }
 
     /// The master's RPC client.
     pub(crate) fn m(&self) -> &MasterClient {
-        &self.inner.master
+        self.inner.io.m()
     }
 
-    /// Awaits a master call, turning a transport failure into `Unavailable` naming the master.
+    /// Awaits a master call, turning a transport failure into `Unavailable` naming the master
+    /// (`Io::call`).
     pub(crate) async fn call<T>(
         &self,
         call: impl std::future::Future<Output = Result<KfsResult<T>, tarpc::client::RpcError>>,
     ) -> KfsResult<T> {
-        call.await.map_err(|e| {
-            // A failed dial (the master is still down) travels inside `RpcError::Send`.
-            if let tarpc::client::RpcError::Send(source) = &e
-                && let Some(error) = source.downcast_ref::<KfsError>()
-            {
-                return error.clone();
-            }
-            unreachable("the master", self.inner.master_addr, e)
-        })?
+        self.inner.io.call(call).await
     }
 
     /// Creates a directory; its parent must exist.
@@ -192,7 +149,7 @@ impl Client {
     pub async fn create_with(&self, path: &str, options: CreateOptions) -> KfsResult<File> {
         let p = path.to_string();
         let attr = self.call(self.m().create(self.ctx(), p, options)).await?;
-        Ok(File::new(self.clone(), path, attr))
+        Ok(File::new(self.inner.io.clone(), path, attr))
     }
 
     /// Opens an existing file for reading and writing. One call to the master, which also
@@ -207,7 +164,10 @@ impl Client {
         let (attr, found) = self
             .call(self.m().open(self.ctx(), path.to_string(), ahead))
             .await?;
-        Ok((File::opened(self.clone(), path, attr.clone(), found), attr))
+        Ok((
+            File::opened(self.inner.io.clone(), path, attr.clone(), found),
+            attr,
+        ))
     }
 
     pub async fn stat(&self, path: &str) -> KfsResult<FileAttr> {

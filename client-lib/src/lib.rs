@@ -27,7 +27,9 @@
 
 pub mod client;
 pub mod copy;
+mod errors;
 pub mod file;
+mod io;
 mod master_conn;
 mod retry;
 

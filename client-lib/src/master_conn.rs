@@ -168,7 +168,7 @@ fn connect_error(addr: SocketAddr, e: std::io::Error) -> DialError {
 /// A new connection to `addr` whose handshake succeeded.
 async fn dial(addr: SocketAddr, timeout: Duration) -> Result<(Conn, MasterInfo), DialError> {
     let unreachable = |e: &dyn std::fmt::Display| {
-        DialError::Unreachable(crate::client::unreachable("the master", addr, e))
+        DialError::Unreachable(crate::errors::unreachable("the master", addr, e))
     };
     let transport = tokio::time::timeout(timeout, rpc::connect(addr, rpc::Service::Master))
         .await
@@ -297,7 +297,7 @@ impl Redialing {
     }
 
     fn gone(&self, why: &str) -> KfsError {
-        crate::client::unreachable("the master", self.0.addr, why)
+        crate::errors::unreachable("the master", self.0.addr, why)
     }
 
     fn current(&self) -> Arc<Conn> {

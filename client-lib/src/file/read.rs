@@ -1,0 +1,183 @@
+//! The read path: where each chunk is, and its bytes read from one replica after another.
+//!
+//! Chunk locations are asked of the master ([`LOCATE_AHEAD`] chunks at a time) and cached by
+//! chunk offset; each piece is read from one replica (the first chosen by the chunk's id, so
+//! reads spread over the servers) and, on any error (a checksum mismatch included), from the
+//! next; when every replica failed, the location is asked again once, since the chunk may have
+//! moved to a new version or new replicas. While the master answers that it does not know the
+//! locations yet (`Unavailable`: it has just restarted), a read asks again with backoff, for at
+//! most `read_retry_for`.
+//!
+//! Invariants: a chunk that was never written (a hole) reads as zeros, as do bytes past a
+//! chunk's data; reads end at the file's length as this handle knows it. A chunk the master did
+//! not list is cached as a hole only below that length (past it, another writer may add chunks),
+//! and a write through this handle drops the chunk's cached location so its reads see the chunk.
+
+use super::{LOCATE_AHEAD, Shared};
+use crate::errors::unreachable;
+use kfs_common::proto::chunk::MAX_READ_LEN;
+use kfs_common::proto::master::ChunkLocation;
+use kfs_common::{ChunkId, KfsError, KfsResult};
+use std::sync::Arc;
+use std::time::Instant;
+
+impl Shared {
+    /// Where the chunk at `chunk_offset` is (`None`: a hole), from the cache or the master.
+    pub(super) async fn location(&self, chunk_offset: u64) -> KfsResult<Option<ChunkLocation>> {
+        if let Some(known) = self
+            .locations
+            .lock()
+            .expect("locations lock")
+            .get(&chunk_offset)
+        {
+            return Ok(known.clone());
+        }
+        let (fid, len) = (self.fid, self.chunk_size * LOCATE_AHEAD);
+        let found = self
+            .io
+            .call(self.io.m().locate(self.io.ctx(), fid, chunk_offset, len))
+            .await?;
+        self.remember_locations(chunk_offset, found);
+        Ok(self
+            .locations
+            .lock()
+            .expect("locations lock")
+            .get(&chunk_offset)
+            .cloned()
+            .flatten())
+    }
+
+    /// Caches what the master said of the [`LOCATE_AHEAD`] chunks from `chunk_offset`: `found`,
+    /// and holes where it listed none.
+    pub(super) fn remember_locations(&self, chunk_offset: u64, found: Vec<ChunkLocation>) {
+        let mut cache = self.locations.lock().expect("locations lock");
+        // A chunk the master did not list is a hole, but only below the length known now:
+        // past it, another writer may add chunks later.
+        let size = self.size();
+        for i in 0..LOCATE_AHEAD {
+            let at = chunk_offset + i * self.chunk_size;
+            if at < size {
+                cache.entry(at).or_insert(None);
+            }
+        }
+        for loc in found {
+            cache.insert(loc.offset, Some(loc));
+        }
+    }
+
+    /// Reads up to `len` bytes at `offset` (less at the end of the file). The pieces in different
+    /// chunks are read at once.
+    pub(super) async fn read_at(self: Arc<Self>, offset: u64, len: usize) -> KfsResult<Vec<u8>> {
+        let size = self.size();
+        if offset >= size || len == 0 {
+            return Ok(Vec::new());
+        }
+        let len = (len as u64).min(size - offset) as usize;
+        let mut pieces = futures::future::try_join_all(self.pieces(offset, len).into_iter().map(
+            |(chunk_offset, in_chunk, range)| self.read_piece(chunk_offset, in_chunk, range.len()),
+        ))
+        .await?;
+        if pieces.len() == 1 {
+            return Ok(pieces.pop().expect("one piece"));
+        }
+        Ok(pieces.concat())
+    }
+
+    /// [`Self::location`], waiting (up to `read_retry_for`, with backoff) while the master says
+    /// the locations are not known yet: it has just restarted and chunkservers are reporting.
+    async fn location_when_known(&self, chunk_offset: u64) -> KfsResult<Option<ChunkLocation>> {
+        let deadline = Instant::now() + self.io.options.read_retry_for;
+        let mut backoff = crate::retry::backoff();
+        loop {
+            match self.location(chunk_offset).await {
+                Err(KfsError::Unavailable(why)) if Instant::now() < deadline => {
+                    tracing::debug!(path = %self.path, chunk_offset, %why, "chunk locations not known yet; asking again");
+                    tokio::time::sleep(backoff.next_pause()).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Reads `len` bytes of the chunk at `chunk_offset` from `in_chunk` on; a hole, or bytes past
+    /// the chunk's data, read as zeros.
+    async fn read_piece(&self, chunk_offset: u64, in_chunk: u64, len: usize) -> KfsResult<Vec<u8>> {
+        let mut failures = Vec::new();
+        let mut chunk = ChunkId(0);
+        for attempt in 0..2 {
+            let Some(loc) = self.location_when_known(chunk_offset).await? else {
+                return Ok(vec![0; len]);
+            };
+            chunk = loc.chunk;
+            if loc.replicas.is_empty() && failures.is_empty() {
+                failures.push("no live replica".to_string());
+            }
+            // Spread readers over the replicas; fail over to the next one on any error.
+            let n = loc.replicas.len();
+            let first = (loc.chunk.0 as usize + attempt) % n.max(1);
+            for i in 0..n {
+                let replica = &loc.replicas[(first + i) % n];
+                match self.read_replica(&loc, replica.addr, in_chunk, len).await {
+                    Ok(bytes) => return Ok(bytes),
+                    Err(e) => failures.push(format!("{}: {e}", replica.addr)),
+                }
+            }
+            // The chunk may have moved to a new version or new replicas: ask again, once.
+            self.locations
+                .lock()
+                .expect("locations lock")
+                .remove(&chunk_offset);
+        }
+        Err(KfsError::ChunkUnavailable {
+            chunk,
+            reason: format!(
+                "reading {} at byte {}: {}",
+                self.path,
+                chunk_offset + in_chunk,
+                failures.join("; ")
+            ),
+        })
+    }
+
+    /// Reads `len` bytes from one replica, zero-padded past the chunk's data.
+    async fn read_replica(
+        &self,
+        loc: &ChunkLocation,
+        addr: std::net::SocketAddr,
+        in_chunk: u64,
+        len: usize,
+    ) -> KfsResult<Vec<u8>> {
+        let pool = &self.io.chunks;
+        let client = pool
+            .get(addr)
+            .await
+            .map_err(|e| unreachable("chunkserver", addr, e))?;
+        let mut out: Vec<u8> = Vec::new();
+        while out.len() < len {
+            let want = (len - out.len()).min(MAX_READ_LEN as usize) as u32;
+            let at = in_chunk + out.len() as u64;
+            let got = match client
+                .read(self.io.ctx(), loc.chunk, loc.version, at, want)
+                .await
+            {
+                Ok(got) => got?,
+                Err(e) => {
+                    pool.forget(addr);
+                    return Err(unreachable("chunkserver", addr, e));
+                }
+            };
+            let short = got.len() < want as usize;
+            if out.is_empty() {
+                out = got.into_vec();
+            } else {
+                out.extend_from_slice(&got);
+            }
+            if short {
+                // The chunk's data ends here; the rest reads as zeros.
+                break;
+            }
+        }
+        out.resize(len, 0);
+        Ok(out)
+    }
+}

@@ -1,0 +1,220 @@
+//! The commands about the cluster rather than files: `df`, `chunks`, `servers`, `admin` and
+//! `fsck`.
+//!
+//! They print what the master knows (chunkservers, their space and state, where a file's
+//! chunks are, the health of every chunk), mostly as tables. `df` counts only live
+//! chunkservers; of what `fsck` finds, only a chunk with no live replica fails it (exit
+//! status 1).
+
+use super::{Failed, one_path, out, outln, report};
+use crate::cli::AdminCmd;
+use crate::format::{self, failure};
+use crate::session::Session;
+use kfs_common::KfsError;
+use kfs_common::proto::master::ServerState;
+
+/// `df`: the space of the cluster's live chunkservers.
+pub(super) async fn df(s: &Session, human: bool) -> Result<(), Failed> {
+    match s.client.chunkservers().await {
+        Ok(servers) => {
+            let alive: Vec<_> = servers
+                .iter()
+                .filter(|x| x.state == ServerState::Alive)
+                .collect();
+            let capacity: u64 = alive.iter().map(|x| x.space.capacity).sum();
+            let used: u64 = alive.iter().map(|x| x.space.used).sum();
+            let available: u64 = alive.iter().map(|x| x.space.available).sum();
+            let percent = (used * 100).checked_div(capacity).unwrap_or(0);
+            out(format::table(&[
+                vec![
+                    "Size".into(),
+                    "Used".into(),
+                    "Available".into(),
+                    "Use%".into(),
+                    "Chunkservers".into(),
+                ],
+                vec![
+                    format::size(capacity, human),
+                    format::size(used, human),
+                    format::size(available, human),
+                    format!("{percent}%"),
+                    format!("{} alive of {}", alive.len(), servers.len()),
+                ],
+            ])
+            .as_bytes());
+            Ok(())
+        }
+        Err(e) => {
+            report(failure("read the space of", "the cluster", &e));
+            Err(Failed)
+        }
+    }
+}
+
+/// `chunks`: where each chunk of a file is.
+pub(super) async fn chunks(s: &Session, arg: &str) -> Result<(), Failed> {
+    let result = async {
+        let p = one_path(s, arg).await?;
+        let attr = s.client.stat(&p).await?;
+        let chunk_size = s.client.chunk_size();
+        let mut rows = vec![vec![
+            "OFFSET".into(),
+            "CHUNK".into(),
+            "VERSION".into(),
+            "LENGTH".into(),
+            "REPLICAS".into(),
+        ]];
+        for c in s.client.file_chunks(&p).await? {
+            let length = attr.size.saturating_sub(c.offset).min(chunk_size);
+            let replicas: Vec<String> = c.replicas.iter().map(|r| r.addr.to_string()).collect();
+            let replicas = if replicas.is_empty() {
+                "(none live)".to_string()
+            } else {
+                replicas.join(" ")
+            };
+            rows.push(vec![
+                c.offset.to_string(),
+                c.chunk.to_string(),
+                c.version.to_string(),
+                length.to_string(),
+                replicas,
+            ]);
+        }
+        out(format::table(&rows).as_bytes());
+        outln(format!(
+            "{} chunks of {} bytes each at most; replication {}",
+            rows.len() - 1,
+            chunk_size,
+            attr.replication
+        ));
+        Ok::<(), KfsError>(())
+    };
+    result.await.map_err(|e| {
+        report(failure("list the chunks of", arg, &e));
+        Failed
+    })
+}
+
+/// `servers`: every chunkserver the master knows.
+pub(super) async fn servers(s: &Session) -> Result<(), Failed> {
+    match s.client.chunkservers().await {
+        Ok(list) => {
+            let mut rows = vec![vec![
+                "SERVER".into(),
+                "ADDRESS".into(),
+                "STATE".into(),
+                "CHUNKS".into(),
+                "CORRUPT".into(),
+                "USED".into(),
+                "AVAILABLE".into(),
+                "CAPACITY".into(),
+                "HEARD".into(),
+            ]];
+            for x in &list {
+                let state = state_name(x.state);
+                rows.push(vec![
+                    x.server.to_string()[..8].to_string(),
+                    x.addr.to_string(),
+                    state.into(),
+                    x.chunks.to_string(),
+                    x.corrupt.to_string(),
+                    format::size(x.space.used, true),
+                    format::size(x.space.available, true),
+                    format::size(x.space.capacity, true),
+                    format!("{:.1}s ago", x.since_heartbeat_ms as f64 / 1000.0),
+                ]);
+            }
+            out(format::table(&rows).as_bytes());
+            Ok(())
+        }
+        Err(e) => {
+            report(failure("list", "the chunkservers", &e));
+            Err(Failed)
+        }
+    }
+}
+
+fn state_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Alive => "alive",
+        ServerState::Dead => "dead",
+        ServerState::Draining => "draining",
+        ServerState::Drained => "drained (safe to remove)",
+    }
+}
+
+/// `admin decommission` (`--cancel`: stop draining).
+pub(super) async fn admin(s: &Session, action: AdminCmd) -> Result<(), Failed> {
+    match action {
+        AdminCmd::Decommission { server, cancel } => {
+            match s.client.decommission(&server, !cancel).await {
+                Ok(info) => {
+                    outln(format!(
+                        "{} {}: {}, {} chunks left on it",
+                        &info.server.to_string()[..8],
+                        info.addr,
+                        state_name(info.state),
+                        info.chunks
+                    ));
+                    Ok(())
+                }
+                Err(e) => {
+                    report(failure("decommission", &server, &e));
+                    Err(Failed)
+                }
+            }
+        }
+    }
+}
+
+/// `fsck`: the health of every chunk.
+pub(super) async fn fsck(s: &Session) -> Result<(), Failed> {
+    match s.client.fsck().await {
+        Ok(r) => {
+            out(format::table(&[
+                vec!["files".into(), r.files.to_string()],
+                vec!["chunks".into(), r.chunks.to_string()],
+                vec!["healthy".into(), r.healthy.to_string()],
+                vec!["under-replicated".into(), r.under_replicated.to_string()],
+                vec!["over-replicated".into(), r.over_replicated.to_string()],
+                vec!["missing".into(), r.missing.to_string()],
+                vec!["corrupt replicas".into(), r.corrupt_replicas.to_string()],
+                vec!["copies in flight".into(), r.copies_in_flight.to_string()],
+                vec![
+                    "safe mode".into(),
+                    if r.safe_mode {
+                        "on (just restarted: no deletion or repair yet)".into()
+                    } else {
+                        "off".into()
+                    },
+                ],
+            ])
+            .as_bytes());
+            for p in &r.problems {
+                let what = if p.live == 0 {
+                    "MISSING"
+                } else {
+                    "under-replicated"
+                };
+                outln(format!(
+                    "{what}: {} chunk at byte {} ({}): {} of {} replicas",
+                    p.path, p.offset, p.chunk, p.live, p.replication
+                ));
+            }
+            if r.missing > 0 {
+                outln("status: CORRUPT (chunks with no live replica cannot be read)");
+                Err(Failed)
+            } else if r.under_replicated > 0 {
+                outln("status: HEALTHY, some chunks under-replicated");
+                Ok(())
+            } else {
+                outln("status: HEALTHY");
+                Ok(())
+            }
+        }
+        Err(e) => {
+            report(failure("check", "the file system", &e));
+            Err(Failed)
+        }
+    }
+}
