@@ -162,7 +162,7 @@ fn connect_error(addr: SocketAddr, e: std::io::Error) -> DialError {
     if rpc::at_connection_limit(&e) {
         return DialError::Unreachable(at_limit(addr));
     }
-    DialError::Unreachable(crate::client::unreachable("the master", addr, &e))
+    DialError::Unreachable(crate::errors::unreachable("the master", addr, &e))
 }
 
 /// A new connection to `addr` whose handshake succeeded.
