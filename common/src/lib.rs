@@ -12,6 +12,7 @@
 //! how any of them works inside.
 
 #[cfg(feature = "service")]
+pub mod clock;
 pub mod config_check;
 pub mod error;
 #[cfg(feature = "metrics")]

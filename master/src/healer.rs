@@ -19,6 +19,7 @@ use crate::chunks::{
     ChunkMap, CopyFailed, CopyTask, DigestFailure, ProofTask, RepairRound, RoundHealth,
 };
 use crate::committer::SharedNamespace;
+use kfs_common::clock::Clock;
 use kfs_common::proto::chunk::ChunkPool;
 use kfs_common::rpc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,6 +52,7 @@ pub async fn run(
     chunks: Arc<Mutex<ChunkMap>>,
     interval: Duration,
     stats: Arc<HealerStats>,
+    clock: Clock,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let pool = ChunkPool::new();
@@ -68,7 +70,7 @@ pub async fn run(
                     chunks
                         .lock()
                         .expect("chunk map lock")
-                        .scan_repairs(&snapshot, Instant::now(), &mut round, SCAN_SLICE);
+                        .scan_repairs(&snapshot, clock.now(), &mut round, SCAN_SLICE);
                     // Let heartbeats, leases and lookups have the lock between slices.
                     tokio::task::yield_now().await;
                 }
@@ -78,7 +80,7 @@ pub async fn run(
                     let span = tracing::info_span!("replica proof", chunk = %task.chunk, version = %task.version);
                     tokio::spawn(prove(pool.clone(), chunks.clone(), task).instrument(span));
                 }
-                let tasks = chunks.lock().expect("chunk map lock").start_repairs(Instant::now(), round);
+                let tasks = chunks.lock().expect("chunk map lock").start_repairs(clock.now(), round);
                 stats.rounds.fetch_add(1, Ordering::Relaxed);
                 stats.last_round_us.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                 stats.copies_started.fetch_add(tasks.len() as u64, Ordering::Relaxed);

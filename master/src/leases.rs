@@ -28,6 +28,7 @@ use crate::chunks::ChunkMap;
 use crate::committer::{Committer, SharedNamespace};
 use crate::namespace::op::Op;
 use futures::future::join_all;
+use kfs_common::clock::Clock;
 use kfs_common::proto::chunk::ChunkPool;
 use kfs_common::proto::master::{ReplicaLocation, WriteLease};
 use kfs_common::{ChunkId, ChunkVersion, FileId, FileKind, KfsError, KfsResult, ServerId, rpc};
@@ -48,6 +49,8 @@ pub struct LeaseConfig {
     /// When the master started, if it restarted (recovered a namespace rather than formatting
     /// one): leases on chunks it knew then wait until one lease duration after it.
     pub restarted_at: Option<Instant>,
+    /// What lease expiry and the restart grace are measured by.
+    pub clock: Clock,
 }
 
 /// Chunk ids reserved by one log record (see the module docs): one extra record per 65,536
@@ -132,7 +135,7 @@ impl Leases {
             return Ok(());
         }
         let until = started + self.config.duration;
-        let now = Instant::now();
+        let now = self.config.clock.now();
         if now < until {
             return Err(KfsError::Unavailable(format!(
                 "the master restarted; it grants leases on {chunk} again in {} ms, once leases \
@@ -169,7 +172,7 @@ impl Leases {
             Some((chunk, version)) => {
                 self.check_grace(chunk)?;
                 let _granting = Granting::start(cx.chunks, chunk);
-                let now = Instant::now();
+                let now = self.config.clock.now();
                 let live = {
                     let chunks = cx.chunks.lock().expect("chunk map lock");
                     if let Some(lease) = chunks.current_lease(chunk, now)
@@ -280,7 +283,7 @@ impl Leases {
             chunks.add_replica(chunk, r.server, version, 0);
         }
         tracing::debug!(%chunk, %fid, offset, replicas = made.len(), "chunk allocated");
-        chunks.grant(chunk, &made, Instant::now(), self.config.duration)
+        chunks.grant(chunk, &made, self.config.clock.now(), self.config.duration)
     }
 
     /// Why a new chunk could not get `min_write_replicas` replicas (`made` were created):
@@ -379,7 +382,7 @@ impl Leases {
             chunks.defer_delete(server, chunk);
         }
         tracing::debug!(%chunk, %next, replicas = moved.len(), stale = failures.len(), "chunk moved to a new version");
-        chunks.grant(chunk, &moved, Instant::now(), self.config.duration)
+        chunks.grant(chunk, &moved, self.config.clock.now(), self.config.duration)
     }
 
     /// A writer could not write `chunk` at `version` on `failed`; see `MasterService::report_failure`.
@@ -399,7 +402,7 @@ impl Leases {
             .ok_or(KfsError::NoSuchChunk { chunk })?;
         let _position = self.lock_position(fid, offset).await;
         let _granting = Granting::start(cx.chunks, chunk);
-        let now = Instant::now();
+        let now = self.config.clock.now();
         let (current, live) = {
             let mut chunks = cx.chunks.lock().expect("chunk map lock");
             let (_, _, current) = chunks.chunk(chunk).ok_or(KfsError::NoSuchChunk { chunk })?;
@@ -458,7 +461,7 @@ impl Leases {
         cx.chunks.lock().expect("chunk map lock").renew(
             chunk,
             version,
-            Instant::now(),
+            self.config.clock.now(),
             self.config.duration,
         )
     }
@@ -581,5 +584,46 @@ impl Drop for Granting<'_> {
             .lock()
             .expect("chunk map lock")
             .set_granting(self.chunk, false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desk(clock: &Clock, restarted: bool) -> Leases {
+        let config = LeaseConfig {
+            duration: Duration::from_secs(60),
+            chunk_size: 64 << 20,
+            min_write_replicas: 1,
+            restarted_at: restarted.then(|| clock.now()),
+            clock: clock.clone(),
+        };
+        // Chunks below 100 were in the namespace at start-up.
+        Leases::new(config, ChunkId(100))
+    }
+
+    #[test]
+    fn after_a_restart_old_chunks_wait_one_lease_duration_and_new_ones_do_not() {
+        let clock = Clock::manual();
+        let leases = desk(&clock, true);
+        let Err(KfsError::Unavailable(why)) = leases.check_grace(ChunkId(5)) else {
+            panic!("a chunk known at start-up is not leased at once")
+        };
+        assert!(why.contains("again in 60000 ms"), "{why}");
+        assert!(leases.check_grace(ChunkId(100)).is_ok(), "allocated since");
+        clock.advance(Duration::from_secs(59));
+        assert!(leases.check_grace(ChunkId(5)).is_err());
+        clock.advance(Duration::from_secs(1));
+        assert!(
+            leases.check_grace(ChunkId(5)).is_ok(),
+            "the old leases ran out"
+        );
+    }
+
+    #[test]
+    fn a_formatted_master_grants_at_once() {
+        let clock = Clock::manual();
+        assert!(desk(&clock, false).check_grace(ChunkId(5)).is_ok());
     }
 }

@@ -27,5 +27,5 @@ pub mod storage;
 pub mod tree;
 
 pub use config::MasterConfig;
-pub use server::{MasterHandle, StartError, start};
+pub use server::{MasterHandle, StartError, start, start_with_clock};
 pub mod leases;

@@ -21,6 +21,7 @@ use crate::storage::log::LogWriter;
 use crate::storage::recovery::recover;
 use crate::storage::{MetaDirLock, StorageError, lock_meta_dir};
 use futures::StreamExt;
+use kfs_common::clock::Clock;
 use kfs_common::metrics::{HttpServer, Metered};
 use kfs_common::proto::cluster::{
     ClusterService, HeartbeatReply, HeartbeatRequest, HelloReply, HelloRequest,
@@ -36,7 +37,7 @@ use serde_bytes::ByteBuf;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tarpc::context::Context;
 use tarpc::server::{BaseChannel, Channel};
 use tracing::instrument;
@@ -66,6 +67,8 @@ struct MasterState {
     /// are chosen before the op is logged.
     next_fid: AtomicU64,
     default_replication: u8,
+    /// What lease, heartbeat-timeout and safe-mode decisions are measured by.
+    clock: Clock,
 }
 
 /// The namespace service for clients; cheap to clone (one per call).
@@ -103,6 +106,15 @@ impl crate::committer::Observer for Mutex<ChunkMap> {
 }
 
 pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
+    start_with_clock(config, Clock::system()).await
+}
+
+/// [`start`], with every lease, heartbeat-timeout and safe-mode decision measured by `clock`
+/// (tests drive a manual one).
+pub async fn start_with_clock(
+    config: &MasterConfig,
+    clock: Clock,
+) -> Result<MasterHandle, StartError> {
     config.validate()?;
     let dir = config.meta_dir.clone();
     let lock = lock_meta_dir(&dir)?;
@@ -134,7 +146,7 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
     );
 
     let next_fid = AtomicU64::new(recovered.ns.next_fid().0);
-    let started = Instant::now();
+    let started = clock.now();
     let leases = Leases::new(
         LeaseConfig {
             duration: Duration::from_millis(config.lease_ms),
@@ -142,6 +154,7 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
             min_write_replicas: config.min_write_replicas as usize,
             // A restarted master may have granted leases it no longer knows: wait them out.
             restarted_at: (!recovered.formatted).then_some(started),
+            clock: clock.clone(),
         },
         recovered.ns.next_chunk_id(),
     );
@@ -152,7 +165,7 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
         timing,
         session_base(),
         repair,
-        !recovered.formatted,
+        (!recovered.formatted).then_some(started),
     )));
     let ns: SharedNamespace = Arc::new(RwLock::new(recovered.ns));
     let committer = Committer::start(
@@ -173,6 +186,7 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
         leases,
         next_fid,
         default_replication: config.default_replication,
+        clock: clock.clone(),
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -206,6 +220,7 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
     tokio::spawn(expire_silent_servers(
         state.chunks.clone(),
         timing,
+        clock.clone(),
         expiry_stopped,
     ));
     tokio::spawn(crate::healer::run(
@@ -213,6 +228,7 @@ pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
         state.chunks.clone(),
         Duration::from_millis(config.heal_interval_ms),
         healer_stats,
+        clock.clone(),
         healer_stopped,
     ));
     let master = MasterServer {
@@ -393,7 +409,7 @@ impl MasterServer {
         // should ask again, not conclude that the chunk is lost.
         if for_reading
             && let Some(unknown) = found.iter().find(|l| l.replicas.is_empty())
-            && map.in_safe_mode(Instant::now())
+            && map.in_safe_mode(self.state.clock.now())
         {
             return Err(KfsError::Unavailable(format!(
                 "the master has just restarted and no chunkserver has reported {} yet; ask again shortly",
@@ -422,6 +438,7 @@ fn session_base() -> u64 {
 async fn expire_silent_servers(
     chunks: Arc<Mutex<ChunkMap>>,
     timing: ChunkTiming,
+    clock: Clock,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let period = (timing.server_timeout / 4).max(Duration::from_millis(20));
@@ -432,7 +449,7 @@ async fn expire_silent_servers(
         tokio::select! {
             _ = &mut stop => return,
             _ = ticks.tick() => {
-                chunks.lock().expect("chunk map lock").expire(Instant::now());
+                chunks.lock().expect("chunk map lock").expire(clock.now());
             }
         }
     }
@@ -623,7 +640,7 @@ impl MasterService for MasterServer {
             .chunks
             .lock()
             .expect("chunk map lock")
-            .servers(Instant::now()))
+            .servers(self.state.clock.now()))
     }
 
     #[instrument(level = "debug", skip_all)]
@@ -644,7 +661,7 @@ impl MasterService for MasterServer {
             .chunks
             .lock()
             .expect("chunk map lock")
-            .set_draining(&server, drain, Instant::now())
+            .set_draining(&server, drain, self.state.clock.now())
     }
 
     #[instrument(level = "debug", skip_all, fields(%fid))]
@@ -754,7 +771,7 @@ impl ClusterService for ClusterServer {
             .chunks
             .lock()
             .expect("chunk map lock")
-            .hello(request, Instant::now())
+            .hello(request, self.state.clock.now())
     }
 
     #[instrument(level = "debug", skip_all, fields(server = %request.server))]
@@ -764,6 +781,6 @@ impl ClusterService for ClusterServer {
             .chunks
             .lock()
             .expect("chunk map lock")
-            .heartbeat(request, Instant::now()))
+            .heartbeat(request, self.state.clock.now()))
     }
 }

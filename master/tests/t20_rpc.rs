@@ -322,3 +322,55 @@ async fn concurrent_creates_share_fsyncs() {
     assert_eq!(page.entries.len(), 32 * 50);
     master.shutdown().await;
 }
+
+/// The master's heartbeat timeouts follow its clock, not the wall's: with a manual clock a
+/// silent chunkserver stays alive however long the test takes, and is declared dead once the
+/// clock moves past the timeout (issue 16, item 6).
+#[tokio::test]
+async fn heartbeat_timeouts_follow_the_masters_clock() {
+    use kfs_common::clock::Clock;
+    use kfs_common::proto::cluster::{self, HelloRequest, SpaceReport};
+    use kfs_common::proto::master::ServerState;
+    use kfs_common::{ServerId, proto::PROTOCOL_VERSION};
+
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::manual();
+    let config = MasterConfig {
+        heartbeat_interval_ms: 50,
+        chunkserver_timeout_ms: 200,
+        ..config(dir.path())
+    };
+    let master = kfs_master::start_with_clock(&config, clock.clone())
+        .await
+        .unwrap();
+    let link = cluster::connect(master.local_addr()).await.unwrap();
+    link.hello(
+        ctx(),
+        HelloRequest {
+            protocol: PROTOCOL_VERSION,
+            server: ServerId(7),
+            addr: "127.0.0.1:9".parse().unwrap(),
+            space: SpaceReport::default(),
+            chunks: Vec::new(),
+            corrupt: Vec::new(),
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let c = connect(&master).await;
+    let state = || async { c.chunkservers(ctx()).await.unwrap().unwrap()[0].state };
+    // Many expiry rounds (every 50 ms of real time) pass with the clock standing still.
+    let real = std::time::Instant::now();
+    while real.elapsed() < Duration::from_millis(600) {
+        assert_eq!(state().await, ServerState::Alive);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    clock.advance(Duration::from_millis(201));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while state().await != ServerState::Dead {
+        assert!(std::time::Instant::now() < deadline, "never declared dead");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    master.shutdown().await;
+}

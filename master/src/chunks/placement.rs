@@ -4,7 +4,8 @@
 //! (`SpaceReport::available` is what is free above the server's reserve, within its
 //! `capacity_bytes`), and no create or copy it was asked for since was refused for want of
 //! space: such a refusal counts it full until its next report. Placement is random, weighted by
-//! free space, so emptier servers get more and every server with room gets some.
+//! free space, so emptier servers get more and every server with room gets some; the choices
+//! follow from the map's seed (its session base), so a test with a fixed seed sees fixed ones.
 //!
 //! Invariant: a server without room is never chosen, so a full server is not asked again and
 //! again for replicas it cannot take (the healer's copies included).
@@ -12,6 +13,7 @@
 use super::ChunkMap;
 use kfs_common::ServerId;
 use kfs_common::proto::master::ReplicaLocation;
+use rand::RngExt;
 
 impl ChunkMap {
     /// Whether server `i` may take new replicas.
@@ -32,11 +34,12 @@ impl ChunkMap {
             .filter(|&i| self.takes_replicas(i) && !exclude.contains(&self.servers[i].id))
             .collect();
         let mut chosen = Vec::new();
+        let mut rng = self.placement_rng.lock().unwrap_or_else(|p| p.into_inner());
         while chosen.len() < count && !candidates.is_empty() {
             // Weight by free space in MiB, at least 1 so nearly full servers can still be picked.
             let weight = |i: usize| (self.servers[i].space.available >> 20).max(1);
             let total: u64 = candidates.iter().map(|&i| weight(i)).sum();
-            let mut pick = rand::random_range(0..total);
+            let mut pick = rng.random_range(0..total);
             let at = candidates
                 .iter()
                 .position(|&i| {

@@ -578,7 +578,7 @@ mod tests {
             safe_mode_max: Duration::from_secs(3600),
             ..Default::default()
         };
-        let mut map = ChunkMap::with_repair(&ns, T, 0, config, true);
+        let mut map = ChunkMap::with_repair(&ns, T, 0, config, Some(Instant::now()));
         hello(&mut map, 1, &[10, 99], 0);
         hello(&mut map, 2, &[], 0);
         assert!(
