@@ -71,31 +71,12 @@ impl Default for ChunkserverConfig {
     }
 }
 
-/// A configuration that cannot be used, and why.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("invalid configuration: {0}")]
-    Invalid(String),
-}
+pub use kfs_common::config::ConfigError;
 
 impl ChunkserverConfig {
     /// Reads a TOML file; keys it does not set keep their defaults, unknown keys are refused.
     pub fn from_file(path: &Path) -> Result<ChunkserverConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
+        kfs_common::config::from_file(path)
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {

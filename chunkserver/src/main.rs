@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use kfs_chunkserver::ChunkserverConfig;
 use kfs_common::service::{EX_CONFIG, finish};
+use serde::Serialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -24,49 +25,41 @@ struct Args {
     /// or `ok`, and exit without starting.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     check_config: Option<PathBuf>,
+    #[command(flatten)]
+    flags: Flags,
+}
+
+/// The flags that set configuration keys (each named as its key), over the file's.
+#[derive(clap::Args, Debug, Serialize)]
+struct Flags {
     /// Address of the master.
     #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     master: Option<SocketAddr>,
     /// Address to serve chunks on (port 0 picks a free port).
     #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     listen: Option<SocketAddr>,
     /// Address to give the master for clients, if not the one listened on.
     #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     advertise: Option<SocketAddr>,
     /// Serve Prometheus metrics on /metrics here, e.g. 127.0.0.1:21080.
     #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     http: Option<SocketAddr>,
     /// A data directory; give one per disk (replaces the config file's list).
     #[arg(long = "data", value_name = "DIR")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     data: Vec<PathBuf>,
     /// Background verification rate in bytes per second (0 turns it off).
     #[arg(long, value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     scrub_bytes_per_sec: Option<u64>,
 }
 
 fn config_from(args: Args) -> anyhow::Result<ChunkserverConfig> {
-    let mut config = match &args.config {
-        Some(path) => ChunkserverConfig::from_file(path)?,
-        None => ChunkserverConfig::default(),
-    };
-    if let Some(v) = args.master {
-        config.master = v;
-    }
-    if let Some(v) = args.listen {
-        config.listen = v;
-    }
-    if args.advertise.is_some() {
-        config.advertise = args.advertise;
-    }
-    if let Some(v) = args.http {
-        config.http = Some(v);
-    }
-    if !args.data.is_empty() {
-        config.data = args.data;
-    }
-    if let Some(v) = args.scrub_bytes_per_sec {
-        config.scrub_bytes_per_sec = v;
-    }
+    let config: ChunkserverConfig = kfs_common::config::load(args.config.as_deref(), &args.flags)?;
     config.validate()?;
     Ok(config)
 }

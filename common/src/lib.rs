@@ -11,8 +11,10 @@
 //! API boundary: the master, chunkservers and clients meet only here; nothing in this crate knows
 //! how any of them works inside.
 
-#[cfg(feature = "service")]
 pub mod clock;
+#[cfg(feature = "service")]
+pub mod config;
+#[cfg(feature = "service")]
 pub mod config_check;
 pub mod error;
 #[cfg(feature = "metrics")]

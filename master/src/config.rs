@@ -1,7 +1,9 @@
 //! Configuration of the master: one serde struct, each field documented with its default.
 //!
-//! Sources, later ones winning: built-in defaults, the TOML file given with `--config`, command
-//! line flags. [`MasterConfig::validate`] checks the result before anything starts.
+//! Sources, later ones winning: built-in defaults ([`MasterConfig::default`], the one table of
+//! them), the TOML file given with `--config`, command line flags; `kfs_common::config::load`
+//! layers them for both daemons. [`MasterConfig::validate`] checks the result before anything
+//! starts.
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -102,19 +104,7 @@ impl Default for MasterConfig {
     }
 }
 
-/// A configuration that cannot be used, and why.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("invalid configuration: {0}")]
-    Invalid(String),
-}
+pub use kfs_common::config::ConfigError;
 
 impl MasterConfig {
     /// How replication is repaired, from these settings: the one place the repair defaults come
@@ -139,14 +129,7 @@ impl MasterConfig {
 
     /// Reads a TOML file; keys it does not set keep their defaults, unknown keys are refused.
     pub fn from_file(path: &Path) -> Result<MasterConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
+        kfs_common::config::from_file(path)
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use kfs_common::service::{EX_CONFIG, finish};
 use kfs_master::MasterConfig;
+use serde::Serialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -29,61 +30,49 @@ struct Args {
     /// it, print what it holds, and exit. Refused while a master uses the directory.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["config", "check_config"])]
     verify_meta: Option<PathBuf>,
+    #[command(flatten)]
+    flags: Flags,
+}
+
+/// The flags that set configuration keys (each named as its key), over the file's.
+#[derive(clap::Args, Debug, Serialize)]
+struct Flags {
     /// Address to serve on, e.g. 127.0.0.1:20000 (port 0 picks a free port).
     #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     listen: Option<SocketAddr>,
     /// Serve the status page, its JSON and /metrics over HTTP here, e.g. 127.0.0.1:20080.
     #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     http: Option<SocketAddr>,
     /// Directory of the operation log and checkpoints (created if missing).
     #[arg(long, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     meta_dir: Option<PathBuf>,
     /// Replication factor of files created without one.
     #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     default_replication: Option<u8>,
     /// Write a checkpoint after this many logged ops.
     #[arg(long, value_name = "OPS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     checkpoint_every_ops: Option<u64>,
     /// Write a checkpoint after this many seconds if anything changed.
     #[arg(long, value_name = "SECS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     checkpoint_interval_secs: Option<u64>,
     /// How often chunkservers send heartbeats, in milliseconds.
     #[arg(long, value_name = "MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     heartbeat_interval_ms: Option<u64>,
     /// Declare a chunkserver dead after this many silent milliseconds.
     #[arg(long, value_name = "MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     chunkserver_timeout_ms: Option<u64>,
 }
 
 fn config_from(args: Args) -> anyhow::Result<MasterConfig> {
-    let mut config = match &args.config {
-        Some(path) => MasterConfig::from_file(path)?,
-        None => MasterConfig::default(),
-    };
-    if let Some(v) = args.listen {
-        config.listen = v;
-    }
-    if let Some(v) = args.http {
-        config.http = Some(v);
-    }
-    if let Some(v) = args.meta_dir {
-        config.meta_dir = v;
-    }
-    if let Some(v) = args.default_replication {
-        config.default_replication = v;
-    }
-    if let Some(v) = args.checkpoint_every_ops {
-        config.checkpoint_every_ops = v;
-    }
-    if let Some(v) = args.checkpoint_interval_secs {
-        config.checkpoint_interval_secs = v;
-    }
-    if let Some(v) = args.heartbeat_interval_ms {
-        config.heartbeat_interval_ms = v;
-    }
-    if let Some(v) = args.chunkserver_timeout_ms {
-        config.chunkserver_timeout_ms = v;
-    }
+    let config: MasterConfig = kfs_common::config::load(args.config.as_deref(), &args.flags)?;
     config.validate()?;
     Ok(config)
 }
