@@ -1,7 +1,11 @@
 //! Unit tests of the namespace state machine, one behaviour each. The random-sequence model check
 //! against a reference file system is `master/tests/t10_namespace_model.rs`.
 
+use super::op::{Applied, Op, Prepared, Reply};
+use super::record::KeyView;
 use super::*;
+use kfs_common::proto::master::{MAX_XATTR_VALUE_LEN, MAX_XATTRS_PER_FILE, RemoveSummary, SetAttr};
+use kfs_common::{ChunkVersion, KfsError, KfsResult};
 use serde_bytes::ByteBuf;
 
 /// A namespace with an id and clock source, checking every invariant after every op.

@@ -1,0 +1,299 @@
+//! The commit step: [`Namespace::apply`] plans an op (`plan.rs`), then commits the `Change`.
+//!
+//! Committing cannot fail: it touches only what the plan checked, so a record missing here is a
+//! bug (`unreachable!`), never an error. It keeps the counters and `next_fid` / `next_chunk_id`
+//! in step with every record it adds or removes, and hands back the chunks no file references any
+//! more (`Applied::freed_chunks`): a truncated, removed or replaced file's.
+
+use super::op::{Applied, Op, Reply};
+use super::plan::{Change, FattrUpdate};
+use super::record::{Fattr, Key, Val};
+use super::{Namespace, Node};
+use kfs_common::proto::Timestamp;
+use kfs_common::proto::master::{RemoveSummary, SetAttr};
+use kfs_common::{ChunkId, FileId, FileKind, KfsResult};
+use std::ops::Bound;
+
+impl Namespace {
+    /// Applies `op`. On error the namespace is unchanged.
+    pub fn apply(&mut self, op: &Op) -> KfsResult<Applied> {
+        let change = self.plan(op)?;
+        Ok(self.commit(change))
+    }
+
+    fn commit(&mut self, change: Change<'_>) -> Applied {
+        let mut freed = Vec::new();
+        let reply = match change {
+            Change::Unchanged(reply) => reply,
+            Change::Mkdir {
+                mut parent,
+                names,
+                first_fid,
+                mode,
+                time,
+            } => {
+                self.touch_dir(parent, time);
+                let mut fid = first_fid;
+                for name in names {
+                    self.link(parent, name, fid, FileKind::Dir);
+                    self.map
+                        .insert(Key::fattr(fid), Val::Attr(dir_attr(mode, time)));
+                    self.counters.dirs += 1;
+                    self.bump_next_fid(fid);
+                    parent = fid;
+                    fid = FileId(fid.0 + 1);
+                }
+                Reply::Attr(self.stat_fid(parent).expect("just created"))
+            }
+            Change::CreateNew {
+                parent,
+                name,
+                fid,
+                replication,
+                mode,
+                time,
+            } => {
+                self.touch_dir(parent, time);
+                self.link(parent, name, fid, FileKind::File);
+                self.map.insert(
+                    Key::fattr(fid),
+                    Val::Attr(Fattr {
+                        size: 0,
+                        mtime: time,
+                        atime: time,
+                        owner: 0,
+                        group: 0,
+                        mode,
+                        replication,
+                        kind: FileKind::File,
+                    }),
+                );
+                self.counters.files += 1;
+                self.bump_next_fid(fid);
+                Reply::Attr(self.stat_fid(fid).expect("just created"))
+            }
+            Change::Truncate {
+                fid,
+                replication,
+                time,
+            } => {
+                freed = self.drop_chunks(fid);
+                let attr = self.fattr_mut(fid);
+                let old_size = std::mem::take(&mut attr.size);
+                attr.mtime = time;
+                if let Some(r) = replication {
+                    attr.replication = r;
+                }
+                self.counters.bytes -= old_size;
+                Reply::Attr(self.stat_fid(fid).expect("exists"))
+            }
+            Change::Rename {
+                from,
+                to_parent,
+                to_name,
+                replaced,
+                time,
+            } => {
+                self.map.remove(&Key::dentry(from.parent, from.name));
+                if let Some(old) = replaced {
+                    self.map.remove(&Key::dentry(to_parent, to_name));
+                    match old.kind {
+                        FileKind::File => freed = self.drop_file(old.fid),
+                        FileKind::Dir => self.drop_dir(old.fid),
+                    }
+                }
+                self.link(to_parent, to_name, from.node.fid, from.node.kind);
+                self.touch_dir(from.parent, time);
+                self.touch_dir(to_parent, time);
+                Reply::Done
+            }
+            Change::Remove { entry, time } => {
+                self.map.remove(&Key::dentry(entry.parent, entry.name));
+                self.touch_dir(entry.parent, time);
+                let summary = self.drop_subtree(entry.node, &mut freed);
+                Reply::Removed(summary)
+            }
+            Change::SetFattr { fid, update } => {
+                let attr = self.fattr_mut(fid);
+                let mut size_change = None;
+                match update {
+                    FattrUpdate::Replication(r) => attr.replication = r,
+                    FattrUpdate::Attr(set) => {
+                        let SetAttr {
+                            mode,
+                            owner,
+                            group,
+                            mtime,
+                            atime,
+                        } = set;
+                        attr.mode = mode.unwrap_or(attr.mode);
+                        attr.owner = owner.unwrap_or(attr.owner);
+                        attr.group = group.unwrap_or(attr.group);
+                        attr.mtime = mtime.unwrap_or(attr.mtime);
+                        attr.atime = atime.unwrap_or(attr.atime);
+                    }
+                    FattrUpdate::Length(size, time) => {
+                        size_change = Some((attr.size, size));
+                        attr.size = size;
+                        attr.mtime = time;
+                    }
+                    FattrUpdate::AtLeast(size, time) => {
+                        size_change = Some((attr.size, attr.size.max(size)));
+                        attr.size = attr.size.max(size);
+                        attr.mtime = time;
+                    }
+                }
+                if let Some((old, new)) = size_change {
+                    self.counters.bytes = self.counters.bytes - old + new;
+                }
+                Reply::Attr(self.stat_fid(fid).expect("exists"))
+            }
+            Change::SetXattr { fid, name, value } => {
+                self.map
+                    .insert(Key::xattr(fid, name), Val::Xattr(value.into()));
+                Reply::Done
+            }
+            Change::RemoveXattr { fid, name } => {
+                self.map.remove(&Key::xattr(fid, name));
+                Reply::Done
+            }
+            Change::BumpVersion {
+                fid,
+                offset,
+                chunk,
+                version,
+            } => {
+                self.map
+                    .insert(Key::chunk(fid, offset), Val::Chunk { id: chunk, version });
+                Reply::Done
+            }
+            Change::ReserveChunkIds { below } => {
+                self.next_chunk_id = self.next_chunk_id.max(below);
+                Reply::Done
+            }
+            Change::AllocateChunk {
+                fid,
+                offset,
+                chunk,
+                version,
+            } => {
+                self.map
+                    .insert(Key::chunk(fid, offset), Val::Chunk { id: chunk, version });
+                self.counters.chunks += 1;
+                self.next_chunk_id = self.next_chunk_id.max(ChunkId(chunk.0 + 1));
+                Reply::Done
+            }
+        };
+        Applied {
+            reply,
+            freed_chunks: freed,
+        }
+    }
+
+    fn fattr_mut(&mut self, fid: FileId) -> &mut Fattr {
+        match self.map.get_mut(&Key::fattr(fid)) {
+            Some(Val::Attr(a)) => a,
+            _ => unreachable!("planned changes name existing files"),
+        }
+    }
+
+    fn touch_dir(&mut self, dir: FileId, time: Timestamp) {
+        self.fattr_mut(dir).mtime = time;
+    }
+
+    fn link(&mut self, parent: FileId, name: &str, fid: FileId, kind: FileKind) {
+        self.map
+            .insert(Key::dentry(parent, name), Val::Child { fid, kind });
+    }
+
+    fn bump_next_fid(&mut self, used: FileId) {
+        self.next_fid = self.next_fid.max(FileId(used.0 + 1));
+    }
+
+    /// Removes every record in the range starting at `start`; returns them.
+    fn take_range(&mut self, start: Key) -> Vec<(Key, Val)> {
+        let taken: Vec<(Key, Val)> = self
+            .map
+            .range_from(Bound::Included(&start))
+            .take_while(|(k, _)| k.same_range(&start))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (k, _) in &taken {
+            self.map.remove(k);
+        }
+        taken
+    }
+
+    fn drop_chunks(&mut self, fid: FileId) -> Vec<ChunkId> {
+        let chunks: Vec<ChunkId> = self
+            .take_range(Key::chunks_start(fid))
+            .into_iter()
+            .filter_map(|(_, v)| match v {
+                Val::Chunk { id, .. } => Some(id),
+                _ => None,
+            })
+            .collect();
+        self.counters.chunks -= chunks.len() as u64;
+        chunks
+    }
+
+    /// Removes a file's attributes, chunks and xattrs (not its name); returns its chunks.
+    fn drop_file(&mut self, fid: FileId) -> Vec<ChunkId> {
+        let chunks = self.drop_chunks(fid);
+        self.take_range(Key::xattrs_start(fid));
+        if let Some(Val::Attr(a)) = self.map.remove(&Key::fattr(fid)) {
+            self.counters.bytes -= a.size;
+        }
+        self.counters.files -= 1;
+        chunks
+    }
+
+    /// Removes an empty directory's attributes and xattrs (not its name).
+    fn drop_dir(&mut self, fid: FileId) {
+        self.take_range(Key::xattrs_start(fid));
+        self.map.remove(&Key::fattr(fid));
+        self.counters.dirs -= 1;
+    }
+
+    /// Removes a file, or a directory and everything below it (not its own name).
+    fn drop_subtree(&mut self, node: Node, freed: &mut Vec<ChunkId>) -> RemoveSummary {
+        let mut summary = RemoveSummary::default();
+        if node.kind == FileKind::File {
+            freed.extend(self.drop_file(node.fid));
+            summary.files = 1;
+            return summary;
+        }
+        let mut dirs = vec![node.fid];
+        while let Some(dir) = dirs.pop() {
+            for (_, child) in self.take_range(Key::dir_start(dir)) {
+                match child {
+                    Val::Child {
+                        fid,
+                        kind: FileKind::Dir,
+                    } => dirs.push(fid),
+                    Val::Child { fid, .. } => {
+                        freed.extend(self.drop_file(fid));
+                        summary.files += 1;
+                    }
+                    _ => unreachable!("directories hold dentries"),
+                }
+            }
+            self.drop_dir(dir);
+            summary.dirs += 1;
+        }
+        summary
+    }
+}
+
+fn dir_attr(mode: u16, time: Timestamp) -> Fattr {
+    Fattr {
+        size: 0,
+        mtime: time,
+        atime: time,
+        owner: 0,
+        group: 0,
+        mode,
+        replication: 0,
+        kind: FileKind::Dir,
+    }
+}

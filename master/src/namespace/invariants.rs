@@ -1,0 +1,142 @@
+//! [`Namespace::check_invariants`]: checks every invariant listed in the
+//! [namespace's docs](super), and `recount`, the counters recomputed from the map (which is also
+//! how [`Namespace::from_records`] sets them).
+//!
+//! Linear in the number of records; it runs on every checkpoint load (`from_records`,
+//! `kfs-master --verify-meta`) and after every step of the model checks. It only reads, and its
+//! error says which invariant broke.
+
+use super::Namespace;
+use super::record::{Key, KeyView, Val};
+use kfs_common::proto::master::NamespaceCounters;
+use kfs_common::{FileId, FileKind};
+use std::ops::Bound;
+
+impl Namespace {
+    pub(super) fn recount(&self) -> NamespaceCounters {
+        let mut c = NamespaceCounters::default();
+        for (_, v) in self.map.iter() {
+            match v {
+                Val::Attr(a) if a.kind == FileKind::Dir => c.dirs += 1,
+                Val::Attr(a) => {
+                    c.files += 1;
+                    c.bytes += a.size;
+                }
+                Val::Chunk { .. } => c.chunks += 1,
+                _ => {}
+            }
+        }
+        c
+    }
+
+    /// Checks every invariant in the module docs; the error says which one broke. Linear in the
+    /// number of records (it runs on every checkpoint load).
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.map.check_invariants()?;
+        // Every file and directory, sorted by id (the map keeps attribute records in id order).
+        let mut files: Vec<(FileId, FileKind)> = Vec::new();
+        let mut max_chunk = 0u64;
+        for (k, v) in self.map.iter() {
+            match (k.view(), v) {
+                (KeyView::Fattr { fid }, Val::Attr(a)) => files.push((fid, a.kind)),
+                (KeyView::Dentry { .. }, Val::Child { .. })
+                | (KeyView::Xattr { .. }, Val::Xattr(_)) => {}
+                (KeyView::Chunk { .. }, Val::Chunk { id, .. }) => max_chunk = max_chunk.max(id.0),
+                (view, val) => return Err(format!("key {view:?} holds {val:?}")),
+            }
+        }
+        let index = |fid: FileId| files.binary_search_by_key(&fid, |(f, _)| *f).ok();
+        let kind = |fid: FileId| index(fid).map(|i| files[i].1);
+        if kind(FileId::ROOT) != Some(FileKind::Dir) {
+            return Err("the root directory is missing".into());
+        }
+        let mut named = vec![false; files.len()];
+        for (k, v) in self.map.iter() {
+            match (k.view(), v) {
+                (
+                    KeyView::Dentry { parent, name },
+                    Val::Child {
+                        fid,
+                        kind: child_kind,
+                    },
+                ) => {
+                    if kind(parent) != Some(FileKind::Dir) {
+                        return Err(format!(
+                            "entry {name:?} hangs from {parent}, not a directory"
+                        ));
+                    }
+                    if kind(*fid) != Some(*child_kind) {
+                        return Err(format!(
+                            "entry {name:?} says {fid} is a {child_kind}; it is not"
+                        ));
+                    }
+                    if *fid == FileId::ROOT {
+                        return Err(format!("entry {name:?} names the root"));
+                    }
+                    let i = index(*fid).expect("checked above");
+                    if std::mem::replace(&mut named[i], true) {
+                        return Err(format!("{fid} is named twice, once as {name:?}"));
+                    }
+                }
+                (KeyView::Chunk { fid, .. }, _) if kind(fid) != Some(FileKind::File) => {
+                    return Err(format!("a chunk belongs to {fid}, which is not a file"));
+                }
+                (KeyView::Xattr { fid, .. }, _) if kind(fid).is_none() => {
+                    return Err(format!("an xattr belongs to missing {fid}"));
+                }
+                _ => {}
+            }
+        }
+        if let Some(i) = (0..files.len()).find(|&i| files[i].0 != FileId::ROOT && !named[i]) {
+            return Err(format!("{} has no name", files[i].0));
+        }
+        // Every node has exactly one name, so it is reachable from the root unless it is in a
+        // cycle: count what a walk from the root reaches.
+        let mut reached = 1;
+        let mut dirs = vec![FileId::ROOT];
+        while let Some(dir) = dirs.pop() {
+            let start = Key::dir_start(dir);
+            for (k, v) in self.map.range_from(Bound::Included(&start)) {
+                if !k.same_range(&start) {
+                    break;
+                }
+                if let Val::Child {
+                    fid,
+                    kind: FileKind::Dir,
+                } = v
+                {
+                    dirs.push(*fid);
+                }
+                reached += 1;
+                if reached > files.len() {
+                    return Err("the directory tree has a cycle".into());
+                }
+            }
+        }
+        if reached != files.len() {
+            return Err(format!(
+                "{} files or directories are cut off from the root",
+                files.len() - reached
+            ));
+        }
+        if let Some((fid, _)) = files.last()
+            && fid.0 >= self.next_fid.0
+        {
+            return Err(format!("{fid} is not below next_fid {}", self.next_fid));
+        }
+        if max_chunk >= self.next_chunk_id.0 {
+            return Err(format!(
+                "chunk {max_chunk} is not below next_chunk_id {}",
+                self.next_chunk_id
+            ));
+        }
+        let recount = self.recount();
+        if recount != self.counters {
+            return Err(format!(
+                "counters {:?} but recount {recount:?}",
+                self.counters
+            ));
+        }
+        Ok(())
+    }
+}

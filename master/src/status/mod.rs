@@ -1,0 +1,160 @@
+//! The master's HTTP side: a status page (`/`), the same data as JSON (`/status.json`), and
+//! Prometheus metrics (`/metrics`), served on `http` when it is configured.
+//!
+//! All three show one [`Status`], read fresh from the master's live state by [`Status::gather`]
+//! for each page load, JSON request or scrape (`gather.rs`). That read takes only O(1) counters
+//! and one pass over the chunkserver table: replication health is what the healer's last round
+//! found, so a page load or a scrape never holds a lock for a walk of the namespace.
+//!
+//! This file holds the public surface: [`StatusSources`], [`Status`] and its parts (also the JSON
+//! schema of `/status.json`), and the [`router`]. [`render_html`] (`page.rs`) draws the page;
+//! [`metrics`] (`gauges.rs`) builds the registry whose state gauges are set from a `Status` at
+//! each scrape.
+
+mod gather;
+mod gauges;
+mod page;
+
+pub use gauges::metrics;
+pub use page::render_html;
+
+use crate::chunks::ChunkMap;
+use crate::committer::{CommitStats, SharedNamespace};
+use crate::healer::HealerStats;
+use axum::Router;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use kfs_common::metrics::{Refresh, Registry, metrics_router};
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Where the status comes from: shared with the RPC services.
+#[derive(Clone)]
+pub struct StatusSources {
+    pub ns: SharedNamespace,
+    pub chunks: Arc<Mutex<ChunkMap>>,
+    pub commit: Arc<CommitStats>,
+    pub healer: Arc<HealerStats>,
+    pub started: Instant,
+    pub addr: SocketAddr,
+}
+
+/// The cluster as the master sees it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Status {
+    pub version: &'static str,
+    /// The address clients and chunkservers use.
+    pub master: SocketAddr,
+    pub uptime_secs: u64,
+    pub summary: Summary,
+    pub replication: Replication,
+    pub servers: Vec<ServerRow>,
+    pub workers: Workers,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    pub files: u64,
+    pub dirs: u64,
+    pub chunks: u64,
+    /// Sum of file lengths.
+    pub bytes: u64,
+    /// Of the live chunkservers' file systems.
+    pub capacity: u64,
+    /// Bytes held by chunk files on live chunkservers (every replica).
+    pub used: u64,
+    pub available: u64,
+    pub servers_alive: u64,
+    pub servers_dead: u64,
+    pub servers_draining: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Replication {
+    /// Just restarted: no repair or deletion until chunkservers have reported.
+    pub safe_mode: bool,
+    /// Chunks with fewer live replicas than their factor (`None` until a round has run outside
+    /// safe mode).
+    pub under_replicated: Option<u64>,
+    /// Chunks with no readable replica.
+    pub missing: Option<u64>,
+    /// How long ago the healer's round that counted them ended.
+    pub counted_ms_ago: Option<u64>,
+    /// Replicas chunkservers reported corrupt.
+    pub corrupt_replicas: u64,
+    /// Repair copies in flight.
+    pub copies_in_flight: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ServerRow {
+    pub id: String,
+    pub addr: SocketAddr,
+    /// `alive`, `dead`, `draining` or `drained`.
+    pub state: &'static str,
+    pub capacity: u64,
+    pub used: u64,
+    pub available: u64,
+    pub chunks: u64,
+    pub corrupt: u64,
+    pub last_heartbeat_ms_ago: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Workers {
+    pub committer: CommitterState,
+    pub healer: HealerState,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CommitterState {
+    /// `ok`, or `broken` (a failed fsync: mutations are refused until restart).
+    pub log: &'static str,
+    pub ops: u64,
+    pub batches: u64,
+    pub last_seq: u64,
+    pub checkpoints: u64,
+    pub checkpoint_seq: u64,
+    /// When this process last wrote a checkpoint (Unix seconds; 0: not yet).
+    pub checkpoint_unix_secs: u64,
+    pub checkpoint_failures: u64,
+    pub checkpointing: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct HealerState {
+    pub rounds: u64,
+    pub last_round_ms: f64,
+    pub copies_started: u64,
+    pub copies_done: u64,
+    pub copies_failed: u64,
+}
+
+/// The routes of the master's HTTP server: `/`, `/status.json`, `/metrics`.
+pub fn router(sources: StatusSources, registry: Arc<Registry>, refresh: Refresh) -> Router {
+    let page = sources.clone();
+    let json = sources;
+    Router::new()
+        .route(
+            "/",
+            get(move || {
+                let page = page.clone();
+                async move { Html(render_html(&Status::gather(&page))) }
+            }),
+        )
+        .route(
+            "/status.json",
+            get(move || {
+                let json = json.clone();
+                async move {
+                    let body = serde_json::to_string_pretty(&Status::gather(&json))
+                        .expect("the status serializes");
+                    ([(CONTENT_TYPE, "application/json")], body).into_response()
+                }
+            }),
+        )
+        .merge(metrics_router(registry, Some(refresh)))
+}

@@ -1,0 +1,192 @@
+//! [`render_html`]: the status page, one self-contained HTML document (inline CSS, no scripts,
+//! no external assets) that reloads itself every 5 s, so it works offline and in any browser.
+//!
+//! It only formats a [`Status`]; text that comes from outside (addresses, server ids, the
+//! version) goes through `esc`. The verdict line puts missing chunks above safe mode above
+//! degraded (under-replicated, a dead server, a corrupt replica) above healthy. The browser test
+//! finds the verdict by its id and the servers by their rows' classes (`tr.server.alive`).
+
+use super::Status;
+use std::fmt::Write as _;
+
+/// Escapes text for HTML.
+fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn size(bytes: u64) -> String {
+    bytesize::ByteSize::b(bytes).display().iec().to_string()
+}
+
+fn count_or_dash(n: Option<u64>) -> String {
+    n.map_or_else(|| "–".to_string(), |n| n.to_string())
+}
+
+/// The status page: one HTML document, no scripts, no external assets.
+pub fn render_html(s: &Status) -> String {
+    let mut h = String::new();
+    let problem = s.replication.missing.unwrap_or(0) > 0;
+    let degraded = s.replication.under_replicated.unwrap_or(0) > 0
+        || s.summary.servers_dead > 0
+        || s.replication.corrupt_replicas > 0;
+    let verdict = if problem {
+        ("bad", "MISSING CHUNKS: some data cannot be read")
+    } else if s.replication.safe_mode {
+        ("warn", "safe mode: waiting for chunkservers to report")
+    } else if degraded {
+        ("warn", "degraded: repairing")
+    } else {
+        ("ok", "healthy")
+    };
+    let _ = write!(
+        h,
+        r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="refresh" content="5">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>KFS master {master}</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }}
+h1 {{ font-size: 1.4em; margin: 0 0 .2em; }} h2 {{ font-size: 1.1em; margin: 1.4em 0 .4em; }}
+table {{ border-collapse: collapse; }} td, th {{ padding: .25em .8em; border-bottom: 1px solid #ddd; text-align: right; }}
+th {{ background: #f4f4f4; }} td:first-child, th:first-child {{ text-align: left; }}
+.ok {{ color: #186a1e; }} .warn {{ color: #9a6700; }} .bad {{ color: #b00020; font-weight: bold; }}
+tr.dead td {{ color: #b00020; }} tr.draining td, tr.drained td {{ color: #9a6700; }}
+.verdict {{ font-size: 1.2em; }} .muted {{ color: #777; }}
+</style></head><body>
+<h1>KFS master {master}</h1>
+<p class="muted">version {version}, up {uptime}s; this page reloads every 5 s; <a href="status.json">JSON</a>, <a href="metrics">metrics</a></p>
+<p class="verdict {vclass}" id="verdict">{vtext}</p>
+<h2>Cluster</h2>
+<table id="summary">
+<tr><th>files</th><td id="files">{files}</td></tr>
+<tr><th>directories</th><td id="dirs">{dirs}</td></tr>
+<tr><th>chunks</th><td id="chunks">{chunks}</td></tr>
+<tr><th>bytes in files</th><td>{bytes}</td></tr>
+<tr><th>capacity</th><td>{capacity}</td></tr>
+<tr><th>used (all replicas)</th><td>{used}</td></tr>
+<tr><th>available</th><td>{available}</td></tr>
+<tr><th>chunkservers</th><td id="servers-summary">{alive} alive, {dead} dead, {draining} draining</td></tr>
+</table>
+<h2>Replication</h2>
+<table id="replication">
+<tr><th>safe mode</th><td>{safe}</td></tr>
+<tr><th>under-replicated chunks</th><td id="under">{under}</td></tr>
+<tr><th>missing chunks</th><td id="missing">{missing}</td></tr>
+<tr><th>corrupt replicas</th><td>{corrupt}</td></tr>
+<tr><th>repair copies in flight</th><td>{copies}</td></tr>
+</table>
+<p class="muted">Under-replicated and missing as the healer's last round counted them{counted}.</p>
+"#,
+        master = esc(&s.master.to_string()),
+        version = esc(s.version),
+        uptime = s.uptime_secs,
+        vclass = verdict.0,
+        vtext = verdict.1,
+        files = s.summary.files,
+        dirs = s.summary.dirs,
+        chunks = s.summary.chunks,
+        bytes = size(s.summary.bytes),
+        capacity = size(s.summary.capacity),
+        used = size(s.summary.used),
+        available = size(s.summary.available),
+        alive = s.summary.servers_alive,
+        dead = s.summary.servers_dead,
+        draining = s.summary.servers_draining,
+        safe = if s.replication.safe_mode { "on" } else { "off" },
+        under = count_or_dash(s.replication.under_replicated),
+        missing = count_or_dash(s.replication.missing),
+        corrupt = s.replication.corrupt_replicas,
+        copies = s.replication.copies_in_flight,
+        counted = s
+            .replication
+            .counted_ms_ago
+            .map_or_else(String::new, |ms| format!(", {ms} ms ago")),
+    );
+    h.push_str(
+        "<h2>Chunkservers</h2>\n<table id=\"servers\">\n<tr><th>server</th><th>address</th>\
+         <th>state</th><th>capacity</th><th>used</th><th>available</th><th>chunks</th>\
+         <th>corrupt</th><th>last heartbeat</th></tr>\n",
+    );
+    for r in &s.servers {
+        let _ = writeln!(
+            h,
+            "<tr class=\"server {state}\"><td>{id}</td><td>{addr}</td><td class=\"state\">{state}</td>\
+             <td>{capacity}</td><td>{used}</td><td>{available}</td><td>{chunks}</td><td>{corrupt}</td>\
+             <td>{hb:.1} s ago</td></tr>",
+            state = r.state,
+            id = esc(&r.id),
+            addr = esc(&r.addr.to_string()),
+            capacity = size(r.capacity),
+            used = size(r.used),
+            available = size(r.available),
+            chunks = r.chunks,
+            corrupt = r.corrupt,
+            hb = r.last_heartbeat_ms_ago as f64 / 1000.0,
+        );
+    }
+    if s.servers.is_empty() {
+        h.push_str("<tr><td colspan=\"9\">no chunkserver has registered</td></tr>\n");
+    }
+    let c = &s.workers.committer;
+    let hl = &s.workers.healer;
+    let _ = write!(
+        h,
+        r#"</table>
+<h2>Background workers</h2>
+<table id="workers">
+<tr><th>operation log</th><td class="{logclass}">{log}: {ops} ops in {batches} group commits, last record {last_seq}</td></tr>
+<tr><th>checkpoints</th><td>{checkpoints} written by this process, newest at record {checkpoint_seq}{writing}{failures}</td></tr>
+<tr><th>healer</th><td>{rounds} rounds, last took {round_ms:.1} ms; copies {started} started, {done} done, {failed} failed</td></tr>
+</table>
+</body></html>
+"#,
+        logclass = if c.log == "ok" { "ok" } else { "bad" },
+        log = c.log,
+        ops = c.ops,
+        batches = c.batches,
+        last_seq = c.last_seq,
+        checkpoints = c.checkpoints,
+        checkpoint_seq = c.checkpoint_seq,
+        writing = if c.checkpointing {
+            "; writing one now"
+        } else {
+            ""
+        },
+        failures = if c.checkpoint_failures > 0 {
+            format!("; {} failed", c.checkpoint_failures)
+        } else {
+            String::new()
+        },
+        rounds = hl.rounds,
+        round_ms = hl.last_round_ms,
+        started = hl.copies_started,
+        done = hl.copies_done,
+        failed = hl.copies_failed,
+    );
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_from_servers_is_escaped() {
+        assert_eq!(
+            esc("<a href='x'>&\""),
+            "&lt;a href=&#39;x&#39;&gt;&amp;&quot;"
+        );
+    }
+}
