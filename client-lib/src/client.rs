@@ -60,7 +60,9 @@ impl Client {
             .collect();
         let mut last = None;
         for addr in addrs {
-            match crate::master_conn::connect(addr, options.call_timeout).await {
+            match crate::master_conn::connect(addr, options.call_timeout, options.retry.clone())
+                .await
+            {
                 Ok((master, info)) => {
                     let io = Io {
                         master,

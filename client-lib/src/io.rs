@@ -11,6 +11,7 @@
 
 use crate::errors::unreachable;
 use crate::master_conn::MasterClient;
+use crate::retry::RetryPolicy;
 use kfs_common::proto::chunk::ChunkPool;
 use kfs_common::{KfsError, KfsResult, rpc};
 use std::net::SocketAddr;
@@ -33,6 +34,8 @@ pub struct ClientOptions {
     pub writes_in_flight: usize,
     /// Bytes a [`File`](crate::File) reads ahead of the caller.
     pub read_size: usize,
+    /// How every retry loop waits between attempts (within its own time limit above).
+    pub retry: RetryPolicy,
 }
 
 impl Default for ClientOptions {
@@ -44,6 +47,7 @@ impl Default for ClientOptions {
             write_size: 1 << 20,
             writes_in_flight: 4,
             read_size: 4 << 20,
+            retry: RetryPolicy::default(),
         }
     }
 }

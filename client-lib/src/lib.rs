@@ -31,8 +31,9 @@ mod errors;
 pub mod file;
 mod io;
 mod master_conn;
-mod retry;
+pub mod retry;
 
 pub use client::{Client, ClientOptions};
 pub use file::{File, FileReader};
 pub use kfs_common::{KfsError, KfsResult};
+pub use retry::RetryPolicy;

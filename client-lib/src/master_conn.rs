@@ -20,6 +20,7 @@
 //! connection unused for `rpc::CLIENT_IDLE_REDIAL` (1 min) is replaced before sending, so with
 //! the master's default idle timeout (5 min) a call and the idle close never even meet.
 
+use crate::retry::RetryPolicy;
 use kfs_common::proto::CLIENT_PROTOCOL_VERSION;
 use kfs_common::proto::master::{
     MasterInfo, MasterServiceClient, MasterServiceRequest, MasterServiceResponse,
@@ -91,6 +92,8 @@ impl Conn {
 struct Shared {
     addr: SocketAddr,
     timeout: Duration,
+    /// How dials are tried again (the client's one policy, `ClientOptions::retry`).
+    retry: RetryPolicy,
     /// The chunk size the client was made with; a master that comes back with another is
     /// refused (offsets would map to the wrong chunks).
     chunk_size: u64,
@@ -108,12 +111,14 @@ pub(crate) struct Redialing(Arc<Shared>);
 pub(crate) async fn connect(
     addr: SocketAddr,
     timeout: Duration,
+    retry: RetryPolicy,
 ) -> Result<(MasterClient, MasterInfo), KfsError> {
     // The first dial is not retried: a program started while no master runs hears so at once.
     let (conn, info) = dial(addr, timeout).await.map_err(DialError::into_error)?;
     let stub = Redialing(Arc::new(Shared {
         addr,
         timeout,
+        retry,
         chunk_size: info.chunk_size,
         current: std::sync::Mutex::new(Arc::new(conn)),
         dialling: tokio::sync::Mutex::new((0, None)),
@@ -271,10 +276,9 @@ impl Redialing {
     /// between attempts while nobody answers.
     async fn dial_until(&self, deadline: Instant) -> Result<Arc<Conn>, KfsError> {
         let addr = self.0.addr;
-        let mut backoff = crate::retry::backoff();
+        let mut retries = self.0.retry.until(deadline);
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match dial(addr, left).await {
+            match dial(addr, retries.left()).await {
                 Ok((_, info)) if info.chunk_size != self.0.chunk_size => {
                     return Err(KfsError::Unavailable(format!(
                         "the master at {addr} came back with chunk size {} where this client \
@@ -285,12 +289,11 @@ impl Redialing {
                 Ok((conn, _)) => return Ok(Arc::new(conn)),
                 Err(DialError::Refused(e)) => return Err(e),
                 Err(DialError::Unreachable(e)) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
+                    if !retries.time_left() {
                         return Err(e);
                     }
                     tracing::debug!(%addr, error = %e, "the master is not answering yet; dialling again");
-                    tokio::time::sleep(backoff.next_pause().min(left)).await;
+                    retries.pause().await;
                 }
             }
         }

@@ -19,7 +19,6 @@ use kfs_common::proto::chunk::MAX_READ_LEN;
 use kfs_common::proto::master::ChunkLocation;
 use kfs_common::{ChunkId, KfsError, KfsResult};
 use std::sync::Arc;
-use std::time::Instant;
 
 impl Shared {
     /// Where the chunk at `chunk_offset` is (`None`: a hole), from the cache or the master.
@@ -86,13 +85,16 @@ impl Shared {
     /// [`Self::location`], waiting (up to `read_retry_for`, with backoff) while the master says
     /// the locations are not known yet: it has just restarted and chunkservers are reporting.
     async fn location_when_known(&self, chunk_offset: u64) -> KfsResult<Option<ChunkLocation>> {
-        let deadline = Instant::now() + self.io.options.read_retry_for;
-        let mut backoff = crate::retry::backoff();
+        let mut retries = self
+            .io
+            .options
+            .retry
+            .for_up_to(self.io.options.read_retry_for);
         loop {
             match self.location(chunk_offset).await {
-                Err(KfsError::Unavailable(why)) if Instant::now() < deadline => {
+                Err(KfsError::Unavailable(why)) if retries.time_left() => {
                     tracing::debug!(path = %self.path, chunk_offset, %why, "chunk locations not known yet; asking again");
-                    tokio::time::sleep(backoff.next_pause()).await;
+                    retries.pause().await;
                 }
                 other => return other,
             }

@@ -27,7 +27,6 @@ use kfs_common::{ChunkId, KfsError, KfsResult};
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 /// Part of a shared buffer, as bytes.
 #[derive(Clone)]
@@ -121,8 +120,11 @@ impl Shared {
 
     /// Writes one piece within one chunk, through failures and lease changes.
     async fn write_piece(&self, chunk_offset: u64, in_chunk: u64, data: Slice) -> KfsResult<()> {
-        let deadline = Instant::now() + self.io.options.write_retry_for;
-        let mut backoff = crate::retry::backoff();
+        let mut retries = self
+            .io
+            .options
+            .retry
+            .for_up_to(self.io.options.write_retry_for);
         // Replicas this write found failed, to name them if the write cannot be done, and
         // whether each had a full disk.
         let mut failed: Vec<(String, bool)> = Vec::new();
@@ -132,9 +134,9 @@ impl Shared {
             let lease = match self.lease(chunk_offset).await {
                 Ok(lease) => lease,
                 // (A `NoSpace` answer is final: the master found the servers full.)
-                Err(e @ KfsError::Unavailable(_)) if Instant::now() < deadline => {
+                Err(e @ KfsError::Unavailable(_)) if retries.time_left() => {
                     tracing::debug!(path = %self.path, error = %e, "no lease yet; retrying");
-                    tokio::time::sleep(backoff.next_pause()).await;
+                    retries.pause().await;
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -142,7 +144,7 @@ impl Shared {
             if moved_from == Some(lease.version) {
                 // The master still leases the version a chunkserver said it had left: wait a
                 // little rather than ask again at once.
-                tokio::time::sleep(backoff.next_pause()).await;
+                retries.pause().await;
             }
             match self.send_write(&lease, in_chunk, data.clone()).await {
                 Attempt::Done => {
@@ -193,8 +195,8 @@ impl Shared {
                         Err(KfsError::ChunkUnavailable { reason, .. }) => {
                             return Err(write_failure(&self.path, chunk, &failed, reason));
                         }
-                        Err(e) if Instant::now() >= deadline => return Err(e),
-                        Err(_) => tokio::time::sleep(backoff.next_pause()).await,
+                        Err(e) if !retries.time_left() => return Err(e),
+                        Err(_) => retries.pause().await,
                     }
                 }
                 Attempt::Stale => {
@@ -206,13 +208,13 @@ impl Shared {
                     self.forget_lease_at(chunk_offset, lease.version);
                 }
                 Attempt::Busy(e) => {
-                    if Instant::now() >= deadline {
+                    if !retries.time_left() {
                         return Err(e);
                     }
-                    tokio::time::sleep(backoff.next_pause()).await;
+                    retries.pause().await;
                 }
             }
-            if Instant::now() >= deadline {
+            if !retries.time_left() {
                 return Err(KfsError::Unavailable(format!(
                     "writing {} at byte {}: gave up after {:?} of retries",
                     self.path,
@@ -311,8 +313,11 @@ impl Shared {
 
     /// Syncs every replica of the chunk at `chunk_offset`, at its current version.
     async fn sync_chunk(&self, chunk_offset: u64) -> KfsResult<()> {
-        let deadline = Instant::now() + self.io.options.write_retry_for;
-        let mut backoff = crate::retry::backoff();
+        let mut retries = self
+            .io
+            .options
+            .retry
+            .for_up_to(self.io.options.write_retry_for);
         loop {
             self.locations
                 .lock()
@@ -337,8 +342,8 @@ impl Shared {
                 .await
                 .map_err(|e| unreachable("chunkserver", first.addr, e))?
             {
-                Err(e) if e.is_version_moved() && Instant::now() < deadline => {
-                    tokio::time::sleep(backoff.next_pause()).await;
+                Err(e) if e.is_version_moved() && retries.time_left() => {
+                    retries.pause().await;
                 }
                 done => return done,
             }
