@@ -246,15 +246,6 @@ impl Drop for ChunkserverHandle {
     }
 }
 
-/// A payload shared by the local write and the forward to the next replica.
-struct Shared(Arc<Payload>);
-
-impl AsRef<[u8]> for Shared {
-    fn as_ref(&self) -> &[u8] {
-        self.0.as_slice()
-    }
-}
-
 impl ChunkServer {
     /// What a write or sync at `version` that failed here answers: the version moved under it
     /// (the master moved this replica on while the request was on its way), or the writes at
@@ -494,13 +485,9 @@ impl ChunkService for ChunkServer {
                 }
             }
         };
-        let data = Arc::new(data);
         let local = async {
             let turn = self.seq.turn(chunk, version, serial).await?;
-            let written = self
-                .store
-                .write(chunk, version, offset, Shared(data.clone()))
-                .await;
+            let written = self.store.write(chunk, version, offset, data.clone()).await;
             turn.finish();
             written
         };
@@ -509,7 +496,7 @@ impl ChunkService for ChunkServer {
                 chunk,
                 version,
                 offset,
-                data: Payload::from_buffer(Shared(data.clone())),
+                data: data.clone(),
                 serial: Some(serial),
                 chain: rest,
             };

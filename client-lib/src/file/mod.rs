@@ -30,6 +30,7 @@ mod read;
 mod write;
 
 use crate::io::Io;
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
 use kfs_common::proto::master::{ChunkLocation, FileAttr};
@@ -250,7 +251,7 @@ impl File {
     pub async fn write_at(&self, offset: u64, data: &[u8]) -> KfsResult<()> {
         self.shared
             .clone()
-            .write_at(offset, Arc::new(data.to_vec()))
+            .write_at(offset, Bytes::copy_from_slice(data))
             .await
             .map(drop)
     }
@@ -307,7 +308,7 @@ impl File {
         if self.wbuf.is_empty() {
             return;
         }
-        let data = Arc::new(std::mem::take(&mut self.wbuf));
+        let data = Bytes::from(std::mem::take(&mut self.wbuf));
         self.in_flight
             .push(Box::pin(self.shared.clone().write_at(self.wbuf_at, data)));
     }

@@ -20,26 +20,13 @@
 
 use super::Shared;
 use crate::errors::unreachable;
+use bytes::Bytes;
 use kfs_common::proto::Payload;
 use kfs_common::proto::chunk::WriteRequest;
 use kfs_common::proto::master::WriteLease;
 use kfs_common::{ChunkId, KfsError, KfsResult};
-use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-
-/// Part of a shared buffer, as bytes.
-#[derive(Clone)]
-struct Slice {
-    data: Arc<Vec<u8>>,
-    range: Range<usize>,
-}
-
-impl AsRef<[u8]> for Slice {
-    fn as_ref(&self) -> &[u8] {
-        &self.data[self.range.clone()]
-    }
-}
 
 /// What one write attempt came to.
 enum Attempt {
@@ -99,18 +86,11 @@ fn write_failure(
 
 impl Shared {
     /// Writes `data` at `offset` until every replica holds it; returns the end offset.
-    pub(super) async fn write_at(
-        self: Arc<Self>,
-        offset: u64,
-        data: Arc<Vec<u8>>,
-    ) -> KfsResult<u64> {
+    pub(super) async fn write_at(self: Arc<Self>, offset: u64, data: Bytes) -> KfsResult<u64> {
         let end = offset + data.len() as u64;
         for (chunk_offset, in_chunk, range) in self.pieces(offset, data.len()) {
-            let slice = Slice {
-                data: data.clone(),
-                range,
-            };
-            self.write_piece(chunk_offset, in_chunk, slice).await?;
+            self.write_piece(chunk_offset, in_chunk, data.slice(range))
+                .await?;
         }
         self.written_end.fetch_max(end, Ordering::AcqRel);
         self.modified.store(true, Ordering::Release);
@@ -119,7 +99,7 @@ impl Shared {
     }
 
     /// Writes one piece within one chunk, through failures and lease changes.
-    async fn write_piece(&self, chunk_offset: u64, in_chunk: u64, data: Slice) -> KfsResult<()> {
+    async fn write_piece(&self, chunk_offset: u64, in_chunk: u64, data: Bytes) -> KfsResult<()> {
         let mut retries = self
             .io
             .options
@@ -226,7 +206,7 @@ impl Shared {
     }
 
     /// One attempt: the write to the lease's primary, forwarded down its chain.
-    async fn send_write(&self, lease: &WriteLease, in_chunk: u64, data: Slice) -> Attempt {
+    async fn send_write(&self, lease: &WriteLease, in_chunk: u64, data: Bytes) -> Attempt {
         let pool = &self.io.chunks;
         let primary = &lease.primary;
         let client = match pool.get(primary.addr).await {
@@ -237,7 +217,7 @@ impl Shared {
             chunk: lease.chunk,
             version: lease.version,
             offset: in_chunk,
-            data: Payload::from_buffer(data),
+            data: Payload::from_bytes(data),
             serial: None,
             chain: lease.secondaries.clone(),
         };

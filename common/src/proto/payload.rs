@@ -1,45 +1,48 @@
 //! [`Payload`]: data bytes of an RPC, serialized straight from the sender's buffer.
 //!
-//! A reply or request carrying chunk data is built from whatever buffer holds the bytes (a
-//! chunkserver's pooled, 4 KiB-aligned read buffer, say) without copying them into a `Vec` first;
-//! serialization copies them once, into the frame. On the receiving side a payload owns a `Vec`.
-//! On the wire it is a byte string (like `serde_bytes`), never a sequence of numbers.
+//! A payload is `bytes::Bytes`: built from whatever buffer holds the bytes (a chunkserver's
+//! pooled, 4 KiB-aligned read buffer, a client's write buffer) without copying them, and cloned
+//! by reference count (a chunkserver writing its replica while it forwards the same bytes down
+//! the chain, a client keeping a write for a retry). Serialization copies them once, into the
+//! frame; on the receiving side a payload owns the decoded `Vec`. On the wire it is a byte
+//! string (like `serde_bytes`), never a sequence of numbers.
 
+use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::ops::Deref;
 
 /// Data bytes of an RPC; see the module docs.
-pub struct Payload(Repr);
-
-enum Repr {
-    Owned(Vec<u8>),
-    Buffer(Box<dyn AsRef<[u8]> + Send + Sync>),
-}
+#[derive(Clone, PartialEq, Eq)]
+pub struct Payload(Bytes);
 
 impl Payload {
     pub fn from_vec(bytes: Vec<u8>) -> Payload {
-        Payload(Repr::Owned(bytes))
+        Payload(Bytes::from(bytes))
     }
 
-    /// Wraps a buffer the bytes already live in (it is dropped once the payload is sent).
-    pub fn from_buffer(buffer: impl AsRef<[u8]> + Send + Sync + 'static) -> Payload {
-        Payload(Repr::Buffer(Box::new(buffer)))
+    /// Wraps a buffer the bytes already live in (it is dropped once every clone is gone).
+    pub fn from_buffer(buffer: impl AsRef<[u8]> + Send + 'static) -> Payload {
+        Payload(Bytes::from_owner(buffer))
+    }
+
+    /// Wraps shared bytes (a slice of a larger buffer, say).
+    pub fn from_bytes(bytes: Bytes) -> Payload {
+        Payload(bytes)
     }
 
     pub fn as_slice(&self) -> &[u8] {
-        match &self.0 {
-            Repr::Owned(v) => v,
-            Repr::Buffer(b) => (**b).as_ref(),
-        }
+        &self.0
     }
 
-    /// The bytes as a `Vec` (a copy only if the payload wraps a buffer).
+    /// The bytes as a `Vec` (no copy when this is their only owner and they came as a `Vec`).
     pub fn into_vec(self) -> Vec<u8> {
-        match self.0 {
-            Repr::Owned(v) => v,
-            Repr::Buffer(b) => (*b).as_ref().to_vec(),
-        }
+        Vec::from(self.0)
+    }
+
+    /// The bytes, shared.
+    pub fn into_bytes(self) -> Bytes {
+        self.0
     }
 }
 
@@ -61,20 +64,6 @@ impl From<Vec<u8>> for Payload {
         Payload::from_vec(bytes)
     }
 }
-
-impl Clone for Payload {
-    fn clone(&self) -> Payload {
-        Payload::from_vec(self.as_slice().to_vec())
-    }
-}
-
-impl PartialEq for Payload {
-    fn eq(&self, other: &Payload) -> bool {
-        self.as_slice() == other.as_slice()
-    }
-}
-
-impl Eq for Payload {}
 
 impl fmt::Debug for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
