@@ -3,7 +3,8 @@
 //! - [`tree`]: the persistent B+ tree that holds the namespace (cheap clones for checkpoints).
 //! - [`namespace`]: the namespace as a synchronous state machine: records, ops, reads, invariants.
 //! - [`storage`]: log segments, checkpoints, recovery, the metadata directory's lock.
-//! - [`chunks`]: where every chunk is, learned from chunkserver reports (never persisted).
+//! - [`chunks`]: where every chunk is, learned from chunkserver reports (never persisted), and
+//!   the write leases on chunks ([`chunks::leases`]).
 //! - [`healer`]: the background worker that repairs replication (copies and removals).
 //! - [`committer`]: group commit (one fsync for many ops) and checkpoint scheduling.
 //! - [`server`]: start-up, the `MasterService` and `ClusterService` RPC implementations,
@@ -28,4 +29,3 @@ pub mod tree;
 
 pub use config::MasterConfig;
 pub use server::{MasterHandle, StartError, start, start_with_clock};
-pub mod leases;

@@ -9,11 +9,11 @@
 //! that cannot succeed, or changes nothing, costs no log write) and then go through the
 //! [`Committer`], which answers after the op is durable and applied.
 
+use crate::chunks::leases::{LeaseConfig, LeaseContext, Leases, OpLog};
 use crate::chunks::{ChunkMap, ChunkTiming};
 use crate::committer::{CommitStats, Committer, CommitterConfig, SharedNamespace};
 use crate::config::{ConfigError, MasterConfig};
 use crate::healer::HealerStats;
-use crate::leases::{LeaseConfig, LeaseContext, Leases};
 use crate::namespace::op::{Applied, Op, Prepared, Reply};
 use crate::namespace::{DEFAULT_DIR_MODE, DEFAULT_FILE_MODE};
 use crate::status::StatusSources;
@@ -21,6 +21,7 @@ use crate::storage::log::LogWriter;
 use crate::storage::recovery::recover;
 use crate::storage::{MetaDirLock, StorageError, lock_meta_dir};
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use kfs_common::clock::Clock;
 use kfs_common::metrics::{HttpServer, Metered};
 use kfs_common::proto::cluster::{
@@ -96,7 +97,6 @@ pub struct MasterHandle {
     _lock: MetaDirLock,
 }
 
-/// Recovers the namespace in `config.meta_dir` and serves it on `config.listen`.
 /// The chunk map follows every op the log thread applies (new chunks, freed ones), so the map
 /// needs nothing of the log thread itself.
 impl crate::committer::Observer for Mutex<ChunkMap> {
@@ -105,6 +105,15 @@ impl crate::committer::Observer for Mutex<ChunkMap> {
     }
 }
 
+/// The lease desk logs its ops through the committer, which it knows only as an [`OpLog`] (so
+/// `chunks/` never imports the log thread).
+impl OpLog for Committer {
+    fn commit(&self, op: Op) -> BoxFuture<'_, KfsResult<Applied>> {
+        Box::pin(Committer::commit(self, op))
+    }
+}
+
+/// Recovers the namespace in `config.meta_dir` and serves it on `config.listen`.
 pub async fn start(config: &MasterConfig) -> Result<MasterHandle, StartError> {
     start_with_clock(config, Clock::system()).await
 }
@@ -384,7 +393,7 @@ impl MasterServer {
         LeaseContext {
             ns: &self.state.ns,
             chunks: &self.state.chunks,
-            committer: &self.state.committer,
+            log: &self.state.committer,
         }
     }
 

@@ -1,7 +1,11 @@
 //! Unit tests of the chunk map: hellos, heartbeats, corrupt and freed replicas.
 
 use super::*;
-use kfs_common::proto::cluster::ChunkReport;
+use crate::namespace::op::Op;
+use kfs_common::KfsError;
+use kfs_common::proto::PROTOCOL_VERSION;
+use kfs_common::proto::cluster::{ChunkReport, HeartbeatReply, HeartbeatRequest, HelloRequest};
+use kfs_common::proto::master::ServerState;
 
 pub(super) const T: ChunkTiming = ChunkTiming {
     heartbeat_interval: Duration::from_secs(1),

@@ -8,7 +8,9 @@
 
 use super::tests::{T, hello, ns_with_chunks};
 use super::*;
+use kfs_common::KfsError;
 use kfs_common::clock::Clock;
+use kfs_common::proto::cluster::HelloRequest;
 use std::collections::BTreeMap;
 
 const LEASE: Duration = Duration::from_secs(60);

@@ -1,41 +1,144 @@
-//! Write leases: allocating new chunks, moving existing ones to a new version, and granting the
-//! right to write them, in step with chunkservers.
+//! Write leases: the chunk map's lease table, and the master's lease desk ([`Leases`]), which
+//! allocates new chunks, moves existing ones to a new version and grants the right to write
+//! them, in step with chunkservers.
 //!
-//! Order of steps, so that a crash anywhere leaves nothing unsafe:
-//! - New chunk: replicas are created on the chosen chunkservers first, then the allocation is
-//!   logged. A crash in between leaves empty replicas no file references; chunkservers delete
-//!   them at their next hello.
-//! - New lease on an existing chunk: the live replicas move to version `v + 1` first, then the
-//!   bump is logged. A crash in between leaves replicas newer than the master's record, which
-//!   hello accepts; replicas that missed the bump stay at `v` and are stale from then on, never
-//!   served, and deleted.
+//! The table ([`ChunkMap::grant`], [`ChunkMap::renew`], [`ChunkMap::revoke`],
+//! [`ChunkMap::current_lease`], and the chunks whose lease is being granted) is part of the
+//! synchronous chunk map: time comes in as an argument. The desk is async: it calls
+//! chunkservers, logs its ops through an [`OpLog`] (the committer, in the master: this module
+//! does not import the log thread) and takes the chunk map's lock only between those calls. New
+//! chunks and new versions, with the order of steps that makes a crash anywhere safe, are in
+//! `leases/versions.rs`.
 //!
 //! Invariants:
 //! - at most one valid lease per chunk; a lease is only ever granted at the chunk's current
 //!   version, and every grant or failure report for one file position is serialized;
+//! - repair leaves alone a chunk whose lease is being granted (its replicas are changing
+//!   version), and one with a lease under which writes may still land (until one lease period
+//!   after its end);
 //! - right after a restart (the master may have granted leases it no longer knows of), no lease
 //!   is granted on a chunk the namespace held at start-up until one lease duration has passed
 //!   since the start: any of them may have a lease from before, renewed without a log record.
 //!   A chunk allocated since the start (its id is at least the first id this master hands out)
-//!   can only have leases this master granted, so it is leased at once;
-//! - a chunk id is handed out only once it is below a reservation in the log
-//!   (`Op::ReserveChunkIds`, one record per [`RESERVE_BLOCK`] ids), and a restarted master starts
-//!   above every reservation: it never hands out again an id that the old master had
-//!   chunkservers create just before it died without logging the allocation (such replicas are
-//!   orphans, deleted at their servers' hello; a new chunk under the same id would go with them).
+//!   can only have leases this master granted, so it is leased at once.
 
-use crate::chunks::ChunkMap;
-use crate::committer::{Committer, SharedNamespace};
-use crate::namespace::op::Op;
-use futures::future::join_all;
+use super::ChunkMap;
+use crate::namespace::Namespace;
+use crate::namespace::op::{Applied, Op};
+use futures::future::BoxFuture;
 use kfs_common::clock::Clock;
 use kfs_common::proto::chunk::ChunkPool;
 use kfs_common::proto::master::{ReplicaLocation, WriteLease};
-use kfs_common::{ChunkId, ChunkVersion, FileId, FileKind, KfsError, KfsResult, ServerId, rpc};
+use kfs_common::{ChunkId, ChunkVersion, FileId, FileKind, KfsError, KfsResult, ServerId};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+
+mod versions;
+
+/// A write lease the master granted: a row of the chunk map's lease table.
+#[derive(Clone, Debug)]
+pub(super) struct Lease {
+    pub(super) version: ChunkVersion,
+    /// Primary first, then the secondaries in chain order.
+    replicas: Vec<usize>,
+    expires: Instant,
+    /// How long it was granted (or renewed) for.
+    duration: Duration,
+}
+
+impl Lease {
+    /// Until when writes under this lease may still reach replicas: its end, plus one more
+    /// lease period for writes sent just before it (chunkservers check versions, not lease
+    /// times). Repair copies wait until then.
+    pub(super) fn writes_may_land_until(&self) -> Instant {
+        self.expires + self.duration
+    }
+}
+
+impl ChunkMap {
+    /// The valid lease on `chunk`, if any.
+    pub fn current_lease(&self, chunk: ChunkId, now: Instant) -> Option<WriteLease> {
+        let lease = self.leases.get(&chunk).filter(|l| l.expires > now)?;
+        Some(self.lease_view(chunk, lease, now))
+    }
+
+    fn lease_view(&self, chunk: ChunkId, lease: &Lease, now: Instant) -> WriteLease {
+        let mut replicas = lease.replicas.iter().map(|&i| self.location(i));
+        WriteLease {
+            chunk,
+            version: lease.version,
+            primary: replicas.next().expect("a lease has a primary"),
+            secondaries: replicas.collect(),
+            valid_ms: lease.expires.saturating_duration_since(now).as_millis() as u64,
+        }
+    }
+
+    /// Grants a lease on `chunk` at its current version to `replicas` (primary first), valid for
+    /// `duration`. The caller has made sure no other lease on it is valid.
+    pub fn grant(
+        &mut self,
+        chunk: ChunkId,
+        replicas: &[ReplicaLocation],
+        now: Instant,
+        duration: Duration,
+    ) -> KfsResult<WriteLease> {
+        let state = self
+            .chunks
+            .get(&chunk)
+            .ok_or(KfsError::NoSuchChunk { chunk })?;
+        let servers: Vec<usize> = replicas
+            .iter()
+            .filter_map(|r| self.by_id.get(&r.server).copied())
+            .collect();
+        if servers.is_empty() {
+            return Err(KfsError::Unavailable(format!(
+                "no replica of {chunk} to lease"
+            )));
+        }
+        let lease = Lease {
+            version: state.version,
+            replicas: servers,
+            expires: now + duration,
+            duration,
+        };
+        let view = self.lease_view(chunk, &lease, now);
+        self.leases.insert(chunk, lease);
+        Ok(view)
+    }
+
+    /// Extends the lease on `chunk` at `version`; `LeaseExpired` if that is not the valid lease.
+    pub fn renew(
+        &mut self,
+        chunk: ChunkId,
+        version: ChunkVersion,
+        now: Instant,
+        duration: Duration,
+    ) -> KfsResult<u64> {
+        match self.leases.get_mut(&chunk) {
+            Some(lease) if lease.version == version && lease.expires > now => {
+                lease.expires = now + duration;
+                Ok(duration.as_millis() as u64)
+            }
+            _ => Err(KfsError::LeaseExpired { chunk }),
+        }
+    }
+
+    /// Ends the lease on `chunk` (its replicas change).
+    pub fn revoke(&mut self, chunk: ChunkId) {
+        self.leases.remove(&chunk);
+    }
+
+    /// Marks a chunk whose lease is being granted (`true`) or done (`false`).
+    pub fn set_granting(&mut self, chunk: ChunkId, granting: bool) {
+        if granting {
+            self.granting.insert(chunk);
+        } else {
+            self.granting.remove(&chunk);
+        }
+    }
+}
 
 /// Serializes the grants for one file position.
 type GrantLock = Arc<tokio::sync::Mutex<()>>;
@@ -53,16 +156,12 @@ pub struct LeaseConfig {
     pub clock: Clock,
 }
 
-/// Chunk ids reserved by one log record (see the module docs): one extra record per 65,536
-/// allocations, and a restart skips at most that many ids (64 bits never run out).
-pub const RESERVE_BLOCK: u64 = 1 << 16;
-
 /// The master's lease desk; see the module docs.
 pub struct Leases {
     config: LeaseConfig,
     pool: ChunkPool,
     next_chunk: AtomicU64,
-    /// Ids below this are reserved in the log (may be handed out).
+    /// Ids below this are reserved in the log (may be handed out; `leases/versions.rs`).
     reserved: AtomicU64,
     /// Held while a reservation is being logged.
     reserving: tokio::sync::Mutex<()>,
@@ -73,14 +172,20 @@ pub struct Leases {
     grants: Mutex<HashMap<(FileId, u64), GrantLock>>,
 }
 
-/// What a lease operation works on.
-pub struct LeaseContext<'a> {
-    pub ns: &'a SharedNamespace,
-    pub chunks: &'a Mutex<ChunkMap>,
-    pub committer: &'a Committer,
+/// Where the lease desk logs its ops (chunk id reservations, allocations, version bumps): a
+/// commit resolves once the op is durable and applied to the namespace and the chunk map. In the
+/// master this is the committer (`server.rs`); the desk needs nothing more of the log thread.
+pub trait OpLog: Sync {
+    fn commit(&self, op: Op) -> BoxFuture<'_, KfsResult<Applied>>;
 }
 
-const CHUNKSERVER_CALL: Duration = Duration::from_secs(10);
+/// What a lease operation works on.
+pub struct LeaseContext<'a> {
+    pub ns: &'a RwLock<Namespace>,
+    pub chunks: &'a Mutex<ChunkMap>,
+    /// Where the desk's ops are logged.
+    pub log: &'a dyn OpLog,
+}
 
 impl Leases {
     /// `next_chunk`: the recovered namespace's next chunk id (above every id it holds or ever
@@ -190,201 +295,6 @@ impl Leases {
         }
     }
 
-    /// A chunk id never handed out before, by this master or an earlier one: below a
-    /// reservation that is durable in the log (logging the next one first when needed).
-    async fn take_chunk_id(&self, cx: &LeaseContext<'_>) -> KfsResult<ChunkId> {
-        let id = self.next_chunk.fetch_add(1, Ordering::Relaxed);
-        if id < self.reserved.load(Ordering::Acquire) {
-            return Ok(ChunkId(id));
-        }
-        let _reserving = self.reserving.lock().await;
-        if id >= self.reserved.load(Ordering::Acquire) {
-            let below = id.saturating_add(RESERVE_BLOCK);
-            cx.committer
-                .commit(Op::ReserveChunkIds {
-                    below: ChunkId(below),
-                })
-                .await?;
-            self.reserved.store(below, Ordering::Release);
-        }
-        Ok(ChunkId(id))
-    }
-
-    /// Allocates a new chunk at `fid`/`offset` on `replication` chunkservers and leases it. A
-    /// server that fails to create its replica is replaced by another, while any is left.
-    async fn allocate(
-        &self,
-        cx: &LeaseContext<'_>,
-        fid: FileId,
-        offset: u64,
-        replication: u8,
-    ) -> KfsResult<WriteLease> {
-        let chunk = self.take_chunk_id(cx).await?;
-        let version = ChunkVersion(1);
-        let mut made: Vec<ReplicaLocation> = Vec::new();
-        let mut tried: Vec<ServerId> = Vec::new();
-        let mut refusals: Vec<String> = Vec::new();
-        let mut full: Vec<String> = Vec::new();
-        while made.len() < replication as usize {
-            let targets = cx
-                .chunks
-                .lock()
-                .expect("chunk map lock")
-                .place(replication as usize - made.len(), &tried);
-            if targets.is_empty() {
-                break;
-            }
-            tried.extend(targets.iter().map(|t| t.server));
-            let created = self
-                .on_each(&targets, |client| async move {
-                    client
-                        .create(rpc::context(CHUNKSERVER_CALL), chunk, version)
-                        .await
-                })
-                .await;
-            let (ok, failed) = split(targets, created);
-            made.extend(ok);
-            for (target, refused) in failed {
-                if refused.full {
-                    // Full since its last report: not asked again until it reports room.
-                    cx.chunks
-                        .lock()
-                        .expect("chunk map lock")
-                        .mark_full(target.server);
-                    full.push(target.addr.to_string());
-                } else {
-                    refusals.push(refused.why);
-                }
-            }
-        }
-        if made.len() < self.config.min_write_replicas {
-            self.delete_later(cx, chunk, &made);
-            return Err(self.too_few_replicas(cx, made.len(), full, refusals));
-        }
-        if made.len() < replication as usize {
-            tracing::warn!(%chunk, %fid, replicas = made.len(), replication, "too few chunkservers: the new chunk starts under-replicated");
-        }
-        if let Err(e) = cx
-            .committer
-            .commit(Op::AllocateChunk {
-                fid,
-                offset,
-                chunk,
-                version,
-            })
-            .await
-        {
-            // The file went away (or the log failed): the new replicas are orphans.
-            self.delete_later(cx, chunk, &made);
-            return Err(e);
-        }
-        let mut chunks = cx.chunks.lock().expect("chunk map lock");
-        for r in &made {
-            chunks.add_replica(chunk, r.server, version, 0);
-        }
-        tracing::debug!(%chunk, %fid, offset, replicas = made.len(), "chunk allocated");
-        chunks.grant(chunk, &made, self.config.clock.now(), self.config.duration)
-    }
-
-    /// Why a new chunk could not get `min_write_replicas` replicas (`made` were created):
-    /// `NoSpace` naming the full servers when too few of the live servers have room,
-    /// `Unavailable` (worth retrying: servers come back) when too few are live, or servers with
-    /// room did not answer.
-    fn too_few_replicas(
-        &self,
-        cx: &LeaseContext<'_>,
-        made: usize,
-        mut full: Vec<String>,
-        refusals: Vec<String>,
-    ) -> KfsError {
-        let need = self.config.min_write_replicas;
-        let (known_full, serving) = cx.chunks.lock().expect("chunk map lock").full_servers();
-        for r in known_full {
-            let addr = r.addr.to_string();
-            if !full.contains(&addr) {
-                full.push(addr);
-            }
-        }
-        // Full servers are why only if the others could not have made up the number.
-        if !full.is_empty() && serving.saturating_sub(full.len()) < need {
-            full.sort();
-            let mut why = kfs_common::error::servers_full(&full);
-            if !refusals.is_empty() {
-                why = format!("{why}; {}", refusals.join("; "));
-            }
-            return KfsError::NoSpace(why);
-        }
-        let why = if refusals.is_empty() {
-            format!("{serving} live")
-        } else {
-            refusals.join("; ")
-        };
-        KfsError::Unavailable(format!(
-            "a new chunk needs {need} chunkservers, {made} could take it: {why}"
-        ))
-    }
-
-    /// Moves `chunk` from `version` to the next one on `replicas` and leases it to those that
-    /// moved; the others are stale from then on.
-    async fn new_version(
-        &self,
-        cx: &LeaseContext<'_>,
-        fid: FileId,
-        offset: u64,
-        chunk: ChunkId,
-        version: ChunkVersion,
-        replicas: Vec<ReplicaLocation>,
-    ) -> KfsResult<WriteLease> {
-        if replicas.is_empty() {
-            return Err(KfsError::ChunkUnavailable {
-                chunk,
-                reason: format!(
-                    "no live replica at {version}; it can be written again once one returns"
-                ),
-            });
-        }
-        let next = ChunkVersion(version.0 + 1);
-        let asked: Vec<ServerId> = replicas.iter().map(|r| r.server).collect();
-        let moved = self
-            .on_each(&replicas, |client| async move {
-                client
-                    .set_version(rpc::context(CHUNKSERVER_CALL), chunk, version, next)
-                    .await
-            })
-            .await;
-        let (moved, failures) = split(replicas, moved);
-        if moved.is_empty() {
-            return Err(KfsError::ChunkUnavailable {
-                chunk,
-                reason: format!("no replica could move to {next}: {}", describe(&failures)),
-            });
-        }
-        cx.committer
-            .commit(Op::BumpVersion {
-                fid,
-                offset,
-                chunk,
-                version: next,
-            })
-            .await?;
-        let mut chunks = cx.chunks.lock().expect("chunk map lock");
-        for r in &moved {
-            chunks.set_replica_version(chunk, r.server, next);
-        }
-        // Replicas that could not move are stale from now on: no longer listed, and deleted once
-        // the chunk is back at its replication factor without them (kept until then: they may
-        // be all that is left if the moved ones are lost).
-        let stale: Vec<ServerId> = asked
-            .into_iter()
-            .filter(|s| !moved.iter().any(|m| m.server == *s))
-            .collect();
-        for server in stale {
-            chunks.defer_delete(server, chunk);
-        }
-        tracing::debug!(%chunk, %next, replicas = moved.len(), stale = failures.len(), "chunk moved to a new version");
-        chunks.grant(chunk, &moved, self.config.clock.now(), self.config.duration)
-    }
-
     /// A writer could not write `chunk` at `version` on `failed`; see `MasterService::report_failure`.
     pub async fn report_failure(
         &self,
@@ -465,83 +375,6 @@ impl Leases {
             self.config.duration,
         )
     }
-
-    /// Calls every replica at once; results in the same order.
-    async fn on_each<F, Fut>(
-        &self,
-        replicas: &[ReplicaLocation],
-        call: F,
-    ) -> Vec<Result<(), Refused>>
-    where
-        F: Fn(kfs_common::proto::chunk::ChunkServiceClient) -> Fut,
-        Fut: std::future::Future<Output = Result<KfsResult<()>, tarpc::client::RpcError>>,
-    {
-        join_all(replicas.iter().map(|r| {
-            let pool = self.pool.clone();
-            let call = &call;
-            async move {
-                let client = pool
-                    .get(r.addr)
-                    .await
-                    .map_err(|e| Refused::other(format!("{} unreachable: {e}", r.addr)))?;
-                match call(client).await {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(e)) => Err(Refused {
-                        why: format!("{}: {e}", r.addr),
-                        full: e.is_no_space(),
-                    }),
-                    Err(e) => {
-                        pool.forget(r.addr);
-                        Err(Refused::other(format!("{}: {e}", r.addr)))
-                    }
-                }
-            }
-        }))
-        .await
-    }
-
-    fn delete_later(&self, cx: &LeaseContext<'_>, chunk: ChunkId, replicas: &[ReplicaLocation]) {
-        let mut chunks = cx.chunks.lock().expect("chunk map lock");
-        for r in replicas {
-            chunks.queue_delete(r.server, chunk);
-        }
-    }
-}
-
-/// Why a chunkserver did not do what the master asked.
-struct Refused {
-    /// The server's address and its answer.
-    why: String,
-    /// It is out of space.
-    full: bool,
-}
-
-impl Refused {
-    fn other(why: String) -> Refused {
-        Refused { why, full: false }
-    }
-}
-
-/// Splits replicas into those whose call succeeded and those refused, with why.
-fn split(
-    replicas: Vec<ReplicaLocation>,
-    results: Vec<Result<(), Refused>>,
-) -> (Vec<ReplicaLocation>, Vec<(ReplicaLocation, Refused)>) {
-    let mut ok = Vec::new();
-    let mut failures = Vec::new();
-    for (r, result) in replicas.into_iter().zip(results) {
-        match result {
-            Ok(()) => ok.push(r),
-            Err(e) => failures.push((r, e)),
-        }
-    }
-    (ok, failures)
-}
-
-/// The refusals, one after another.
-fn describe(failures: &[(ReplicaLocation, Refused)]) -> String {
-    let whys: Vec<&str> = failures.iter().map(|(_, r)| r.why.as_str()).collect();
-    whys.join("; ")
 }
 
 /// Holds a file position's grant lock; forgets the lock when nobody else wants it.

@@ -1,0 +1,310 @@
+//! New chunks and new versions, for the lease desk ([`Leases`]): a chunk allocated on
+//! chunkservers, an existing chunk moved to its next version, and the chunk ids handed out.
+//!
+//! Order of steps, so that a crash anywhere leaves nothing unsafe:
+//! - New chunk: replicas are created on the chosen chunkservers first, then the allocation is
+//!   logged. A crash in between leaves empty replicas no file references; chunkservers delete
+//!   them at their next hello.
+//! - New lease on an existing chunk: the live replicas move to version `v + 1` first, then the
+//!   bump is logged. A crash in between leaves replicas newer than the master's record, which
+//!   hello accepts; replicas that missed the bump stay at `v` and are stale from then on, never
+//!   served, and deleted.
+//!
+//! Invariants:
+//! - a chunk id is handed out only once it is below a reservation in the log
+//!   (`Op::ReserveChunkIds`, one record per [`RESERVE_BLOCK`] ids), and a restarted master starts
+//!   above every reservation: it never hands out again an id that the old master had
+//!   chunkservers create just before it died without logging the allocation (such replicas are
+//!   orphans, deleted at their servers' hello; a new chunk under the same id would go with them);
+//! - a new chunk is logged only with at least `min_write_replicas` replicas made; otherwise (or
+//!   if the log refuses it) the replicas made are queued for deletion;
+//! - a replica that did not move to the new version is no longer listed, and stays on disk until
+//!   the chunk is back at its replication factor without it.
+
+use super::{LeaseContext, Leases};
+use crate::namespace::op::Op;
+use futures::future::join_all;
+use kfs_common::proto::master::{ReplicaLocation, WriteLease};
+use kfs_common::{ChunkId, ChunkVersion, FileId, KfsError, KfsResult, ServerId, rpc};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// Chunk ids reserved by one log record (see the module docs): one extra record per 65,536
+/// allocations, and a restart skips at most that many ids (64 bits never run out).
+const RESERVE_BLOCK: u64 = 1 << 16;
+
+const CHUNKSERVER_CALL: Duration = Duration::from_secs(10);
+
+impl Leases {
+    /// A chunk id never handed out before, by this master or an earlier one: below a
+    /// reservation that is durable in the log (logging the next one first when needed).
+    async fn take_chunk_id(&self, cx: &LeaseContext<'_>) -> KfsResult<ChunkId> {
+        let id = self.next_chunk.fetch_add(1, Ordering::Relaxed);
+        if id < self.reserved.load(Ordering::Acquire) {
+            return Ok(ChunkId(id));
+        }
+        let _reserving = self.reserving.lock().await;
+        if id >= self.reserved.load(Ordering::Acquire) {
+            let below = id.saturating_add(RESERVE_BLOCK);
+            cx.log
+                .commit(Op::ReserveChunkIds {
+                    below: ChunkId(below),
+                })
+                .await?;
+            self.reserved.store(below, Ordering::Release);
+        }
+        Ok(ChunkId(id))
+    }
+
+    /// Allocates a new chunk at `fid`/`offset` on `replication` chunkservers and leases it. A
+    /// server that fails to create its replica is replaced by another, while any is left.
+    pub(super) async fn allocate(
+        &self,
+        cx: &LeaseContext<'_>,
+        fid: FileId,
+        offset: u64,
+        replication: u8,
+    ) -> KfsResult<WriteLease> {
+        let chunk = self.take_chunk_id(cx).await?;
+        let version = ChunkVersion(1);
+        let mut made: Vec<ReplicaLocation> = Vec::new();
+        let mut tried: Vec<ServerId> = Vec::new();
+        let mut refusals: Vec<String> = Vec::new();
+        let mut full: Vec<String> = Vec::new();
+        while made.len() < replication as usize {
+            let targets = cx
+                .chunks
+                .lock()
+                .expect("chunk map lock")
+                .place(replication as usize - made.len(), &tried);
+            if targets.is_empty() {
+                break;
+            }
+            tried.extend(targets.iter().map(|t| t.server));
+            let created = self
+                .on_each(&targets, |client| async move {
+                    client
+                        .create(rpc::context(CHUNKSERVER_CALL), chunk, version)
+                        .await
+                })
+                .await;
+            let (ok, failed) = split(targets, created);
+            made.extend(ok);
+            for (target, refused) in failed {
+                if refused.full {
+                    // Full since its last report: not asked again until it reports room.
+                    cx.chunks
+                        .lock()
+                        .expect("chunk map lock")
+                        .mark_full(target.server);
+                    full.push(target.addr.to_string());
+                } else {
+                    refusals.push(refused.why);
+                }
+            }
+        }
+        if made.len() < self.config.min_write_replicas {
+            self.delete_later(cx, chunk, &made);
+            return Err(self.too_few_replicas(cx, made.len(), full, refusals));
+        }
+        if made.len() < replication as usize {
+            tracing::warn!(%chunk, %fid, replicas = made.len(), replication, "too few chunkservers: the new chunk starts under-replicated");
+        }
+        if let Err(e) = cx
+            .log
+            .commit(Op::AllocateChunk {
+                fid,
+                offset,
+                chunk,
+                version,
+            })
+            .await
+        {
+            // The file went away (or the log failed): the new replicas are orphans.
+            self.delete_later(cx, chunk, &made);
+            return Err(e);
+        }
+        let mut chunks = cx.chunks.lock().expect("chunk map lock");
+        for r in &made {
+            chunks.add_replica(chunk, r.server, version, 0);
+        }
+        tracing::debug!(%chunk, %fid, offset, replicas = made.len(), "chunk allocated");
+        chunks.grant(chunk, &made, self.config.clock.now(), self.config.duration)
+    }
+
+    /// Why a new chunk could not get `min_write_replicas` replicas (`made` were created):
+    /// `NoSpace` naming the full servers when too few of the live servers have room,
+    /// `Unavailable` (worth retrying: servers come back) when too few are live, or servers with
+    /// room did not answer.
+    fn too_few_replicas(
+        &self,
+        cx: &LeaseContext<'_>,
+        made: usize,
+        mut full: Vec<String>,
+        refusals: Vec<String>,
+    ) -> KfsError {
+        let need = self.config.min_write_replicas;
+        let (known_full, serving) = cx.chunks.lock().expect("chunk map lock").full_servers();
+        for r in known_full {
+            let addr = r.addr.to_string();
+            if !full.contains(&addr) {
+                full.push(addr);
+            }
+        }
+        // Full servers are why only if the others could not have made up the number.
+        if !full.is_empty() && serving.saturating_sub(full.len()) < need {
+            full.sort();
+            let mut why = kfs_common::error::servers_full(&full);
+            if !refusals.is_empty() {
+                why = format!("{why}; {}", refusals.join("; "));
+            }
+            return KfsError::NoSpace(why);
+        }
+        let why = if refusals.is_empty() {
+            format!("{serving} live")
+        } else {
+            refusals.join("; ")
+        };
+        KfsError::Unavailable(format!(
+            "a new chunk needs {need} chunkservers, {made} could take it: {why}"
+        ))
+    }
+
+    /// Moves `chunk` from `version` to the next one on `replicas` and leases it to those that
+    /// moved; the others are stale from then on.
+    pub(super) async fn new_version(
+        &self,
+        cx: &LeaseContext<'_>,
+        fid: FileId,
+        offset: u64,
+        chunk: ChunkId,
+        version: ChunkVersion,
+        replicas: Vec<ReplicaLocation>,
+    ) -> KfsResult<WriteLease> {
+        if replicas.is_empty() {
+            return Err(KfsError::ChunkUnavailable {
+                chunk,
+                reason: format!(
+                    "no live replica at {version}; it can be written again once one returns"
+                ),
+            });
+        }
+        let next = ChunkVersion(version.0 + 1);
+        let asked: Vec<ServerId> = replicas.iter().map(|r| r.server).collect();
+        let moved = self
+            .on_each(&replicas, |client| async move {
+                client
+                    .set_version(rpc::context(CHUNKSERVER_CALL), chunk, version, next)
+                    .await
+            })
+            .await;
+        let (moved, failures) = split(replicas, moved);
+        if moved.is_empty() {
+            return Err(KfsError::ChunkUnavailable {
+                chunk,
+                reason: format!("no replica could move to {next}: {}", describe(&failures)),
+            });
+        }
+        cx.log
+            .commit(Op::BumpVersion {
+                fid,
+                offset,
+                chunk,
+                version: next,
+            })
+            .await?;
+        let mut chunks = cx.chunks.lock().expect("chunk map lock");
+        for r in &moved {
+            chunks.set_replica_version(chunk, r.server, next);
+        }
+        // Replicas that could not move are stale from now on: no longer listed, and deleted once
+        // the chunk is back at its replication factor without them (kept until then: they may
+        // be all that is left if the moved ones are lost).
+        let stale: Vec<ServerId> = asked
+            .into_iter()
+            .filter(|s| !moved.iter().any(|m| m.server == *s))
+            .collect();
+        for server in stale {
+            chunks.defer_delete(server, chunk);
+        }
+        tracing::debug!(%chunk, %next, replicas = moved.len(), stale = failures.len(), "chunk moved to a new version");
+        chunks.grant(chunk, &moved, self.config.clock.now(), self.config.duration)
+    }
+
+    /// Calls every replica at once; results in the same order.
+    async fn on_each<F, Fut>(
+        &self,
+        replicas: &[ReplicaLocation],
+        call: F,
+    ) -> Vec<Result<(), Refused>>
+    where
+        F: Fn(kfs_common::proto::chunk::ChunkServiceClient) -> Fut,
+        Fut: std::future::Future<Output = Result<KfsResult<()>, tarpc::client::RpcError>>,
+    {
+        join_all(replicas.iter().map(|r| {
+            let pool = self.pool.clone();
+            let call = &call;
+            async move {
+                let client = pool
+                    .get(r.addr)
+                    .await
+                    .map_err(|e| Refused::other(format!("{} unreachable: {e}", r.addr)))?;
+                match call(client).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(Refused {
+                        why: format!("{}: {e}", r.addr),
+                        full: e.is_no_space(),
+                    }),
+                    Err(e) => {
+                        pool.forget(r.addr);
+                        Err(Refused::other(format!("{}: {e}", r.addr)))
+                    }
+                }
+            }
+        }))
+        .await
+    }
+
+    fn delete_later(&self, cx: &LeaseContext<'_>, chunk: ChunkId, replicas: &[ReplicaLocation]) {
+        let mut chunks = cx.chunks.lock().expect("chunk map lock");
+        for r in replicas {
+            chunks.queue_delete(r.server, chunk);
+        }
+    }
+}
+
+/// Why a chunkserver did not do what the master asked.
+struct Refused {
+    /// The server's address and its answer.
+    why: String,
+    /// It is out of space.
+    full: bool,
+}
+
+impl Refused {
+    fn other(why: String) -> Refused {
+        Refused { why, full: false }
+    }
+}
+
+/// Splits replicas into those whose call succeeded and those refused, with why.
+fn split(
+    replicas: Vec<ReplicaLocation>,
+    results: Vec<Result<(), Refused>>,
+) -> (Vec<ReplicaLocation>, Vec<(ReplicaLocation, Refused)>) {
+    let mut ok = Vec::new();
+    let mut failures = Vec::new();
+    for (r, result) in replicas.into_iter().zip(results) {
+        match result {
+            Ok(()) => ok.push(r),
+            Err(e) => failures.push((r, e)),
+        }
+    }
+    (ok, failures)
+}
+
+/// The refusals, one after another.
+fn describe(failures: &[(ReplicaLocation, Refused)]) -> String {
+    let whys: Vec<&str> = failures.iter().map(|(_, r)| r.why.as_str()).collect();
+    whys.join("; ")
+}
