@@ -10,6 +10,7 @@ use kfs_common::proto::PROTOCOL_VERSION;
 use kfs_common::proto::cluster::{
     self, ClusterServiceClient, HeartbeatReply, HeartbeatRequest, HelloRequest,
 };
+use kfs_common::worker::WorkerStatus;
 use kfs_common::{ChunkId, rpc};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub async fn run(
     master: SocketAddr,
     advertise: SocketAddr,
     stats: Arc<LinkStats>,
+    status: WorkerStatus,
 ) {
     let mut backoff =
         kfs_common::retry::Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
@@ -42,12 +44,13 @@ pub async fn run(
         let client = match cluster::connect(master).await {
             Ok(c) => c,
             Err(e) => {
+                status.note(format!("master {master} unreachable: {e}"));
                 tracing::debug!(%master, error = %e, "master unreachable; retrying");
                 tokio::time::sleep(backoff.next_pause()).await;
                 continue;
             }
         };
-        match session(&client, &store, advertise, &stats).await {
+        match session(&client, &store, advertise, &stats, &status).await {
             Ok(()) => backoff.reset(),
             Err(why) => {
                 tracing::warn!(%master, why, "lost the master; saying hello again");
@@ -64,6 +67,7 @@ async fn session(
     store: &Arc<ChunkStore>,
     advertise: SocketAddr,
     stats: &LinkStats,
+    status: &WorkerStatus,
 ) -> Result<(), String> {
     refresh_space(store).await;
     let asked = Instant::now();
@@ -82,6 +86,7 @@ async fn session(
         .map_err(|e| format!("hello failed: {e}"))?
         .map_err(|e| format!("hello refused: {e}"))?;
     stats.hellos.fetch_add(1, Ordering::Relaxed);
+    status.round(format!("hello: session {}", reply.session));
     tracing::info!(
         session = reply.session,
         delete = reply.delete.len(),
@@ -106,6 +111,7 @@ async fn session(
         match client.heartbeat(rpc::context(CALL_TIMEOUT), beat).await {
             Ok(Ok(HeartbeatReply::Ok { delete: doomed })) => {
                 stats.heartbeats.fetch_add(1, Ordering::Relaxed);
+                status.round("heartbeat");
                 delete(store, &doomed, asked, stats).await;
             }
             Ok(Ok(HeartbeatReply::Rehello)) => return Ok(()),

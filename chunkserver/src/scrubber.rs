@@ -7,6 +7,7 @@
 
 use crate::store::ChunkStore;
 use kfs_common::KfsError;
+use kfs_common::worker::WorkerStatus;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -31,12 +32,15 @@ pub async fn run(
     bytes_per_sec: u64,
     pause: Duration,
     stats: Arc<ScrubStats>,
+    status: WorkerStatus,
 ) {
     if bytes_per_sec == 0 {
+        status.note("off (scrub_bytes_per_sec = 0)");
         return;
     }
     loop {
         let (chunks, _) = store.report();
+        let replicas = chunks.len();
         for replica in chunks {
             match store.verify(replica.chunk, replica.version).await {
                 Ok(()) => {}
@@ -69,6 +73,7 @@ pub async fn run(
             }
         }
         stats.passes.fetch_add(1, Ordering::Relaxed);
+        status.round(format!("verified {replicas} replicas"));
         // (Never a busy loop over an empty or tiny store, whatever the pause.)
         tokio::time::sleep(pause.max(MIN_PAUSE)).await;
     }

@@ -9,13 +9,14 @@ use crate::sequencer::Sequencer;
 use crate::store::io::FileIo;
 use crate::store::{ChunkStore, StoreError};
 use futures::StreamExt;
-use kfs_common::metrics::{HttpServer, Metered, metrics_router};
+use kfs_common::metrics::{HttpServer, Metered, metrics_router, with_workers};
 use kfs_common::proto::Payload;
 use kfs_common::proto::chunk::{
     ChunkPool, ChunkService, ChunkserverStatus, MAX_READ_LEN, MAX_WRITE_LEN, WriteRequest,
 };
 use kfs_common::proto::master::ReplicaLocation;
 use kfs_common::rpc::{self, Service};
+use kfs_common::worker::{Loop, WorkerStatus, Workers};
 use kfs_common::{ChunkId, ChunkVersion, KfsError, KfsResult};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -68,6 +69,8 @@ pub struct ChunkserverHandle {
     /// The transport's limits and counters.
     rpc: rpc::RpcServer,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The master link, the scrubber and the sequence sweep.
+    workers: Workers,
     stop_accepting: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -113,9 +116,12 @@ pub async fn start_with_io(
     let scrub = Arc::new(ScrubStats::default());
     let (registry, rpc_metrics, io, refresh) =
         crate::metrics::registry(store.clone(), link.clone(), scrub.clone());
-    let http = HttpServer::start_if(config.http, || metrics_router(registry, Some(refresh)))
-        .await
-        .map_err(|(addr, source)| StartError::Bind { addr, source })?;
+    let workers = Workers::new();
+    let http = HttpServer::start_if(config.http, || {
+        with_workers(metrics_router(registry, Some(refresh)), workers.clone())
+    })
+    .await
+    .map_err(|(addr, source)| StartError::Bind { addr, source })?;
     let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
     let seq = Arc::new(Sequencer::new(WRITE_ORDER_WAIT));
     let server = ChunkServer {
@@ -156,25 +162,30 @@ pub async fn start_with_io(
             }
         },
     ));
-    let link_task = tokio::spawn(master_link::run(
-        store.clone(),
-        config.master,
-        advertise,
-        link.clone(),
+    {
+        let (store, master, link) = (store.clone(), config.master, link.clone());
+        workers.spawn(Loop::new("master link", move |status| {
+            master_link::run(store, master, advertise, link, status)
+        }));
+    }
+    {
+        let (store, rate, scrub) = (store.clone(), config.scrub_bytes_per_sec, scrub.clone());
+        let pause = Duration::from_secs(config.scrub_pause_secs);
+        workers.spawn(Loop::new("scrubber", move |status| {
+            scrubber::run(store, rate, pause, scrub, status)
+        }));
+    }
+    workers.spawn(Loop::new(
+        "sequence sweep",
+        move |status: WorkerStatus| async move {
+            let mut ticks = tokio::time::interval(SEQUENCE_IDLE / 4);
+            loop {
+                ticks.tick().await;
+                seq.sweep(SEQUENCE_IDLE);
+                status.round("swept idle write sequences");
+            }
+        },
     ));
-    let scrub_task = tokio::spawn(scrubber::run(
-        store.clone(),
-        config.scrub_bytes_per_sec,
-        Duration::from_secs(config.scrub_pause_secs),
-        scrub.clone(),
-    ));
-    let sweep_task = tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(SEQUENCE_IDLE / 4);
-        loop {
-            ticks.tick().await;
-            seq.sweep(SEQUENCE_IDLE);
-        }
-    });
     tracing::info!(%addr, %advertise, master = %config.master, "serving");
     Ok(ChunkserverHandle {
         addr,
@@ -183,7 +194,8 @@ pub async fn start_with_io(
         link,
         scrub,
         rpc: rpc_server,
-        tasks: vec![accept, link_task, scrub_task, sweep_task],
+        tasks: vec![accept],
+        workers,
         stop_accepting: Some(stop_accepting),
     })
 }
@@ -226,14 +238,10 @@ impl ChunkserverHandle {
         if let Some(stop) = self.stop_accepting.take() {
             let _ = stop.send(());
         }
-        let mut tasks = std::mem::take(&mut self.tasks).into_iter();
-        if let Some(accept) = tasks.next() {
+        for accept in std::mem::take(&mut self.tasks) {
             let _ = accept.await;
         }
-        for task in tasks {
-            task.abort();
-            let _ = task.await;
-        }
+        self.workers.shutdown().await;
         tracing::info!(addr = %self.addr, "stopped");
     }
 }
@@ -243,6 +251,7 @@ impl Drop for ChunkserverHandle {
         for task in &self.tasks {
             task.abort();
         }
+        self.workers.cancel();
     }
 }
 

@@ -9,7 +9,7 @@ use futures::stream::BoxStream;
 use kfs_common::proto::chunk::ChunkPool;
 use kfs_common::proto::master::{
     ChunkLocation, ChunkserverInfo, CreateOptions, DirEntry, DirPage, FileAttr, FsckReport,
-    MasterInfo, MkdirOptions, NamespaceCounters, RemoveSummary, SetAttr,
+    MasterInfo, MkdirOptions, NamespaceCounters, RemoveSummary, SetAttr, WorkerInfo,
 };
 use kfs_common::{KfsError, KfsResult};
 use serde_bytes::ByteBuf;
@@ -349,5 +349,11 @@ impl Client {
     /// The health of every chunk (a walk of the whole namespace at the master).
     pub async fn fsck(&self) -> KfsResult<FsckReport> {
         self.call(self.m().fsck(self.ctx())).await
+    }
+
+    /// The master's background workers (healer, heartbeat timeouts, checkpointer): each one's
+    /// state, rounds and what its last round did.
+    pub async fn workers(&self) -> KfsResult<Vec<WorkerInfo>> {
+        self.call(self.m().workers(self.ctx())).await
     }
 }

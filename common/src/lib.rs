@@ -28,6 +28,7 @@ pub mod retry;
 pub mod rpc;
 #[cfg(feature = "service")]
 pub mod service;
+pub mod worker;
 
 pub use error::{KfsError, KfsResult};
 pub use ids::{ChunkId, ChunkVersion, FileId, FileKind, ServerId};

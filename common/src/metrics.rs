@@ -179,6 +179,7 @@ reply_error!(MasterServiceResponse {
     Decommission,
     ExtendLength,
     Open,
+    Workers,
 });
 reply_error!(ClusterServiceResponse { Hello, Heartbeat });
 reply_error!(ChunkServiceResponse {
@@ -244,6 +245,17 @@ pub fn encode(registry: &Registry) -> String {
 }
 
 /// A router serving `GET /metrics` from `registry`, calling `refresh` first.
+/// `router` with `GET /workers.json`: the server's background workers (`kfs_common::worker`).
+pub fn with_workers(router: Router, workers: crate::worker::Workers) -> Router {
+    router.route(
+        "/workers.json",
+        get(move || {
+            let workers = workers.clone();
+            async move { axum::Json(workers.list()) }
+        }),
+    )
+}
+
 pub fn metrics_router(registry: Arc<Registry>, refresh: Option<Refresh>) -> Router {
     Router::new().route(
         "/metrics",

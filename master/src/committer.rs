@@ -19,6 +19,7 @@ use crate::namespace::op::{Applied, Op};
 use crate::storage::checkpoint::write_checkpoint;
 use crate::storage::log::{AppendError, LogWriter, MAX_BATCH_BYTES};
 use crate::storage::recovery::prune;
+use kfs_common::worker::WorkerStatus;
 use kfs_common::{KfsError, KfsResult};
 use prometheus_client::metrics::histogram::Histogram;
 use std::path::PathBuf;
@@ -48,6 +49,8 @@ pub struct CommitterConfig {
     pub checkpoint_interval: Duration,
     /// Checkpoints kept on disk (with the log segments after the oldest of them).
     pub keep_checkpoints: usize,
+    /// Where the checkpoint thread reports each checkpoint (it is listed among the workers).
+    pub checkpointer: WorkerStatus,
 }
 
 /// Counters of the committer's work, for logs, the status page, metrics and benchmarks.
@@ -322,6 +325,10 @@ impl Checkpointer {
                         Ok(path) => {
                             drop(snapshot);
                             stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                            config.checkpointer.round(format!(
+                                "checkpoint at op {seq} in {} ms",
+                                started.elapsed().as_millis()
+                            ));
                             stats.checkpoint_seq.store(seq, Ordering::Relaxed);
                             stats.checkpoint_unix_secs.store(now.max(0) as u64 / 1_000_000_000, Ordering::Relaxed);
                             tracing::info!(
@@ -336,6 +343,7 @@ impl Checkpointer {
                         }
                         Err(e) => {
                             stats.checkpoint_failures.fetch_add(1, Ordering::Relaxed);
+                            config.checkpointer.note(format!("checkpoint at op {seq} failed: {e}"));
                             tracing::error!(error = %e, seq, "checkpoint failed; the log keeps everything until the next one")
                         }
                     }

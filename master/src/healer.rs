@@ -19,9 +19,11 @@ use crate::chunks::{
     ChunkMap, CopyFailed, CopyTask, DigestFailure, ProofTask, RepairRound, RoundHealth,
 };
 use crate::committer::SharedNamespace;
+use futures::future::BoxFuture;
 use kfs_common::clock::Clock;
 use kfs_common::proto::chunk::ChunkPool;
 use kfs_common::rpc;
+use kfs_common::worker::{CancellationToken, Worker, WorkerStatus};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -46,49 +48,85 @@ const SCAN_SLICE: usize = 16_384;
 /// How long one copy may take: a 64 MiB chunk at a throttled few MB/s, with room to spare.
 const COPY_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Runs repair rounds every `interval` until `stop` fires.
-pub async fn run(
-    ns: SharedNamespace,
-    chunks: Arc<Mutex<ChunkMap>>,
-    interval: Duration,
-    stats: Arc<HealerStats>,
-    clock: Clock,
-    stop: tokio::sync::oneshot::Receiver<()>,
-) {
-    let pool = ChunkPool::new();
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            _ = &mut stop => return,
-            _ = ticks.tick() => {
-                let started = Instant::now();
-                let snapshot = ns.read().expect("namespace lock").clone();
-                let mut round = RepairRound::new();
-                while !round.done() {
-                    chunks
-                        .lock()
-                        .expect("chunk map lock")
-                        .scan_repairs(&snapshot, clock.now(), &mut round, SCAN_SLICE);
-                    // Let heartbeats, leases and lookups have the lock between slices.
-                    tokio::task::yield_now().await;
-                }
-                drop(snapshot);
-                let health = round.health();
-                for task in round.take_proofs() {
-                    let span = tracing::info_span!("replica proof", chunk = %task.chunk, version = %task.version);
-                    tokio::spawn(prove(pool.clone(), chunks.clone(), task).instrument(span));
-                }
-                let tasks = chunks.lock().expect("chunk map lock").start_repairs(clock.now(), round);
-                stats.rounds.fetch_add(1, Ordering::Relaxed);
-                stats.last_round_us.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-                stats.copies_started.fetch_add(tasks.len() as u64, Ordering::Relaxed);
-                *stats.last.lock().expect("healer stats lock") = Some((Instant::now(), health));
-                for task in tasks {
-                    let span = tracing::info_span!("repair copy", chunk = %task.chunk, version = %task.version, source = %task.source.addr, target = %task.target.addr);
-                    tokio::spawn(copy(pool.clone(), chunks.clone(), stats.clone(), task).instrument(span));
-                }
+/// The healer as a [`Worker`]: a repair round every `interval` until cancelled.
+pub struct Healer {
+    pub ns: SharedNamespace,
+    pub chunks: Arc<Mutex<ChunkMap>>,
+    pub interval: Duration,
+    pub stats: Arc<HealerStats>,
+    pub clock: Clock,
+}
+
+impl Worker for Healer {
+    fn name(&self) -> String {
+        "healer".into()
+    }
+
+    fn run(
+        self: Box<Self>,
+        _cancel: CancellationToken,
+        status: WorkerStatus,
+    ) -> BoxFuture<'static, ()> {
+        Box::pin(self.rounds(status))
+    }
+}
+
+impl Healer {
+    async fn rounds(self: Box<Self>, status: WorkerStatus) {
+        let Healer {
+            ns,
+            chunks,
+            interval,
+            stats,
+            clock,
+        } = *self;
+        let pool = ChunkPool::new();
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let started = Instant::now();
+            let snapshot = ns.read().expect("namespace lock").clone();
+            let mut round = RepairRound::new();
+            while !round.done() {
+                chunks.lock().expect("chunk map lock").scan_repairs(
+                    &snapshot,
+                    clock.now(),
+                    &mut round,
+                    SCAN_SLICE,
+                );
+                // Let heartbeats, leases and lookups have the lock between slices.
+                tokio::task::yield_now().await;
+            }
+            drop(snapshot);
+            let health = round.health();
+            let proofs = round.take_proofs();
+            let proof_count = proofs.len();
+            for task in proofs {
+                let span = tracing::info_span!("replica proof", chunk = %task.chunk, version = %task.version);
+                tokio::spawn(prove(pool.clone(), chunks.clone(), task).instrument(span));
+            }
+            let tasks = chunks
+                .lock()
+                .expect("chunk map lock")
+                .start_repairs(clock.now(), round);
+            stats.rounds.fetch_add(1, Ordering::Relaxed);
+            stats
+                .last_round_us
+                .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            stats
+                .copies_started
+                .fetch_add(tasks.len() as u64, Ordering::Relaxed);
+            status.round(match &health {
+                None => "safe mode: no repairs yet".to_string(),
+                Some(_) => format!("{} copies started, {proof_count} proofs", tasks.len()),
+            });
+            *stats.last.lock().expect("healer stats lock") = Some((Instant::now(), health));
+            for task in tasks {
+                let span = tracing::info_span!("repair copy", chunk = %task.chunk, version = %task.version, source = %task.source.addr, target = %task.target.addr);
+                tokio::spawn(
+                    copy(pool.clone(), chunks.clone(), stats.clone(), task).instrument(span),
+                );
             }
         }
     }

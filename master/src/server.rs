@@ -29,10 +29,11 @@ use kfs_common::proto::cluster::{
 };
 use kfs_common::proto::master::{
     ChunkLocation, ChunkserverInfo, CreateOptions, DirPage, FileAttr, FsckReport, MasterInfo,
-    MasterService, MkdirOptions, NamespaceCounters, RemoveSummary, SetAttr, WriteLease,
+    MasterService, MkdirOptions, NamespaceCounters, RemoveSummary, SetAttr, WorkerInfo, WriteLease,
 };
 use kfs_common::proto::{CLIENT_PROTOCOL_VERSION, OLDEST_CLIENT_PROTOCOL, now};
 use kfs_common::rpc::Service;
+use kfs_common::worker::{CancellationToken, Worker, WorkerStatus, Workers};
 use kfs_common::{ChunkId, ChunkVersion, FileId, KfsError, KfsResult, ServerId, path, rpc};
 use serde_bytes::ByteBuf;
 use std::net::SocketAddr;
@@ -70,6 +71,8 @@ struct MasterState {
     default_replication: u8,
     /// What lease, heartbeat-timeout and safe-mode decisions are measured by.
     clock: Clock,
+    /// The background loops (healer, heartbeat timeouts, checkpointer).
+    workers: Workers,
 }
 
 /// The namespace service for clients; cheap to clone (one per call).
@@ -177,6 +180,7 @@ pub async fn start_with_clock(
         (!recovered.formatted).then_some(started),
     )));
     let ns: SharedNamespace = Arc::new(RwLock::new(recovered.ns));
+    let workers = Workers::new();
     let committer = Committer::start(
         ns.clone(),
         writer,
@@ -185,6 +189,7 @@ pub async fn start_with_clock(
             checkpoint_every_ops: config.checkpoint_every_ops,
             checkpoint_interval: Duration::from_secs(config.checkpoint_interval_secs),
             keep_checkpoints: config.keep_checkpoints,
+            checkpointer: workers.register("checkpointer"),
         },
         chunks.clone(),
     );
@@ -196,6 +201,7 @@ pub async fn start_with_clock(
         next_fid,
         default_replication: config.default_replication,
         clock: clock.clone(),
+        workers,
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -214,6 +220,7 @@ pub async fn start_with_clock(
         chunks: state.chunks.clone(),
         commit: state.committer.shared_stats(),
         healer: healer_stats.clone(),
+        workers: state.workers.clone(),
         started,
         addr,
     };
@@ -224,22 +231,18 @@ pub async fn start_with_clock(
     .await
     .map_err(|(addr, source)| StartError::Bind { addr, source })?;
     let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (stop_expiry, expiry_stopped) = tokio::sync::oneshot::channel::<()>();
-    let (stop_healer, healer_stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(expire_silent_servers(
-        state.chunks.clone(),
+    state.workers.spawn(HeartbeatTimeouts {
+        chunks: state.chunks.clone(),
         timing,
-        clock.clone(),
-        expiry_stopped,
-    ));
-    tokio::spawn(crate::healer::run(
-        state.ns.clone(),
-        state.chunks.clone(),
-        Duration::from_millis(config.heal_interval_ms),
-        healer_stats,
-        clock.clone(),
-        healer_stopped,
-    ));
+        clock: clock.clone(),
+    });
+    state.workers.spawn(crate::healer::Healer {
+        ns: state.ns.clone(),
+        chunks: state.chunks.clone(),
+        interval: Duration::from_millis(config.heal_interval_ms),
+        stats: healer_stats,
+        clock: clock.clone(),
+    });
     let master = MasterServer {
         state: state.clone(),
     };
@@ -252,8 +255,6 @@ pub async fn start_with_clock(
         rpc_server.clone(),
         async {
             let _ = stopped.await;
-            let _ = stop_expiry.send(());
-            let _ = stop_healer.send(());
         },
         move |incoming: rpc::Incoming| {
             let (master, cluster) = (master.clone(), cluster.clone());
@@ -351,6 +352,7 @@ impl MasterHandle {
         if let Some(task) = self.accept_task.take() {
             let _ = task.await;
         }
+        self.state.workers.shutdown().await;
         let state = self.state.clone();
         let _ = tokio::task::spawn_blocking(move || state.committer.stop()).await;
         tracing::info!(addr = %self.addr, "stopped");
@@ -364,6 +366,7 @@ impl Drop for MasterHandle {
     fn drop(&mut self) {
         if let Some(stop) = self.stop_accepting.take() {
             let _ = stop.send(());
+            self.state.workers.cancel();
             self.state.committer.stop();
         }
     }
@@ -443,24 +446,36 @@ fn session_base() -> u64 {
     u64::from_le_bytes(bytes) >> 1
 }
 
-/// Declares chunkservers dead when they stay silent; runs until `stop` fires.
-async fn expire_silent_servers(
+/// Declares chunkservers dead when they stay silent (a [`Worker`]).
+struct HeartbeatTimeouts {
     chunks: Arc<Mutex<ChunkMap>>,
     timing: ChunkTiming,
     clock: Clock,
-    stop: tokio::sync::oneshot::Receiver<()>,
-) {
-    let period = (timing.server_timeout / 4).max(Duration::from_millis(20));
-    let mut ticks = tokio::time::interval(period);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            _ = &mut stop => return,
-            _ = ticks.tick() => {
-                chunks.lock().expect("chunk map lock").expire(clock.now());
+}
+
+impl Worker for HeartbeatTimeouts {
+    fn name(&self) -> String {
+        "heartbeat timeouts".into()
+    }
+
+    fn run(self: Box<Self>, _: CancellationToken, status: WorkerStatus) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let period = (self.timing.server_timeout / 4).max(Duration::from_millis(20));
+            let mut ticks = tokio::time::interval(period);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let dead = self
+                    .chunks
+                    .lock()
+                    .expect("chunk map lock")
+                    .expire(self.clock.now());
+                if !dead.is_empty() {
+                    status.note(format!("declared {} chunkservers dead", dead.len()));
+                }
+                status.round(format!("checked every {} ms", period.as_millis()));
             }
-        }
+        })
     }
 }
 
@@ -749,6 +764,11 @@ impl MasterService for MasterServer {
             .leases
             .report_failure(&self.lease_context(), chunk, version, failed)
             .await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn workers(self, _: Context) -> KfsResult<Vec<WorkerInfo>> {
+        Ok(self.state.workers.list())
     }
 
     #[instrument(level = "debug", skip_all, fields(%fid, length))]

@@ -393,6 +393,9 @@ pub enum AdminCmd {
         #[arg(long)]
         cancel: bool,
     },
+    /// The master's background workers: state, rounds done, when the last one ended and what
+    /// it did.
+    Workers,
 }
 
 /// Every command name, for completion and help.

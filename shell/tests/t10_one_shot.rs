@@ -251,3 +251,43 @@ async fn a_gateway_setting_that_cannot_work_exits_78() {
         .assert()
         .code(2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_workers_lists_the_masters_background_loops() {
+    let cluster = TestCluster::start(ClusterOptions::default()).await;
+    let listing = || {
+        let out = kfs(&cluster)
+            .args(["admin", "workers"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        String::from_utf8(out).unwrap()
+    };
+    // The healer and the heartbeat timeouts run rounds from the start.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let out = loop {
+        let out = listing();
+        let rounds = |name: &str| {
+            out.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l[20..].split_whitespace().nth(1)?.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        if rounds("healer") >= 1 && rounds("heartbeat timeouts") >= 1 {
+            break out;
+        }
+        assert!(std::time::Instant::now() < deadline, "{out}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(out.starts_with("worker "), "{out}");
+    for name in ["heartbeat timeouts", "healer", "checkpointer"] {
+        let line = out.lines().find(|l| l.starts_with(name));
+        assert!(
+            line.is_some_and(|l| l.contains("running")),
+            "{name} in {out}"
+        );
+    }
+    cluster.shutdown().await;
+}

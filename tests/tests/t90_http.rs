@@ -664,5 +664,40 @@ async fn the_master_and_chunkservers_report_status_and_metrics() {
             ) >= 1.0
         );
     }
+
+    // The background workers: a chunkserver's on /workers.json, the master's in its status.
+    let addr = cluster.chunkserver(0).http_addr().unwrap();
+    let workers: serde_json::Value = h
+        .get(format!("http://{addr}/workers.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = workers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["master link", "scrubber", "sequence sweep"]);
+    assert!(workers[0]["rounds"].as_u64().unwrap() >= 1, "{workers}");
+    assert_eq!(workers[0]["state"], "Running");
+    let s: serde_json::Value = h
+        .get(format!("{master}/status.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let loops: Vec<&str> = s["workers"]["loops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(loops, ["checkpointer", "heartbeat timeouts", "healer"]);
     cluster.shutdown().await;
 }

@@ -145,6 +145,29 @@ pub enum ServerState {
     Drained,
 }
 
+/// Whether a background worker is running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkerState {
+    Running,
+    /// Stopped because its server is stopping.
+    Stopped,
+    /// Ended by itself (it had nothing to do, e.g. the scrubber with a rate of 0, or failed).
+    Ended,
+}
+
+/// A background worker of a server, as `kfs admin workers` and the status page show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub name: String,
+    pub state: WorkerState,
+    /// Rounds of work done (repair rounds, checkpoints, sweeps, ...).
+    pub rounds: u64,
+    /// Milliseconds since the last round ended; `None` before the first.
+    pub since_last_round_ms: Option<u64>,
+    /// What the last round did, or what the worker is waiting for.
+    pub note: String,
+}
+
 /// A chunkserver as the master sees it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkserverInfo {
@@ -345,6 +368,11 @@ pub trait MasterService {
         path: String,
         len: u64,
     ) -> Result<(FileAttr, Option<Vec<ChunkLocation>>), KfsError>;
+
+    /// Caller: operators (`kfs admin workers`). Replies with the master's background workers
+    /// (healer, heartbeat timeouts, checkpointer, ...): each one's state, rounds and last note.
+    /// Read-only. Since client protocol 3.
+    async fn workers() -> Result<Vec<WorkerInfo>, KfsError>;
 }
 
 /// Connects to a master at `addr`. The client is cheap to clone; clones share the connection and

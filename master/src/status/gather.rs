@@ -114,6 +114,7 @@ impl Status {
                     copies_done: h.copies_done.load(Ordering::Relaxed),
                     copies_failed: h.copies_failed.load(Ordering::Relaxed),
                 },
+                loops: from.workers.list(),
             },
         }
     }

@@ -38,6 +38,7 @@ pub struct StatusSources {
     pub chunks: Arc<Mutex<ChunkMap>>,
     pub commit: Arc<CommitStats>,
     pub healer: Arc<HealerStats>,
+    pub workers: kfs_common::worker::Workers,
     pub started: Instant,
     pub addr: SocketAddr,
 }
@@ -107,6 +108,8 @@ pub struct ServerRow {
 pub struct Workers {
     pub committer: CommitterState,
     pub healer: HealerState,
+    /// Every background loop, as `kfs admin workers` lists them.
+    pub loops: Vec<kfs_common::proto::master::WorkerInfo>,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -150,7 +150,6 @@ tr.dead td {{ color: #b00020; }} tr.draining td, tr.drained td {{ color: #9a6700
 <tr><th>checkpoints</th><td>{checkpoints} written by this process, newest at record {checkpoint_seq}{writing}{failures}</td></tr>
 <tr><th>healer</th><td>{rounds} rounds, last took {round_ms:.1} ms; copies {started} started, {done} done, {failed} failed</td></tr>
 </table>
-</body></html>
 "#,
         logclass = if c.log == "ok" { "ok" } else { "bad" },
         log = c.log,
@@ -175,6 +174,25 @@ tr.dead td {{ color: #b00020; }} tr.draining td, tr.drained td {{ color: #9a6700
         done = hl.copies_done,
         failed = hl.copies_failed,
     );
+    h.push_str(
+        "<table id=\"worker-loops\">\n<tr><th>worker</th><th>state</th><th>rounds</th>\
+         <th>last round</th><th>last</th></tr>\n",
+    );
+    for w in &s.workers.loops {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{:?}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&w.name),
+            w.state,
+            w.rounds,
+            w.since_last_round_ms.map_or_else(
+                || "-".to_string(),
+                |ms| format!("{:.1} s ago", ms as f64 / 1000.0)
+            ),
+            esc(&w.note)
+        );
+    }
+    h.push_str("</table>\n</body></html>\n");
     h
 }
 

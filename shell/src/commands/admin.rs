@@ -164,6 +164,32 @@ pub(super) async fn admin(s: &Session, action: AdminCmd) -> Result<(), Failed> {
                 }
             }
         }
+        AdminCmd::Workers => match s.client.workers().await {
+            Ok(workers) => {
+                outln(format!(
+                    "{:<20} {:<8} {:>8} {:>12}  last",
+                    "worker", "state", "rounds", "last round"
+                ));
+                for w in workers {
+                    let ago = w
+                        .since_last_round_ms
+                        .map_or_else(|| "-".into(), |ms| format!("{:.1}s ago", ms as f64 / 1e3));
+                    outln(format!(
+                        "{:<20} {:<8} {:>8} {:>12}  {}",
+                        w.name,
+                        format!("{:?}", w.state).to_lowercase(),
+                        w.rounds,
+                        ago,
+                        w.note
+                    ));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                report(failure("admin workers", "", &e));
+                Err(Failed)
+            }
+        },
     }
 }
 
