@@ -7,7 +7,9 @@
 //! Waits are bounded: [`wait_until`] polls a condition with a timeout and names what it waited
 //! for when it gives up.
 
+mod links;
 mod processes;
+pub use links::{Link, LinkState};
 pub use processes::{ProcessCluster, TEST_MASTER_CONFIG};
 
 use kfs_chunkserver::store::io::FaultyIo;
@@ -51,6 +53,10 @@ pub struct ClusterOptions {
     pub http: bool,
     /// The transport limits of the master and every chunkserver (small ones test the limits).
     pub rpc_limits: kfs_common::rpc::Limits,
+    /// Put every chunkserver behind [`Link`]s (to the master, and inbound), so tests can cut
+    /// it off or slow it ([`TestCluster::cut_off`], [`TestCluster::cut_from_master`],
+    /// [`TestCluster::slow`], [`TestCluster::heal`]).
+    pub links: bool,
 }
 
 impl Default for ClusterOptions {
@@ -70,6 +76,7 @@ impl Default for ClusterOptions {
             reserve_bytes: 0,
             http: false,
             rpc_limits: kfs_common::rpc::Limits::default(),
+            links: false,
         }
     }
 }
@@ -81,6 +88,8 @@ pub struct ServerSlot {
     /// The server's file I/O, for injecting faults.
     pub io: Arc<FaultyIo>,
     config: ChunkserverConfig,
+    /// With `ClusterOptions::links`: its link to the master, and everyone's link to it.
+    links: Option<(Link, Link)>,
 }
 
 /// A master and chunkservers in this process; see the crate docs.
@@ -179,10 +188,19 @@ impl TestCluster {
             let dirs: Vec<tempfile::TempDir> = (0..options.data_dirs_per_server)
                 .map(|_| tempfile::tempdir().expect("temp dir"))
                 .collect();
+            let links = match options.links {
+                true => Some((
+                    Link::start(Some(cluster.master_addr())).await,
+                    Link::start(None).await,
+                )),
+                false => None,
+            };
             let config = ChunkserverConfig {
-                master: cluster.master_addr(),
+                master: links
+                    .as_ref()
+                    .map_or(cluster.master_addr(), |(to_master, _)| to_master.addr()),
                 listen: "127.0.0.1:0".parse().unwrap(),
-                advertise: None,
+                advertise: links.as_ref().map(|(_, inbound)| inbound.addr()),
                 http: options.http.then(|| "127.0.0.1:0".parse().unwrap()),
                 data: dirs.iter().map(|d| d.path().to_path_buf()).collect(),
                 scrub_bytes_per_sec: options.scrub_bytes_per_sec,
@@ -199,6 +217,7 @@ impl TestCluster {
                 dirs,
                 io: Arc::new(FaultyIo::new()),
                 config,
+                links,
             });
         }
         for i in 0..options.chunkservers {
@@ -265,7 +284,53 @@ impl TestCluster {
         let handle = kfs_chunkserver::start_with_io(&slot.config, slot.io.clone())
             .await
             .expect("chunkserver starts");
+        if let Some((_, inbound)) = &slot.links {
+            inbound.set_target(handle.local_addr());
+        }
         slot.handle = Some(handle);
+    }
+
+    fn links(&self, i: usize) -> &(Link, Link) {
+        self.servers[i]
+            .links
+            .as_ref()
+            .expect("the cluster was started with ClusterOptions::links")
+    }
+
+    /// Cuts chunkserver `i` off from everyone: its link to the master and every connection to
+    /// it hold their bytes (see [`Link`]). Its own calls to other chunkservers still pass.
+    pub fn cut_off(&self, i: usize) {
+        let (to_master, inbound) = self.links(i);
+        to_master.set(LinkState::Cut);
+        inbound.set(LinkState::Cut);
+    }
+
+    /// Cuts chunkserver `i`'s link to the master (its hellos and heartbeats); clients, other
+    /// chunkservers and the master's own calls still reach it.
+    pub fn cut_from_master(&self, i: usize) {
+        self.links(i).0.set(LinkState::Cut);
+    }
+
+    /// Delays every piece of data to and from chunkserver `i` by `delay`.
+    pub fn slow(&self, i: usize, delay: Duration) {
+        let (to_master, inbound) = self.links(i);
+        to_master.set(LinkState::Delayed(delay));
+        inbound.set(LinkState::Delayed(delay));
+    }
+
+    /// Ends any cut or delay of chunkserver `i`.
+    pub fn heal(&self, i: usize) {
+        let (to_master, inbound) = self.links(i);
+        to_master.set(LinkState::Open);
+        inbound.set(LinkState::Open);
+    }
+
+    /// The address others reach chunkserver `i` at (its inbound link's, with links).
+    pub fn chunkserver_addr(&self, i: usize) -> SocketAddr {
+        match &self.servers[i].links {
+            Some((_, inbound)) => inbound.addr(),
+            None => self.chunkserver(i).local_addr(),
+        }
     }
 
     /// Stops chunkserver `i` cleanly.
@@ -311,10 +376,9 @@ impl TestCluster {
     pub fn chunkserver_at(&self, addr: SocketAddr) -> usize {
         (0..self.servers.len())
             .find(|&i| {
-                self.servers[i]
-                    .handle
-                    .as_ref()
-                    .is_some_and(|h| h.local_addr() == addr)
+                self.servers[i].handle.is_some()
+                    && (self.chunkserver(i).local_addr() == addr
+                        || self.chunkserver_addr(i) == addr)
             })
             .unwrap_or_else(|| panic!("no running chunkserver at {addr}"))
     }
@@ -368,10 +432,9 @@ impl TestCluster {
     pub async fn wait_for_alive(&self, n: usize) {
         let client = self.master_client().await;
         let timeout = Duration::from_millis(self.options.chunkserver_timeout_ms * 10);
-        let running: Vec<SocketAddr> = self
-            .servers
-            .iter()
-            .filter_map(|s| s.handle.as_ref().map(|h| h.local_addr()))
+        let running: Vec<SocketAddr> = (0..self.servers.len())
+            .filter(|&i| self.servers[i].handle.is_some())
+            .map(|i| self.chunkserver_addr(i))
             .collect();
         wait_until(&format!("{n} chunkservers alive"), timeout, || {
             let client = client.clone();
