@@ -35,7 +35,7 @@ pub enum Top {
     Bench(BenchArgs),
     /// Serve KFS over HTTP: GET/HEAD files (ranges, conditional requests) and directory
     /// listings; PUT and DELETE with a write token.
-    Gateway(GatewayArgs),
+    Gateway(kfs_gateway::GatewayOptions),
     /// Turn `kfs bench --json` reports into Markdown tables (medians per phase and target).
     BenchReport {
         /// JSON reports written by `kfs bench --json`.
@@ -67,42 +67,6 @@ pub struct LocalArgs {
     /// Keep going after a command read from standard input fails.
     #[arg(short = 'k', long)]
     pub keep_going: bool,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct GatewayArgs {
-    /// Address to serve HTTP on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub listen: std::net::SocketAddr,
-    /// The KFS directory served as `/`.
-    #[arg(long, default_value = "/")]
-    pub root: String,
-    /// A file holding the bearer token that allows PUT and DELETE (also the
-    /// KFS_GATEWAY_TOKEN environment variable). Without one the gateway is read-only.
-    #[arg(long, value_name = "FILE")]
-    pub write_token_file: Option<PathBuf>,
-    /// Largest upload (e.g. 512MiB).
-    #[arg(long, value_name = "SIZE", default_value = "1GiB")]
-    pub max_body: bytesize::ByteSize,
-    /// Responses and uploads streaming at once; more get 503 (Retry-After: 1).
-    #[arg(long, value_name = "N", default_value_t = 512)]
-    pub max_streams: usize,
-    /// How long file metadata is reused without asking the master (ms; 0 turns it off). A
-    /// change made through another client shows at most this late.
-    #[arg(long, value_name = "MS", default_value_t = 1000)]
-    pub cache_ttl_ms: u64,
-    /// Paths the metadata cache holds at most.
-    #[arg(long, value_name = "N", default_value_t = 100_000)]
-    pub cache_entries: usize,
-    /// Entries per page of a directory listing, at most (`?limit=` asks for fewer).
-    #[arg(long, value_name = "N", default_value_t = 1000)]
-    pub list_limit: u32,
-    /// Replication factor of uploaded files (default: the cluster's).
-    #[arg(long, value_name = "N")]
-    pub replication: Option<u8>,
-    /// Serve Prometheus metrics on http://ADDR/metrics.
-    #[arg(long, value_name = "ADDR")]
-    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// The workloads of `kfs bench`.

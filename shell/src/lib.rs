@@ -7,14 +7,15 @@
 //! - [`repl`]: the interactive shell (history, tab completion) and scripts.
 //! - [`local`]: `kfs local`.
 //! - [`bench`]: `kfs bench` and `kfs bench-report`.
-//! - [`gateway`]: `kfs gateway`, KFS over HTTP.
 //! - [`format`], [`progress`]: how things are printed.
+//!
+//! `kfs gateway` is the kfs-gateway crate's: its flags are [`kfs_gateway::GatewayOptions`],
+//! and [`main_with`] hands them to [`kfs_gateway::run`].
 
 pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod format;
-pub mod gateway;
 pub mod local;
 pub mod progress;
 pub mod repl;
@@ -81,11 +82,11 @@ pub fn main_with(cli: Cli) -> i32 {
                 }
             }
         }
-        Some(Top::Gateway(args)) => match rt.block_on(gateway::run(&cli.master, args)) {
+        Some(Top::Gateway(options)) => match rt.block_on(kfs_gateway::run(&cli.master, options)) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("kfs: gateway: {e:#}");
-                if e.downcast_ref::<gateway::ConfigError>().is_some() {
+                if e.downcast_ref::<kfs_gateway::ConfigError>().is_some() {
                     kfs_common::service::EX_CONFIG.into()
                 } else {
                     1

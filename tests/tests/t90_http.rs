@@ -3,7 +3,7 @@
 //! client would clean the URL up, and a Prometheus text parser.
 
 use kfs_client::Client;
-use kfs_shell::gateway::{self, GatewayConfig, GatewayHandle};
+use kfs_gateway::http::{self as gateway, GatewayConfig, GatewayHandle};
 use kfs_tests::{ClusterOptions, TestCluster, content, wait_until};
 use reqwest::StatusCode;
 use reqwest::header;

@@ -4,7 +4,7 @@
 //! them this test fails and says so.
 
 use fantoccini::{ClientBuilder, Locator};
-use kfs_shell::gateway::{self, GatewayConfig};
+use kfs_gateway::http::{self as gateway, GatewayConfig};
 use kfs_tests::{ClusterOptions, TestCluster, wait_until};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -1,5 +1,5 @@
-//! `kfs gateway`: KFS over HTTP, for serving files (a photo site's images, a media archive)
-//! straight from the file system, and uploading to it.
+//! The gateway's HTTP API: KFS over plain HTTP, for serving files (a photo site's images, a media
+//! archive) straight from the file system, and uploading to it.
 //!
 //! - `GET`/`HEAD` of a file: the bytes, streamed (a file is never held in memory whole), with
 //!   `Range` (one range: 206; several: the whole file), `ETag`/`Last-Modified`, conditional
@@ -8,7 +8,7 @@
 //! - `GET` of a directory: a JSON listing, a page at a time (`?after=NAME&limit=N`) ([`read`]).
 //! - `PUT` (upload, atomic: written to a temporary name, synced, then renamed over the target)
 //!   and `DELETE`, only with a write token configured and sent as `Authorization: Bearer`
-//!   ([`write`]). Without a token the gateway is read-only.
+//!   ([`write`](mod@write)). Without a token the gateway is read-only.
 //! - Limits: a body size for uploads (413), and a number of concurrent streams (503 past it).
 //! - URL paths are decoded and checked once ([`path`]); bad ones get 400.
 //! - A short-lived metadata cache ([`cache`]) keeps small-file GETs off the master.
@@ -22,7 +22,7 @@ pub mod path;
 pub mod read;
 pub mod write;
 
-use crate::cli::GatewayArgs;
+use crate::config_error;
 use anyhow::Context as _;
 use axum::Router;
 use axum::body::Body;
@@ -43,7 +43,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
-/// How the gateway is set up (from `kfs gateway`'s flags).
+/// How the HTTP gateway is set up (from `kfs gateway`'s flags: [`crate::GatewayOptions`]).
 #[derive(Clone, Debug)]
 pub struct GatewayConfig {
     pub listen: SocketAddr,
@@ -186,16 +186,6 @@ impl GatewayHandle {
     }
 }
 
-/// A setting that cannot work (a bad `--root`, an unreadable token file): `kfs gateway` exits
-/// with 78 (`EX_CONFIG`), which kfs-gateway.service does not restart on.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
-
-fn config_error(e: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::Error::new(ConfigError(e.to_string()))
-}
-
 /// Starts serving `client`'s cluster as configured.
 pub async fn start(client: Client, config: GatewayConfig) -> anyhow::Result<GatewayHandle> {
     kfs_common::path::validate(&config.root)
@@ -241,59 +231,6 @@ pub async fn start(client: Client, config: GatewayConfig) -> anyhow::Result<Gate
         None => None,
     };
     Ok(GatewayHandle { http, metrics })
-}
-
-/// `kfs gateway`: serves until Ctrl-C or SIGTERM.
-pub async fn run(master: &str, args: GatewayArgs) -> anyhow::Result<()> {
-    let write_token = match (&args.write_token_file, std::env::var("KFS_GATEWAY_TOKEN")) {
-        (Some(file), _) => {
-            let text = std::fs::read_to_string(file)
-                .map_err(|e| config_error(format!("--write-token-file {}: {e}", file.display())))?;
-            Some(text.trim().to_string())
-        }
-        // Set but empty (as the example environment file has it): read-only.
-        (None, Ok(token)) if token.trim().is_empty() => None,
-        (None, Ok(token)) => Some(token.trim().to_string()),
-        (None, Err(_)) => None,
-    };
-    if write_token.as_deref() == Some("") {
-        return Err(config_error("the write token file is empty"));
-    }
-    let config = GatewayConfig {
-        listen: args.listen,
-        metrics: args.metrics,
-        root: args.root.clone(),
-        write_token,
-        max_body: args.max_body.as_u64(),
-        max_streams: args.max_streams,
-        cache_ttl: Duration::from_millis(args.cache_ttl_ms),
-        cache_entries: args.cache_entries,
-        list_limit: args.list_limit,
-        replication: args.replication,
-    };
-    let client = Client::connect(master)
-        .await
-        .with_context(|| format!("cannot reach the master at {master}"))?;
-    let writes = if config.write_token.is_some() {
-        "PUT and DELETE allowed with the bearer token"
-    } else {
-        "read-only"
-    };
-    let handle = start(client, config).await?;
-    println!(
-        "kfs gateway: serving {} of {master} on http://{} ({writes})",
-        args.root,
-        handle.local_addr()
-    );
-    if let Some(m) = handle.metrics_addr() {
-        println!("kfs gateway: metrics on http://{m}/metrics");
-    }
-    // `listening on ADDR`, and READY=1 under systemd (kfs-gateway.service is Type=notify).
-    kfs_common::service::announce_ready("kfs gateway", handle.local_addr());
-    let signal = kfs_common::service::wait_for_signal().await?;
-    kfs_common::service::announce_stopping(signal);
-    handle.shutdown(Duration::from_secs(5)).await;
-    Ok(())
 }
 
 /// Query parameters of a directory listing.

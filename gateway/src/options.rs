@@ -1,0 +1,158 @@
+//! The gateway's flags, the gateway's own type: `kfs gateway` flattens [`GatewayOptions`] into
+//! its subcommand (the master's address is the shell's global `--master`, passed to
+//! [`crate::run`] beside them), and [`GatewayOptions::config`] turns them into what
+//! [`crate::http::start`] takes, reading the write token from its file or the environment.
+
+use crate::config_error;
+use crate::http::GatewayConfig;
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The environment variable holding the write token when `--write-token-file` is not given.
+pub const TOKEN_ENV: &str = "KFS_GATEWAY_TOKEN";
+
+/// The flags of `kfs gateway` (every one is in `docs/http.md`). The subcommand's about text is
+/// the shell's; clap shows the variant's, not this.
+#[derive(Args, Debug, Clone)]
+pub struct GatewayOptions {
+    /// Address to serve HTTP on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// The KFS directory served as `/`.
+    #[arg(long, default_value = "/")]
+    pub root: String,
+    /// A file holding the bearer token that allows PUT and DELETE (also the
+    /// KFS_GATEWAY_TOKEN environment variable). Without one the gateway is read-only.
+    #[arg(long, value_name = "FILE")]
+    pub write_token_file: Option<PathBuf>,
+    /// Largest upload (e.g. 512MiB).
+    #[arg(long, value_name = "SIZE", default_value = "1GiB")]
+    pub max_body: bytesize::ByteSize,
+    /// Responses and uploads streaming at once; more get 503 (Retry-After: 1).
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    pub max_streams: usize,
+    /// How long file metadata is reused without asking the master (ms; 0 turns it off). A
+    /// change made through another client shows at most this late.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub cache_ttl_ms: u64,
+    /// Paths the metadata cache holds at most.
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub cache_entries: usize,
+    /// Entries per page of a directory listing, at most (`?limit=` asks for fewer).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub list_limit: u32,
+    /// Replication factor of uploaded files (default: the cluster's).
+    #[arg(long, value_name = "N")]
+    pub replication: Option<u8>,
+    /// Serve Prometheus metrics on http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+}
+
+impl GatewayOptions {
+    /// The HTTP gateway's configuration, with the write token read from `--write-token-file`
+    /// or else [`TOKEN_ENV`] (set but empty, as the example environment file has it: read-only).
+    /// An unreadable or empty token file is a [`crate::ConfigError`].
+    pub fn config(&self) -> anyhow::Result<GatewayConfig> {
+        let write_token = match (&self.write_token_file, std::env::var(TOKEN_ENV)) {
+            (Some(file), _) => {
+                let text = std::fs::read_to_string(file).map_err(|e| {
+                    config_error(format!("--write-token-file {}: {e}", file.display()))
+                })?;
+                Some(text.trim().to_string())
+            }
+            (None, Ok(token)) if token.trim().is_empty() => None,
+            (None, Ok(token)) => Some(token.trim().to_string()),
+            (None, Err(_)) => None,
+        };
+        if write_token.as_deref() == Some("") {
+            return Err(config_error("the write token file is empty"));
+        }
+        Ok(GatewayConfig {
+            listen: self.listen,
+            metrics: self.metrics,
+            root: self.root.clone(),
+            write_token,
+            max_body: self.max_body.as_u64(),
+            max_streams: self.max_streams,
+            cache_ttl: Duration::from_millis(self.cache_ttl_ms),
+            cache_entries: self.cache_entries,
+            list_limit: self.list_limit,
+            replication: self.replication,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        options: GatewayOptions,
+    }
+
+    fn parse(args: &[&str]) -> GatewayOptions {
+        Cli::try_parse_from(std::iter::once("kfs-gateway").chain(args.iter().copied()))
+            .expect("the flags parse")
+            .options
+    }
+
+    #[test]
+    fn the_flags_defaults_are_the_configs() {
+        let flags = parse(&[]);
+        let (got, want) = (flags.config().unwrap(), GatewayConfig::default());
+        assert_eq!(got.listen, want.listen);
+        assert_eq!(got.metrics, want.metrics);
+        assert_eq!(got.root, want.root);
+        assert_eq!(got.max_body, want.max_body);
+        assert_eq!(got.max_streams, want.max_streams);
+        assert_eq!(got.cache_ttl, want.cache_ttl);
+        assert_eq!(got.cache_entries, want.cache_entries);
+        assert_eq!(got.list_limit, want.list_limit);
+        assert_eq!(got.replication, want.replication);
+    }
+
+    #[test]
+    fn flags_become_the_config_and_a_token_file_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret\n").unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, " \n").unwrap();
+        let flags = parse(&[
+            "--listen",
+            "127.0.0.1:9000",
+            "--root",
+            "/site",
+            "--max-body",
+            "512MiB",
+            "--cache-ttl-ms",
+            "0",
+            "--replication",
+            "2",
+            "--metrics",
+            "127.0.0.1:9001",
+            "--write-token-file",
+            token.to_str().unwrap(),
+        ]);
+        let config = flags.config().unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(config.metrics, Some("127.0.0.1:9001".parse().unwrap()));
+        assert_eq!(config.root, "/site");
+        assert_eq!(config.max_body, 512 << 20);
+        assert_eq!(config.cache_ttl, Duration::ZERO);
+        assert_eq!(config.replication, Some(2));
+        assert_eq!(config.write_token.as_deref(), Some("s3cret"));
+
+        for file in [empty, dir.path().join("missing")] {
+            let flags = parse(&["--write-token-file", file.to_str().unwrap()]);
+            let e = flags.config().unwrap_err();
+            assert!(e.downcast_ref::<crate::ConfigError>().is_some(), "{e:#}");
+        }
+    }
+}
