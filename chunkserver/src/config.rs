@@ -135,6 +135,16 @@ impl ChunkserverConfig {
     }
 }
 
+impl kfs_common::config::DaemonConfig for ChunkserverConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        ChunkserverConfig::validate(self)
+    }
+
+    fn check_dirs(&self) -> Result<(), ConfigError> {
+        ChunkserverConfig::check_dirs(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

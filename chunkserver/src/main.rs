@@ -5,7 +5,6 @@
 //! (`Type=notify`) it sends `READY=1` at that moment and `STOPPING=1` on SIGTERM, then shuts
 //! down gracefully. `--check-config FILE` checks a configuration and exits.
 
-use anyhow::Context as _;
 use clap::Parser;
 use kfs_chunkserver::ChunkserverConfig;
 use kfs_common::service::{EX_CONFIG, finish};
@@ -59,19 +58,15 @@ struct Flags {
 }
 
 fn config_from(args: Args) -> anyhow::Result<ChunkserverConfig> {
-    let config: ChunkserverConfig = kfs_common::config::load(args.config.as_deref(), &args.flags)?;
-    config.validate()?;
-    Ok(config)
+    Ok(kfs_common::config::load_valid(
+        args.config.as_deref(),
+        &args.flags,
+    )?)
 }
 
 /// `--check-config FILE`: everything `--config FILE` would check, and the directories.
 fn check_config(path: &Path) -> anyhow::Result<()> {
-    let config = ChunkserverConfig::from_file(path)?;
-    config
-        .validate()
-        .and_then(|()| config.check_dirs())
-        .with_context(|| path.display().to_string())?;
-    Ok(())
+    Ok(kfs_common::config::check_file::<ChunkserverConfig>(path)?)
 }
 
 fn main() -> ExitCode {

@@ -31,6 +31,38 @@ pub enum ConfigError {
     Invalid(String),
 }
 
+/// What a daemon's configuration offers the loader beyond serde.
+pub trait DaemonConfig: Serialize + DeserializeOwned + Default {
+    /// Checks the values (ranges, addresses) before anything starts.
+    fn validate(&self) -> Result<(), ConfigError>;
+    /// What `--check-config` adds: the directories the configuration names exist and are
+    /// writable by this user.
+    fn check_dirs(&self) -> Result<(), ConfigError>;
+}
+
+/// [`load`], then [`DaemonConfig::validate`]: what a daemon starts with.
+pub fn load_valid<C: DaemonConfig>(
+    file: Option<&Path>,
+    flags: &impl Serialize,
+) -> Result<C, ConfigError> {
+    let config: C = load(file, flags)?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// `--check-config FILE`: everything `--config FILE` would check, and the directories; an
+/// error names the file.
+pub fn check_file<C: DaemonConfig>(path: &Path) -> Result<(), ConfigError> {
+    let config: C = from_file(path)?;
+    config
+        .validate()
+        .and_then(|()| config.check_dirs())
+        .map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+}
+
 /// The configuration from `C`'s defaults, the TOML `file` (if given) and the `flags` given.
 pub fn load<C>(file: Option<&Path>, flags: &impl Serialize) -> Result<C, ConfigError>
 where

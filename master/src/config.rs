@@ -235,6 +235,16 @@ impl MasterConfig {
     }
 }
 
+impl kfs_common::config::DaemonConfig for MasterConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        MasterConfig::validate(self)
+    }
+
+    fn check_dirs(&self) -> Result<(), ConfigError> {
+        MasterConfig::check_dirs(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

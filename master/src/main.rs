@@ -6,7 +6,6 @@
 //! down gracefully. `--check-config FILE` checks a configuration and exits; `--verify-meta DIR` checks a
 //! metadata directory (a backup) and exits.
 
-use anyhow::Context as _;
 use clap::Parser;
 use kfs_common::service::{EX_CONFIG, finish};
 use kfs_master::MasterConfig;
@@ -72,19 +71,15 @@ struct Flags {
 }
 
 fn config_from(args: Args) -> anyhow::Result<MasterConfig> {
-    let config: MasterConfig = kfs_common::config::load(args.config.as_deref(), &args.flags)?;
-    config.validate()?;
-    Ok(config)
+    Ok(kfs_common::config::load_valid(
+        args.config.as_deref(),
+        &args.flags,
+    )?)
 }
 
 /// `--check-config FILE`: everything `--config FILE` would check, and the directories.
 fn check_config(path: &Path) -> anyhow::Result<()> {
-    let config = MasterConfig::from_file(path)?;
-    config
-        .validate()
-        .and_then(|()| config.check_dirs())
-        .with_context(|| path.display().to_string())?;
-    Ok(())
+    Ok(kfs_common::config::check_file::<MasterConfig>(path)?)
 }
 
 /// `--verify-meta DIR`: a summary of what the directory holds, or why it cannot be used.
