@@ -312,6 +312,18 @@ impl Redialing {
     }
 }
 
+impl Redialing {
+    /// An open connection, dialled if need be within the call's deadline.
+    async fn conn_within(&self, ctx: &tarpc::context::Context) -> Result<Arc<Conn>, RpcError> {
+        let left = ctx
+            .deadline
+            .saturating_duration_since(std::time::Instant::now());
+        self.open_conn(left.min(self.0.timeout))
+            .await
+            .map_err(|e| RpcError::Send(Box::new(e)))
+    }
+}
+
 impl Stub for Redialing {
     type Req = MasterServiceRequest;
     type Resp = MasterServiceResponse;
@@ -321,26 +333,17 @@ impl Stub for Redialing {
         ctx: tarpc::context::Context,
         request: MasterServiceRequest,
     ) -> Result<MasterServiceResponse, RpcError> {
-        let left = ctx
-            .deadline
-            .saturating_duration_since(std::time::Instant::now());
-        let conn = self
-            .open_conn(left.min(self.0.timeout))
-            .await
-            .map_err(|e| RpcError::Send(Box::new(e)))?;
+        let conn = self.conn_within(&ctx).await?;
         match conn.channel.call(ctx, request.clone()).await {
             // The master closed the connection as idle just as this call went out; it read
             // nothing after deciding to, so the request was not applied: send it again.
             Err(RpcError::Shutdown | RpcError::Channel(_)) if conn.end().await == Ended::Idle => {
                 tracing::debug!(addr = %self.0.addr, "the master closed the connection as idle under a call; sending it again");
-                let left = ctx
-                    .deadline
-                    .saturating_duration_since(std::time::Instant::now());
-                let conn = self
-                    .open_conn(left.min(self.0.timeout))
+                self.conn_within(&ctx)
+                    .await?
+                    .channel
+                    .call(ctx, request)
                     .await
-                    .map_err(|e| RpcError::Send(Box::new(e)))?;
-                conn.channel.call(ctx, request).await
             }
             result => result,
         }

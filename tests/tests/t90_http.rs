@@ -54,6 +54,11 @@ async fn raw_status(addr: SocketAddr, target: &str) -> u16 {
         .unwrap_or_else(|_| panic!("no status in {text:?}"))
 }
 
+/// `GET url`, its body as JSON.
+async fn get_json(h: &reqwest::Client, url: String) -> serde_json::Value {
+    h.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_are_served_with_ranges_validators_and_conditional_requests() {
     let cluster = TestCluster::start(ClusterOptions::default()).await;
@@ -225,14 +230,7 @@ async fn files_are_served_with_ranges_validators_and_conditional_requests() {
     assert_eq!(raw_status(addr, "/photos/cat.jpg").await, 200);
 
     // Directories: a JSON listing, paged.
-    let page: serde_json::Value = h
-        .get(format!("{base}/?limit=2"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: serde_json::Value = get_json(&h, format!("{base}/?limit=2")).await;
     let names = |p: &serde_json::Value| -> Vec<String> {
         p["entries"]
             .as_array()
@@ -245,14 +243,7 @@ async fn files_are_served_with_ranges_validators_and_conditional_requests() {
     assert_eq!(page["entries"][0]["size"], len as u64);
     assert_eq!(page["entries"][0]["type"], "file");
     let next = page["next"].as_str().unwrap();
-    let page: serde_json::Value = h
-        .get(format!("{base}/?limit=2&after={next}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: serde_json::Value = get_json(&h, format!("{base}/?limit=2&after={next}")).await;
     assert_eq!(names(&page), ["photos"]);
     assert_eq!(page["entries"][0]["type"], "dir");
     assert!(page.get("next").is_none(), "the last page: {page}");
@@ -566,14 +557,7 @@ async fn the_master_and_chunkservers_report_status_and_metrics() {
     let master = format!("http://{}", cluster.master().http_addr().unwrap());
 
     // The status as JSON; every chunkserver alive once heartbeats have told their space.
-    let status: serde_json::Value = h
-        .get(format!("{master}/status.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: serde_json::Value = get_json(&h, format!("{master}/status.json")).await;
     assert_eq!(status["summary"]["files"], 5);
     assert_eq!(status["summary"]["dirs"], 2);
     assert_eq!(status["summary"]["servers_alive"], 3);
@@ -630,14 +614,7 @@ async fn the_master_and_chunkservers_report_status_and_metrics() {
         3.0
     );
     wait_until("a repair round counted", BOUND, || async {
-        let s: serde_json::Value = h
-            .get(format!("{master}/status.json"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let s: serde_json::Value = get_json(&h, format!("{master}/status.json")).await;
         s["replication"]["under_replicated"] == 0 && s["replication"]["missing"] == 0
     })
     .await;
@@ -667,14 +644,7 @@ async fn the_master_and_chunkservers_report_status_and_metrics() {
 
     // The background workers: a chunkserver's on /workers.json, the master's in its status.
     let addr = cluster.chunkserver(0).http_addr().unwrap();
-    let workers: serde_json::Value = h
-        .get(format!("http://{addr}/workers.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let workers: serde_json::Value = get_json(&h, format!("http://{addr}/workers.json")).await;
     let names: Vec<&str> = workers
         .as_array()
         .unwrap()
@@ -684,14 +654,7 @@ async fn the_master_and_chunkservers_report_status_and_metrics() {
     assert_eq!(names, ["master link", "scrubber", "sequence sweep"]);
     assert!(workers[0]["rounds"].as_u64().unwrap() >= 1, "{workers}");
     assert_eq!(workers[0]["state"], "Running");
-    let s: serde_json::Value = h
-        .get(format!("{master}/status.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let s: serde_json::Value = get_json(&h, format!("{master}/status.json")).await;
     let loops: Vec<&str> = s["workers"]["loops"]
         .as_array()
         .unwrap()
