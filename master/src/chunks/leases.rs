@@ -174,7 +174,7 @@ pub struct Leases {
 
 /// Where the lease desk logs its ops (chunk id reservations, allocations, version bumps): a
 /// commit resolves once the op is durable and applied to the namespace and the chunk map. In the
-/// master this is the committer (`server.rs`); the desk needs nothing more of the log thread.
+/// master this is the committer (`server/mod.rs`); the desk needs nothing more of the log thread.
 pub trait OpLog: Sync {
     fn commit(&self, op: Op) -> BoxFuture<'_, KfsResult<Applied>>;
 }

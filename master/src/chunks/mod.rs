@@ -8,7 +8,7 @@
 //!
 //! This is a synchronous state machine: time comes in as an argument, so tests drive it without
 //! a clock. It never imports the log thread: the committer tells it of applied ops through its
-//! `Observer` (`server.rs`), and the lease desk logs through the narrow [`leases::OpLog`].
+//! `Observer` (`server/mod.rs`), and the lease desk logs through the narrow [`leases::OpLog`].
 //!
 //! One room per job; this file holds the map's types, its constructors and its invariant check:
 //! - `registry.rs`: chunkservers: hello, heartbeats, expiry, the servers' listing, draining;

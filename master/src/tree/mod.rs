@@ -18,11 +18,23 @@
 //! - for every branch, `keys.len() == children.len() - 1` and every key in `children[i]` is
 //!   `>= keys[i - 1]` and `< keys[i]`;
 //! - no node but the root is empty; `len` is the number of entries.
+//!
+//! This file holds the node types, lookups, insert and remove (with their splits, moves and
+//! refills) and iteration: all the code that changes an existing tree, so the invariants above
+//! are kept in one place. `build.rs` holds the bulk build ([`PMap::from_sorted`]), `check.rs` the invariant
+//! checks and node counts, `tests.rs` the tests.
 
 use arrayvec::ArrayVec;
 use std::cmp::Ordering;
 use std::ops::Bound;
 use std::sync::Arc;
+
+mod build;
+mod check;
+#[cfg(test)]
+mod tests;
+
+pub use build::NotSorted;
 
 /// Entries per leaf.
 const LEAF_CAP: usize = 64;
@@ -60,13 +72,6 @@ struct Branch<K, V> {
     /// `children[i]`.
     keys: ArrayVec<K, { BRANCH_CAP - 1 }>,
     children: ArrayVec<Arc<Node<K, V>>, BRANCH_CAP>,
-}
-
-/// Error of [`PMap::from_sorted`]: the input was not strictly ascending.
-#[derive(Debug, thiserror::Error)]
-#[error("entries out of order at position {position}")]
-pub struct NotSorted {
-    pub position: usize,
 }
 
 impl<K, V> Clone for PMap<K, V> {
@@ -251,85 +256,6 @@ impl<K: Ord + Clone, V: Clone> PMap<K, V> {
                 }
             }
         }
-    }
-
-    /// Builds a map from strictly ascending entries, with full leaves (used to load a checkpoint).
-    pub fn from_sorted(entries: impl IntoIterator<Item = (K, V)>) -> Result<Self, NotSorted> {
-        let mut level: Vec<(K, Arc<Node<K, V>>)> = Vec::new();
-        let mut leaf: ArrayVec<(K, V), LEAF_CAP> = ArrayVec::new();
-        let mut len = 0usize;
-        let mut last_key: Option<K> = None;
-        for (key, value) in entries {
-            if last_key.as_ref().is_some_and(|last| *last >= key) {
-                return Err(NotSorted { position: len });
-            }
-            last_key = Some(key.clone());
-            if leaf.is_full() {
-                push_leaf(&mut level, std::mem::take(&mut leaf));
-            }
-            leaf.push((key, value));
-            len += 1;
-        }
-        if !leaf.is_empty() {
-            push_leaf(&mut level, leaf);
-        }
-        rebalance_last_two(&mut level, LEAF_MIN);
-        while level.len() > 1 {
-            let mut upper: Vec<(K, Arc<Node<K, V>>)> = Vec::new();
-            let mut group: Vec<(K, Arc<Node<K, V>>)> = Vec::new();
-            for item in level {
-                if group.len() == BRANCH_CAP {
-                    upper.push(branch_of(std::mem::take(&mut group)));
-                }
-                group.push(item);
-            }
-            upper.push(branch_of(group));
-            rebalance_last_two(&mut upper, BRANCH_MIN);
-            level = upper;
-        }
-        Ok(PMap {
-            root: level.pop().map(|(_, node)| node),
-            len,
-        })
-    }
-
-    /// Checks the structural invariants listed in the module docs.
-    pub fn check_invariants(&self) -> Result<(), String> {
-        let Some(root) = self.root.as_deref() else {
-            return if self.len == 0 {
-                Ok(())
-            } else {
-                Err(format!("empty tree with len {}", self.len))
-            };
-        };
-        let mut count = 0;
-        let mut leaf_depth = None;
-        check_node(root, None, None, 0, true, &mut leaf_depth, &mut count)?;
-        if count != self.len {
-            return Err(format!("len is {} but the tree holds {count}", self.len));
-        }
-        Ok(())
-    }
-
-    /// `(leaves, branches, entries)`: for measuring how full the tree is.
-    pub fn node_counts(&self) -> (usize, usize, usize) {
-        fn walk<K, V>(node: &Node<K, V>, acc: &mut (usize, usize, usize)) {
-            match node {
-                Node::Leaf(l) => {
-                    acc.0 += 1;
-                    acc.2 += l.entries.len();
-                }
-                Node::Branch(b) => {
-                    acc.1 += 1;
-                    b.children.iter().for_each(|c| walk(c, acc));
-                }
-            }
-        }
-        let mut acc = (0, 0, 0);
-        if let Some(root) = self.root.as_deref() {
-            walk(root, &mut acc);
-        }
-        acc
     }
 }
 
@@ -567,116 +493,6 @@ fn refill_child<K: Ord + Clone, V: Clone>(branch: &mut Branch<K, V>, i: usize) {
     }
 }
 
-fn push_leaf<K: Clone, V>(
-    level: &mut Vec<(K, Arc<Node<K, V>>)>,
-    entries: ArrayVec<(K, V), LEAF_CAP>,
-) {
-    let first = entries[0].0.clone();
-    level.push((
-        first,
-        Arc::new(Node::Leaf(Leaf {
-            entries,
-            last_insert: 0,
-        })),
-    ));
-}
-
-fn branch_of<K, V>(group: Vec<(K, Arc<Node<K, V>>)>) -> (K, Arc<Node<K, V>>) {
-    let mut items = group.into_iter();
-    let (first, child) = items.next().expect("a branch has children");
-    let mut keys = ArrayVec::new();
-    let mut children = ArrayVec::new();
-    children.push(child);
-    for (key, child) in items {
-        keys.push(key);
-        children.push(child);
-    }
-    (first, Arc::new(Node::Branch(Branch { keys, children })))
-}
-
-/// After a bulk build, the last node of a level may be small; even it out with its neighbour.
-fn rebalance_last_two<K: Ord + Clone, V: Clone>(level: &mut [(K, Arc<Node<K, V>>)], min: usize) {
-    let n = level.len();
-    if n < 2 {
-        return;
-    }
-    let size = |node: &Node<K, V>| match node {
-        Node::Leaf(l) => l.entries.len(),
-        Node::Branch(b) => b.children.len(),
-    };
-    if size(&level[n - 1].1) >= min {
-        return;
-    }
-    // Reuse the delete path's refill on a temporary parent of the two nodes.
-    let (left, right) = (level[n - 2].clone(), level[n - 1].clone());
-    let mut parent = Branch {
-        keys: [right.0.clone()].into_iter().collect(),
-        children: [left.1, right.1].into_iter().collect(),
-    };
-    refill_child(&mut parent, 1);
-    assert_eq!(parent.children.len(), 2, "two full-enough nodes stay two");
-    level[n - 2].1 = parent.children[0].clone();
-    level[n - 1] = (parent.keys[0].clone(), parent.children[1].clone());
-}
-
-fn check_node<K: Ord + Clone, V>(
-    node: &Node<K, V>,
-    lower: Option<&K>,
-    upper: Option<&K>,
-    depth: usize,
-    is_root: bool,
-    leaf_depth: &mut Option<usize>,
-    count: &mut usize,
-) -> Result<(), String> {
-    let in_bounds = |k: &K| lower.is_none_or(|l| k >= l) && upper.is_none_or(|u| k < u);
-    match node {
-        Node::Leaf(l) => {
-            if l.entries.is_empty() && !is_root {
-                return Err(format!("empty leaf at depth {depth}"));
-            }
-            if !l.entries.windows(2).all(|w| w[0].0 < w[1].0) {
-                return Err(format!("leaf at depth {depth} is not strictly ascending"));
-            }
-            if !l.entries.iter().all(|(k, _)| in_bounds(k)) {
-                return Err(format!(
-                    "leaf at depth {depth} holds a key outside its bounds"
-                ));
-            }
-            match *leaf_depth {
-                None => *leaf_depth = Some(depth),
-                Some(d) if d != depth => return Err(format!("leaves at depths {d} and {depth}")),
-                _ => {}
-            }
-            *count += l.entries.len();
-        }
-        Node::Branch(b) => {
-            if b.keys.len() + 1 != b.children.len() {
-                return Err(format!(
-                    "branch at depth {depth} has {} keys and {} children",
-                    b.keys.len(),
-                    b.children.len()
-                ));
-            }
-            if b.children.len() < 2 && !is_root {
-                return Err(format!("branch at depth {depth} has one child"));
-            }
-            if !b.keys.windows(2).all(|w| w[0] < w[1]) || !b.keys.iter().all(in_bounds) {
-                return Err(format!("branch at depth {depth} has misordered separators"));
-            }
-            for (i, child) in b.children.iter().enumerate() {
-                let lo = if i == 0 { lower } else { Some(&b.keys[i - 1]) };
-                let hi = if i == b.keys.len() {
-                    upper
-                } else {
-                    Some(&b.keys[i])
-                };
-                check_node(child, lo, hi, depth + 1, false, leaf_depth, count)?;
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Iterator over entries in ascending key order.
 pub struct Iter<'a, K, V> {
     stack: Vec<(&'a Branch<K, V>, usize)>,
@@ -718,203 +534,5 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
                 self.stack.pop();
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-    use std::collections::BTreeMap;
-
-    #[derive(Debug, Clone)]
-    enum Action {
-        Insert(u16, u32),
-        Remove(u16),
-        Snapshot,
-    }
-
-    fn action() -> impl Strategy<Value = Action> {
-        prop_oneof![
-            6 => (any::<u16>(), any::<u32>()).prop_map(|(k, v)| Action::Insert(k % 3000, v)),
-            3 => any::<u16>().prop_map(|k| Action::Remove(k % 3000)),
-            1 => Just(Action::Snapshot),
-        ]
-    }
-
-    fn assert_same(map: &PMap<u16, u32>, model: &BTreeMap<u16, u32>) {
-        map.check_invariants().unwrap();
-        assert_eq!(map.len(), model.len());
-        assert!(
-            map.iter()
-                .map(|(k, v)| (*k, *v))
-                .eq(model.iter().map(|(k, v)| (*k, *v)))
-        );
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
-
-        /// Random inserts and removes, with snapshots taken along the way, agree with `BTreeMap`;
-        /// every snapshot still shows the state at the moment it was taken.
-        #[test]
-        fn behaves_like_btreemap(actions in proptest::collection::vec(action(), 1..3000)) {
-            let mut map = PMap::new();
-            let mut model = BTreeMap::new();
-            let mut snapshots = Vec::new();
-            for action in actions {
-                match action {
-                    Action::Insert(k, v) => prop_assert_eq!(map.insert(k, v), model.insert(k, v)),
-                    Action::Remove(k) => prop_assert_eq!(map.remove(&k), model.remove(&k)),
-                    Action::Snapshot => snapshots.push((map.clone(), model.clone())),
-                }
-            }
-            assert_same(&map, &model);
-            for (snap, snap_model) in &snapshots {
-                assert_same(snap, snap_model);
-            }
-            for probe in [0u16, 1, 1500, 2999, 3000] {
-                let expect: Vec<_> = model.range(probe..).map(|(k, v)| (*k, *v)).collect();
-                let got: Vec<_> = map.range_from(Bound::Included(&probe)).map(|(k, v)| (*k, *v)).collect();
-                prop_assert_eq!(got, expect);
-                let expect: Vec<_> = model
-                    .range((Bound::Excluded(probe), Bound::Unbounded))
-                    .map(|(k, v)| (*k, *v))
-                    .collect();
-                let got: Vec<_> = map.range_from(Bound::Excluded(&probe)).map(|(k, v)| (*k, *v)).collect();
-                prop_assert_eq!(got, expect);
-            }
-        }
-
-        #[test]
-        fn bulk_load_matches_inserts(keys in proptest::collection::btree_set(any::<u32>(), 0..5000)) {
-            let map = PMap::from_sorted(keys.iter().map(|k| (*k, *k as u64))).unwrap();
-            map.check_invariants().unwrap();
-            prop_assert_eq!(map.len(), keys.len());
-            prop_assert!(map.iter().map(|(k, _)| *k).eq(keys.iter().copied()));
-        }
-    }
-
-    #[test]
-    fn get_mut_copies_only_what_is_shared() {
-        let mut map: PMap<u32, u32> =
-            (0..1000)
-                .map(|k| (k, k))
-                .fold(PMap::new(), |mut m, (k, v)| {
-                    m.insert(k, v);
-                    m
-                });
-        let snapshot = map.clone();
-        *map.get_mut(&500).unwrap() = 7;
-        assert_eq!(map.get(&500), Some(&7));
-        assert_eq!(snapshot.get(&500), Some(&500));
-        assert!(map.get_mut(&5000).is_none());
-    }
-
-    #[test]
-    fn ascending_inserts_fill_leaves() {
-        let mut map = PMap::new();
-        for k in 0..100_000u32 {
-            map.insert(k, ());
-        }
-        map.check_invariants().unwrap();
-        let (leaves, _, entries) = map.node_counts();
-        assert!(entries as f64 / (leaves * LEAF_CAP) as f64 > 0.95);
-
-        // Ascending inserts into the middle of the key space (one directory's entries before
-        // another's) fill leaves too.
-        let mut map = PMap::new();
-        for k in 0..1000u32 {
-            map.insert((1u8, k), ());
-        }
-        for k in 0..100_000u32 {
-            map.insert((0u8, k), ());
-        }
-        map.check_invariants().unwrap();
-        let (leaves, _, entries) = map.node_counts();
-        assert!(entries as f64 / (leaves * LEAF_CAP) as f64 > 0.9);
-    }
-
-    /// Deep trees: enough entries for branches to split and, while draining, to merge and refill,
-    /// with snapshots held across both.
-    #[test]
-    fn deep_random_workload_agrees_with_btreemap() {
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
-        let mut map = PMap::new();
-        let mut model = BTreeMap::new();
-        for _ in 0..300_000 {
-            let k = (next() % 400_000) as u32;
-            assert_eq!(map.insert(k, k), model.insert(k, k));
-        }
-        map.check_invariants().unwrap();
-        let snapshot = (map.clone(), model.clone());
-        let keys: Vec<u32> = model.keys().copied().collect();
-        for (n, k) in keys.iter().enumerate() {
-            if next() % 4 != 0 {
-                assert_eq!(map.remove(k), model.remove(k));
-            }
-            if n % 50_000 == 0 {
-                map.check_invariants().unwrap();
-            }
-        }
-        map.check_invariants().unwrap();
-        assert!(
-            map.iter()
-                .map(|(k, v)| (*k, *v))
-                .eq(model.iter().map(|(k, v)| (*k, *v)))
-        );
-        snapshot.0.check_invariants().unwrap();
-        assert!(
-            snapshot
-                .0
-                .iter()
-                .map(|(k, _)| *k)
-                .eq(snapshot.1.keys().copied())
-        );
-        let (_, branches, _) = snapshot.0.node_counts();
-        assert!(
-            branches > 64,
-            "the workload must split branches, made {branches}"
-        );
-    }
-
-    #[test]
-    fn unsorted_bulk_input_is_refused() {
-        assert_eq!(
-            PMap::from_sorted([(1, ()), (1, ())])
-                .err()
-                .unwrap()
-                .position,
-            1
-        );
-        assert_eq!(
-            PMap::from_sorted([(2, ()), (1, ())])
-                .err()
-                .unwrap()
-                .position,
-            1
-        );
-    }
-
-    #[test]
-    fn draining_shrinks_to_empty() {
-        let mut map = PMap::new();
-        for k in 0..10_000u32 {
-            map.insert(k, k);
-        }
-        for k in (0..10_000u32).rev() {
-            assert_eq!(map.remove(&k), Some(k));
-            if k % 997 == 0 {
-                map.check_invariants().unwrap();
-            }
-        }
-        assert!(map.is_empty());
-        assert_eq!(map.node_counts(), (0, 0, 0));
     }
 }

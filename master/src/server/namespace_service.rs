@@ -1,0 +1,402 @@
+//! The namespace service for clients: [`MasterService`] on [`MasterServer`].
+//!
+//! Each RPC is a `debug` span (tarpc adds an `RPC` span with the trace id). Reads take the
+//! namespace's read lock; mutations are checked against the current state first (so a request
+//! that cannot succeed, or changes nothing, costs no log write) and then go through the
+//! [`Committer`](crate::committer::Committer), which answers after the op is durable and applied.
+//! File ids are handed out before the op is logged, so the server's counter is never behind the
+//! namespace's. Chunk locations come from the chunk map; in safe mode a chunk no server has
+//! reported yet is `Unavailable` to a reader (ask again), not lost.
+
+use super::MasterServer;
+use crate::chunks::leases::LeaseContext;
+use crate::namespace::op::{Op, Prepared, Reply};
+use crate::namespace::{DEFAULT_DIR_MODE, DEFAULT_FILE_MODE};
+use kfs_common::proto::master::{
+    ChunkLocation, ChunkserverInfo, CreateOptions, DirPage, FileAttr, FsckReport, MasterInfo,
+    MasterService, MkdirOptions, NamespaceCounters, RemoveSummary, SetAttr, WorkerInfo, WriteLease,
+};
+use kfs_common::proto::{CLIENT_PROTOCOL_VERSION, OLDEST_CLIENT_PROTOCOL, now};
+use kfs_common::{ChunkId, ChunkVersion, FileId, KfsError, KfsResult, ServerId, path};
+use serde_bytes::ByteBuf;
+use std::sync::atomic::Ordering;
+use tarpc::context::Context;
+use tracing::instrument;
+
+impl MasterServer {
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&crate::namespace::Namespace) -> KfsResult<T>,
+    ) -> KfsResult<T> {
+        f(&self.state.ns.read().expect("namespace lock"))
+    }
+
+    /// Checks `op`; logs and applies it if it changes anything.
+    async fn mutate(&self, op: Op) -> KfsResult<Reply> {
+        if let Prepared::Unchanged(reply) = self.read(|ns| ns.prepare(&op))? {
+            return Ok(reply);
+        }
+        self.state
+            .committer
+            .commit(op)
+            .await
+            .map(|applied| applied.reply)
+    }
+
+    fn lease_context(&self) -> LeaseContext<'_> {
+        LeaseContext {
+            ns: &self.state.ns,
+            chunks: &self.state.chunks,
+            log: &self.state.committer,
+        }
+    }
+
+    /// Where `chunks` (`(offset, chunk, version)`) are; for a reader (`for_reading`), a chunk no
+    /// server has reported yet in safe mode is `Unavailable` (ask again), not lost.
+    fn locations_of(
+        &self,
+        chunks: Vec<(u64, ChunkId, ChunkVersion)>,
+        for_reading: bool,
+    ) -> KfsResult<Vec<ChunkLocation>> {
+        let mut map = self.state.chunks.lock().expect("chunk map lock");
+        let found: Vec<ChunkLocation> = chunks
+            .into_iter()
+            .map(|(offset, chunk, version)| ChunkLocation {
+                offset,
+                chunk,
+                version,
+                replicas: map.locations(chunk),
+            })
+            .collect();
+        // Just after a restart a chunk may have replicas that have not reported yet: the reader
+        // should ask again, not conclude that the chunk is lost.
+        if for_reading
+            && let Some(unknown) = found.iter().find(|l| l.replicas.is_empty())
+            && map.in_safe_mode(self.state.clock.now())
+        {
+            return Err(KfsError::Unavailable(format!(
+                "the master has just restarted and no chunkserver has reported {} yet; ask again shortly",
+                unknown.chunk
+            )));
+        }
+        Ok(found)
+    }
+
+    fn allocate_fids(&self, count: u64) -> FileId {
+        FileId(self.state.next_fid.fetch_add(count, Ordering::Relaxed))
+    }
+}
+
+fn expect_attr(reply: Reply) -> KfsResult<FileAttr> {
+    match reply {
+        Reply::Attr(attr) => Ok(attr),
+        other => Err(KfsError::Internal(format!(
+            "expected attributes, got {other:?}"
+        ))),
+    }
+}
+
+fn expect_removed(reply: Reply) -> KfsResult<RemoveSummary> {
+    match reply {
+        Reply::Removed(summary) => Ok(summary),
+        Reply::Done => Ok(RemoveSummary::default()),
+        other => Err(KfsError::Internal(format!(
+            "expected a summary, got {other:?}"
+        ))),
+    }
+}
+
+impl MasterService for MasterServer {
+    #[instrument(level = "debug", skip_all, fields(protocol))]
+    async fn handshake(self, _: Context, protocol: u32) -> KfsResult<MasterInfo> {
+        if !(OLDEST_CLIENT_PROTOCOL..=CLIENT_PROTOCOL_VERSION).contains(&protocol) {
+            return Err(KfsError::IncompatibleProtocol {
+                ours: CLIENT_PROTOCOL_VERSION,
+                theirs: protocol,
+            });
+        }
+        Ok(MasterInfo {
+            protocol: CLIENT_PROTOCOL_VERSION,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            default_replication: self.state.default_replication,
+            chunk_size: self.state.leases.chunk_size(),
+        })
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path, parents = options.parents))]
+    async fn mkdir(self, _: Context, path: String, options: MkdirOptions) -> KfsResult<FileAttr> {
+        // One id per component covers every directory `-p` might create.
+        let count = path::components(&path)?.len().max(1) as u64;
+        let op = Op::Mkdir {
+            first_fid: self.allocate_fids(count),
+            parents: options.parents,
+            mode: options.mode.unwrap_or(DEFAULT_DIR_MODE),
+            time: now(),
+            path,
+        };
+        self.mutate(op).await.and_then(expect_attr)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path, exclusive = options.exclusive))]
+    async fn create(self, _: Context, path: String, options: CreateOptions) -> KfsResult<FileAttr> {
+        let op = Op::Create {
+            exclusive: options.exclusive,
+            replication: options
+                .replication
+                .unwrap_or(self.state.default_replication),
+            replication_given: options.replication.is_some(),
+            mode: options.mode.unwrap_or(DEFAULT_FILE_MODE),
+            fid: self.allocate_fids(1),
+            time: now(),
+            path,
+        };
+        self.mutate(op).await.and_then(expect_attr)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path))]
+    async fn stat(self, _: Context, path: String) -> KfsResult<FileAttr> {
+        self.read(|ns| ns.stat(&path))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path, limit))]
+    async fn readdir(
+        self,
+        _: Context,
+        path: String,
+        start_after: Option<String>,
+        limit: u32,
+        with_attrs: bool,
+    ) -> KfsResult<DirPage> {
+        self.read(|ns| ns.readdir(&path, start_after.as_deref(), limit, with_attrs))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%src, %dst))]
+    async fn rename(self, _: Context, src: String, dst: String) -> KfsResult<()> {
+        self.mutate(Op::Rename {
+            src,
+            dst,
+            time: now(),
+        })
+        .await
+        .map(drop)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path))]
+    async fn remove(self, _: Context, path: String) -> KfsResult<()> {
+        self.mutate(Op::Remove { path, time: now() })
+            .await
+            .map(drop)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path))]
+    async fn rmdir(self, _: Context, path: String) -> KfsResult<()> {
+        self.mutate(Op::Rmdir { path, time: now() }).await.map(drop)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path))]
+    async fn remove_recursive(self, _: Context, path: String) -> KfsResult<RemoveSummary> {
+        self.mutate(Op::RemoveRecursive { path, time: now() })
+            .await
+            .and_then(expect_removed)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path, replication))]
+    async fn set_replication(
+        self,
+        _: Context,
+        path: String,
+        replication: u8,
+    ) -> KfsResult<FileAttr> {
+        self.mutate(Op::SetReplication { path, replication })
+            .await
+            .and_then(expect_attr)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path))]
+    async fn set_attr(self, _: Context, path: String, attr: SetAttr) -> KfsResult<FileAttr> {
+        self.mutate(Op::SetAttr { path, attr })
+            .await
+            .and_then(expect_attr)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path, %name))]
+    async fn set_xattr(
+        self,
+        _: Context,
+        path: String,
+        name: String,
+        value: ByteBuf,
+    ) -> KfsResult<()> {
+        self.mutate(Op::SetXattr { path, name, value })
+            .await
+            .map(drop)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path, %name))]
+    async fn get_xattr(self, _: Context, path: String, name: String) -> KfsResult<ByteBuf> {
+        self.read(|ns| ns.get_xattr(&path, &name))
+            .map(ByteBuf::from)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path))]
+    async fn list_xattrs(self, _: Context, path: String) -> KfsResult<Vec<String>> {
+        self.read(|ns| ns.list_xattrs(&path))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path, %name))]
+    async fn remove_xattr(self, _: Context, path: String, name: String) -> KfsResult<()> {
+        self.mutate(Op::RemoveXattr { path, name }).await.map(drop)
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn counters(self, _: Context) -> KfsResult<NamespaceCounters> {
+        self.read(|ns| Ok(ns.counters()))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path))]
+    async fn file_chunks(self, _: Context, path: String) -> KfsResult<Vec<ChunkLocation>> {
+        let chunks = self.read(|ns| {
+            let attr = ns.stat(&path)?;
+            if attr.kind == kfs_common::FileKind::Dir {
+                return Err(KfsError::is_a_directory(path.as_str()));
+            }
+            Ok(ns.chunks(attr.fid))
+        })?;
+        self.locations_of(chunks, false)
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn chunkservers(self, _: Context) -> KfsResult<Vec<ChunkserverInfo>> {
+        Ok(self
+            .state
+            .chunks
+            .lock()
+            .expect("chunk map lock")
+            .servers(self.state.clock.now()))
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn fsck(self, _: Context) -> KfsResult<FsckReport> {
+        // A snapshot (O(1)), so mutations go on while the walk runs.
+        let ns = self.state.ns.read().expect("namespace lock").clone();
+        Ok(self.state.chunks.lock().expect("chunk map lock").fsck(&ns))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%server, drain))]
+    async fn decommission(
+        self,
+        _: Context,
+        server: String,
+        drain: bool,
+    ) -> KfsResult<ChunkserverInfo> {
+        self.state
+            .chunks
+            .lock()
+            .expect("chunk map lock")
+            .set_draining(&server, drain, self.state.clock.now())
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%fid))]
+    async fn stat_fid(self, _: Context, fid: FileId) -> KfsResult<FileAttr> {
+        self.read(|ns| ns.stat_fid(fid))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%fid, offset, len))]
+    async fn locate(
+        self,
+        _: Context,
+        fid: FileId,
+        offset: u64,
+        len: u64,
+    ) -> KfsResult<Vec<ChunkLocation>> {
+        let chunk_size = self.state.leases.chunk_size();
+        let chunks = self.read(|ns| {
+            let attr = ns.stat_fid(fid)?;
+            if attr.kind == kfs_common::FileKind::Dir {
+                return Err(KfsError::is_a_directory(fid.to_string()));
+            }
+            Ok(ns.chunks_in(fid, offset, offset.saturating_add(len), chunk_size))
+        })?;
+        self.locations_of(chunks, true)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path, len))]
+    async fn open(
+        self,
+        _: Context,
+        path: String,
+        len: u64,
+    ) -> KfsResult<(FileAttr, Option<Vec<ChunkLocation>>)> {
+        let chunk_size = self.state.leases.chunk_size();
+        let (attr, chunks) = self.read(|ns| {
+            let attr = ns.stat(&path)?;
+            if attr.kind == kfs_common::FileKind::Dir {
+                return Err(KfsError::is_a_directory(path.as_str()));
+            }
+            let chunks = ns.chunks_in(attr.fid, 0, len, chunk_size);
+            Ok((attr, chunks))
+        })?;
+        // Locations not all known yet (safe mode): the open still succeeds; reads ask again.
+        Ok((attr, self.locations_of(chunks, true).ok()))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%fid, chunk_offset))]
+    async fn lease(self, _: Context, fid: FileId, chunk_offset: u64) -> KfsResult<WriteLease> {
+        self.state
+            .leases
+            .lease(&self.lease_context(), fid, chunk_offset)
+            .await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%chunk, %version))]
+    async fn renew_lease(
+        self,
+        _: Context,
+        chunk: ChunkId,
+        version: ChunkVersion,
+    ) -> KfsResult<u64> {
+        self.state
+            .leases
+            .renew(&self.lease_context(), chunk, version)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%chunk, %version, failed = failed.len()))]
+    async fn report_failure(
+        self,
+        _: Context,
+        chunk: ChunkId,
+        version: ChunkVersion,
+        failed: Vec<ServerId>,
+    ) -> KfsResult<WriteLease> {
+        self.state
+            .leases
+            .report_failure(&self.lease_context(), chunk, version, failed)
+            .await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn workers(self, _: Context) -> KfsResult<Vec<WorkerInfo>> {
+        Ok(self.state.workers.list())
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%fid, length))]
+    async fn extend_length(self, _: Context, fid: FileId, length: u64) -> KfsResult<FileAttr> {
+        // Boxed: the check's calls to chunkservers would make every request's future larger.
+        Box::pin(crate::length_check::check_extension(
+            &self.state.ns,
+            &self.state.chunks,
+            self.state.leases.pool(),
+            self.state.leases.chunk_size(),
+            fid,
+            length,
+        ))
+        .await?;
+        self.mutate(Op::ExtendLength {
+            fid,
+            size: length,
+            time: now(),
+        })
+        .await
+        .and_then(expect_attr)
+    }
+}
