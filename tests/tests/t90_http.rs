@@ -664,3 +664,68 @@ async fn the_master_and_chunkservers_report_status_and_metrics() {
     assert_eq!(loops, ["checkpointer", "heartbeat timeouts", "healer"]);
     cluster.shutdown().await;
 }
+
+/// The master's calls by method, from its `/metrics`.
+async fn master_calls(
+    h: &reqwest::Client,
+    master: &str,
+) -> std::collections::BTreeMap<String, f64> {
+    let text = h
+        .get(format!("{master}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut calls = std::collections::BTreeMap::new();
+    for s in parse(&text).samples {
+        if s.metric == "kfs_rpc_calls_total"
+            && s.labels.get("service") == Some("MasterService")
+            && let prometheus_parse::Value::Counter(v) = s.value
+        {
+            *calls
+                .entry(s.labels.get("method").unwrap_or("?").to_string())
+                .or_default() += v;
+        }
+    }
+    calls
+}
+
+/// Issue 17, item 4: a small file costs `create`, `lease` and `extend_length` at the master;
+/// `close` takes the attributes from `extend_length`'s reply instead of a `stat_fid` after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_file_costs_three_master_calls() {
+    let cluster = TestCluster::start(ClusterOptions {
+        http: true,
+        ..Default::default()
+    })
+    .await;
+    let client = cluster.client().await;
+    let h = http();
+    let master = format!("http://{}", cluster.master().http_addr().unwrap());
+    client.mkdir_all("/small").await.unwrap();
+    let before = master_calls(&h, &master).await;
+    let data = content(9, 6 * 1024);
+    let mut f = client.create("/small/a.jpg").await.unwrap();
+    f.write_all(&data).await.unwrap();
+    let attr = f.close().await.unwrap();
+    assert_eq!(
+        attr.size,
+        data.len() as u64,
+        "close answers the new attributes"
+    );
+    let after = master_calls(&h, &master).await;
+    let spent: std::collections::BTreeMap<&str, f64> = after
+        .iter()
+        .map(|(m, n)| (m.as_str(), n - before.get(m).copied().unwrap_or(0.0)))
+        .filter(|(_, n)| *n > 0.0)
+        .collect();
+    assert_eq!(
+        spent,
+        [("create", 1.0), ("extend_length", 1.0), ("lease", 1.0)].into(),
+        "the master calls one small file costs"
+    );
+    assert_eq!(client.stat("/small/a.jpg").await.unwrap().size, 6 * 1024);
+    cluster.shutdown().await;
+}

@@ -64,6 +64,9 @@ pub(crate) struct Shared {
     modified: AtomicBool,
     /// The length the master has from this handle.
     length_set: AtomicU64,
+    /// The attributes the master answered the last `extend_length` with (taken by `close`, so
+    /// a close that extended the file needs no `stat` after it).
+    extended: Mutex<Option<FileAttr>>,
     leases: Mutex<HashMap<u64, Held>>,
     /// Where each chunk is (`None`: a hole), by chunk offset.
     locations: Mutex<BTreeMap<u64, Option<ChunkLocation>>>,
@@ -194,6 +197,7 @@ impl File {
                 written_end: AtomicU64::new(0),
                 modified: AtomicBool::new(false),
                 length_set: AtomicU64::new(attr.size),
+                extended: Mutex::new(None),
                 leases: Mutex::new(HashMap::new()),
                 locations: Mutex::new(BTreeMap::new()),
                 unsynced: Mutex::new(BTreeSet::new()),
@@ -293,9 +297,15 @@ impl File {
     }
 
     /// Flushes and closes the file; replies with its attributes.
+    /// When the flush tells the master the file's new length, the master's answer is the
+    /// attributes (one call); otherwise they are asked for.
     pub async fn close(mut self) -> KfsResult<FileAttr> {
         use tokio::io::AsyncWriteExt;
+        self.shared.extended.lock().expect("extended lock").take();
         self.flush().await.map_err(io_to_kfs)?;
+        if let Some(attr) = self.shared.extended.lock().expect("extended lock").take() {
+            return Ok(attr);
+        }
         let fid = self.shared.fid;
         self.shared
             .io

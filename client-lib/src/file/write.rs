@@ -268,6 +268,7 @@ impl Shared {
         };
         self.length_set.fetch_max(end, Ordering::AcqRel);
         self.size.fetch_max(attr.size, Ordering::AcqRel);
+        *self.extended.lock().expect("extended lock") = Some(attr);
         Ok(())
     }
 
