@@ -237,7 +237,7 @@ impl Redialing {
 
     /// A new connection, dialled within `timeout` (or the one another caller just dialled).
     async fn redial(&self, timeout: Duration) -> Result<Arc<Conn>, KfsError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = kfs_common::clock::Clock::system().now() + timeout;
         let dials_seen = self.0.dialling.try_lock().map(|d| d.0).ok();
         let mut dialling = tokio::time::timeout(timeout, self.0.dialling.lock())
             .await

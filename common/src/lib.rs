@@ -4,8 +4,11 @@
 //! - [`error`]: [`KfsError`], the error users act on, carried inside RPC replies.
 //! - [`path`]: the rules of a valid namespace path.
 //! - [`proto`]: tarpc service traits and the types they carry, one module per service.
-//! - [`rpc`]: the TCP transport (framing and codec) every service uses.
+//! - [`rpc`]: the TCP transport (preamble, framing and codec) every service uses.
 //! - [`retry`]: [`retry::Backoff`], the pause of every loop that tries again.
+//! - [`clock`]: the clock time-dependent decisions read (tests drive it).
+//! - [`worker`]: the background loops of a server and their registry.
+//! - `config` (feature `service`): the daemons' one configuration loader.
 //! - `metrics` (feature `metrics`): Prometheus metrics of every RPC and the `/metrics` server.
 //!
 //! API boundary: the master, chunkservers and clients meet only here; nothing in this crate knows

@@ -54,6 +54,11 @@ async fn raw_status(addr: SocketAddr, target: &str) -> u16 {
         .unwrap_or_else(|_| panic!("no status in {text:?}"))
 }
 
+/// `GET url`, its body as text.
+async fn get_text(h: &reqwest::Client, url: String) -> String {
+    h.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 /// `GET url`, its body as JSON.
 async fn get_json(h: &reqwest::Client, url: String) -> serde_json::Value {
     h.get(url).send().await.unwrap().json().await.unwrap()
@@ -462,14 +467,7 @@ async fn streams_past_the_limit_get_503_and_a_change_shows_once_the_cache_expire
     .await;
 
     // The cache answered some lookups, and the gateway counted what it did.
-    let metrics = h
-        .get(format!("http://{}/metrics", gw.metrics_addr().unwrap()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&h, format!("http://{}/metrics", gw.metrics_addr().unwrap())).await;
     let scrape = parse(&metrics);
     assert!(value(&scrape, "kfs_gateway_cache_hits_total", &[]) >= 1.0);
     assert!(value(&scrape, "kfs_gateway_cache_misses_total", &[]) >= 1.0);
@@ -491,14 +489,7 @@ async fn streams_past_the_limit_get_503_and_a_change_shows_once_the_cache_expire
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
-    let text = h
-        .get(format!("http://{}/metrics", gw.metrics_addr().unwrap()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&h, format!("http://{}/metrics", gw.metrics_addr().unwrap())).await;
     assert!(!text.contains("BREW"), "{text}");
     assert_eq!(
         value(
@@ -670,14 +661,7 @@ async fn master_calls(
     h: &reqwest::Client,
     master: &str,
 ) -> std::collections::BTreeMap<String, f64> {
-    let text = h
-        .get(format!("{master}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(h, format!("{master}/metrics")).await;
     let mut calls = std::collections::BTreeMap::new();
     for s in parse(&text).samples {
         if s.metric == "kfs_rpc_calls_total"

@@ -261,21 +261,40 @@ pub fn closed_idle(error: &(dyn std::error::Error + 'static)) -> bool {
     chain_holds::<ClosedIdle>(error, &ClosedIdle.to_string())
 }
 
-/// Whether `error`'s chain holds a `T` (tarpc keeps the transport's error behind an `Arc`,
-/// whose `source` skips it, so the chain is matched by type where it can be and by `message`
-/// where it cannot).
+/// The first `T` in `error`'s chain, directly or inside an `io::Error` (tarpc keeps the
+/// transport's error behind an `Arc`, whose `source` skips it, so callers that must see through
+/// tarpc also match by message: [`chain_holds`]).
+pub(crate) fn chain_find<'e, T: std::error::Error + 'static>(
+    error: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e T> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        if let Some(found) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<T>())
+        {
+            return Some(found);
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// Whether `error`'s chain holds a `T`, by type or, where tarpc hides it, by `message`.
 fn chain_holds<T: std::error::Error + 'static>(
     error: &(dyn std::error::Error + 'static),
     message: &str,
 ) -> bool {
+    if chain_find::<T>(error).is_some() {
+        return true;
+    }
     let mut next = Some(error);
     while let Some(e) = next {
-        if e.is::<T>() || e.to_string() == message {
-            return true;
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && io.get_ref().is_some_and(|inner| inner.is::<T>())
-        {
+        if e.to_string() == message {
             return true;
         }
         next = e.source();

@@ -68,21 +68,7 @@ pub struct ProtocolMismatch {
 /// Whether `error` (an `io::Error` from connecting, or anything wrapping one) is a
 /// [`ProtocolMismatch`]; returns it.
 pub fn protocol_mismatch(error: &(dyn std::error::Error + 'static)) -> Option<ProtocolMismatch> {
-    let mut next = Some(error);
-    while let Some(e) = next {
-        if let Some(m) = e.downcast_ref::<ProtocolMismatch>() {
-            return Some(m.clone());
-        }
-        if let Some(m) = e
-            .downcast_ref::<io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<ProtocolMismatch>())
-        {
-            return Some(m.clone());
-        }
-        next = e.source();
-    }
-    None
+    super::chain_find::<ProtocolMismatch>(error).cloned()
 }
 
 /// Client side: states `service` and `version` on `stream` and waits for the server to accept.

@@ -405,10 +405,10 @@ impl Worker for HeartbeatTimeouts {
                     .lock()
                     .expect("chunk map lock")
                     .expire(self.clock.now());
-                if !dead.is_empty() {
-                    status.note(format!("declared {} chunkservers dead", dead.len()));
-                }
-                status.round(format!("checked every {} ms", period.as_millis()));
+                status.round(match dead.len() {
+                    0 => format!("checked every {} ms", period.as_millis()),
+                    n => format!("declared {n} chunkservers dead"),
+                });
             }
         })
     }
