@@ -37,6 +37,9 @@ struct StateMetrics {
     scrub_passes: Counter,
     scrub_bytes: Counter,
     scrub_corrupt: Counter,
+    file_opens: Counter,
+    data_syncs: Counter,
+    dir_syncs: Counter,
     heartbeats: Counter,
     deleted: Counter,
 }
@@ -113,6 +116,21 @@ pub fn registry(
         s.scrub_corrupt.clone(),
     );
     r.register(
+        "kfs_chunkserver_file_opens",
+        "Chunk files opened (the open-file cache missed)",
+        s.file_opens.clone(),
+    );
+    r.register(
+        "kfs_chunkserver_data_syncs",
+        "Data syncs (fdatasync) of chunk files",
+        s.data_syncs.clone(),
+    );
+    r.register(
+        "kfs_chunkserver_dir_syncs",
+        "Directory syncs of chunk subdirectories (one per batch of syncs that made or renamed files)",
+        s.dir_syncs.clone(),
+    );
+    r.register(
         "kfs_chunkserver_heartbeats",
         "Heartbeats the master answered",
         s.heartbeats.clone(),
@@ -139,6 +157,10 @@ pub fn registry(
             &s.scrub_corrupt,
             scrub.corrupt_found.load(Ordering::Relaxed),
         );
+        let calls = store.io_counts();
+        catch_up(&s.file_opens, calls.opens);
+        catch_up(&s.data_syncs, calls.data_syncs);
+        catch_up(&s.dir_syncs, calls.dir_syncs);
         catch_up(&s.heartbeats, link.heartbeats.load(Ordering::Relaxed));
         catch_up(&s.deleted, link.deleted.load(Ordering::Relaxed));
     });

@@ -463,10 +463,9 @@ impl TestCluster {
     }
 
     fn replica_file_at(&self, i: usize, chunk: ChunkId, version: ChunkVersion) -> Option<PathBuf> {
-        let name = kfs_chunkserver::store::chunk_file::file_name(chunk, version);
         self.data_dirs(i)
             .into_iter()
-            .map(|d| d.join("chunks").join(&name))
+            .map(|d| kfs_chunkserver::store::data_dir::replica_path(&d, chunk, version))
             .find(|p| p.exists())
     }
 

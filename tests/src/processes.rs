@@ -150,8 +150,7 @@ impl ProcessCluster {
 
     /// The file of the replica of `chunk` at `version` on chunkserver `i`, if there is one.
     pub fn replica_file(&self, i: usize, chunk: ChunkId, version: ChunkVersion) -> Option<PathBuf> {
-        let name = kfs_chunkserver::store::chunk_file::file_name(chunk, version);
-        let path = self.data_dir(i).join("chunks").join(name);
+        let path = kfs_chunkserver::store::data_dir::replica_path(self.data_dir(i), chunk, version);
         path.exists().then_some(path)
     }
 

@@ -261,16 +261,20 @@ async fn the_scrubber_finds_damage_nobody_read() {
     let stats = cluster.chunkserver(2).scrub_stats();
     // The store sets the replica aside inside the read, before the scrubber
     // counts what it found: wait for both, not one then assert the other.
-    wait_until("the scrubber to find and count the damaged replica", WAIT, || {
-        let store = store.clone();
-        async move {
-            store.corrupt() == vec![chunk]
-                && stats
-                    .corrupt_found
-                    .load(std::sync::atomic::Ordering::Relaxed)
-                    >= 1
-        }
-    })
+    wait_until(
+        "the scrubber to find and count the damaged replica",
+        WAIT,
+        || {
+            let store = store.clone();
+            async move {
+                store.corrupt() == vec![chunk]
+                    && stats
+                        .corrupt_found
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                        >= 1
+            }
+        },
+    )
     .await;
     wait_for_replicas(&cluster, "/cold", 2).await;
     cluster.shutdown().await;

@@ -59,6 +59,7 @@ fn files_on(cluster: &TestCluster, i: usize) -> Vec<String> {
         .data_dirs(i)
         .iter()
         .flat_map(|d| std::fs::read_dir(d.join("chunks")).unwrap())
+        .flat_map(|sub| std::fs::read_dir(sub.unwrap().path()).unwrap())
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect()
 }

@@ -135,8 +135,17 @@ fn check_fields(f: &[u8; FIELDS_LEN], chunk: ChunkId) -> Result<(), ChunkError> 
     Ok(())
 }
 
+/// The chunk's length, from the size of its open file; a file with no links left (removed
+/// behind the store's back while open) is missing, as an open by name would find it.
 fn length_of(file: &File) -> Result<u64, ChunkError> {
-    let size = file.metadata()?.len();
+    let meta = file.metadata()?;
+    if std::os::unix::fs::MetadataExt::nlink(&meta) == 0 {
+        return Err(ChunkError::Io(io::Error::new(
+            io::ErrorKind::NotFound,
+            "the chunk file was removed",
+        )));
+    }
+    let size = meta.len();
     if size < HEADER_LEN || size - HEADER_LEN > MAX_CHUNK_LEN {
         return Err(ChunkError::Damaged(format!("impossible file size {size}")));
     }
@@ -147,10 +156,15 @@ fn crc_of(block: &[u8]) -> [u8; 4] {
     crc32c::crc32c(block).to_le_bytes()
 }
 
-/// Creates an empty chunk file (no fsync: durability comes with [`sync`]). If the header
-/// cannot be written (a full disk), the file is removed again.
-pub fn create(io: &dyn FileIo, path: &Path, chunk: ChunkId) -> Result<(), ChunkError> {
-    let file = OpenOptions::new().write(true).create_new(true).open(path)?;
+/// Creates an empty chunk file and returns it open read-write (no fsync: durability comes with a
+/// sync of the file and its directory). If the header cannot be written (a full disk), the file
+/// is removed again.
+pub fn create(io: &dyn FileIo, path: &Path, chunk: ChunkId) -> Result<File, ChunkError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)?;
     let mut header = vec![0u8; HEADER_LEN as usize];
     header[..FIELDS_LEN].copy_from_slice(&fields(chunk));
     if let Err(e) = io.write_at(&file, &header, 0) {
@@ -160,19 +174,23 @@ pub fn create(io: &dyn FileIo, path: &Path, chunk: ChunkId) -> Result<(), ChunkE
         }
         return Err(e.into());
     }
-    Ok(())
+    Ok(file)
+}
+
+/// Opens the chunk file at `path` and checks it (see [`check`]).
+pub fn check_path(io: &dyn FileIo, path: &Path, chunk: ChunkId) -> Result<u64, ChunkError> {
+    check(io, &File::open(path)?, chunk)
 }
 
 /// Checks a chunk file's header and size; returns its length.
-pub fn check(io: &dyn FileIo, path: &Path, chunk: ChunkId) -> Result<u64, ChunkError> {
-    let file = File::open(path)?;
+pub fn check(io: &dyn FileIo, file: &File, chunk: ChunkId) -> Result<u64, ChunkError> {
     let size = file.metadata()?.len();
     if size < HEADER_LEN {
         return Err(ChunkError::Unfinished { size });
     }
-    let length = length_of(&file)?;
+    let length = length_of(file)?;
     let mut f = [0u8; FIELDS_LEN];
-    io.read_at(&file, &mut f, 0)?;
+    io.read_at(file, &mut f, 0)?;
     if size == HEADER_LEN && f.iter().all(|b| *b == 0) {
         // The file was made and sized, but its header never landed.
         return Err(ChunkError::Unfinished { size });
@@ -224,13 +242,12 @@ fn read_blocks(
 pub fn read(
     io: &dyn FileIo,
     pool: &Arc<BufPool>,
-    path: &Path,
+    file: &File,
     known_len: u64,
     offset: u64,
     len: u64,
 ) -> Result<(PooledBuf, std::ops::Range<usize>), ChunkError> {
-    let file = File::open(path)?;
-    let length = length_of(&file)?;
+    let length = length_of(file)?;
     if length < known_len {
         return Err(ChunkError::Damaged(format!(
             "the file holds {length} bytes of data, the replica {known_len}"
@@ -242,7 +259,7 @@ pub fn read(
     let end = (offset + len).min(length);
     let first = offset / BLOCK_LEN as u64;
     let last = (end - 1) / BLOCK_LEN as u64;
-    let data = read_blocks(io, pool, &file, length, first, last)?;
+    let data = read_blocks(io, pool, file, length, first, last)?;
     let base = first * BLOCK_LEN as u64;
     Ok((data, (offset - base) as usize..(end - base) as usize))
 }
@@ -252,7 +269,7 @@ pub fn read(
 pub fn write(
     io: &dyn FileIo,
     pool: &Arc<BufPool>,
-    path: &Path,
+    file: &File,
     offset: u64,
     data: &[u8],
 ) -> Result<u64, ChunkError> {
@@ -260,8 +277,7 @@ pub fn write(
     if end > MAX_CHUNK_LEN {
         return Err(ChunkError::TooLarge { end });
     }
-    let file = OpenOptions::new().read(true).write(true).open(path)?;
-    let length = length_of(&file)?;
+    let length = length_of(file)?;
     if data.is_empty() {
         return Ok(length);
     }
@@ -281,7 +297,7 @@ pub fn write(
     // full disk fails it before it touches the file.
     if offset < length
         && new_length > length
-        && let Err(e) = io.allocate(&file, HEADER_LEN + length, new_length - length)
+        && let Err(e) = io.allocate(file, HEADER_LEN + length, new_length - length)
     {
         // Give back what a partial allocation took past the end.
         let _ = file.set_len(HEADER_LEN + length);
@@ -290,11 +306,11 @@ pub fn write(
     // (On a file system that cannot allocate ahead, such a write cut back leaves a block that
     // fails its checksum rather than pass new bytes off as old.)
     let write_data = |bytes: &[u8], at: u64| -> Result<(), ChunkError> {
-        io.write_at(&file, bytes, HEADER_LEN + at).map_err(|e| {
+        io.write_at(file, bytes, HEADER_LEN + at).map_err(|e| {
             if new_length > length
                 && let Err(cutting) = file.set_len(HEADER_LEN + length)
             {
-                tracing::warn!(file = %path.display(), error = %cutting, "could not cut a failed write back");
+                tracing::warn!(error = %cutting, "could not cut a failed write back");
             }
             ChunkError::Io(e)
         })
@@ -312,7 +328,7 @@ pub fn write(
             let covered = offset <= bs && end >= be;
             if bs < length && !covered {
                 // Old bytes stay in this block: verify them before giving them a new checksum.
-                let old = read_blocks(io, pool, &file, length, b, b)?;
+                let old = read_blocks(io, pool, file, length, b, b)?;
                 let at = (bs - start) as usize;
                 region[at..at + old.len()].copy_from_slice(&old);
             }
@@ -322,15 +338,8 @@ pub fn write(
         write_data(&region, start)?;
         region.chunks(BLOCK_LEN).flat_map(crc_of).collect()
     };
-    io.write_at(&file, &crcs, FIELDS_LEN as u64 + first * 4)?;
+    io.write_at(file, &crcs, FIELDS_LEN as u64 + first * 4)?;
     Ok(new_length)
-}
-
-/// Makes the chunk's data durable.
-pub fn sync(io: &dyn FileIo, path: &Path) -> Result<(), ChunkError> {
-    let file = File::open(path)?;
-    io.sync(&file)?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -348,11 +357,12 @@ mod tests {
         offset: u64,
         len: u64,
     ) -> Result<(PooledBuf, std::ops::Range<usize>), ChunkError> {
-        super::read(io, &pool(), path, 0, offset, len)
+        super::read(io, &pool(), &File::open(path)?, 0, offset, len)
     }
 
     fn write(io: &dyn FileIo, path: &Path, offset: u64, data: &[u8]) -> Result<u64, ChunkError> {
-        super::write(io, &pool(), path, offset, data)
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        super::write(io, &pool(), &file, offset, data)
     }
 
     #[test]
@@ -372,7 +382,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(file_name(ChunkId(1), ChunkVersion(1)));
         create(&RealIo, &path, ChunkId(1)).unwrap();
-        assert_eq!(check(&RealIo, &path, ChunkId(1)).unwrap(), 0);
+        assert_eq!(check_path(&RealIo, &path, ChunkId(1)).unwrap(), 0);
         let mut model = vec![0u8; 0];
         let writes: [(u64, usize, u8); 6] = [
             (0, 100, 1),
@@ -437,20 +447,20 @@ mod tests {
         let path = dir.path().join(file_name(ChunkId(3), ChunkVersion(1)));
         std::fs::write(&path, b"short").unwrap();
         assert!(matches!(
-            check(&RealIo, &path, ChunkId(3)),
+            check_path(&RealIo, &path, ChunkId(3)),
             Err(ChunkError::Unfinished { size: 5 })
         ));
         std::fs::remove_file(&path).unwrap();
         create(&RealIo, &path, ChunkId(3)).unwrap();
         assert!(matches!(
-            check(&RealIo, &path, ChunkId(4)),
+            check_path(&RealIo, &path, ChunkId(4)),
             Err(ChunkError::Damaged(_))
         ));
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[20] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
         assert!(matches!(
-            check(&RealIo, &path, ChunkId(3)),
+            check_path(&RealIo, &path, ChunkId(3)),
             Err(ChunkError::Damaged(_))
         ));
     }
@@ -495,7 +505,7 @@ mod tests {
             assert!(write(&io, &path, offset, &vec![4u8; len]).is_err());
             io.set(|f| f.space_left = None);
             assert_eq!(
-                check(&io, &path, ChunkId(5)).unwrap(),
+                check_path(&io, &path, ChunkId(5)).unwrap(),
                 1000,
                 "the old length"
             );
@@ -515,7 +525,7 @@ mod tests {
         for size in [0, 100, HEADER_LEN] {
             std::fs::write(&path, vec![0u8; size as usize]).unwrap();
             assert!(
-                matches!(check(&RealIo, &path, ChunkId(6)), Err(ChunkError::Unfinished { size: s }) if s == size),
+                matches!(check_path(&RealIo, &path, ChunkId(6)), Err(ChunkError::Unfinished { size: s }) if s == size),
                 "{size} bytes"
             );
         }
@@ -528,7 +538,14 @@ mod tests {
             .unwrap()
             .set_len(HEADER_LEN + BLOCK_LEN as u64)
             .unwrap();
-        let cut = super::read(&RealIo, &pool(), &path, 3 * BLOCK_LEN as u64, 0, 10);
+        let cut = super::read(
+            &RealIo,
+            &pool(),
+            &File::open(&path).unwrap(),
+            3 * BLOCK_LEN as u64,
+            0,
+            10,
+        );
         assert!(matches!(cut, Err(ChunkError::Damaged(_))), "{cut:?}");
     }
 }

@@ -14,7 +14,9 @@ use super::ChunkStore;
 use super::chunk_file::ChunkError;
 use super::data_dir::DataDir;
 use kfs_common::{ChunkId, ChunkVersion, KfsError, KfsResult};
+use std::fs::File;
 use std::io::ErrorKind;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 impl ChunkStore {
@@ -30,6 +32,28 @@ impl ChunkStore {
         match self.run_on(dir, job).await? {
             Ok(r) => Ok(r),
             // Boxed: the rare path's state (marks, renames) stays out of every I/O's future.
+            Err(e) => Err(Box::pin(self.consequences(dir, chunk, version, e)).await),
+        }
+    }
+
+    /// [`ChunkStore::on_dir`] for a durable job: it answers once the files `job` returns, and
+    /// the entries it changed, are synced (`worker.rs`).
+    pub(super) async fn on_dir_durable(
+        &self,
+        dir: usize,
+        chunk: ChunkId,
+        version: ChunkVersion,
+        job: impl FnOnce(&DataDir) -> Result<Vec<Arc<File>>, ChunkError> + Send + 'static,
+    ) -> KfsResult<()> {
+        let slot = &self.slots[dir];
+        let done = slot.worker.run_durable(job).await.ok_or_else(|| {
+            KfsError::Internal(format!(
+                "the I/O thread of {} is gone",
+                slot.dir.root.display()
+            ))
+        })?;
+        match done {
+            Ok(()) => Ok(()),
             Err(e) => Err(Box::pin(self.consequences(dir, chunk, version, e)).await),
         }
     }
@@ -177,25 +201,37 @@ impl ChunkStore {
         }
         tracing::error!(%chunk, %version, reason, "replica corrupt; it will not be served again");
         let index = self.index.clone();
-        let renamed = self
-            .run_on(dir, move |d| {
+        let slot = &self.slots[dir];
+        let renamed = slot
+            .worker
+            .run_durable(move |d| {
                 // Still the replica found corrupt (not deleted and made again meanwhile)?
                 let still = index
                     .lock()
                     .get(chunk)
                     .is_some_and(|e| e.dir == dir && e.version == version && e.corrupt);
                 if !still {
-                    return Ok(());
+                    return Ok(Vec::new());
                 }
+                d.files.forget(chunk);
                 match std::fs::rename(d.path(chunk, version), d.corrupt_path(chunk, version)) {
-                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-                    Err(e) => Err(e),
-                    Ok(()) => d.sync_entries(),
+                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(Vec::new()),
+                    Err(e) => Err(ChunkError::Io(e)),
+                    Ok(()) => {
+                        d.entries_changed(chunk);
+                        Ok(Vec::new())
+                    }
                 }
             })
             .await;
-        if let Ok(Err(e)) | Err(e) = renamed.map_err(std::io::Error::other) {
-            tracing::warn!(%chunk, error = %e, "could not mark the corrupt replica's file; a restart will find it by its checksums or not at all");
+        match renamed {
+            None => {
+                tracing::warn!(%chunk, "could not mark the corrupt replica's file: its dir's I/O thread is gone")
+            }
+            Some(Err(e)) => {
+                tracing::warn!(%chunk, error = %e, "could not mark the corrupt replica's file; a restart will find it by its checksums or not at all")
+            }
+            Some(Ok(())) => {}
         }
     }
 

@@ -11,9 +11,11 @@
 //!   version stays, and at one version the one not corrupt.
 
 use super::chunk_file::ChunkError;
-use super::data_dir::{DataDir, DirWorker, Found};
+use super::data_dir::{DataDir, Found};
 use super::index::{Entry, Index, SharedIndex};
 use super::io::FileIo;
+use super::open_files;
+use super::worker::DirWorker;
 use super::{BUFFERS_KEPT, ChunkStore, Slot, aligned::BufPool};
 use kfs_common::ServerId;
 use std::collections::HashMap;
@@ -51,12 +53,15 @@ impl ChunkStore {
             return Err(StoreError::NoDirs);
         }
         let pool = BufPool::new(BUFFERS_KEPT);
+        let open_files = open_files::capacity_for(roots.len());
         let mut dirs = Vec::new();
         for root in roots {
             let dir =
-                DataDir::open(root, io.clone(), pool.clone()).map_err(|source| StoreError::Io {
-                    path: root.clone(),
-                    source,
+                DataDir::open(root, io.clone(), pool.clone(), open_files).map_err(|source| {
+                    StoreError::Io {
+                        path: root.clone(),
+                        source,
+                    }
                 })?;
             dirs.push(Arc::new(dir));
         }

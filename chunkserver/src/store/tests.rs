@@ -214,7 +214,10 @@ impl Harness {
         ];
         self.dirs
             .iter()
-            .flat_map(|d| names.iter().map(|n| d.path().join("chunks").join(n)))
+            .flat_map(|d| {
+                let file = data_dir::replica_path(d.path(), id, v);
+                names.iter().map(move |n| file.with_file_name(n))
+            })
             .find(|p| p.exists())
             .expect("the chunk's file exists")
     }
@@ -612,12 +615,7 @@ fn new_chunks_go_to_the_data_dir_with_most_free_space() {
     rt.block_on(store.create(ChunkId(1), ChunkVersion(1)))
         .unwrap();
     // Both temp dirs share one file system: equal free space, so the first dir wins the tie.
-    assert!(
-        a.path()
-            .join("chunks")
-            .join(chunk_file::file_name(ChunkId(1), ChunkVersion(1)))
-            .exists()
-    );
+    assert!(data_dir::replica_path(a.path(), ChunkId(1), ChunkVersion(1)).exists());
     let space = store.space();
     assert!(space.capacity > 0 && space.available > 0);
     assert_eq!(space.used, HEADER_LEN);
@@ -632,6 +630,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn files_in(dir: &tempfile::TempDir) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir.path().join("chunks"))
         .unwrap()
+        .flat_map(|sub| std::fs::read_dir(sub.unwrap().path()).unwrap())
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
@@ -692,14 +691,13 @@ fn what_a_failed_create_left_is_removed_at_start_not_reported() {
     let a = tempfile::tempdir().unwrap();
     let io: Arc<dyn FileIo> = Arc::new(io::RealIo);
     drop(ChunkStore::open(&[a.path().to_path_buf()], io.clone()).unwrap());
-    let chunks = a.path().join("chunks");
     std::fs::write(
-        chunks.join(chunk_file::file_name(ChunkId(7), ChunkVersion(1))),
+        data_dir::replica_path(a.path(), ChunkId(7), ChunkVersion(1)),
         b"",
     )
     .unwrap();
     std::fs::write(
-        chunks.join(chunk_file::file_name(ChunkId(8), ChunkVersion(2))),
+        data_dir::replica_path(a.path(), ChunkId(8), ChunkVersion(2)),
         vec![0u8; HEADER_LEN as usize],
     )
     .unwrap();
@@ -722,28 +720,16 @@ fn corrupt_and_missing_replicas_stay_reported_across_restarts() {
             .unwrap();
     }
     // Chunk 1: a flipped bit on disk, found by a read.
-    let path = a
-        .path()
-        .join("chunks")
-        .join(chunk_file::file_name(ChunkId(1), v));
+    let path = data_dir::replica_path(a.path(), ChunkId(1), v);
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[HEADER_LEN as usize + 5] ^= 1;
     std::fs::write(&path, &bytes).unwrap();
     assert!(rt.block_on(store.read(ChunkId(1), v, 0, 10)).is_err());
     // Chunk 2: its file deleted; chunk 3: cut short. Both found by the scrubber's check.
-    std::fs::remove_file(
-        a.path()
-            .join("chunks")
-            .join(chunk_file::file_name(ChunkId(2), v)),
-    )
-    .unwrap();
+    std::fs::remove_file(data_dir::replica_path(a.path(), ChunkId(2), v)).unwrap();
     std::fs::OpenOptions::new()
         .write(true)
-        .open(
-            a.path()
-                .join("chunks")
-                .join(chunk_file::file_name(ChunkId(3), v)),
-        )
+        .open(data_dir::replica_path(a.path(), ChunkId(3), v))
         .unwrap()
         .set_len(HEADER_LEN + 10)
         .unwrap();
