@@ -1,7 +1,7 @@
 //! The scrubber: re-reads every replica in the background, at a bounded rate, so damage is found
 //! before a client needs the data. Each replica's file is first checked to be there, whole, with
 //! a sound header (so a deleted or cut file is found even when it holds no data), then every
-//! block is read. A replica that cannot be read (checksums, damage, a missing file) is marked
+//! block is read (a volume's check reads every record). A replica that cannot be read (checksums, damage, a missing file) is marked
 //! corrupt by the store (never served again) and reported to the master with the next
 //! heartbeat; a data dir whose disk fails is taken out of service by the store.
 
@@ -50,6 +50,15 @@ pub async fn run(
                     }
                     continue;
                 }
+            }
+            // A volume's check read every record already: only its pace is kept.
+            if store.is_volume(replica.chunk) {
+                stats.bytes.fetch_add(replica.length, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_secs_f64(
+                    replica.length as f64 / bytes_per_sec as f64,
+                ))
+                .await;
+                continue;
             }
             let mut offset = 0;
             while offset < replica.length {

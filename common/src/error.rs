@@ -80,6 +80,10 @@ pub enum KfsError {
     Io(String),
     #[error("Internal error: {0}")]
     Internal(String),
+    /// A volume did not take an append: it is sealed (read-only), or its end is not where the
+    /// writer expected. The writer appends to another volume. Since chunk protocol 3.
+    #[error("Append to volume {chunk} refused: {reason}")]
+    AppendRefused { chunk: ChunkId, reason: String },
 }
 
 impl KfsError {
@@ -169,6 +173,7 @@ impl KfsError {
             KfsError::WriteFailed { .. } => "write_failed",
             KfsError::Io(_) => "io",
             KfsError::Internal(_) => "internal",
+            KfsError::AppendRefused { .. } => "append_refused",
         }
     }
 

@@ -15,7 +15,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Runs `jobs` on the store's first data dir while its I/O thread is held: every job is queued
 /// before the thread takes any of them.
-async fn queued_together<F: std::future::Future>(
+pub(super) async fn queued_together<F: std::future::Future>(
     store: &ChunkStore,
     jobs: Vec<F>,
 ) -> Vec<F::Output> {

@@ -69,6 +69,12 @@ pub enum ChunkError {
     /// no data.
     #[error("an unfinished create ({size} bytes, no valid header)")]
     Unfinished { size: u64 },
+    /// An append to a volume named another offset than its end.
+    #[error("an append at byte {asked}, but the volume ends at byte {end}")]
+    NotAtEnd { asked: u64, end: u64 },
+    /// An append to a volume this process did not create (see `volume_file`).
+    #[error("the volume is sealed: it takes appends only in the process that created it")]
+    Sealed,
 }
 
 pub fn file_name(chunk: ChunkId, version: ChunkVersion) -> String {
@@ -135,9 +141,9 @@ fn check_fields(f: &[u8; FIELDS_LEN], chunk: ChunkId) -> Result<(), ChunkError> 
     Ok(())
 }
 
-/// The chunk's length, from the size of its open file; a file with no links left (removed
-/// behind the store's back while open) is missing, as an open by name would find it.
-fn length_of(file: &File) -> Result<u64, ChunkError> {
+/// The size of an open file that still has a name; one with no links left (removed behind the
+/// store's back while open) is missing, as an open by name would find it.
+pub fn linked_size(file: &File) -> Result<u64, ChunkError> {
     let meta = file.metadata()?;
     if std::os::unix::fs::MetadataExt::nlink(&meta) == 0 {
         return Err(ChunkError::Io(io::Error::new(
@@ -145,7 +151,13 @@ fn length_of(file: &File) -> Result<u64, ChunkError> {
             "the chunk file was removed",
         )));
     }
-    let size = meta.len();
+    Ok(meta.len())
+}
+
+/// The chunk's length, from the size of its open file; a file with no links left (removed
+/// behind the store's back while open) is missing, as an open by name would find it.
+fn length_of(file: &File) -> Result<u64, ChunkError> {
+    let size = linked_size(file)?;
     if size < HEADER_LEN || size - HEADER_LEN > MAX_CHUNK_LEN {
         return Err(ChunkError::Damaged(format!("impossible file size {size}")));
     }

@@ -103,6 +103,10 @@ impl ChunkStore {
             ChunkError::TooLarge { end } => KfsError::invalid_argument(format!(
                 "a write to {chunk} ending at byte {end} is past the largest chunk"
             )),
+            e @ (ChunkError::NotAtEnd { .. } | ChunkError::Sealed) => KfsError::AppendRefused {
+                chunk,
+                reason: e.to_string(),
+            },
             ChunkError::Io(e)
                 if matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded) =>
             {

@@ -19,8 +19,10 @@
 
 use super::aligned::BufPool;
 use super::chunk_file::{self, ChunkError};
+use super::index::Kind;
 use super::io::FileIo;
 use super::open_files::OpenFiles;
+use super::volume_file;
 use kfs_common::{ChunkId, ChunkVersion, ServerId};
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -72,6 +74,8 @@ pub struct Found {
     pub length: Result<u64, ChunkError>,
     /// Renamed when found corrupt (before a restart).
     pub marked_corrupt: bool,
+    /// What the file holds, by its magic (a volume found at start is sealed).
+    pub kind: Kind,
     /// The file, as found.
     pub path: PathBuf,
     /// Its size in bytes.
@@ -213,18 +217,23 @@ impl DataDir {
             };
             let path = entry.path();
             let size = entry.metadata()?.len();
+            let kind = self.kind_of(&path)?;
             if marked_corrupt {
                 found.push(Found {
                     chunk,
                     version,
                     length: Err(ChunkError::Damaged("found corrupt before a restart".into())),
                     marked_corrupt,
+                    kind,
                     path,
                     size,
                 });
                 continue;
             }
-            let length = chunk_file::check_path(self.io.as_ref(), &path, chunk);
+            let length = match kind {
+                Kind::Chunk => chunk_file::check_path(self.io.as_ref(), &path, chunk),
+                Kind::Volume { .. } => volume_file::check_path(self.io.as_ref(), &path, chunk),
+            };
             if let Err(ChunkError::Io(e)) = &length {
                 return Err(io::Error::new(
                     e.kind(),
@@ -236,11 +245,27 @@ impl DataDir {
                 version,
                 length,
                 marked_corrupt,
+                kind,
                 path,
                 size,
             });
         }
         Ok(found)
+    }
+
+    /// What a replica's file holds, by its first bytes (a file too short for either magic is
+    /// taken for a chunk file, whose check finds it unfinished).
+    fn kind_of(&self, path: &Path) -> io::Result<Kind> {
+        let file = File::open(path)?;
+        let mut magic = [0u8; 8];
+        if file.metadata()?.len() >= volume_file::HEADER_LEN {
+            self.io.read_at(&file, &mut magic, 0)?;
+        }
+        Ok(if &magic == volume_file::MAGIC {
+            Kind::Volume { appendable: false }
+        } else {
+            Kind::Chunk
+        })
     }
 
     /// `(capacity, available)` bytes of the file system holding this directory.

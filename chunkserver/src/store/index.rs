@@ -10,7 +10,6 @@
 //!   (The corrupt flag is set at once from the async side, and a failed dir's entries are dropped
 //!   there: neither makes a missing file look present.)
 
-use super::chunk_file::HEADER_LEN;
 use kfs_common::{ChunkId, ChunkVersion};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,11 +24,33 @@ pub struct Entry {
     pub length: u64,
     /// Never served again; reported to the master until it has the replica deleted.
     pub corrupt: bool,
+    pub kind: Kind,
+}
+
+/// What a replica's file holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A chunk of one file (`chunk_file.rs`).
+    Chunk,
+    /// Records of many small files (`volume_file.rs`). Appendable only in the process that
+    /// created it: one found at start, or copied in, is sealed, so a torn tail left by a crash
+    /// stays the last thing in the file.
+    Volume { appendable: bool },
+}
+
+impl Kind {
+    /// Bytes of the file before the data.
+    pub fn header_len(self) -> u64 {
+        match self {
+            Kind::Chunk => super::chunk_file::HEADER_LEN,
+            Kind::Volume { .. } => super::volume_file::HEADER_LEN,
+        }
+    }
 }
 
 impl Entry {
     fn size(&self) -> u64 {
-        self.length + HEADER_LEN
+        self.length + self.kind.header_len()
     }
 }
 
@@ -136,6 +157,7 @@ impl SharedIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::chunk_file::HEADER_LEN;
 
     #[test]
     fn used_follows_every_change() {
@@ -145,6 +167,7 @@ mod tests {
             version: ChunkVersion(1),
             length,
             corrupt: false,
+            kind: Kind::Chunk,
         };
         index.insert(ChunkId(1), entry(0, 10));
         index.insert(ChunkId(2), entry(1, 0));

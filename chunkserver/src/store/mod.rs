@@ -28,6 +28,8 @@ mod index;
 pub mod io;
 mod open;
 mod open_files;
+pub mod volume_file;
+mod volumes;
 mod worker;
 
 pub use open::StoreError;
@@ -35,7 +37,7 @@ pub use open::StoreError;
 use aligned::PooledBuf;
 use chunk_file::ChunkError;
 use data_dir::DataDir;
-use index::{Entry, SharedIndex};
+use index::{Entry, Kind, SharedIndex};
 use kfs_common::proto::cluster::{ChunkReport, SpaceReport};
 use kfs_common::{ChunkId, ChunkVersion, KfsError, KfsResult, ServerId};
 use std::collections::HashMap;
@@ -293,7 +295,22 @@ impl ChunkStore {
     /// that has room above its reserve (measured afresh when the last measurement was within
     /// [`REMEASURE_MARGIN`] of it).
     pub async fn create(&self, chunk: ChunkId, version: ChunkVersion) -> KfsResult<()> {
-        self.check_capacity(chunk_file::HEADER_LEN)?;
+        self.create_replica(chunk, version, Kind::Chunk).await
+    }
+
+    /// [`ChunkStore::create`] for an empty volume (`volume_file.rs`), appendable by this process.
+    pub async fn create_volume(&self, chunk: ChunkId, version: ChunkVersion) -> KfsResult<()> {
+        self.create_replica(chunk, version, Kind::Volume { appendable: true })
+            .await
+    }
+
+    async fn create_replica(
+        &self,
+        chunk: ChunkId,
+        version: ChunkVersion,
+        kind: Kind,
+    ) -> KfsResult<()> {
+        self.check_capacity(kind.header_len())?;
         if self.index.lock().contains(chunk) {
             return Err(KfsError::already_exists(chunk.to_string()));
         }
@@ -319,7 +336,10 @@ impl ChunkStore {
                         }
                     }
                     let path = d.path(chunk, version);
-                    let file = chunk_file::create(d.io.as_ref(), &path, chunk)?;
+                    let file = match kind {
+                        Kind::Chunk => chunk_file::create(d.io.as_ref(), &path, chunk)?,
+                        Kind::Volume { .. } => volume_file::create(d.io.as_ref(), &path, chunk)?,
+                    };
                     d.entries_changed(chunk);
                     let mut index = index.lock();
                     if index.contains(chunk) {
@@ -333,6 +353,7 @@ impl ChunkStore {
                         version,
                         length: 0,
                         corrupt: false,
+                        kind,
                     };
                     index.insert(chunk, entry);
                     Ok(Made::Created)
@@ -375,6 +396,7 @@ impl ChunkStore {
         data: impl AsRef<[u8]> + Send + 'static,
     ) -> KfsResult<u64> {
         let entry = self.usable(chunk, version)?;
+        Self::expect_chunk(chunk, entry)?;
         let end = offset + data.as_ref().len() as u64;
         self.check_capacity(end.saturating_sub(entry.length))?;
         let index = self.index.clone();
@@ -403,6 +425,7 @@ impl ChunkStore {
         len: u64,
     ) -> KfsResult<ReadData> {
         let entry = self.usable(chunk, version)?;
+        Self::expect_chunk(chunk, entry)?;
         self.on_dir(entry.dir, chunk, version, move |d| {
             let file = d.file(chunk, version)?;
             let (buf, range) =
@@ -417,6 +440,9 @@ impl ChunkStore {
     /// It opens the file by name, not from the cache, to see what a restart would.
     pub async fn verify(&self, chunk: ChunkId, version: ChunkVersion) -> KfsResult<()> {
         let entry = self.usable(chunk, version)?;
+        if let Kind::Volume { .. } = entry.kind {
+            return self.verify_volume(chunk, version, entry).await;
+        }
         self.on_dir(entry.dir, chunk, version, move |d| {
             let length = chunk_file::check_path(d.io.as_ref(), &d.path(chunk, version), chunk)?;
             if length < entry.length {
@@ -538,3 +564,5 @@ impl ChunkStore {
 mod batch_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod volume_tests;

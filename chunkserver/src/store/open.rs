@@ -140,13 +140,14 @@ fn scanned(dir: &DataDir, i: usize, f: &Found) -> Option<(Entry, PathBuf)> {
     // A corrupt replica's length is its file's (what it takes on disk until deleted).
     let length = match &f.length {
         Ok(length) => *length,
-        Err(_) => f.size.saturating_sub(super::chunk_file::HEADER_LEN),
+        Err(_) => f.size.saturating_sub(f.kind.header_len()),
     };
     let entry = Entry {
         dir: i,
         version: f.version,
         length,
         corrupt: f.length.is_err(),
+        kind: f.kind,
     };
     Some((entry, path))
 }
