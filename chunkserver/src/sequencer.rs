@@ -27,6 +27,8 @@ struct State {
     version: ChunkVersion,
     next_assign: u64,
     next_apply: u64,
+    /// Where the next append to a volume goes (on its primary), once one was placed.
+    next_at: Option<u64>,
     last_used: Instant,
 }
 
@@ -90,6 +92,7 @@ impl Sequencer {
                         version,
                         next_assign: 0,
                         next_apply: 0,
+                        next_at: None,
                         last_used: Instant::now(),
                     }),
                     turn: Notify::new(),
@@ -111,6 +114,7 @@ impl Sequencer {
                     version,
                     next_assign: 0,
                     next_apply: 0,
+                    next_at: None,
                     last_used: Instant::now(),
                 };
             }
@@ -131,6 +135,27 @@ impl Sequencer {
         let serial = st.next_assign;
         st.next_assign += 1;
         Ok(serial)
+    }
+
+    /// Numbers a new append of a record of `len` bytes (padding included) to the volume `chunk`
+    /// at `version` (on the primary) and places it: at the volume's end, `end` as the store
+    /// holds it for the first append numbered, right after the previous one's record from then
+    /// on. Appends are applied in their numbers' order, so each finds the volume ending where it
+    /// was placed.
+    pub fn assign_append(
+        &self,
+        chunk: ChunkId,
+        version: ChunkVersion,
+        len: u64,
+        end: u64,
+    ) -> KfsResult<(u64, u64)> {
+        let seq = self.seq(chunk, version)?;
+        let mut st = seq.state.lock().expect("sequencer lock");
+        let serial = st.next_assign;
+        st.next_assign += 1;
+        let at = *st.next_at.get_or_insert(end);
+        st.next_at = Some(at + len);
+        Ok((serial, at))
     }
 
     /// Waits until write `serial` of `chunk` at `version` may be applied.

@@ -192,6 +192,9 @@ reply_error!(ChunkServiceResponse {
     Replicate,
     Digest,
     Length,
+    CreateVolume,
+    Append,
+    ReadRecord,
 });
 
 /// A tarpc service that records each call in [`RpcMetrics`]: wrap the generated server, e.g.

@@ -10,11 +10,11 @@
 use super::ChunkServer;
 use kfs_common::proto::Payload;
 use kfs_common::proto::chunk::{
-    ChunkService, ChunkserverStatus, MAX_READ_LEN, MAX_WRITE_LEN, WriteRequest,
+    AppendRequest, ChunkService, ChunkserverStatus, MAX_READ_LEN, MAX_WRITE_LEN, WriteRequest,
 };
 use kfs_common::proto::master::ReplicaLocation;
 use kfs_common::rpc;
-use kfs_common::{ChunkId, ChunkVersion, KfsError, KfsResult};
+use kfs_common::{ChunkId, ChunkVersion, FileId, KfsError, KfsResult};
 use std::time::Duration;
 use tarpc::context::Context;
 use tracing::instrument;
@@ -24,7 +24,12 @@ impl ChunkServer {
     /// (the master moved this replica on while the request was on its way), or the writes at
     /// this version can no longer be ordered (see the sequencer), both as they are, with no
     /// replica to blame; or a failure of this replica, as the chain reports it.
-    fn local_failure(&self, chunk: ChunkId, version: ChunkVersion, error: KfsError) -> KfsError {
+    pub(super) fn local_failure(
+        &self,
+        chunk: ChunkId,
+        version: ChunkVersion,
+        error: KfsError,
+    ) -> KfsError {
         if error.is_version_moved() || error.is_order_lost() {
             return error;
         }
@@ -58,7 +63,7 @@ impl ChunkServer {
     /// can no longer be ordered, is passed on as it is: it is no replica's failure (the writer
     /// must get a new lease), and reporting the replica that said it would drop a healthy
     /// replica of the chunk.
-    async fn forward<F, Fut>(
+    pub(super) async fn forward<F, Fut>(
         &self,
         chunk: ChunkId,
         chain: &[ReplicaLocation],
@@ -96,7 +101,7 @@ impl ChunkServer {
 }
 
 /// Forwarding a write or sync down the chain may take this long.
-const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Bytes a replication copies per read.
 const COPY_PIECE: u32 = 4 << 20;
@@ -373,6 +378,35 @@ impl ChunkService for ChunkServer {
             }),
             None => Err(KfsError::NoSuchChunk { chunk }),
         }
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%chunk, %version))]
+    async fn create_volume(
+        self,
+        _: Context,
+        chunk: ChunkId,
+        version: ChunkVersion,
+    ) -> KfsResult<()> {
+        self.serve_create_volume(chunk, version).await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(chunk = %req.chunk, version = %req.version, fid = %req.fid, len = req.data.len(), placed = ?req.placed))]
+    async fn append(self, _: Context, req: AppendRequest) -> KfsResult<u64> {
+        self.serve_append(req).await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%chunk, %version, offset, %fid, len))]
+    async fn read_record(
+        self,
+        _: Context,
+        chunk: ChunkId,
+        version: ChunkVersion,
+        offset: u64,
+        fid: FileId,
+        len: u32,
+    ) -> KfsResult<Payload> {
+        self.serve_read_record(chunk, version, offset, fid, len)
+            .await
     }
 
     #[instrument(level = "debug", skip_all)]

@@ -23,6 +23,7 @@ use std::time::Duration;
 use tarpc::server::{BaseChannel, Channel};
 
 mod chunk_service;
+mod volume_service;
 
 /// Why the chunkserver could not start.
 #[derive(Debug, thiserror::Error)]

@@ -72,6 +72,10 @@ pub enum ChunkError {
     /// An append to a volume named another offset than its end.
     #[error("an append at byte {asked}, but the volume ends at byte {end}")]
     NotAtEnd { asked: u64, end: u64 },
+    /// A read of a volume named no record of its file and length there (a bad request, not
+    /// damage: the scrubber's pass over the records is what finds damaged headers).
+    #[error("{0}")]
+    NoRecord(String),
     /// An append to a volume this process did not create (see `volume_file`).
     #[error("the volume is sealed: it takes appends only in the process that created it")]
     Sealed,

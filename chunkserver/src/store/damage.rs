@@ -73,7 +73,7 @@ impl ChunkStore {
         })
     }
 
-    async fn consequences(
+    pub(super) async fn consequences(
         &self,
         dir: usize,
         chunk: ChunkId,
@@ -103,6 +103,9 @@ impl ChunkStore {
             ChunkError::TooLarge { end } => KfsError::invalid_argument(format!(
                 "a write to {chunk} ending at byte {end} is past the largest chunk"
             )),
+            ChunkError::NoRecord(why) => {
+                KfsError::invalid_argument(format!("{chunk} ({}): {why}", root.display()))
+            }
             e @ (ChunkError::NotAtEnd { .. } | ChunkError::Sealed) => KfsError::AppendRefused {
                 chunk,
                 reason: e.to_string(),

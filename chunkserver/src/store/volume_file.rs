@@ -20,7 +20,9 @@
 //! - a record is appended only at the volume's end (the caller names the end it expects; any
 //!   other offset is refused), with one positional write;
 //! - a read returns a record's data only if its header names the file and length asked for and
-//!   its checksum matches; anything else is an error, never other bytes;
+//!   its checksum matches; anything else is an error, never other bytes (a checksum mismatch is
+//!   damage; a header that names another file, length or nothing is a bad request as far as a
+//!   read can tell, and condemns nothing: [`records`] finds damaged headers);
 //! - an append that fails (a full disk) leaves the volume as it was (cut back to its old end);
 //!   one cut short by a crash leaves a torn last record, which [`records`] tells from damage:
 //!   a bad record with no good one after it is a torn tail, a bad one followed by good ones is
@@ -189,7 +191,7 @@ pub fn read(
     let length = length_of(file)?;
     let want = RECORD_HEADER_LEN + len;
     if len > MAX_RECORD_DATA || !at.is_multiple_of(8) || at + want > length {
-        return Err(ChunkError::Damaged(format!(
+        return Err(ChunkError::NoRecord(format!(
             "no record of {len} bytes at {at}: the volume holds {length} bytes"
         )));
     }
@@ -197,7 +199,9 @@ pub fn read(
     io.read_at(file, &mut buf, HEADER_LEN + at)?;
     let head = Head::parse(&buf);
     if head.magic != *RECORD_MAGIC || head.len != len || head.fid != fid || head.reserved != 0 {
-        return Err(ChunkError::Damaged(format!(
+        // A request for the wrong place or file, or a damaged header: a read cannot tell them
+        // apart, so it condemns nothing (the scrubber's pass does).
+        return Err(ChunkError::NoRecord(format!(
             "the record at {at} is not file {fid}'s {len} bytes"
         )));
     }
@@ -297,7 +301,7 @@ fn record_at(
             fid: h.fid,
             len: h.len,
         })),
-        Err(ChunkError::Checksum { .. } | ChunkError::Damaged(_)) => Ok(None),
+        Err(ChunkError::Checksum { .. } | ChunkError::NoRecord(_)) => Ok(None),
         Err(e) => Err(e),
     }
 }

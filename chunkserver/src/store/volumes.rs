@@ -14,6 +14,10 @@ use super::chunk_file::ChunkError;
 use super::index::{Entry, Kind};
 use super::{ChunkStore, ReadData, volume_file};
 use kfs_common::{ChunkId, ChunkVersion, FileId, KfsError, KfsResult};
+use std::future::Future;
+
+/// The answer of a queued durable job.
+type Answer = tokio::sync::oneshot::Receiver<Result<(), ChunkError>>;
 
 impl ChunkStore {
     /// Whether the replica of `chunk` is a volume.
@@ -44,6 +48,44 @@ impl ChunkStore {
         fid: FileId,
         data: impl AsRef<[u8]> + Send + 'static,
     ) -> KfsResult<u64> {
+        self.start_append(chunk, version, at, fid, data).await
+    }
+
+    /// [`ChunkStore::append`] in two steps: the append is queued on its data dir before this
+    /// returns (so appends started in some order are applied in that order), and the future
+    /// answers once it is durable.
+    pub fn start_append(
+        &self,
+        chunk: ChunkId,
+        version: ChunkVersion,
+        at: u64,
+        fid: FileId,
+        data: impl AsRef<[u8]> + Send + 'static,
+    ) -> impl Future<Output = KfsResult<u64>> + Send + '_ {
+        let queued = self.queue_append(chunk, version, at, fid, data);
+        async move {
+            let (dir, end, answer) = queued?;
+            let done = answer.await.map_err(|_| {
+                KfsError::Internal(format!(
+                    "the I/O thread of {} is gone",
+                    self.slots[dir].dir.root.display()
+                ))
+            })?;
+            match done {
+                Ok(()) => Ok(end),
+                Err(e) => Err(Box::pin(self.consequences(dir, chunk, version, e)).await),
+            }
+        }
+    }
+
+    fn queue_append(
+        &self,
+        chunk: ChunkId,
+        version: ChunkVersion,
+        at: u64,
+        fid: FileId,
+        data: impl AsRef<[u8]> + Send + 'static,
+    ) -> KfsResult<(usize, u64, Answer)> {
         let entry = self.usable(chunk, version)?;
         match entry.kind {
             Kind::Volume { appendable: true } => {}
@@ -63,21 +105,29 @@ impl ChunkStore {
         self.check_capacity(end.saturating_sub(entry.length))?;
         let index = self.index.clone();
         let dir = entry.dir;
-        self.on_dir_durable(dir, chunk, version, move |d| {
-            let file = d.file(chunk, version)?;
-            let length =
-                volume_file::append(d.io.as_ref(), &d.pool, &file, at, fid, data.as_ref())?;
-            let mut index = index.lock();
-            if index
-                .get(chunk)
-                .is_some_and(|e| e.dir == dir && e.version == version)
-            {
-                index.grow(chunk, length);
-            }
-            Ok(vec![file])
-        })
-        .await?;
-        Ok(end)
+        let slot = &self.slots[dir];
+        let answer = slot
+            .worker
+            .send_durable(move |d| {
+                let file = d.file(chunk, version)?;
+                let length =
+                    volume_file::append(d.io.as_ref(), &d.pool, &file, at, fid, data.as_ref())?;
+                let mut index = index.lock();
+                if index
+                    .get(chunk)
+                    .is_some_and(|e| e.dir == dir && e.version == version)
+                {
+                    index.grow(chunk, length);
+                }
+                Ok(vec![file])
+            })
+            .ok_or_else(|| {
+                KfsError::Internal(format!(
+                    "the I/O thread of {} is gone",
+                    slot.dir.root.display()
+                ))
+            })?;
+        Ok((dir, end, answer))
     }
 
     /// Reads the record of file `fid` at `at` in the volume, `len` bytes of data, with one

@@ -73,6 +73,15 @@ impl DirWorker {
         &self,
         job: impl FnOnce(&DataDir) -> Result<Vec<Arc<File>>, ChunkError> + Send + 'static,
     ) -> Option<Result<(), ChunkError>> {
+        self.send_durable(job)?.await.ok()
+    }
+
+    /// Queues a durable job now (jobs run in the order they are queued); the answer comes on
+    /// the receiver. `None` if the thread is gone.
+    pub fn send_durable(
+        &self,
+        job: impl FnOnce(&DataDir) -> Result<Vec<Arc<File>>, ChunkError> + Send + 'static,
+    ) -> Option<oneshot::Receiver<Result<(), ChunkError>>> {
         let (reply, answer) = oneshot::channel::<Result<(), ChunkError>>();
         let job = Job::Durable(Box::new(move |dir| match job(dir) {
             Err(e) => {
@@ -87,7 +96,7 @@ impl DirWorker {
             }),
         }));
         self.tx.send(job).ok()?;
-        answer.await.ok()
+        Some(answer)
     }
 }
 

@@ -7,7 +7,7 @@
 //! concurrent writes to one chunk land in the same order everywhere.
 
 use crate::error::KfsError;
-use crate::ids::{ChunkId, ChunkVersion, ServerId};
+use crate::ids::{ChunkId, ChunkVersion, FileId, ServerId};
 use crate::proto::Payload;
 use crate::proto::master::ReplicaLocation;
 use serde::{Deserialize, Serialize};
@@ -43,6 +43,21 @@ pub struct WriteRequest {
     /// `None` from the client (the receiver is the primary and numbers the write); the primary's
     /// number from then on.
     pub serial: Option<u64>,
+    /// The replicas after this one, in order.
+    pub chain: Vec<ReplicaLocation>,
+}
+
+/// An append of one small file's record to a volume (see [`ChunkService::append`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AppendRequest {
+    pub chunk: ChunkId,
+    pub version: ChunkVersion,
+    /// The file the record is of (the record names it, so a read can check it).
+    pub fid: FileId,
+    pub data: Payload,
+    /// `None` from the writer (the receiver is the primary: it numbers the append and places it
+    /// at the volume's end); the primary's `(number, offset)` from then on.
+    pub placed: Option<(u64, u64)>,
     /// The replicas after this one, in order.
     pub chain: Vec<ReplicaLocation>,
 }
@@ -111,6 +126,32 @@ pub trait ChunkService {
     /// acknowledged write is in it): no disk access. `StaleVersion` or `NoSuchChunk` when it
     /// holds no replica at that version. Read-only.
     async fn length(chunk: ChunkId, version: ChunkVersion) -> Result<u64, KfsError>;
+
+    /// Caller: the master, making a volume for small files. Creates an empty volume replica,
+    /// appendable while this server runs (sealed once it restarts). Idempotent (a volume that
+    /// exists at `version` and is empty is success). Since chunk protocol 3.
+    async fn create_volume(chunk: ChunkId, version: ChunkVersion) -> Result<(), KfsError>;
+
+    /// Caller: a writer of small files (to the primary), or the previous replica of the chain.
+    /// The primary places the record at the volume's end; every replica appends it there, in
+    /// the primary's order, while it is forwarded down the chain; the reply is the record's
+    /// offset once every replica of the chain holds it durably (appends waiting together share
+    /// one sync), or `WriteFailed` naming the replica that did not, or `AppendRefused` (the
+    /// volume is sealed or its end moved: append elsewhere). Not idempotent: a retry appends a
+    /// second record (dead space, as a record never committed is). Since chunk protocol 3.
+    async fn append(request: AppendRequest) -> Result<u64, KfsError>;
+
+    /// Caller: readers of small files. Reads the data of the record of file `fid` at `offset` of
+    /// the volume `chunk` at `version`, `len` bytes, with one positional read; the record's own
+    /// file id, length and checksum must match (else `ChecksumMismatch` or `CorruptReplica`,
+    /// never wrong data). Read-only. Since chunk protocol 3.
+    async fn read_record(
+        chunk: ChunkId,
+        version: ChunkVersion,
+        offset: u64,
+        fid: FileId,
+        len: u32,
+    ) -> Result<Payload, KfsError>;
 }
 
 /// Connects to the chunk service of the chunkserver at `addr`.

@@ -33,8 +33,13 @@ pub const OLDEST_CLIENT_PROTOCOL: u32 = 1;
 
 /// Version of the chunk service's protocol (clients, chunkservers and the master → a
 /// chunkserver), stated when a connection opens (`rpc::preamble`). 2: `length`, as
-/// [`PROTOCOL_VERSION`] 2.
-pub const CHUNK_PROTOCOL_VERSION: u32 = 2;
+/// [`PROTOCOL_VERSION`] 2; 3: volumes of small files (`create_volume`, `append`, `read_record`).
+/// Methods are only ever added at the end, so a chunkserver serves callers of every version
+/// from [`OLDEST_CHUNK_PROTOCOL`] on.
+pub const CHUNK_PROTOCOL_VERSION: u32 = 3;
+
+/// The oldest chunk protocol a chunkserver still serves.
+pub const OLDEST_CHUNK_PROTOCOL: u32 = 2;
 
 /// Nanoseconds since the UNIX epoch (UTC).
 pub type Timestamp = i64;

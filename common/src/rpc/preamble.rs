@@ -32,7 +32,7 @@ impl Service {
                 proto::CLIENT_PROTOCOL_VERSION,
             ),
             Service::Cluster => (proto::PROTOCOL_VERSION, proto::PROTOCOL_VERSION),
-            Service::Chunk => (proto::CHUNK_PROTOCOL_VERSION, proto::CHUNK_PROTOCOL_VERSION),
+            Service::Chunk => (proto::OLDEST_CHUNK_PROTOCOL, proto::CHUNK_PROTOCOL_VERSION),
         }
     }
 
