@@ -25,7 +25,7 @@ impl ChunkMap {
         let mut problems = Vec::new();
         for (fid, offset, chunk, _) in ns.all_chunks() {
             report.chunks += 1;
-            let replication = ns.stat_fid(fid).map_or(0, |a| a.replication);
+            let replication = ns.replication_of(fid);
             let (live, readable) = self.replica_counts(chunk);
             match live {
                 _ if readable == 0 => report.missing += 1,
@@ -57,7 +57,12 @@ impl ChunkMap {
         report.problems = problems
             .into_iter()
             .map(|(fid, offset, chunk, live, replication)| FsckProblem {
-                path: paths.get(&fid).cloned().unwrap_or_else(|| fid.to_string()),
+                path: paths.get(&fid).cloned().unwrap_or_else(|| {
+                    match crate::namespace::record::volume_set_replication(fid) {
+                        Some(r) => format!("(a volume of small files, replication {r})"),
+                        None => fid.to_string(),
+                    }
+                }),
                 offset,
                 chunk,
                 live,

@@ -141,7 +141,7 @@ impl ChunkMap {
             let factor = if factor_of.0 == state.fid {
                 factor_of.1
             } else {
-                let f = ns.stat_fid(state.fid).map_or(0, |a| a.replication) as usize;
+                let f = ns.replication_of(state.fid) as usize;
                 factor_of = (state.fid, f);
                 f
             };
@@ -244,7 +244,7 @@ impl ChunkMap {
                 let release = match self.chunks.get(&chunk) {
                     None => true,
                     Some(state) => {
-                        let factor = ns.stat_fid(state.fid).map_or(0, |a| a.replication) as usize;
+                        let factor = ns.replication_of(state.fid) as usize;
                         let live = state
                             .replicas
                             .iter()

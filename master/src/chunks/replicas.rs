@@ -38,6 +38,21 @@ impl ChunkMap {
                     },
                 );
             }
+            Op::CreateVolume {
+                chunk,
+                version,
+                replication,
+            } => {
+                self.chunks.insert(
+                    *chunk,
+                    ChunkState {
+                        fid: crate::namespace::record::volume_set(*replication),
+                        offset: chunk.0,
+                        version: *version,
+                        replicas: Vec::new(),
+                    },
+                );
+            }
             Op::BumpVersion { chunk, version, .. } => {
                 if let Some(state) = self.chunks.get_mut(chunk) {
                     state.version = *version;

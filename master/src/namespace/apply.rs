@@ -25,6 +25,16 @@ impl Namespace {
         let mut freed = Vec::new();
         let reply = match change {
             Change::Unchanged(reply) => reply,
+            Change::CreateVolume {
+                chunk,
+                version,
+                replication,
+            } => self.commit_create_volume(chunk, version, replication),
+            Change::SetExtent { fid, extent, time } => {
+                let (reply, dropped) = self.commit_set_extent(fid, extent, time);
+                freed = dropped;
+                reply
+            }
             Change::Mkdir {
                 mut parent,
                 names,
@@ -116,6 +126,7 @@ impl Namespace {
             Change::SetFattr { fid, update } => {
                 let attr = self.fattr_mut(fid);
                 let mut size_change = None;
+                let mut extended = false;
                 match update {
                     FattrUpdate::Replication(r) => attr.replication = r,
                     FattrUpdate::Attr(set) => {
@@ -141,10 +152,15 @@ impl Namespace {
                         size_change = Some((attr.size, attr.size.max(size)));
                         attr.size = attr.size.max(size);
                         attr.mtime = time;
+                        extended = true;
                     }
                 }
                 if let Some((old, new)) = size_change {
                     self.counters.bytes = self.counters.bytes - old + new;
+                }
+                if extended {
+                    // A writer moving a packed file to chunks extends it once they hold it all.
+                    self.drop_extent_if_chunked(fid);
                 }
                 Reply::Attr(self.stat_fid(fid).expect("exists"))
             }
@@ -190,7 +206,7 @@ impl Namespace {
         }
     }
 
-    fn fattr_mut(&mut self, fid: FileId) -> &mut Fattr {
+    pub(super) fn fattr_mut(&mut self, fid: FileId) -> &mut Fattr {
         match self.map.get_mut(&Key::fattr(fid)) {
             Some(Val::Attr(a)) => a,
             _ => unreachable!("planned changes name existing files"),
@@ -224,15 +240,17 @@ impl Namespace {
         taken
     }
 
-    fn drop_chunks(&mut self, fid: FileId) -> Vec<ChunkId> {
-        let chunks: Vec<ChunkId> = self
-            .take_range(Key::chunks_start(fid))
-            .into_iter()
-            .filter_map(|(_, v)| match v {
-                Val::Chunk { id, .. } => Some(id),
-                _ => None,
-            })
-            .collect();
+    /// Removes a file's chunks and extent; returns the chunks (its extent's record is freed
+    /// in its volume's use).
+    pub(super) fn drop_chunks(&mut self, fid: FileId) -> Vec<ChunkId> {
+        let mut chunks = Vec::new();
+        for (_, v) in self.take_range(Key::chunks_start(fid)) {
+            match v {
+                Val::Chunk { id, .. } => chunks.push(id),
+                Val::Extent(e) => self.extent_dropped(e),
+                _ => {}
+            }
+        }
         self.counters.chunks -= chunks.len() as u64;
         chunks
     }

@@ -22,10 +22,14 @@ impl Namespace {
                     c.files += 1;
                     c.bytes += a.size;
                 }
-                Val::Chunk { .. } => c.chunks += 1,
                 _ => {}
             }
         }
+        // Files' chunks; volumes are not files' chunks.
+        c.chunks = self
+            .all_chunks()
+            .filter(|(fid, ..)| super::record::volume_set_replication(*fid).is_none())
+            .count() as u64;
         c
     }
 
@@ -42,6 +46,7 @@ impl Namespace {
                 (KeyView::Dentry { .. }, Val::Child { .. })
                 | (KeyView::Xattr { .. }, Val::Xattr(_)) => {}
                 (KeyView::Chunk { .. }, Val::Chunk { id, .. }) => max_chunk = max_chunk.max(id.0),
+                (KeyView::Chunk { .. }, Val::Extent(_)) => {}
                 (view, val) => return Err(format!("key {view:?} holds {val:?}")),
             }
         }
@@ -78,7 +83,10 @@ impl Namespace {
                         return Err(format!("{fid} is named twice, once as {name:?}"));
                     }
                 }
-                (KeyView::Chunk { fid, .. }, _) if kind(fid) != Some(FileKind::File) => {
+                (KeyView::Chunk { fid, .. }, _)
+                    if kind(fid) != Some(FileKind::File)
+                        && super::record::volume_set_replication(fid).is_none() =>
+                {
                     return Err(format!("a chunk belongs to {fid}, which is not a file"));
                 }
                 (KeyView::Xattr { fid, .. }, _) if kind(fid).is_none() => {
@@ -130,6 +138,7 @@ impl Namespace {
                 self.next_chunk_id
             ));
         }
+        self.check_extents()?;
         let recount = self.recount();
         if recount != self.counters {
             return Err(format!(

@@ -12,7 +12,8 @@
 //! - the root directory exists and no entry names it;
 //! - every other file or directory is named by exactly one `Dentry`, whose parent is a directory,
 //!   and is reachable from the root (no cycles);
-//! - a `Dentry`'s kind is its child's kind; chunks belong to files, xattrs to existing files;
+//! - a `Dentry`'s kind is its child's kind; chunks belong to files (or to volume sets: volumes),
+//!   xattrs to existing files; extents name volumes (`extents.rs`);
 //! - the counters equal a recount; `next_fid` and `next_chunk_id` exceed every id in use (and
 //!   `next_chunk_id` every id reserved by `Op::ReserveChunkIds`, so none is ever handed out twice).
 //!
@@ -23,6 +24,7 @@
 //! a checkpoint's records) and its counters; `record.rs` the map's records, `op.rs` the ops.
 
 mod apply;
+pub mod extents;
 mod invariants;
 mod name;
 pub mod op;
@@ -48,6 +50,8 @@ pub struct Namespace {
     counters: NamespaceCounters,
     next_fid: FileId,
     next_chunk_id: ChunkId,
+    /// What each volume's live records add up to (derived from the map: recounted on load).
+    volume_use: im::HashMap<ChunkId, extents::VolumeUse>,
 }
 
 /// A resolved path.
@@ -90,6 +94,7 @@ impl Namespace {
             },
             next_fid: FileId::FIRST_USER,
             next_chunk_id: ChunkId(1),
+            volume_use: im::HashMap::new(),
         }
     }
 
@@ -135,12 +140,16 @@ impl Namespace {
             counters: NamespaceCounters::default(),
             next_fid,
             next_chunk_id,
+            volume_use: im::HashMap::new(),
         };
         ns.counters = ns.recount();
+        ns.volume_use = ns.recount_volume_use();
         ns.check_invariants()?;
         Ok(ns)
     }
 }
 
+#[cfg(test)]
+mod extent_tests;
 #[cfg(test)]
 mod tests;

@@ -106,6 +106,21 @@ pub enum Op {
     ReserveChunkIds {
         below: ChunkId,
     },
+    /// Record a new volume for small files of replication `replication` (its replicas made).
+    CreateVolume {
+        chunk: ChunkId,
+        version: ChunkVersion,
+        replication: u8,
+    },
+    /// Make file `fid`'s data the record at `at` of volume `volume`, `len` bytes (replacing its
+    /// chunks or extent, which are freed), its size `len`, and set its modification time.
+    SetExtent {
+        fid: FileId,
+        volume: ChunkId,
+        at: u64,
+        len: u32,
+        time: Timestamp,
+    },
 }
 
 /// What a caller is told about an applied op.
@@ -162,7 +177,9 @@ impl Op {
             | Op::SetLength { .. }
             | Op::BumpVersion { .. }
             | Op::ExtendLength { .. }
-            | Op::ReserveChunkIds { .. } => 0,
+            | Op::ReserveChunkIds { .. }
+            | Op::CreateVolume { .. }
+            | Op::SetExtent { .. } => 0,
         }
     }
 }

@@ -21,6 +21,16 @@ use std::ops::Bound;
 
 /// A checked mutation, ready to commit. Borrowed names point into the op.
 pub(super) enum Change<'p> {
+    CreateVolume {
+        chunk: ChunkId,
+        version: ChunkVersion,
+        replication: u8,
+    },
+    SetExtent {
+        fid: FileId,
+        extent: super::record::Extent,
+        time: Timestamp,
+    },
     Mkdir {
         parent: FileId,
         names: Vec<&'p str>,
@@ -264,6 +274,7 @@ impl Namespace {
                 Ok(Change::ReserveChunkIds { below: *below })
             }
             Op::ReserveChunkIds { .. } => Ok(Change::Unchanged(Reply::Done)),
+            Op::CreateVolume { .. } | Op::SetExtent { .. } => self.plan_extent_op(op),
             Op::BumpVersion {
                 fid,
                 offset,
@@ -292,7 +303,7 @@ impl Namespace {
         }
     }
 
-    fn existing_file(&self, fid: FileId) -> KfsResult<()> {
+    pub(super) fn existing_file(&self, fid: FileId) -> KfsResult<()> {
         match self.map.get(&Key::fattr(fid)) {
             Some(Val::Attr(a)) if a.kind == FileKind::File => Ok(()),
             Some(_) => Err(KfsError::is_a_directory(fid.to_string())),

@@ -253,18 +253,10 @@ impl Namespace {
         found
     }
 
-    /// Every chunk of every file, as `(fid, offset, id, version)` (to rebuild the master's chunk
-    /// map at start-up).
+    /// Every chunk of every file, and every volume (owned by its volume set), as `(fid, offset,
+    /// id, version)` (to rebuild the master's chunk map at start-up).
     pub fn all_chunks(&self) -> impl Iterator<Item = (FileId, u64, ChunkId, ChunkVersion)> + '_ {
-        let start = Key::chunks_start(FileId(0));
-        self.map
-            .range_from(Bound::Included(&start))
-            .map_while(|(k, v)| match (k.view(), v) {
-                (KeyView::Chunk { fid, offset }, Val::Chunk { id, version }) => {
-                    Some((fid, offset, *id, *version))
-                }
-                _ => None,
-            })
+        self.chunks_from(FileId(0), 0)
     }
 
     /// Every chunk from file `fid` at `offset` on, in the order of [`Namespace::all_chunks`]
@@ -275,13 +267,16 @@ impl Namespace {
         offset: u64,
     ) -> impl Iterator<Item = (FileId, u64, ChunkId, ChunkVersion)> + '_ {
         let start = Key::chunk(fid, offset);
+        // Every `Chunk` key from `start` on; the extents among them are not chunks.
         self.map
             .range_from(Bound::Included(&start))
             .map_while(|(k, v)| match (k.view(), v) {
                 (KeyView::Chunk { fid, offset }, Val::Chunk { id, version }) => {
-                    Some((fid, offset, *id, *version))
+                    Some(Some((fid, offset, *id, *version)))
                 }
+                (KeyView::Chunk { .. }, _) => Some(None),
                 _ => None,
             })
+            .flatten()
     }
 }

@@ -5,6 +5,8 @@
 //! | `Dentry { parent, name }` | `Child { fid, kind }` |
 //! | `Fattr { fid }` | `Attr(Fattr)`: kind, mode, owner, group, times, size, replication |
 //! | `Chunk { fid, offset }` | `Chunk { id, version }` |
+//! | `Chunk { fid, EXTENT_OFFSET }` | `Extent { volume, at, len }`: a small file's data, packed |
+//! | `Chunk { VOLUME_SETS + r, id }` | `Chunk { id, version }`: a volume of replication `r` |
 //! | `Xattr { fid, name }` | `Xattr(value)` |
 //!
 //! Keys sort by kind first, then id, then name or offset, so a directory's entries, a file's
@@ -85,6 +87,11 @@ impl Key {
             tagged_id: tag(KeyKind::Chunk, fid),
             sub: Sub::Offset(offset),
         }
+    }
+
+    /// The key holding a small file's extent.
+    pub fn extent(fid: FileId) -> Key {
+        Key::chunk(fid, EXTENT_OFFSET)
     }
 
     pub fn xattr(fid: FileId, name: &str) -> Key {
@@ -188,13 +195,52 @@ impl Fattr {
     }
 }
 
-/// A value of the namespace map; its variant always matches the key's kind.
+/// A value of the namespace map; its variant always matches the key's kind (a `Chunk` key at
+/// [`EXTENT_OFFSET`] holds an `Extent`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Val {
-    Child { fid: FileId, kind: FileKind },
+    Child {
+        fid: FileId,
+        kind: FileKind,
+    },
     Attr(Fattr),
-    Chunk { id: ChunkId, version: ChunkVersion },
+    Chunk {
+        id: ChunkId,
+        version: ChunkVersion,
+    },
     Xattr(Box<[u8]>),
+    /// A small file's data: the record at `at` in the volume `volume`, `len` bytes.
+    Extent(Extent),
+}
+
+/// Where a small file's data lies: its record in a volume (`chunkserver/src/store/volume_file.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extent {
+    pub volume: ChunkId,
+    /// The record's offset in the volume.
+    pub at: u64,
+    /// Bytes of data.
+    pub len: u32,
+}
+
+/// The offset, among a file's `Chunk` keys, of the key holding its extent (no chunk is there:
+/// chunks lie at multiples of the chunk size).
+pub const EXTENT_OFFSET: u64 = u64::MAX;
+
+/// The first of the reserved file ids that own volumes: the volumes of files with replication
+/// `r` are the `Chunk` keys of file id `VOLUME_SETS + r`, at offsets equal to their chunk ids.
+/// No file gets these ids (ids are handed out counting up from 2), no dentry names them, and
+/// they have no attributes.
+pub const VOLUME_SETS: u64 = ID_MASK - 32;
+
+/// The file id owning the volumes of replication `r`.
+pub fn volume_set(replication: u8) -> FileId {
+    FileId(VOLUME_SETS + replication as u64)
+}
+
+/// The replication of the volumes `fid` owns, if it is a volume set.
+pub fn volume_set_replication(fid: FileId) -> Option<u8> {
+    (fid.0 > VOLUME_SETS && fid.0 <= VOLUME_SETS + 16).then(|| (fid.0 - VOLUME_SETS) as u8)
 }
 
 #[cfg(test)]

@@ -2,15 +2,18 @@
 //!
 //! A checkpoint file is the magic `KFSCKPT\0`, then [frames](super::frame): a
 //! [`CheckpointHeader`], then blocks of up to [`BLOCK_RECORDS`] records in key order. The records
-//! are a stable, versioned form of the namespace map ([`v1::Record`], in
-//! [`super::format::checkpoint_v1`]), independent of the in-memory layout.
+//! are a stable, versioned form of the namespace map ([`v2::Record`], in
+//! [`super::format::checkpoint_v2`]; format 1's are read and migrated), independent of the
+//! in-memory layout.
 //!
 //! A checkpoint is written from a clone of the namespace (O(1)) by a background thread while
 //! mutations go on: to `<name>.tmp`, fsynced, renamed into place, and the directory fsynced.
 //! Loading checks every frame's checksum, the record count, the key order and every namespace
 //! invariant; an error names the file and the byte offset.
 
-use super::format::checkpoint_v1::{self as v1, CheckpointHeader, from_record, to_record};
+use super::format::Migrate;
+use super::format::checkpoint_v1::{self as v1, CheckpointHeader};
+use super::format::checkpoint_v2::{self as v2, from_record, to_record};
 use super::frame::{self, FrameReader};
 use super::{StorageError, codec, numbered_files, numbered_name, sync_dir};
 use crate::namespace::Namespace;
@@ -23,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"KFSCKPT\0";
 /// Version of the checkpoint format written (and read) by this build.
-pub const FORMAT: u32 = v1::FORMAT;
+pub const FORMAT: u32 = v2::FORMAT;
 /// Records per frame.
 pub const BLOCK_RECORDS: usize = 4096;
 
@@ -75,7 +78,7 @@ pub fn write_checkpoint(
         &mut buf,
         &codec().serialize(&header).expect("header encodes"),
     );
-    let mut block: Vec<v1::Record> = Vec::with_capacity(BLOCK_RECORDS);
+    let mut block: Vec<v2::Record> = Vec::with_capacity(BLOCK_RECORDS);
     let mut records = ns.records().peekable();
     while records.peek().is_some() {
         block.clear();
@@ -99,6 +102,15 @@ pub fn write_checkpoint(
     std::fs::rename(&tmp, &path).map_err(StorageError::io(&path))?;
     sync_dir(dir)?;
     Ok(path)
+}
+
+/// The records of one block of a checkpoint of `format` (1 or 2), migrated to version 2.
+fn decode_block(format: u32, payload: &[u8]) -> Result<Vec<v2::Record>, bincode::Error> {
+    if format == v1::FORMAT {
+        let old: Vec<v1::Record> = codec().deserialize(payload)?;
+        return Ok(old.into_iter().map(v2::Record::migrate).collect());
+    }
+    codec().deserialize(payload)
 }
 
 /// Reads a checkpoint; returns its header and the namespace it holds.
@@ -126,7 +138,7 @@ pub fn load_checkpoint(path: &Path) -> Result<(CheckpointHeader, Namespace), Sto
         Ok(None) => return Err(frame_error(8, frame::FrameError::Truncated)),
         Err(e) => return Err(frame_error(8, e)),
     };
-    if header.format != FORMAT {
+    if header.format != FORMAT && header.format != v1::FORMAT {
         return Err(StorageError::corrupt(
             path,
             8,
@@ -141,7 +153,7 @@ pub fn load_checkpoint(path: &Path) -> Result<(CheckpointHeader, Namespace), Sto
     // is reported after the build.
     let mut failure: Option<StorageError> = None;
     let mut read = 0u64;
-    let mut block: std::vec::IntoIter<v1::Record> = Vec::new().into_iter();
+    let mut block: std::vec::IntoIter<v2::Record> = Vec::new().into_iter();
     let records = std::iter::from_fn(|| {
         loop {
             if let Some(r) = block.next() {
@@ -152,21 +164,18 @@ pub fn load_checkpoint(path: &Path) -> Result<(CheckpointHeader, Namespace), Sto
                 return None;
             }
             let offset = frames.offset();
-            let next =
-                match frames.next_frame() {
-                    Err(e) => Err(StorageError::io(path)(e)),
-                    Ok(Err(e)) => Err(frame_error(offset, e)),
-                    Ok(Ok(None)) => Err(StorageError::corrupt(
-                        path,
-                        offset,
-                        format!("ends after {read} of {} records", header.records),
-                    )),
-                    Ok(Ok(Some(payload))) => codec()
-                        .deserialize::<Vec<v1::Record>>(payload)
-                        .map_err(|e| {
-                            StorageError::corrupt(path, offset, format!("undecodable records: {e}"))
-                        }),
-                };
+            let next = match frames.next_frame() {
+                Err(e) => Err(StorageError::io(path)(e)),
+                Ok(Err(e)) => Err(frame_error(offset, e)),
+                Ok(Ok(None)) => Err(StorageError::corrupt(
+                    path,
+                    offset,
+                    format!("ends after {read} of {} records", header.records),
+                )),
+                Ok(Ok(Some(payload))) => decode_block(header.format, payload).map_err(|e| {
+                    StorageError::corrupt(path, offset, format!("undecodable records: {e}"))
+                }),
+            };
             match next {
                 Ok(records) => block = records.into_iter(),
                 Err(e) => failure = Some(e),
@@ -251,10 +260,27 @@ mod tests {
             version: kfs_common::ChunkVersion(2),
         })
         .unwrap();
+        // Small files packed into a volume.
+        ns.apply(&Op::CreateVolume {
+            chunk: kfs_common::ChunkId(41),
+            version: kfs_common::ChunkVersion(1),
+            replication: 3,
+        })
+        .unwrap();
+        for f in 6..20 {
+            ns.apply(&Op::SetExtent {
+                fid: FileId(f),
+                volume: kfs_common::ChunkId(41),
+                at: f * 1024,
+                len: 1000,
+                time: 8,
+            })
+            .unwrap();
+        }
         ns
     }
 
-    fn records(ns: &Namespace) -> Vec<v1::Record> {
+    fn records(ns: &Namespace) -> Vec<v2::Record> {
         ns.records().map(|(k, v)| to_record(k, v)).collect()
     }
 

@@ -64,6 +64,14 @@ pub enum Record {
     },
 }
 
+impl super::Migrate for Record {
+    const VERSION: u8 = 1;
+    type Previous = Record;
+    fn migrate(previous: Record) -> Record {
+        previous
+    }
+}
+
 impl From<FileKind> for Kind {
     fn from(kind: FileKind) -> Kind {
         match kind {

@@ -4,19 +4,20 @@
 //! - Segment format 2: a [`V2`], `{seq, batch_first, op}`: the first record of the batch it was
 //!   written (and fsynced) with. Read only.
 //! - Segment format 3 (written by this build): the record's version byte, then that version's
-//!   record; [`RECORD_VERSION`] is 2, a [`V2`]. A record so names its own version, and a later
-//!   record version can follow older ones in one segment.
+//!   record: 2, a [`V2`], or 3 ([`RECORD_VERSION`], written by this build), a [`V3`]. A record
+//!   so names its own version, and a later record version can follow older ones in one segment.
 //!
-//! Ops are [`op_v1::Op`] in all of them, converted to and from the namespace's op here.
+//! Ops are [`op_v1::Op`] in records of versions 1 and 2, [`op_v2::Op`] in version 3; every op is
+//! migrated to the newest version, then converted to the namespace's op, here.
 
-use super::{DecodeError, op_v1};
+use super::{DecodeError, Migrate, op_v1, op_v2};
 use crate::namespace::op::Op;
 use crate::storage::codec;
 use bincode::Options;
 use serde::{Deserialize, Serialize};
 
 /// The record version this build writes (in segment format 3).
-pub const RECORD_VERSION: u8 = 2;
+pub const RECORD_VERSION: u8 = 3;
 
 /// Record version 1 (segment format 1).
 #[derive(Serialize, Deserialize)]
@@ -33,6 +34,14 @@ pub struct V2 {
     pub op: op_v1::Op,
 }
 
+/// Record version 3 (segment format 3): ops of version 2.
+#[derive(Serialize, Deserialize)]
+pub struct V3 {
+    pub seq: u64,
+    pub batch_first: u64,
+    pub op: op_v2::Op,
+}
+
 /// One log record, as read back (whatever its format).
 #[derive(Debug)]
 pub struct LogRecord {
@@ -46,10 +55,10 @@ pub struct LogRecord {
 /// Appends the payload of the record `{seq, batch_first, op}` as segment format 3 stores it.
 pub fn encode(seq: u64, batch_first: u64, op: &Op, out: &mut Vec<u8>) {
     out.push(RECORD_VERSION);
-    let record = V2 {
+    let record = V3 {
         seq,
         batch_first,
-        op: op_v1::Op::from(op),
+        op: op_v2::Op::from(op),
     };
     codec()
         .serialize_into(&mut *out, &record)
@@ -83,6 +92,14 @@ pub fn decode(segment_format: u32, payload: &[u8]) -> Result<LogRecord, DecodeEr
                 op: decode_op(r.op),
             })
         }
+        3 => {
+            let r: V3 = codec().deserialize(body)?;
+            Ok(LogRecord {
+                seq: r.seq,
+                batch_first: Some(r.batch_first),
+                op: Op::from(r.op),
+            })
+        }
         v if v > RECORD_VERSION => Err(DecodeError::Newer {
             version: v,
             newest: RECORD_VERSION,
@@ -91,10 +108,9 @@ pub fn decode(segment_format: u32, payload: &[u8]) -> Result<LogRecord, DecodeEr
     }
 }
 
-/// The namespace's op for a stored one. When a second op version comes, the record versions
-/// holding `op_v1` migrate theirs forward here (`op_v2::Op::migrate`, see [`super::Migrate`]).
+/// The namespace's op for a stored version-1 one, migrated forward (see [`super::Migrate`]).
 fn decode_op(op: op_v1::Op) -> Op {
-    Op::from(op)
+    Op::from(op_v2::Op::migrate(op))
 }
 
 #[cfg(test)]
@@ -119,9 +135,19 @@ mod tests {
         assert_eq!(bytes[0], RECORD_VERSION);
         let r = decode(3, &bytes).unwrap();
         assert_eq!((r.seq, r.batch_first, r.op), (3, Some(2), op()));
-        // Format 2 stored the same record without the version byte.
-        let r = decode(2, &bytes[1..]).unwrap();
-        assert_eq!((r.seq, r.batch_first), (3, Some(2)));
+        // Format 2 stored a version-2 record without the version byte; format 3 may hold one
+        // with the byte. Both migrate to the same op.
+        let v2 = codec()
+            .serialize(&V2 {
+                seq: 3,
+                batch_first: 2,
+                op: op_v1::Op::from(&op()),
+            })
+            .unwrap();
+        let r = decode(2, &v2).unwrap();
+        assert_eq!((r.seq, r.batch_first, r.op), (3, Some(2), op()));
+        let r = decode(3, &[&[2u8][..], &v2].concat()).unwrap();
+        assert_eq!((r.seq, r.batch_first, r.op), (3, Some(2), op()));
     }
 
     #[test]

@@ -12,9 +12,13 @@
 //! - **Log records** ([`log_record`]): `{seq, op}` in segment format 1, `{seq, batch_first, op}`
 //!   in format 2 (the segment header names the format of all its records), and in format 3,
 //!   written by this build, every record starts with its own version byte: record version 2 is
-//!   `{seq, batch_first, op}`. A record can so be read on its own (a replicated log's entry).
-//! - **Ops** ([`op_v1`]): version 1 in every record version so far.
-//! - **Checkpoints** ([`checkpoint_v1`]): the checkpoint header's `format`, 1 so far.
+//!   `{seq, batch_first, op}` with a version-1 op, record version 3 the same with a version-2
+//!   op. A record can so be read on its own (a replicated log's entry).
+//! - **Ops** ([`op_v1`], [`op_v2`]): version 1 in record versions 1 and 2; version 2 (every
+//!   version-1 op as it was, and the ops of packed small files) in record version 3.
+//! - **Checkpoints** ([`checkpoint_v1`], [`checkpoint_v2`]): the checkpoint header's `format`;
+//!   2 (every version-1 record as it was, and small files' extents) is written by this build, 1
+//!   is read and migrated.
 //!
 //! Rules: a `vN` module never changes once a build has written it. A new format is a new module
 //! whose type implements [`Migrate`] from the one before; a value stored in an older version
@@ -23,8 +27,10 @@
 //! older build, which every build must still recover exactly (`t12_format_fixture`).
 
 pub mod checkpoint_v1;
+pub mod checkpoint_v2;
 pub mod log_record;
 pub mod op_v1;
+pub mod op_v2;
 
 use bincode::Options;
 use serde::de::DeserializeOwned;

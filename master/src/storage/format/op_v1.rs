@@ -1,4 +1,5 @@
-//! Version 1 of the stored op: the op of every log record written so far (segment formats 1-3).
+//! Version 1 of the stored op: the op of log records of versions 1 and 2 (segment formats 1-3),
+//! and of version 3 inside `op_v2::Op::Old`.
 //!
 //! Frozen: this encoding is on disk. Ids are plain `u64`s, times `i64` nanoseconds since the
 //! epoch, and attribute changes are this module's own [`SetAttr`]. Variants keep their order
@@ -224,6 +225,9 @@ impl From<&MemOp> for Op {
                 time,
             },
             MemOp::ReserveChunkIds { below } => Op::ReserveChunkIds { below: below.0 },
+            MemOp::CreateVolume { .. } | MemOp::SetExtent { .. } => {
+                unreachable!("ops new in version 2 are stored as op_v2's own variants")
+            }
         }
     }
 }

@@ -1,0 +1,238 @@
+//! Small files packed into volumes: the volumes the namespace holds, files' extents, and what
+//! each volume's live records add up to.
+//!
+//! - A volume is a chunk owned by the volume set of its replication (`record::volume_set`), a
+//!   reserved file id with no name and no attributes; its chunk records sit with the files'
+//!   chunks, so the chunk map knows volumes as it knows chunks.
+//! - A file's extent is its `Chunk` key at `EXTENT_OFFSET`. A file holds an extent or chunks;
+//!   both only while a writer moves a packed file to chunks of its own (it grew past the packing
+//!   threshold): readers then still read the extent, and the writer's `ExtendLength` (its data
+//!   now durable in the chunks) drops the extent.
+//! - Dropping a file's extent (a truncate, a remove, a replacement) frees that record only: the
+//!   volume's use goes down by one record; the volume itself stays until it is compacted.
+//!
+//! Invariants (checked by `check_extents`): every extent names a volume the namespace holds;
+//! `volume_use` equals a recount of the extents; a packed file without chunks is as long as
+//! its extent.
+
+use super::Namespace;
+use super::op::{Op, Reply};
+use super::plan::Change;
+use super::record::{self, Extent, Key, KeyView, Val};
+use kfs_common::proto::Timestamp;
+use kfs_common::proto::master::REPLICATION_RANGE;
+use kfs_common::{ChunkId, ChunkVersion, FileId, KfsError, KfsResult};
+use std::ops::Bound;
+
+/// The live records of one volume.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VolumeUse {
+    /// Files whose extent is in it.
+    pub records: u64,
+    /// Bytes of their data.
+    pub bytes: u64,
+}
+
+impl Namespace {
+    /// The extent of small file `fid`, if it is packed.
+    pub fn extent_of(&self, fid: FileId) -> Option<Extent> {
+        match self.map.get(&Key::extent(fid)) {
+            Some(Val::Extent(e)) => Some(*e),
+            _ => None,
+        }
+    }
+
+    /// The replication factor the chunks of `fid` want: the file's, or a volume set's.
+    pub fn replication_of(&self, fid: FileId) -> u8 {
+        record::volume_set_replication(fid)
+            .or_else(|| self.stat_fid(fid).ok().map(|a| a.replication))
+            .unwrap_or(0)
+    }
+
+    /// The volume `chunk` (its version and replication), if the namespace holds it.
+    pub fn volume(&self, chunk: ChunkId) -> Option<(ChunkVersion, u8)> {
+        (1..=16u8).find_map(
+            |r| match self.map.get(&Key::chunk(record::volume_set(r), chunk.0)) {
+                Some(Val::Chunk { version, .. }) => Some((*version, r)),
+                _ => None,
+            },
+        )
+    }
+
+    /// What the live records of volume `chunk` add up to, if the namespace holds it.
+    pub fn volume_use(&self, chunk: ChunkId) -> Option<VolumeUse> {
+        self.volume_use.get(&chunk).copied()
+    }
+
+    /// Every volume, as `(chunk, version, replication)`.
+    pub fn volumes(&self) -> Vec<(ChunkId, ChunkVersion, u8)> {
+        let start = Key::chunks_start(record::volume_set(1));
+        self.map
+            .range_from(Bound::Included(&start))
+            .map_while(|(k, v)| match (k.view(), v) {
+                (KeyView::Chunk { fid, .. }, Val::Chunk { id, version }) => {
+                    record::volume_set_replication(fid).map(|r| (*id, *version, r))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub(super) fn plan_extent_op<'p>(&self, op: &'p Op) -> KfsResult<Change<'p>> {
+        match op {
+            Op::CreateVolume {
+                chunk,
+                version,
+                replication,
+            } => {
+                if !REPLICATION_RANGE.contains(replication) {
+                    return Err(KfsError::invalid_argument(format!(
+                        "a volume's replication must be in {REPLICATION_RANGE:?}, not {replication}"
+                    )));
+                }
+                if self.volume_use.contains_key(chunk) {
+                    return Err(KfsError::already_exists(format!("volume {chunk}")));
+                }
+                Ok(Change::CreateVolume {
+                    chunk: *chunk,
+                    version: *version,
+                    replication: *replication,
+                })
+            }
+            Op::SetExtent {
+                fid,
+                volume,
+                at,
+                len,
+                time,
+            } => {
+                self.existing_file(*fid)?;
+                if !self.volume_use.contains_key(volume) {
+                    return Err(KfsError::NoSuchChunk { chunk: *volume });
+                }
+                Ok(Change::SetExtent {
+                    fid: *fid,
+                    extent: Extent {
+                        volume: *volume,
+                        at: *at,
+                        len: *len,
+                    },
+                    time: *time,
+                })
+            }
+            _ => unreachable!("only extent ops are planned here"),
+        }
+    }
+
+    pub(super) fn commit_create_volume(
+        &mut self,
+        chunk: ChunkId,
+        version: ChunkVersion,
+        replication: u8,
+    ) -> Reply {
+        self.map.insert(
+            Key::chunk(record::volume_set(replication), chunk.0),
+            Val::Chunk { id: chunk, version },
+        );
+        self.volume_use.insert(chunk, VolumeUse::default());
+        self.next_chunk_id = self.next_chunk_id.max(ChunkId(chunk.0 + 1));
+        Reply::Done
+    }
+
+    /// Makes `extent` the file's data; returns the chunks it held (freed).
+    pub(super) fn commit_set_extent(
+        &mut self,
+        fid: FileId,
+        extent: Extent,
+        time: Timestamp,
+    ) -> (Reply, Vec<ChunkId>) {
+        let freed = self.drop_chunks(fid);
+        self.map.insert(Key::extent(fid), Val::Extent(extent));
+        self.extent_added(extent);
+        let attr = self.fattr_mut(fid);
+        let old = std::mem::replace(&mut attr.size, u64::from(extent.len));
+        attr.mtime = time;
+        self.counters.bytes = self.counters.bytes - old + u64::from(extent.len);
+        (Reply::Attr(self.stat_fid(fid).expect("exists")), freed)
+    }
+
+    /// Drops the extent of a file whose chunks now hold its data (a writer moved it to chunks
+    /// and made them durable).
+    pub(super) fn drop_extent_if_chunked(&mut self, fid: FileId) {
+        let has_chunks = self
+            .map
+            .range_from(Bound::Included(&Key::chunks_start(fid)))
+            .next()
+            .is_some_and(|(k, v)| matches!((k.view(), v), (KeyView::Chunk { fid: f, .. }, Val::Chunk { .. }) if f == fid));
+        if has_chunks && let Some(Val::Extent(e)) = self.map.remove(&Key::extent(fid)) {
+            self.extent_dropped(e);
+        }
+    }
+
+    pub(super) fn extent_added(&mut self, e: Extent) {
+        let u = self.volume_use.entry(e.volume).or_default();
+        u.records += 1;
+        u.bytes += u64::from(e.len);
+    }
+
+    pub(super) fn extent_dropped(&mut self, e: Extent) {
+        if let Some(u) = self.volume_use.get_mut(&e.volume) {
+            u.records -= 1;
+            u.bytes -= u64::from(e.len);
+        }
+    }
+
+    /// `volume_use` recounted from the map.
+    pub(super) fn recount_volume_use(&self) -> im::HashMap<ChunkId, VolumeUse> {
+        let mut uses: im::HashMap<ChunkId, VolumeUse> = self
+            .volumes()
+            .into_iter()
+            .map(|(chunk, _, _)| (chunk, VolumeUse::default()))
+            .collect();
+        for (_, v) in self.map.iter() {
+            if let Val::Extent(e) = v {
+                let u = uses.entry(e.volume).or_default();
+                u.records += 1;
+                u.bytes += u64::from(e.len);
+            }
+        }
+        uses
+    }
+
+    /// The invariants of the module docs.
+    pub(super) fn check_extents(&self) -> Result<(), String> {
+        let volumes: std::collections::HashSet<ChunkId> =
+            self.volumes().into_iter().map(|(c, _, _)| c).collect();
+        for (k, v) in self.map.iter() {
+            let (KeyView::Chunk { fid, offset }, Val::Extent(e)) = (k.view(), v) else {
+                continue;
+            };
+            if offset != record::EXTENT_OFFSET {
+                return Err(format!("{fid} holds an extent at offset {offset}"));
+            }
+            if !volumes.contains(&e.volume) {
+                return Err(format!("{fid}'s extent names {}, not a volume", e.volume));
+            }
+            let chunked = self
+                .map
+                .range_from(Bound::Included(&Key::chunks_start(fid)))
+                .next()
+                .is_some_and(|(k, v)| matches!((k.view(), v), (KeyView::Chunk { fid: f, .. }, Val::Chunk { .. }) if f == fid));
+            let size = self.stat_fid(fid).map(|a| a.size).unwrap_or(0);
+            if !chunked && size != u64::from(e.len) {
+                return Err(format!(
+                    "{fid} is {size} bytes long, its extent {} bytes",
+                    e.len
+                ));
+            }
+        }
+        let recount = self.recount_volume_use();
+        if recount != self.volume_use {
+            return Err(format!(
+                "volume use {:?} but recount {recount:?}",
+                self.volume_use
+            ));
+        }
+        Ok(())
+    }
+}
