@@ -8,7 +8,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use kfs_common::proto::chunk::ChunkPool;
 use kfs_common::proto::master::{
-    ChunkLocation, ChunkserverInfo, CreateOptions, DirEntry, DirPage, FileAttr, FsckReport,
+    ChunkLocation, ChunkserverInfo, CreateOptions, DirEntry, DirPage, FileAttr, FsckReport, Layout,
     MasterInfo, MkdirOptions, NamespaceCounters, RemoveSummary, SetAttr, WorkerInfo,
 };
 use kfs_common::{KfsError, KfsResult};
@@ -70,6 +70,7 @@ impl Client {
                         chunks: ChunkPool::new(),
                         chunk_size: info.chunk_size,
                         options,
+                        volumes: Default::default(),
                     };
                     return Ok(Client {
                         inner: Arc::new(Inner {
@@ -151,7 +152,7 @@ impl Client {
     pub async fn create_with(&self, path: &str, options: CreateOptions) -> KfsResult<File> {
         let p = path.to_string();
         let attr = self.call(self.m().create(self.ctx(), p, options)).await?;
-        Ok(File::new(self.inner.io.clone(), path, attr))
+        Ok(File::created(self.inner.io.clone(), path, attr))
     }
 
     /// Opens an existing file for reading and writing. One call to the master, which also
@@ -163,11 +164,11 @@ impl Client {
     /// [`Client::open`], also returning the file's attributes as the open found them.
     pub async fn open_with_attr(&self, path: &str) -> KfsResult<(File, FileAttr)> {
         let ahead = self.chunk_size().saturating_mul(crate::file::LOCATE_AHEAD);
-        let (attr, found) = self
-            .call(self.m().open(self.ctx(), path.to_string(), ahead))
+        let (attr, layout) = self
+            .call(self.m().open_layout(self.ctx(), path.to_string(), ahead))
             .await?;
         Ok((
-            File::opened(self.inner.io.clone(), path, attr.clone(), found),
+            File::opened(self.inner.io.clone(), path, attr.clone(), layout),
             attr,
         ))
     }
@@ -282,9 +283,29 @@ impl Client {
     }
 
     /// Sets a file's replication factor (1..=16).
+    /// A small file packed into a volume of another replication is packed again into one of
+    /// the new factor (one logged switch: readers see the old record or the new).
     pub async fn set_replication(&self, path: &str, replication: u8) -> KfsResult<FileAttr> {
-        let path = path.to_string();
-        self.call(self.m().set_replication(self.ctx(), path, replication))
+        let attr = self
+            .call(
+                self.m()
+                    .set_replication(self.ctx(), path.to_string(), replication),
+            )
+            .await?;
+        let (attr_now, layout) = self.file_layout(path).await?;
+        if let Layout::Packed(extent) = &layout
+            && extent.replication != replication
+        {
+            let file = File::opened(self.inner.io.clone(), path, attr_now, layout);
+            return file.repack().await;
+        }
+        Ok(attr)
+    }
+
+    /// A file's attributes and how its data is stored: its chunks (with their replicas), or
+    /// the volume record a small file is packed into (what `kfs chunks` shows).
+    pub async fn file_layout(&self, path: &str) -> KfsResult<(FileAttr, Layout)> {
+        self.call(self.m().open_layout(self.ctx(), path.to_string(), u64::MAX))
             .await
     }
 

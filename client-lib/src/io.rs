@@ -13,9 +13,10 @@ use crate::errors::unreachable;
 use crate::master_conn::MasterClient;
 use crate::retry::RetryPolicy;
 use kfs_common::proto::chunk::ChunkPool;
+use kfs_common::proto::master::WriteLease;
 use kfs_common::{KfsError, KfsResult, rpc};
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Tuning of a [`Client`](crate::Client); the defaults suit most programs.
 #[derive(Clone, Debug)]
@@ -36,7 +37,13 @@ pub struct ClientOptions {
     pub read_size: usize,
     /// How every retry loop waits between attempts (within its own time limit above).
     pub retry: RetryPolicy,
+    /// Files a handle creates are packed into volumes while they are at most this many bytes
+    /// (kept in memory until flushed; `file/pack.rs`); 0 gives every file chunks of its own.
+    pub pack_threshold: u64,
 }
+
+/// [`ClientOptions::pack_threshold`] by default (see docs/benchmarks.md for why).
+pub const DEFAULT_PACK_THRESHOLD: u64 = 256 << 10;
 
 impl Default for ClientOptions {
     fn default() -> Self {
@@ -48,6 +55,7 @@ impl Default for ClientOptions {
             writes_in_flight: 4,
             read_size: 4 << 20,
             retry: RetryPolicy::default(),
+            pack_threshold: DEFAULT_PACK_THRESHOLD,
         }
     }
 }
@@ -60,9 +68,42 @@ pub(crate) struct Io {
     /// Bytes per chunk in this cluster.
     pub(crate) chunk_size: u64,
     pub(crate) options: ClientOptions,
+    /// The volume leases this client holds, by replication, and when each stops being used.
+    pub(crate) volumes: std::sync::Mutex<std::collections::HashMap<u8, (WriteLease, Instant)>>,
 }
 
 impl Io {
+    /// A lease on an open volume for files of `replication`: the one held while it has at least
+    /// half its validity left, else a new one from the master.
+    pub(crate) async fn volume_lease(&self, replication: u8) -> KfsResult<WriteLease> {
+        if let Some((lease, until)) = self.volumes.lock().expect("volumes lock").get(&replication)
+            && Instant::now() < *until
+        {
+            return Ok(lease.clone());
+        }
+        let asked = Instant::now();
+        let lease = self
+            .call(self.m().volume_lease(self.ctx(), replication))
+            .await?;
+        let until = asked + Duration::from_millis(lease.valid_ms / 2);
+        self.volumes
+            .lock()
+            .expect("volumes lock")
+            .insert(replication, (lease.clone(), until));
+        Ok(lease)
+    }
+
+    /// Stops using the lease on `volume` (an append to it failed).
+    pub(crate) fn forget_volume(&self, replication: u8, volume: kfs_common::ChunkId) {
+        let mut volumes = self.volumes.lock().expect("volumes lock");
+        if volumes
+            .get(&replication)
+            .is_some_and(|(l, _)| l.chunk == volume)
+        {
+            volumes.remove(&replication);
+        }
+    }
+
     /// The context of one call: its deadline is `call_timeout` from now.
     pub(crate) fn ctx(&self) -> tarpc::context::Context {
         rpc::context(self.options.call_timeout)

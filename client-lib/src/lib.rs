@@ -35,5 +35,6 @@ pub mod retry;
 
 pub use client::{Client, ClientOptions};
 pub use file::{File, FileReader};
+pub use io::DEFAULT_PACK_THRESHOLD;
 pub use kfs_common::{KfsError, KfsResult};
 pub use retry::RetryPolicy;

@@ -180,6 +180,11 @@ reply_error!(MasterServiceResponse {
     ExtendLength,
     Open,
     Workers,
+    VolumeLease,
+    SealVolume,
+    SetExtent,
+    OpenLayout,
+    Layout,
 });
 reply_error!(ClusterServiceResponse { Hello, Heartbeat });
 reply_error!(ChunkServiceResponse {
@@ -195,6 +200,8 @@ reply_error!(ChunkServiceResponse {
     CreateVolume,
     Append,
     ReadRecord,
+    ReadVolume,
+    ReplicateVolume,
 });
 
 /// A tarpc service that records each call in [`RpcMetrics`]: wrap the generated server, e.g.

@@ -173,15 +173,16 @@ async fn copy(
     let result = match pool.get(target).await {
         Err(e) => Err(failed(format!("{target} unreachable: {e}"))),
         Ok(client) => {
-            match client
-                .replicate(
-                    rpc::context(COPY_TIMEOUT),
-                    task.chunk,
-                    task.version,
-                    task.source.clone(),
-                )
-                .await
-            {
+            let context = rpc::context(COPY_TIMEOUT);
+            let (chunk, version, source) = (task.chunk, task.version, task.source.clone());
+            let copied = if task.volume {
+                client
+                    .replicate_volume(context, chunk, version, source)
+                    .await
+            } else {
+                client.replicate(context, chunk, version, source).await
+            };
+            match copied {
                 Ok(Ok(length)) => Ok(length),
                 Ok(Err(e)) => Err(CopyFailed {
                     why: e.to_string(),

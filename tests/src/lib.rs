@@ -248,6 +248,25 @@ impl TestCluster {
             .expect("connect a client")
     }
 
+    /// A `kfs-client` that gives every file chunks of its own (packs no small file into a
+    /// volume), for the suites about chunks, leases and replicas.
+    pub async fn unpacked_client(&self) -> kfs_client::Client {
+        self.unpacked_client_with(kfs_client::ClientOptions::default())
+            .await
+    }
+
+    /// [`TestCluster::unpacked_client`] with the given options.
+    pub async fn unpacked_client_with(
+        &self,
+        options: kfs_client::ClientOptions,
+    ) -> kfs_client::Client {
+        self.client_with(kfs_client::ClientOptions {
+            pack_threshold: 0,
+            ..options
+        })
+        .await
+    }
+
     /// A `kfs-client` with the given options.
     pub async fn client_with(&self, options: kfs_client::ClientOptions) -> kfs_client::Client {
         kfs_client::Client::connect_with(self.master_addr(), options)

@@ -161,6 +161,17 @@ impl ProcessCluster {
             .expect("connect to the master")
     }
 
+    /// A client that gives every file chunks of its own (packs no small file into a volume).
+    pub async fn unpacked_client(&self) -> kfs_client::Client {
+        let options = kfs_client::ClientOptions {
+            pack_threshold: 0,
+            ..Default::default()
+        };
+        kfs_client::Client::connect_with(self.addr, options)
+            .await
+            .expect("connect to the master")
+    }
+
     /// The master's chunkserver table (empty while it cannot be reached).
     pub async fn servers(&self) -> Vec<ChunkserverInfo> {
         let Ok(client) = master::connect(self.addr).await else {

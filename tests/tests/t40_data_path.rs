@@ -1,6 +1,9 @@
 //! The data path through `kfs-client`, against an in-process cluster with 256 KiB chunks so
 //! files cross chunk boundaries often: round trips of every interesting size, holes, concurrent
 //! writers and readers, a chunkserver killed in the middle of a write, a corrupt replica, leases.
+//!
+//! Its clients give every file chunks of its own (`unpacked_client`): the suite is about chunks;
+//! small files packed into volumes have theirs (`t92_small_files`, `t93_volume_appends`).
 
 use kfs_common::proto::master::CreateOptions;
 use kfs_common::{FileId, KfsError};
@@ -17,7 +20,7 @@ fn digest(bytes: &[u8]) -> (usize, u32) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trips_of_every_size_read_back_identical() {
     let cluster = TestCluster::start(ClusterOptions::default()).await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     assert_eq!(client.chunk_size(), CHUNK as u64);
     for (i, len) in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + CHUNK / 2]
         .into_iter()
@@ -60,7 +63,7 @@ async fn round_trips_of_every_size_read_back_identical() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn holes_read_as_zeros_and_seeks_write_anywhere() {
     let cluster = TestCluster::start(ClusterOptions::default()).await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let mut file = client.create("/sparse").await.unwrap();
     // A write two chunks in leaves the first chunks unallocated.
     file.seek(std::io::SeekFrom::Start(2 * CHUNK as u64 + 100))
@@ -88,7 +91,7 @@ async fn holes_read_as_zeros_and_seeks_write_anywhere() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_and_readers() {
     let cluster = TestCluster::start(ClusterOptions::default()).await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let writers: Vec<_> = (0..8u64)
         .map(|w| {
             let client = client.clone();
@@ -140,7 +143,7 @@ async fn a_chunkserver_killed_mid_write_costs_the_writer_nothing() {
         ..Default::default()
     })
     .await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let data = content(7, 12 * CHUNK + 5);
     let mut file = client.create("/survivor").await.unwrap();
     let half = data.len() / 2;
@@ -203,7 +206,7 @@ async fn a_write_with_no_replica_left_fails_naming_chunk_and_server() {
     })
     .await;
     let client = cluster
-        .client_with(kfs_client::ClientOptions {
+        .unpacked_client_with(kfs_client::ClientOptions {
             write_retry_for: Duration::from_secs(10),
             ..Default::default()
         })
@@ -227,7 +230,7 @@ async fn a_write_with_no_replica_left_fails_naming_chunk_and_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_fail_over_from_a_corrupt_replica() {
     let cluster = TestCluster::start(ClusterOptions::default()).await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let data = content(11, 2 * CHUNK);
     let mut f = client.create("/precious").await.unwrap();
     f.write_all(&data).await.unwrap();
@@ -286,7 +289,7 @@ async fn leases_have_one_primary_and_wait_out_a_master_restart() {
         ..Default::default()
     })
     .await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let mut f = client.create("/leased").await.unwrap();
     f.write_all(b"x").await.unwrap();
     f.close().await.unwrap();
@@ -313,7 +316,7 @@ async fn leases_have_one_primary_and_wait_out_a_master_restart() {
         "{during:?}"
     );
     // A writer simply waits it out.
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let file = client.open("/leased").await.unwrap();
     file.write_at(1, b"y").await.unwrap();
     let after = master.lease(ctx(), fid, 0).await.unwrap().unwrap();
@@ -327,7 +330,7 @@ async fn leases_have_one_primary_and_wait_out_a_master_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn length_follows_close_to_open_and_sync_makes_data_durable() {
     let cluster = TestCluster::start(ClusterOptions::default()).await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let mut writer = client
         .create_with(
             "/log",
@@ -365,7 +368,7 @@ async fn a_slow_writer_renews_its_lease_instead_of_moving_the_chunk() {
         ..Default::default()
     })
     .await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let file = client.create("/slow").await.unwrap();
     let started = std::time::Instant::now();
     let mut offset = 0u64;
@@ -391,7 +394,7 @@ async fn a_slow_writer_renews_its_lease_instead_of_moving_the_chunk() {
 async fn a_local_tree_copies_in_and_back_byte_for_byte() {
     use kfs_client::copy;
     let cluster = TestCluster::start(ClusterOptions::default()).await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let source = tempfile::tempdir().unwrap();
     let big = content(3, 3 * CHUNK + 17);
     std::fs::create_dir_all(source.path().join("a/b")).unwrap();
@@ -474,7 +477,7 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
 async fn a_client_dials_the_master_again_after_it_restarts() {
     let mut cluster = TestCluster::start(ClusterOptions::default()).await;
     let client = cluster
-        .client_with(kfs_client::ClientOptions {
+        .unpacked_client_with(kfs_client::ClientOptions {
             call_timeout: Duration::from_secs(2),
             ..Default::default()
         })

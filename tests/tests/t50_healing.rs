@@ -5,6 +5,9 @@
 //!
 //! Every wait is bounded (20 s: a few dozen repair rounds of 100 ms each, with room for a loaded
 //! machine) and names what it waited for.
+//!
+//! Its clients give every file chunks of its own (`unpacked_client`): the suite is about chunks;
+//! small files packed into volumes have theirs (`t92_small_files`, `t93_volume_appends`).
 
 use kfs_client::Client;
 use kfs_common::proto::master::{FsckReport, ServerState};
@@ -87,7 +90,7 @@ async fn wait_healthy(client: &Client, what: &str) -> FsckReport {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_server_is_replaced_and_its_return_trimmed() {
     let mut cluster = TestCluster::start(five()).await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let files = write_files(&client, 6).await;
     wait_healthy(&client, "the written chunks healthy").await;
 
@@ -126,7 +129,7 @@ async fn a_lost_server_is_replaced_and_its_return_trimmed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_raised_or_lowered_factor_is_followed() {
     let cluster = TestCluster::start(five()).await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let files = write_files(&client, 2).await;
     for factor in [5u8, 1, 2] {
         for path in files.keys() {
@@ -160,7 +163,7 @@ async fn a_corrupt_replica_is_replaced_from_a_good_one() {
         ..Default::default()
     })
     .await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let files = write_files(&client, 1).await;
     let chunk = client.file_chunks("/f0").await.unwrap()[0].chunk;
     // Two of the three replicas damaged: only one good one is left to copy from.
@@ -192,7 +195,7 @@ async fn a_corrupt_replica_is_replaced_from_a_good_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decommissioned_server_is_drained_then_safe_to_remove() {
     let cluster = TestCluster::start(five()).await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let files = write_files(&client, 4).await;
     wait_healthy(&client, "the written chunks healthy").await;
     let addr = cluster.chunkserver(2).local_addr().to_string();
@@ -242,7 +245,7 @@ async fn a_restarted_master_copies_and_deletes_nothing_in_safe_mode() {
         ..Default::default()
     })
     .await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let files = write_files(&client, 4).await;
     for path in files.keys() {
         client.set_replication(path, 2).await.unwrap();
@@ -276,7 +279,7 @@ async fn a_restarted_master_copies_and_deletes_nothing_in_safe_mode() {
     }
     cluster.restart_master().await;
     cluster.wait_for_alive(2).await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let report = client.fsck().await.unwrap();
     assert!(report.safe_mode && report.missing > 0, "{report:?}");
     let under = report.under_replicated;
@@ -357,7 +360,7 @@ async fn new_empty_servers_take_replicas_from_full_ones() {
     cluster.stop_chunkserver(2).await;
     cluster.stop_chunkserver(3).await;
     cluster.wait_for_alive(2).await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let files = write_files(&client, 5).await;
     for path in files.keys() {
         client.set_replication(path, 2).await.unwrap();

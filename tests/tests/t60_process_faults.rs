@@ -13,6 +13,9 @@
 //!
 //! Bounds: every wait is at most 60 s (a repair of the whole data set takes a few seconds here);
 //! each test ends by itself, and kills its processes when dropped.
+//!
+//! Its clients give every file chunks of its own (`unpacked_client`): the suite is about chunks;
+//! small files packed into volumes have theirs (`t92_small_files`, `t93_volume_appends`).
 
 use kfs_client::{Client, ClientOptions};
 use kfs_common::proto::master::{FsckReport, ServerState};
@@ -125,7 +128,7 @@ fn fsck_row(table: &str, name: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunkservers_killed_one_after_another_are_healed_around() {
     let mut cluster = ProcessCluster::start(5, "", "").await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let files = write_dataset(&client, "/photos", 15).await;
     let report = fsck_until(&client, "the data set healthy", healthy).await;
     let chunks = report.chunks;
@@ -237,7 +240,7 @@ async fn a_master_killed_under_write_load_keeps_every_acknowledged_change() {
 
     cluster.start_master();
     cluster.wait_for_alive(5).await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let acked = std::mem::take(&mut *acked.lock().unwrap());
     let mut files = Vec::new();
     for a in acked {
@@ -269,7 +272,7 @@ async fn flipped_bytes_are_repaired_stale_replicas_deleted_and_a_server_drained(
         "scrub_bytes_per_sec = 67108864\nscrub_pause_secs = 0",
     )
     .await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let files = write_dataset(&client, "/media", 10).await;
     fsck_until(&client, "the data set healthy", healthy).await;
     let ids: Vec<ServerId> = (0..5).map(|i| cluster.server_id(i)).collect();

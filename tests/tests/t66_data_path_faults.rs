@@ -17,6 +17,9 @@
 //!   orphans (even across two crashes in a row).
 //!
 //! Every wait is bounded; nothing sleeps to synchronize.
+//!
+//! Its clients give every file chunks of its own (`unpacked_client`): the suite is about chunks;
+//! small files packed into volumes have theirs (`t92_small_files`, `t93_volume_appends`).
 
 use kfs_client::{Client, ClientOptions};
 use kfs_common::KfsError;
@@ -42,7 +45,7 @@ async fn read_all(client: &Client, path: &str, len: usize) -> Vec<u8> {
 async fn a_multi_file_put_waits_out_a_master_restart() {
     let mut cluster = TestCluster::start(ClusterOptions::default()).await;
     let client = cluster
-        .client_with(ClientOptions {
+        .unpacked_client_with(ClientOptions {
             call_timeout: Duration::from_secs(20),
             ..Default::default()
         })
@@ -99,7 +102,7 @@ async fn a_multi_file_put_waits_out_a_master_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunkserver_restarted_on_its_port_is_dialled_again_not_dropped() {
     let mut cluster = TestCluster::start(ClusterOptions::default()).await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let data = content(5, CHUNK / 2);
     let mut file = client.create("/kept").await.unwrap();
     file.write_all(&data).await.unwrap();
@@ -137,7 +140,7 @@ async fn new_chunks_are_leased_at_once_after_a_master_restart() {
         ..Default::default()
     })
     .await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let old = content(8, CHUNK + 10);
     let mut file = client.create("/old").await.unwrap();
     file.write_all(&old).await.unwrap();
@@ -145,7 +148,7 @@ async fn new_chunks_are_leased_at_once_after_a_master_restart() {
 
     cluster.restart_master().await;
     cluster.wait_for_alive(3).await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let new = content(9, 2 * CHUNK + 5);
     tokio::time::timeout(Duration::from_secs(10), async {
         let mut file = client.create("/new").await?;
@@ -199,7 +202,7 @@ async fn new_chunks_are_leased_at_once_after_a_master_restart() {
 async fn bytes_flushed_before_a_chunkserver_dies_survive_in_the_same_chunk() {
     let mut cluster = TestCluster::start(ClusterOptions::default()).await;
     let client = cluster
-        .client_with(ClientOptions {
+        .unpacked_client_with(ClientOptions {
             write_size: 16 * 1024,
             writes_in_flight: 16,
             write_retry_for: Duration::from_secs(30),
@@ -345,14 +348,14 @@ async fn a_chunk_id_handed_out_but_never_logged_is_not_reused_after_two_crashes(
         ..Default::default()
     };
     let first = content(1, 1000);
-    let client = cluster.client_with(options.clone()).await;
+    let client = cluster.unpacked_client_with(options.clone()).await;
     let mut f = client.create("/a").await.unwrap();
     f.write_all(&first).await.unwrap();
     f.close().await.unwrap();
 
     // Restart 1, then a chunk allocated whose allocation record is then lost (crash 2).
     cluster.restart_master().await;
-    let client = cluster.client_with(options.clone()).await;
+    let client = cluster.unpacked_client_with(options.clone()).await;
     let mut f = client.create("/b").await.unwrap();
     f.write_all(&content(2, 1000)).await.unwrap();
     f.close().await.unwrap();
@@ -370,7 +373,7 @@ async fn a_chunk_id_handed_out_but_never_logged_is_not_reused_after_two_crashes(
     cluster.wait_for_alive(3).await;
 
     // The replicas of `lost` are orphans now; a new chunk must not take their id.
-    let client = cluster.client_with(options).await;
+    let client = cluster.unpacked_client_with(options).await;
     let data = content(3, 100_000);
     let mut f = client.create("/c").await.unwrap();
     f.write_all(&data).await.unwrap();
@@ -412,7 +415,7 @@ async fn a_chunk_id_handed_out_but_never_logged_is_not_reused_after_two_crashes(
 async fn a_primary_that_lost_its_replica_is_reported_and_the_write_goes_on() {
     let cluster = TestCluster::start(ClusterOptions::default()).await;
     let client = cluster
-        .client_with(ClientOptions {
+        .unpacked_client_with(ClientOptions {
             write_retry_for: Duration::from_secs(5),
             ..Default::default()
         })
@@ -453,7 +456,7 @@ async fn a_primary_that_lost_its_replica_is_reported_and_the_write_goes_on() {
 async fn a_failed_sync_is_tried_again_not_forgotten() {
     let mut cluster = TestCluster::start(ClusterOptions::default()).await;
     let client = cluster
-        .client_with(ClientOptions {
+        .unpacked_client_with(ClientOptions {
             call_timeout: Duration::from_secs(2),
             write_retry_for: Duration::from_secs(2),
             ..Default::default()

@@ -6,6 +6,9 @@
 //!   them stale, kept until the chunk is re-replicated.
 //! - `hello`s from servers that do not hold a chunk, claiming it, do not trim its real replicas,
 //!   even when they come first after a master restart (digests prove the real ones).
+//!
+//! Its clients give every file chunks of its own (`unpacked_client`): the suite is about chunks;
+//! small files packed into volumes have theirs (`t92_small_files`, `t93_volume_appends`).
 
 use kfs_common::proto::PROTOCOL_VERSION;
 use kfs_common::proto::cluster::{ChunkReport, HeartbeatRequest, HelloRequest, SpaceReport};
@@ -22,7 +25,7 @@ const CHUNK: u64 = 256 * 1024;
 async fn extend_length_beyond_the_written_data_is_refused() {
     let cluster = TestCluster::start(ClusterOptions::default()).await;
     cluster.wait_for_alive(3).await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let master = cluster.master_client().await;
 
     let f = client.create("/small").await.unwrap();
@@ -89,7 +92,7 @@ async fn extend_length_beyond_the_written_data_is_refused() {
 async fn one_chunk_file(
     cluster: &TestCluster,
 ) -> (Vec<u8>, kfs_common::proto::master::ChunkLocation) {
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let data = content(3, 100_000);
     let f = client.create("/f").await.unwrap();
     f.write_at(0, &data).await.unwrap();
@@ -128,7 +131,7 @@ async fn wait_healthy_and_read(cluster: &TestCluster, real: &[ServerId], data: &
         }
     })
     .await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let f = client.open("/f").await.unwrap();
     assert_eq!(f.read_at(0, data.len()).await.unwrap(), data);
 }
@@ -309,7 +312,7 @@ async fn a_failed_put_leaves_nothing_behind_and_names_its_target() {
     cluster.wait_for_alive(3).await;
     // A writer that gives up after 2 s of retrying, so the failure comes soon.
     let client = cluster
-        .client_with(kfs_client::ClientOptions {
+        .unpacked_client_with(kfs_client::ClientOptions {
             write_retry_for: Duration::from_secs(2),
             call_timeout: Duration::from_secs(2),
             ..Default::default()

@@ -14,6 +14,9 @@
 //! A full disk is injected under the chunkservers' own I/O (`Faults::space_left`): what fits is
 //! written, then `ENOSPC`, and the free space they measure is what is left, as with a real
 //! file system that fills.
+//!
+//! Its clients give every file chunks of its own (`unpacked_client`): the suite is about chunks;
+//! small files packed into volumes have theirs (`t92_small_files`, `t93_volume_appends`).
 
 use kfs_client::Client;
 use kfs_common::KfsError;
@@ -109,7 +112,7 @@ async fn every_server_full_fails_a_put_at_once_and_leaves_nothing() {
     })
     .await;
     cluster.wait_for_alive(3).await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let addrs: Vec<String> = (0..3).map(|i| addr(&cluster, i)).collect();
     set_full(&cluster, &[0, 1, 2], true);
     let data = content(1, 600_000);
@@ -154,7 +157,7 @@ async fn every_server_full_fails_a_put_at_once_and_leaves_nothing() {
 async fn disks_filling_under_a_writer_fail_the_write_and_keep_what_was_synced() {
     let cluster = TestCluster::start(ClusterOptions::default()).await;
     cluster.wait_for_alive(3).await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let addrs: Vec<String> = (0..3).map(|i| addr(&cluster, i)).collect();
     let first = content(2, 100_000);
     let mut f = client.create("/log").await.unwrap();
@@ -194,7 +197,7 @@ async fn a_full_server_gets_no_replicas_and_no_copies_until_it_has_room() {
     })
     .await;
     cluster.wait_for_alive(4).await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     set_full(&cluster, &[3], true);
     wait_for_view(&cluster, &client, &[3], false).await;
 

@@ -7,6 +7,9 @@
 //! - a replica file deleted behind a chunkserver's back is found by the scrubber (nobody reads
 //!   it) or by the first read of it, reported with the next heartbeat, and replaced: afterwards
 //!   every replica the master lists can be read from its server.
+//!
+//! Its clients give every file chunks of its own (`unpacked_client`): the suite is about chunks;
+//! small files packed into volumes have theirs (`t92_small_files`, `t93_volume_appends`).
 
 use kfs_client::Client;
 use kfs_common::proto::master::CreateOptions;
@@ -76,7 +79,7 @@ async fn a_corrupt_mark_survives_a_chunkserver_restart() {
         ..Default::default()
     })
     .await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let data = content(1, 100_000);
     let chunk = write(&client, "/only-copy", &data, 1).await;
     cluster.corrupt_replica(0, chunk, 70_000);
@@ -127,7 +130,7 @@ async fn a_deleted_replica_file_is_found_by_the_scrubber_and_replaced() {
         ..Default::default()
     })
     .await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let data = content(2, 150_000);
     let chunk = write(&client, "/cold", &data, 3).await;
     wait_truly_healthy(&cluster, &client, "/cold", &data).await;
@@ -152,7 +155,7 @@ async fn a_deleted_replica_file_found_by_a_read_is_reported_and_replaced() {
         ..Default::default()
     })
     .await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let data = content(3, 150_000);
     let chunk = write(&client, "/hot", &data, 3).await;
     wait_truly_healthy(&cluster, &client, "/hot", &data).await;

@@ -104,25 +104,36 @@ impl ChunkServer {
 pub(super) const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Bytes a replication copies per read.
-const COPY_PIECE: u32 = 4 << 20;
+pub(super) const COPY_PIECE: u32 = 4 << 20;
 
 /// The version of a replica while it is being copied in.
-const COPYING: ChunkVersion = ChunkVersion(0);
+pub(super) const COPYING: ChunkVersion = ChunkVersion(0);
 
 impl ChunkServer {
-    /// Length and crc32c of all the data of a local replica, every block verified on the way.
-    async fn local_digest(&self, chunk: ChunkId, version: ChunkVersion) -> KfsResult<(u64, u32)> {
+    /// Length and crc32c of all the data of a local replica, every block verified on the way
+    /// (a volume's bytes as they lie: its copy checks its records).
+    pub(super) async fn local_digest(
+        &self,
+        chunk: ChunkId,
+        version: ChunkVersion,
+    ) -> KfsResult<(u64, u32)> {
         let (_, length) = self
             .store
             .replica(chunk)
             .ok_or(KfsError::NoSuchChunk { chunk })?;
         let mut crc = 0u32;
         let mut at = 0u64;
+        let volume = self.store.is_volume(chunk);
         while at < length {
-            let piece = self
-                .store
-                .read(chunk, version, at, u64::from(COPY_PIECE))
-                .await?;
+            let piece = if volume {
+                self.store
+                    .read_raw(chunk, version, at, u64::from(COPY_PIECE))
+                    .await?
+            } else {
+                self.store
+                    .read(chunk, version, at, u64::from(COPY_PIECE))
+                    .await?
+            };
             if piece.is_empty() {
                 break;
             }
@@ -407,6 +418,43 @@ impl ChunkService for ChunkServer {
     ) -> KfsResult<Payload> {
         self.serve_read_record(chunk, version, offset, fid, len)
             .await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%chunk, %version, offset, len))]
+    async fn read_volume(
+        self,
+        _: Context,
+        chunk: ChunkId,
+        version: ChunkVersion,
+        offset: u64,
+        len: u32,
+    ) -> KfsResult<Payload> {
+        if len > MAX_READ_LEN {
+            return Err(KfsError::invalid_argument(format!(
+                "a read of {len} bytes is more than {MAX_READ_LEN} at once"
+            )));
+        }
+        let data = self
+            .store
+            .read_raw(chunk, version, offset, u64::from(len))
+            .await?;
+        Ok(Payload::from_buffer(data))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%chunk, %version, source = %source.addr))]
+    async fn replicate_volume(
+        self,
+        _: Context,
+        chunk: ChunkId,
+        version: ChunkVersion,
+        source: ReplicaLocation,
+    ) -> KfsResult<u64> {
+        let _copy = self.store.begin_copy_in(chunk)?;
+        let copied = self.copy_volume_from(chunk, version, &source).await;
+        if copied.is_err() && self.store.replica(chunk).is_some_and(|(v, _)| v == COPYING) {
+            let _ = self.store.delete(chunk).await;
+        }
+        copied
     }
 
     #[instrument(level = "debug", skip_all)]

@@ -232,6 +232,50 @@ impl Head {
     }
 }
 
+/// Reads up to `len` bytes of the volume's records as they lie, from `at` (a copy's source;
+/// the copy checks them with [`records`]); shorter at the end.
+pub fn read_raw(
+    io: &dyn FileIo,
+    pool: &Arc<BufPool>,
+    file: &File,
+    at: u64,
+    len: u64,
+) -> Result<(PooledBuf, std::ops::Range<usize>), ChunkError> {
+    let length = length_of(file)?;
+    let end = at.saturating_add(len).min(length);
+    if at >= end {
+        return Ok((pool.take(0), 0..0));
+    }
+    let mut buf = pool.take((end - at) as usize);
+    io.read_at(file, &mut buf, HEADER_LEN + at)?;
+    let n = buf.len();
+    Ok((buf, 0..n))
+}
+
+/// Writes bytes copied from another replica at `at`, the volume's end (a copy in progress);
+/// returns the new length. A failed write is cut back.
+pub fn append_raw(io: &dyn FileIo, file: &File, at: u64, data: &[u8]) -> Result<u64, ChunkError> {
+    let length = length_of(file)?;
+    if at != length {
+        return Err(ChunkError::NotAtEnd {
+            asked: at,
+            end: length,
+        });
+    }
+    if at + data.len() as u64 > MAX_VOLUME_LEN {
+        return Err(ChunkError::TooLarge {
+            end: at + data.len() as u64,
+        });
+    }
+    if let Err(e) = io.write_at(file, data, HEADER_LEN + at) {
+        if let Err(cutting) = file.set_len(HEADER_LEN + length) {
+            tracing::warn!(error = %cutting, "could not cut a failed copy back");
+        }
+        return Err(e.into());
+    }
+    Ok(at + data.len() as u64)
+}
+
 /// One record found by [`records`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Record {

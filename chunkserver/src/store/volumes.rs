@@ -130,6 +130,66 @@ impl ChunkStore {
         Ok((dir, end, answer))
     }
 
+    /// [`ChunkStore::create_volume`] for a copy coming in: sealed from the start.
+    pub async fn create_copied_volume(
+        &self,
+        chunk: ChunkId,
+        version: ChunkVersion,
+    ) -> KfsResult<()> {
+        self.create_replica(chunk, version, Kind::Volume { appendable: false })
+            .await
+    }
+
+    /// Up to `len` bytes of a volume's records as they lie, from `at` (a copy's source).
+    pub async fn read_raw(
+        &self,
+        chunk: ChunkId,
+        version: ChunkVersion,
+        at: u64,
+        len: u64,
+    ) -> KfsResult<ReadData> {
+        let entry = self.usable(chunk, version)?;
+        if let Kind::Chunk = entry.kind {
+            return Err(KfsError::invalid_argument(format!(
+                "{chunk} is a chunk, not a volume"
+            )));
+        }
+        self.on_dir(entry.dir, chunk, version, move |d| {
+            let file = d.file(chunk, version)?;
+            let (buf, range) = volume_file::read_raw(d.io.as_ref(), &d.pool, &file, at, len)?;
+            Ok(ReadData { buf, range })
+        })
+        .await
+    }
+
+    /// Writes bytes copied from another replica at `at`, the end of a sealed volume being
+    /// copied in; returns its new length.
+    pub async fn write_raw(
+        &self,
+        chunk: ChunkId,
+        version: ChunkVersion,
+        at: u64,
+        data: impl AsRef<[u8]> + Send + 'static,
+    ) -> KfsResult<u64> {
+        let entry = self.usable(chunk, version)?;
+        if entry.kind != (Kind::Volume { appendable: false }) {
+            return Err(KfsError::invalid_argument(format!(
+                "{chunk} is not a volume being copied in"
+            )));
+        }
+        let end = at + data.as_ref().len() as u64;
+        self.check_capacity(end.saturating_sub(entry.length))?;
+        let index = self.index.clone();
+        let dir = entry.dir;
+        self.on_dir(dir, chunk, version, move |d| {
+            let file = d.file(chunk, version)?;
+            let length = volume_file::append_raw(d.io.as_ref(), &file, at, data.as_ref())?;
+            index.lock().grow(chunk, length);
+            Ok(length)
+        })
+        .await
+    }
+
     /// Reads the record of file `fid` at `at` in the volume, `len` bytes of data, with one
     /// positional read; any mismatch with what the record says of itself is damage.
     pub async fn read_record(

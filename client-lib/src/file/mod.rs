@@ -26,6 +26,7 @@
 //! which one lands last is not defined. See `docs/consistency.md`.
 
 mod lease;
+mod pack;
 mod read;
 mod write;
 
@@ -33,7 +34,7 @@ use crate::io::Io;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesOrdered, FuturesUnordered, StreamExt};
-use kfs_common::proto::master::{ChunkLocation, FileAttr};
+use kfs_common::proto::master::{ChunkLocation, ExtentLocation, FileAttr, Layout};
 use kfs_common::{FileId, KfsError, KfsResult};
 use lease::Held;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -72,6 +73,15 @@ pub(crate) struct Shared {
     locations: Mutex<BTreeMap<u64, Option<ChunkLocation>>>,
     /// Chunk offsets written since the last sync.
     unsynced: Mutex<BTreeSet<u64>>,
+    /// The file's replication factor (for the volume a small file is packed into).
+    replication: u8,
+    /// Whether this handle keeps the file's whole data in `pack` (`pack.rs`).
+    packing: AtomicBool,
+    pack: tokio::sync::Mutex<Option<pack::Image>>,
+    /// Where the file is packed, if it is (as the master last said).
+    extent: Mutex<Option<ExtentLocation>>,
+    /// The packed file's data, once read.
+    record: Mutex<Option<Bytes>>,
 }
 
 impl Shared {
@@ -171,22 +181,45 @@ pub struct File {
 }
 
 impl File {
-    /// A handle on an opened file, its first chunks' locations already known.
-    pub(crate) fn opened(
-        io: Arc<Io>,
-        path: &str,
-        attr: FileAttr,
-        found: Option<Vec<ChunkLocation>>,
-    ) -> File {
+    /// A handle on an opened file, its layout (its first chunks' locations, or where it is
+    /// packed) already known.
+    pub(crate) fn opened(io: Arc<Io>, path: &str, attr: FileAttr, layout: Layout) -> File {
         let file = File::new(io, path, attr);
-        if let Some(found) = found {
-            file.shared.remember_locations(0, found);
+        match layout {
+            Layout::Chunks(Some(found)) => file.shared.remember_locations(0, found),
+            Layout::Chunks(None) => {}
+            Layout::Packed(extent) => {
+                // Writes through this handle load the record and pack it again.
+                if u64::from(extent.len) <= file.shared.io.options.pack_threshold {
+                    file.shared.packing.store(true, Ordering::Release);
+                    *file.shared.pack.try_lock().expect("a new handle's pack") =
+                        Some(pack::Image::Unloaded(extent.clone()));
+                }
+                *file.shared.extent.lock().expect("extent lock") = Some(extent);
+            }
+        }
+        file
+    }
+
+    /// A handle on a file this client just created (or truncated): it packs the file while it
+    /// stays small (`pack.rs`).
+    pub(crate) fn created(io: Arc<Io>, path: &str, attr: FileAttr) -> File {
+        let pack = io.options.pack_threshold > 0 && attr.size == 0;
+        let file = File::new(io, path, attr);
+        if pack {
+            file.shared.packing.store(true, Ordering::Release);
+            *file.shared.pack.try_lock().expect("a new handle's pack") =
+                Some(pack::Image::Loaded {
+                    data: Vec::new(),
+                    dirty: false,
+                });
         }
         file
     }
 
     pub(crate) fn new(io: Arc<Io>, path: &str, attr: FileAttr) -> File {
         let chunk_size = io.chunk_size;
+        let replication = attr.replication;
         File {
             shared: Arc::new(Shared {
                 io,
@@ -201,6 +234,11 @@ impl File {
                 leases: Mutex::new(HashMap::new()),
                 locations: Mutex::new(BTreeMap::new()),
                 unsynced: Mutex::new(BTreeSet::new()),
+                replication,
+                packing: AtomicBool::new(false),
+                pack: tokio::sync::Mutex::new(None),
+                extent: Mutex::new(None),
+                record: Mutex::new(None),
             }),
             pos: 0,
             wbuf: Vec::new(),
@@ -247,6 +285,8 @@ impl File {
             .lock()
             .expect("locations lock")
             .clear();
+        *self.shared.extent.lock().expect("extent lock") = None;
+        *self.shared.record.lock().expect("record lock") = None;
         Ok(attr)
     }
 
@@ -275,6 +315,12 @@ impl File {
         }
     }
 
+    /// Packs a packed file again, into a volume of the handle's replication (see
+    /// [`crate::Client::set_replication`]).
+    pub(crate) async fn repack(self) -> KfsResult<FileAttr> {
+        self.shared.repack().await
+    }
+
     /// Flushes, then has every replica of every chunk written make its data durable.
     pub async fn sync(&mut self) -> KfsResult<()> {
         use tokio::io::AsyncWriteExt;
@@ -286,6 +332,7 @@ impl File {
     /// flight are let go, and the master is not told of a new length (for a file about to be
     /// removed, such as a failed upload). What was acknowledged before stays written.
     pub fn abandon(mut self) {
+        self.shared.drop_pack();
         self.wbuf.clear();
         self.in_flight = FuturesUnordered::new();
         self.extending = None;

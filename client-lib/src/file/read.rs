@@ -16,7 +16,7 @@
 use super::{LOCATE_AHEAD, Shared};
 use crate::errors::unreachable;
 use kfs_common::proto::chunk::MAX_READ_LEN;
-use kfs_common::proto::master::ChunkLocation;
+use kfs_common::proto::master::{ChunkLocation, Layout};
 use kfs_common::{ChunkId, KfsError, KfsResult};
 use std::sync::Arc;
 
@@ -72,6 +72,10 @@ impl Shared {
             return Ok(Vec::new());
         }
         let len = (len as u64).min(size - offset) as usize;
+        self.learn_layout(offset - offset % self.chunk_size).await?;
+        if let Some(packed) = self.read_packed(offset, len).await? {
+            return Ok(packed);
+        }
         let mut pieces = futures::future::try_join_all(self.pieces(offset, len).into_iter().map(
             |(chunk_offset, in_chunk, range)| self.read_piece(chunk_offset, in_chunk, range.len()),
         ))
@@ -80,6 +84,56 @@ impl Shared {
             return Ok(pieces.pop().expect("one piece"));
         }
         Ok(pieces.concat())
+    }
+
+    /// Asks the master how the file is stored from `chunk_offset` on, unless this handle knows
+    /// (it packs the file, knows its extent, or has the chunk's location): a packed file's
+    /// extent, or chunks' locations, cached. Waits (up to `read_retry_for`) while the master
+    /// does not know them yet.
+    async fn learn_layout(&self, chunk_offset: u64) -> KfsResult<()> {
+        if self.packing.load(std::sync::atomic::Ordering::Acquire)
+            || self.extent.lock().expect("extent lock").is_some()
+            || self
+                .locations
+                .lock()
+                .expect("locations lock")
+                .contains_key(&chunk_offset)
+        {
+            return Ok(());
+        }
+        let mut retries = self
+            .io
+            .options
+            .retry
+            .for_up_to(self.io.options.read_retry_for);
+        let len = self.chunk_size * LOCATE_AHEAD;
+        loop {
+            match self
+                .io
+                .call(
+                    self.io
+                        .m()
+                        .layout(self.io.ctx(), self.fid, chunk_offset, len),
+                )
+                .await
+            {
+                Ok(Layout::Packed(extent)) => {
+                    *self.extent.lock().expect("extent lock") = Some(extent);
+                    return Ok(());
+                }
+                Ok(Layout::Chunks(Some(found))) => {
+                    self.remember_locations(chunk_offset, found);
+                    return Ok(());
+                }
+                // Not known yet: the chunk reads ask again as they do.
+                Ok(Layout::Chunks(None)) => return Ok(()),
+                Err(KfsError::Unavailable(why)) if retries.time_left() => {
+                    tracing::debug!(path = %self.path, %why, "layout not known yet; asking again");
+                    retries.pause().await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// [`Self::location`], waiting (up to `read_retry_for`, with backoff) while the master says

@@ -85,8 +85,9 @@ fn write_failure(
 }
 
 impl Shared {
-    /// Writes `data` at `offset` until every replica holds it; returns the end offset.
-    pub(super) async fn write_at(self: Arc<Self>, offset: u64, data: Bytes) -> KfsResult<u64> {
+    /// Writes `data` at `offset` through chunks until every replica holds it; returns the end
+    /// offset.
+    pub(super) async fn write_chunks(self: Arc<Self>, offset: u64, data: Bytes) -> KfsResult<u64> {
         let end = offset + data.len() as u64;
         for (chunk_offset, in_chunk, range) in self.pieces(offset, data.len()) {
             self.write_piece(chunk_offset, in_chunk, data.slice(range))
@@ -246,6 +247,10 @@ impl Shared {
     /// modified (an overwrite in place changes the mtime too, so validators such as HTTP ETags
     /// change).
     pub(super) async fn extend_length(self: Arc<Self>) -> KfsResult<()> {
+        // A small file this handle packs is committed as a whole instead (`pack.rs`).
+        if self.commit_pack().await? {
+            return Ok(());
+        }
         let end = self.written_end.load(Ordering::Acquire);
         let modified = self.modified.swap(false, Ordering::AcqRel);
         if end <= self.length_set.load(Ordering::Acquire) && !modified {

@@ -152,6 +152,26 @@ pub trait ChunkService {
         fid: FileId,
         len: u32,
     ) -> Result<Payload, KfsError>;
+
+    /// Caller: a chunkserver copying a volume. Reads up to `len` bytes (at most
+    /// [`MAX_READ_LEN`]) of the volume's records as they lie, from `offset`; shorter at its end.
+    /// (The copy checks every record, and the whole against the source's `digest`.) Read-only.
+    /// Since chunk protocol 3.
+    async fn read_volume(
+        chunk: ChunkId,
+        version: ChunkVersion,
+        offset: u64,
+        len: u32,
+    ) -> Result<Payload, KfsError>;
+
+    /// Caller: the master, repairing the replication of a volume. `replicate` for a volume:
+    /// copies it from `source`, checks every record and the whole against the source's digest,
+    /// makes it durable; the copy is sealed. Idempotent. Since chunk protocol 3.
+    async fn replicate_volume(
+        chunk: ChunkId,
+        version: ChunkVersion,
+        source: ReplicaLocation,
+    ) -> Result<u64, KfsError>;
 }
 
 /// Connects to the chunk service of the chunkserver at `addr`.

@@ -200,6 +200,30 @@ pub struct ChunkLocation {
     pub replicas: Vec<ReplicaLocation>,
 }
 
+/// Where a small file packed into a volume lies, and the volume's live replicas.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtentLocation {
+    pub volume: ChunkId,
+    pub version: ChunkVersion,
+    /// The record's offset in the volume.
+    pub offset: u64,
+    /// Bytes of data.
+    pub len: u32,
+    /// The volume's replication factor.
+    pub replication: u8,
+    pub replicas: Vec<ReplicaLocation>,
+}
+
+/// How a file's data is stored, as a reader needs it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Layout {
+    /// Chunks of its own: the locations of those asked for (`None` when some are not known
+    /// yet, just after a master restart: ask again).
+    Chunks(Option<Vec<ChunkLocation>>),
+    /// A small file, packed: one record of a volume.
+    Packed(ExtentLocation),
+}
+
 /// A chunk that is not as it should be, in [`FsckReport`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FsckProblem {
@@ -373,6 +397,38 @@ pub trait MasterService {
     /// (healer, heartbeat timeouts, checkpointer, ...): each one's state, rounds and last note.
     /// Read-only. Since client protocol 3.
     async fn workers() -> Result<Vec<WorkerInfo>, KfsError>;
+
+    /// Caller: writers of small files. Replies with a lease on the open volume for files of
+    /// `replication` (made if there is none): append records to its primary, down the chain of
+    /// its secondaries, while the lease is valid, then ask again (the same volume while it takes
+    /// appends). Since client protocol 4.
+    async fn volume_lease(replication: u8) -> Result<WriteLease, KfsError>;
+
+    /// Caller: writers whose append to volume `chunk` failed. Seals it: it is never leased
+    /// again (its committed records stay readable). Idempotent. Since client protocol 4.
+    async fn seal_volume(chunk: ChunkId) -> Result<(), KfsError>;
+
+    /// Caller: writers of small files, once the file's whole data is one record, durable on
+    /// every replica of `volume`. Makes that record (at `offset`, `len` bytes) the file's data,
+    /// in one logged step: its size becomes `len`, its chunks or earlier extent are freed, and
+    /// its modification time is set. Idempotent. Since client protocol 4.
+    async fn set_extent(
+        fid: FileId,
+        volume: ChunkId,
+        offset: u64,
+        len: u32,
+    ) -> Result<FileAttr, KfsError>;
+
+    /// Caller: clients opening a file. `open` that also answers for small files packed into
+    /// volumes: the attributes and the layout of bytes `0..len`. `IsADirectory` for a
+    /// directory. Idempotent. Since client protocol 4 (`open` answers a packed file with its
+    /// volume as a chunk, which readers of older protocols cannot read: they fail, never read
+    /// wrong bytes).
+    async fn open_layout(path: String, len: u64) -> Result<(FileAttr, Layout), KfsError>;
+
+    /// Caller: readers of file `fid` (as `locate`, with packed files). Replies with the layout
+    /// of bytes `[offset, offset + len)`. Read-only. Since client protocol 4.
+    async fn layout(fid: FileId, offset: u64, len: u64) -> Result<Layout, KfsError>;
 }
 
 /// Connects to a master at `addr`. The client is cheap to clone; clones share the connection and

@@ -22,11 +22,12 @@ pub use payload::Payload;
 pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Version of the client protocol (`MasterService`), which a client sends in `handshake`.
-/// Version 2 added `open`, 3 `workers`. Methods are only ever added at the end of the service, so a master
+/// Version 2 added `open`, 3 `workers`, 4 small files packed into volumes (`volume_lease`,
+/// `seal_volume`, `set_extent`, `open_layout`, `layout`). Methods are only ever added at the end of the service, so a master
 /// serves clients of every version from [`OLDEST_CLIENT_PROTOCOL`] to this one, and an upgraded
 /// master keeps serving clients not yet upgraded; a client newer than its master is refused at
 /// the handshake (upgrade the master first).
-pub const CLIENT_PROTOCOL_VERSION: u32 = 3;
+pub const CLIENT_PROTOCOL_VERSION: u32 = 4;
 
 /// The oldest client protocol a master still serves.
 pub const OLDEST_CLIENT_PROTOCOL: u32 = 1;

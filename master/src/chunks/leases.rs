@@ -36,6 +36,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 mod versions;
+mod volumes;
 
 /// A write lease the master granted: a row of the chunk map's lease table.
 #[derive(Clone, Debug)]
@@ -62,6 +63,43 @@ impl ChunkMap {
     pub fn current_lease(&self, chunk: ChunkId, now: Instant) -> Option<WriteLease> {
         let lease = self.leases.get(&chunk).filter(|l| l.expires > now)?;
         Some(self.lease_view(chunk, lease, now))
+    }
+
+    /// Keeps an open volume's lease (on `chain`, primary first) for `duration` more from `now`:
+    /// extended while valid, granted again once lapsed if no copy of the volume was started
+    /// meanwhile and its replicas are still exactly `chain`. `None` (the volume must be sealed)
+    /// if a server of the chain is dead or draining, or its replicas changed.
+    pub fn keep_open(
+        &mut self,
+        chunk: ChunkId,
+        chain: &[ReplicaLocation],
+        now: Instant,
+        duration: Duration,
+    ) -> Option<WriteLease> {
+        let state = self.chunks.get(&chunk)?;
+        let mut holders: Vec<ServerId> = state
+            .replicas
+            .iter()
+            .filter(|r| {
+                let s = &self.servers[r.server];
+                s.alive && !s.draining && r.version == state.version
+            })
+            .map(|r| self.servers[r.server].id)
+            .collect();
+        let mut wanted: Vec<ServerId> = chain.iter().map(|r| r.server).collect();
+        holders.sort();
+        wanted.sort();
+        if holders != wanted || self.copies.contains_key(&chunk) {
+            return None;
+        }
+        match self.leases.get_mut(&chunk) {
+            Some(lease) if lease.expires > now => {
+                lease.expires = now + duration;
+                let lease = self.leases.get(&chunk).expect("just found");
+                Some(self.lease_view(chunk, lease, now))
+            }
+            _ => self.grant(chunk, chain, now, duration).ok(),
+        }
     }
 
     fn lease_view(&self, chunk: ChunkId, lease: &Lease, now: Instant) -> WriteLease {
@@ -170,6 +208,8 @@ pub struct Leases {
     first_new: ChunkId,
     /// One grant at a time per file position (a chunk may not exist yet, so not per chunk).
     grants: Mutex<HashMap<(FileId, u64), GrantLock>>,
+    /// The volumes small files are appended to now (`leases/volumes.rs`).
+    volumes: volumes::OpenVolumes,
 }
 
 /// Where the lease desk logs its ops (chunk id reservations, allocations, version bumps): a
@@ -199,6 +239,7 @@ impl Leases {
             reserving: tokio::sync::Mutex::new(()),
             first_new: next_chunk,
             grants: Mutex::new(HashMap::new()),
+            volumes: volumes::OpenVolumes::default(),
         }
     }
 
@@ -310,6 +351,11 @@ impl Leases {
             .expect("chunk map lock")
             .chunk(chunk)
             .ok_or(KfsError::NoSuchChunk { chunk })?;
+        if crate::namespace::record::volume_set_replication(fid).is_some() {
+            return Err(KfsError::invalid_argument(format!(
+                "{chunk} is a volume of small files: a failed append seals it (seal_volume)"
+            )));
+        }
         let _position = self.lock_position(fid, offset).await;
         let _granting = Granting::start(cx.chunks, chunk);
         let now = self.config.clock.now();

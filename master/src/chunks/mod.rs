@@ -162,6 +162,8 @@ pub struct CopyTask {
     pub version: ChunkVersion,
     pub source: ReplicaLocation,
     pub target: ReplicaLocation,
+    /// The chunk is a volume of small files (copied with `replicate_volume`).
+    pub volume: bool,
 }
 
 impl ChunkMap {

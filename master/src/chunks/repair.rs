@@ -371,12 +371,17 @@ impl ChunkMap {
         let id = self.next_copy;
         self.next_copy += 1;
         self.copies.insert(chunk, Copy { id, source, target });
+        let volume = self
+            .chunks
+            .get(&chunk)
+            .is_some_and(|s| crate::namespace::record::volume_set_replication(s.fid).is_some());
         Some(CopyTask {
             id,
             chunk,
             version,
             source: self.location(source),
             target: self.location(target),
+            volume,
         })
     }
 

@@ -29,11 +29,11 @@ use futures::future::BoxFuture;
 use kfs_common::clock::Clock;
 use kfs_common::metrics::{HttpServer, Metered};
 use kfs_common::proto::cluster::ClusterService;
-use kfs_common::proto::master::MasterService;
+use kfs_common::proto::master::{MasterService, ReplicaLocation};
 use kfs_common::proto::now;
 use kfs_common::rpc::Service;
 use kfs_common::worker::{CancellationToken, Worker, WorkerStatus, Workers};
-use kfs_common::{KfsResult, rpc};
+use kfs_common::{ChunkId, KfsResult, rpc};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
@@ -42,6 +42,7 @@ use tarpc::server::{BaseChannel, Channel};
 
 mod cluster_service;
 mod namespace_service;
+mod small_files;
 
 /// Why the master could not start.
 #[derive(Debug, thiserror::Error)]
@@ -317,6 +318,17 @@ impl MasterHandle {
     /// The live namespace, for in-process tools and tests.
     pub fn namespace(&self) -> SharedNamespace {
         self.state.ns.clone()
+    }
+
+    /// Every volume of small files and its live replicas (for tools and tests: volumes no
+    /// file's listing names once their files are gone).
+    pub fn volume_locations(&self) -> Vec<(ChunkId, Vec<ReplicaLocation>)> {
+        let volumes = self.state.ns.read().expect("namespace lock").volumes();
+        let chunks = self.state.chunks.lock().expect("chunk map lock");
+        volumes
+            .into_iter()
+            .map(|(chunk, _, _)| (chunk, chunks.locations(chunk)))
+            .collect()
     }
 
     pub fn commit_stats(&self) -> &CommitStats {

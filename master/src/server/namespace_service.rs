@@ -13,8 +13,9 @@ use crate::chunks::leases::LeaseContext;
 use crate::namespace::op::{Op, Prepared, Reply};
 use crate::namespace::{DEFAULT_DIR_MODE, DEFAULT_FILE_MODE};
 use kfs_common::proto::master::{
-    ChunkLocation, ChunkserverInfo, CreateOptions, DirPage, FileAttr, FsckReport, MasterInfo,
-    MasterService, MkdirOptions, NamespaceCounters, RemoveSummary, SetAttr, WorkerInfo, WriteLease,
+    ChunkLocation, ChunkserverInfo, CreateOptions, DirPage, FileAttr, FsckReport, Layout,
+    MasterInfo, MasterService, MkdirOptions, NamespaceCounters, RemoveSummary, SetAttr, WorkerInfo,
+    WriteLease,
 };
 use kfs_common::proto::{CLIENT_PROTOCOL_VERSION, OLDEST_CLIENT_PROTOCOL, now};
 use kfs_common::{ChunkId, ChunkVersion, FileId, KfsError, KfsResult, ServerId, path};
@@ -24,7 +25,7 @@ use tarpc::context::Context;
 use tracing::instrument;
 
 impl MasterServer {
-    fn read<T>(
+    pub(super) fn read<T>(
         &self,
         f: impl FnOnce(&crate::namespace::Namespace) -> KfsResult<T>,
     ) -> KfsResult<T> {
@@ -32,7 +33,7 @@ impl MasterServer {
     }
 
     /// Checks `op`; logs and applies it if it changes anything.
-    async fn mutate(&self, op: Op) -> KfsResult<Reply> {
+    pub(super) async fn mutate(&self, op: Op) -> KfsResult<Reply> {
         if let Prepared::Unchanged(reply) = self.read(|ns| ns.prepare(&op))? {
             return Ok(reply);
         }
@@ -43,7 +44,7 @@ impl MasterServer {
             .map(|applied| applied.reply)
     }
 
-    fn lease_context(&self) -> LeaseContext<'_> {
+    pub(super) fn lease_context(&self) -> LeaseContext<'_> {
         LeaseContext {
             ns: &self.state.ns,
             chunks: &self.state.chunks,
@@ -53,7 +54,7 @@ impl MasterServer {
 
     /// Where `chunks` (`(offset, chunk, version)`) are; for a reader (`for_reading`), a chunk no
     /// server has reported yet in safe mode is `Unavailable` (ask again), not lost.
-    fn locations_of(
+    pub(super) fn locations_of(
         &self,
         chunks: Vec<(u64, ChunkId, ChunkVersion)>,
         for_reading: bool,
@@ -87,7 +88,7 @@ impl MasterServer {
     }
 }
 
-fn expect_attr(reply: Reply) -> KfsResult<FileAttr> {
+pub(super) fn expect_attr(reply: Reply) -> KfsResult<FileAttr> {
     match reply {
         Reply::Attr(attr) => Ok(attr),
         other => Err(KfsError::Internal(format!(
@@ -260,7 +261,13 @@ impl MasterService for MasterServer {
             if attr.kind == kfs_common::FileKind::Dir {
                 return Err(KfsError::is_a_directory(path.as_str()));
             }
-            Ok(ns.chunks(attr.fid))
+            Ok(super::small_files::chunks_or_volume(
+                ns,
+                attr.fid,
+                0,
+                u64::MAX,
+                self.state.leases.chunk_size(),
+            ))
         })?;
         self.locations_of(chunks, false)
     }
@@ -315,7 +322,13 @@ impl MasterService for MasterServer {
             if attr.kind == kfs_common::FileKind::Dir {
                 return Err(KfsError::is_a_directory(fid.to_string()));
             }
-            Ok(ns.chunks_in(fid, offset, offset.saturating_add(len), chunk_size))
+            Ok(super::small_files::chunks_or_volume(
+                ns,
+                fid,
+                offset,
+                offset.saturating_add(len),
+                chunk_size,
+            ))
         })?;
         self.locations_of(chunks, true)
     }
@@ -333,7 +346,7 @@ impl MasterService for MasterServer {
             if attr.kind == kfs_common::FileKind::Dir {
                 return Err(KfsError::is_a_directory(path.as_str()));
             }
-            let chunks = ns.chunks_in(attr.fid, 0, len, chunk_size);
+            let chunks = super::small_files::chunks_or_volume(ns, attr.fid, 0, len, chunk_size);
             Ok((attr, chunks))
         })?;
         // Locations not all known yet (safe mode): the open still succeeds; reads ask again.
@@ -398,5 +411,46 @@ impl MasterService for MasterServer {
         })
         .await
         .and_then(expect_attr)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(replication))]
+    async fn volume_lease(self, _: Context, replication: u8) -> KfsResult<WriteLease> {
+        self.state
+            .leases
+            .volume_lease(&self.lease_context(), replication)
+            .await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%chunk))]
+    async fn seal_volume(self, _: Context, chunk: ChunkId) -> KfsResult<()> {
+        self.state.leases.seal_volume(&self.lease_context(), chunk);
+        Ok(())
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%fid, %volume, offset, len))]
+    async fn set_extent(
+        self,
+        _: Context,
+        fid: FileId,
+        volume: ChunkId,
+        offset: u64,
+        len: u32,
+    ) -> KfsResult<FileAttr> {
+        self.commit_extent(fid, volume, offset, len).await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path, len))]
+    async fn open_layout(
+        self,
+        _: Context,
+        path: String,
+        len: u64,
+    ) -> KfsResult<(FileAttr, Layout)> {
+        self.open_with_layout(&path, len)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%fid, offset, len))]
+    async fn layout(self, _: Context, fid: FileId, offset: u64, len: u64) -> KfsResult<Layout> {
+        self.layout_of(fid, offset, len)
     }
 }

@@ -11,7 +11,7 @@ use crate::cli::AdminCmd;
 use crate::format::{self, failure};
 use crate::session::Session;
 use kfs_common::KfsError;
-use kfs_common::proto::master::ServerState;
+use kfs_common::proto::master::{Layout, ServerState};
 
 /// `df`: the space of the cluster's live chunkservers.
 pub(super) async fn df(s: &Session, human: bool) -> Result<(), Failed> {
@@ -55,7 +55,36 @@ pub(super) async fn df(s: &Session, human: bool) -> Result<(), Failed> {
 pub(super) async fn chunks(s: &Session, arg: &str) -> Result<(), Failed> {
     let result = async {
         let p = one_path(s, arg).await?;
-        let attr = s.client.stat(&p).await?;
+        let (attr, layout) = s.client.file_layout(&p).await?;
+        if let Layout::Packed(e) = layout {
+            let replicas: Vec<String> = e.replicas.iter().map(|r| r.addr.to_string()).collect();
+            let rows = vec![
+                vec![
+                    "VOLUME".into(),
+                    "VERSION".into(),
+                    "OFFSET".into(),
+                    "LENGTH".into(),
+                    "REPLICAS".into(),
+                ],
+                vec![
+                    e.volume.to_string(),
+                    e.version.to_string(),
+                    e.offset.to_string(),
+                    e.len.to_string(),
+                    if replicas.is_empty() {
+                        "(none live)".to_string()
+                    } else {
+                        replicas.join(" ")
+                    },
+                ],
+            ];
+            out(format::table(&rows).as_bytes());
+            outln(format!(
+                "packed: one record of a volume of small files (replication {}); the file's replication {}",
+                e.replication, attr.replication
+            ));
+            return Ok(());
+        }
         let chunk_size = s.client.chunk_size();
         let mut rows = vec![vec![
             "OFFSET".into(),

@@ -132,6 +132,77 @@ impl Leases {
         chunks.grant(chunk, &made, self.config.clock.now(), self.config.duration)
     }
 
+    /// Makes a new volume for small files of `replication` on as many distinct chunkservers
+    /// (every replica must take every append, so a volume starts whole or not at all), logs it,
+    /// and leases it to its replicas in placement order (the first is the primary).
+    pub(super) async fn allocate_volume(
+        &self,
+        cx: &LeaseContext<'_>,
+        replication: u8,
+    ) -> KfsResult<WriteLease> {
+        let chunk = self.take_chunk_id(cx).await?;
+        let version = ChunkVersion(1);
+        let targets = cx
+            .chunks
+            .lock()
+            .expect("chunk map lock")
+            .place(replication as usize, &[]);
+        let created = self
+            .on_each(&targets, |client| async move {
+                client
+                    .create_volume(rpc::context(CHUNKSERVER_CALL), chunk, version)
+                    .await
+            })
+            .await;
+        let (made, failed) = split(targets, created);
+        if made.len() < replication as usize {
+            self.delete_later(cx, chunk, &made);
+            let mut full = Vec::new();
+            let mut refusals = Vec::new();
+            for (target, refused) in failed {
+                if refused.full {
+                    cx.chunks
+                        .lock()
+                        .expect("chunk map lock")
+                        .mark_full(target.server);
+                    full.push(target.addr.to_string());
+                } else {
+                    refusals.push(refused.why);
+                }
+            }
+            if !full.is_empty() {
+                return Err(KfsError::NoSpace(kfs_common::error::servers_full(&full)));
+            }
+            return Err(KfsError::Unavailable(format!(
+                "a volume of replication {replication} needs {replication} chunkservers; {} took it{}",
+                made.len(),
+                if refusals.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", refusals.join("; "))
+                }
+            )));
+        }
+        if let Err(e) = cx
+            .log
+            .commit(Op::CreateVolume {
+                chunk,
+                version,
+                replication,
+            })
+            .await
+        {
+            self.delete_later(cx, chunk, &made);
+            return Err(e);
+        }
+        let mut chunks = cx.chunks.lock().expect("chunk map lock");
+        for r in &made {
+            chunks.add_replica(chunk, r.server, version, 0);
+        }
+        tracing::debug!(%chunk, replicas = made.len(), "volume made");
+        chunks.grant(chunk, &made, self.config.clock.now(), self.config.duration)
+    }
+
     /// Why a new chunk could not get `min_write_replicas` replicas (`made` were created):
     /// `NoSpace` naming the full servers when too few of the live servers have room,
     /// `Unavailable` (worth retrying: servers come back) when too few are live, or servers with

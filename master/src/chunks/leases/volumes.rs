@@ -1,0 +1,115 @@
+//! The volumes small files are appended to: at most one open volume per replication factor,
+//! handed to every writer that asks, sealed for good once it is full, its lease lapsed, one of
+//! its servers is dead or draining, or a writer reports an append to it failed.
+//!
+//! A volume's replicas must each hold every committed record at the same offset, so:
+//! - a volume is appended to only under its lease (on all its replicas, the first the primary),
+//!   extended each time a writer asks for the volume. Repair leaves a leased chunk alone
+//!   (`repair.rs`), so no copy of a volume is made while appends may land; once the lease
+//!   lapsed it is granted again only if no copy was started meanwhile and the replicas are still
+//!   exactly the chain (`ChunkMap::keep_open`), else the volume is sealed, and a sealed volume
+//!   is copied like any chunk. A replica whose end moved (an append that failed unreported)
+//!   refuses the next append (`AppendRefused`), and the writer has it sealed;
+//! - a new volume starts with all its replicas or not at all;
+//! - the master keeps open volumes only in memory: after a restart every volume is sealed.
+//!
+//! A sealed volume's records stay readable; its dead ones are reclaimed by compaction.
+
+use super::{LeaseContext, Leases};
+use kfs_common::proto::master::{ReplicaLocation, WriteLease};
+use kfs_common::{ChunkId, KfsError, KfsResult};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// The open volumes, by replication factor.
+#[derive(Default)]
+pub(super) struct OpenVolumes {
+    open: Mutex<HashMap<u8, Open>>,
+    /// Held while a new volume is made (one at a time).
+    making: tokio::sync::Mutex<()>,
+}
+
+#[derive(Clone, Debug)]
+struct Open {
+    chunk: ChunkId,
+    /// Its replicas, the primary first.
+    chain: Vec<ReplicaLocation>,
+    /// The furthest end of a record committed to it, as writers reported.
+    end: u64,
+}
+
+impl Leases {
+    /// A lease on the open volume for files of `replication` (made if there is none); see
+    /// `MasterService::volume_lease`.
+    pub async fn volume_lease(
+        &self,
+        cx: &LeaseContext<'_>,
+        replication: u8,
+    ) -> KfsResult<WriteLease> {
+        if !kfs_common::proto::master::REPLICATION_RANGE.contains(&replication) {
+            return Err(KfsError::invalid_argument(format!(
+                "replication {replication} is not in {:?}",
+                kfs_common::proto::master::REPLICATION_RANGE
+            )));
+        }
+        if let Some(lease) = self.current_volume(cx, replication) {
+            return Ok(lease);
+        }
+        let _making = self.volumes.making.lock().await;
+        if let Some(lease) = self.current_volume(cx, replication) {
+            return Ok(lease);
+        }
+        let lease = Box::pin(self.allocate_volume(cx, replication)).await?;
+        self.volumes.open.lock().expect("open volumes lock").insert(
+            replication,
+            Open {
+                chunk: lease.chunk,
+                chain: std::iter::once(lease.primary.clone())
+                    .chain(lease.secondaries.iter().cloned())
+                    .collect(),
+                end: 0,
+            },
+        );
+        Ok(lease)
+    }
+
+    /// The open volume of `replication`, its lease extended, if it can still take appends;
+    /// otherwise it is sealed.
+    fn current_volume(&self, cx: &LeaseContext<'_>, replication: u8) -> Option<WriteLease> {
+        let mut open = self.volumes.open.lock().expect("open volumes lock");
+        let volume = open.get(&replication)?.clone();
+        let mut chunks = cx.chunks.lock().expect("chunk map lock");
+        let lease = (volume.end < self.config.chunk_size)
+            .then(|| {
+                chunks.keep_open(
+                    volume.chunk,
+                    &volume.chain,
+                    self.config.clock.now(),
+                    self.config.duration,
+                )
+            })
+            .flatten();
+        if lease.is_none() {
+            open.remove(&replication);
+            chunks.revoke(volume.chunk);
+            tracing::debug!(chunk = %volume.chunk, end = volume.end, "volume sealed (full, or its replicas changed)");
+        }
+        lease
+    }
+
+    /// Seals `chunk` (a writer's append to it failed): it is never handed out again.
+    pub fn seal_volume(&self, cx: &LeaseContext<'_>, chunk: ChunkId) {
+        let mut open = self.volumes.open.lock().expect("open volumes lock");
+        open.retain(|_, v| v.chunk != chunk);
+        cx.chunks.lock().expect("chunk map lock").revoke(chunk);
+        tracing::debug!(%chunk, "volume sealed at a writer's report");
+    }
+
+    /// A record ending at `end` was committed to `chunk`.
+    pub fn volume_committed(&self, chunk: ChunkId, end: u64) {
+        let mut open = self.volumes.open.lock().expect("open volumes lock");
+        if let Some(v) = open.values_mut().find(|v| v.chunk == chunk) {
+            v.end = v.end.max(end);
+        }
+    }
+}
