@@ -98,6 +98,24 @@ async fn many_small_files_share_one_volume_and_read_back() {
         volume,
         "a new volume after the restarts"
     );
+
+    // Every file of the old volume removed: the volume is freed and its replicas deleted.
+    client.remove_all("/photos").await.unwrap();
+    let bound = std::time::Duration::from_secs(30);
+    kfs_tests::wait_until("the emptied volume freed on every server", bound, || {
+        let cluster = &cluster;
+        async move {
+            cluster
+                .master()
+                .namespace()
+                .read()
+                .unwrap()
+                .volume(volume)
+                .is_none()
+                && (0..3).all(|i| cluster.chunkserver(i).store().replica(volume).is_none())
+        }
+    })
+    .await;
     cluster.master().check_invariants().unwrap();
     cluster.shutdown().await;
 }

@@ -167,7 +167,7 @@ impl Shared {
             let lease = self.io.volume_lease(self.replication).await?;
             match self.append(&lease, image.clone()).await {
                 Ok(at) => {
-                    return self
+                    let set = self
                         .io
                         .call(
                             self.io
@@ -175,6 +175,16 @@ impl Shared {
                                 .set_extent(self.io.ctx(), self.fid, lease.chunk, at, len),
                         )
                         .await;
+                    match set {
+                        // The volume was freed (empty and sealed) under the append: the record
+                        // goes to another.
+                        Err(KfsError::NoSuchChunk { chunk })
+                            if chunk == lease.chunk && retries.time_left() =>
+                        {
+                            self.io.forget_volume(self.replication, lease.chunk);
+                        }
+                        done => return done,
+                    }
                 }
                 Err(e) => {
                     tracing::debug!(path = %self.path, volume = %lease.chunk, error = %e, "append failed; sealing the volume");

@@ -30,6 +30,11 @@ impl Namespace {
                 version,
                 replication,
             } => self.commit_create_volume(chunk, version, replication),
+            Change::FreeVolume { chunk, replication } => {
+                self.commit_free_volume(chunk, replication);
+                freed = vec![chunk];
+                Reply::Done
+            }
             Change::SetExtent { fid, extent, time } => {
                 let (reply, dropped) = self.commit_set_extent(fid, extent, time);
                 freed = dropped;

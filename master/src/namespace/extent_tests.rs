@@ -129,6 +129,15 @@ fn a_packed_file_has_its_extent_its_size_and_counts_in_its_volume() {
     assert_eq!(ns.stat("/b.jpg").unwrap().size, 0);
     assert_eq!(ns.volume_use(v), Some(VolumeUse::default()));
     assert_eq!(ns.volumes(), vec![(v, ChunkVersion(1), 3)]);
+    // Empty now: it can be freed, and its chunk goes.
+    let freed = apply(&mut ns, Op::FreeVolume { chunk: v }).unwrap();
+    assert_eq!(freed.freed_chunks, vec![v]);
+    assert_eq!(ns.volume(v), None);
+    assert!(ns.volumes().is_empty());
+    assert!(matches!(
+        apply(&mut ns, Op::FreeVolume { chunk: v }),
+        Err(KfsError::NoSuchChunk { .. })
+    ));
 }
 
 #[test]
@@ -165,6 +174,14 @@ fn bad_extents_are_refused_and_change_nothing() {
     );
     assert!(matches!(bad, Err(KfsError::InvalidArgument(_))), "{bad:?}");
     assert_eq!(ns.extent_of(a), None);
+    // A volume holding a record is not freed.
+    pack(&mut ns, a, v, 0, 1).unwrap();
+    let busy = apply(&mut ns, Op::FreeVolume { chunk: v });
+    assert!(
+        matches!(busy, Err(KfsError::InvalidArgument(_))),
+        "{busy:?}"
+    );
+    assert!(ns.volume(v).is_some());
 }
 
 #[test]

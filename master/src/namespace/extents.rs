@@ -9,7 +9,9 @@
 //!   threshold): readers then still read the extent, and the writer's `ExtendLength` (its data
 //!   now durable in the chunks) drops the extent.
 //! - Dropping a file's extent (a truncate, a remove, a replacement) frees that record only: the
-//!   volume's use goes down by one record; the volume itself stays until it is compacted.
+//!   volume's use goes down by one record. A volume that holds no record any more, and takes no
+//!   appends, is freed (`FreeVolume`, the master's volume reclaimer); one with dead records among
+//!   live ones stays until it is compacted.
 //!
 //! Invariants (checked by `check_extents`): every extent names a volume the namespace holds;
 //! `volume_use` equals a recount of the extents; a packed file without chunks is as long as
@@ -120,6 +122,22 @@ impl Namespace {
                     time: *time,
                 })
             }
+            Op::FreeVolume { chunk } => {
+                let Some((_, replication)) = self.volume(*chunk) else {
+                    return Err(KfsError::NoSuchChunk { chunk: *chunk });
+                };
+                match self.volume_use.get(chunk) {
+                    Some(u) if u.records == 0 => Ok(Change::FreeVolume {
+                        chunk: *chunk,
+                        replication,
+                    }),
+                    Some(u) => Err(KfsError::invalid_argument(format!(
+                        "volume {chunk} still holds {} files' records",
+                        u.records
+                    ))),
+                    None => Err(KfsError::NoSuchChunk { chunk: *chunk }),
+                }
+            }
             _ => unreachable!("only extent ops are planned here"),
         }
     }
@@ -137,6 +155,12 @@ impl Namespace {
         self.volume_use.insert(chunk, VolumeUse::default());
         self.next_chunk_id = self.next_chunk_id.max(ChunkId(chunk.0 + 1));
         Reply::Done
+    }
+
+    pub(super) fn commit_free_volume(&mut self, chunk: ChunkId, replication: u8) {
+        self.map
+            .remove(&Key::chunk(record::volume_set(replication), chunk.0));
+        self.volume_use.remove(&chunk);
     }
 
     /// Makes `extent` the file's data; returns the chunks it held (freed).

@@ -121,6 +121,10 @@ pub enum Op {
         len: u32,
         time: Timestamp,
     },
+    /// Drop volume `chunk`, which holds no file's record any more (its replicas are deleted).
+    FreeVolume {
+        chunk: ChunkId,
+    },
 }
 
 /// What a caller is told about an applied op.
@@ -179,7 +183,8 @@ impl Op {
             | Op::ExtendLength { .. }
             | Op::ReserveChunkIds { .. }
             | Op::CreateVolume { .. }
-            | Op::SetExtent { .. } => 0,
+            | Op::SetExtent { .. }
+            | Op::FreeVolume { .. } => 0,
         }
     }
 }

@@ -31,6 +31,10 @@ pub(super) enum Change<'p> {
         extent: super::record::Extent,
         time: Timestamp,
     },
+    FreeVolume {
+        chunk: ChunkId,
+        replication: u8,
+    },
     Mkdir {
         parent: FileId,
         names: Vec<&'p str>,
@@ -274,7 +278,9 @@ impl Namespace {
                 Ok(Change::ReserveChunkIds { below: *below })
             }
             Op::ReserveChunkIds { .. } => Ok(Change::Unchanged(Reply::Done)),
-            Op::CreateVolume { .. } | Op::SetExtent { .. } => self.plan_extent_op(op),
+            Op::CreateVolume { .. } | Op::SetExtent { .. } | Op::FreeVolume { .. } => {
+                self.plan_extent_op(op)
+            }
             Op::BumpVersion {
                 fid,
                 offset,

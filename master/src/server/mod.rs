@@ -236,6 +236,10 @@ pub async fn start_with_clock(
         timing,
         clock: clock.clone(),
     });
+    state.workers.spawn(small_files::VolumeReclaimer {
+        state: state.clone(),
+        interval: Duration::from_millis(config.heal_interval_ms),
+    });
     state.workers.spawn(crate::healer::Healer {
         ns: state.ns.clone(),
         chunks: state.chunks.clone(),

@@ -5,13 +5,17 @@
 //! offset 0: a reader of an older protocol then reads a volume with a chunk read, which the
 //! chunkserver refuses, so it fails rather than read zeros or another file's bytes.
 
-use super::MasterServer;
 use super::namespace_service::expect_attr;
+use super::{MasterServer, MasterState};
 use crate::namespace::Namespace;
 use crate::namespace::op::Op;
+use futures::future::BoxFuture;
 use kfs_common::proto::master::{ExtentLocation, FileAttr, Layout};
 use kfs_common::proto::now;
+use kfs_common::worker::{CancellationToken, Worker, WorkerStatus};
 use kfs_common::{ChunkId, ChunkVersion, FileId, FileKind, KfsError, KfsResult};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Bytes a record of `len` data bytes takes in a volume, at most (its header and padding:
 /// `chunkserver/src/store/volume_file.rs`), for the open volume's fill.
@@ -103,5 +107,53 @@ impl MasterServer {
             // Locations not all known yet (safe mode): the open still succeeds; reads ask again.
             None => Ok(Layout::Chunks(self.locations_of(chunks, true).ok())),
         }
+    }
+}
+
+/// Frees volumes that hold no file's record any more and take no appends (a [`Worker`]): their
+/// replicas are deleted like a removed file's chunks. A writer whose record went to a volume
+/// freed before its `set_extent` is told `NoSuchChunk` and appends elsewhere; nothing it was
+/// told is durable is lost.
+pub(super) struct VolumeReclaimer {
+    pub state: Arc<MasterState>,
+    pub interval: Duration,
+}
+
+impl Worker for VolumeReclaimer {
+    fn name(&self) -> String {
+        "volume reclaimer".into()
+    }
+
+    fn run(self: Box<Self>, _: CancellationToken, status: WorkerStatus) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let mut ticks = tokio::time::interval(self.interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut freed = 0u64;
+            loop {
+                ticks.tick().await;
+                let empty: Vec<ChunkId> = {
+                    let ns = self.state.ns.read().expect("namespace lock");
+                    ns.volumes()
+                        .into_iter()
+                        .map(|(chunk, _, _)| chunk)
+                        .filter(|c| ns.volume_use(*c).is_some_and(|u| u.records == 0))
+                        .collect()
+                };
+                for chunk in empty {
+                    if self.state.leases.is_open_volume(chunk) {
+                        continue;
+                    }
+                    match self.state.committer.commit(Op::FreeVolume { chunk }).await {
+                        Ok(_) => {
+                            freed += 1;
+                            tracing::debug!(%chunk, "empty volume freed");
+                        }
+                        // A record committed to it meanwhile: it stays.
+                        Err(e) => tracing::debug!(%chunk, error = %e, "empty volume kept"),
+                    }
+                }
+                status.round(format!("{freed} empty volumes freed so far"));
+            }
+        })
     }
 }

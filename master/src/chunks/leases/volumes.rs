@@ -105,6 +105,16 @@ impl Leases {
         tracing::debug!(%chunk, "volume sealed at a writer's report");
     }
 
+    /// Whether `chunk` is an open volume (appends may land on it).
+    pub fn is_open_volume(&self, chunk: ChunkId) -> bool {
+        self.volumes
+            .open
+            .lock()
+            .expect("open volumes lock")
+            .values()
+            .any(|v| v.chunk == chunk)
+    }
+
     /// A record ending at `end` was committed to `chunk`.
     pub fn volume_committed(&self, chunk: ChunkId, end: u64) {
         let mut open = self.volumes.open.lock().expect("open volumes lock");

@@ -225,7 +225,7 @@ impl From<&MemOp> for Op {
                 time,
             },
             MemOp::ReserveChunkIds { below } => Op::ReserveChunkIds { below: below.0 },
-            MemOp::CreateVolume { .. } | MemOp::SetExtent { .. } => {
+            MemOp::CreateVolume { .. } | MemOp::SetExtent { .. } | MemOp::FreeVolume { .. } => {
                 unreachable!("ops new in version 2 are stored as op_v2's own variants")
             }
         }

@@ -27,6 +27,9 @@ pub enum Op {
         len: u32,
         time: i64,
     },
+    FreeVolume {
+        chunk: u64,
+    },
 }
 
 impl super::Migrate for Op {
@@ -62,6 +65,7 @@ impl From<&MemOp> for Op {
                 len: *len,
                 time: *time,
             },
+            MemOp::FreeVolume { chunk } => Op::FreeVolume { chunk: chunk.0 },
             old => Op::Old(op_v1::Op::from(old)),
         }
     }
@@ -79,6 +83,9 @@ impl From<Op> for MemOp {
                 chunk: ChunkId(chunk),
                 version: ChunkVersion(version),
                 replication,
+            },
+            Op::FreeVolume { chunk } => MemOp::FreeVolume {
+                chunk: ChunkId(chunk),
             },
             Op::SetExtent {
                 fid,
@@ -119,6 +126,7 @@ mod tests {
                 len: 6144,
                 time: 11,
             },
+            MemOp::FreeVolume { chunk: ChunkId(3) },
         ];
         for op in ops {
             let bytes = codec().serialize(&Op::from(&op)).unwrap();
