@@ -185,6 +185,7 @@ reply_error!(MasterServiceResponse {
     SetExtent,
     OpenLayout,
     Layout,
+    LeaseUnpacking,
 });
 reply_error!(ClusterServiceResponse { Hello, Heartbeat });
 reply_error!(ChunkServiceResponse {

@@ -8,6 +8,9 @@
 //!   the master moves the chunk on without it, and the write completes on the others: every
 //!   acknowledged byte reads back.
 //! - A slow chunkserver: writes through it still complete, only slower.
+//!
+//! Its clients give every file chunks of its own (`unpacked_client`): the suite is about chunk
+//! leases; small files packed into volumes have theirs (`t92_small_files`, `t93_volume_appends`).
 
 use kfs_common::proto::chunk;
 use kfs_common::proto::master::ServerState;
@@ -41,7 +44,7 @@ async fn read_all(client: &kfs_client::Client, path: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunkserver_cut_off_from_the_master_still_serves_clients() {
     let cluster = TestCluster::start(options()).await;
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let data = content(1, 300 * 1024);
     let mut f = client.create("/a").await.unwrap();
     f.write_all(&data).await.unwrap();
@@ -94,7 +97,7 @@ async fn a_primary_cut_off_mid_write_loses_no_acknowledged_byte() {
     let cluster = TestCluster::start(options()).await;
     // A short call deadline, so the writer gives up on the silent primary in seconds.
     let client = cluster
-        .client_with(kfs_client::ClientOptions {
+        .unpacked_client_with(kfs_client::ClientOptions {
             call_timeout: Duration::from_secs(2),
             ..Default::default()
         })
@@ -130,7 +133,7 @@ async fn a_primary_cut_off_mid_write_loses_no_acknowledged_byte() {
 async fn writes_through_a_slow_chunkserver_complete() {
     let cluster = TestCluster::start(options()).await;
     cluster.slow(1, Duration::from_millis(20));
-    let client = cluster.client().await;
+    let client = cluster.unpacked_client().await;
     let data = content(3, 400 * 1024);
     let mut f = client.create("/c").await.unwrap();
     f.write_all(&data).await.unwrap();

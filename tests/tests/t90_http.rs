@@ -661,7 +661,15 @@ async fn the_master_and_chunkservers_report_status_and_metrics() {
         .iter()
         .map(|w| w["name"].as_str().unwrap())
         .collect();
-    assert_eq!(loops, ["checkpointer", "heartbeat timeouts", "healer"]);
+    assert_eq!(
+        loops,
+        [
+            "checkpointer",
+            "heartbeat timeouts",
+            "volume reclaimer",
+            "healer"
+        ]
+    );
     cluster.shutdown().await;
 }
 

@@ -144,15 +144,18 @@ async fn large_growing_replaced_and_removed_files_keep_their_bytes() {
     assert!(extent_of(&cluster, grow_fid).is_some());
     let reader = client.open("/grow").await.unwrap();
     let rest = content(3, threshold);
-    grow.write_all(&rest).await.unwrap();
+    grow.write_at(first.len() as u64, &rest).await.unwrap();
     assert_eq!(
         reader.read_at(0, 5000).await.unwrap(),
         first,
         "the synced bytes, still"
     );
+    // The writer reads its own bytes from its chunks, not the extent the master still lists.
+    let full = [first.clone(), rest.clone()].concat();
+    assert_eq!(grow.read_at(0, full.len()).await.unwrap(), full);
     grow.close().await.unwrap();
     assert_eq!(extent_of(&cluster, grow_fid), None, "moved to chunks");
-    assert_eq!(get(&client, "/grow").await, [first.clone(), rest].concat());
+    assert_eq!(get(&client, "/grow").await, full);
 
     // Two packed files; replacing one and removing the other frees their records only.
     put(&client, "/a", &content(4, 3000)).await;
@@ -282,6 +285,49 @@ async fn a_lost_volume_replica_is_copied_back_and_a_dead_server_seals_its_volume
             content(100 + i, 3000)
         );
     }
+    cluster.master().check_invariants().unwrap();
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_packed_file_written_by_any_client_keeps_its_other_bytes() {
+    let cluster = TestCluster::start(ClusterOptions::default()).await;
+    let client = cluster.client().await;
+    let data = content(7, 200_000);
+    put(&client, "/p", &data).await;
+    let fid = client.stat("/p").await.unwrap().fid;
+    assert!(extent_of(&cluster, fid).is_some());
+
+    // A lease on a packed file, as a client that does not know it is packed would ask: refused.
+    let master = cluster.master_client().await;
+    let refused = master.lease(kfs_tests::ctx(), fid, 0).await.unwrap();
+    assert!(
+        matches!(&refused, Err(kfs_common::KfsError::InvalidArgument(why)) if why.contains("packed")),
+        "{refused:?}"
+    );
+
+    // A client that packs nothing writes one byte into it: the file moves to chunks whole, and
+    // the writer reads its own write, and every other byte, back.
+    let unpacked = cluster.unpacked_client().await;
+    let file = unpacked.open("/p").await.unwrap();
+    file.write_at(10, b"X").await.unwrap();
+    let mut expected = data.clone();
+    expected[10] = b'X';
+    assert_eq!(file.read_at(0, 200_000).await.unwrap(), expected);
+    file.close().await.unwrap();
+    assert_eq!(extent_of(&cluster, fid), None, "moved to chunks");
+    assert_eq!(get(&client, "/p").await, expected);
+
+    // A packing client writes into a packed file: packed again, the other bytes kept.
+    put(&client, "/q", &content(8, 5000)).await;
+    let file = client.open("/q").await.unwrap();
+    file.write_at(4999, b"Z").await.unwrap();
+    file.close().await.unwrap();
+    let mut expected = content(8, 5000);
+    expected[4999] = b'Z';
+    assert_eq!(get(&client, "/q").await, expected);
+    let q = client.stat("/q").await.unwrap().fid;
+    assert!(extent_of(&cluster, q).is_some(), "still packed");
     cluster.master().check_invariants().unwrap();
     cluster.shutdown().await;
 }

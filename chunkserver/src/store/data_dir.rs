@@ -63,6 +63,9 @@ pub struct DataDir {
     pub files: OpenFiles,
     /// Subdirectories whose entries changed since they were last synced.
     changed: Mutex<BTreeSet<u64>>,
+    /// The first sync that failed here (kind, message): every later durable job fails too
+    /// (`worker.rs`), until the dir is taken out of service.
+    sync_failed: Mutex<Option<(io::ErrorKind, String)>>,
     pub counts: IoCounts,
 }
 
@@ -100,6 +103,7 @@ impl DataDir {
             pool,
             files: OpenFiles::new(open_files),
             changed: Mutex::new(BTreeSet::new()),
+            sync_failed: Mutex::new(None),
             counts: IoCounts::default(),
         };
         let mut made = false;
@@ -164,6 +168,18 @@ impl DataDir {
             .lock()
             .expect("changed lock")
             .insert(Self::subdir_of(chunk));
+    }
+
+    /// The first sync that failed on this dir, if one did.
+    pub fn sync_failure(&self) -> Option<(io::ErrorKind, String)> {
+        self.sync_failed.lock().expect("sync failure lock").clone()
+    }
+
+    pub fn record_sync_failure(&self, failed: (io::ErrorKind, String)) {
+        self.sync_failed
+            .lock()
+            .expect("sync failure lock")
+            .get_or_insert(failed);
     }
 
     /// Makes a chunk file's data durable.

@@ -3,13 +3,16 @@
 //! Jobs run one at a time, in the order they were sent, so operations on one chunk never
 //! interleave. A *durable* job ([`DirWorker::run_durable`]) answers only once the files it
 //! names are synced and the directory entries changed since the last batch are synced too: the
-//! thread runs every job waiting in its queue first (at most [`MOST_PER_BATCH`] durable ones),
-//! then syncs each named file once and each changed directory once, and answers them all. Under
-//! load many writers' syncs share one directory `fsync`; alone, a sync is answered as soon as it
-//! is made.
+//! thread runs the jobs waiting in its queue first (at most [`MOST_PER_BATCH`] durable ones,
+//! `MOST_JOBS_PER_BATCH` jobs of any kind, or `LONGEST_WAIT` after the batch's first durable
+//! job, so a steady stream of reads never holds syncs back), then syncs each named file once and
+//! each changed directory once, and answers them all. Under load many writers' syncs share one
+//! directory `fsync`; alone, a sync is answered as soon as it is made.
 //!
-//! Invariant: a durable job's answer is `Ok` only if every file it named was synced after the job
-//! ran, and every directory whose entries changed before it answered was synced after the change.
+//! Invariants: a durable job's answer is `Ok` only if every file it named was synced after the job
+//! ran, and every directory whose entries changed before it answered was synced after the change;
+//! once a sync failed on a dir, no durable job there is answered `Ok` again (the kernel reports
+//! a lost writeback once: a later sync that succeeds proves nothing).
 
 use super::chunk_file::ChunkError;
 use super::data_dir::DataDir;
@@ -21,6 +24,11 @@ use tokio::sync::oneshot;
 
 /// Durable jobs answered together at most.
 pub const MOST_PER_BATCH: usize = 256;
+/// Jobs of any kind run after the first durable job of a batch before the batch is synced, so
+/// a steady stream of reads never holds syncs back.
+const MOST_JOBS_PER_BATCH: usize = 1024;
+/// The longest a durable job waits for its batch to be synced while other jobs keep coming.
+const LONGEST_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// A durable job as the thread runs it: `None` once it failed (and was answered).
 type DurableJob = Box<dyn FnOnce(&DataDir) -> Option<Waiter> + Send>;
@@ -102,6 +110,8 @@ impl DirWorker {
 
 fn serve(dir: &DataDir, rx: &Receiver<Job>) {
     let mut waiting: Vec<Waiter> = Vec::new();
+    // Since the first durable job of the batch: jobs run, and when it came.
+    let mut since_first = (0usize, std::time::Instant::now());
     loop {
         let job = if waiting.is_empty() {
             match rx.recv() {
@@ -121,18 +131,34 @@ fn serve(dir: &DataDir, rx: &Receiver<Job>) {
                 }
             }
         };
+        if waiting.is_empty() {
+            since_first = (0, std::time::Instant::now());
+        }
         match job {
             Job::Now(job) => job(dir),
             Job::Durable(job) => waiting.extend(job(dir)),
         }
-        if waiting.len() >= MOST_PER_BATCH {
+        since_first.0 += 1;
+        if waiting.len() >= MOST_PER_BATCH
+            || (!waiting.is_empty()
+                && (since_first.0 >= MOST_JOBS_PER_BATCH
+                    || since_first.1.elapsed() >= LONGEST_WAIT))
+        {
             flush(dir, std::mem::take(&mut waiting));
         }
     }
 }
 
 /// Syncs every file the waiters named (each once), then the changed directories, and answers.
+/// Once a sync failed on this dir, every later durable job fails too: the kernel reports a
+/// failed writeback once, and a later sync that succeeds proves nothing about the pages lost.
 fn flush(dir: &DataDir, waiting: Vec<Waiter>) {
+    if let Some(failed) = dir.sync_failure() {
+        for waiter in waiting {
+            (waiter.answer)(Err(io::Error::new(failed.0, failed.1.clone())));
+        }
+        return;
+    }
     let mut synced: Vec<(Arc<File>, Synced)> = Vec::new();
     let mut results = Vec::with_capacity(waiting.len());
     for waiter in &waiting {
@@ -155,6 +181,13 @@ fn flush(dir: &DataDir, waiting: Vec<Waiter>) {
     let entries = dir
         .sync_changed_entries()
         .map_err(|e| (e.kind(), e.to_string()));
+    if let Some(failed) = results
+        .iter()
+        .chain([&entries])
+        .find_map(|r| r.clone().err())
+    {
+        dir.record_sync_failure(failed);
+    }
     for (waiter, result) in waiting.into_iter().zip(results) {
         let result = result.and(entries.clone());
         (waiter.answer)(result.map_err(|(kind, text)| io::Error::new(kind, text)));

@@ -73,10 +73,19 @@ impl Shared {
         }
         self.forget_lease(chunk_offset);
         let fid = self.fid;
-        let lease = self
-            .io
-            .call(self.io.m().lease(self.io.ctx(), fid, chunk_offset))
-            .await?;
+        let lease = if self.unpacking.load(std::sync::atomic::Ordering::Acquire) {
+            self.io
+                .call(
+                    self.io
+                        .m()
+                        .lease_unpacking(self.io.ctx(), fid, chunk_offset),
+                )
+                .await?
+        } else {
+            self.io
+                .call(self.io.m().lease(self.io.ctx(), fid, chunk_offset))
+                .await?
+        };
         self.keep_lease(chunk_offset, lease.clone());
         Ok(lease)
     }

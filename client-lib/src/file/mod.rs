@@ -77,6 +77,9 @@ pub(crate) struct Shared {
     replication: u8,
     /// Whether this handle keeps the file's whole data in `pack` (`pack.rs`).
     packing: AtomicBool,
+    /// Whether this handle moves a packed file to chunks of its own (it asks `lease_unpacking`,
+    /// and reads its chunks, not the extent the master still lists).
+    unpacking: AtomicBool,
     pack: tokio::sync::Mutex<Option<pack::Image>>,
     /// Where the file is packed, if it is (as the master last said).
     extent: Mutex<Option<ExtentLocation>>,
@@ -189,12 +192,11 @@ impl File {
             Layout::Chunks(Some(found)) => file.shared.remember_locations(0, found),
             Layout::Chunks(None) => {}
             Layout::Packed(extent) => {
-                // Writes through this handle load the record and pack it again.
-                if u64::from(extent.len) <= file.shared.io.options.pack_threshold {
-                    file.shared.packing.store(true, Ordering::Release);
-                    *file.shared.pack.try_lock().expect("a new handle's pack") =
-                        Some(pack::Image::Unloaded(extent.clone()));
-                }
+                // Writes through this handle load the record first: packed again, or spilled
+                // to chunks whole (never a chunk write over a packed file without its data).
+                file.shared.packing.store(true, Ordering::Release);
+                *file.shared.pack.try_lock().expect("a new handle's pack") =
+                    Some(pack::Image::Unloaded(extent.clone()));
                 *file.shared.extent.lock().expect("extent lock") = Some(extent);
             }
         }
@@ -236,6 +238,7 @@ impl File {
                 unsynced: Mutex::new(BTreeSet::new()),
                 replication,
                 packing: AtomicBool::new(false),
+                unpacking: AtomicBool::new(false),
                 pack: tokio::sync::Mutex::new(None),
                 extent: Mutex::new(None),
                 record: Mutex::new(None),
@@ -291,7 +294,9 @@ impl File {
     }
 
     /// Writes `data` at `offset`, returning once every replica holds it. Does not move the
-    /// position; the length reaches the master with the next flush or close.
+    /// position; the length reaches the master with the next flush or close. A small file this
+    /// handle packs (at most `ClientOptions::pack_threshold` bytes) is held in the handle
+    /// instead, and reaches every replica, durably, at the next flush, sync or close.
     pub async fn write_at(&self, offset: u64, data: &[u8]) -> KfsResult<()> {
         self.shared
             .clone()

@@ -29,6 +29,13 @@ use kfs_common::{KfsError, KfsResult};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+/// Why a commit did not happen.
+enum Commit {
+    /// No volume can be had: the file should go to chunks of its own.
+    NoVolume(KfsError),
+    Failed(KfsError),
+}
+
 /// What a handle packing its file holds.
 pub(crate) enum Image {
     /// The file's whole data (it was created by this handle, or loaded).
@@ -65,15 +72,12 @@ impl Shared {
                     self.size.fetch_max(end, Ordering::AcqRel);
                     return Ok(end);
                 }
-                // Past the threshold: the image goes to chunks first, then this write. This
-                // handle reads its chunks from now on.
-                let image = std::mem::take(bytes);
+                // Past the threshold: the image goes to chunks first (while the lock holds other
+                // writes back), then this write; the handle keeps the image until then.
+                let image = Bytes::from(bytes.clone());
+                self.spill(image).await?;
                 *pack = None;
                 self.packing.store(false, Ordering::Release);
-                *self.extent.lock().expect("extent lock") = None;
-                if !image.is_empty() {
-                    self.clone().write_chunks(0, Bytes::from(image)).await?;
-                }
             }
         }
         self.write_chunks(offset, data).await
@@ -105,18 +109,17 @@ impl Shared {
                 *self.record.lock().expect("record lock") = None;
                 Ok(true)
             }
-            Err(e) if e.is_no_space() || matches!(e, KfsError::Unavailable(_)) => {
-                // No volume to be had: the file goes to chunks of its own.
+            Err(Commit::NoVolume(e)) => {
+                // No volume to be had (too few chunkservers with room): the file goes to chunks
+                // of its own, the image kept until they hold it.
                 tracing::debug!(path = %self.path, error = %e, "no volume for a small file; writing it to chunks");
+                self.spill(image).await?;
                 *pack = None;
                 self.packing.store(false, Ordering::Release);
-                drop(pack);
-                if !image.is_empty() {
-                    self.clone().write_chunks(0, image).await?;
-                }
                 Ok(false)
             }
-            Err(e) => Err(e),
+            // Not committed: the image stays, dirty, for the next flush.
+            Err(Commit::Failed(e)) => Err(e),
         }
     }
 
@@ -153,18 +156,39 @@ impl Shared {
         }
     }
 
+    /// Writes the image to chunks of the file's own, from byte 0: the file moves to chunks
+    /// (`lease_unpacking`; its extent stays what readers read until the next `extend_length`),
+    /// and this handle reads its chunks from now on.
+    async fn spill(self: &Arc<Self>, image: Bytes) -> KfsResult<()> {
+        self.unpacking.store(true, Ordering::Release);
+        *self.extent.lock().expect("extent lock") = None;
+        if !image.is_empty() {
+            self.clone().write_chunks(0, image).await?;
+        }
+        Ok(())
+    }
+
     /// Appends `image` as this file's record to an open volume and makes it the file's data;
     /// a volume whose append fails is sealed and another tried, within `write_retry_for`.
-    async fn append_and_set(&self, image: Bytes) -> KfsResult<FileAttr> {
-        let len = u32::try_from(image.len())
-            .map_err(|_| KfsError::invalid_argument("a packed file is larger than 4 GiB"))?;
+    async fn append_and_set(&self, image: Bytes) -> Result<FileAttr, Commit> {
+        let len = u32::try_from(image.len()).map_err(|_| {
+            Commit::Failed(KfsError::invalid_argument(
+                "a packed file is larger than 4 GiB",
+            ))
+        })?;
         let mut retries = self
             .io
             .options
             .retry
             .for_up_to(self.io.options.write_retry_for);
         loop {
-            let lease = self.io.volume_lease(self.replication).await?;
+            let lease = match self.io.volume_lease(self.replication).await {
+                Ok(lease) => lease,
+                Err(e) if e.is_no_space() || matches!(e, KfsError::Unavailable(_)) => {
+                    return Err(Commit::NoVolume(e));
+                }
+                Err(e) => return Err(Commit::Failed(e)),
+            };
             match self.append(&lease, image.clone()).await {
                 Ok(at) => {
                     let set = self
@@ -176,14 +200,14 @@ impl Shared {
                         )
                         .await;
                     match set {
-                        // The volume was freed (empty and sealed) under the append: the record
-                        // goes to another.
-                        Err(KfsError::NoSuchChunk { chunk })
-                            if chunk == lease.chunk && retries.time_left() =>
-                        {
+                        // The volume was sealed (its lease ran out, a server went) or freed
+                        // under the append: the record goes to another.
+                        Err(
+                            KfsError::NoSuchChunk { chunk } | KfsError::AppendRefused { chunk, .. },
+                        ) if chunk == lease.chunk && retries.time_left() => {
                             self.io.forget_volume(self.replication, lease.chunk);
                         }
-                        done => return done,
+                        done => return done.map_err(Commit::Failed),
                     }
                 }
                 Err(e) => {
@@ -194,7 +218,7 @@ impl Shared {
                         .call(self.io.m().seal_volume(self.io.ctx(), lease.chunk))
                         .await;
                     if !retries.time_left() {
-                        return Err(e);
+                        return Err(Commit::Failed(e));
                     }
                     retries.pause().await;
                 }

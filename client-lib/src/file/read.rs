@@ -91,6 +91,7 @@ impl Shared {
     /// extent, or chunks' locations, cached. Waits (up to `read_retry_for`) while the master
     /// does not know them yet.
     async fn learn_layout(&self, chunk_offset: u64) -> KfsResult<()> {
+        let unpacking = self.unpacking.load(std::sync::atomic::Ordering::Acquire);
         if self.packing.load(std::sync::atomic::Ordering::Acquire)
             || self.extent.lock().expect("extent lock").is_some()
             || self
@@ -117,6 +118,9 @@ impl Shared {
                 )
                 .await
             {
+                // A handle moving the file to chunks reads them, not the extent readers still
+                // read until it has moved: the chunk reads ask where they are.
+                Ok(Layout::Packed(_)) if unpacking => return Ok(()),
                 Ok(Layout::Packed(extent)) => {
                     *self.extent.lock().expect("extent lock") = Some(extent);
                     return Ok(());

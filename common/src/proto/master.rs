@@ -429,6 +429,12 @@ pub trait MasterService {
     /// Caller: readers of file `fid` (as `locate`, with packed files). Replies with the layout
     /// of bytes `[offset, offset + len)`. Read-only. Since client protocol 4.
     async fn layout(fid: FileId, offset: u64, len: u64) -> Result<Layout, KfsError>;
+
+    /// Caller: a writer moving a packed small file to chunks of its own (it grew past the
+    /// packing threshold), which writes the file's whole data to them before anything else.
+    /// `lease` for such a file (which `lease` refuses for a packed file, so a writer that does
+    /// not know it is packed cannot leave zeros in it). Since client protocol 4.
+    async fn lease_unpacking(fid: FileId, chunk_offset: u64) -> Result<WriteLease, KfsError>;
 }
 
 /// Connects to a master at `addr`. The client is cheap to clone; clones share the connection and

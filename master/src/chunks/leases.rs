@@ -298,6 +298,7 @@ impl Leases {
         cx: &LeaseContext<'_>,
         fid: FileId,
         chunk_offset: u64,
+        unpacking: bool,
     ) -> KfsResult<WriteLease> {
         if !chunk_offset.is_multiple_of(self.config.chunk_size) {
             return Err(KfsError::invalid_argument(format!(
@@ -311,6 +312,15 @@ impl Leases {
             let attr = ns.stat_fid(fid)?;
             if attr.kind == FileKind::Dir {
                 return Err(KfsError::is_a_directory(fid.to_string()));
+            }
+            // A packed file gets chunks only from a writer moving it to chunks, which writes
+            // its whole data there first (`lease_unpacking`); a writer that does not know it is
+            // packed would leave zeros where its data was.
+            if !unpacking && ns.extent_of(fid).is_some() {
+                return Err(KfsError::invalid_argument(format!(
+                    "{fid} is a small file packed into a volume: only a client of protocol 4 or \
+                     later writes it"
+                )));
             }
             (ns.chunk_at(fid, chunk_offset), attr.replication)
         };

@@ -131,7 +131,7 @@ impl Namespace {
             Change::SetFattr { fid, update } => {
                 let attr = self.fattr_mut(fid);
                 let mut size_change = None;
-                let mut extended = false;
+                let mut extended = None;
                 match update {
                     FattrUpdate::Replication(r) => attr.replication = r,
                     FattrUpdate::Attr(set) => {
@@ -154,18 +154,24 @@ impl Namespace {
                         attr.mtime = time;
                     }
                     FattrUpdate::AtLeast(size, time) => {
-                        size_change = Some((attr.size, attr.size.max(size)));
-                        attr.size = attr.size.max(size);
+                        extended = Some(size);
                         attr.mtime = time;
-                        extended = true;
                     }
                 }
                 if let Some((old, new)) = size_change {
                     self.counters.bytes = self.counters.bytes - old + new;
                 }
-                if extended {
-                    // A writer moving a packed file to chunks extends it once they hold it all.
-                    self.drop_extent_if_chunked(fid);
+                if let Some(size) = extended {
+                    // A writer moving a packed file to chunks extends it once they hold it all;
+                    // a packed file is otherwise as long as its extent.
+                    self.drop_extent_if_chunked(fid, size);
+                    if self.extent_of(fid).is_none() {
+                        let attr = self.fattr_mut(fid);
+                        let old = attr.size;
+                        attr.size = old.max(size);
+                        let new = attr.size;
+                        self.counters.bytes = self.counters.bytes - old + new;
+                    }
                 }
                 Reply::Attr(self.stat_fid(fid).expect("exists"))
             }

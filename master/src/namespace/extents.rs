@@ -180,15 +180,22 @@ impl Namespace {
         (Reply::Attr(self.stat_fid(fid).expect("exists")), freed)
     }
 
-    /// Drops the extent of a file whose chunks now hold its data (a writer moved it to chunks
-    /// and made them durable).
-    pub(super) fn drop_extent_if_chunked(&mut self, fid: FileId) {
+    /// Drops the extent of a file whose chunks now hold its data: a writer moving it to chunks
+    /// (the only one that gets chunks of a packed file: `lease_unpacking`) wrote the whole
+    /// extent to them first, then more, and extends the file to `size`, at least the extent.
+    pub(super) fn drop_extent_if_chunked(&mut self, fid: FileId, size: u64) {
         let has_chunks = self
             .map
             .range_from(Bound::Included(&Key::chunks_start(fid)))
             .next()
             .is_some_and(|(k, v)| matches!((k.view(), v), (KeyView::Chunk { fid: f, .. }, Val::Chunk { .. }) if f == fid));
-        if has_chunks && let Some(Val::Extent(e)) = self.map.remove(&Key::extent(fid)) {
+        let covered = self
+            .extent_of(fid)
+            .is_some_and(|e| size >= u64::from(e.len));
+        if has_chunks
+            && covered
+            && let Some(Val::Extent(e)) = self.map.remove(&Key::extent(fid))
+        {
             self.extent_dropped(e);
         }
     }

@@ -357,7 +357,20 @@ impl MasterService for MasterServer {
     async fn lease(self, _: Context, fid: FileId, chunk_offset: u64) -> KfsResult<WriteLease> {
         self.state
             .leases
-            .lease(&self.lease_context(), fid, chunk_offset)
+            .lease(&self.lease_context(), fid, chunk_offset, false)
+            .await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%fid, chunk_offset))]
+    async fn lease_unpacking(
+        self,
+        _: Context,
+        fid: FileId,
+        chunk_offset: u64,
+    ) -> KfsResult<WriteLease> {
+        self.state
+            .leases
+            .lease(&self.lease_context(), fid, chunk_offset, true)
             .await
     }
 
@@ -423,7 +436,7 @@ impl MasterService for MasterServer {
 
     #[instrument(level = "debug", skip_all, fields(%chunk))]
     async fn seal_volume(self, _: Context, chunk: ChunkId) -> KfsResult<()> {
-        self.state.leases.seal_volume(&self.lease_context(), chunk);
+        self.state.leases.seal_volume(chunk);
         Ok(())
     }
 

@@ -47,6 +47,9 @@ impl MasterServer {
         offset: u64,
         len: u32,
     ) -> KfsResult<FileAttr> {
+        self.state
+            .leases
+            .check_committable(&self.lease_context(), volume)?;
         let attr = self
             .mutate(Op::SetExtent {
                 fid,
@@ -140,7 +143,9 @@ impl Worker for VolumeReclaimer {
                         .collect()
                 };
                 for chunk in empty {
-                    if self.state.leases.is_open_volume(chunk) {
+                    // (A volume being made is empty and not open yet.)
+                    if self.state.leases.is_open_volume(chunk) || self.state.leases.making_volume()
+                    {
                         continue;
                     }
                     match self.state.committer.commit(Op::FreeVolume { chunk }).await {

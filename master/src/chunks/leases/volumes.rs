@@ -90,19 +90,50 @@ impl Leases {
             })
             .flatten();
         if lease.is_none() {
+            // Sealed; its lease (if still valid) runs out on its own, so repair waits until no
+            // writer holding it can append any more.
             open.remove(&replication);
-            chunks.revoke(volume.chunk);
             tracing::debug!(chunk = %volume.chunk, end = volume.end, "volume sealed (full, or its replicas changed)");
         }
         lease
     }
 
-    /// Seals `chunk` (a writer's append to it failed): it is never handed out again.
-    pub fn seal_volume(&self, cx: &LeaseContext<'_>, chunk: ChunkId) {
+    /// Seals `chunk` (a writer's append to it failed): it is never handed out again, and no
+    /// record is committed to it any more. Its lease runs out on its own (writers holding it
+    /// may still append; repair waits for it, as for any lease).
+    pub fn seal_volume(&self, chunk: ChunkId) {
         let mut open = self.volumes.open.lock().expect("open volumes lock");
         open.retain(|_, v| v.chunk != chunk);
-        cx.chunks.lock().expect("chunk map lock").revoke(chunk);
         tracing::debug!(%chunk, "volume sealed at a writer's report");
+    }
+
+    /// Refuses a commit to `chunk` unless it is open with a valid lease now: a record is
+    /// committed only while no copy of its volume can be in the making (`repair.rs` leaves
+    /// leased chunks alone), so every replica a copy makes holds it. A writer refused appends
+    /// its file elsewhere.
+    pub fn check_committable(&self, cx: &LeaseContext<'_>, chunk: ChunkId) -> KfsResult<()> {
+        let open = self.is_open_volume(chunk)
+            && cx
+                .chunks
+                .lock()
+                .expect("chunk map lock")
+                .current_lease(chunk, self.config.clock.now())
+                .is_some();
+        if open {
+            Ok(())
+        } else {
+            Err(KfsError::AppendRefused {
+                chunk,
+                reason: "the volume is sealed (or its lease ran out): nothing more is committed \
+                         to it"
+                    .into(),
+            })
+        }
+    }
+
+    /// Whether a volume is being made now (it may be empty and not yet open).
+    pub fn making_volume(&self) -> bool {
+        self.volumes.making.try_lock().is_err()
     }
 
     /// Whether `chunk` is an open volume (appends may land on it).
