@@ -104,19 +104,15 @@ impl ChunkServer {
 pub(super) const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Bytes a replication copies per read.
-pub(super) const COPY_PIECE: u32 = 4 << 20;
+const COPY_PIECE: u32 = 4 << 20;
 
 /// The version of a replica while it is being copied in.
-pub(super) const COPYING: ChunkVersion = ChunkVersion(0);
+const COPYING: ChunkVersion = ChunkVersion(0);
 
 impl ChunkServer {
     /// Length and crc32c of all the data of a local replica, every block verified on the way
     /// (a volume's bytes as they lie: its copy checks its records).
-    pub(super) async fn local_digest(
-        &self,
-        chunk: ChunkId,
-        version: ChunkVersion,
-    ) -> KfsResult<(u64, u32)> {
+    async fn local_digest(&self, chunk: ChunkId, version: ChunkVersion) -> KfsResult<(u64, u32)> {
         let (_, length) = self
             .store
             .replica(chunk)
@@ -143,12 +139,15 @@ impl ChunkServer {
         Ok((at, crc))
     }
 
-    /// Copies a replica from `source` and checks it end to end.
+    /// Copies a replica (a `volume` of small files, or a chunk) from `source` and checks it end
+    /// to end: a chunk's blocks by their checksums as they are read, a volume's records once all
+    /// are copied, and the whole against the source's digest.
     async fn copy_from(
         &self,
         chunk: ChunkId,
         version: ChunkVersion,
         source: &ReplicaLocation,
+        volume: bool,
     ) -> KfsResult<u64> {
         let unreachable =
             |e: String| KfsError::Unavailable(format!("source {} of {chunk}: {e}", source.addr));
@@ -162,19 +161,21 @@ impl ChunkServer {
         // stale replica, never a short one at the current version.
         self.store.delete(chunk).await?;
         self.seq.forget(chunk);
-        self.store.create(chunk, COPYING).await?;
+        if volume {
+            self.store.create_copied_volume(chunk, COPYING).await?;
+        } else {
+            self.store.create(chunk, COPYING).await?;
+        }
         let mut at = 0u64;
         loop {
-            let piece = match from
-                .read(
-                    rpc::context(FORWARD_TIMEOUT),
-                    chunk,
-                    version,
-                    at,
-                    COPY_PIECE,
-                )
-                .await
-            {
+            let context = rpc::context(FORWARD_TIMEOUT);
+            let read = if volume {
+                from.read_volume(context, chunk, version, at, COPY_PIECE)
+                    .await
+            } else {
+                from.read(context, chunk, version, at, COPY_PIECE).await
+            };
+            let piece = match read {
                 Ok(piece) => piece?,
                 Err(e) => {
                     self.peers.forget(source.addr);
@@ -183,7 +184,9 @@ impl ChunkServer {
             };
             let n = piece.len() as u64;
             self.io.copied_bytes.inc_by(n);
-            if n > 0 {
+            if n > 0 && volume {
+                self.store.write_raw(chunk, COPYING, at, piece).await?;
+            } else if n > 0 {
                 self.store.write(chunk, COPYING, at, piece).await?;
             }
             at += n;
@@ -199,6 +202,11 @@ impl ChunkServer {
             Err(e) => return Err(unreachable(e.to_string())),
         };
         self.store.sync(chunk, COPYING).await?;
+        if volume {
+            // Every record checked (a torn tail the source holds is copied as it is, and
+            // allowed).
+            self.store.verify(chunk, COPYING).await?;
+        }
         let ours = self.local_digest(chunk, COPYING).await?;
         if ours != theirs {
             return Err(KfsError::CorruptReplica {
@@ -215,6 +223,16 @@ impl ChunkServer {
     }
 }
 
+/// Refuses a read of more than [`MAX_READ_LEN`] bytes at once.
+pub(super) fn check_read_len(len: u32) -> KfsResult<()> {
+    if len > MAX_READ_LEN {
+        return Err(KfsError::invalid_argument(format!(
+            "a read of {len} bytes is more than {MAX_READ_LEN} at once"
+        )));
+    }
+    Ok(())
+}
+
 impl ChunkService for ChunkServer {
     #[instrument(level = "debug", skip_all, fields(%chunk, %version, offset, len))]
     async fn read(
@@ -225,11 +243,7 @@ impl ChunkService for ChunkServer {
         offset: u64,
         len: u32,
     ) -> KfsResult<Payload> {
-        if len > MAX_READ_LEN {
-            return Err(KfsError::invalid_argument(format!(
-                "a read of {len} bytes is more than {MAX_READ_LEN} at once"
-            )));
-        }
+        check_read_len(len)?;
         let data = self
             .store
             .read(chunk, version, offset, u64::from(len))
@@ -360,7 +374,7 @@ impl ChunkService for ChunkServer {
         source: ReplicaLocation,
     ) -> KfsResult<u64> {
         let _copy = self.store.begin_copy_in(chunk)?;
-        let copied = self.copy_from(chunk, version, &source).await;
+        let copied = self.copy_from(chunk, version, &source, false).await;
         if copied.is_err() && self.store.replica(chunk).is_some_and(|(v, _)| v == COPYING) {
             // Leave nothing half-copied behind (the staging replica is this copy's own).
             let _ = self.store.delete(chunk).await;
@@ -429,11 +443,7 @@ impl ChunkService for ChunkServer {
         offset: u64,
         len: u32,
     ) -> KfsResult<Payload> {
-        if len > MAX_READ_LEN {
-            return Err(KfsError::invalid_argument(format!(
-                "a read of {len} bytes is more than {MAX_READ_LEN} at once"
-            )));
-        }
+        check_read_len(len)?;
         let data = self
             .store
             .read_raw(chunk, version, offset, u64::from(len))
@@ -450,7 +460,7 @@ impl ChunkService for ChunkServer {
         source: ReplicaLocation,
     ) -> KfsResult<u64> {
         let _copy = self.store.begin_copy_in(chunk)?;
-        let copied = self.copy_volume_from(chunk, version, &source).await;
+        let copied = self.copy_from(chunk, version, &source, true).await;
         if copied.is_err() && self.store.replica(chunk).is_some_and(|(v, _)| v == COPYING) {
             let _ = self.store.delete(chunk).await;
         }

@@ -9,11 +9,10 @@
 //! append at that version is refused rather than placed after a record that is not there.
 
 use super::ChunkServer;
-use super::chunk_service::{COPY_PIECE, COPYING, FORWARD_TIMEOUT};
+use super::chunk_service::FORWARD_TIMEOUT;
 use crate::store::volume_file;
 use kfs_common::proto::Payload;
-use kfs_common::proto::chunk::{AppendRequest, MAX_READ_LEN, MAX_WRITE_LEN};
-use kfs_common::proto::master::ReplicaLocation;
+use kfs_common::proto::chunk::{AppendRequest, MAX_WRITE_LEN};
 use kfs_common::rpc;
 use kfs_common::{ChunkId, ChunkVersion, FileId, KfsError, KfsResult};
 
@@ -113,77 +112,6 @@ impl ChunkServer {
         Ok(at)
     }
 
-    /// Copies the volume from `source` (sealed, staged at version 0 as any copy), checks every
-    /// record and the whole against the source's digest, then gives it its version.
-    pub(super) async fn copy_volume_from(
-        &self,
-        chunk: ChunkId,
-        version: ChunkVersion,
-        source: &ReplicaLocation,
-    ) -> KfsResult<u64> {
-        let unreachable =
-            |e: String| KfsError::Unavailable(format!("source {} of {chunk}: {e}", source.addr));
-        let from = self
-            .peers
-            .get(source.addr)
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        self.store.delete(chunk).await?;
-        self.seq.forget(chunk);
-        self.store.create_copied_volume(chunk, COPYING).await?;
-        let mut at = 0u64;
-        loop {
-            let piece = match from
-                .read_volume(
-                    rpc::context(FORWARD_TIMEOUT),
-                    chunk,
-                    version,
-                    at,
-                    COPY_PIECE,
-                )
-                .await
-            {
-                Ok(piece) => piece?,
-                Err(e) => {
-                    self.peers.forget(source.addr);
-                    return Err(unreachable(e.to_string()));
-                }
-            };
-            let n = piece.len() as u64;
-            self.io.copied_bytes.inc_by(n);
-            if n > 0 {
-                self.store.write_raw(chunk, COPYING, at, piece).await?;
-            }
-            at += n;
-            if n < u64::from(COPY_PIECE) {
-                break;
-            }
-        }
-        let theirs = match from
-            .digest(rpc::context(FORWARD_TIMEOUT), chunk, version)
-            .await
-        {
-            Ok(d) => d?,
-            Err(e) => return Err(unreachable(e.to_string())),
-        };
-        self.store.sync(chunk, COPYING).await?;
-        // Every record checked (a torn tail the source holds is copied as it is, and allowed).
-        self.store.verify(chunk, COPYING).await?;
-        let ours = self.local_digest(chunk, COPYING).await?;
-        if ours != theirs {
-            return Err(KfsError::CorruptReplica {
-                chunk,
-                reason: format!(
-                    "the copy from {} has digest {ours:?}, the source {theirs:?}",
-                    source.addr
-                ),
-            });
-        }
-        self.store.set_version(chunk, COPYING, version).await?;
-        tracing::info!(%chunk, %version, bytes = at, source = %source.addr, "volume copied");
-        Ok(at)
-    }
-
     pub(super) async fn serve_read_record(
         &self,
         chunk: ChunkId,
@@ -192,11 +120,7 @@ impl ChunkServer {
         fid: FileId,
         len: u32,
     ) -> KfsResult<Payload> {
-        if len > MAX_READ_LEN {
-            return Err(KfsError::invalid_argument(format!(
-                "a read of {len} bytes is more than {MAX_READ_LEN} at once"
-            )));
-        }
+        super::chunk_service::check_read_len(len)?;
         let data = self
             .store
             .read_record(chunk, version, offset, fid, u64::from(len))

@@ -28,6 +28,17 @@ impl ChunkStore {
             .is_some_and(|e| matches!(e.kind, Kind::Volume { .. }))
     }
 
+    /// The entry of a volume replica that may be used at `version`.
+    fn usable_volume(&self, chunk: ChunkId, version: ChunkVersion) -> KfsResult<Entry> {
+        let entry = self.usable(chunk, version)?;
+        match entry.kind {
+            Kind::Volume { .. } => Ok(entry),
+            Kind::Chunk => Err(KfsError::invalid_argument(format!(
+                "{chunk} is a chunk, not a volume: it has no records"
+            ))),
+        }
+    }
+
     /// Refuses chunk operations on a volume.
     pub(super) fn expect_chunk(chunk: ChunkId, entry: Entry) -> KfsResult<()> {
         match entry.kind {
@@ -148,12 +159,7 @@ impl ChunkStore {
         at: u64,
         len: u64,
     ) -> KfsResult<ReadData> {
-        let entry = self.usable(chunk, version)?;
-        if let Kind::Chunk = entry.kind {
-            return Err(KfsError::invalid_argument(format!(
-                "{chunk} is a chunk, not a volume"
-            )));
-        }
+        let entry = self.usable_volume(chunk, version)?;
         self.on_dir(entry.dir, chunk, version, move |d| {
             let file = d.file(chunk, version)?;
             let (buf, range) = volume_file::read_raw(d.io.as_ref(), &d.pool, &file, at, len)?;
@@ -184,7 +190,13 @@ impl ChunkStore {
         self.on_dir(dir, chunk, version, move |d| {
             let file = d.file(chunk, version)?;
             let length = volume_file::append_raw(d.io.as_ref(), &file, at, data.as_ref())?;
-            index.lock().grow(chunk, length);
+            let mut index = index.lock();
+            if index
+                .get(chunk)
+                .is_some_and(|e| e.dir == dir && e.version == version)
+            {
+                index.grow(chunk, length);
+            }
             Ok(length)
         })
         .await
@@ -200,12 +212,7 @@ impl ChunkStore {
         fid: FileId,
         len: u64,
     ) -> KfsResult<ReadData> {
-        let entry = self.usable(chunk, version)?;
-        if let Kind::Chunk = entry.kind {
-            return Err(KfsError::invalid_argument(format!(
-                "{chunk} is a chunk, not a volume: it has no records"
-            )));
-        }
+        let entry = self.usable_volume(chunk, version)?;
         self.on_dir(entry.dir, chunk, version, move |d| {
             let file = d.file(chunk, version)?;
             let (buf, range) = volume_file::read(d.io.as_ref(), &d.pool, &file, at, fid, len)?;

@@ -90,18 +90,7 @@ impl Leases {
                 .await;
             let (ok, failed) = split(targets, created);
             made.extend(ok);
-            for (target, refused) in failed {
-                if refused.full {
-                    // Full since its last report: not asked again until it reports room.
-                    cx.chunks
-                        .lock()
-                        .expect("chunk map lock")
-                        .mark_full(target.server);
-                    full.push(target.addr.to_string());
-                } else {
-                    refusals.push(refused.why);
-                }
-            }
+            sort_refusals(cx, failed, &mut full, &mut refusals);
         }
         if made.len() < self.config.min_write_replicas {
             self.delete_later(cx, chunk, &made);
@@ -110,26 +99,36 @@ impl Leases {
         if made.len() < replication as usize {
             tracing::warn!(%chunk, %fid, replicas = made.len(), replication, "too few chunkservers: the new chunk starts under-replicated");
         }
-        if let Err(e) = cx
-            .log
-            .commit(Op::AllocateChunk {
-                fid,
-                offset,
-                chunk,
-                version,
-            })
-            .await
-        {
-            // The file went away (or the log failed): the new replicas are orphans.
-            self.delete_later(cx, chunk, &made);
+        let op = Op::AllocateChunk {
+            fid,
+            offset,
+            chunk,
+            version,
+        };
+        tracing::debug!(%chunk, %fid, offset, replicas = made.len(), "chunk allocated");
+        self.log_and_lease(cx, op, chunk, version, &made).await
+    }
+
+    /// Logs the new chunk (`op`) its replicas `made` were created for, then leases it to them;
+    /// if the log refuses it (the file went away, or the log failed) the replicas are orphans,
+    /// deleted later.
+    async fn log_and_lease(
+        &self,
+        cx: &LeaseContext<'_>,
+        op: Op,
+        chunk: ChunkId,
+        version: ChunkVersion,
+        made: &[ReplicaLocation],
+    ) -> KfsResult<WriteLease> {
+        if let Err(e) = cx.log.commit(op).await {
+            self.delete_later(cx, chunk, made);
             return Err(e);
         }
         let mut chunks = cx.chunks.lock().expect("chunk map lock");
-        for r in &made {
+        for r in made {
             chunks.add_replica(chunk, r.server, version, 0);
         }
-        tracing::debug!(%chunk, %fid, offset, replicas = made.len(), "chunk allocated");
-        chunks.grant(chunk, &made, self.config.clock.now(), self.config.duration)
+        chunks.grant(chunk, made, self.config.clock.now(), self.config.duration)
     }
 
     /// Makes a new volume for small files of `replication` on as many distinct chunkservers
@@ -157,19 +156,8 @@ impl Leases {
         let (made, failed) = split(targets, created);
         if made.len() < replication as usize {
             self.delete_later(cx, chunk, &made);
-            let mut full = Vec::new();
-            let mut refusals = Vec::new();
-            for (target, refused) in failed {
-                if refused.full {
-                    cx.chunks
-                        .lock()
-                        .expect("chunk map lock")
-                        .mark_full(target.server);
-                    full.push(target.addr.to_string());
-                } else {
-                    refusals.push(refused.why);
-                }
-            }
+            let (mut full, mut refusals) = (Vec::new(), Vec::new());
+            sort_refusals(cx, failed, &mut full, &mut refusals);
             if !full.is_empty() {
                 return Err(KfsError::NoSpace(kfs_common::error::servers_full(&full)));
             }
@@ -183,24 +171,13 @@ impl Leases {
                 }
             )));
         }
-        if let Err(e) = cx
-            .log
-            .commit(Op::CreateVolume {
-                chunk,
-                version,
-                replication,
-            })
-            .await
-        {
-            self.delete_later(cx, chunk, &made);
-            return Err(e);
-        }
-        let mut chunks = cx.chunks.lock().expect("chunk map lock");
-        for r in &made {
-            chunks.add_replica(chunk, r.server, version, 0);
-        }
+        let op = Op::CreateVolume {
+            chunk,
+            version,
+            replication,
+        };
         tracing::debug!(%chunk, replicas = made.len(), "volume made");
-        chunks.grant(chunk, &made, self.config.clock.now(), self.config.duration)
+        self.log_and_lease(cx, op, chunk, version, &made).await
     }
 
     /// Why a new chunk could not get `min_write_replicas` replicas (`made` were created):
@@ -355,6 +332,28 @@ struct Refused {
 impl Refused {
     fn other(why: String) -> Refused {
         Refused { why, full: false }
+    }
+}
+
+/// Files the refusals of replicas that were not made: a full server (marked full until it
+/// reports room) in `full`, any other reason in `refusals`.
+fn sort_refusals(
+    cx: &LeaseContext<'_>,
+    failed: Vec<(ReplicaLocation, Refused)>,
+    full: &mut Vec<String>,
+    refusals: &mut Vec<String>,
+) {
+    for (target, refused) in failed {
+        if refused.full {
+            // Full since its last report: not asked again until it reports room.
+            cx.chunks
+                .lock()
+                .expect("chunk map lock")
+                .mark_full(target.server);
+            full.push(target.addr.to_string());
+        } else {
+            refusals.push(refused.why);
+        }
     }
 }
 
