@@ -201,7 +201,10 @@ impl Namespace {
     }
 
     pub(super) fn extent_added(&mut self, e: Extent) {
-        let u = self.volume_use.entry(e.volume).or_default();
+        if self.volume_use.get(&e.volume).is_none() {
+            self.volume_use.insert(e.volume, VolumeUse::default());
+        }
+        let u = self.volume_use.get_mut(&e.volume).expect("just made");
         u.records += 1;
         u.bytes += u64::from(e.len);
     }
@@ -214,8 +217,8 @@ impl Namespace {
     }
 
     /// `volume_use` recounted from the map.
-    pub(super) fn recount_volume_use(&self) -> im::HashMap<ChunkId, VolumeUse> {
-        let mut uses: im::HashMap<ChunkId, VolumeUse> = self
+    pub(super) fn recount_volume_use(&self) -> crate::tree::PMap<ChunkId, VolumeUse> {
+        let mut uses: std::collections::BTreeMap<ChunkId, VolumeUse> = self
             .volumes()
             .into_iter()
             .map(|(chunk, _, _)| (chunk, VolumeUse::default()))
@@ -227,7 +230,7 @@ impl Namespace {
                 u.bytes += u64::from(e.len);
             }
         }
-        uses
+        crate::tree::PMap::from_sorted(uses).expect("a BTreeMap is sorted")
     }
 
     /// The invariants of the module docs.
@@ -257,12 +260,14 @@ impl Namespace {
                 ));
             }
         }
-        let recount = self.recount_volume_use();
-        if recount != self.volume_use {
-            return Err(format!(
-                "volume use {:?} but recount {recount:?}",
-                self.volume_use
-            ));
+        let recount: Vec<_> = self
+            .recount_volume_use()
+            .iter()
+            .map(|(c, u)| (*c, *u))
+            .collect();
+        let kept: Vec<_> = self.volume_use.iter().map(|(c, u)| (*c, *u)).collect();
+        if recount != kept {
+            return Err(format!("volume use {kept:?} but recount {recount:?}"));
         }
         Ok(())
     }

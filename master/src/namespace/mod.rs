@@ -50,8 +50,9 @@ pub struct Namespace {
     counters: NamespaceCounters,
     next_fid: FileId,
     next_chunk_id: ChunkId,
-    /// What each volume's live records add up to (derived from the map: recounted on load).
-    volume_use: im::HashMap<ChunkId, extents::VolumeUse>,
+    /// What each volume's live records add up to (derived from the map: recounted on load; a
+    /// persistent map, so a clone for a checkpoint stays O(1)).
+    volume_use: PMap<ChunkId, extents::VolumeUse>,
 }
 
 /// A resolved path.
@@ -94,7 +95,7 @@ impl Namespace {
             },
             next_fid: FileId::FIRST_USER,
             next_chunk_id: ChunkId(1),
-            volume_use: im::HashMap::new(),
+            volume_use: PMap::new(),
         }
     }
 
@@ -140,7 +141,7 @@ impl Namespace {
             counters: NamespaceCounters::default(),
             next_fid,
             next_chunk_id,
-            volume_use: im::HashMap::new(),
+            volume_use: PMap::new(),
         };
         ns.counters = ns.recount();
         ns.volume_use = ns.recount_volume_use();
