@@ -48,6 +48,44 @@ impl ChunkServer {
         self.failed_here(chunk, error)
     }
 
+    /// On the primary of a write or append: the length of its replica at the writer's lease
+    /// version. A replica moved past the lease is a version move (the writer gets the new
+    /// lease); a missing or older one is this replica's own failure, reported as such.
+    pub(super) fn primary_replica(&self, chunk: ChunkId, version: ChunkVersion) -> KfsResult<u64> {
+        match self.store.replica(chunk) {
+            None => {
+                let missing = KfsError::NoSuchChunk { chunk };
+                Err(self.local_failure(chunk, version, missing))
+            }
+            Some((found, _)) if found != version => {
+                let stale = KfsError::StaleVersion {
+                    chunk,
+                    expected: version,
+                    found,
+                };
+                Err(self.local_failure(chunk, version, stale))
+            }
+            Some((_, length)) => Ok(length),
+        }
+    }
+
+    /// Has a copy of `chunk` (a `volume`, or a chunk) made here from `source`; a copy that
+    /// fails leaves nothing behind (the staging replica is this copy's own).
+    async fn copy_in(
+        &self,
+        chunk: ChunkId,
+        version: ChunkVersion,
+        source: &ReplicaLocation,
+        volume: bool,
+    ) -> KfsResult<u64> {
+        let _copy = self.store.begin_copy_in(chunk)?;
+        let copied = self.copy_from(chunk, version, source, volume).await;
+        if copied.is_err() && self.store.replica(chunk).is_some_and(|(v, _)| v == COPYING) {
+            let _ = self.store.delete(chunk).await;
+        }
+        copied
+    }
+
     /// A failure of this replica, as the chain reports it.
     fn failed_here(&self, chunk: ChunkId, error: KfsError) -> KfsError {
         KfsError::WriteFailed {
@@ -271,24 +309,8 @@ impl ChunkService for ChunkServer {
         let serial = match serial {
             Some(serial) => serial,
             None => {
-                // This is the primary: the writer's lease must be current here. A replica moved
-                // past the lease is a version move (the writer gets the new lease); a missing or
-                // older one is this replica's own failure, reported as such.
-                match self.store.replica(chunk) {
-                    None => {
-                        let missing = KfsError::NoSuchChunk { chunk };
-                        return Err(self.local_failure(chunk, version, missing));
-                    }
-                    Some((found, _)) if found != version => {
-                        let stale = KfsError::StaleVersion {
-                            chunk,
-                            expected: version,
-                            found,
-                        };
-                        return Err(self.local_failure(chunk, version, stale));
-                    }
-                    Some(_) => self.seq.assign(chunk, version)?,
-                }
+                self.primary_replica(chunk, version)?;
+                self.seq.assign(chunk, version)?
             }
         };
         let local = async {
@@ -373,13 +395,7 @@ impl ChunkService for ChunkServer {
         version: ChunkVersion,
         source: ReplicaLocation,
     ) -> KfsResult<u64> {
-        let _copy = self.store.begin_copy_in(chunk)?;
-        let copied = self.copy_from(chunk, version, &source, false).await;
-        if copied.is_err() && self.store.replica(chunk).is_some_and(|(v, _)| v == COPYING) {
-            // Leave nothing half-copied behind (the staging replica is this copy's own).
-            let _ = self.store.delete(chunk).await;
-        }
-        copied
+        self.copy_in(chunk, version, &source, false).await
     }
 
     #[instrument(level = "debug", skip_all, fields(%chunk, %version))]
@@ -459,12 +475,7 @@ impl ChunkService for ChunkServer {
         version: ChunkVersion,
         source: ReplicaLocation,
     ) -> KfsResult<u64> {
-        let _copy = self.store.begin_copy_in(chunk)?;
-        let copied = self.copy_from(chunk, version, &source, true).await;
-        if copied.is_err() && self.store.replica(chunk).is_some_and(|(v, _)| v == COPYING) {
-            let _ = self.store.delete(chunk).await;
-        }
-        copied
+        self.copy_in(chunk, version, &source, true).await
     }
 
     #[instrument(level = "debug", skip_all)]

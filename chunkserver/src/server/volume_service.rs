@@ -5,8 +5,10 @@
 //! volume's end (`Sequencer::assign_append`), and every replica applies it in that number's
 //! order, so each record lies at the same offset on every replica. A replica queues its append
 //! on its data dir in its turn and passes the turn on at once: the appends queued behind it share
-//! its sync. Once an append failed on the primary, its numbering is dropped, so every later
-//! append at that version is refused rather than placed after a record that is not there.
+//! its sync. Once an append failed on the primary, its numbering is dropped: the primary numbers
+//! afresh from its own end, which the secondaries refuse (numbers below those applied, or an end
+//! not theirs), so no later append is acknowledged at an offset some replica lacks; the writer
+//! has the volume sealed.
 
 use super::ChunkServer;
 use super::chunk_service::FORWARD_TIMEOUT;
@@ -52,21 +54,7 @@ impl ChunkServer {
         let (serial, at) = match placed {
             Some(placed) => placed,
             None => {
-                let end = match self.store.replica(chunk) {
-                    None => {
-                        let missing = KfsError::NoSuchChunk { chunk };
-                        return Err(self.local_failure(chunk, version, missing));
-                    }
-                    Some((found, _)) if found != version => {
-                        let stale = KfsError::StaleVersion {
-                            chunk,
-                            expected: version,
-                            found,
-                        };
-                        return Err(self.local_failure(chunk, version, stale));
-                    }
-                    Some((_, end)) => end,
-                };
+                let end = self.primary_replica(chunk, version)?;
                 let len = volume_file::record_len(data.len() as u64);
                 self.seq.assign_append(chunk, version, len, end)?
             }

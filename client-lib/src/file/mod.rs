@@ -20,7 +20,8 @@
 //! where the caller reads (after a seek they start afresh).
 //!
 //! Consistency (close-to-open, as in NFS and HDFS): a writer's bytes are on every replica when the
-//! write returns; the file's length at the master grows on `flush` and `close`. A reader sees the
+//! write returns (a small file's, packed, at its next `flush`, `sync` or `close`: `pack.rs`); the
+//! file's length at the master grows on `flush` and `close`. A reader sees the
 //! length as of its `open` (or [`File::refresh`]), and every byte acknowledged before that.
 //! Concurrent writers to one region of a chunk are applied in the same order on every replica, but
 //! which one lands last is not defined. See `docs/consistency.md`.
