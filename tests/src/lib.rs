@@ -337,6 +337,12 @@ impl TestCluster {
         inbound.set(LinkState::Delayed(delay));
     }
 
+    /// Delays every piece of data to chunkserver `i` and back by `delay` (calls to it answer
+    /// late), while its own hellos and heartbeats reach the master at once.
+    pub fn slow_inbound(&self, i: usize, delay: Duration) {
+        self.links(i).1.set(LinkState::Delayed(delay));
+    }
+
     /// Ends any cut or delay of chunkserver `i`.
     pub fn heal(&self, i: usize) {
         let (to_master, inbound) = self.links(i);

@@ -16,6 +16,11 @@
 //!   is never handed out again by the next master, whose new chunk would be deleted with the
 //!   orphans (even across two crashes in a row).
 //!
+//! - a chunkserver whose answer to a create or a version move was an error may have done it
+//!   all the same (its file made or renamed, the sync failing; or killed before it answered):
+//!   such a replica is never served at the version the writes went to, after its restart
+//!   either (the replicas that answered move one version on first).
+//!
 //! Every wait is bounded; nothing sleeps to synchronize.
 //!
 //! Its clients give every file chunks of its own (`unpacked_client`): the suite is about chunks;
@@ -479,5 +484,123 @@ async fn a_failed_sync_is_tried_again_not_forgotten() {
     cluster.wait_for_alive(3).await;
     file.sync().await.expect("synced once the servers are back");
     file.abandon();
+    cluster.shutdown().await;
+}
+
+/// Every replica the master lists for `path` holds `data` at the chunk's version, read from
+/// each server directly.
+async fn every_listed_replica_holds(
+    cluster: &TestCluster,
+    client: &Client,
+    path: &str,
+    data: &[u8],
+) {
+    let chunks = client.file_chunks(path).await.unwrap();
+    assert!(!chunks.is_empty(), "{path} has chunks");
+    for loc in &chunks {
+        let start = loc.offset as usize;
+        let want = &data[start..(start + CHUNK).min(data.len())];
+        for r in &loc.replicas {
+            let i = cluster.chunkserver_at(r.addr);
+            let got = cluster
+                .chunk_client(i)
+                .await
+                .read(ctx(), loc.chunk, loc.version, 0, CHUNK as u32)
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "{path}: server {i} lists {} at {}: {e}",
+                        loc.chunk, loc.version
+                    )
+                });
+            assert!(
+                got.as_slice() == want,
+                "{path}: server {i} serves {} at {} with {} bytes, not the {} written",
+                loc.chunk,
+                loc.version,
+                got.len(),
+                want.len()
+            );
+        }
+    }
+}
+
+/// A create whose answer is lost (the master's call times out after the server made the
+/// replica, as when it is killed before answering) leaves an empty replica at the chunk's first
+/// version; it must not be served at the version the data went to when the server restarts
+/// and reports it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_replica_whose_create_answer_was_lost_is_never_served() {
+    let mut cluster = TestCluster::start(ClusterOptions {
+        links: true,
+        ..Default::default()
+    })
+    .await;
+    let client = cluster.unpacked_client().await;
+    // The master's connection to server 0 is open before the delay (a new one would wait too).
+    let warm = content(65, 1000);
+    let mut file = client.create("/warm").await.unwrap();
+    file.write_all(&warm).await.unwrap();
+    file.close().await.unwrap();
+    // The create reaches server 0 in 7 s, within the master's 10 s; its answer would take 7 more.
+    cluster.slow_inbound(0, Duration::from_secs(7));
+    let data = content(66, CHUNK);
+    let mut file = client.create("/made").await.unwrap();
+    file.write_all(&data).await.unwrap();
+    file.close().await.unwrap();
+    cluster.heal(0);
+    let chunk = client.file_chunks("/made").await.unwrap()[0].chunk;
+    let made = &cluster;
+    wait_until(
+        "server 0 made its replica",
+        Duration::from_secs(30),
+        || async move { made.replica_file(0, chunk).is_some() },
+    )
+    .await;
+    // Restarted, it reports the replica it made.
+    cluster.restart_chunkserver(0).await;
+    cluster.wait_for_alive(3).await;
+    every_listed_replica_holds(&cluster, &client, "/made", &data).await;
+    assert_eq!(read_all(&client, "/made", data.len()).await, data);
+    cluster.master().check_invariants().unwrap();
+    cluster.shutdown().await;
+}
+
+/// A new lease moves every replica to the next version; one that renamed its file but failed
+/// to sync the rename answers an error, and must not be served at the version the next writes
+/// go to once it restarts and reports the renamed file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_version_move_failed_is_never_served() {
+    let lease_ms = 300;
+    let mut cluster = TestCluster::start(ClusterOptions {
+        lease_ms,
+        ..Default::default()
+    })
+    .await;
+    let client = cluster.unpacked_client().await;
+    let data = content(67, CHUNK);
+    let half = CHUNK / 2;
+    let mut file = client.create("/moved").await.unwrap();
+    file.write_all(&data[..half]).await.unwrap();
+    file.close().await.unwrap();
+    // The master's lease runs out on the master's own clock (nothing renews it): the next
+    // write gets a new lease, at a new version.
+    tokio::time::sleep(Duration::from_millis(3 * lease_ms)).await;
+    cluster.servers[0]
+        .io
+        .set(|f| f.fail_next_sync = Some(std::io::ErrorKind::Other));
+    let file = client.open("/moved").await.unwrap();
+    file.write_at(half as u64, &data[half..]).await.unwrap();
+    file.close().await.unwrap();
+    assert!(
+        cluster.servers[0].io.faults().fail_next_sync.is_none(),
+        "server 0 failed a sync"
+    );
+    cluster.restart_chunkserver(0).await;
+    cluster.wait_for_alive(3).await;
+    every_listed_replica_holds(&cluster, &client, "/moved", &data).await;
+    assert_eq!(read_all(&client, "/moved", data.len()).await, data);
+    cluster.master().check_invariants().unwrap();
     cluster.shutdown().await;
 }

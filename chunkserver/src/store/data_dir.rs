@@ -195,7 +195,7 @@ impl DataDir {
         let mut failed = None;
         for sub in changed {
             self.counts.dir_syncs.fetch_add(1, Ordering::Relaxed);
-            if let Err(e) = File::open(self.subdir(sub)).and_then(|d| d.sync_all()) {
+            if let Err(e) = File::open(self.subdir(sub)).and_then(|d| self.io.sync_dir(&d)) {
                 self.changed.lock().expect("changed lock").insert(sub);
                 failed.get_or_insert(e);
             }

@@ -3,7 +3,8 @@
 //! [`RealIo`] is positional I/O on a `File`. [`FaultyIo`] wraps it and, on request, flips a bit
 //! in the next read, tears the next write (writes a prefix, then fails as a crash would), fails
 //! every call with an error (a dying disk), makes every write slow (a loaded disk), or lets
-//! writes have only so many more bytes (a filling disk: what fits is written, then `ENOSPC`).
+//! writes have only so many more bytes (a filling disk: what fits is written, then `ENOSPC`), or
+//! fails the next sync (the work done, its durability not promised).
 
 use std::fs::File;
 use std::io;
@@ -19,6 +20,8 @@ pub trait FileIo: Send + Sync + 'static {
     fn write_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<()>;
     /// Makes the file's data durable.
     fn sync(&self, file: &File) -> io::Result<()>;
+    /// Makes a directory's entries (files made, renamed or removed in it) durable.
+    fn sync_dir(&self, dir: &File) -> io::Result<()>;
     /// Allocates disk space for `len` bytes from `offset` without changing the file's size, so
     /// a full disk fails here, before any byte is written. File systems that cannot allocate
     /// ahead succeed without doing it.
@@ -42,6 +45,10 @@ impl FileIo for RealIo {
 
     fn sync(&self, file: &File) -> io::Result<()> {
         file.sync_data()
+    }
+
+    fn sync_dir(&self, dir: &File) -> io::Result<()> {
+        dir.sync_all()
     }
 
     fn allocate(&self, file: &File, offset: u64, len: u64) -> io::Result<()> {
@@ -73,6 +80,9 @@ pub struct Faults {
     /// needs more writes what fits and fails with `StorageFull`, as a full file system does.
     /// The free space measured is at most this.
     pub space_left: Option<u64>,
+    /// Fail the next sync (of a file or a directory) with this error kind, after the work
+    /// before it was done: what a store sees when a call did its work but cannot promise it.
+    pub fail_next_sync: Option<io::ErrorKind>,
 }
 
 /// [`RealIo`] with injectable faults.
@@ -89,6 +99,24 @@ impl FaultyIo {
     /// Changes the faults to inject.
     pub fn set(&self, change: impl FnOnce(&mut Faults)) {
         change(&mut self.faults.lock().expect("faults lock"));
+    }
+
+    /// The faults still to fire.
+    pub fn faults(&self) -> Faults {
+        self.faults.lock().expect("faults lock").clone()
+    }
+
+    fn failing_sync(&self) -> io::Result<()> {
+        match self
+            .faults
+            .lock()
+            .expect("faults lock")
+            .fail_next_sync
+            .take()
+        {
+            Some(kind) => Err(io::Error::new(kind, "injected sync failure")),
+            None => Ok(()),
+        }
     }
 
     fn failing(&self) -> io::Result<()> {
@@ -166,7 +194,14 @@ impl FileIo for FaultyIo {
 
     fn sync(&self, file: &File) -> io::Result<()> {
         self.failing()?;
+        self.failing_sync()?;
         RealIo.sync(file)
+    }
+
+    fn sync_dir(&self, dir: &File) -> io::Result<()> {
+        self.failing()?;
+        self.failing_sync()?;
+        RealIo.sync_dir(dir)
     }
 
     fn allocate(&self, file: &File, offset: u64, len: u64) -> io::Result<()> {

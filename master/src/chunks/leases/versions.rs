@@ -9,6 +9,11 @@
 //!   bump is logged. A crash in between leaves replicas newer than the master's record, which
 //!   hello accepts; replicas that missed the bump stay at `v` and are stale from then on, never
 //!   served, and deleted.
+//! - A chunkserver whose call failed may have done it anyway (killed after making the file,
+//!   before answering). Since hello lists any replica at the chunk's version, the replicas that
+//!   did answer move on one version more (again, while one of that round fails the same way)
+//!   before the chunk is logged or leased: a replica the writes will miss is never at the
+//!   version they are written at.
 //!
 //! Invariants:
 //! - a chunk id is handed out only once it is below a reservation in the log
@@ -66,11 +71,12 @@ impl Leases {
         replication: u8,
     ) -> KfsResult<WriteLease> {
         let chunk = self.take_chunk_id(cx).await?;
-        let version = ChunkVersion(1);
+        let mut version = ChunkVersion(1);
         let mut made: Vec<ReplicaLocation> = Vec::new();
         let mut tried: Vec<ServerId> = Vec::new();
         let mut refusals: Vec<String> = Vec::new();
         let mut full: Vec<String> = Vec::new();
+        let mut maybe_made_elsewhere = false;
         while made.len() < replication as usize {
             let targets = cx
                 .chunks
@@ -90,7 +96,16 @@ impl Leases {
                 .await;
             let (ok, failed) = split(targets, created);
             made.extend(ok);
+            maybe_made_elsewhere |= failed.iter().any(|(_, r)| r.maybe_done);
             sort_refusals(cx, failed, &mut full, &mut refusals);
+        }
+        if maybe_made_elsewhere && made.len() >= self.config.min_write_replicas {
+            // A server that did not answer may hold an empty replica at `version` all the same,
+            // which its next hello would list beside the written ones: the chunk starts at a
+            // version only the replicas made can hold.
+            let (moved_to, moved, failures) = self.move_on(chunk, version, made).await;
+            (version, made) = (moved_to, moved);
+            refusals.extend(failures.into_iter().map(|(_, r)| r.why));
         }
         if made.len() < self.config.min_write_replicas {
             self.delete_later(cx, chunk, &made);
@@ -237,16 +252,8 @@ impl Leases {
                 ),
             });
         }
-        let next = ChunkVersion(version.0 + 1);
         let asked: Vec<ServerId> = replicas.iter().map(|r| r.server).collect();
-        let moved = self
-            .on_each(&replicas, |client| async move {
-                client
-                    .set_version(rpc::context(CHUNKSERVER_CALL), chunk, version, next)
-                    .await
-            })
-            .await;
-        let (moved, failures) = split(replicas, moved);
+        let (next, moved, failures) = self.move_on(chunk, version, replicas).await;
         if moved.is_empty() {
             return Err(KfsError::ChunkUnavailable {
                 chunk,
@@ -279,6 +286,41 @@ impl Leases {
         chunks.grant(chunk, &moved, self.config.clock.now(), self.config.duration)
     }
 
+    /// Moves `replicas` of `chunk` from `version` to the next version, and on again while a
+    /// server that failed may have moved all the same ([`Refused::maybe_done`]: its answer was
+    /// lost), so that at the version returned only the replicas returned can be found: a server
+    /// left behind never reports the chunk at that version, whose writes it missed. Returns the
+    /// last version asked for, the replicas at it (none if every one refused) and the refusals.
+    async fn move_on(
+        &self,
+        chunk: ChunkId,
+        mut version: ChunkVersion,
+        mut replicas: Vec<ReplicaLocation>,
+    ) -> (
+        ChunkVersion,
+        Vec<ReplicaLocation>,
+        Vec<(ReplicaLocation, Refused)>,
+    ) {
+        let mut refusals = Vec::new();
+        loop {
+            let next = ChunkVersion(version.0 + 1);
+            let results = self
+                .on_each(&replicas, |client| async move {
+                    client
+                        .set_version(rpc::context(CHUNKSERVER_CALL), chunk, version, next)
+                        .await
+                })
+                .await;
+            let (moved, failed) = split(replicas, results);
+            let again = !moved.is_empty() && failed.iter().any(|(_, r)| r.maybe_done);
+            refusals.extend(failed);
+            (version, replicas) = (next, moved);
+            if !again {
+                return (version, replicas, refusals);
+            }
+        }
+    }
+
     /// Calls every replica at once; results in the same order.
     async fn on_each<F, Fut>(
         &self,
@@ -296,16 +338,18 @@ impl Leases {
                 let client = pool
                     .get(r.addr)
                     .await
-                    .map_err(|e| Refused::other(format!("{} unreachable: {e}", r.addr)))?;
+                    .map_err(|e| Refused::unreached(format!("{} unreachable: {e}", r.addr)))?;
                 match call(client).await {
                     Ok(Ok(())) => Ok(()),
+                    // A store that fails midway may leave the file it made.
                     Ok(Err(e)) => Err(Refused {
                         why: format!("{}: {e}", r.addr),
                         full: e.is_no_space(),
+                        maybe_done: true,
                     }),
                     Err(e) => {
                         pool.forget(r.addr);
-                        Err(Refused::other(format!("{}: {e}", r.addr)))
+                        Err(Refused::lost(format!("{}: {e}", r.addr)))
                     }
                 }
             }
@@ -327,11 +371,26 @@ struct Refused {
     why: String,
     /// It is out of space.
     full: bool,
+    /// It may have done it all the same: the call reached it (its answer was lost, or it did
+    /// part of the work before failing). Only a server never reached surely did nothing.
+    maybe_done: bool,
 }
 
 impl Refused {
-    fn other(why: String) -> Refused {
-        Refused { why, full: false }
+    fn unreached(why: String) -> Refused {
+        Refused {
+            why,
+            full: false,
+            maybe_done: false,
+        }
+    }
+
+    fn lost(why: String) -> Refused {
+        Refused {
+            why,
+            full: false,
+            maybe_done: true,
+        }
     }
 }
 
