@@ -59,6 +59,12 @@ pub struct MasterConfig {
     /// Replicas move from the fullest chunkserver to the emptiest while their space use (used /
     /// capacity) differs by more than this fraction. Default 0.10.
     pub rebalance_threshold: f64,
+    /// A sealed volume of small files is compacted (its live records copied to another, then
+    /// it is freed) once this fraction of its bytes is records no file holds any more; 1.0
+    /// never compacts. Default 0.5.
+    pub compact_dead_fraction: f64,
+    /// How often the master looks for volumes to compact, in milliseconds. Default 30,000.
+    pub compact_interval_ms: u64,
     /// Connections served at once; one more is refused with an error the client shows ("at its
     /// connection limit"). Default 4,096.
     pub max_connections: usize,
@@ -96,6 +102,8 @@ impl Default for MasterConfig {
             copies_per_server: 2,
             copies_total: 64,
             rebalance_threshold: 0.10,
+            compact_dead_fraction: 0.5,
+            compact_interval_ms: 30_000,
             max_connections: limits.max_connections,
             idle_timeout_ms: limits.idle_timeout.as_millis() as u64,
             rpc_buffer_bytes: limits.buffer_bytes,
@@ -197,6 +205,15 @@ impl MasterConfig {
                 "rebalance_threshold {} is outside 0..=1",
                 self.rebalance_threshold
             ));
+        }
+        if !(0.0..=1.0).contains(&self.compact_dead_fraction) {
+            return invalid(format!(
+                "compact_dead_fraction {} is outside 0..=1",
+                self.compact_dead_fraction
+            ));
+        }
+        if self.compact_interval_ms == 0 {
+            return invalid("compact_interval_ms must be at least 1".into());
         }
         self.rpc_limits()?;
         if self.idle_timeout_ms <= 2 * self.heartbeat_interval_ms {

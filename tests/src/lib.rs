@@ -57,6 +57,10 @@ pub struct ClusterOptions {
     /// it off or slow it ([`TestCluster::cut_off`], [`TestCluster::cut_from_master`],
     /// [`TestCluster::slow`], [`TestCluster::heal`]).
     pub links: bool,
+    /// How often the master looks for volumes to compact, and the dead fraction that has one
+    /// compacted (the product's defaults: tests about compaction make it quick).
+    pub compact_interval_ms: u64,
+    pub compact_dead_fraction: f64,
 }
 
 impl Default for ClusterOptions {
@@ -77,6 +81,8 @@ impl Default for ClusterOptions {
             http: false,
             rpc_limits: kfs_common::rpc::Limits::default(),
             links: false,
+            compact_interval_ms: 30_000,
+            compact_dead_fraction: 0.5,
         }
     }
 }
@@ -164,6 +170,8 @@ impl TestCluster {
             lease_ms: options.lease_ms,
             heal_interval_ms: options.heal_interval_ms,
             safe_mode_max_secs: options.safe_mode_max_secs,
+            compact_interval_ms: options.compact_interval_ms,
+            compact_dead_fraction: options.compact_dead_fraction,
             http: options.http.then(|| "127.0.0.1:0".parse().unwrap()),
             max_connections: options.rpc_limits.max_connections,
             idle_timeout_ms: options.rpc_limits.idle_timeout.as_millis() as u64,

@@ -14,6 +14,8 @@
 //!   `set_extent` switches the file to it in one logged step. A failed append has the volume
 //!   sealed and tries another. When no volume can be had (too few chunkservers), the image
 //!   spills to chunks instead.
+//! - A read of a record that no replica serves asks the master once where the file is now:
+//!   compaction moves records to other volumes and frees the old ones.
 //!
 //! Invariants: while packing, `written_end` is the image's length; a commit replaces the file's
 //! data only once its record is durable on every replica of its volume; a handle never writes a
@@ -24,7 +26,7 @@ use crate::errors::unreachable;
 use bytes::Bytes;
 use kfs_common::proto::Payload;
 use kfs_common::proto::chunk::AppendRequest;
-use kfs_common::proto::master::{ExtentLocation, FileAttr, WriteLease};
+use kfs_common::proto::master::{ExtentLocation, FileAttr, Layout, WriteLease};
 use kfs_common::{KfsError, KfsResult};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -252,10 +254,39 @@ impl Shared {
     }
 
     /// The data of a packed file's record, from the first replica that reads it.
+    /// A record that no replica serves may have moved (its volume compacted and freed): the
+    /// master is asked once where the file is now, and a moved record read there.
     pub(super) async fn read_record(&self, extent: &ExtentLocation) -> KfsResult<Bytes> {
         if let Some(data) = self.record.lock().expect("record lock").clone() {
             return Ok(data);
         }
+        let failed = match self.read_record_at(extent).await {
+            Ok(data) => return Ok(data),
+            Err(e) => e,
+        };
+        let now = self
+            .io
+            .call(self.io.m().layout(self.io.ctx(), self.fid, 0, 1))
+            .await;
+        match now {
+            Ok(Layout::Packed(moved))
+                if (moved.volume, moved.offset) != (extent.volume, extent.offset) =>
+            {
+                tracing::debug!(path = %self.path, from = %extent.volume, to = %moved.volume, "the record moved; reading it where it is now");
+                {
+                    let mut known = self.extent.lock().expect("extent lock");
+                    if known.is_some() {
+                        *known = Some(moved.clone());
+                    }
+                }
+                self.read_record_at(&moved).await
+            }
+            _ => Err(failed),
+        }
+    }
+
+    /// The record's data from the first of `extent`'s replicas that reads it.
+    async fn read_record_at(&self, extent: &ExtentLocation) -> KfsResult<Bytes> {
         let mut failures = Vec::new();
         let n = extent.replicas.len();
         let first = (self.fid.0 as usize) % n.max(1);

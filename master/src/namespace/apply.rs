@@ -35,6 +35,10 @@ impl Namespace {
                 freed = vec![chunk];
                 Reply::Done
             }
+            Change::MoveExtents { moves } => {
+                self.commit_move_extents(moves);
+                Reply::Done
+            }
             Change::SetExtent { fid, extent, time } => {
                 let (reply, dropped) = self.commit_set_extent(fid, extent, time);
                 freed = dropped;

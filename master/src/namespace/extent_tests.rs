@@ -262,3 +262,80 @@ fn extents_and_volume_use_survive_a_rebuild_from_records() {
         })
     );
 }
+
+#[test]
+fn a_compaction_moves_only_extents_still_at_the_record_copied() {
+    use super::op::ExtentMove;
+    let mut ns = Namespace::new(1);
+    let old = volume(&mut ns, 10);
+    let new = volume(&mut ns, 11);
+    let a = create(&mut ns, "/a", 2);
+    let b = create(&mut ns, "/b", 3);
+    let c = create(&mut ns, "/c", 4);
+    pack(&mut ns, a, old, 0, 100).unwrap();
+    pack(&mut ns, b, old, 128, 200).unwrap();
+    pack(&mut ns, c, old, 352, 300).unwrap();
+    let mtime = ns.stat("/a").unwrap().mtime;
+    // After the copies were made: b was rewritten elsewhere, c removed.
+    pack(&mut ns, b, new, 0, 50).unwrap();
+    apply(
+        &mut ns,
+        Op::Remove {
+            path: "/c".into(),
+            time: 10,
+        },
+    )
+    .unwrap();
+    let to = |fid, at, to_at, len| ExtentMove {
+        fid,
+        at,
+        to: new,
+        to_at,
+        len,
+    };
+    apply(
+        &mut ns,
+        Op::MoveExtents {
+            from: old,
+            moves: vec![
+                to(a, 0, 64, 100),
+                to(b, 128, 192, 200),
+                to(c, 352, 424, 300),
+            ],
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        ns.extent_of(a),
+        Some(Extent {
+            volume: new,
+            at: 64,
+            len: 100
+        })
+    );
+    assert_eq!(ns.stat("/a").unwrap().mtime, mtime, "a move is not a write");
+    assert_eq!(ns.extent_of(b).unwrap().at, 0, "b keeps its own rewrite");
+    assert_eq!(
+        ns.volume_use(old),
+        Some(VolumeUse::default()),
+        "the old volume holds nothing"
+    );
+    assert_eq!(
+        ns.volume_use(new),
+        Some(VolumeUse {
+            records: 2,
+            bytes: 150
+        })
+    );
+    // Nothing left to move: nothing is logged; a move into a volume that is gone is refused.
+    let again = Op::MoveExtents {
+        from: old,
+        moves: vec![to(a, 0, 64, 100)],
+    };
+    assert!(matches!(ns.prepare(&again), Ok(op::Prepared::Unchanged(_))));
+    apply(&mut ns, Op::FreeVolume { chunk: old }).unwrap();
+    assert!(matches!(
+        ns.apply(&again),
+        Err(KfsError::NoSuchChunk { .. })
+    ));
+}

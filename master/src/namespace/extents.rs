@@ -11,7 +11,9 @@
 //! - Dropping a file's extent (a truncate, a remove, a replacement) frees that record only: the
 //!   volume's use goes down by one record. A volume that holds no record any more, and takes no
 //!   appends, is freed (`FreeVolume`, the master's volume reclaimer); one with dead records among
-//!   live ones stays until it is compacted.
+//!   live ones stays until it is compacted: its live records are copied to another volume and
+//!   the files' extents switched to the copies in one logged step (`MoveExtents`), each only if
+//!   the file's extent is still the record copied, after which it holds no record and is freed.
 //!
 //! Invariants (checked by `check_extents`): every extent names a volume the namespace holds;
 //! `volume_use` equals a recount of the extents; a packed file without chunks is as long as
@@ -138,6 +140,36 @@ impl Namespace {
                     None => Err(KfsError::NoSuchChunk { chunk: *chunk }),
                 }
             }
+            Op::MoveExtents { from, moves } => {
+                if !self.volume_use.contains_key(from) {
+                    return Err(KfsError::NoSuchChunk { chunk: *from });
+                }
+                let mut seen = std::collections::HashSet::new();
+                let moves: Vec<_> = moves
+                    .iter()
+                    .filter_map(|m| {
+                        let old = Extent {
+                            volume: *from,
+                            at: m.at,
+                            len: m.len,
+                        };
+                        let new = Extent {
+                            volume: m.to,
+                            at: m.to_at,
+                            len: m.len,
+                        };
+                        (m.to != *from
+                            && self.volume_use.contains_key(&m.to)
+                            && self.extent_of(m.fid) == Some(old)
+                            && seen.insert(m.fid))
+                        .then_some((m.fid, old, new))
+                    })
+                    .collect();
+                if moves.is_empty() {
+                    return Ok(Change::Unchanged(Reply::Done));
+                }
+                Ok(Change::MoveExtents { moves })
+            }
             _ => unreachable!("only extent ops are planned here"),
         }
     }
@@ -161,6 +193,35 @@ impl Namespace {
         self.map
             .remove(&Key::chunk(record::volume_set(replication), chunk.0));
         self.volume_use.remove(&chunk);
+    }
+
+    /// Moves each file's extent from the record it is (`from`, checked by the plan) to its
+    /// copy (`to`); sizes and times stay, the volumes' use follows.
+    pub(super) fn commit_move_extents(&mut self, moves: Vec<(FileId, Extent, Extent)>) {
+        for (fid, from, to) in moves {
+            self.map.insert(Key::extent(fid), Val::Extent(to));
+            self.extent_dropped(from);
+            self.extent_added(to);
+        }
+    }
+
+    /// The extents of every file packed into one of `volumes`, as `(fid, extent)`.
+    pub fn extents_in(
+        &self,
+        volumes: &std::collections::HashSet<ChunkId>,
+    ) -> Vec<(FileId, Extent)> {
+        if volumes.is_empty() {
+            return Vec::new();
+        }
+        self.map
+            .iter()
+            .filter_map(|(k, v)| match (k.view(), v) {
+                (KeyView::Chunk { fid, .. }, Val::Extent(e)) if volumes.contains(&e.volume) => {
+                    Some((fid, *e))
+                }
+                _ => None,
+            })
+            .collect()
     }
 
     /// Makes `extent` the file's data; returns the chunks it held (freed).

@@ -3,7 +3,7 @@
 //! Invariant: an op carries every value the master chose for it (file ids, chunk ids, times,
 //! the replication factor a new file gets), so applying the same ops to the same state always
 //! gives the same state: replay after a crash is deterministic. This is the in-memory op: the
-//! log stores its own frozen copy (`storage::format::op_v1`), converted field by field, so a
+//! log stores its own frozen copy (`storage::format::op_v1` and its successors), converted field by field, so a
 //! change here (or to an embedded protocol type such as `SetAttr`) never changes the disk format
 //! by accident: it fails to compile until the stored format gets a new version.
 
@@ -125,6 +125,27 @@ pub enum Op {
     FreeVolume {
         chunk: ChunkId,
     },
+    /// Compaction of volume `from`: each file whose extent is still the record at `at` of
+    /// `from` takes the copy of that record in `moves[i].to` instead (its size and times stay);
+    /// a move whose file changed since (removed, rewritten, moved to chunks), or whose target
+    /// volume is gone, is passed over. One record, so a crash leaves all of them or none.
+    MoveExtents {
+        from: ChunkId,
+        moves: Vec<ExtentMove>,
+    },
+}
+
+/// One file's record copied by a compaction (see [`Op::MoveExtents`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtentMove {
+    pub fid: FileId,
+    /// Where its record is in the volume compacted.
+    pub at: u64,
+    /// The volume the copy is in, and where.
+    pub to: ChunkId,
+    pub to_at: u64,
+    /// Bytes of data (the same in both).
+    pub len: u32,
 }
 
 /// What a caller is told about an applied op.
@@ -185,6 +206,7 @@ impl Op {
             | Op::CreateVolume { .. }
             | Op::SetExtent { .. }
             | Op::FreeVolume { .. } => 0,
+            Op::MoveExtents { moves, .. } => moves.len() * 40,
         }
     }
 }

@@ -35,6 +35,10 @@ pub(super) enum Change<'p> {
         chunk: ChunkId,
         replication: u8,
     },
+    /// Files' extents to move, `(fid, from, to)`: each file's extent is `from` now.
+    MoveExtents {
+        moves: Vec<(FileId, super::record::Extent, super::record::Extent)>,
+    },
     Mkdir {
         parent: FileId,
         names: Vec<&'p str>,
@@ -278,9 +282,10 @@ impl Namespace {
                 Ok(Change::ReserveChunkIds { below: *below })
             }
             Op::ReserveChunkIds { .. } => Ok(Change::Unchanged(Reply::Done)),
-            Op::CreateVolume { .. } | Op::SetExtent { .. } | Op::FreeVolume { .. } => {
-                self.plan_extent_op(op)
-            }
+            Op::CreateVolume { .. }
+            | Op::SetExtent { .. }
+            | Op::FreeVolume { .. }
+            | Op::MoveExtents { .. } => self.plan_extent_op(op),
             Op::BumpVersion {
                 fid,
                 offset,

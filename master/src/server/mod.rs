@@ -41,8 +41,11 @@ use std::time::Duration;
 use tarpc::server::{BaseChannel, Channel};
 
 mod cluster_service;
+mod compactor;
 mod namespace_service;
 mod small_files;
+
+pub use compactor::CompactionStats;
 
 /// Why the master could not start.
 #[derive(Debug, thiserror::Error)]
@@ -215,6 +218,7 @@ pub async fn start_with_clock(
         source,
     })?;
     let healer_stats = Arc::new(HealerStats::default());
+    let compaction = Arc::new(CompactionStats::default());
     let sources = StatusSources {
         ns: state.ns.clone(),
         chunks: state.chunks.clone(),
@@ -239,6 +243,12 @@ pub async fn start_with_clock(
     state.workers.spawn(small_files::VolumeReclaimer {
         state: state.clone(),
         interval: Duration::from_millis(config.heal_interval_ms),
+    });
+    state.workers.spawn(compactor::Compactor {
+        state: state.clone(),
+        interval: Duration::from_millis(config.compact_interval_ms),
+        dead_fraction: config.compact_dead_fraction,
+        stats: compaction.clone(),
     });
     state.workers.spawn(crate::healer::Healer {
         ns: state.ns.clone(),

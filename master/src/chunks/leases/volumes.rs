@@ -1,6 +1,8 @@
 //! The volumes small files are appended to: at most one open volume per replication factor,
-//! handed to every writer that asks, sealed for good once it is full, its lease lapsed, one of
-//! its servers is dead or draining, or a writer reports an append to it failed.
+//! handed to every writer that asks, sealed for good once it is full (at the commit that fills
+//! it: writers holding its lease then have their next commit refused and append elsewhere), its
+//! lease lapsed, one of its servers is dead or draining, or a writer reports an append to it
+//! failed.
 //!
 //! A volume's replicas must each hold every committed record at the same offset, so:
 //! - a volume is appended to only under its lease (on all its replicas, the first the primary),
@@ -146,11 +148,20 @@ impl Leases {
             .any(|v| v.chunk == chunk)
     }
 
-    /// A record ending at `end` was committed to `chunk`.
+    /// A record ending at `end` was committed to `chunk`; once full, it is sealed (writers
+    /// still holding its lease have their next commit to it refused, and append elsewhere).
     pub fn volume_committed(&self, chunk: ChunkId, end: u64) {
         let mut open = self.volumes.open.lock().expect("open volumes lock");
-        if let Some(v) = open.values_mut().find(|v| v.chunk == chunk) {
-            v.end = v.end.max(end);
+        let full = open
+            .iter_mut()
+            .find(|(_, v)| v.chunk == chunk)
+            .and_then(|(r, v)| {
+                v.end = v.end.max(end);
+                (v.end >= self.config.chunk_size).then_some(*r)
+            });
+        if let Some(replication) = full {
+            open.remove(&replication);
+            tracing::debug!(%chunk, end, "volume sealed (full)");
         }
     }
 }

@@ -225,8 +225,11 @@ impl From<&MemOp> for Op {
                 time,
             },
             MemOp::ReserveChunkIds { below } => Op::ReserveChunkIds { below: below.0 },
-            MemOp::CreateVolume { .. } | MemOp::SetExtent { .. } | MemOp::FreeVolume { .. } => {
-                unreachable!("ops new in version 2 are stored as op_v2's own variants")
+            MemOp::CreateVolume { .. }
+            | MemOp::SetExtent { .. }
+            | MemOp::FreeVolume { .. }
+            | MemOp::MoveExtents { .. } => {
+                unreachable!("ops new since version 2 are stored as later versions' own variants")
             }
         }
     }

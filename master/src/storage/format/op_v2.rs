@@ -66,6 +66,9 @@ impl From<&MemOp> for Op {
                 time: *time,
             },
             MemOp::FreeVolume { chunk } => Op::FreeVolume { chunk: chunk.0 },
+            MemOp::MoveExtents { .. } => {
+                unreachable!("ops new in version 3 are stored as op_v3's own variants")
+            }
             old => Op::Old(op_v1::Op::from(old)),
         }
     }
