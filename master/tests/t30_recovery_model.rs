@@ -11,13 +11,16 @@
 //!   holding every earlier batch; never a state that lost an acknowledged op;
 //! - a lost newest segment stops recovery.
 //!
+//! The ops include small files' (volumes made and freed, files packed, compactions' extent
+//! moves with stale ones among them), so the volumes' use and every extent come back exactly.
+//!
 //! `PROPTEST_CASES=2000 cargo test -p kfs-master --test t30_recovery_model` for a long run.
 
 mod support;
 
 use kfs_common::FileId;
 use kfs_master::namespace::Namespace;
-use kfs_master::namespace::op::Op;
+use kfs_master::namespace::op::{ExtentMove, Op};
 use kfs_master::namespace::record::{Key, Val};
 use kfs_master::storage::checkpoint::write_checkpoint;
 use kfs_master::storage::log::{LogWriter, list_segments};
@@ -47,6 +50,16 @@ enum OpSeed {
     Xattr(u8, u8),
     /// Reserve chunk ids: recovery must restore the counter, never hand an id out twice.
     Reserve(u16),
+    /// Small files: a volume made, a file packed into one, a volume's records moved to another
+    /// (compaction, with a stale move among them), a volume freed.
+    Volume(u8),
+    Pack(u8, u8, u8, u16),
+    Compact(u8, u8, u8),
+    FreeVolume(u8),
+}
+
+fn volume(v: u8) -> kfs_common::ChunkId {
+    kfs_common::ChunkId(1_000 + u64::from(v % 4))
 }
 
 fn dir(d: u8) -> String {
@@ -57,7 +70,8 @@ fn file(d: u8, f: u8) -> String {
     format!("/d{}/f{}", d % 4, f % 6)
 }
 
-fn to_op(seed: &OpSeed, fid: &mut u64, time: i64) -> Op {
+fn to_op(seed: &OpSeed, live: &Namespace, fid: &mut u64, time: i64) -> Op {
+    let fid_of = |d: u8, f: u8| live.stat(&file(d, f)).map_or(FileId(999_999), |a| a.fid);
     let mut next = || {
         *fid += 1;
         FileId(*fid)
@@ -100,6 +114,45 @@ fn to_op(seed: &OpSeed, fid: &mut u64, time: i64) -> Op {
         OpSeed::Reserve(n) => Op::ReserveChunkIds {
             below: kfs_common::ChunkId(u64::from(*n)),
         },
+        OpSeed::Volume(v) => Op::CreateVolume {
+            chunk: volume(*v),
+            version: kfs_common::ChunkVersion(1),
+            replication: 3,
+        },
+        OpSeed::Pack(d, f, v, len) => Op::SetExtent {
+            fid: fid_of(*d, *f),
+            volume: volume(*v),
+            at: u64::from(*len) * 8,
+            len: u32::from(*len),
+            time,
+        },
+        OpSeed::Compact(from, to, stale) => {
+            let mut moves: Vec<ExtentMove> = live
+                .extents_in(&std::collections::HashSet::from([volume(*from)]))
+                .into_iter()
+                .enumerate()
+                .map(|(i, (fid, e))| ExtentMove {
+                    fid,
+                    at: e.at,
+                    to: volume(*to),
+                    to_at: 1 << 20 | (i as u64) << 12,
+                    len: e.len,
+                })
+                .collect();
+            // A file changed since its record was copied: its move must be passed over.
+            moves.push(ExtentMove {
+                fid: fid_of(*stale, *stale),
+                at: 7,
+                to: volume(*to),
+                to_at: 1 << 30,
+                len: 1,
+            });
+            Op::MoveExtents {
+                from: volume(*from),
+                moves,
+            }
+        }
+        OpSeed::FreeVolume(v) => Op::FreeVolume { chunk: volume(*v) },
     }
 }
 
@@ -113,6 +166,10 @@ fn op_seed() -> impl Strategy<Value = OpSeed> {
         1 => n().prop_map(OpSeed::RemoveTree),
         2 => (n(), n()).prop_map(|(d, f)| OpSeed::Xattr(d, f)),
         1 => any::<u16>().prop_map(OpSeed::Reserve),
+        1 => n().prop_map(OpSeed::Volume),
+        4 => (n(), n(), n(), any::<u16>()).prop_map(|(d, f, v, len)| OpSeed::Pack(d, f, v, len)),
+        1 => (n(), n(), n()).prop_map(|(a, b, c)| OpSeed::Compact(a, b, c)),
+        1 => n().prop_map(OpSeed::FreeVolume),
     ]
 }
 
@@ -149,7 +206,7 @@ fn run(dir: &Path, steps: &[Step]) -> Run {
                 let time = states.len() as i64;
                 let ops: Vec<Op> = seeds
                     .iter()
-                    .map(|seed| to_op(seed, &mut fid, time))
+                    .map(|seed| to_op(seed, &live, &mut fid, time))
                     .collect();
                 writer.append(&ops).unwrap();
                 for op in &ops {

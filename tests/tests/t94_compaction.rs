@@ -103,7 +103,11 @@ fn quick_compaction() -> ClusterOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_moves_the_live_files_and_frees_the_volumes_of_dead_ones() {
-    let cluster = TestCluster::start(quick_compaction()).await;
+    let cluster = TestCluster::start(ClusterOptions {
+        http: true,
+        ..quick_compaction()
+    })
+    .await;
     let client = cluster.client().await;
     let files = fill(&client).await;
     let before = volumes_in_use(&client, &files).await;
@@ -142,6 +146,42 @@ async fn compaction_moves_the_live_files_and_frees_the_volumes_of_dead_ones() {
         },
     )
     .await;
+    // The status page and the metrics say what compaction did.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let base = format!("http://{}", cluster.master().http_addr().unwrap());
+    let status: serde_json::Value = http
+        .get(format!("{base}/status.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let small = &status["small_files"];
+    assert_eq!(small["packed_files"], kept.len() as u64, "{small}");
+    assert!(small["compacted_volumes"].as_u64().unwrap() >= 1, "{small}");
+    assert!(small["moved_records"].as_u64().unwrap() >= 1, "{small}");
+    let metrics = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!("kfs_packed_files {}", kept.len())),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kfs_compacted_volumes_total "),
+        "{metrics}"
+    );
+    let page = http.get(&base).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("id=\"small-files\""), "{page}");
     // Files written after compaction, and removals of moved files, work as ever.
     put(&client, "/after", b"after compaction").await;
     assert_eq!(get(&client, "/after").await, b"after compaction");

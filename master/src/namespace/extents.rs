@@ -68,6 +68,19 @@ impl Namespace {
         self.volume_use.get(&chunk).copied()
     }
 
+    /// The volumes, and the files packed into them with their bytes (one pass over the volumes,
+    /// not the files).
+    pub fn packed_totals(&self) -> (u64, VolumeUse) {
+        let mut total = VolumeUse::default();
+        let mut volumes = 0;
+        for (_, u) in self.volume_use.iter() {
+            volumes += 1;
+            total.records += u.records;
+            total.bytes += u.bytes;
+        }
+        (volumes, total)
+    }
+
     /// Every volume, as `(chunk, version, replication)`.
     pub fn volumes(&self) -> Vec<(ChunkId, ChunkVersion, u8)> {
         let start = Key::chunks_start(record::volume_set(1));

@@ -224,6 +224,7 @@ pub async fn start_with_clock(
         chunks: state.chunks.clone(),
         commit: state.committer.shared_stats(),
         healer: healer_stats.clone(),
+        compaction: compaction.clone(),
         workers: state.workers.clone(),
         started,
         addr,

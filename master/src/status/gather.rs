@@ -1,6 +1,6 @@
 //! [`Status::gather`]: the cluster's state, read from the master's live state into a [`Status`].
 //!
-//! It reads the namespace's counters (read lock, O(1)), the chunk map's server table (its lock,
+//! It reads the namespace's counters (read lock, O(1), and one pass over the volumes), the chunk map's server table (its lock,
 //! for one pass over the replicas, as `kfs servers`), and the workers' atomic counters. Each lock
 //! is taken alone and let go before the next, and none is held for a walk of the namespace: the
 //! under-replicated and missing counts are what the healer's last round found (`None` until a
@@ -8,7 +8,8 @@
 //! count in the server totals but not in capacity, used or available.
 
 use super::{
-    CommitterState, HealerState, Replication, ServerRow, Status, StatusSources, Summary, Workers,
+    CommitterState, HealerState, Replication, ServerRow, SmallFiles, Status, StatusSources,
+    Summary, Workers,
 };
 use kfs_common::proto::master::ServerState;
 use std::sync::atomic::Ordering;
@@ -27,7 +28,19 @@ impl Status {
     /// Reads the status from the master's live state.
     pub fn gather(from: &StatusSources) -> Status {
         let now = Instant::now();
-        let counters = from.ns.read().expect("namespace lock").counters();
+        let (counters, (volumes, packed)) = {
+            let ns = from.ns.read().expect("namespace lock");
+            (ns.counters(), ns.packed_totals())
+        };
+        let k = &from.compaction;
+        let small_files = SmallFiles {
+            volumes,
+            packed_files: packed.records,
+            packed_bytes: packed.bytes,
+            compacted_volumes: k.volumes.load(Ordering::Relaxed),
+            moved_records: k.records.load(Ordering::Relaxed),
+            moved_bytes: k.bytes.load(Ordering::Relaxed),
+        };
         let (infos, safe_mode, copies_in_flight) = {
             let mut chunks = from.chunks.lock().expect("chunk map lock");
             (
@@ -90,6 +103,7 @@ impl Status {
                 corrupt_replicas,
                 copies_in_flight,
             },
+            small_files,
             servers,
             workers: Workers {
                 committer: CommitterState {

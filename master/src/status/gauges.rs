@@ -50,6 +50,12 @@ struct StateGauges {
     checkpoints: Counter,
     copies: Family<OutcomeLabels, Counter>,
     healer_rounds: Counter,
+    volumes: Gauge,
+    packed_files: Gauge,
+    packed_bytes: Gauge,
+    compacted_volumes: Counter,
+    moved_records: Counter,
+    moved_bytes: Counter,
 }
 
 impl StateGauges {
@@ -145,6 +151,36 @@ impl StateGauges {
             g.healer_rounds.clone(),
         );
         r.register(
+            "kfs_volumes",
+            "Volumes holding small files",
+            g.volumes.clone(),
+        );
+        r.register(
+            "kfs_packed_files",
+            "Files packed into volumes",
+            g.packed_files.clone(),
+        );
+        r.register(
+            "kfs_packed_bytes",
+            "Bytes of the files packed into volumes",
+            g.packed_bytes.clone(),
+        );
+        r.register(
+            "kfs_compacted_volumes",
+            "Volumes whose live records compaction moved (since the master started)",
+            g.compacted_volumes.clone(),
+        );
+        r.register(
+            "kfs_compaction_moved_records",
+            "Records compaction moved to other volumes (since the master started)",
+            g.moved_records.clone(),
+        );
+        r.register(
+            "kfs_compaction_moved_bytes",
+            "Bytes compaction moved to other volumes (since the master started)",
+            g.moved_bytes.clone(),
+        );
+        r.register(
             "kfs_log_commit_seconds",
             "Time to write and fdatasync one group commit",
             commit.commit_seconds.clone(),
@@ -189,6 +225,13 @@ impl StateGauges {
         catch_up(&self.checkpoints, c.checkpoints);
         let h = &s.workers.healer;
         catch_up(&self.healer_rounds, h.rounds);
+        let k = &s.small_files;
+        self.volumes.set(gauge_value(k.volumes));
+        self.packed_files.set(gauge_value(k.packed_files));
+        self.packed_bytes.set(gauge_value(k.packed_bytes));
+        catch_up(&self.compacted_volumes, k.compacted_volumes);
+        catch_up(&self.moved_records, k.moved_records);
+        catch_up(&self.moved_bytes, k.moved_bytes);
         for (outcome, total) in [("done", h.copies_done), ("failed", h.copies_failed)] {
             catch_up(
                 &self.copies.get_or_create(&OutcomeLabels { outcome }),

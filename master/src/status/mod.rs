@@ -3,7 +3,8 @@
 //!
 //! All three show one [`Status`], read fresh from the master's live state by [`Status::gather`]
 //! for each page load, JSON request or scrape (`gather.rs`). That read takes only O(1) counters
-//! and one pass over the chunkserver table: replication health is what the healer's last round
+//! and one pass over the chunkserver table (and one over the volumes of small files, not their
+//! files): replication health is what the healer's last round
 //! found, so a page load or a scrape never holds a lock for a walk of the namespace.
 //!
 //! This file holds the public surface: [`StatusSources`], [`Status`] and its parts (also the JSON
@@ -38,6 +39,7 @@ pub struct StatusSources {
     pub chunks: Arc<Mutex<ChunkMap>>,
     pub commit: Arc<CommitStats>,
     pub healer: Arc<HealerStats>,
+    pub compaction: Arc<crate::server::CompactionStats>,
     pub workers: kfs_common::worker::Workers,
     pub started: Instant,
     pub addr: SocketAddr,
@@ -52,6 +54,7 @@ pub struct Status {
     pub uptime_secs: u64,
     pub summary: Summary,
     pub replication: Replication,
+    pub small_files: SmallFiles,
     pub servers: Vec<ServerRow>,
     pub workers: Workers,
 }
@@ -88,6 +91,19 @@ pub struct Replication {
     pub corrupt_replicas: u64,
     /// Repair copies in flight.
     pub copies_in_flight: u64,
+}
+
+/// Small files packed into volumes, and what compaction gave back.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SmallFiles {
+    pub volumes: u64,
+    /// Files whose data is a record in a volume.
+    pub packed_files: u64,
+    pub packed_bytes: u64,
+    /// Since this master started: volumes compacted, and the records and bytes moved.
+    pub compacted_volumes: u64,
+    pub moved_records: u64,
+    pub moved_bytes: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]

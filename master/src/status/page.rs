@@ -88,6 +88,13 @@ tr.dead td {{ color: #b00020; }} tr.draining td, tr.drained td {{ color: #9a6700
 <tr><th>repair copies in flight</th><td>{copies}</td></tr>
 </table>
 <p class="muted">Under-replicated and missing as the healer's last round counted them{counted}.</p>
+<h2>Small files</h2>
+<table id="small-files">
+<tr><th>volumes</th><td id="volumes">{volumes}</td></tr>
+<tr><th>packed files</th><td id="packed-files">{packed_files}</td></tr>
+<tr><th>bytes in packed files</th><td>{packed_bytes}</td></tr>
+<tr><th>compaction (since start)</th><td id="compaction">{compacted} volumes, {moved_records} records ({moved_bytes}) moved</td></tr>
+</table>
 "#,
         master = esc(&s.master.to_string()),
         version = esc(s.version),
@@ -109,6 +116,12 @@ tr.dead td {{ color: #b00020; }} tr.draining td, tr.drained td {{ color: #9a6700
         missing = count_or_dash(s.replication.missing),
         corrupt = s.replication.corrupt_replicas,
         copies = s.replication.copies_in_flight,
+        volumes = s.small_files.volumes,
+        packed_files = s.small_files.packed_files,
+        packed_bytes = size(s.small_files.packed_bytes),
+        compacted = s.small_files.compacted_volumes,
+        moved_records = s.small_files.moved_records,
+        moved_bytes = size(s.small_files.moved_bytes),
         counted = s
             .replication
             .counted_ms_ago
