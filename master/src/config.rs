@@ -206,9 +206,9 @@ impl MasterConfig {
                 self.rebalance_threshold
             ));
         }
-        if !(0.0..=1.0).contains(&self.compact_dead_fraction) {
+        if !(self.compact_dead_fraction > 0.0 && self.compact_dead_fraction <= 1.0) {
             return invalid(format!(
-                "compact_dead_fraction {} is outside 0..=1",
+                "compact_dead_fraction {} is outside (0, 1] (0 would copy every volume every round)",
                 self.compact_dead_fraction
             ));
         }

@@ -550,7 +550,13 @@ async fn a_new_replica_whose_create_answer_was_lost_is_never_served() {
     file.write_all(&data).await.unwrap();
     file.close().await.unwrap();
     cluster.heal(0);
-    let chunk = client.file_chunks("/made").await.unwrap()[0].chunk;
+    let located = client.file_chunks("/made").await.unwrap();
+    let chunk = located[0].chunk;
+    assert_eq!(
+        located[0].version,
+        kfs_common::ChunkVersion(2),
+        "the replicas that answered moved one version past the one server 0 may hold"
+    );
     let made = &cluster;
     wait_until(
         "server 0 made its replica",
@@ -596,6 +602,11 @@ async fn a_replica_whose_version_move_failed_is_never_served() {
     assert!(
         cluster.servers[0].io.faults().fail_next_sync.is_none(),
         "server 0 failed a sync"
+    );
+    assert_eq!(
+        client.file_chunks("/moved").await.unwrap()[0].version,
+        kfs_common::ChunkVersion(3),
+        "the lease's move to v2 failed on server 0 (renamed, unsynced): the others moved to v3"
     );
     cluster.restart_chunkserver(0).await;
     cluster.wait_for_alive(3).await;

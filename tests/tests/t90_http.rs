@@ -667,6 +667,7 @@ async fn the_master_and_chunkservers_report_status_and_metrics() {
             "checkpointer",
             "heartbeat timeouts",
             "volume reclaimer",
+            "volume compactor",
             "healer"
         ]
     );

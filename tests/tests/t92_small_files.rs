@@ -63,12 +63,22 @@ async fn many_small_files_share_one_volume_and_read_back() {
     let counters = client.counters().await.unwrap();
     assert_eq!(counters.files, files);
     assert_eq!(counters.chunks, 0, "no file has a chunk of its own");
+    // 200 files of 1-10 KB in volumes sealed once full at the test's 256 KiB chunk size: a
+    // handful of volumes (writers holding a volume's lease may append past the fill).
     let volumes = cluster.master().namespace().read().unwrap().volumes();
-    assert_eq!(volumes.len(), 1, "{volumes:?}");
+    let bytes: u64 = (0..files).map(|i| 1000 + (i * 37) % 9000).sum();
+    assert!(
+        !volumes.is_empty() && volumes.len() as u64 <= bytes.div_ceil(256 * 1024) + 1,
+        "{volumes:?}"
+    );
+    let records: u64 = volumes
+        .iter()
+        .map(|(v, _, _)| volume_use(&cluster, *v).unwrap().records)
+        .sum();
+    assert_eq!(records, files);
     let volume = volumes[0].0;
-    assert_eq!(volume_use(&cluster, volume).unwrap().records, files);
     // One volume file per replica (and nothing per small file).
-    assert_eq!(os_files(&cluster, 3), 3);
+    assert_eq!(os_files(&cluster, 3), 3 * volumes.len());
     for i in (0..files).step_by(7) {
         let data = content(i, 1000 + (i as usize * 37) % 9000);
         assert_eq!(
@@ -93,9 +103,9 @@ async fn many_small_files_share_one_volume_and_read_back() {
     put(&client, "/photos/new.jpg", &content(999, 4000)).await;
     assert_eq!(get(&client, "/photos/new.jpg").await, content(999, 4000));
     let new_fid = client.stat("/photos/new.jpg").await.unwrap().fid;
-    assert_ne!(
-        extent_of(&cluster, new_fid).unwrap().volume,
-        volume,
+    let new_volume = extent_of(&cluster, new_fid).unwrap().volume;
+    assert!(
+        volumes.iter().all(|(v, _, _)| *v != new_volume),
         "a new volume after the restarts"
     );
 

@@ -381,10 +381,13 @@ impl ChunkService for ChunkServer {
         from: ChunkVersion,
         to: ChunkVersion,
     ) -> KfsResult<()> {
-        if self.store.replica(chunk).map(|(v, _)| v) == Some(to) {
-            return Ok(());
+        match self.store.replica(chunk).map(|(v, _)| v) {
+            Some(held) if held == to => Ok(()),
+            // Moved past `from` by an earlier move whose answer was lost (the master logs a
+            // version, and leases it, only after a move): the same data as at `from`.
+            Some(held) if held > from && held < to => self.store.set_version(chunk, held, to).await,
+            _ => self.store.set_version(chunk, from, to).await,
         }
-        self.store.set_version(chunk, from, to).await
     }
 
     #[instrument(level = "debug", skip_all, fields(%chunk, %version, source = %source.addr))]

@@ -100,7 +100,8 @@ pub trait ChunkService {
     async fn create(chunk: ChunkId, version: ChunkVersion) -> Result<(), KfsError>;
 
     /// Caller: the master, before granting a new lease. Moves the replica from version `from` to
-    /// `to`, durably. Idempotent (a replica already at `to` is success).
+    /// `to`, durably; a replica between the two (an earlier move of it, unanswered, that the
+    /// master never logged) moves from there. Idempotent (a replica already at `to` is success).
     async fn set_version(
         chunk: ChunkId,
         from: ChunkVersion,

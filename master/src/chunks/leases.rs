@@ -210,6 +210,9 @@ pub struct Leases {
     grants: Mutex<HashMap<(FileId, u64), GrantLock>>,
     /// The volumes small files are appended to now (`leases/volumes.rs`).
     volumes: volumes::OpenVolumes,
+    /// The highest version a move of a chunk asked chunkservers for, while that move is not
+    /// logged (`leases/versions.rs`): the next move asks for more.
+    asked: Mutex<HashMap<ChunkId, ChunkVersion>>,
 }
 
 /// Where the lease desk logs its ops (chunk id reservations, allocations, version bumps): a
@@ -240,6 +243,7 @@ impl Leases {
             first_new: next_chunk,
             grants: Mutex::new(HashMap::new()),
             volumes: volumes::OpenVolumes::default(),
+            asked: Mutex::new(HashMap::new()),
         }
     }
 

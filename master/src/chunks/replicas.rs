@@ -77,6 +77,18 @@ impl ChunkMap {
         }
     }
 
+    /// The highest version any replica of `chunk` is known at (one may be ahead of the chunk's
+    /// logged version: a move whose log never happened).
+    pub fn highest_version(&self, chunk: ChunkId) -> Option<ChunkVersion> {
+        let state = self.chunks.get(&chunk)?;
+        state
+            .replicas
+            .iter()
+            .map(|r| r.version)
+            .chain([state.version])
+            .max()
+    }
+
     /// The live replicas of `chunk` at its current version.
     pub fn locations(&self, chunk: ChunkId) -> Vec<ReplicaLocation> {
         let Some(state) = self.chunks.get(&chunk) else {

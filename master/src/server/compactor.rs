@@ -36,7 +36,7 @@ use kfs_common::proto::chunk::AppendRequest;
 use kfs_common::proto::master::{ReplicaLocation, WriteLease};
 use kfs_common::worker::{CancellationToken, Worker, WorkerStatus};
 use kfs_common::{ChunkId, ChunkVersion, FileId, KfsError, KfsResult, rpc};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -89,12 +89,18 @@ impl Worker for Compactor {
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
-                for candidate in self.candidates().await {
+                let candidates = self.candidates().await;
+                let mut live = self.live_records(&candidates);
+                for candidate in candidates {
                     let chunk = candidate.chunk;
-                    match self.compact(candidate).await {
-                        Ok(()) => {
+                    let records = live.remove(&chunk).unwrap_or_default();
+                    match self.compact(candidate, records).await {
+                        Ok(()) if self.emptied(chunk) => {
                             self.stats.volumes.fetch_add(1, Ordering::Relaxed);
                             tracing::info!(%chunk, "volume compacted");
+                        }
+                        Ok(()) => {
+                            tracing::debug!(%chunk, "volume compacted in part (the volume its copies went to was sealed); the rest next round");
                         }
                         Err(e) => {
                             tracing::warn!(%chunk, error = %e, "volume compaction stopped; it is tried again next round");
@@ -123,6 +129,8 @@ impl Compactor {
     /// The volumes that take no appends and whose dead fraction is reached.
     async fn candidates(&self) -> Vec<Candidate> {
         let now = self.state.clock.now();
+        // Taken alone first: the lease desk takes the chunk map's lock under its own.
+        let open = self.state.leases.open_volumes();
         let idle: Vec<(Candidate, u64)> = {
             let ns = self.state.ns.read().expect("namespace lock");
             let mut chunks = self.state.chunks.lock().expect("chunk map lock");
@@ -132,8 +140,7 @@ impl Compactor {
             ns.volumes()
                 .into_iter()
                 .filter(|(chunk, _, _)| {
-                    !self.state.leases.is_open_volume(*chunk)
-                        && chunks.current_lease(*chunk, now).is_none()
+                    !open.contains(chunk) && chunks.current_lease(*chunk, now).is_none()
                 })
                 .filter_map(|(chunk, version, replication)| {
                     let used = ns.volume_use(chunk).filter(|u| u.records > 0)?;
@@ -180,12 +187,31 @@ impl Compactor {
         None
     }
 
-    /// Moves every live record of the volume to the open volume of its replication.
-    async fn compact(&self, v: Candidate) -> KfsResult<()> {
-        let mut live = {
-            let ns = self.state.ns.read().expect("namespace lock");
-            ns.extents_in(&HashSet::from([v.chunk]))
-        };
+    /// The live records of the candidates, by volume: one pass over a snapshot of the namespace
+    /// (an O(1) clone), so the namespace's lock is held only to take it.
+    fn live_records(&self, candidates: &[Candidate]) -> HashMap<ChunkId, Vec<(FileId, Extent)>> {
+        let mut by_volume: HashMap<ChunkId, Vec<(FileId, Extent)>> = HashMap::new();
+        if candidates.is_empty() {
+            return by_volume;
+        }
+        let snapshot = self.state.ns.read().expect("namespace lock").clone();
+        let volumes: HashSet<ChunkId> = candidates.iter().map(|c| c.chunk).collect();
+        for (fid, e) in snapshot.extents_in(&volumes) {
+            by_volume.entry(e.volume).or_default().push((fid, e));
+        }
+        by_volume
+    }
+
+    /// Whether the volume holds no file's record any more.
+    fn emptied(&self, chunk: ChunkId) -> bool {
+        let ns = self.state.ns.read().expect("namespace lock");
+        ns.volume_use(chunk).is_none_or(|u| u.records == 0)
+    }
+
+    /// Moves the live records of the volume (`live`, as they were when the round began; each
+    /// move applies only if the file still holds the record) to the open volume of its
+    /// replication.
+    async fn compact(&self, v: Candidate, mut live: Vec<(FileId, Extent)>) -> KfsResult<()> {
         live.sort_by_key(|(_, e)| e.at);
         tracing::info!(chunk = %v.chunk, records = live.len(), "compacting a volume");
         for batch in live.chunks(BATCH) {

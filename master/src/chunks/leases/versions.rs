@@ -103,7 +103,8 @@ impl Leases {
             // A server that did not answer may hold an empty replica at `version` all the same,
             // which its next hello would list beside the written ones: the chunk starts at a
             // version only the replicas made can hold.
-            let (moved_to, moved, failures) = self.move_on(chunk, version, made).await;
+            let next = ChunkVersion(version.0 + 1);
+            let (moved_to, moved, failures) = self.move_on(chunk, version, next, made).await;
             (version, made) = (moved_to, moved);
             refusals.extend(failures.into_iter().map(|(_, r)| r.why));
         }
@@ -121,7 +122,9 @@ impl Leases {
             version,
         };
         tracing::debug!(%chunk, %fid, offset, replicas = made.len(), "chunk allocated");
-        self.log_and_lease(cx, op, chunk, version, &made).await
+        let leased = self.log_and_lease(cx, op, chunk, version, &made).await;
+        self.logged_up_to(chunk, version);
+        leased
     }
 
     /// Logs the new chunk (`op`) its replicas `made` were created for, then leases it to them;
@@ -253,7 +256,8 @@ impl Leases {
             });
         }
         let asked: Vec<ServerId> = replicas.iter().map(|r| r.server).collect();
-        let (next, moved, failures) = self.move_on(chunk, version, replicas).await;
+        let first = self.next_version(cx, chunk, version);
+        let (next, moved, failures) = self.move_on(chunk, version, first, replicas).await;
         if moved.is_empty() {
             return Err(KfsError::ChunkUnavailable {
                 chunk,
@@ -268,6 +272,7 @@ impl Leases {
                 version: next,
             })
             .await?;
+        self.logged_up_to(chunk, next);
         let mut chunks = cx.chunks.lock().expect("chunk map lock");
         for r in &moved {
             chunks.set_replica_version(chunk, r.server, next);
@@ -286,15 +291,50 @@ impl Leases {
         chunks.grant(chunk, &moved, self.config.clock.now(), self.config.duration)
     }
 
-    /// Moves `replicas` of `chunk` from `version` to the next version, and on again while a
-    /// server that failed may have moved all the same ([`Refused::maybe_done`]: its answer was
-    /// lost), so that at the version returned only the replicas returned can be found: a server
-    /// left behind never reports the chunk at that version, whose writes it missed. Returns the
-    /// last version asked for, the replicas at it (none if every one refused) and the refusals.
+    /// The first version a move of `chunk` (logged at `version`) asks for: above the logged
+    /// one, above every version a replica is known at (one may be ahead: a move of it whose log
+    /// never happened), and above every version a move not logged asked for in this process, so
+    /// no two moves ever ask for the same version.
+    fn next_version(
+        &self,
+        cx: &LeaseContext<'_>,
+        chunk: ChunkId,
+        version: ChunkVersion,
+    ) -> ChunkVersion {
+        let known = cx
+            .chunks
+            .lock()
+            .expect("chunk map lock")
+            .highest_version(chunk)
+            .unwrap_or(version);
+        let asked = self.asked_before(chunk).unwrap_or(version);
+        ChunkVersion(version.max(known).max(asked).0 + 1)
+    }
+
+    fn asked_before(&self, chunk: ChunkId) -> Option<ChunkVersion> {
+        self.asked.lock().expect("asked lock").get(&chunk).copied()
+    }
+
+    /// The chunk's move to `version` is logged: no version above it was asked for.
+    fn logged_up_to(&self, chunk: ChunkId, version: ChunkVersion) {
+        let mut asked = self.asked.lock().expect("asked lock");
+        if asked.get(&chunk).is_some_and(|v| *v <= version) {
+            asked.remove(&chunk);
+        }
+    }
+
+    /// Moves `replicas` of `chunk` (logged at `from`) to version `to`, and on to the next one
+    /// again while a server that failed may have moved all the same ([`Refused::maybe_done`]:
+    /// its answer was lost), so that at the version returned only the replicas returned can be
+    /// found: a server left behind never reports the chunk at that version, whose writes it
+    /// missed. Each round asks to move from `from` (a replica an earlier round moved, unlogged,
+    /// moves from where it is) and records what it asked for (`next_version`). Returns the last
+    /// version asked for, the replicas at it (none if every one refused) and the refusals.
     async fn move_on(
         &self,
         chunk: ChunkId,
-        mut version: ChunkVersion,
+        from: ChunkVersion,
+        mut to: ChunkVersion,
         mut replicas: Vec<ReplicaLocation>,
     ) -> (
         ChunkVersion,
@@ -303,21 +343,26 @@ impl Leases {
     ) {
         let mut refusals = Vec::new();
         loop {
-            let next = ChunkVersion(version.0 + 1);
+            {
+                let mut asked = self.asked.lock().expect("asked lock");
+                let high = asked.entry(chunk).or_insert(to);
+                *high = (*high).max(to);
+            }
             let results = self
                 .on_each(&replicas, |client| async move {
                     client
-                        .set_version(rpc::context(CHUNKSERVER_CALL), chunk, version, next)
+                        .set_version(rpc::context(CHUNKSERVER_CALL), chunk, from, to)
                         .await
                 })
                 .await;
             let (moved, failed) = split(replicas, results);
             let again = !moved.is_empty() && failed.iter().any(|(_, r)| r.maybe_done);
             refusals.extend(failed);
-            (version, replicas) = (next, moved);
+            replicas = moved;
             if !again {
-                return (version, replicas, refusals);
+                return (to, replicas, refusals);
             }
+            to = ChunkVersion(to.0 + 1);
         }
     }
 
@@ -341,11 +386,19 @@ impl Leases {
                     .map_err(|e| Refused::unreached(format!("{} unreachable: {e}", r.addr)))?;
                 match call(client).await {
                     Ok(Ok(())) => Ok(()),
-                    // A store that fails midway may leave the file it made.
+                    // A store that fails midway (an I/O error) may leave the file it made or
+                    // renamed; a refusal on the merits did nothing.
                     Ok(Err(e)) => Err(Refused {
                         why: format!("{}: {e}", r.addr),
                         full: e.is_no_space(),
-                        maybe_done: true,
+                        maybe_done: !(e.is_no_space()
+                            || matches!(
+                                e,
+                                KfsError::StaleVersion { .. }
+                                    | KfsError::NoSuchChunk { .. }
+                                    | KfsError::AlreadyExists { .. }
+                                    | KfsError::InvalidArgument(_)
+                            )),
                     }),
                     Err(e) => {
                         pool.forget(r.addr);

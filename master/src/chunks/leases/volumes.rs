@@ -138,6 +138,18 @@ impl Leases {
         self.volumes.making.try_lock().is_err()
     }
 
+    /// The open volumes (appends may land on them). Takes only the desk's own lock, so a caller
+    /// may hold none of the others.
+    pub fn open_volumes(&self) -> Vec<ChunkId> {
+        self.volumes
+            .open
+            .lock()
+            .expect("open volumes lock")
+            .values()
+            .map(|v| v.chunk)
+            .collect()
+    }
+
     /// Whether `chunk` is an open volume (appends may land on it).
     pub fn is_open_volume(&self, chunk: ChunkId) -> bool {
         self.volumes
