@@ -77,8 +77,15 @@ fn step() -> impl Strategy<Value = Step> {
 struct MRecord {
     fid: FileId,
     data: Vec<u8>,
-    /// A bit of it was flipped on disk.
-    flipped: bool,
+    /// The bits of it flipped on disk, as `(byte, bit)`: a second flip of one bit restores it.
+    flips: std::collections::BTreeSet<(u64, u64)>,
+}
+
+impl MRecord {
+    /// Whether it differs from what was acknowledged.
+    fn flipped(&self) -> bool {
+        !self.flips.is_empty()
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -196,7 +203,7 @@ impl Harness {
                                 MRecord {
                                     fid,
                                     data,
-                                    flipped: false,
+                                    flips: Default::default(),
                                 },
                             );
                         }
@@ -245,16 +252,16 @@ impl Harness {
                 ));
                 match got {
                     Ok(data) => {
-                        prop_assert!(!r.flipped || m.corrupt, "a flipped record read back");
+                        prop_assert!(!r.flipped() || m.corrupt, "a flipped record read back");
                         prop_assert_eq!(&data[..], &r.data[..]);
                     }
                     Err(KfsError::ChecksumMismatch { .. } | KfsError::CorruptReplica { .. }) => {
-                        prop_assert!(r.flipped || m.corrupt, "a good record refused");
+                        prop_assert!(r.flipped() || m.corrupt, "a good record refused");
                         self.model[*volume as usize].corrupt = true;
                     }
                     // A flipped header reads as no record of this file: refused, nothing condemned.
                     Err(KfsError::InvalidArgument(_)) => {
-                        prop_assert!(r.flipped, "a good record refused");
+                        prop_assert!(r.flipped(), "a good record refused");
                     }
                     Err(e) => prop_assert!(false, "read: {e}"),
                 }
@@ -314,7 +321,7 @@ impl Harness {
                             MRecord {
                                 fid,
                                 data,
-                                flipped: false,
+                                flips: Default::default(),
                             },
                         );
                         m.end = new_end;
@@ -346,17 +353,19 @@ impl Harness {
                 let mut all = std::fs::read(&path).unwrap();
                 all[byte as usize] ^= 1 << (at % 8);
                 std::fs::write(&path, &all).unwrap();
-                self.model[v].records.get_mut(&start).unwrap().flipped = true;
+                let flips = &mut self.model[v].records.get_mut(&start).unwrap().flips;
+                if !flips.insert((byte, at % 8)) {
+                    flips.remove(&(byte, at % 8));
+                }
             }
             Step::Scrub { volume } => {
                 let v = *volume as usize;
                 // A pass from the start finds a damaged record that has a good one after it; the
                 // last record damaged looks like a torn tail to it (its read still fails).
                 let records: Vec<&MRecord> = self.model[v].records.values().collect();
-                let damaged = records
-                    .iter()
-                    .enumerate()
-                    .any(|(i, r)| r.flipped && records[i + 1..].iter().any(|later| !later.flipped));
+                let damaged = records.iter().enumerate().any(|(i, r)| {
+                    r.flipped() && records[i + 1..].iter().any(|later| !later.flipped())
+                });
                 let got = self.rt.block_on(self.store.verify(id(*volume), V));
                 match got {
                     Ok(()) => prop_assert!(!damaged, "damage not found"),
@@ -390,7 +399,7 @@ proptest! {
             if m.corrupt {
                 continue;
             }
-            for (at, r) in m.records.iter().filter(|(_, r)| !r.flipped) {
+            for (at, r) in m.records.iter().filter(|(_, r)| !r.flipped()) {
                 let got = h.rt.block_on(h.store.read_record(id(v), V, *at, r.fid, r.data.len() as u64));
                 match got {
                     Ok(data) => prop_assert_eq!(&data[..], &r.data[..]),
