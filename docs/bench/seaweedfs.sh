@@ -42,17 +42,17 @@ up)
   done
   # Wait (60 s at most) until the three volume servers have registered.
   for _ in $(seq 600); do
-    nodes=$(curl -s "http://$master/dir/status" | python3 -c '
+    nodes=$({ curl -s "http://$master/dir/status" || true; } | python3 -c '
 import json, sys
 try:
     t = json.load(sys.stdin)["Topology"]
     print(sum(len(r["DataNodes"] or []) for dc in t["DataCenters"] or [] for r in dc["Racks"] or []))
 except Exception:
-    print(0)' 2>/dev/null || echo 0)
-    [[ "$nodes" -ge 3 ]] && break
+    print(0)' 2>/dev/null | tail -n 1)
+    [[ "${nodes:-0}" -ge 3 ]] && break
     sleep 0.1
   done
-  [[ "$nodes" -ge 3 ]] || { echo "SeaweedFS volume servers did not register" >&2; exit 1; }
+  [[ "${nodes:-0}" -ge 3 ]] || { echo "SeaweedFS volume servers did not register" >&2; exit 1; }
   echo "$master"
   ;;
 bench)
