@@ -1,6 +1,8 @@
 //! Model check: random op sequences run on the namespace and on a plain reference file system (a
 //! `BTreeMap` of full paths) give the same results, the same errors and the same listings, and
-//! the namespace's invariants hold after every step.
+//! the namespace's invariants hold after every step. Small files are in it: volumes made and
+//! freed, files packed into them, compactions moving records (with stale moves among them), and
+//! every other op on packed files.
 //!
 //! `PROPTEST_CASES=5000 cargo test -p kfs-master --test t10_namespace_model` for a long run.
 
@@ -10,13 +12,18 @@ use kfs_common::path;
 use kfs_common::proto::Timestamp;
 use kfs_common::proto::master::{FileAttr, REPLICATION_RANGE, RemoveSummary, SetAttr};
 use kfs_common::{ChunkId, ChunkVersion, FileId, FileKind, KfsError, KfsResult};
-use kfs_master::namespace::op::{Op, Prepared, Reply};
+use kfs_master::namespace::op::{ExtentMove, Op, Prepared, Reply};
 use kfs_master::namespace::{DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, Namespace};
 use proptest::prelude::*;
 use serde_bytes::ByteBuf;
 use std::collections::BTreeMap;
 
 // ------------------------------------------------------------------ the reference model
+
+/// The volumes the model check makes.
+fn volume_id(v: u8) -> ChunkId {
+    ChunkId(1_000 + u64::from(v))
+}
 
 #[derive(Clone, Debug, PartialEq)]
 struct MNode {
@@ -28,6 +35,8 @@ struct MNode {
     atime: Timestamp,
     xattrs: BTreeMap<String, Vec<u8>>,
     chunks: BTreeMap<u64, u64>,
+    /// A packed file's record: `(volume, at, len)`.
+    extent: Option<(u64, u64, u32)>,
 }
 
 impl MNode {
@@ -41,6 +50,7 @@ impl MNode {
             atime: time,
             xattrs: BTreeMap::new(),
             chunks: BTreeMap::new(),
+            extent: None,
         }
     }
 }
@@ -55,6 +65,8 @@ enum MReply {
 
 struct Model {
     nodes: BTreeMap<String, MNode>,
+    /// The volumes of small files the namespace holds.
+    volumes: std::collections::BTreeSet<u64>,
 }
 
 fn is_dir(n: &MNode) -> bool {
@@ -68,7 +80,10 @@ impl Model {
             "/".to_string(),
             MNode::new(FileKind::Dir, DEFAULT_DIR_MODE, 0, 1),
         );
-        Model { nodes }
+        Model {
+            nodes,
+            volumes: Default::default(),
+        }
     }
 
     /// Walks from the root: every ancestor must be a directory, the path must exist.
@@ -220,6 +235,7 @@ impl Model {
                     Some(_) if *exclusive => Err(KfsError::already_exists(p.as_str())),
                     Some(n) => {
                         let freed = std::mem::take(&mut n.chunks).into_values().collect();
+                        n.extent = None;
                         n.size = 0;
                         n.mtime = time;
                         if *given {
@@ -358,7 +374,12 @@ impl Model {
                 }
             }
             // The fid-addressed ops are checked in `run`, where the fid is known.
-            Action::AllocateChunk { .. } | Action::SetLength { .. } => unreachable!(),
+            Action::AllocateChunk { .. }
+            | Action::SetLength { .. }
+            | Action::Volume { .. }
+            | Action::Pack { .. }
+            | Action::Compact { .. }
+            | Action::FreeVolume { .. } => unreachable!(),
             Action::Stat { .. }
             | Action::Readdir { .. }
             | Action::GetXattr { .. }
@@ -419,6 +440,23 @@ enum Action {
         path: String,
         size: u64,
     },
+    /// Small files: a volume made, a file packed into one, a volume's records moved to another
+    /// (with a stale move among them), a volume freed.
+    Volume {
+        v: u8,
+    },
+    Pack {
+        path: String,
+        v: u8,
+        len: u16,
+    },
+    Compact {
+        from: u8,
+        to: u8,
+    },
+    FreeVolume {
+        v: u8,
+    },
     Stat {
         path: String,
     },
@@ -471,6 +509,10 @@ fn action() -> impl Strategy<Value = Action> {
         1 => (a_path(), an_xattr_name()).prop_map(|(path, name)| Action::RemoveXattr { path, name }),
         2 => (a_path(), 0u64..3).prop_map(|(path, i)| Action::AllocateChunk { path, offset: i * 64 }),
         2 => (a_path(), 0u64..300).prop_map(|(path, size)| Action::SetLength { path, size }),
+        3 => (0u8..2).prop_map(|v| Action::Volume { v }),
+        8 => (a_path(), 0u8..2, 0u16..300).prop_map(|(path, v, len)| Action::Pack { path, v, len }),
+        3 => (0u8..2, 0u8..2).prop_map(|(from, to)| Action::Compact { from, to }),
+        1 => (0u8..2).prop_map(|v| Action::FreeVolume { v }),
         3 => a_path().prop_map(|path| Action::Stat { path }),
         3 => (a_path(), 1u32..4).prop_map(|(path, page)| Action::Readdir { path, page }),
         1 => (a_path(), an_xattr_name()).prop_map(|(path, name)| Action::GetXattr { path, name }),
@@ -565,6 +607,8 @@ fn list_all(ns: &Namespace, p: &str, page: u32) -> KfsResult<Vec<(String, FileKi
 
 fn compare_everything(ns: &Namespace, model: &Model) -> Result<(), TestCaseError> {
     ns.check_invariants().map_err(TestCaseError::fail)?;
+    let volumes: Vec<u64> = ns.volumes().iter().map(|(c, _, _)| c.0).collect();
+    prop_assert_eq!(volumes, model.volumes.iter().copied().collect::<Vec<_>>());
     let c = ns.counters();
     prop_assert_eq!((c.files, c.dirs, c.chunks, c.bytes), model.counters());
     for (p, n) in &model.nodes {
@@ -572,6 +616,8 @@ fn compare_everything(ns: &Namespace, model: &Model) -> Result<(), TestCaseError
         prop_assert!(same_attr(&attr, n), "{p}: {attr:?} vs {n:?}");
         let xattrs: Vec<String> = n.xattrs.keys().cloned().collect();
         prop_assert_eq!(ns.list_xattrs(p).unwrap(), xattrs);
+        let extent = ns.extent_of(attr.fid).map(|e| (e.volume.0, e.at, e.len));
+        prop_assert_eq!(extent, n.extent, "{}", p);
         let chunks: Vec<u64> = ns.chunks(attr.fid).iter().map(|(_, id, _)| id.0).collect();
         prop_assert_eq!(
             chunks,
@@ -723,6 +769,117 @@ fn run(actions: &[Action]) -> Result<(), TestCaseError> {
                 path: p.clone(),
                 name: name.clone(),
             },
+            Action::Volume { v } => {
+                let chunk = volume_id(*v);
+                let want = if model.volumes.insert(chunk.0) {
+                    Ok((MReply::Done, Vec::new()))
+                } else {
+                    Err(KfsError::already_exists(format!("volume {chunk}")))
+                };
+                let op = Op::CreateVolume {
+                    chunk,
+                    version: ChunkVersion(1),
+                    replication: 3,
+                };
+                let got = ns.apply(&op).map(|a| (a.reply, a.freed_chunks));
+                check_result(action, got, want)?;
+                ns.check_invariants().map_err(TestCaseError::fail)?;
+                continue;
+            }
+            Action::Pack { path: p, v, len } => {
+                let fid = ns.stat(p).map(|a| a.fid).unwrap_or(FileId(999_999));
+                let volume = volume_id(*v);
+                let at = step as u64 * 8;
+                let want = match model.resolve(p) {
+                    Err(_) => Err(KfsError::not_found(fid.to_string())),
+                    Ok(n) if is_dir(n) => Err(KfsError::is_a_directory(fid.to_string())),
+                    Ok(_) if !model.volumes.contains(&volume.0) => {
+                        Err(KfsError::NoSuchChunk { chunk: volume })
+                    }
+                    Ok(_) => {
+                        let n = model.nodes.get_mut(p).unwrap();
+                        let freed = std::mem::take(&mut n.chunks).into_values().collect();
+                        n.extent = Some((volume.0, at, u32::from(*len)));
+                        n.size = u64::from(*len);
+                        n.mtime = time;
+                        Ok((MReply::Attr(n.clone()), freed))
+                    }
+                };
+                let op = Op::SetExtent {
+                    fid,
+                    volume,
+                    at,
+                    len: u32::from(*len),
+                    time,
+                };
+                let got = ns.apply(&op).map(|a| (a.reply, a.freed_chunks));
+                check_result(action, got, want)?;
+                ns.check_invariants().map_err(TestCaseError::fail)?;
+                continue;
+            }
+            Action::Compact { from, to } => {
+                let (from, to) = (volume_id(*from), volume_id(*to));
+                let mut moves = Vec::new();
+                let want = if model.volumes.contains(&from.0) {
+                    Ok((MReply::Done, Vec::new()))
+                } else {
+                    Err(KfsError::NoSuchChunk { chunk: from })
+                };
+                for (i, (p, n)) in model.nodes.iter_mut().enumerate() {
+                    let Some((volume, at, len)) = n.extent else {
+                        continue;
+                    };
+                    if volume != from.0 {
+                        continue;
+                    }
+                    let to_at = (1 << 32) + step as u64 * 100_000 + i as u64 * 8;
+                    moves.push(ExtentMove {
+                        fid: ns.stat(p).unwrap().fid,
+                        at,
+                        to,
+                        to_at,
+                        len,
+                    });
+                    if want.is_ok() && to != from && model.volumes.contains(&to.0) {
+                        n.extent = Some((to.0, to_at, len));
+                    }
+                }
+                // A file changed since its record was copied: passed over.
+                moves.push(ExtentMove {
+                    fid: FileId(999_999),
+                    at: 7,
+                    to,
+                    to_at: 1,
+                    len: 1,
+                });
+                let op = Op::MoveExtents { from, moves };
+                let got = ns.apply(&op).map(|a| (a.reply, a.freed_chunks));
+                check_result(action, got, want)?;
+                ns.check_invariants().map_err(TestCaseError::fail)?;
+                continue;
+            }
+            Action::FreeVolume { v } => {
+                let chunk = volume_id(*v);
+                let holding = model
+                    .nodes
+                    .values()
+                    .filter(|n| n.extent.is_some_and(|(volume, _, _)| volume == chunk.0))
+                    .count();
+                let want = if !model.volumes.contains(&chunk.0) {
+                    Err(KfsError::NoSuchChunk { chunk })
+                } else if holding > 0 {
+                    Err(KfsError::invalid_argument("holds records"))
+                } else {
+                    model.volumes.remove(&chunk.0);
+                    Ok((MReply::Done, vec![chunk.0]))
+                };
+                let got = ns
+                    .apply(&Op::FreeVolume { chunk })
+                    .map(|a| (a.reply, a.freed_chunks));
+                check_result(action, got, want)?;
+                ns.check_invariants().map_err(TestCaseError::fail)?;
+                continue;
+            }
             Action::AllocateChunk { path: p, offset }
             | Action::SetLength {
                 path: p,
@@ -758,11 +915,14 @@ fn run(actions: &[Action]) -> Result<(), TestCaseError> {
                         want,
                     )
                 } else {
-                    let want = expect.map(|()| {
+                    let want = expect.and_then(|()| {
                         let n = model.nodes.get_mut(p).unwrap();
+                        if n.extent.is_some() {
+                            return Err(KfsError::invalid_argument("packed"));
+                        }
                         n.size = *offset;
                         n.mtime = time;
-                        (MReply::Attr(n.clone()), Vec::new())
+                        Ok((MReply::Attr(n.clone()), Vec::new()))
                     });
                     (
                         Op::SetLength {

@@ -8,7 +8,8 @@
 //! passing (leases and heartbeats expire). After faults settle (`Settle`, and after every
 //! restart or repair): every file's bytes and length match the model, every chunk is back at its
 //! replication factor, no server holds a replica the master does not list there, and chunk
-//! versions never went down.
+//! versions never went down. Small files go into volumes, compacted (every 50 ms, once half of
+//! one is dead) under the same faults.
 //!
 //! Limits that keep the model simple and every read answerable: replication 2 or 3, at most one
 //! chunkserver down at a time (a second fault waits for the first to be repaired), corruption
@@ -462,6 +463,10 @@ impl Sut {
             lease_ms: 1000,
             heal_interval_ms: 50,
             safe_mode_max_secs: 3,
+            // Small files' volumes (64 KiB here) are compacted as soon as half of one is dead,
+            // under the same faults.
+            compact_interval_ms: 50,
+            compact_dead_fraction: 0.5,
             ..Default::default()
         }));
         let client = rt.block_on(cluster.client_with(client_options()));

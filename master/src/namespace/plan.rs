@@ -266,6 +266,12 @@ impl Namespace {
             }
             Op::SetLength { fid, size, time } => {
                 self.existing_file(*fid)?;
+                if self.extent_of(*fid).is_some() {
+                    return Err(KfsError::invalid_argument(format!(
+                        "{fid} is packed into a volume: its length is its record's (write it \
+                         again to change it)"
+                    )));
+                }
                 Ok(Change::SetFattr {
                     fid: *fid,
                     update: FattrUpdate::Length(*size, *time),
