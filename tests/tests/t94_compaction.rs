@@ -36,15 +36,18 @@ async fn get(client: &Client, path: &str) -> Vec<u8> {
 
 /// Writes [`FILES`] small files; returns them.
 async fn fill(client: &Client) -> BTreeMap<String, Vec<u8>> {
+    fill_n(client, FILES).await
+}
+
+/// Writes `n` small files of 4 KiB; returns them.
+async fn fill_n(client: &Client, n: u64) -> BTreeMap<String, Vec<u8>> {
     client.mkdir("/p").await.unwrap();
-    join_all((0..FILES).map(|i| {
+    join_all((0..n).map(|i| {
         let client = client.clone();
         async move { put(&client, &format!("/p/{i}"), &content(i, 4096)).await }
     }))
     .await;
-    (0..FILES)
-        .map(|i| (format!("/p/{i}"), content(i, 4096)))
-        .collect()
+    (0..n).map(|i| (format!("/p/{i}"), content(i, 4096))).collect()
 }
 
 /// The files [`thin`] keeps.
@@ -313,7 +316,8 @@ async fn kill_9_at_every_point_of_a_compaction_loses_nothing() {
     )
     .await;
     let client = cluster.client().await;
-    let files = fill(&client).await;
+    // Enough records that a round of compaction takes long enough for kills to land inside it.
+    let files = fill_n(&client, 4 * FILES).await;
     let before = volumes_in_use(&client, &keepers(&files)).await;
     let kept = thin(&client, files).await;
     // Kills land from the first round's start to well past its end.
