@@ -220,30 +220,45 @@ pub enum Cmd {
         #[arg(required = true)]
         paths: Vec<String>,
     },
-    /// Move or rename: `mv SRC DST`, or `mv SRC... DIR`.
+    /// Move or rename: `mv SRC DST`, or `mv SRC... DIR` (-f: replace an existing target).
     Mv {
+        /// Replace a target that exists (refused otherwise).
+        #[arg(short = 'f', long)]
+        force: bool,
         #[arg(required = true, num_args = 2..)]
         paths: Vec<String>,
     },
-    /// Copy within KFS: `cp SRC DST`, or `cp SRC... DIR` (-r: directories).
+    /// Copy within KFS: `cp SRC DST`, or `cp SRC... DIR` (-r: directories; -f: replace an
+    /// existing target).
     Cp {
         #[arg(short = 'r', short_alias = 'R')]
         recursive: bool,
+        /// Replace a target that exists (refused otherwise).
+        #[arg(short = 'f', long)]
+        force: bool,
         #[arg(required = true, num_args = 2..)]
         paths: Vec<String>,
     },
-    /// Copy local files or directories into KFS: `put LOCAL... REMOTE`.
+    /// Copy local files or directories into KFS: `put LOCAL... REMOTE` (-f: replace an existing
+    /// target).
     #[command(alias = "copyFromLocal")]
     Put {
         /// Replication factor of the new files.
         #[arg(long, value_parser = clap::value_parser!(u8).range(1..=16))]
         replication: Option<u8>,
+        /// Replace a target that exists (refused otherwise).
+        #[arg(short = 'f', long)]
+        force: bool,
         #[arg(required = true, num_args = 2..)]
         paths: Vec<String>,
     },
-    /// Copy KFS files or directories to the local disk: `get REMOTE... LOCAL`.
+    /// Copy KFS files or directories to the local disk: `get REMOTE... LOCAL` (-f: replace an
+    /// existing target).
     #[command(alias = "copyToLocal")]
     Get {
+        /// Replace a target that exists (refused otherwise).
+        #[arg(short = 'f', long)]
+        force: bool,
         #[arg(required = true, num_args = 2..)]
         paths: Vec<String>,
     },

@@ -291,3 +291,98 @@ async fn admin_workers_lists_the_masters_background_loops() {
     }
     cluster.shutdown().await;
 }
+
+/// `put`, `get`, `cp` and `mv` never replace a target that exists unless `-f`: the refusal names
+/// both sides, exits 1, and leaves source and target as they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overwrites_need_force() {
+    let cluster = TestCluster::start(ClusterOptions::default()).await;
+    let local = tempfile::tempdir().unwrap();
+    let (old, new) = (local.path().join("old.txt"), local.path().join("new.txt"));
+    std::fs::write(&old, b"old\n").unwrap();
+    std::fs::write(&new, b"new\n").unwrap();
+    kfs(&cluster)
+        .arg("put")
+        .arg(&old)
+        .arg("/a.txt")
+        .assert()
+        .success();
+    let refused = predicate::str::contains("File exists (-f replaces it)");
+    kfs(&cluster)
+        .arg("put")
+        .arg(&new)
+        .arg("/a.txt")
+        .assert()
+        .code(1)
+        .stderr(refused.clone().and(predicate::str::contains("'/a.txt'")));
+    kfs(&cluster)
+        .args(["cat", "/a.txt"])
+        .assert()
+        .stdout("old\n");
+    kfs(&cluster)
+        .args(["put", "-f"])
+        .arg(&new)
+        .arg("/a.txt")
+        .assert()
+        .success();
+    kfs(&cluster)
+        .args(["cat", "/a.txt"])
+        .assert()
+        .stdout("new\n");
+
+    kfs(&cluster)
+        .arg("put")
+        .arg(&old)
+        .arg("/b.txt")
+        .assert()
+        .success();
+    for verb in ["cp", "mv"] {
+        kfs(&cluster)
+            .args([verb, "/b.txt", "/a.txt"])
+            .assert()
+            .code(1)
+            .stderr(refused.clone());
+        kfs(&cluster)
+            .args(["cat", "/a.txt"])
+            .assert()
+            .stdout("new\n");
+    }
+    kfs(&cluster)
+        .args(["cp", "-f", "/b.txt", "/a.txt"])
+        .assert()
+        .success();
+    kfs(&cluster)
+        .args(["cat", "/a.txt"])
+        .assert()
+        .stdout("old\n");
+    kfs(&cluster)
+        .args(["put", "-f"])
+        .arg(&new)
+        .arg("/b.txt")
+        .assert()
+        .success();
+    kfs(&cluster)
+        .args(["mv", "-f", "/b.txt", "/a.txt"])
+        .assert()
+        .success();
+    kfs(&cluster)
+        .args(["cat", "/a.txt"])
+        .assert()
+        .stdout("new\n");
+    kfs(&cluster).args(["stat", "/b.txt"]).assert().failure();
+
+    kfs(&cluster)
+        .args(["get", "/a.txt"])
+        .arg(&old)
+        .assert()
+        .code(1)
+        .stderr(refused);
+    assert_eq!(std::fs::read(&old).unwrap(), b"old\n");
+    kfs(&cluster)
+        .args(["get", "-f", "/a.txt"])
+        .arg(&old)
+        .assert()
+        .success();
+    assert_eq!(std::fs::read(&old).unwrap(), b"new\n");
+    cluster.shutdown().await;
+}

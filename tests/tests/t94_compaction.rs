@@ -47,7 +47,9 @@ async fn fill_n(client: &Client, n: u64) -> BTreeMap<String, Vec<u8>> {
         async move { put(&client, &format!("/p/{i}"), &content(i, 4096)).await }
     }))
     .await;
-    (0..n).map(|i| (format!("/p/{i}"), content(i, 4096))).collect()
+    (0..n)
+        .map(|i| (format!("/p/{i}"), content(i, 4096)))
+        .collect()
 }
 
 /// The files [`thin`] keeps.

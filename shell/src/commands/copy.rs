@@ -6,6 +6,9 @@
 //! (nothing is copied) and shares that resolution with `cp`. `put` and `get` go through
 //! [`kfs_client::copy`] (a put lands under a temporary name and is renamed over the target: all
 //! or nothing) and show one progress bar for all their sources.
+//!
+//! None of them replaces a target that exists unless `-f` (as `hdfs dfs -put`): the refusal
+//! names the target, `File exists`, and the source is left as it was.
 
 use super::fs::remote_size;
 use super::{Failed, report};
@@ -24,6 +27,7 @@ pub(super) async fn move_or_copy(
     args: Vec<String>,
     copy: bool,
     recursive: bool,
+    force: bool,
 ) -> Result<(), Failed> {
     let verb = if copy { "copy" } else { "move" };
     let (dst_arg, srcs) = args.split_last().expect("clap requires two paths");
@@ -56,6 +60,11 @@ pub(super) async fn move_or_copy(
         } else {
             dst.clone()
         };
+        if !force && s.client.stat(&target).await.is_ok() {
+            report(exists(verb, &src, &target));
+            failed = true;
+            continue;
+        }
         let result = if copy {
             copy_within(s, &src, &target, recursive).await
         } else {
@@ -130,6 +139,7 @@ pub(super) async fn put(
     s: &Session,
     args: Vec<String>,
     replication: Option<u8>,
+    force: bool,
 ) -> Result<(), Failed> {
     let (dst_arg, locals) = args.split_last().expect("clap requires two paths");
     let dst = match s.resolve(dst_arg) {
@@ -159,6 +169,11 @@ pub(super) async fn put(
         } else {
             dst.clone()
         };
+        if !force && s.client.stat(&target).await.is_ok() {
+            progress.suspend(|| report(exists("copy", local, &target)));
+            failed = true;
+            continue;
+        }
         if let Err(e) = copy::put(&s.client, &local_path, &target, replication, &|n| {
             progress.add(n)
         })
@@ -173,7 +188,7 @@ pub(super) async fn put(
 }
 
 /// `get`: KFS files and trees to local ones.
-pub(super) async fn get(s: &Session, args: Vec<String>) -> Result<(), Failed> {
+pub(super) async fn get(s: &Session, args: Vec<String>, force: bool) -> Result<(), Failed> {
     let (dst, remotes) = args.split_last().expect("clap requires two paths");
     let mut sources = Vec::new();
     let mut failed = false;
@@ -203,6 +218,11 @@ pub(super) async fn get(s: &Session, args: Vec<String>) -> Result<(), Failed> {
         } else {
             dst_path.clone()
         };
+        if !force && std::fs::symlink_metadata(&target).is_ok() {
+            progress.suspend(|| report(exists("copy", &src, &target.display().to_string())));
+            failed = true;
+            continue;
+        }
         if let Err(e) = copy::get(&s.client, &src, &target, &|n| progress.add(n)).await {
             progress.suspend(|| report(failure("copy", &src, &e)));
             failed = true;
@@ -210,6 +230,11 @@ pub(super) async fn get(s: &Session, args: Vec<String>) -> Result<(), Failed> {
     }
     progress.finish();
     if failed { Err(Failed) } else { Ok(()) }
+}
+
+/// The refusal to replace `target`, which exists (coreutils' words, and what `-f` does).
+fn exists(verb: &str, src: &str, target: &str) -> String {
+    format!("cannot {verb} '{src}' to '{target}': File exists (-f replaces it)")
 }
 
 fn basename(p: &str) -> &str {

@@ -116,10 +116,18 @@ pub async fn run(s: &mut Session, cmd: Cmd) -> Outcome {
             paths,
         } => done(fs::rm(s, &paths, recursive, force).await),
         Cmd::Rmdir { paths } => done(fs::rmdir(s, &paths).await),
-        Cmd::Mv { paths } => done(copy::move_or_copy(s, paths, false, false).await),
-        Cmd::Cp { recursive, paths } => done(copy::move_or_copy(s, paths, true, recursive).await),
-        Cmd::Put { replication, paths } => done(copy::put(s, paths, replication).await),
-        Cmd::Get { paths } => done(copy::get(s, paths).await),
+        Cmd::Mv { force, paths } => done(copy::move_or_copy(s, paths, false, false, force).await),
+        Cmd::Cp {
+            recursive,
+            force,
+            paths,
+        } => done(copy::move_or_copy(s, paths, true, recursive, force).await),
+        Cmd::Put {
+            replication,
+            force,
+            paths,
+        } => done(copy::put(s, paths, replication, force).await),
+        Cmd::Get { force, paths } => done(copy::get(s, paths, force).await),
         Cmd::Cat { paths } => done(view::cat_each(s, &paths).await),
         Cmd::Head { lines, path } => done(view::head_tail(s, &path, lines, true, false).await),
         Cmd::Tail {
