@@ -82,6 +82,11 @@ pub async fn put_file(
         .create_with(&temp, options)
         .await
         .map_err(|e| e.naming(&temp, remote))?;
+    // A put dropped midway (a cancelled command) removes its temporary file too.
+    let mut guard = RemoveOnDrop {
+        client: client.clone(),
+        path: Some(temp.clone()),
+    };
     let internal = dst.fid().to_string();
     let mut buf = vec![0u8; COPY_BUF];
     let mut total = 0u64;
@@ -107,6 +112,7 @@ pub async fn put_file(
             Err(e)
         }
     };
+    guard.path = None;
     if let Err(e) = finished {
         if let Err(removing) = client.remove(&temp).await {
             tracing::warn!(path = %temp, error = %removing, "could not remove a failed put's temporary file");
@@ -114,6 +120,27 @@ pub async fn put_file(
         return Err(e.naming(&internal, remote).naming(&temp, remote));
     }
     Ok(total)
+}
+
+/// Removes a put's temporary file if the put is dropped before it finished (its future
+/// cancelled): on the runtime it was dropped in, in the background.
+struct RemoveOnDrop {
+    client: Client,
+    path: Option<String>,
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let (Some(path), Ok(rt)) = (self.path.take(), tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        let client = self.client.clone();
+        rt.spawn(async move {
+            if let Err(e) = client.remove(&path).await {
+                tracing::warn!(%path, error = %e, "could not remove a cancelled put's temporary file");
+            }
+        });
+    }
 }
 
 /// Copies a KFS file to a local file (created or truncated); `progress` is told of every piece.

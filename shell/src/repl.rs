@@ -24,6 +24,19 @@ use tokio::runtime::Handle;
 
 /// Parses and runs one line; `None` for a blank line or a comment.
 fn run_line(rt: &Handle, session: &mut Session, line: &str) -> Option<Result<Flow, ()>> {
+    run_line_with(rt, session, line, false)
+}
+
+/// [`run_line`]; with `cancellable`, Ctrl-C (SIGINT) while the command runs cancels it (its
+/// future is dropped: what it started cleans up after itself, e.g. a put's temporary file) and
+/// the shell goes on, instead of the signal ending the process (and with `kfs local`, the
+/// servers in it).
+fn run_line_with(
+    rt: &Handle,
+    session: &mut Session,
+    line: &str,
+    cancellable: bool,
+) -> Option<Result<Flow, ()>> {
     let line = line.trim();
     if line.is_empty() || line.starts_with('#') {
         return None;
@@ -36,6 +49,15 @@ fn run_line(rt: &Handle, session: &mut Session, line: &str) -> Option<Result<Flo
         }
     };
     match Line::try_parse_from(words) {
+        Ok(parsed) if cancellable => Some(rt.block_on(async {
+            tokio::select! {
+                done = commands::run(session, parsed.cmd) => done.map_err(drop),
+                _ = tokio::signal::ctrl_c() => {
+                    eprintln!("\nkfs: cancelled");
+                    Err(())
+                }
+            }
+        })),
         Ok(parsed) => Some(
             rt.block_on(commands::run(session, parsed.cmd))
                 .map_err(drop),
@@ -104,8 +126,12 @@ pub fn interactive(rt: &Handle, session: &mut Session) -> i32 {
             Ok(line) => {
                 if !line.trim().is_empty() {
                     let _ = editor.add_history_entry(line.as_str());
+                    // Saved now, so a shell that is killed keeps what was typed.
+                    if let Some(h) = &history {
+                        let _ = editor.save_history(h);
+                    }
                 }
-                match run_line(rt, session, &line) {
+                match run_line_with(rt, session, &line, true) {
                     Some(Ok(Flow::Exit)) => break,
                     Some(Err(())) => status = 1,
                     _ => status = 0,

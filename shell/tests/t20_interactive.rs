@@ -82,3 +82,65 @@ async fn a_session_at_the_terminal() {
     );
     cluster.shutdown().await;
 }
+
+/// Ctrl-C during a command cancels the command, not the shell: a put of a large file is
+/// stopped midway, leaves neither its target nor its temporary file behind, and the shell goes
+/// on at its prompt. History is saved after every command, so a shell killed with `kill -9`
+/// keeps what was typed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_cancels_the_command_and_history_survives_a_kill() {
+    let cluster = TestCluster::start(ClusterOptions::default()).await;
+    let home = tempfile::tempdir().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    // Sparse: reading it costs no disk, writing it into KFS takes seconds.
+    let big = local.path().join("big.bin");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kfs"));
+    cmd.args(["--master", &cluster.master_addr().to_string()])
+        .env("HOME", home.path())
+        .env("TERM", "xterm")
+        .env("NO_COLOR", "1");
+    let big_arg = big.display().to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut shell = Session::spawn(cmd).expect("spawn kfs in a pty");
+        shell.set_expect_timeout(Some(Duration::from_secs(60)));
+        shell.expect("kfs:/> ").unwrap();
+        shell.send_line(format!("put {big_arg} /big.bin")).unwrap();
+        // Midway (the progress bar has drawn), Ctrl-C.
+        shell.expect("B/").unwrap();
+        shell.send(expectrl::ControlCode::EndOfText).unwrap();
+        shell.expect("kfs: cancelled").unwrap();
+        shell.expect("kfs:/> ").unwrap();
+        shell.send_line("mkdir /still-here").unwrap();
+        shell.expect("kfs:/> ").unwrap();
+        // Killed without a chance to save anything.
+        let pid = shell.get_process().pid().to_string();
+        let killed = Command::new("kill").args(["-9", &pid]).status().unwrap();
+        assert!(killed.success());
+        shell.expect(Eof).unwrap();
+    })
+    .await
+    .unwrap();
+    let history = std::fs::read_to_string(home.path().join(".kfs_history")).unwrap();
+    assert!(history.contains("put "), "{history}");
+    assert!(history.contains("mkdir /still-here"), "{history}");
+    let client = cluster.client().await;
+    client.stat("/still-here").await.unwrap();
+    let c = &client;
+    kfs_tests::wait_until(
+        "neither the target nor the temporary file is left",
+        Duration::from_secs(30),
+        || async move {
+            c.list_all("/")
+                .await
+                .unwrap()
+                .iter()
+                .all(|e| e.name == "still-here")
+        },
+    )
+    .await;
+    cluster.shutdown().await;
+}
