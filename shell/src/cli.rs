@@ -429,3 +429,46 @@ mod tests {
         }
     }
 }
+
+/// A short, coreutils-style line for a command-line mistake clap found, where its own message
+/// would show a raw usage (`Usage: <COMMAND>`): an unknown command or option. `help` is how to
+/// ask for help where the mistake was made (`help` in the shell, `kfs --help` outside); for an
+/// unknown option it is followed by the command's name. `None`: clap's own message says it well.
+pub fn mistake(e: &clap::Error, help: &str) -> Option<String> {
+    use clap::error::{ContextKind, ErrorKind};
+    // The command the usage line names (`Usage: kfs ls [OPTIONS] ...`, `Usage: ls ...`).
+    let command = match e.get(ContextKind::Usage) {
+        Some(clap::error::ContextValue::StyledStr(usage)) => {
+            let text = usage.to_string();
+            text.split_whitespace()
+                .skip_while(|w| *w != "Usage:")
+                .skip(1)
+                .find(|w| *w != "kfs")
+                .filter(|w| !w.starts_with(['[', '<']))
+                .map(str::to_string)
+        }
+        _ => None,
+    };
+    let command = command.as_deref();
+    let value = |kind| match e.get(kind) {
+        Some(clap::error::ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    match e.kind() {
+        ErrorKind::InvalidSubcommand => {
+            let name = value(ContextKind::InvalidSubcommand)?;
+            Some(format!("kfs: unknown command '{name}' (try '{help}')"))
+        }
+        ErrorKind::UnknownArgument => {
+            let arg = value(ContextKind::InvalidArg)?;
+            Some(match command {
+                Some(cmd) if help == "help" => {
+                    format!("kfs: {cmd}: unknown option '{arg}' (try 'help {cmd}')")
+                }
+                Some(cmd) => format!("kfs: {cmd}: unknown option '{arg}' (try 'kfs {cmd} --help')"),
+                None => format!("kfs: unknown option '{arg}' (try '{help}')"),
+            })
+        }
+        _ => None,
+    }
+}

@@ -1,6 +1,6 @@
 //! `kfs`: parses the command line, sets up logging, runs the shell.
 
-use clap::Parser;
+use clap::Parser as _;
 use std::io::IsTerminal;
 
 /// mimalloc: the gateway allocates per request (headers, bodies, futures); under glibc's malloc
@@ -17,6 +17,15 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let cli = kfs_shell::cli::Cli::parse();
+    let cli = match kfs_shell::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => match kfs_shell::cli::mistake(&e, "kfs --help") {
+            Some(line) => {
+                eprintln!("{line}");
+                std::process::exit(2);
+            }
+            None => e.exit(),
+        },
+    };
     std::process::exit(kfs_shell::main_with(cli));
 }

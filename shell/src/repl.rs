@@ -67,7 +67,12 @@ fn run_line_with(
             Some(Ok(Flow::Continue))
         }
         Err(e) => {
-            let _ = e.print();
+            match crate::cli::mistake(&e, "help") {
+                Some(line) => eprintln!("{line}"),
+                None => {
+                    let _ = e.print();
+                }
+            }
             Some(Err(()))
         }
     }

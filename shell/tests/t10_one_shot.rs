@@ -196,7 +196,7 @@ async fn failures_exit_non_zero_with_coreutils_messages() {
         .args(["frobnicate"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("unrecognized subcommand"));
+        .stderr("kfs: unknown command 'frobnicate' (try 'kfs --help')\n");
     // Several arguments: the good ones are done, the bad one reported, the status says so.
     kfs(&cluster)
         .args(["mkdir", "/x", "/missing/y", "/z"])
@@ -384,5 +384,36 @@ async fn overwrites_need_force() {
         .assert()
         .success();
     assert_eq!(std::fs::read(&old).unwrap(), b"new\n");
+    cluster.shutdown().await;
+}
+
+/// An unknown command or option reads as one line naming it and where help is, never clap's
+/// raw usage; one-shot (exit 2) and in the shell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_commands_and_options_say_so_in_one_line() {
+    let cluster = TestCluster::start(ClusterOptions::default()).await;
+    kfs(&cluster)
+        .arg("clear")
+        .assert()
+        .code(2)
+        .stderr("kfs: unknown command 'clear' (try 'kfs --help')\n");
+    kfs(&cluster)
+        .args(["ls", "--bogus"])
+        .assert()
+        .code(2)
+        .stderr("kfs: ls: unknown option '--bogus' (try 'kfs ls --help')\n");
+    kfs(&cluster)
+        .args(["shell", "-k"])
+        .write_stdin("clear\nls --bogus\nmkdir /ok\n")
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("kfs: unknown command 'clear' (try 'help')\n")
+                .and(predicate::str::contains(
+                    "kfs: ls: unknown option '--bogus' (try 'help ls')\n",
+                ))
+                .and(predicate::str::contains("Usage").not()),
+        );
+    kfs(&cluster).args(["stat", "/ok"]).assert().success();
     cluster.shutdown().await;
 }
