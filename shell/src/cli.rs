@@ -408,28 +408,6 @@ pub const COMMANDS: &[&str] = &[
     "exit",
 ];
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn the_command_lines_are_well_formed() {
-        Cli::command().debug_assert();
-        Line::command().debug_assert();
-        let names: Vec<String> = Line::command()
-            .get_subcommands()
-            .map(|c| c.get_name().to_string())
-            .collect();
-        for name in &names {
-            assert!(
-                COMMANDS.contains(&name.as_str()),
-                "{name} is missing from COMMANDS"
-            );
-        }
-    }
-}
-
 /// A short, coreutils-style line for a command-line mistake clap found, where its own message
 /// would show a raw usage (`Usage: <COMMAND>`): an unknown command or option. `help` is how to
 /// ask for help where the mistake was made (`help` in the shell, `kfs --help` outside); for an
@@ -470,5 +448,27 @@ pub fn mistake(e: &clap::Error, help: &str) -> Option<String> {
             })
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_lines_are_well_formed() {
+        Cli::command().debug_assert();
+        Line::command().debug_assert();
+        let names: Vec<String> = Line::command()
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .collect();
+        for name in &names {
+            assert!(
+                COMMANDS.contains(&name.as_str()),
+                "{name} is missing from COMMANDS"
+            );
+        }
     }
 }
