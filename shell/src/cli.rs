@@ -291,6 +291,27 @@ pub enum Cmd {
         #[arg(required = true)]
         paths: Vec<String>,
     },
+    /// Test a path; prints nothing, the exit status is the answer (0 true, 1 false).
+    Test {
+        /// The path exists (the default).
+        #[arg(short = 'e', group = "question")]
+        exists: bool,
+        /// The path is a directory.
+        #[arg(short = 'd', group = "question")]
+        dir: bool,
+        /// The path is a regular file.
+        #[arg(short = 'f', group = "question")]
+        file: bool,
+        /// The path is a file of length zero.
+        #[arg(short = 'z', group = "question")]
+        empty: bool,
+        path: String,
+    },
+    /// Count directories, files and bytes below each path: `DIRS FILES BYTES PATH`.
+    Count {
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
     /// Space used by files and directories (-s: totals only; -h: human-readable).
     #[command(disable_help_flag = true)]
     Du {

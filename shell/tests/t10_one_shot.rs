@@ -417,3 +417,61 @@ async fn unknown_commands_and_options_say_so_in_one_line() {
     kfs(&cluster).args(["stat", "/ok"]).assert().success();
     cluster.shutdown().await;
 }
+
+/// `test` answers with its exit status only; `count` prints directories, files and bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_answers_by_status_and_count_counts() {
+    let cluster = TestCluster::start(ClusterOptions::default()).await;
+    let local = tempfile::tempdir().unwrap();
+    let (full, empty) = (local.path().join("full"), local.path().join("empty"));
+    std::fs::write(&full, b"12345").unwrap();
+    std::fs::write(&empty, b"").unwrap();
+    kfs(&cluster)
+        .args(["mkdir", "-p", "/t/sub"])
+        .assert()
+        .success();
+    kfs(&cluster)
+        .arg("put")
+        .arg(&full)
+        .arg("/t/full")
+        .assert()
+        .success();
+    kfs(&cluster)
+        .arg("put")
+        .arg(&empty)
+        .arg("/t/sub/empty")
+        .assert()
+        .success();
+    for (args, code) in [
+        (vec!["test", "/t"], 0),
+        (vec!["test", "-e", "/nope"], 1),
+        (vec!["test", "-d", "/t"], 0),
+        (vec!["test", "-d", "/t/full"], 1),
+        (vec!["test", "-f", "/t/full"], 0),
+        (vec!["test", "-f", "/t"], 1),
+        (vec!["test", "-z", "/t/sub/empty"], 0),
+        (vec!["test", "-z", "/t/full"], 1),
+        (vec!["test", "-z", "/nope"], 1),
+    ] {
+        kfs(&cluster)
+            .args(&args)
+            .assert()
+            .code(code)
+            .stdout("")
+            .stderr("");
+    }
+    kfs(&cluster)
+        .args(["count", "/t", "/t/full"])
+        .assert()
+        .success()
+        .stdout(format!(
+            "{:>12} {:>12} {:>18} /t\n{:>12} {:>12} {:>18} /t/full\n",
+            2, 2, 5, 0, 1, 5
+        ));
+    kfs(&cluster)
+        .args(["count", "/nope"])
+        .assert()
+        .code(1)
+        .stderr("kfs: cannot count '/nope': No such file or directory\n");
+    cluster.shutdown().await;
+}

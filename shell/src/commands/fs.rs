@@ -241,6 +241,56 @@ pub(super) async fn stat(s: &Session, paths: &[String]) -> Result<(), Failed> {
     .await
 }
 
+/// `test`: the exit status answers (`-d` a directory, `-f` a file, `-z` an empty file, else
+/// whether it exists); a path that does not resolve is false, like a missing one.
+pub(super) async fn test(
+    s: &Session,
+    p: &str,
+    dir: bool,
+    file: bool,
+    empty: bool,
+) -> Result<(), Failed> {
+    let attr = match s.resolve(p) {
+        Ok(p) => s.client.stat(&p).await.ok(),
+        Err(_) => None,
+    };
+    let answer = match attr {
+        None => false,
+        Some(a) if dir => a.kind == FileKind::Dir,
+        Some(a) if file => a.kind == FileKind::File,
+        Some(a) if empty => a.kind == FileKind::File && a.size == 0,
+        Some(_) => true,
+    };
+    if answer { Ok(()) } else { Err(Failed) }
+}
+
+/// `count`: directories (the path itself included), files and bytes below each path, as HDFS's
+/// `count` prints them.
+pub(super) async fn count(s: &Session, paths: &[String]) -> Result<(), Failed> {
+    async fn walk(s: &Session, p: &str) -> KfsResult<(u64, u64, u64)> {
+        let attr = s.client.stat(p).await?;
+        if attr.kind == FileKind::File {
+            return Ok((0, 1, attr.size));
+        }
+        let mut total = (1, 0, 0);
+        for e in s.client.list_all(p).await? {
+            let child = path::join(p, &e.name);
+            let (d, f, b) = match e.kind {
+                FileKind::Dir => Box::pin(walk(s, &child)).await?,
+                FileKind::File => (0, 1, s.client.stat(&child).await?.size),
+            };
+            total = (total.0 + d, total.1 + f, total.2 + b);
+        }
+        Ok(total)
+    }
+    each_path(s, paths, "count", |p| async move {
+        let (dirs, files, bytes) = walk(s, &p).await?;
+        outln(format!("{dirs:>12} {files:>12} {bytes:>18} {p}"));
+        Ok(())
+    })
+    .await
+}
+
 /// `du` (`-s`: only each argument's total).
 pub(super) async fn du(
     s: &Session,

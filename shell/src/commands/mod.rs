@@ -137,6 +137,14 @@ pub async fn run(s: &mut Session, cmd: Cmd) -> Outcome {
         } => done(view::head_tail(s, &path, lines, false, follow).await),
         Cmd::Touch { paths } => done(fs::touch(s, &paths).await),
         Cmd::Stat { paths } => done(fs::stat(s, &paths).await),
+        Cmd::Test {
+            dir,
+            file,
+            empty,
+            path,
+            ..
+        } => done(fs::test(s, &path, dir, file, empty).await),
+        Cmd::Count { paths } => done(fs::count(s, &paths).await),
         Cmd::Du {
             summarize,
             human,
