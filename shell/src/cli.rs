@@ -36,6 +36,14 @@ pub enum Top {
     /// Serve KFS over HTTP: GET/HEAD files (ranges, conditional requests) and directory
     /// listings; PUT and DELETE with a write token.
     Gateway(kfs_gateway::GatewayOptions),
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell), e.g.
+    /// `kfs completions bash > /etc/bash_completion.d/kfs`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the kfs(1) manual page (roff), e.g. `kfs man | man -l -`.
+    Man,
     /// Turn `kfs bench --json` reports into Markdown tables (medians per phase and target).
     BenchReport {
         /// JSON reports written by `kfs bench --json`.

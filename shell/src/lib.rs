@@ -65,6 +65,22 @@ pub fn main_with(cli: Cli) -> i32 {
             rt.block_on(cluster.shutdown());
             status
         }
+        Some(Top::Completions { shell }) => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "kfs", &mut std::io::stdout());
+            0
+        }
+        Some(Top::Man) => {
+            use clap::CommandFactory;
+            let mut out = std::io::stdout().lock();
+            match clap_mangen::Man::new(Cli::command()).render(&mut out) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("kfs: man: {e}");
+                    1
+                }
+            }
+        }
         Some(Top::Bench(args)) => {
             let json = args.json;
             match rt.block_on(bench::run(&cli.master, args)) {

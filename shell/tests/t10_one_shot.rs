@@ -475,3 +475,31 @@ async fn test_answers_by_status_and_count_counts() {
         .stderr("kfs: cannot count '/nope': No such file or directory\n");
     cluster.shutdown().await;
 }
+
+/// `kfs completions SHELL` prints a script for that shell and `kfs man` the kfs(1) page, both
+/// from the same definitions as the flags (no master needed).
+#[test]
+fn completions_and_the_man_page_come_from_the_flags() {
+    let run = |args: &[&str]| {
+        let out = Command::cargo_bin("kfs")
+            .unwrap()
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let bash = run(&["completions", "bash"]);
+    assert!(bash.contains("complete -F _kfs"), "{bash}");
+    assert!(bash.contains("--replication"), "put's flags complete");
+    assert!(run(&["completions", "zsh"]).contains("#compdef kfs"));
+    assert!(run(&["completions", "fish"]).contains("complete -c kfs"));
+    let man = run(&["man"]);
+    assert!(man.starts_with(".ie") || man.contains(".TH kfs 1"), "{man}");
+    assert!(man.contains(".TH kfs 1"));
+    Command::cargo_bin("kfs")
+        .unwrap()
+        .args(["completions", "tcsh"])
+        .assert()
+        .code(2);
+}
