@@ -423,6 +423,8 @@ pub const COMMANDS: &[&str] = &[
     "tail",
     "touch",
     "stat",
+    "test",
+    "count",
     "du",
     "df",
     "setrep",
