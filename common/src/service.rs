@@ -27,15 +27,31 @@ pub fn init_logging() {
         .init();
 }
 
-/// Waits for SIGTERM (what systemd sends) or SIGINT (Ctrl-C); returns which one came.
-pub async fn wait_for_signal() -> anyhow::Result<&'static str> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    })
+/// SIGTERM (what systemd sends) and SIGINT (Ctrl-C), caught from the moment this is made: a
+/// server makes it before it announces that it is ready, so a signal sent right after the
+/// announcement is a graceful stop, never the default action (death by the signal).
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers (within a Tokio runtime).
+    pub fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
+    }
+
+    /// Waits for one of them; returns which came.
+    pub async fn wait(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
 
 /// Announces that the server serves on `addr`: `listening on ADDR` on standard output (scripts
@@ -103,13 +119,14 @@ where
 {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
+        let mut signals = Signals::install()?;
         let server = start.await?;
         let (addr, http) = addrs(&server);
         if let Some(http) = http {
             println!("http on {http}");
         }
         announce_ready(program, addr);
-        let signal = wait_for_signal().await?;
+        let signal = signals.wait().await;
         tracing::info!(signal, "shutting down");
         announce_stopping(signal);
         stop(server).await;

@@ -52,9 +52,11 @@ pub async fn run(master: &str, options: GatewayOptions) -> anyhow::Result<()> {
     if let Some(m) = handle.metrics_addr() {
         println!("kfs gateway: metrics on http://{m}/metrics");
     }
-    // `listening on ADDR`, and READY=1 under systemd (kfs-gateway.service is Type=notify).
+    // `listening on ADDR`, and READY=1 under systemd (kfs-gateway.service is Type=notify), once
+    // a signal is a graceful stop.
+    let mut signals = kfs_common::service::Signals::install()?;
     kfs_common::service::announce_ready("kfs gateway", handle.local_addr());
-    let signal = kfs_common::service::wait_for_signal().await?;
+    let signal = signals.wait().await;
     kfs_common::service::announce_stopping(signal);
     handle.shutdown(Duration::from_secs(5)).await;
     Ok(())
