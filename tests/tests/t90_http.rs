@@ -33,8 +33,15 @@ async fn gateway_with(client: Client, config: GatewayConfig) -> GatewayHandle {
     .expect("the gateway starts")
 }
 
+/// A fresh connection per request: a server that answers a refused upload (401, 413) before
+/// reading its body closes that connection, and a pooled one reused after it fails with a
+/// broken pipe that says nothing about the server (seen in CI under load).
 fn http() -> reqwest::Client {
-    reqwest::Client::builder().timeout(BOUND).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(BOUND)
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
 }
 
 /// Sends `target` as it is (no URL clean-up, as an attacker would) and returns the status.
