@@ -26,6 +26,7 @@
 //! [`IN_FLIGHT`] records at a time.
 
 use super::MasterState;
+use super::small_files::RECORD_OVERHEAD;
 use crate::chunks::leases::LeaseContext;
 use crate::namespace::op::{ExtentMove, Op};
 use crate::namespace::record::Extent;
@@ -45,9 +46,6 @@ use std::time::Duration;
 const BATCH: usize = 256;
 /// Records read and appended at once.
 const IN_FLIGHT: usize = 8;
-/// Bytes a record takes beyond its data, at most (its header and padding:
-/// `chunkserver/src/store/volume_file.rs`).
-const RECORD_OVERHEAD: u64 = 32;
 /// Appends tried for one record (each failure seals the volume it went to).
 const APPEND_TRIES: usize = 3;
 const CHUNKSERVER_CALL: Duration = Duration::from_secs(30);

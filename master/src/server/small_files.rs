@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Bytes a record of `len` data bytes takes in a volume, at most (its header and padding:
-/// `chunkserver/src/store/volume_file.rs`), for the open volume's fill.
-const RECORD_OVERHEAD: u64 = 32;
+/// `chunkserver/src/store/volume_file.rs`), for the open volume's fill and compaction's dead bytes.
+pub(super) const RECORD_OVERHEAD: u64 = 32;
 
 /// The chunks of `fid` in `[start, end)` as `(offset, chunk, version)`, or for a packed file its
 /// volume at offset 0 (see the module docs).
