@@ -6,6 +6,8 @@
 //! - [`File`]: an open file, implementing tokio's `AsyncRead`, `AsyncWrite` and `AsyncSeek`,
 //!   with positional `read_at`/`write_at`, `flush`, `sync` and `close`.
 //! - [`copy`]: copying local files and directory trees into KFS and back.
+//! - [`Client::checksum`]: a file's crc32c from the checksums chunkservers keep;
+//!   [`Client::truncate`]: a file cut or extended.
 //!
 //! Writes go straight to chunkservers under a lease from the master, along a chain of replicas;
 //! reads go straight to one replica and fail over to the next. Errors are [`KfsError`]s naming
@@ -25,6 +27,7 @@
 //! # }
 //! ```
 
+mod checksum;
 pub mod client;
 pub mod copy;
 mod errors;
@@ -32,7 +35,9 @@ pub mod file;
 mod io;
 mod master_conn;
 pub mod retry;
+mod truncate;
 
+pub use checksum::FileChecksum;
 pub use client::{Client, ClientOptions};
 pub use file::{File, FileReader};
 pub use io::DEFAULT_PACK_THRESHOLD;

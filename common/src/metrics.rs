@@ -186,6 +186,7 @@ reply_error!(MasterServiceResponse {
     OpenLayout,
     Layout,
     LeaseUnpacking,
+    Truncate,
 });
 reply_error!(ClusterServiceResponse { Hello, Heartbeat });
 reply_error!(ChunkServiceResponse {
@@ -203,6 +204,7 @@ reply_error!(ChunkServiceResponse {
     ReadRecord,
     ReadVolume,
     ReplicateVolume,
+    Checksum,
 });
 
 /// A tarpc service that records each call in [`RpcMetrics`]: wrap the generated server, e.g.

@@ -920,9 +920,12 @@ fn run(actions: &[Action]) -> Result<(), TestCaseError> {
                         if n.extent.is_some() {
                             return Err(KfsError::invalid_argument("packed"));
                         }
+                        // Chunks wholly past the shorter length are freed.
+                        let cut = n.size.min(*offset);
+                        let freed: Vec<u64> = n.chunks.split_off(&cut).into_values().collect();
                         n.size = *offset;
                         n.mtime = time;
-                        Ok((MReply::Attr(n.clone()), Vec::new()))
+                        Ok((MReply::Attr(n.clone()), freed))
                     });
                     (
                         Op::SetLength {

@@ -42,7 +42,23 @@ pub fn mode(kind: FileKind, mode: u16) -> String {
     s
 }
 
-/// One `ls -l` line.
+/// The local system's name for user id `uid` (KFS keeps ids, as NFS does), or the number.
+pub fn user_name(uid: u32) -> String {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(user)) => user.name,
+        _ => uid.to_string(),
+    }
+}
+
+/// The local system's name for group id `gid`, or the number.
+pub fn group_name(gid: u32) -> String {
+    match nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)) {
+        Ok(Some(group)) => group.name,
+        _ => gid.to_string(),
+    }
+}
+
+/// One `ls -l` line: mode, replication, owner, group, size, time, name.
 pub fn long_entry(name: &str, attr: &FileAttr, human: bool) -> String {
     let replication = match attr.kind {
         FileKind::Dir => "-".to_string(),
@@ -50,12 +66,67 @@ pub fn long_entry(name: &str, attr: &FileAttr, human: bool) -> String {
     };
     let suffix = if attr.kind == FileKind::Dir { "/" } else { "" };
     format!(
-        "{} {:>3} {:>12} {} {name}{suffix}",
+        "{} {:>3} {:<8} {:<8} {:>12} {} {name}{suffix}",
         mode(attr.kind, attr.mode),
         replication,
+        user_name(attr.owner),
+        group_name(attr.group),
         size(attr.size, human),
         time(attr.mtime)
     )
+}
+
+/// `stat -c FORMAT`: `%n` name, `%s` size, `%F` type, `%a` octal mode, `%A` `-rw-r--r--`, `%u`
+/// / `%U` owner id / name, `%g` / `%G` group, `%r` replication, `%o` chunk size, `%i` file id,
+/// `%y` / `%Y` modification time (text / seconds since the epoch), `%x` / `%X` access time,
+/// `%%` a percent sign; `\n` and `\t` as in stat(1). An unknown directive is kept as written.
+pub fn stat_format(format: &str, path: &str, a: &FileAttr, chunk_size: u64) -> String {
+    let mut out = String::new();
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '%' => match chars.next() {
+                Some('n') => out.push_str(path),
+                Some('s') => out.push_str(&a.size.to_string()),
+                Some('F') => out.push_str(match a.kind {
+                    FileKind::File if a.size == 0 => "regular empty file",
+                    FileKind::File => "regular file",
+                    FileKind::Dir => "directory",
+                }),
+                Some('a') => out.push_str(&format!("{:o}", a.mode)),
+                Some('A') => out.push_str(&mode(a.kind, a.mode)),
+                Some('u') => out.push_str(&a.owner.to_string()),
+                Some('U') => out.push_str(&user_name(a.owner)),
+                Some('g') => out.push_str(&a.group.to_string()),
+                Some('G') => out.push_str(&group_name(a.group)),
+                Some('r') => out.push_str(&a.replication.to_string()),
+                Some('o') => out.push_str(&chunk_size.to_string()),
+                Some('i') => out.push_str(&a.fid.0.to_string()),
+                Some('y') => out.push_str(&time_precise(a.mtime)),
+                Some('Y') => out.push_str(&a.mtime.div_euclid(1_000_000_000).to_string()),
+                Some('x') => out.push_str(&time_precise(a.atime)),
+                Some('X') => out.push_str(&a.atime.div_euclid(1_000_000_000).to_string()),
+                Some('%') => out.push('%'),
+                Some(other) => {
+                    out.push('%');
+                    out.push(other);
+                }
+                None => out.push('%'),
+            },
+            '\\' => match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some('\\') => out.push('\\'),
+                Some(other) => {
+                    out.push('\\');
+                    out.push(other);
+                }
+                None => out.push('\\'),
+            },
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Rows as columns padded to their widest cell.
@@ -81,6 +152,16 @@ pub fn table(rows: &[Vec<String>]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// A local I/O error in coreutils' words: `No such file or directory`, without Rust's
+/// `(os error 2)`.
+pub fn io_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match text.find(" (os error ") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    }
 }
 
 /// `cannot VERB 'ARG': REASON`, as coreutils says it; errors about servers (not about a path)
@@ -114,6 +195,30 @@ mod tests {
             vec!["cc".into(), "d".into()],
         ]);
         assert_eq!(t, "a   bbb\ncc  d\n");
+    }
+
+    #[test]
+    fn stat_formats_like_stat_1() {
+        let a = FileAttr {
+            fid: kfs_common::FileId(42),
+            kind: FileKind::File,
+            size: 1234,
+            mode: 0o640,
+            owner: 4_000_001,
+            group: 4_000_002,
+            replication: 3,
+            mtime: 1_700_000_000_123_000_000,
+            atime: 0,
+        };
+        assert_eq!(
+            stat_format(
+                "%n %s %F %a %A %u:%g %U %r %o %i %Y %% %q\\t|",
+                "/f",
+                &a,
+                64
+            ),
+            "/f 1234 regular file 640 -rw-r----- 4000001:4000002 4000001 3 64 42 1700000000 % %q\t|"
+        );
     }
 
     #[test]

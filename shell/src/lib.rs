@@ -7,7 +7,7 @@
 //! - [`repl`]: the interactive shell (history, tab completion) and scripts.
 //! - [`local`]: `kfs local`.
 //! - [`bench`]: `kfs bench` and `kfs bench-report`.
-//! - [`format`], [`progress`]: how things are printed.
+//! - [`format`], [`progress`]: how things are printed; [`json`]: what `--json` prints.
 //!
 //! `kfs gateway` is the kfs-gateway crate's: its flags are [`kfs_gateway::GatewayOptions`],
 //! and [`main_with`] hands them to [`kfs_gateway::run`].
@@ -16,6 +16,7 @@ pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod format;
+pub mod json;
 pub mod local;
 pub mod progress;
 pub mod repl;

@@ -93,12 +93,12 @@ async fn commands_print_what_they_did_and_exit_zero() {
         .args(["df", "-h"])
         .assert()
         .success()
-        .stdout(predicate::str::contains("3 alive of 3"));
+        .stdout(predicate::str::contains("3 of 3 chunkservers alive"));
     kfs(&cluster)
         .args(["du", "-s", "/photos"])
         .assert()
         .success()
-        .stdout("30\t/photos\n");
+        .stdout("30\t60\t/photos\n");
     kfs(&cluster)
         .args(["cp", "/photos/2024/cat.jpg", "/photos/copy.jpg"])
         .assert()

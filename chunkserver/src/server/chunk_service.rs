@@ -481,6 +481,16 @@ impl ChunkService for ChunkServer {
         self.copy_in(chunk, version, &source, true).await
     }
 
+    #[instrument(level = "debug", skip_all, fields(%chunk, %version))]
+    async fn checksum(
+        self,
+        _: Context,
+        chunk: ChunkId,
+        version: ChunkVersion,
+    ) -> KfsResult<(u64, u32)> {
+        self.store.checksum(chunk, version).await
+    }
+
     #[instrument(level = "debug", skip_all)]
     async fn status(self, _: Context) -> KfsResult<ChunkserverStatus> {
         Ok(ChunkserverStatus {

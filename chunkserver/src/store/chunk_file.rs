@@ -280,6 +280,35 @@ pub fn read(
     Ok((data, (offset - base) as usize..(end - base) as usize))
 }
 
+/// The replica's length and the crc32c of all its data, combined from the checksum table
+/// (the blocks' checksums cover exactly the chunk's bytes, the last block's up to the length):
+/// one read of the header, none of the data. The replica holds at least `known_len` bytes, as
+/// for [`read`]. (The table is what reads and the scrubber check blocks against, so a block
+/// damaged on disk fails those, not this.)
+pub fn checksum(io: &dyn FileIo, file: &File, known_len: u64) -> Result<(u64, u32), ChunkError> {
+    let length = length_of(file)?;
+    if length < known_len {
+        return Err(ChunkError::Damaged(format!(
+            "the file holds {length} bytes of data, the replica {known_len}"
+        )));
+    }
+    let blocks = length.div_ceil(BLOCK_LEN as u64) as usize;
+    let mut table = [0u8; MAX_BLOCKS * 4];
+    let table = &mut table[..blocks * 4];
+    io.read_at(file, table, FIELDS_LEN as u64)?;
+    let mut crc = 0u32;
+    for (i, entry) in table.chunks(4).enumerate() {
+        let block_crc = u32::from_le_bytes(entry.try_into().expect("4 bytes"));
+        let block_len = (length - (i * BLOCK_LEN) as u64).min(BLOCK_LEN as u64) as usize;
+        crc = if i == 0 {
+            block_crc
+        } else {
+            crc32c::crc32c_combine(crc, block_crc, block_len)
+        };
+    }
+    Ok((length, crc))
+}
+
 /// Writes `data` at `offset` (bytes between the old end and `offset` read as zeros); returns the
 /// chunk's new length.
 pub fn write(
@@ -431,6 +460,32 @@ mod tests {
             write(&RealIo, &path, MAX_CHUNK_LEN - 1, b"xy"),
             Err(ChunkError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn the_checksum_from_the_table_is_the_crc32c_of_the_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(file_name(ChunkId(7), ChunkVersion(1)));
+        let io = RealIo;
+        create(&io, &path, ChunkId(7)).unwrap();
+        let file = OpenOptions::new().read(true).open(&path).unwrap();
+        assert_eq!(checksum(&io, &file, 0).unwrap(), (0, 0));
+        let mut data: Vec<u8> = (0..(3 * BLOCK_LEN + 1234))
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        write(&io, &path, 0, &data).unwrap();
+        // A hole and a rewrite inside: the table follows every write.
+        write(&io, &path, (5 * BLOCK_LEN) as u64, b"tail").unwrap();
+        write(&io, &path, 100, b"rewritten").unwrap();
+        data.resize(5 * BLOCK_LEN, 0);
+        data.extend_from_slice(b"tail");
+        data[100..109].copy_from_slice(b"rewritten");
+        let file = OpenOptions::new().read(true).open(&path).unwrap();
+        assert_eq!(
+            checksum(&io, &file, data.len() as u64).unwrap(),
+            (data.len() as u64, crc32c::crc32c(&data))
+        );
+        assert!(checksum(&io, &file, data.len() as u64 + 1).is_err());
     }
 
     #[test]

@@ -435,6 +435,18 @@ impl ChunkStore {
         .await
     }
 
+    /// The replica's length and the crc32c of all its data, from its checksum table (no data
+    /// read; see [`chunk_file::checksum`]). Chunks only: a volume's records carry their own.
+    pub async fn checksum(&self, chunk: ChunkId, version: ChunkVersion) -> KfsResult<(u64, u32)> {
+        let entry = self.usable(chunk, version)?;
+        Self::expect_chunk(chunk, entry)?;
+        self.on_dir(entry.dir, chunk, version, move |d| {
+            let file = d.file(chunk, version)?;
+            chunk_file::checksum(d.io.as_ref(), &file, entry.length)
+        })
+        .await
+    }
+
     /// Checks that the replica's file is there, whole, with a sound header (the scrubber's
     /// first look at each replica: a missing or cut file is found even when it holds no data).
     /// It opens the file by name, not from the cache, to see what a restart would.

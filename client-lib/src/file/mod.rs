@@ -327,6 +327,15 @@ impl File {
         self.shared.repack().await
     }
 
+    /// Sets a packed file's length (see `Client::truncate`); `None` if this handle does not
+    /// pack its file.
+    pub(crate) async fn truncate_packed(&self, len: u64) -> KfsResult<Option<FileAttr>> {
+        if !self.shared.packing.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        self.shared.truncate_packed(len).await
+    }
+
     /// Flushes, then has every replica of every chunk written make its data durable.
     pub async fn sync(&mut self) -> KfsResult<()> {
         use tokio::io::AsyncWriteExt;

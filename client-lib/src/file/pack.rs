@@ -142,12 +142,49 @@ impl Shared {
             }
             self.packing.store(pack.is_some(), Ordering::Release);
         }
-        self.commit_pack().await?;
+        self.commit_or_spill().await?;
         self.extended
             .lock()
             .expect("extended lock")
             .take()
             .ok_or_else(|| KfsError::Internal(format!("{} was not packed again", self.path)))
+    }
+
+    /// Commits the image; if no volume could take it (it went to chunks of the file's own),
+    /// makes those chunks durable and records their length, so either way the file's new data
+    /// is on every replica, durably, and `extended` holds the attributes.
+    async fn commit_or_spill(self: &Arc<Self>) -> KfsResult<()> {
+        if !self.commit_pack().await? {
+            self.sync().await?;
+            self.clone().extend_length().await?;
+        }
+        Ok(())
+    }
+
+    /// Sets a packed file's length to `len` (at most the packing threshold): the image cut,
+    /// or extended with zeros, and committed as a new record. `None` if the handle does not
+    /// pack the file (the caller truncates its chunks instead).
+    pub(super) async fn truncate_packed(self: &Arc<Self>, len: u64) -> KfsResult<Option<FileAttr>> {
+        {
+            let mut pack = self.pack.lock().await;
+            let Some(image) = pack.as_mut() else {
+                return Ok(None);
+            };
+            if let Image::Unloaded(extent) = image {
+                let data = self.read_record(extent).await?.to_vec();
+                *image = Image::Loaded { data, dirty: true };
+            }
+            let Image::Loaded { data, dirty } = image else {
+                unreachable!("loaded above")
+            };
+            data.resize(len as usize, 0);
+            *dirty = true;
+            self.size.store(len, Ordering::Release);
+            self.written_end.store(len, Ordering::Release);
+            self.modified.store(true, Ordering::Release);
+        }
+        self.commit_or_spill().await?;
+        Ok(self.extended.lock().expect("extended lock").take())
     }
 
     /// Drops the image (the handle is abandoned).

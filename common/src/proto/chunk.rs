@@ -173,6 +173,12 @@ pub trait ChunkService {
         version: ChunkVersion,
         source: ReplicaLocation,
     ) -> Result<u64, KfsError>;
+
+    /// Caller: clients (`kfs checksum`). Replies with the length of the replica of `chunk` at
+    /// `version` and the crc32c of all its data, combined from the checksums the replica keeps
+    /// of its blocks: no data is read. A volume is refused (`InvalidArgument`: its records carry
+    /// their own). Read-only. Since chunk protocol 4.
+    async fn checksum(chunk: ChunkId, version: ChunkVersion) -> Result<(u64, u32), KfsError>;
 }
 
 /// Connects to the chunk service of the chunkserver at `addr`.

@@ -435,6 +435,13 @@ pub trait MasterService {
     /// `lease` for such a file (which `lease` refuses for a packed file, so a writer that does
     /// not know it is packed cannot leave zeros in it). Since client protocol 4.
     async fn lease_unpacking(fid: FileId, chunk_offset: u64) -> Result<WriteLease, KfsError>;
+
+    /// Caller: clients (`kfs truncate`). Sets the length of file `fid` to `length`, shorter or
+    /// longer, and frees its chunks wholly past the shorter of the old and new lengths. The
+    /// bytes of the chunk holding that point, past it, are the caller's to zero first (a read
+    /// must see zeros there). Refused for a packed file (`InvalidArgument`). Idempotent. Since
+    /// client protocol 5.
+    async fn truncate(fid: FileId, length: u64) -> Result<FileAttr, KfsError>;
 }
 
 /// Connects to a master at `addr`. The client is cheap to clone; clones share the connection and

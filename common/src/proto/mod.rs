@@ -23,21 +23,23 @@ pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Version of the client protocol (`MasterService`), which a client sends in `handshake`.
 /// Version 2 added `open`, 3 `workers`, 4 small files packed into volumes (`volume_lease`,
-/// `seal_volume`, `set_extent`, `open_layout`, `layout`). Methods are only ever added at the end of the service, so a master
+/// `seal_volume`, `set_extent`, `open_layout`, `layout`), 5 `truncate`. Methods are only ever
+/// added at the end of the service, so a master
 /// serves clients of every version from [`OLDEST_CLIENT_PROTOCOL`] to this one, and an upgraded
 /// master keeps serving clients not yet upgraded; a client newer than its master is refused at
 /// the handshake (upgrade the master first).
-pub const CLIENT_PROTOCOL_VERSION: u32 = 4;
+pub const CLIENT_PROTOCOL_VERSION: u32 = 5;
 
 /// The oldest client protocol a master still serves.
 pub const OLDEST_CLIENT_PROTOCOL: u32 = 1;
 
 /// Version of the chunk service's protocol (clients, chunkservers and the master → a
 /// chunkserver), stated when a connection opens (`rpc::preamble`). 2: `length`, as
-/// [`PROTOCOL_VERSION`] 2; 3: volumes of small files (`create_volume`, `append`, `read_record`).
+/// [`PROTOCOL_VERSION`] 2; 3: volumes of small files (`create_volume`, `append`, `read_record`);
+/// 4: `checksum` (a chunk's crc32c from its block checksums).
 /// Methods are only ever added at the end, so a chunkserver serves callers of every version
 /// from [`OLDEST_CHUNK_PROTOCOL`] on.
-pub const CHUNK_PROTOCOL_VERSION: u32 = 3;
+pub const CHUNK_PROTOCOL_VERSION: u32 = 4;
 
 /// The oldest chunk protocol a chunkserver still serves.
 pub const OLDEST_CHUNK_PROTOCOL: u32 = 2;

@@ -164,6 +164,10 @@ impl Namespace {
                 }
                 if let Some((old, new)) = size_change {
                     self.counters.bytes = self.counters.bytes - old + new;
+                    // Chunks wholly past the shorter of the two lengths hold nothing the file
+                    // may show: bytes a shrink cut off, or bytes written past the end and never
+                    // committed, which a growth would otherwise expose.
+                    freed = self.drop_chunks_from(fid, old.min(new));
                 }
                 if let Some(size) = extended {
                     // A writer moving a packed file to chunks extends it once they hold it all;
@@ -264,6 +268,25 @@ impl Namespace {
                 Val::Chunk { id, .. } => chunks.push(id),
                 Val::Extent(e) => self.extent_dropped(e),
                 _ => {}
+            }
+        }
+        self.counters.chunks -= chunks.len() as u64;
+        chunks
+    }
+
+    /// Removes a chunked file's chunks at offsets `from` and above; returns them.
+    fn drop_chunks_from(&mut self, fid: FileId, from: u64) -> Vec<ChunkId> {
+        let start = Key::chunk(fid, from);
+        let taken: Vec<Key> = self
+            .map
+            .range_from(Bound::Included(&start))
+            .take_while(|(k, v)| k.same_range(&start) && matches!(v, Val::Chunk { .. }))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut chunks = Vec::with_capacity(taken.len());
+        for k in &taken {
+            if let Some(Val::Chunk { id, .. }) = self.map.remove(k) {
+                chunks.push(id);
             }
         }
         self.counters.chunks -= chunks.len() as u64;

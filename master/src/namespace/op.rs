@@ -78,7 +78,8 @@ pub enum Op {
         chunk: ChunkId,
         version: ChunkVersion,
     },
-    /// Set the length of file `fid`.
+    /// Set the length of file `fid` (a truncate, shorter or longer), freeing its chunks wholly
+    /// past the shorter of the old and new lengths. Not for a packed file.
     SetLength {
         fid: FileId,
         size: u64,

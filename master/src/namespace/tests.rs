@@ -219,7 +219,7 @@ fn create_truncates_unless_exclusive() {
     let fid = t.fid("/f");
     t.add_chunk("/f", 0, 10);
     t.add_chunk("/f", 64, 11);
-    t.apply(Op::SetLength {
+    t.apply(Op::ExtendLength {
         fid,
         size: 100,
         time: 9,
@@ -636,4 +636,53 @@ fn records_rebuild_the_same_namespace() {
         .err()
         .unwrap();
     assert!(err.contains("has no name"), "{err}");
+}
+
+#[test]
+fn a_truncate_frees_the_chunks_past_the_shorter_length() {
+    let mut t = Ns::new();
+    t.create("/f", true).unwrap();
+    let fid = t.fid("/f");
+    for (i, chunk) in [20, 21, 22].into_iter().enumerate() {
+        t.add_chunk("/f", i as u64 * 64, chunk);
+    }
+    t.apply(Op::ExtendLength {
+        fid,
+        size: 150,
+        time: 5,
+    })
+    .unwrap();
+    // Cut inside the second chunk: the third goes, the second stays (its tail is the
+    // client's to zero).
+    let cut = t
+        .apply(Op::SetLength {
+            fid,
+            size: 100,
+            time: 6,
+        })
+        .unwrap();
+    assert_eq!(cut.freed_chunks, vec![ChunkId(22)]);
+    assert_eq!(t.ns.counters().chunks, 2);
+    assert_eq!(t.ns.counters().bytes, 100);
+    // Growing frees what lay past the old end (never-committed bytes), not below it.
+    t.add_chunk("/f", 192, 23);
+    let grown = t
+        .apply(Op::SetLength {
+            fid,
+            size: 1000,
+            time: 7,
+        })
+        .unwrap();
+    assert_eq!(grown.freed_chunks, vec![ChunkId(23)]);
+    // To zero: every chunk.
+    let emptied = t
+        .apply(Op::SetLength {
+            fid,
+            size: 0,
+            time: 8,
+        })
+        .unwrap();
+    assert_eq!(emptied.freed_chunks, vec![ChunkId(20), ChunkId(21)]);
+    assert_eq!(t.ns.counters().chunks, 0);
+    t.ns.check_invariants().unwrap();
 }

@@ -426,6 +426,17 @@ impl MasterService for MasterServer {
         .and_then(expect_attr)
     }
 
+    #[instrument(level = "debug", skip_all, fields(%fid, length))]
+    async fn truncate(self, _: Context, fid: FileId, length: u64) -> KfsResult<FileAttr> {
+        self.mutate(Op::SetLength {
+            fid,
+            size: length,
+            time: now(),
+        })
+        .await
+        .and_then(expect_attr)
+    }
+
     #[instrument(level = "debug", skip_all, fields(replication))]
     async fn volume_lease(self, _: Context, replication: u8) -> KfsResult<WriteLease> {
         self.state

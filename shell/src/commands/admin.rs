@@ -13,49 +13,86 @@ use crate::session::Session;
 use kfs_common::KfsError;
 use kfs_common::proto::master::{Layout, ServerState};
 
-/// `df`: the space of the cluster's live chunkservers.
-pub(super) async fn df(s: &Session, human: bool) -> Result<(), Failed> {
-    match s.client.chunkservers().await {
-        Ok(servers) => {
-            let alive: Vec<_> = servers
-                .iter()
-                .filter(|x| x.state == ServerState::Alive)
-                .collect();
-            let capacity: u64 = alive.iter().map(|x| x.space.capacity).sum();
-            let used: u64 = alive.iter().map(|x| x.space.used).sum();
-            let available: u64 = alive.iter().map(|x| x.space.available).sum();
-            let percent = (used * 100).checked_div(capacity).unwrap_or(0);
-            out(format::table(&[
-                vec![
-                    "Size".into(),
-                    "Used".into(),
-                    "Available".into(),
-                    "Use%".into(),
-                    "Chunkservers".into(),
-                ],
-                vec![
-                    format::size(capacity, human),
-                    format::size(used, human),
-                    format::size(available, human),
-                    format!("{percent}%"),
-                    format!("{} alive of {}", alive.len(), servers.len()),
-                ],
-            ])
-            .as_bytes());
-            Ok(())
-        }
+/// `df`: the space of the cluster's live chunkservers (raw: every replica), and what files
+/// hold (logical: each byte once), with what is left at the default replication factor.
+pub(super) async fn df(s: &Session, human: bool, json: bool) -> Result<(), Failed> {
+    let answer = async {
+        let servers = s.client.chunkservers().await?;
+        let counters = s.client.counters().await?;
+        Ok::<_, KfsError>((servers, counters))
+    };
+    let (servers, counters) = match answer.await {
+        Ok(found) => found,
         Err(e) => {
             report(failure("read the space of", "the cluster", &e));
-            Err(Failed)
+            return Err(Failed);
         }
+    };
+    let alive: Vec<_> = servers
+        .iter()
+        .filter(|x| x.state == ServerState::Alive)
+        .collect();
+    let capacity: u64 = alive.iter().map(|x| x.space.capacity).sum();
+    let used: u64 = alive.iter().map(|x| x.space.used).sum();
+    let available: u64 = alive.iter().map(|x| x.space.available).sum();
+    let factor = u64::from(s.client.master_info().default_replication.max(1));
+    let percent = (used * 100).checked_div(capacity).unwrap_or(0);
+    if json {
+        crate::json::print(&serde_json::json!({
+            "raw": { "capacity": capacity, "used": used, "available": available },
+            "logical": {
+                "bytes": counters.bytes,
+                "files": counters.files,
+                "dirs": counters.dirs,
+                "available": available / factor,
+                "default_replication": factor,
+            },
+            "chunkservers": { "alive": alive.len(), "known": servers.len() },
+        }));
+        return Ok(());
     }
+    out(format::table(&[
+        vec![
+            "".into(),
+            "Size".into(),
+            "Used".into(),
+            "Available".into(),
+            "Use%".into(),
+        ],
+        vec![
+            "raw".into(),
+            format::size(capacity, human),
+            format::size(used, human),
+            format::size(available, human),
+            format!("{percent}%"),
+        ],
+        vec![
+            format!("logical (x{factor})"),
+            format::size(capacity / factor, human),
+            format::size(counters.bytes, human),
+            format::size(available / factor, human),
+            format!("{percent}%"),
+        ],
+    ])
+    .as_bytes());
+    outln(format!(
+        "{} of {} chunkservers alive; {} files, {} directories; raw counts every replica, logical each byte once",
+        alive.len(),
+        servers.len(),
+        counters.files,
+        counters.dirs
+    ));
+    Ok(())
 }
 
 /// `chunks`: where each chunk of a file is.
-pub(super) async fn chunks(s: &Session, arg: &str) -> Result<(), Failed> {
+pub(super) async fn chunks(s: &Session, arg: &str, json: bool) -> Result<(), Failed> {
     let result = async {
         let p = one_path(s, arg).await?;
         let (attr, layout) = s.client.file_layout(&p).await?;
+        if json {
+            return chunks_json(s, &p, &attr, layout).await;
+        }
         if let Layout::Packed(e) = layout {
             let replicas: Vec<String> = e.replicas.iter().map(|r| r.addr.to_string()).collect();
             let rows = vec![
@@ -124,9 +161,71 @@ pub(super) async fn chunks(s: &Session, arg: &str) -> Result<(), Failed> {
     })
 }
 
+/// `chunks --json`.
+async fn chunks_json(
+    s: &Session,
+    p: &str,
+    attr: &kfs_common::proto::master::FileAttr,
+    layout: Layout,
+) -> Result<(), KfsError> {
+    use serde_json::json;
+    let replicas = |list: &[kfs_common::proto::master::ReplicaLocation]| -> Vec<serde_json::Value> {
+        list.iter()
+            .map(|r| json!({ "server": r.server.to_string(), "address": r.addr.to_string() }))
+            .collect()
+    };
+    let value = match layout {
+        Layout::Packed(e) => json!({
+            "path": p,
+            "size": attr.size,
+            "replication": attr.replication,
+            "packed": {
+                "volume": e.volume.0.to_string(),
+                "version": e.version.0,
+                "offset": e.offset,
+                "length": e.len,
+                "volume_replication": e.replication,
+                "replicas": replicas(&e.replicas),
+            },
+        }),
+        Layout::Chunks(_) => {
+            let chunk_size = s.client.chunk_size();
+            let chunks: Vec<serde_json::Value> = s
+                .client
+                .file_chunks(p)
+                .await?
+                .iter()
+                .map(|c| {
+                    json!({
+                        "offset": c.offset,
+                        "chunk": c.chunk.0.to_string(),
+                        "version": c.version.0,
+                        "length": attr.size.saturating_sub(c.offset).min(chunk_size),
+                        "replicas": replicas(&c.replicas),
+                    })
+                })
+                .collect();
+            json!({
+                "path": p,
+                "size": attr.size,
+                "replication": attr.replication,
+                "chunk_size": chunk_size,
+                "chunks": chunks,
+            })
+        }
+    };
+    crate::json::print(&value);
+    Ok(())
+}
+
 /// `servers`: every chunkserver the master knows.
-pub(super) async fn servers(s: &Session) -> Result<(), Failed> {
+pub(super) async fn servers(s: &Session, json: bool) -> Result<(), Failed> {
     match s.client.chunkservers().await {
+        Ok(list) if json => {
+            let all: Vec<serde_json::Value> = list.iter().map(crate::json::server).collect();
+            crate::json::print(&serde_json::Value::Array(all));
+            Ok(())
+        }
         Ok(list) => {
             let mut rows = vec![vec![
                 "SERVER".into(),
@@ -163,7 +262,7 @@ pub(super) async fn servers(s: &Session) -> Result<(), Failed> {
     }
 }
 
-fn state_name(state: ServerState) -> &'static str {
+pub(crate) fn state_name(state: ServerState) -> &'static str {
     match state {
         ServerState::Alive => "alive",
         ServerState::Dead => "dead",
@@ -223,8 +322,38 @@ pub(super) async fn admin(s: &Session, action: AdminCmd) -> Result<(), Failed> {
 }
 
 /// `fsck`: the health of every chunk.
-pub(super) async fn fsck(s: &Session) -> Result<(), Failed> {
+pub(super) async fn fsck(s: &Session, json: bool) -> Result<(), Failed> {
     match s.client.fsck().await {
+        Ok(r) if json => {
+            let problems: Vec<serde_json::Value> = r
+                .problems
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "path": p.path,
+                        "offset": p.offset,
+                        "chunk": p.chunk.0.to_string(),
+                        "live": p.live,
+                        "replication": p.replication,
+                        "state": if p.live == 0 { "missing" } else { "under_replicated" },
+                    })
+                })
+                .collect();
+            crate::json::print(&serde_json::json!({
+                "status": if r.missing > 0 { "CORRUPT" } else { "HEALTHY" },
+                "files": r.files,
+                "chunks": r.chunks,
+                "healthy": r.healthy,
+                "under_replicated": r.under_replicated,
+                "over_replicated": r.over_replicated,
+                "missing": r.missing,
+                "corrupt_replicas": r.corrupt_replicas,
+                "copies_in_flight": r.copies_in_flight,
+                "safe_mode": r.safe_mode,
+                "problems": problems,
+            }));
+            if r.missing > 0 { Err(Failed) } else { Ok(()) }
+        }
         Ok(r) => {
             out(format::table(&[
                 vec!["files".into(), r.files.to_string()],

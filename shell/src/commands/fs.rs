@@ -1,11 +1,12 @@
-//! The namespace commands: `ls`, `mkdir`, `rm`, `rmdir`, `touch`, `stat`, `du`, `setrep` and
-//! `xattr`.
+//! The namespace commands: `mkdir`, `rm`, `rmdir`, `touch`, `stat`, `test`, `count`, `du`,
+//! `setrep` and `xattr`.
 //!
 //! Each asks only the master (no file's bytes are read) and goes on past a failed argument,
 //! reporting it. Patterns in arguments are expanded against listings (`touch` and `xattr` take
-//! paths as written; `rm -f` skips a pattern that matches nothing). `ls -R` walks depth first,
-//! in name order; `rm` removes a directory only with `-r`, and `setrep` sets every file below
-//! one only with `-r`.
+//! paths as written; `rm -f` skips a pattern that matches nothing). `rm` removes a directory
+//! only with `-r`, and `setrep` sets every file below one only with `-R`; `setrep -w` then waits
+//! until every chunk of those files has that many live replicas. `du` prints each path's bytes
+//! and the space they take with every replica, as HDFS's `du` does.
 
 use super::{Failed, each_path, out, outln, report};
 use crate::cli::XattrCmd;
@@ -14,96 +15,6 @@ use crate::session::Session;
 use futures::StreamExt;
 use kfs_common::proto::master::{MkdirOptions, SetAttr};
 use kfs_common::{FileKind, KfsError, KfsResult, path};
-
-/// `ls`: files, then each directory's entries (`-l`: with attributes; `-R`: and below).
-pub(super) async fn ls(
-    s: &Session,
-    args: Vec<String>,
-    long: bool,
-    recursive: bool,
-    human: bool,
-) -> Result<(), Failed> {
-    let args = if args.is_empty() {
-        vec![s.cwd.clone()]
-    } else {
-        args
-    };
-    let mut failed = false;
-    let mut dirs: Vec<String> = Vec::new();
-    let several = args.len() > 1 || recursive;
-    for arg in &args {
-        let paths = match s.expand(arg).await {
-            Ok(p) => p,
-            Err(e) => {
-                report(failure("access", arg, &e));
-                failed = true;
-                continue;
-            }
-        };
-        for p in paths {
-            match s.client.stat(&p).await {
-                Ok(a) if a.kind == FileKind::Dir => dirs.push(p),
-                Ok(a) => outln(if long {
-                    format::long_entry(&p, &a, human)
-                } else {
-                    p.clone()
-                }),
-                Err(e) => {
-                    report(failure("access", &p, &e));
-                    failed = true;
-                }
-            }
-        }
-    }
-    let mut first = true;
-    while let Some(dir) = if recursive {
-        dirs.pop()
-    } else if dirs.is_empty() {
-        None
-    } else {
-        Some(dirs.remove(0))
-    } {
-        if several {
-            if !first {
-                outln("");
-            }
-            outln(format!("{dir}:"));
-        }
-        first = false;
-        let mut entries = if long {
-            s.client.list_with_attrs(&dir)
-        } else {
-            s.client.list(&dir)
-        };
-        let mut subdirs = Vec::new();
-        while let Some(entry) = entries.next().await {
-            match entry {
-                Ok(e) => {
-                    if long {
-                        let attr = e.attr.as_ref().expect("listed with attributes");
-                        outln(format::long_entry(&e.name, attr, human));
-                    } else if e.kind == FileKind::Dir {
-                        outln(format!("{}/", e.name));
-                    } else {
-                        outln(&e.name);
-                    }
-                    if recursive && e.kind == FileKind::Dir {
-                        subdirs.push(path::join(&dir, &e.name));
-                    }
-                }
-                Err(e) => {
-                    report(failure("list", &dir, &e));
-                    failed = true;
-                    break;
-                }
-            }
-        }
-        // Depth first, in name order.
-        subdirs.reverse();
-        dirs.extend(subdirs);
-    }
-    if failed { Err(Failed) } else { Ok(()) }
-}
 
 /// `mkdir` (`-p`: with missing parents).
 pub(super) async fn mkdir(s: &Session, paths: &[String], parents: bool) -> Result<(), Failed> {
@@ -209,12 +120,31 @@ pub(super) async fn touch(s: &Session, paths: &[String]) -> Result<(), Failed> {
     if failed { Err(Failed) } else { Ok(()) }
 }
 
-/// `stat`: what the master holds of each path.
-pub(super) async fn stat(s: &Session, paths: &[String]) -> Result<(), Failed> {
-    each_path(s, paths, "stat", |p| {
+/// `stat`: what the master holds of each path (`-c FORMAT`: as stat(1) formats it; `--json`).
+pub(super) async fn stat(
+    s: &Session,
+    paths: &[String],
+    format: Option<&str>,
+    json: bool,
+) -> Result<(), Failed> {
+    let found = std::sync::Mutex::new(Vec::new());
+    let found = &found;
+    let result = each_path(s, paths, "stat", |p| {
         let client = s.client.clone();
         async move {
             let a = client.stat(&p).await?;
+            if json {
+                let name = p.rsplit('/').next().unwrap_or("").to_string();
+                found
+                    .lock()
+                    .expect("json lock")
+                    .push(crate::json::attr(&p, &name, &a));
+                return Ok(());
+            }
+            if let Some(f) = format {
+                outln(format::stat_format(f, &p, &a, client.chunk_size()));
+                return Ok(());
+            }
             let kind = if a.kind == FileKind::Dir {
                 "directory"
             } else {
@@ -226,11 +156,13 @@ pub(super) async fn stat(s: &Session, paths: &[String]) -> Result<(), Failed> {
                 a.size, a.replication
             ));
             outln(format!(
-                "  Mode: {:04o} ({})  Owner: {}  Group: {}  Id: {}",
+                "  Mode: {:04o} ({})  Owner: {} ({})  Group: {} ({})  Id: {}",
                 a.mode,
                 format::mode(a.kind, a.mode),
                 a.owner,
+                format::user_name(a.owner),
                 a.group,
+                format::group_name(a.group),
                 a.fid
             ));
             outln(format!("Modify: {}", format::time_precise(a.mtime)));
@@ -238,7 +170,12 @@ pub(super) async fn stat(s: &Session, paths: &[String]) -> Result<(), Failed> {
             Ok(())
         }
     })
-    .await
+    .await;
+    if json {
+        let found = std::mem::take(&mut *found.lock().expect("json lock"));
+        crate::json::print(&serde_json::Value::Array(found));
+    }
+    result
 }
 
 /// `test`: the exit status answers (`-d` a directory, `-f` a file, `-z` an empty file, else
@@ -291,45 +228,99 @@ pub(super) async fn count(s: &Session, paths: &[String]) -> Result<(), Failed> {
     .await
 }
 
-/// `du` (`-s`: only each argument's total).
+/// A path's bytes, and the space they take with every replica.
+#[derive(Clone, Copy, Default)]
+struct Usage {
+    bytes: u64,
+    replicated: u64,
+}
+
+impl Usage {
+    fn of(attr: &kfs_common::proto::master::FileAttr) -> Usage {
+        Usage {
+            bytes: attr.size,
+            replicated: attr.size * u64::from(attr.replication),
+        }
+    }
+
+    fn add(&mut self, other: Usage) {
+        self.bytes += other.bytes;
+        self.replicated += other.replicated;
+    }
+}
+
+/// `du` (`-s`: only each argument's total; `--json`): `BYTES  WITH_REPLICAS  PATH`.
 pub(super) async fn du(
     s: &Session,
     args: Vec<String>,
     summarize: bool,
     human: bool,
+    json: bool,
 ) -> Result<(), Failed> {
     let args = if args.is_empty() {
         vec![s.cwd.clone()]
     } else {
         args
     };
-    each_path(s, &args, "measure", |p| async move {
-        if summarize {
-            let total = remote_size(s, &p).await?;
-            outln(format!("{}\t{p}", format::size(total, human)));
-            return Ok(());
+    let rows = std::sync::Mutex::new(Vec::new());
+    let rows = &rows;
+    let print = move |p: &str, u: Usage| {
+        if json {
+            rows.lock().expect("rows lock").push(serde_json::json!({
+                "path": p, "bytes": u.bytes, "with_replicas": u.replicated,
+            }));
+        } else {
+            outln(format!(
+                "{}\t{}\t{p}",
+                format::size(u.bytes, human),
+                format::size(u.replicated, human)
+            ));
         }
-        // Every directory's total, deepest first, then the argument's.
-        async fn walk(s: &Session, p: &str, human: bool) -> KfsResult<u64> {
-            let attr = s.client.stat(p).await?;
-            if attr.kind == FileKind::File {
-                outln(format!("{}\t{p}", format::size(attr.size, human)));
-                return Ok(attr.size);
-            }
-            let mut total = 0;
-            for e in s.client.list_all(p).await? {
-                let child = path::join(p, &e.name);
-                total += match e.kind {
-                    FileKind::Dir => Box::pin(walk(s, &child, human)).await?,
-                    FileKind::File => s.client.stat(&child).await?.size,
-                };
-            }
-            outln(format!("{}\t{p}", format::size(total, human)));
-            Ok(total)
+    };
+    let print = &print;
+    // Every directory's total, deepest first, then the argument's (only that with -s).
+    async fn walk(
+        s: &Session,
+        p: &str,
+        attr: kfs_common::proto::master::FileAttr,
+        print: &(dyn Fn(&str, Usage) + Sync),
+        every: bool,
+    ) -> KfsResult<Usage> {
+        if attr.kind == FileKind::File {
+            return Ok(Usage::of(&attr));
         }
-        walk(s, &p, human).await.map(drop)
+        let mut total = Usage::default();
+        let mut entries = s.client.list_with_attrs(p);
+        let mut subdirs = Vec::new();
+        while let Some(e) = entries.next().await {
+            let e = e?;
+            let attr = e.attr.expect("listed with attributes");
+            match e.kind {
+                FileKind::Dir => subdirs.push((path::join(p, &e.name), attr)),
+                FileKind::File => total.add(Usage::of(&attr)),
+            }
+        }
+        for (child, attr) in subdirs {
+            let below = Box::pin(walk(s, &child, attr, print, every)).await?;
+            if every {
+                print(&child, below);
+            }
+            total.add(below);
+        }
+        Ok(total)
+    }
+    let result = each_path(s, &args, "measure", |p| async move {
+        let attr = s.client.stat(&p).await?;
+        let total = walk(s, &p, attr, print, !summarize).await?;
+        print(&p, total);
+        Ok(())
     })
-    .await
+    .await;
+    if json {
+        let rows = std::mem::take(&mut *rows.lock().expect("rows lock"));
+        crate::json::print(&serde_json::Value::Array(rows));
+    }
+    result
 }
 
 /// Bytes of a file, or below a directory.
@@ -353,33 +344,47 @@ pub(super) async fn remote_size(s: &Session, p: &str) -> KfsResult<u64> {
     Ok(total)
 }
 
-/// `setrep`: the replication factor of each path's files.
+/// `setrep`: the replication factor of each path's files (`-w`: then wait for it).
 pub(super) async fn setrep_each(
     s: &Session,
     paths: &[String],
     replication: u8,
     recursive: bool,
+    wait: bool,
 ) -> Result<(), Failed> {
     each_path(s, paths, "set the replication of", |p| {
         let client = s.client.clone();
-        async move { setrep(&client, &p, replication, recursive).await }
+        async move {
+            let files = setrep(&client, &p, replication, recursive).await?;
+            if wait {
+                outln(format!("Waiting for {} file(s) below {p} ...", files.len()));
+                for file in &files {
+                    wait_replicated(&client, file).await?;
+                }
+                outln(format!("Replication {replication} reached for {p}"));
+            }
+            Ok(())
+        }
     })
     .await
 }
 
+/// Sets the factor; returns the files set.
 async fn setrep(
     client: &kfs_client::Client,
     p: &str,
     replication: u8,
     recursive: bool,
-) -> KfsResult<()> {
+) -> KfsResult<Vec<String>> {
     let attr = client.stat(p).await?;
     if attr.kind == FileKind::File {
-        return client.set_replication(p, replication).await.map(drop);
+        client.set_replication(p, replication).await?;
+        return Ok(vec![p.to_string()]);
     }
     if !recursive {
         return Err(KfsError::is_a_directory(p));
     }
+    let mut files = Vec::new();
     let mut dirs = vec![p.to_string()];
     while let Some(dir) = dirs.pop() {
         for e in client.list_all(&dir).await? {
@@ -388,11 +393,46 @@ async fn setrep(
                 FileKind::Dir => dirs.push(child),
                 FileKind::File => {
                     client.set_replication(&child, replication).await?;
+                    files.push(child);
                 }
             }
         }
     }
-    Ok(())
+    Ok(files)
+}
+
+/// Waits until every chunk of `p` has as many live replicas as its replication factor asks
+/// (a packed file: its volume, as many as the volume's factor), asking once a second; Ctrl-C
+/// stops the wait, not the change.
+async fn wait_replicated(client: &kfs_client::Client, p: &str) -> KfsResult<()> {
+    use kfs_common::proto::master::{Layout, ServerState};
+    let alive = client
+        .chunkservers()
+        .await?
+        .iter()
+        .filter(|x| x.state == ServerState::Alive)
+        .count();
+    let wanted = client.stat(p).await?.replication;
+    if alive < usize::from(wanted) {
+        return Err(KfsError::invalid_argument(format!(
+            "only {alive} chunkservers are alive: {p} cannot have {wanted} replicas (not waiting)"
+        )));
+    }
+    loop {
+        let (attr, layout) = client.file_layout(p).await?;
+        let done = match layout {
+            Layout::Packed(e) => e.replicas.len() >= usize::from(e.replication),
+            Layout::Chunks(_) => client
+                .file_chunks(p)
+                .await?
+                .iter()
+                .all(|c| c.replicas.len() == usize::from(attr.replication)),
+        };
+        if done {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }
 
 /// `xattr get`, `set`, `list` and `rm`.

@@ -7,16 +7,27 @@
 //! This module dispatches a parsed command ([`run`]) and holds what every command shares (how
 //! failures and output are printed, paths expanded); the commands live by what they touch:
 //!
-//! - `fs`: the namespace (`ls`, `mkdir`, `rm`, `rmdir`, `touch`, `stat`, `du`, `setrep`,
-//!   `xattr`).
+//! - `fs`: the namespace (`mkdir`, `rm`, `rmdir`, `touch`, `stat`, `test`, `count`, `du`,
+//!   `setrep`, `xattr`).
+//! - `list`: walking listings (`ls`, `find`, `tree`).
+//! - `attrs`: permissions and owners (`chmod`, `chown`, `chgrp`).
 //! - `copy`: moving and copying bytes (`mv` and `cp` within KFS, `put`, `get`).
+//! - `bytes`: a file's bytes in place (`checksum`, `truncate`, `appendToFile`).
 //! - `view`: printing a file (`cat`, `head`, `tail`).
 //! - `admin`: the cluster (`df`, `chunks`, `servers`, `admin`, `fsck`).
+//!
+//! `--json` (on `ls`, `stat`, `du`, `df`, `servers`, `fsck`, `chunks`) prints what
+//! `crate::json` describes instead of text; failures still go to standard error.
 
 mod admin;
+mod attrs;
+mod bytes;
 mod copy;
 mod fs;
+mod list;
 mod view;
+
+pub(crate) use admin::state_name;
 
 use crate::cli::{Cmd, Line};
 use crate::format::{self, failure};
@@ -57,6 +68,11 @@ fn outln(line: impl AsRef<str>) {
     out(format!("{}\n", line.as_ref()).as_bytes());
 }
 
+/// [`outln`] for the rest of the shell (`json`).
+pub(crate) fn print_line(line: &str) {
+    outln(line);
+}
+
 /// Runs `f` on every path an argument names, printing each failure; `Err` if any failed.
 async fn each_path<F, Fut>(s: &Session, args: &[String], verb: &str, mut f: F) -> Result<(), Failed>
 where
@@ -87,6 +103,12 @@ fn done(r: Result<(), Failed>) -> Outcome {
     r.map(|()| Flow::Continue)
 }
 
+/// Sources then the target, as the copy commands take them.
+fn joined(mut sources: Vec<String>, target: String) -> Vec<String> {
+    sources.push(target);
+    sources
+}
+
 /// One path from an argument (patterns must match exactly one).
 async fn one_path(s: &Session, arg: &str) -> KfsResult<String> {
     let mut paths = s.expand(arg).await?;
@@ -102,13 +124,7 @@ async fn one_path(s: &Session, arg: &str) -> KfsResult<String> {
 /// Runs one command.
 pub async fn run(s: &mut Session, cmd: Cmd) -> Outcome {
     match cmd {
-        Cmd::Ls {
-            long,
-            recursive,
-            human,
-            paths,
-            ..
-        } => done(fs::ls(s, paths, long, recursive, human).await),
+        Cmd::Ls { flags, paths, .. } => done(list::ls(s, paths, flags).await),
         Cmd::Mkdir { parents, paths } => done(fs::mkdir(s, &paths, parents).await),
         Cmd::Rm {
             recursive,
@@ -116,18 +132,31 @@ pub async fn run(s: &mut Session, cmd: Cmd) -> Outcome {
             paths,
         } => done(fs::rm(s, &paths, recursive, force).await),
         Cmd::Rmdir { paths } => done(fs::rmdir(s, &paths).await),
-        Cmd::Mv { force, paths } => done(copy::move_or_copy(s, paths, false, false, force).await),
+        Cmd::Mv {
+            force,
+            sources,
+            target,
+        } => done(copy::move_or_copy(s, joined(sources, target), false, false, force).await),
         Cmd::Cp {
             recursive,
             force,
-            paths,
-        } => done(copy::move_or_copy(s, paths, true, recursive, force).await),
+            sources,
+            target,
+        } => done(copy::move_or_copy(s, joined(sources, target), true, recursive, force).await),
         Cmd::Put {
             replication,
             force,
-            paths,
-        } => done(copy::put(s, paths, replication, force).await),
-        Cmd::Get { force, paths } => done(copy::get(s, paths, force).await),
+            sources,
+            target,
+        } => done(copy::put(s, joined(sources, target), replication, force).await),
+        Cmd::Get {
+            force,
+            sources,
+            target,
+        } => done(copy::get(s, joined(sources, target), force).await),
+        Cmd::AppendToFile { sources, target } => {
+            done(bytes::append_to_file(s, &sources, &target).await)
+        }
         Cmd::Cat { paths } => done(view::cat_each(s, &paths).await),
         Cmd::Head { lines, path } => done(view::head_tail(s, &path, lines, true, false).await),
         Cmd::Tail {
@@ -136,7 +165,12 @@ pub async fn run(s: &mut Session, cmd: Cmd) -> Outcome {
             path,
         } => done(view::head_tail(s, &path, lines, false, follow).await),
         Cmd::Touch { paths } => done(fs::touch(s, &paths).await),
-        Cmd::Stat { paths } => done(fs::stat(s, &paths).await),
+        Cmd::Truncate { length, paths, .. } => done(bytes::truncate(s, length, &paths).await),
+        Cmd::Stat {
+            format,
+            json,
+            paths,
+        } => done(fs::stat(s, &paths, format.as_deref(), json).await),
         Cmd::Test {
             dir,
             file,
@@ -145,22 +179,46 @@ pub async fn run(s: &mut Session, cmd: Cmd) -> Outcome {
             ..
         } => done(fs::test(s, &path, dir, file, empty).await),
         Cmd::Count { paths } => done(fs::count(s, &paths).await),
+        Cmd::Find { expression } => done(list::find(s, &expression).await),
+        Cmd::Tree {
+            levels,
+            dirs_only,
+            path,
+        } => done(list::tree(s, path, levels, dirs_only).await),
+        Cmd::Checksum { paths } => done(bytes::checksum(s, &paths).await),
         Cmd::Du {
             summarize,
             human,
+            json,
             paths,
             ..
-        } => done(fs::du(s, paths, summarize, human).await),
-        Cmd::Df { human, .. } => done(admin::df(s, human).await),
+        } => done(fs::du(s, paths, summarize, human, json).await),
+        Cmd::Df { human, json, .. } => done(admin::df(s, human, json).await),
         Cmd::Setrep {
             recursive,
+            wait,
             replication,
             paths,
-        } => done(fs::setrep_each(s, &paths, replication, recursive).await),
+        } => done(fs::setrep_each(s, &paths, replication, recursive, wait).await),
+        Cmd::Chmod {
+            recursive,
+            mode,
+            paths,
+        } => done(attrs::chmod(s, mode, &paths, recursive).await),
+        Cmd::Chown {
+            recursive,
+            owner,
+            paths,
+        } => done(attrs::chown(s, &owner, &paths, recursive).await),
+        Cmd::Chgrp {
+            recursive,
+            group,
+            paths,
+        } => done(attrs::chgrp(s, &group, &paths, recursive).await),
         Cmd::Xattr { action } => done(fs::xattr(s, action).await),
-        Cmd::Chunks { path } => done(admin::chunks(s, &path).await),
-        Cmd::Servers => done(admin::servers(s).await),
-        Cmd::Fsck => done(admin::fsck(s).await),
+        Cmd::Chunks { json, path } => done(admin::chunks(s, &path, json).await),
+        Cmd::Servers { json } => done(admin::servers(s, json).await),
+        Cmd::Fsck { json } => done(admin::fsck(s, json).await),
         Cmd::Admin { action } => done(admin::admin(s, action).await),
         Cmd::Cd { path } => {
             let target = path.unwrap_or_else(|| "/".into());
