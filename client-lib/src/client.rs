@@ -9,7 +9,8 @@ use futures::stream::BoxStream;
 use kfs_common::proto::chunk::ChunkPool;
 use kfs_common::proto::master::{
     ChunkLocation, ChunkserverInfo, CreateOptions, DirEntry, DirPage, FileAttr, FsckReport, Layout,
-    MasterInfo, MkdirOptions, NamespaceCounters, RemoveSummary, SetAttr, WorkerInfo,
+    MasterInfo, MkdirOptions, NamespaceCounters, RemoveSummary, SafeModeStatus, SetAttr,
+    WorkerInfo,
 };
 use kfs_common::{KfsError, KfsResult};
 use serde_bytes::ByteBuf;
@@ -376,5 +377,19 @@ impl Client {
     /// state, rounds and what its last round did.
     pub async fn workers(&self) -> KfsResult<Vec<WorkerInfo>> {
         self.call(self.m().workers(self.ctx())).await
+    }
+
+    /// Safe mode's state at the master (after a restart, no deletion or repair until enough
+    /// chunks have reported); with `leave`, ends it first.
+    pub async fn safe_mode(&self, leave: bool) -> KfsResult<SafeModeStatus> {
+        self.call(self.m().safe_mode(self.ctx(), leave)).await
+    }
+
+    /// Has the master write a checkpoint of everything logged; returns, once it is durable,
+    /// the sequence number of the last op it holds.
+    pub async fn checkpoint(&self) -> KfsResult<u64> {
+        // A checkpoint of a large namespace takes longer than a call's usual deadline.
+        let ctx = kfs_common::rpc::context(std::time::Duration::from_secs(600));
+        self.call(self.m().checkpoint(ctx)).await
     }
 }

@@ -1,13 +1,22 @@
 //! [`Client::truncate`]: a file cut to a length, or extended with zeros, as `truncate(2)`.
 //!
-//! A chunked file: the master frees every chunk wholly past the shorter of the old and new
-//! lengths (`MasterService::truncate`); the chunk holding that point may hold bytes past it (the
-//! cut-off tail, or bytes written past the end and never committed), which a read must see as
-//! zeros once they fall inside the file, so they are overwritten with zeros first, on every
-//! replica, durably. A crash between the two leaves the file at its old length with that tail
-//! zeroed: bytes the truncate was asked to discard. A small packed file is rewritten as one new
-//! record of the new length (one logged switch: all or nothing); one grown past the packing
-//! threshold moves to chunks.
+//! A chunked file: the master sets the length and frees every chunk wholly past the shorter of
+//! the old and new lengths (`MasterService::truncate`, one logged op). The chunk holding that
+//! point may hold bytes past it (the cut-off tail, or bytes written past the end and never
+//! committed), which a read must see as zeros once they fall inside the file; they are
+//! overwritten with zeros, on every replica, durably, while they lie past the end of the file,
+//! so no reader sees them change: after the cut when shrinking, before the new length when
+//! growing. The zeroing writes do not move the length. A crash between the two steps leaves
+//! either the old file, or the new length with unzeroed bytes past it (zeroed by the next
+//! truncate that grows over them).
+//!
+//! A small packed file is rewritten as one new record of the new length (one logged switch:
+//! all or nothing); one grown past the packing threshold moves to chunks. A packed file is
+//! not shrunk when no volume can take the new record (too few chunkservers with room): that
+//! is an error, and the file stays as it was.
+//!
+//! Writers of the file at the same time race with the truncate as they do on a local disk: a
+//! writer whose chunk the truncate freed gets an error at its next flush, never a silent loss.
 
 use crate::client::Client;
 use kfs_common::proto::master::{FileAttr, Layout};
@@ -36,28 +45,47 @@ impl Client {
                 file.write_at(len - 1, &[0]).await?;
                 return file.close().await;
             }
+            return Err(KfsError::NoSpace(format!(
+                "{path} is packed, and no volume could take it shortened (too few chunkservers \
+                 with room for its replication): left as it was"
+            )));
         }
         let cut = attr.size.min(len);
-        let chunk_size = self.chunk_size();
-        let chunk_offset = cut - cut % chunk_size;
-        let end = (chunk_offset + chunk_size).min(attr.size.max(len));
-        if cut % chunk_size != 0 && end > cut {
-            let end = end.min(chunk_offset + self.replica_data_len(path, chunk_offset).await?);
-            if end > cut {
-                let mut file = self.open(path).await?;
-                let zeros = vec![0u8; ZERO_PIECE];
-                let mut at = cut;
-                while at < end {
-                    let n = ((end - at) as usize).min(ZERO_PIECE);
-                    file.write_at(at, &zeros[..n]).await?;
-                    at += n as u64;
-                }
-                file.sync().await?;
-                file.close().await?;
-            }
+        if len < attr.size {
+            let attr = self
+                .call(self.m().truncate(self.ctx(), attr.fid, len))
+                .await?;
+            self.zero_past_end(path, cut).await?;
+            return Ok(attr);
         }
+        self.zero_past_end(path, cut).await?;
         self.call(self.m().truncate(self.ctx(), attr.fid, len))
             .await
+    }
+
+    /// Overwrites with zeros, durably, what the replicas of the chunk holding byte `cut` hold
+    /// past it (up to the longest replica, within the chunk). Every byte zeroed lies past the
+    /// file's end, and the file's length is left as it is.
+    async fn zero_past_end(&self, path: &str, cut: u64) -> KfsResult<()> {
+        let chunk_size = self.chunk_size();
+        if cut.is_multiple_of(chunk_size) {
+            // The chunk starting at the cut is the master's to free (it lies wholly past it).
+            return Ok(());
+        }
+        let chunk_offset = cut - cut % chunk_size;
+        let end = chunk_offset + self.replica_data_len(path, chunk_offset).await?;
+        if end <= cut {
+            return Ok(());
+        }
+        let file = self.open(path).await?;
+        let zeros = vec![0u8; ZERO_PIECE];
+        let mut at = cut;
+        while at < end {
+            let n = ((end - at) as usize).min(ZERO_PIECE);
+            file.write_at(at, &zeros[..n]).await?;
+            at += n as u64;
+        }
+        file.sync_past_end().await
     }
 
     /// How many bytes the longest replica of the chunk at `chunk_offset` holds (the chunk size

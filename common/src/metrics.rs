@@ -187,6 +187,8 @@ reply_error!(MasterServiceResponse {
     Layout,
     LeaseUnpacking,
     Truncate,
+    SafeMode,
+    Checkpoint,
 });
 reply_error!(ClusterServiceResponse { Hello, Heartbeat });
 reply_error!(ChunkServiceResponse {

@@ -51,6 +51,8 @@ pub struct CommitterConfig {
     pub keep_checkpoints: usize,
     /// Where the checkpoint thread reports each checkpoint (it is listed among the workers).
     pub checkpointer: WorkerStatus,
+    /// The sequence number the newest checkpoint on disk holds at start (0: none).
+    pub recovered_checkpoint_seq: u64,
 }
 
 /// Counters of the committer's work, for logs, the status page, metrics and benchmarks.
@@ -96,9 +98,14 @@ impl Default for CommitStats {
 
 enum Msg {
     Commit(Op, oneshot::Sender<KfsResult<Applied>>),
+    /// Write a checkpoint of everything logged (unless the newest one holds it); answer with
+    /// its sequence number once durable.
+    Checkpoint(CheckpointReply),
     /// Finish what came before, then stop.
     Stop,
 }
+
+type CheckpointReply = oneshot::Sender<KfsResult<u64>>;
 
 /// Handle to the committer thread.
 pub struct Committer {
@@ -123,6 +130,9 @@ impl Committer {
         let (tx, rx) = std::sync::mpsc::channel();
         let stats = Arc::new(CommitStats::default());
         stats.last_seq.store(writer.last_seq(), Ordering::Relaxed);
+        stats
+            .checkpoint_seq
+            .store(config.recovered_checkpoint_seq, Ordering::Relaxed);
         let thread_stats = stats.clone();
         let thread = std::thread::Builder::new()
             .name("kfs-commit".into())
@@ -158,6 +168,22 @@ impl Committer {
         answer.await.unwrap_or_else(|_| Err(stopped()))
     }
 
+    /// Has a checkpoint written of every op logged so far (none if the newest checkpoint
+    /// already holds them all) and returns, once it is durable, the sequence number of the last
+    /// op it holds.
+    pub async fn checkpoint(&self) -> KfsResult<u64> {
+        let (reply, answer) = oneshot::channel();
+        let sent = self
+            .tx
+            .lock()
+            .expect("commit sender lock")
+            .send(Msg::Checkpoint(reply));
+        if sent.is_err() {
+            return Err(stopped());
+        }
+        answer.await.unwrap_or_else(|_| Err(stopped()))
+    }
+
     /// Commits what was sent before, waits for a checkpoint being written, and stops the thread.
     /// Later commits are refused with `Unavailable`. Blocks; call it off the async reactor.
     pub fn stop(&self) {
@@ -185,11 +211,14 @@ fn run(
     let mut since_checkpoint = 0u64;
     let mut last_checkpoint = Instant::now();
     let mut batch: Vec<(Op, oneshot::Sender<KfsResult<Applied>>)> = Vec::new();
+    // Operators waiting for a checkpoint (`kfs admin checkpoint`).
+    let mut asked: Vec<CheckpointReply> = Vec::new();
     let mut stop = false;
     while !stop {
         batch.clear();
         match rx.recv_timeout(IDLE_TICK) {
             Ok(Msg::Commit(op, reply)) => batch.push((op, reply)),
+            Ok(Msg::Checkpoint(reply)) => asked.push(reply),
             Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => stop = true,
             Err(RecvTimeoutError::Timeout) => {}
         }
@@ -200,6 +229,7 @@ fn run(
                     bytes += op.size_hint();
                     batch.push((op, reply));
                 }
+                Ok(Msg::Checkpoint(reply)) => asked.push(reply),
                 Ok(Msg::Stop) => stop = true,
                 Err(_) => break,
             }
@@ -215,11 +245,25 @@ fn run(
                 observer.as_ref(),
             );
         }
-        if broken.is_some() {
+        if let Some(reason) = &broken {
+            for reply in asked.drain(..) {
+                let _ = reply.send(Err(KfsError::Unavailable(reason.clone())));
+            }
             continue;
         }
+        if !asked.is_empty()
+            && !checkpointer.busy()
+            && stats.checkpoint_seq.load(Ordering::Relaxed) == writer.last_seq()
+        {
+            // The newest durable checkpoint already holds every op logged.
+            let seq = writer.last_seq();
+            for reply in asked.drain(..) {
+                let _ = reply.send(Ok(seq));
+            }
+        }
         let due = since_checkpoint >= config.checkpoint_every_ops
-            || (since_checkpoint > 0 && last_checkpoint.elapsed() >= config.checkpoint_interval);
+            || (since_checkpoint > 0 && last_checkpoint.elapsed() >= config.checkpoint_interval)
+            || !asked.is_empty();
         if due && !checkpointer.busy() {
             // The snapshot is exactly the state after the last record written; the new segment
             // starts right after it, so the checkpoint covers whole segments.
@@ -227,12 +271,17 @@ fn run(
             let seq = writer.last_seq();
             match writer.rotate() {
                 Ok(()) => {
-                    checkpointer.submit(snapshot, seq);
+                    checkpointer.submit(snapshot, seq, std::mem::take(&mut asked));
                     since_checkpoint = 0;
                     last_checkpoint = Instant::now();
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "could not start a new log segment; checkpoint postponed")
+                    tracing::error!(error = %e, "could not start a new log segment; checkpoint postponed");
+                    for reply in asked.drain(..) {
+                        let _ = reply.send(Err(KfsError::Io(format!(
+                            "could not start a new log segment for the checkpoint: {e}"
+                        ))));
+                    }
                 }
             }
         } else if writer.segment_full()
@@ -304,20 +353,20 @@ fn commit_batch(
 
 /// The checkpoint-writing thread.
 struct Checkpointer {
-    tx: Option<SyncSender<(Namespace, u64)>>,
+    tx: Option<SyncSender<(Namespace, u64, Vec<CheckpointReply>)>>,
     busy: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Checkpointer {
     fn start(config: CommitterConfig, stats: Arc<CommitStats>) -> Checkpointer {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(Namespace, u64)>(1);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(Namespace, u64, Vec<CheckpointReply>)>(1);
         let busy = Arc::new(AtomicBool::new(false));
         let thread_busy = busy.clone();
         let thread = std::thread::Builder::new()
             .name("kfs-checkpoint".into())
             .spawn(move || {
-                for (snapshot, seq) in rx {
+                for (snapshot, seq, asked) in rx {
                     stats.checkpointing.store(true, Ordering::Relaxed);
                     let started = Instant::now();
                     let now = kfs_common::proto::now();
@@ -340,11 +389,19 @@ impl Checkpointer {
                             if let Err(e) = prune(&config.meta_dir, config.keep_checkpoints) {
                                 tracing::warn!(error = %e, "could not remove old checkpoints or log segments");
                             }
+                            for reply in asked {
+                                let _ = reply.send(Ok(seq));
+                            }
                         }
                         Err(e) => {
                             stats.checkpoint_failures.fetch_add(1, Ordering::Relaxed);
                             config.checkpointer.note(format!("checkpoint at op {seq} failed: {e}"));
-                            tracing::error!(error = %e, seq, "checkpoint failed; the log keeps everything until the next one")
+                            tracing::error!(error = %e, seq, "checkpoint failed; the log keeps everything until the next one");
+                            for reply in asked {
+                                let _ = reply.send(Err(KfsError::Io(format!(
+                                    "the checkpoint at op {seq} failed: {e}"
+                                ))));
+                            }
                         }
                     }
                     stats.checkpointing.store(false, Ordering::Relaxed);
@@ -363,13 +420,19 @@ impl Checkpointer {
         self.busy.load(Ordering::Acquire)
     }
 
-    fn submit(&self, snapshot: Namespace, seq: u64) {
+    fn submit(&self, snapshot: Namespace, seq: u64, asked: Vec<CheckpointReply>) {
         self.busy.store(true, Ordering::Release);
         if let Some(tx) = &self.tx
-            && let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-                tx.try_send((snapshot, seq))
+            && let Err(
+                TrySendError::Full((_, _, asked)) | TrySendError::Disconnected((_, _, asked)),
+            ) = tx.try_send((snapshot, seq, asked))
         {
             self.busy.store(false, Ordering::Release);
+            for reply in asked {
+                let _ = reply.send(Err(KfsError::Unavailable(
+                    "the checkpoint thread is not taking work".into(),
+                )));
+            }
         }
     }
 

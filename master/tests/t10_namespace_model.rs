@@ -436,9 +436,12 @@ enum Action {
         path: String,
         offset: u64,
     },
+    /// `SetLength` (the old op, replayed from old logs: chunks stay) or, with `truncate`,
+    /// `Truncate` (chunks past the shorter length freed).
     SetLength {
         path: String,
         size: u64,
+        truncate: bool,
     },
     /// Small files: a volume made, a file packed into one, a volume's records moved to another
     /// (with a stale move among them), a volume freed.
@@ -508,7 +511,8 @@ fn action() -> impl Strategy<Value = Action> {
             .prop_map(|(path, name, value)| Action::SetXattr { path, name, value }),
         1 => (a_path(), an_xattr_name()).prop_map(|(path, name)| Action::RemoveXattr { path, name }),
         2 => (a_path(), 0u64..3).prop_map(|(path, i)| Action::AllocateChunk { path, offset: i * 64 }),
-        2 => (a_path(), 0u64..300).prop_map(|(path, size)| Action::SetLength { path, size }),
+        3 => (a_path(), 0u64..300, any::<bool>())
+            .prop_map(|(path, size, truncate)| Action::SetLength { path, size, truncate }),
         3 => (0u8..2).prop_map(|v| Action::Volume { v }),
         8 => (a_path(), 0u8..2, 0u16..300).prop_map(|(path, v, len)| Action::Pack { path, v, len }),
         3 => (0u8..2, 0u8..2).prop_map(|(from, to)| Action::Compact { from, to }),
@@ -884,6 +888,7 @@ fn run(actions: &[Action]) -> Result<(), TestCaseError> {
             | Action::SetLength {
                 path: p,
                 size: offset,
+                ..
             } => {
                 // Addressed by fid: an unknown path stands for a fid that does not exist.
                 let fid = ns.stat(p).map(|a| a.fid).unwrap_or(FileId(999_999));
@@ -915,26 +920,30 @@ fn run(actions: &[Action]) -> Result<(), TestCaseError> {
                         want,
                     )
                 } else {
+                    let truncate = matches!(action, Action::SetLength { truncate: true, .. });
                     let want = expect.and_then(|()| {
                         let n = model.nodes.get_mut(p).unwrap();
                         if n.extent.is_some() {
                             return Err(KfsError::invalid_argument("packed"));
                         }
-                        // Chunks wholly past the shorter length are freed.
-                        let cut = n.size.min(*offset);
-                        let freed: Vec<u64> = n.chunks.split_off(&cut).into_values().collect();
+                        // A truncate frees the chunks wholly past the shorter length.
+                        let freed: Vec<u64> = if truncate {
+                            let cut = n.size.min(*offset);
+                            n.chunks.split_off(&cut).into_values().collect()
+                        } else {
+                            Vec::new()
+                        };
                         n.size = *offset;
                         n.mtime = time;
                         Ok((MReply::Attr(n.clone()), freed))
                     });
-                    (
-                        Op::SetLength {
-                            fid,
-                            size: *offset,
-                            time,
-                        },
-                        want,
-                    )
+                    let (fid, size) = (fid, *offset);
+                    let op = if truncate {
+                        Op::Truncate { fid, size, time }
+                    } else {
+                        Op::SetLength { fid, size, time }
+                    };
+                    (op, want)
                 };
                 let got = ns.apply(&op).map(|a| (a.reply, a.freed_chunks));
                 check_result(action, got, want)?;

@@ -1,6 +1,6 @@
 //! What `--json` prints: the shell's own, stable field names (not the wire's), ids as strings
 //! (a chunkserver's is 128 bits, more than a JSON number holds exactly), times both as RFC 3339
-//! text and as nanoseconds since the epoch, sizes in bytes.
+//! text and as nanoseconds since the epoch (a string too: past 2^53), sizes in bytes.
 
 use kfs_common::FileKind;
 use kfs_common::proto::Timestamp;
@@ -36,9 +36,9 @@ pub fn attr(path: &str, name: &str, a: &FileAttr) -> Value {
         "group_name": crate::format::group_name(a.group),
         "id": a.fid.0.to_string(),
         "mtime": time(a.mtime),
-        "mtime_ns": a.mtime,
+        "mtime_ns": a.mtime.to_string(),
         "atime": time(a.atime),
-        "atime_ns": a.atime,
+        "atime_ns": a.atime.to_string(),
     })
 }
 

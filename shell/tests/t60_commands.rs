@@ -85,6 +85,21 @@ async fn permissions_and_owners_change_as_chmod_and_chown_do() {
     assert_eq!(mode("/p/sub"), "711 drwx--x--x\n");
     assert_eq!(mode("/p/sub/g"), "600 -rw-------\n");
     kfs(&cluster)
+        .args(["chmod", "-w", "/p/f"])
+        .assert()
+        .success();
+    assert_eq!(mode("/p/f"), "400 -r--------\n");
+    kfs(&cluster)
+        .args(["chmod", "u+w,g=u", "/p/f"])
+        .assert()
+        .success();
+    assert_eq!(mode("/p/f"), "660 -rw-rw----\n");
+    kfs(&cluster)
+        .args(["chmod", "0644", "/p/f"])
+        .assert()
+        .success();
+    assert_eq!(mode("/p/f"), "644 -rw-r--r--\n");
+    kfs(&cluster)
         .args(["chmod", "u+q", "/p/f"])
         .assert()
         .code(1)
@@ -111,7 +126,16 @@ async fn permissions_and_owners_change_as_chmod_and_chown_do() {
         .args(["ls", "-l", "/p"])
         .assert()
         .success()
-        .stdout(predicate::str::is_match(r"-rw-------\s+3 4000001\s+4000003\s+5 .* f\n").unwrap());
+        .stdout(predicate::str::is_match(r"-rw-r--r--\s+3 4000001\s+4000003\s+5 .* f\n").unwrap());
+    // `OWNER:` takes the owner's login group (root's is 0).
+    kfs(&cluster)
+        .args(["chown", "root:", "/p/sub/g"])
+        .assert()
+        .success();
+    assert_eq!(
+        stdout(kfs(&cluster).args(["stat", "-c", "%u:%g %U", "/p/sub/g"])),
+        "0:0 root\n"
+    );
     kfs(&cluster)
         .args(["chown", "no-such-user-here", "/p/f"])
         .assert()

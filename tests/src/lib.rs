@@ -452,9 +452,20 @@ impl TestCluster {
     /// Starts the master (stopped by [`stop_master`](Self::stop_master)) on its old address.
     pub async fn start_master(&mut self) {
         assert!(self.master.is_none(), "the master is running");
-        let master = kfs_master::start(&self.master_config)
-            .await
-            .expect("master restarts");
+        // A child process this test spawned (a `kfs` command) may hold a copy of the old
+        // master's LOCK descriptor between its fork and its exec: wait that out, briefly.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let master = loop {
+            match kfs_master::start(&self.master_config).await {
+                Ok(master) => break master,
+                Err(kfs_master::server::StartError::Storage(
+                    kfs_master::storage::StorageError::Locked { .. },
+                )) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                Err(e) => panic!("master restarts: {e:?}"),
+            }
+        };
         self.master = Some(master);
     }
 

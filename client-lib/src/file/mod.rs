@@ -336,6 +336,15 @@ impl File {
         self.shared.truncate_packed(len).await
     }
 
+    /// Makes what this handle wrote durable on every replica and drops the handle without
+    /// telling the master of a new length (for bytes written past the end that must stay
+    /// there: `Client::truncate`'s zeros).
+    pub(crate) async fn sync_past_end(self) -> KfsResult<()> {
+        self.shared.sync().await?;
+        self.abandon();
+        Ok(())
+    }
+
     /// Flushes, then has every replica of every chunk written make its data durable.
     pub async fn sync(&mut self) -> KfsResult<()> {
         use tokio::io::AsyncWriteExt;

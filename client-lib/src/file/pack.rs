@@ -88,6 +88,12 @@ impl Shared {
     /// Commits the image if it changed since the last commit; `false` if the handle is not
     /// packing (the caller records the length of its chunks instead).
     pub(super) async fn commit_pack(self: &Arc<Self>) -> KfsResult<bool> {
+        self.commit_image(true).await
+    }
+
+    /// [`Shared::commit_pack`]; with no volume to be had, the image goes to chunks only if
+    /// `spill` (else it stays, dirty, and the answer is `false`).
+    async fn commit_image(self: &Arc<Self>, spill: bool) -> KfsResult<bool> {
         if !self.packing.load(Ordering::Acquire) {
             return Ok(false);
         }
@@ -110,6 +116,10 @@ impl Shared {
                 *self.extended.lock().expect("extended lock") = Some(attr);
                 *self.record.lock().expect("record lock") = None;
                 Ok(true)
+            }
+            Err(Commit::NoVolume(e)) if !spill => {
+                tracing::debug!(path = %self.path, error = %e, "no volume for a small file");
+                Ok(false)
             }
             Err(Commit::NoVolume(e)) => {
                 // No volume to be had (too few chunkservers with room): the file goes to chunks
@@ -163,7 +173,8 @@ impl Shared {
 
     /// Sets a packed file's length to `len` (at most the packing threshold): the image cut,
     /// or extended with zeros, and committed as a new record. `None` if the handle does not
-    /// pack the file (the caller truncates its chunks instead).
+    /// pack the file, or no volume could take the record (the image is then dropped and the
+    /// file left as it was: going to chunks cannot shorten a packed file).
     pub(super) async fn truncate_packed(self: &Arc<Self>, len: u64) -> KfsResult<Option<FileAttr>> {
         {
             let mut pack = self.pack.lock().await;
@@ -183,8 +194,13 @@ impl Shared {
             self.written_end.store(len, Ordering::Release);
             self.modified.store(true, Ordering::Release);
         }
-        self.commit_or_spill().await?;
-        Ok(self.extended.lock().expect("extended lock").take())
+        match self.commit_image(false).await? {
+            true => Ok(self.extended.lock().expect("extended lock").take()),
+            false => {
+                self.drop_pack();
+                Ok(None)
+            }
+        }
     }
 
     /// Drops the image (the handle is abandoned).

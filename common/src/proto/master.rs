@@ -155,6 +155,20 @@ pub enum WorkerState {
     Ended,
 }
 
+/// Safe mode as `kfs admin safemode get` shows it (after a restart: no deletion, no repair).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SafeModeStatus {
+    pub on: bool,
+    /// Chunks with a live replica at their version (counted while on; 0 once off).
+    pub reported: u64,
+    /// Chunks the namespace holds.
+    pub total: u64,
+    /// The fraction of chunks that must report before safe mode ends by itself.
+    pub threshold: f64,
+    /// Milliseconds until safe mode ends at the latest, whatever has reported (0 once off).
+    pub remaining_ms: u64,
+}
+
 /// A background worker of a server, as `kfs admin workers` and the status page show it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerInfo {
@@ -442,6 +456,17 @@ pub trait MasterService {
     /// must see zeros there). Refused for a packed file (`InvalidArgument`). Idempotent. Since
     /// client protocol 5.
     async fn truncate(fid: FileId, length: u64) -> Result<FileAttr, KfsError>;
+
+    /// Caller: operators (`kfs admin safemode`). Replies with safe mode's state; with `leave`,
+    /// ends it first (deletions and repairs may begin at once: the operator knows the missing
+    /// servers are not coming back). Idempotent. Since client protocol 5.
+    async fn safe_mode(leave: bool) -> Result<SafeModeStatus, KfsError>;
+
+    /// Caller: operators (`kfs admin checkpoint`). Writes a checkpoint of the namespace as of
+    /// every op logged so far (none if the newest checkpoint already is) and replies, once it is
+    /// durable, with the sequence number of the last op it holds. Idempotent. Since client
+    /// protocol 5.
+    async fn checkpoint() -> Result<u64, KfsError>;
 }
 
 /// Connects to a master at `addr`. The client is cheap to clone; clones share the connection and

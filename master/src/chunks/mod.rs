@@ -120,6 +120,9 @@ pub struct ChunkMap {
     /// Where new replicas go is random (`placement.rs`), seeded by the session base: random per
     /// master run, fixed in tests that pass a fixed one.
     placement_rng: std::sync::Mutex<rand::rngs::SmallRng>,
+    /// The servers an operator is draining (kept durably by the master: `DECOMMISSIONED`); a
+    /// server marked here drains from its first hello on.
+    drain_marks: BTreeSet<ServerId>,
 }
 
 /// How replication is repaired.
@@ -211,6 +214,7 @@ impl ChunkMap {
             safe_mode: SafeMode::new(safe_mode_since.map(|since| since + repair.safe_mode_max)),
             repair,
             placement_rng: std::sync::Mutex::new(rand::SeedableRng::seed_from_u64(session_base)),
+            drain_marks: BTreeSet::new(),
         }
     }
 

@@ -52,7 +52,7 @@ impl ChunkMap {
                     last_heard: now,
                     pending_delete: Vec::new(),
                     deferred_delete: BTreeSet::new(),
-                    draining: false,
+                    draining: self.drain_marks.contains(&req.server),
                 });
                 self.by_id.insert(req.server, self.servers.len() - 1);
                 self.servers.len() - 1
@@ -236,18 +236,64 @@ impl ChunkMap {
         }
     }
 
-    /// Starts or cancels the draining of a chunkserver; replies with its state.
+    /// The servers marked for draining, as the master keeps them durably (at start-up, what
+    /// it kept): each drains from its first hello on.
+    pub fn set_drain_marks(&mut self, marks: BTreeSet<ServerId>) {
+        for server in &mut self.servers {
+            server.draining = marks.contains(&server.id);
+        }
+        self.drain_marks = marks;
+    }
+
+    /// The marks that [`ChunkMap::set_draining`] of the server `name` would leave (for the
+    /// master to keep durably first), and that server's id.
+    pub fn drain_marks_after(
+        &self,
+        name: &str,
+        drain: bool,
+    ) -> KfsResult<(ServerId, BTreeSet<ServerId>)> {
+        let id = self.servers[self.find_server(name)?].id;
+        let mut marks = self.drain_marks.clone();
+        if drain {
+            marks.insert(id);
+        } else {
+            marks.remove(&id);
+        }
+        Ok((id, marks))
+    }
+
+    /// Starts or cancels the draining of a chunkserver (id, id prefix or address); replies
+    /// with its state.
     pub fn set_draining(
         &mut self,
         name: &str,
         drain: bool,
         now: Instant,
     ) -> KfsResult<ChunkserverInfo> {
-        let i = self.find_server(name)?;
+        let id = self.servers[self.find_server(name)?].id;
+        self.set_draining_id(id, drain, now)
+    }
+
+    /// Starts or cancels the draining of the chunkserver `id`; replies with its state.
+    pub fn set_draining_id(
+        &mut self,
+        id: ServerId,
+        drain: bool,
+        now: Instant,
+    ) -> KfsResult<ChunkserverInfo> {
+        let i = *self
+            .by_id
+            .get(&id)
+            .ok_or_else(|| KfsError::invalid_argument(format!("no chunkserver '{id}'")))?;
         if self.servers[i].draining != drain {
-            tracing::info!(server = %self.servers[i].id, drain, "decommissioning changed");
+            tracing::info!(server = %id, drain, "decommissioning changed");
         }
         self.servers[i].draining = drain;
+        if drain {
+            self.drain_marks.insert(id);
+        } else {
+            self.drain_marks.remove(&id);
+        }
         Ok(self.servers(now).swap_remove(i))
     }
 }

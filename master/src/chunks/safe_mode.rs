@@ -15,6 +15,7 @@
 //! Invariant: once ended, safe mode never comes back for this map.
 
 use super::ChunkMap;
+use kfs_common::proto::master::SafeModeStatus;
 use std::time::{Duration, Instant};
 
 /// How often, at most, heartbeats recount the chunks reported while in safe mode.
@@ -51,6 +52,44 @@ impl SafeMode {
 }
 
 impl ChunkMap {
+    /// Safe mode's state at `now` (`kfs admin safemode get`, the status page): whether it is
+    /// on, how many chunks have reported against how many it waits for, and how long until it
+    /// ends at the latest.
+    pub fn safe_mode_status(&mut self, now: Instant) -> SafeModeStatus {
+        let on = self.in_safe_mode(now);
+        let (reported, remaining) = match self.safe_mode.until {
+            Some(until) if on => (self.reported_chunks(), until.saturating_duration_since(now)),
+            _ => (0, Duration::ZERO),
+        };
+        SafeModeStatus {
+            on,
+            reported,
+            total: self.chunks.len() as u64,
+            threshold: self.repair.safe_mode_fraction,
+            remaining_ms: remaining.as_millis() as u64,
+        }
+    }
+
+    /// Ends safe mode now (`kfs admin safemode leave`): the operator says the servers that have
+    /// not reported are not coming back, so repair may begin. It does not come back.
+    pub fn leave_safe_mode(&mut self) {
+        if self.safe_mode.until.take().is_some() {
+            tracing::warn!("safe mode ended by an operator: deletions and repairs may begin");
+        }
+    }
+
+    /// Chunks with a live replica at their version.
+    fn reported_chunks(&self) -> u64 {
+        self.chunks
+            .values()
+            .filter(|s| {
+                s.replicas
+                    .iter()
+                    .any(|r| self.servers[r.server].alive && r.version >= s.version)
+            })
+            .count() as u64
+    }
+
     /// Whether the map is in safe mode at `now`; leaves it once enough chunks have a live
     /// replica or the time is up.
     pub fn in_safe_mode(&mut self, now: Instant) -> bool {
@@ -65,15 +104,7 @@ impl ChunkMap {
         {
             return true;
         }
-        let reported = self
-            .chunks
-            .values()
-            .filter(|s| {
-                s.replicas
-                    .iter()
-                    .any(|r| self.servers[r.server].alive && r.version >= s.version)
-            })
-            .count();
+        let reported = self.reported_chunks() as usize;
         let total = self.chunks.len();
         let enough = total == 0 || reported as f64 >= self.repair.safe_mode_fraction * total as f64;
         if enough || now >= until {

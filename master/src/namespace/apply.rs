@@ -135,6 +135,7 @@ impl Namespace {
             Change::SetFattr { fid, update } => {
                 let attr = self.fattr_mut(fid);
                 let mut size_change = None;
+                let mut cut = None;
                 let mut extended = None;
                 match update {
                     FattrUpdate::Replication(r) => attr.replication = r,
@@ -157,6 +158,12 @@ impl Namespace {
                         attr.size = size;
                         attr.mtime = time;
                     }
+                    FattrUpdate::Cut(size, time) => {
+                        size_change = Some((attr.size, size));
+                        cut = Some(attr.size.min(size));
+                        attr.size = size;
+                        attr.mtime = time;
+                    }
                     FattrUpdate::AtLeast(size, time) => {
                         extended = Some(size);
                         attr.mtime = time;
@@ -164,10 +171,12 @@ impl Namespace {
                 }
                 if let Some((old, new)) = size_change {
                     self.counters.bytes = self.counters.bytes - old + new;
+                }
+                if let Some(cut) = cut {
                     // Chunks wholly past the shorter of the two lengths hold nothing the file
                     // may show: bytes a shrink cut off, or bytes written past the end and never
                     // committed, which a growth would otherwise expose.
-                    freed = self.drop_chunks_from(fid, old.min(new));
+                    freed = self.drop_chunks_from(fid, cut);
                 }
                 if let Some(size) = extended {
                     // A writer moving a packed file to chunks extends it once they hold it all;

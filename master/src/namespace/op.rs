@@ -78,8 +78,8 @@ pub enum Op {
         chunk: ChunkId,
         version: ChunkVersion,
     },
-    /// Set the length of file `fid` (a truncate, shorter or longer), freeing its chunks wholly
-    /// past the shorter of the old and new lengths. Not for a packed file.
+    /// Set the length of file `fid` (chunks are left as they are). Not for a packed file. Only
+    /// replayed from old logs: truncates are [`Op::Truncate`].
     SetLength {
         fid: FileId,
         size: u64,
@@ -134,7 +134,19 @@ pub enum Op {
         from: ChunkId,
         moves: Vec<ExtentMove>,
     },
+    /// Set the length of file `fid` to `size`, shorter or longer (`kfs truncate`), freeing its
+    /// chunks at offsets `min(old, size)` and above (wholly past the shorter length), and set
+    /// its modification time. Not for a packed file; `size` at most [`MAX_FILE_SIZE`].
+    Truncate {
+        fid: FileId,
+        size: u64,
+        time: Timestamp,
+    },
 }
+
+/// The longest file a truncate makes (1 PiB): byte counters and checksums of holes stay far
+/// from overflowing.
+pub const MAX_FILE_SIZE: u64 = 1 << 50;
 
 /// One file's record copied by a compaction (see [`Op::MoveExtents`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,6 +213,7 @@ impl Op {
             Op::RemoveXattr { path, name } => path.len() + name.len(),
             Op::AllocateChunk { .. }
             | Op::SetLength { .. }
+            | Op::Truncate { .. }
             | Op::BumpVersion { .. }
             | Op::ExtendLength { .. }
             | Op::ReserveChunkIds { .. }

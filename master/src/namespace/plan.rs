@@ -105,6 +105,8 @@ pub(super) enum FattrUpdate<'p> {
     Replication(u8),
     Attr(&'p SetAttr),
     Length(u64, Timestamp),
+    /// A truncate: the new length, and the chunks past the shorter length freed.
+    Cut(u64, Timestamp),
     AtLeast(u64, Timestamp),
 }
 
@@ -275,6 +277,25 @@ impl Namespace {
                 Ok(Change::SetFattr {
                     fid: *fid,
                     update: FattrUpdate::Length(*size, *time),
+                })
+            }
+            Op::Truncate { fid, size, time } => {
+                self.existing_file(*fid)?;
+                if *size > super::op::MAX_FILE_SIZE {
+                    return Err(KfsError::invalid_argument(format!(
+                        "a length of {size} bytes is more than a file may hold ({} bytes)",
+                        super::op::MAX_FILE_SIZE
+                    )));
+                }
+                if self.extent_of(*fid).is_some() {
+                    return Err(KfsError::invalid_argument(format!(
+                        "{fid} is packed into a volume: its length is its record's (write it \
+                         again to change it)"
+                    )));
+                }
+                Ok(Change::SetFattr {
+                    fid: *fid,
+                    update: FattrUpdate::Cut(*size, *time),
                 })
             }
             Op::ExtendLength { fid, size, time } => {

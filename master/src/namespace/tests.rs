@@ -655,7 +655,7 @@ fn a_truncate_frees_the_chunks_past_the_shorter_length() {
     // Cut inside the second chunk: the third goes, the second stays (its tail is the
     // client's to zero).
     let cut = t
-        .apply(Op::SetLength {
+        .apply(Op::Truncate {
             fid,
             size: 100,
             time: 6,
@@ -667,7 +667,7 @@ fn a_truncate_frees_the_chunks_past_the_shorter_length() {
     // Growing frees what lay past the old end (never-committed bytes), not below it.
     t.add_chunk("/f", 192, 23);
     let grown = t
-        .apply(Op::SetLength {
+        .apply(Op::Truncate {
             fid,
             size: 1000,
             time: 7,
@@ -676,7 +676,7 @@ fn a_truncate_frees_the_chunks_past_the_shorter_length() {
     assert_eq!(grown.freed_chunks, vec![ChunkId(23)]);
     // To zero: every chunk.
     let emptied = t
-        .apply(Op::SetLength {
+        .apply(Op::Truncate {
             fid,
             size: 0,
             time: 8,
@@ -684,5 +684,22 @@ fn a_truncate_frees_the_chunks_past_the_shorter_length() {
         .unwrap();
     assert_eq!(emptied.freed_chunks, vec![ChunkId(20), ChunkId(21)]);
     assert_eq!(t.ns.counters().chunks, 0);
+    // Past the largest file: refused, nothing changed.
+    let huge = Op::Truncate {
+        fid,
+        size: crate::namespace::op::MAX_FILE_SIZE + 1,
+        time: 9,
+    };
+    assert!(matches!(t.apply(huge), Err(KfsError::InvalidArgument(_))));
+    // The old SetLength (replayed from old logs) frees nothing.
+    t.add_chunk("/f", 0, 30);
+    let set = t
+        .apply(Op::SetLength {
+            fid,
+            size: 0,
+            time: 10,
+        })
+        .unwrap();
+    assert!(set.freed_chunks.is_empty());
     t.ns.check_invariants().unwrap();
 }

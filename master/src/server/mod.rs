@@ -76,6 +76,10 @@ struct MasterState {
     clock: Clock,
     /// The background loops (healer, heartbeat timeouts, checkpointer).
     workers: Workers,
+    /// The metadata directory (for `DECOMMISSIONED`).
+    meta_dir: std::path::PathBuf,
+    /// Decommission changes, one at a time (each saved before it takes effect).
+    decommissions: tokio::sync::Mutex<()>,
 }
 
 /// The namespace service for clients; cheap to clone (one per call).
@@ -134,10 +138,11 @@ pub async fn start_with_clock(
     let dir = config.meta_dir.clone();
     let lock = lock_meta_dir(&dir)?;
     let segment_bytes = config.log_segment_bytes;
-    let (recovered, writer) = tokio::task::spawn_blocking(move || {
+    let (recovered, writer, drain_marks) = tokio::task::spawn_blocking(move || {
         let recovered = recover(&dir, now())?;
         let writer = LogWriter::create(&dir, recovered.last_seq + 1, segment_bytes)?;
-        Ok::<_, StorageError>((recovered, writer))
+        let drain_marks = crate::storage::decommissioned::load(&dir)?;
+        Ok::<_, StorageError>((recovered, writer, drain_marks))
     })
     .await
     .expect("recovery does not panic")?;
@@ -182,6 +187,16 @@ pub async fn start_with_clock(
         repair,
         (!recovered.formatted).then_some(started),
     )));
+    if !drain_marks.is_empty() {
+        tracing::info!(
+            servers = drain_marks.len(),
+            "chunkservers marked for draining (DECOMMISSIONED)"
+        );
+    }
+    chunks
+        .lock()
+        .expect("chunk map lock")
+        .set_drain_marks(drain_marks);
     let ns: SharedNamespace = Arc::new(RwLock::new(recovered.ns));
     let workers = Workers::new();
     let committer = Committer::start(
@@ -193,6 +208,7 @@ pub async fn start_with_clock(
             checkpoint_interval: Duration::from_secs(config.checkpoint_interval_secs),
             keep_checkpoints: config.keep_checkpoints,
             checkpointer: workers.register("checkpointer"),
+            recovered_checkpoint_seq: recovered.checkpoint_seq,
         },
         chunks.clone(),
     );
@@ -205,6 +221,8 @@ pub async fn start_with_clock(
         default_replication: config.default_replication,
         clock: clock.clone(),
         workers,
+        meta_dir: config.meta_dir.clone(),
+        decommissions: tokio::sync::Mutex::new(()),
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -14,8 +14,8 @@ use crate::namespace::op::{Op, Prepared, Reply};
 use crate::namespace::{DEFAULT_DIR_MODE, DEFAULT_FILE_MODE};
 use kfs_common::proto::master::{
     ChunkLocation, ChunkserverInfo, CreateOptions, DirPage, FileAttr, FsckReport, Layout,
-    MasterInfo, MasterService, MkdirOptions, NamespaceCounters, RemoveSummary, SetAttr, WorkerInfo,
-    WriteLease,
+    MasterInfo, MasterService, MkdirOptions, NamespaceCounters, RemoveSummary, SafeModeStatus,
+    SetAttr, WorkerInfo, WriteLease,
 };
 use kfs_common::proto::{CLIENT_PROTOCOL_VERSION, OLDEST_CLIENT_PROTOCOL, now};
 use kfs_common::{ChunkId, ChunkVersion, FileId, KfsError, KfsResult, ServerId, path};
@@ -296,11 +296,25 @@ impl MasterService for MasterServer {
         server: String,
         drain: bool,
     ) -> KfsResult<ChunkserverInfo> {
+        // One change at a time, each kept durably before it takes effect, so a restart drains
+        // what the operator was last told is draining.
+        let _one_at_a_time = self.state.decommissions.lock().await;
+        let (id, marks) = self
+            .state
+            .chunks
+            .lock()
+            .expect("chunk map lock")
+            .drain_marks_after(&server, drain)?;
+        let dir = self.state.meta_dir.clone();
+        tokio::task::spawn_blocking(move || crate::storage::decommissioned::save(&dir, &marks))
+            .await
+            .map_err(|e| KfsError::Internal(format!("saving the decommission marks: {e}")))?
+            .map_err(|e| KfsError::Io(format!("cannot keep the decommission mark: {e}")))?;
         self.state
             .chunks
             .lock()
             .expect("chunk map lock")
-            .set_draining(&server, drain, self.state.clock.now())
+            .set_draining_id(id, drain, self.state.clock.now())
     }
 
     #[instrument(level = "debug", skip_all, fields(%fid))]
@@ -428,13 +442,27 @@ impl MasterService for MasterServer {
 
     #[instrument(level = "debug", skip_all, fields(%fid, length))]
     async fn truncate(self, _: Context, fid: FileId, length: u64) -> KfsResult<FileAttr> {
-        self.mutate(Op::SetLength {
+        self.mutate(Op::Truncate {
             fid,
             size: length,
             time: now(),
         })
         .await
         .and_then(expect_attr)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(leave))]
+    async fn safe_mode(self, _: Context, leave: bool) -> KfsResult<SafeModeStatus> {
+        let mut chunks = self.state.chunks.lock().expect("chunk map lock");
+        if leave {
+            chunks.leave_safe_mode();
+        }
+        Ok(chunks.safe_mode_status(self.state.clock.now()))
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn checkpoint(self, _: Context) -> KfsResult<u64> {
+        self.state.committer.checkpoint().await
     }
 
     #[instrument(level = "debug", skip_all, fields(replication))]

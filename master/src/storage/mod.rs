@@ -7,6 +7,7 @@
 //! log-<first seq>.kfslog                 op records <first seq>, <first seq> + 1, ...
 //! LOG_HEAD                               the first seq of the newest segment (a lost one is noticed)
 //! log-<first seq>.kfslog.torn-<offset>   bytes of a torn write cut off the end, kept as evidence
+//! DECOMMISSIONED                         the chunkservers being drained, one id per line
 //! ```
 //! Guarantees (see also `docs/ARCHITECTURE.md`):
 //! - An op is acknowledged only after its record is written and `fdatasync`ed ([`log`]).
@@ -18,6 +19,7 @@
 //!   start-up with an error naming the file and byte offset ([`recovery`]).
 
 pub mod checkpoint;
+pub mod decommissioned;
 pub mod format;
 pub mod frame;
 pub mod log;

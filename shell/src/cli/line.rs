@@ -306,8 +306,8 @@ pub enum Cmd {
         /// Change every file and directory below too.
         #[arg(short = 'R')]
         recursive: bool,
-        /// Octal bits, or `[ugoa]*[+-=][rwxXst]*`, comma separated.
-        #[arg(value_name = "MODE")]
+        /// Octal bits, or `[ugoa]*[+-=][rwxXst]*` (or `[+-=][ugo]`), comma separated.
+        #[arg(value_name = "MODE", allow_hyphen_values = true)]
         mode: String,
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<String>,
@@ -413,6 +413,25 @@ pub enum AdminCmd {
     /// The master's background workers: state, rounds done, when the last one ended and what
     /// it did.
     Workers,
+    /// Safe mode (after a master restart, no deletion or repair until enough chunks have
+    /// reported): `get` its state, `leave` it now, or `wait` until it ends.
+    Safemode {
+        #[arg(value_enum)]
+        action: SafemodeAction,
+    },
+    /// Have the master write a checkpoint of everything logged now (it returns once durable).
+    Checkpoint,
+}
+
+/// What `admin safemode` does.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SafemodeAction {
+    /// Print whether safe mode is on and how far the chunks' reports are.
+    Get,
+    /// End safe mode now: repairs and deletions begin (the missing servers are not coming back).
+    Leave,
+    /// Wait until safe mode ends (then print its state).
+    Wait,
 }
 
 /// Every command name, for completion and help.

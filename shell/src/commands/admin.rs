@@ -1,5 +1,5 @@
-//! The commands about the cluster rather than files: `df`, `chunks`, `servers`, `admin` and
-//! `fsck`.
+//! The commands about the cluster rather than files: `df`, `chunks`, `servers`, `admin`
+//! (`decommission`, `workers`, `safemode`, `checkpoint`) and `fsck`.
 //!
 //! They print what the master knows (chunkservers, their space and state, where a file's
 //! chunks are, the health of every chunk), mostly as tables. `df` counts only live
@@ -7,7 +7,7 @@
 //! status 1).
 
 use super::{Failed, one_path, out, outln, report};
-use crate::cli::AdminCmd;
+use crate::cli::{AdminCmd, SafemodeAction};
 use crate::format::{self, failure};
 use crate::session::Session;
 use kfs_common::KfsError;
@@ -36,7 +36,12 @@ pub(super) async fn df(s: &Session, human: bool, json: bool) -> Result<(), Faile
     let used: u64 = alive.iter().map(|x| x.space.used).sum();
     let available: u64 = alive.iter().map(|x| x.space.available).sum();
     let factor = u64::from(s.client.master_info().default_replication.max(1));
-    let percent = (used * 100).checked_div(capacity).unwrap_or(0);
+    let percent = (used.saturating_mul(100))
+        .checked_div(capacity)
+        .unwrap_or(0);
+    let logical_percent = (counters.bytes.saturating_mul(100))
+        .checked_div(capacity / factor)
+        .unwrap_or(0);
     if json {
         crate::json::print(&serde_json::json!({
             "raw": { "capacity": capacity, "used": used, "available": available },
@@ -71,7 +76,7 @@ pub(super) async fn df(s: &Session, human: bool, json: bool) -> Result<(), Faile
             format::size(capacity / factor, human),
             format::size(counters.bytes, human),
             format::size(available / factor, human),
-            format!("{percent}%"),
+            format!("{logical_percent}%"),
         ],
     ])
     .as_bytes());
@@ -292,6 +297,17 @@ pub(super) async fn admin(s: &Session, action: AdminCmd) -> Result<(), Failed> {
                 }
             }
         }
+        AdminCmd::Safemode { action } => safemode(s, action).await,
+        AdminCmd::Checkpoint => match s.client.checkpoint().await {
+            Ok(seq) => {
+                outln(format!("checkpoint written: it holds every op up to {seq}"));
+                Ok(())
+            }
+            Err(e) => {
+                report(failure("write", "a checkpoint", &e));
+                Err(Failed)
+            }
+        },
         AdminCmd::Workers => match s.client.workers().await {
             Ok(workers) => {
                 outln(format!(
@@ -318,6 +334,48 @@ pub(super) async fn admin(s: &Session, action: AdminCmd) -> Result<(), Failed> {
                 Err(Failed)
             }
         },
+    }
+}
+
+/// `admin safemode get|leave|wait`.
+async fn safemode(s: &Session, action: SafemodeAction) -> Result<(), Failed> {
+    let result = async {
+        let mut status = s.client.safe_mode(action == SafemodeAction::Leave).await?;
+        if action == SafemodeAction::Wait {
+            // Safe mode ends by itself at the latest when its time is up: a bounded wait.
+            while status.on {
+                let pause = std::time::Duration::from_millis(status.remaining_ms.clamp(50, 500));
+                tokio::time::sleep(pause).await;
+                status = s.client.safe_mode(false).await?;
+            }
+        }
+        Ok::<_, KfsError>(status)
+    };
+    match result.await {
+        Ok(status) if status.on => {
+            let percent = (status.reported * 100)
+                .checked_div(status.total)
+                .unwrap_or(100);
+            outln(format!(
+                "safe mode is ON: {} of {} chunks reported ({percent}%, it ends at {:.1}%), at most {:.1}s more; no deletion or repair until then",
+                status.reported,
+                status.total,
+                status.threshold * 100.0,
+                status.remaining_ms as f64 / 1000.0
+            ));
+            Ok(())
+        }
+        Ok(status) => {
+            outln(format!(
+                "safe mode is OFF ({} chunks); deletions and repairs run",
+                status.total
+            ));
+            Ok(())
+        }
+        Err(e) => {
+            report(failure("use", "safe mode", &e));
+            Err(Failed)
+        }
     }
 }
 

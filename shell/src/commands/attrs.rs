@@ -6,14 +6,18 @@
 //! file and directory below a directory changes too. The master checks and logs each change.
 
 use super::{Failed, report};
+use crate::format::failure;
 use crate::session::Session;
 use kfs_common::proto::master::SetAttr;
-use kfs_common::{FileKind, KfsError, KfsResult, path};
+use kfs_common::{FileKind, KfsError, path};
 
 /// The mode `spec` gives a file of `kind` whose mode is `mode`.
 pub(crate) fn apply_mode(spec: &str, mode: u16, kind: FileKind) -> Result<u16, String> {
-    if !spec.is_empty() && spec.len() <= 4 && spec.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-        return u16::from_str_radix(spec, 8).map_err(|e| e.to_string());
+    if !spec.is_empty() && spec.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return match u32::from_str_radix(spec, 8) {
+            Ok(bits) if bits <= 0o7777 => Ok(bits as u16),
+            _ => Err(format!("invalid mode: '{spec}'")),
+        };
     }
     let bad = || format!("invalid mode: '{spec}'");
     let mut mode = mode & 0o7777;
@@ -41,7 +45,17 @@ pub(crate) fn apply_mode(spec: &str, mode: u16, kind: FileKind) -> Result<u16, S
             rest = next;
             let any_x = kind == FileKind::Dir || mode & 0o111 != 0;
             let mut bits = 0u16;
-            for p in perms.chars() {
+            // `g=u`, `o+g`...: the permissions another class has now.
+            let copied = match perms {
+                "u" => Some((mode >> 6) & 7),
+                "g" => Some((mode >> 3) & 7),
+                "o" => Some(mode & 7),
+                _ => None,
+            };
+            if let Some(class_bits) = copied {
+                bits = class_bits * 0o111;
+            }
+            for p in perms.chars().filter(|_| copied.is_none()) {
                 bits |= match p {
                     'r' => 0o444,
                     'w' => 0o222,
@@ -86,38 +100,68 @@ fn group_id(name: &str) -> Result<u32, String> {
     }
 }
 
+/// The login group of the user `name` (a name or id the local system knows).
+fn login_group(name: &str) -> Result<u32, String> {
+    let user = match name.parse::<u32>() {
+        Ok(uid) => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)),
+        Err(_) => nix::unistd::User::from_name(name),
+    };
+    match user {
+        Ok(Some(u)) => Ok(u.gid.as_raw()),
+        _ => Err(format!(
+            "invalid user: '{name}' (no login group known for it)"
+        )),
+    }
+}
+
 /// What to change on every path.
 enum Change {
     Mode(String),
     Owner(Option<u32>, Option<u32>),
 }
 
-/// Changes one path (and with `recursive` everything below it).
-async fn change(s: &Session, p: &str, what: &Change, recursive: bool) -> KfsResult<()> {
-    let mut todo = vec![p.to_string()];
+/// Changes one path (and with `recursive` everything below it, going on past a failure);
+/// each failure is reported, naming the path that failed. `Err` if anything failed.
+async fn change(
+    s: &Session,
+    top: &str,
+    what: &Change,
+    recursive: bool,
+    verb: &str,
+) -> Result<(), Failed> {
+    let mut failed = false;
+    let mut todo = vec![top.to_string()];
     while let Some(p) = todo.pop() {
-        let attr = s.client.stat(&p).await?;
-        let set = match what {
-            Change::Mode(spec) => SetAttr {
-                mode: Some(
-                    apply_mode(spec, attr.mode, attr.kind).map_err(KfsError::invalid_argument)?,
-                ),
-                ..Default::default()
-            },
-            Change::Owner(owner, group) => SetAttr {
-                owner: *owner,
-                group: *group,
-                ..Default::default()
-            },
-        };
-        s.client.set_attr(&p, set).await?;
-        if recursive && attr.kind == FileKind::Dir {
-            for e in s.client.list_all(&p).await?.into_iter().rev() {
-                todo.push(path::join(&p, &e.name));
+        let done = async {
+            let attr = s.client.stat(&p).await?;
+            let set = match what {
+                Change::Mode(spec) => SetAttr {
+                    mode: Some(
+                        apply_mode(spec, attr.mode, attr.kind)
+                            .map_err(KfsError::invalid_argument)?,
+                    ),
+                    ..Default::default()
+                },
+                Change::Owner(owner, group) => SetAttr {
+                    owner: *owner,
+                    group: *group,
+                    ..Default::default()
+                },
+            };
+            s.client.set_attr(&p, set).await?;
+            if recursive && attr.kind == FileKind::Dir {
+                for e in s.client.list_all(&p).await?.into_iter().rev() {
+                    todo.push(path::join(&p, &e.name));
+                }
             }
+            Ok::<(), KfsError>(())
+        };
+        if let Err(e) = done.await {
+            report(failure(verb, &p, &e));
+            failed = true;
         }
     }
-    Ok(())
+    if failed { Err(Failed) } else { Ok(()) }
 }
 
 async fn change_each(
@@ -127,11 +171,21 @@ async fn change_each(
     verb: &str,
     recursive: bool,
 ) -> Result<(), Failed> {
-    let what = &what;
-    super::each_path(s, paths, verb, |p| async move {
-        change(s, &p, what, recursive).await
-    })
-    .await
+    let mut failed = false;
+    for arg in paths {
+        match s.expand(arg).await {
+            Ok(expanded) => {
+                for p in expanded {
+                    failed |= change(s, &p, &what, recursive, verb).await.is_err();
+                }
+            }
+            Err(e) => {
+                report(failure(verb, arg, &e));
+                failed = true;
+            }
+        }
+    }
+    if failed { Err(Failed) } else { Ok(()) }
 }
 
 /// `chmod [-R] MODE PATH...`
@@ -168,12 +222,17 @@ pub(super) async fn chown(
         None => (spec, None),
     };
     let parsed = (|| {
-        let owner = (!owner.is_empty()).then(|| user_id(owner)).transpose()?;
-        let group = group.filter(|g| !g.is_empty()).map(group_id).transpose()?;
-        if owner.is_none() && group.is_none() {
+        let owner_id = (!owner.is_empty()).then(|| user_id(owner)).transpose()?;
+        let group = match group {
+            // `OWNER:`: the owner's login group, as chown(1) does.
+            Some("") if !owner.is_empty() => Some(login_group(owner)?),
+            Some("") | None => None,
+            Some(g) => Some(group_id(g)?),
+        };
+        if owner_id.is_none() && group.is_none() && spec != ":" {
             return Err(format!("invalid owner: '{spec}'"));
         }
-        Ok((owner, group))
+        Ok((owner_id, group))
     })();
     let (owner, group) = match parsed {
         Ok(ids) => ids,
@@ -233,7 +292,11 @@ mod tests {
         assert_eq!(apply_mode("a+X", 0o644, FileKind::Dir), Ok(0o755));
         assert_eq!(apply_mode("u+s,+t", 0o755, f), Ok(0o5755));
         assert_eq!(apply_mode("o=", 0o777, f), Ok(0o770));
-        for bad in ["", "8", "u+q", "z+x", "u", "12345"] {
+        assert_eq!(apply_mode("00755", 0, f), Ok(0o755));
+        assert_eq!(apply_mode("g=u", 0o640, f), Ok(0o660));
+        assert_eq!(apply_mode("o+g", 0o650, f), Ok(0o655));
+        assert_eq!(apply_mode("-w", 0o666, f), Ok(0o444));
+        for bad in ["", "8", "u+q", "z+x", "u", "17777", "g=uw"] {
             assert!(apply_mode(bad, 0o644, f).is_err(), "{bad}");
         }
     }

@@ -239,13 +239,13 @@ impl Usage {
     fn of(attr: &kfs_common::proto::master::FileAttr) -> Usage {
         Usage {
             bytes: attr.size,
-            replicated: attr.size * u64::from(attr.replication),
+            replicated: attr.size.saturating_mul(u64::from(attr.replication)),
         }
     }
 
     fn add(&mut self, other: Usage) {
-        self.bytes += other.bytes;
-        self.replicated += other.replicated;
+        self.bytes = self.bytes.saturating_add(other.bytes);
+        self.replicated = self.replicated.saturating_add(other.replicated);
     }
 }
 
@@ -422,11 +422,21 @@ async fn wait_replicated(client: &kfs_client::Client, p: &str) -> KfsResult<()> 
         let (attr, layout) = client.file_layout(p).await?;
         let done = match layout {
             Layout::Packed(e) => e.replicas.len() >= usize::from(e.replication),
-            Layout::Chunks(_) => client
-                .file_chunks(p)
-                .await?
-                .iter()
-                .all(|c| c.replicas.len() == usize::from(attr.replication)),
+            Layout::Chunks(_) => {
+                let chunks = client.file_chunks(p).await?;
+                if let Some(lost) = chunks.iter().find(|c| c.replicas.is_empty()) {
+                    return Err(KfsError::ChunkUnavailable {
+                        chunk: lost.chunk,
+                        reason: format!(
+                            "the chunk of {p} at byte {} has no live replica to copy (not waiting)",
+                            lost.offset
+                        ),
+                    });
+                }
+                chunks
+                    .iter()
+                    .all(|c| c.replicas.len() == usize::from(attr.replication))
+            }
         };
         if done {
             return Ok(());

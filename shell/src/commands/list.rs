@@ -112,7 +112,7 @@ pub(super) async fn ls(s: &Session, args: Vec<String>, flags: LsFlags) -> Result
     } else {
         print_entries(&files, &flags);
     }
-    let several = args.len() > 1 || flags.recursive || !files.is_empty();
+    let several = files.len() + dirs.len() > 1 || flags.recursive;
     let mut first = files.is_empty();
     // Depth first: a stack, the next directory on top.
     let mut stack: Vec<String> = dirs.into_iter().rev().map(|d| d.path).collect();
@@ -179,7 +179,9 @@ fn parse_find(words: &[String]) -> KfsResult<FindTests> {
         glob::Pattern::new(&p)
             .map_err(|e| KfsError::invalid_argument(format!("find: bad pattern '{p}': {e}")))
     };
+    let mut tests_begun = false;
     while let Some(w) = words.next() {
+        tests_begun |= w.starts_with('-');
         let mut value = |test: &str| {
             words
                 .next()
@@ -211,9 +213,7 @@ fn parse_find(words: &[String]) -> KfsResult<FindTests> {
                     "find: unknown test '{w}' (KFS's find knows -name, -iname, -type, -maxdepth)"
                 )));
             }
-            w if tests.names.is_empty() && tests.inames.is_empty() && tests.kind.is_none() => {
-                tests.starts.push(w.to_string())
-            }
+            w if !tests_begun => tests.starts.push(w.to_string()),
             w => {
                 return Err(KfsError::invalid_argument(format!(
                     "find: paths must come before the tests ('{w}')"
@@ -423,7 +423,14 @@ mod tests {
         let t = parse_find(&words("-iname *.JPG")).unwrap();
         assert!(t.starts.is_empty());
         assert!(t.matches("Y.jpg", FileKind::Dir));
-        for bad in ["-name", "-type x", "-size 3", "-name a /late"] {
+        for bad in [
+            "-name",
+            "-type x",
+            "-size 3",
+            "-name a /late",
+            "-maxdepth 1 /late",
+            "-print /x",
+        ] {
             assert!(parse_find(&words(bad)).is_err(), "{bad}");
         }
     }

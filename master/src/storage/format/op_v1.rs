@@ -228,7 +228,8 @@ impl From<&MemOp> for Op {
             MemOp::CreateVolume { .. }
             | MemOp::SetExtent { .. }
             | MemOp::FreeVolume { .. }
-            | MemOp::MoveExtents { .. } => {
+            | MemOp::MoveExtents { .. }
+            | MemOp::Truncate { .. } => {
                 unreachable!("ops new since version 2 are stored as later versions' own variants")
             }
         }

@@ -66,8 +66,8 @@ impl From<&MemOp> for Op {
                 time: *time,
             },
             MemOp::FreeVolume { chunk } => Op::FreeVolume { chunk: chunk.0 },
-            MemOp::MoveExtents { .. } => {
-                unreachable!("ops new in version 3 are stored as op_v3's own variants")
+            MemOp::MoveExtents { .. } | MemOp::Truncate { .. } => {
+                unreachable!("ops new since version 3 are stored as later versions' own variants")
             }
             old => Op::Old(op_v1::Op::from(old)),
         }

@@ -64,6 +64,9 @@ impl From<&MemOp> for Op {
                     })
                     .collect(),
             },
+            MemOp::Truncate { .. } => {
+                unreachable!("ops new in version 4 are stored as op_v4's own variants")
+            }
             old => Op::Old(op_v2::Op::from(old)),
         }
     }
