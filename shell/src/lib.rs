@@ -47,15 +47,30 @@ pub fn main_with(cli: Cli) -> i32 {
                 }
             };
             println!("{}", cluster.describe(&args));
+            let master = cluster.master.local_addr();
+            let cluster: local::SharedCluster =
+                std::sync::Arc::new(tokio::sync::Mutex::new(Some(cluster)));
             let status = if args.no_shell {
                 println!(
-                    "Serving until Ctrl-C; from other terminals: kfs --master {} ...",
-                    cluster.master.local_addr()
+                    "Serving until Ctrl-C or SIGTERM; from other terminals: kfs --master {master} ..."
                 );
-                let _ = rt.block_on(tokio::signal::ctrl_c());
-                0
+                let signal = rt.block_on(async {
+                    let mut signals = kfs_common::service::Signals::install()?;
+                    Ok::<_, anyhow::Error>(signals.wait().await)
+                });
+                match signal {
+                    Ok(signal) => {
+                        eprintln!("kfs local: {signal}: stopping the servers");
+                        0
+                    }
+                    Err(e) => {
+                        eprintln!("kfs local: {e:#}");
+                        1
+                    }
+                }
             } else {
-                match rt.block_on(kfs_client::Client::connect(cluster.master.local_addr())) {
+                local::stop_on_sigterm(&rt, cluster.clone());
+                match rt.block_on(kfs_client::Client::connect(master)) {
                     Ok(client) => shell(&handle, client, args.keep_going),
                     Err(e) => {
                         eprintln!("kfs: {e}");
@@ -63,7 +78,7 @@ pub fn main_with(cli: Cli) -> i32 {
                     }
                 }
             };
-            rt.block_on(cluster.shutdown());
+            rt.block_on(local::stop(&cluster));
             status
         }
         Some(Top::Completions { shell }) => {

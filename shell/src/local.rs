@@ -13,6 +13,43 @@ use kfs_common::proto::master::ServerState;
 use kfs_master::{MasterConfig, MasterHandle};
 use std::time::{Duration, Instant};
 
+/// A running local cluster, shared by the shell and the SIGTERM handler (whichever stops it
+/// first takes it).
+pub type SharedCluster = std::sync::Arc<tokio::sync::Mutex<Option<LocalCluster>>>;
+
+/// Stops the cluster if nobody has yet: every chunkserver, then the master (log committed,
+/// checkpoint finished).
+pub async fn stop(cluster: &SharedCluster) {
+    if let Some(c) = cluster.lock().await.take() {
+        c.shutdown().await;
+    }
+}
+
+/// On SIGTERM, while the shell reads or runs a command: the servers are stopped cleanly, the
+/// terminal is put back as it was (the line editor may have it in raw mode), and the process
+/// exits 0. History is already saved (after every command).
+pub fn stop_on_sigterm(rt: &tokio::runtime::Runtime, cluster: SharedCluster) {
+    let terminal = crate::repl::SavedTerminal::save();
+    rt.spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            tracing::warn!("cannot install the SIGTERM handler; SIGTERM will not stop cleanly");
+            return;
+        };
+        term.recv().await;
+        let mut held = cluster.lock().await;
+        let Some(c) = held.take() else {
+            // The shell ended and its cluster is being stopped already.
+            return;
+        };
+        terminal.restore();
+        eprintln!("\nkfs local: SIGTERM: stopping the servers");
+        c.shutdown().await;
+        eprintln!("kfs local: stopped");
+        std::process::exit(0);
+    });
+}
+
 /// A running local cluster.
 pub struct LocalCluster {
     pub master: MasterHandle,

@@ -22,6 +22,27 @@ use std::io::BufRead;
 use std::sync::{Arc, Mutex};
 use tokio::runtime::Handle;
 
+/// The terminal's settings when the shell started, to put back if the process must leave
+/// while the line editor holds it in raw mode (`kfs local` on SIGTERM). Nothing when standard
+/// input is not a terminal.
+pub struct SavedTerminal(Option<rustix::termios::Termios>);
+
+impl SavedTerminal {
+    pub fn save() -> SavedTerminal {
+        SavedTerminal(rustix::termios::tcgetattr(std::io::stdin()).ok())
+    }
+
+    pub fn restore(&self) {
+        if let Some(settings) = &self.0 {
+            let _ = rustix::termios::tcsetattr(
+                std::io::stdin(),
+                rustix::termios::OptionalActions::Now,
+                settings,
+            );
+        }
+    }
+}
+
 /// Parses and runs one line; `None` for a blank line or a comment.
 fn run_line(rt: &Handle, session: &mut Session, line: &str) -> Option<Result<Flow, ()>> {
     run_line_with(rt, session, line, false)
