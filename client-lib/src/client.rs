@@ -9,8 +9,8 @@ use futures::stream::BoxStream;
 use kfs_common::proto::chunk::ChunkPool;
 use kfs_common::proto::master::{
     ChunkLocation, ChunkserverInfo, CreateOptions, DirEntry, DirPage, FileAttr, FsckReport, Layout,
-    MasterInfo, MkdirOptions, NamespaceCounters, RemoveSummary, SafeModeStatus, SetAttr,
-    WorkerInfo,
+    MasterInfo, MkdirOptions, NamespaceCounters, OpenFileInfo, RemoveSummary, SafeModeStatus,
+    SetAttr, WorkerInfo,
 };
 use kfs_common::{KfsError, KfsResult};
 use serde_bytes::ByteBuf;
@@ -383,6 +383,12 @@ impl Client {
     /// chunks have reported); with `leave`, ends it first.
     pub async fn safe_mode(&self, leave: bool) -> KfsResult<SafeModeStatus> {
         self.call(self.m().safe_mode(self.ctx(), leave)).await
+    }
+
+    /// The files being written (or whose writer went quiet and that the master has not yet
+    /// finished), as `kfs fsck --open-files` lists them.
+    pub async fn open_files(&self) -> KfsResult<Vec<OpenFileInfo>> {
+        self.call(self.m().open_files(self.ctx())).await
     }
 
     /// Has the master write a checkpoint of everything logged; returns, once it is durable,

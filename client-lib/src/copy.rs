@@ -38,9 +38,7 @@ fn local(path: &Path, e: impl std::fmt::Display) -> KfsError {
     KfsError::Io(format!("{}: {e}", path.display()))
 }
 
-/// Prefix of the temporary file an upload (a put here, a gateway `PUT`) writes beside its target
-/// before renaming it over the target; listings that hide uploads in progress skip these names.
-pub const UPLOAD_PREFIX: &str = ".kfs-upload-";
+pub use kfs_common::path::UPLOAD_PREFIX;
 
 /// A fresh random name for an upload's temporary file (`.kfs-upload-<16 hex digits>`).
 pub fn upload_temp_name() -> String {

@@ -189,6 +189,7 @@ reply_error!(MasterServiceResponse {
     Truncate,
     SafeMode,
     Checkpoint,
+    OpenFiles,
 });
 reply_error!(ClusterServiceResponse { Hello, Heartbeat });
 reply_error!(ChunkServiceResponse {

@@ -13,6 +13,11 @@ pub const MAX_NAME_LEN: usize = 255;
 /// Longest path, in bytes.
 pub const MAX_PATH_LEN: usize = 4096;
 
+/// Prefix of the temporary file an upload (a `kfs put`, a gateway `PUT`) writes beside its
+/// target before renaming it over the target: listings that hide uploads in progress skip these
+/// names, and the master removes one whose writer is gone (`abandoned_upload_ms`).
+pub const UPLOAD_PREFIX: &str = ".kfs-upload-";
+
 /// Checks one name (a path component, or an extended attribute's name).
 pub fn validate_name(path: &str, name: &str) -> KfsResult<()> {
     let reason = if name.is_empty() {

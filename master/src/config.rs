@@ -65,6 +65,10 @@ pub struct MasterConfig {
     pub compact_dead_fraction: f64,
     /// How often the master looks for volumes to compact, in milliseconds. Default 30,000.
     pub compact_interval_ms: u64,
+    /// An upload's temporary file (`.kfs-upload-...`, of a `kfs put` or a gateway `PUT`) whose
+    /// writer has renewed no lease for this long is removed with its chunks, in milliseconds
+    /// (at least two lease periods). Default 600,000 (10 minutes).
+    pub abandoned_upload_ms: u64,
     /// Connections served at once; one more is refused with an error the client shows ("at its
     /// connection limit"). Default 4,096.
     pub max_connections: usize,
@@ -104,6 +108,7 @@ impl Default for MasterConfig {
             rebalance_threshold: 0.10,
             compact_dead_fraction: 0.5,
             compact_interval_ms: 30_000,
+            abandoned_upload_ms: 600_000,
             max_connections: limits.max_connections,
             idle_timeout_ms: limits.idle_timeout.as_millis() as u64,
             rpc_buffer_bytes: limits.buffer_bytes,
@@ -210,6 +215,14 @@ impl MasterConfig {
             return invalid(format!(
                 "compact_dead_fraction {} is outside (0, 1] (0 would copy every volume every round)",
                 self.compact_dead_fraction
+            ));
+        }
+        if self.abandoned_upload_ms < 2 * self.lease_ms {
+            return invalid(format!(
+                "abandoned_upload_ms {} is below two lease periods ({} ms): a live upload could \
+                 be removed",
+                self.abandoned_upload_ms,
+                2 * self.lease_ms
             ));
         }
         if self.compact_interval_ms == 0 {

@@ -60,6 +60,7 @@ pub struct ClusterOptions {
     /// How often the master looks for volumes to compact, and the dead fraction that has one
     /// compacted (the product's defaults: tests about compaction make it quick).
     pub compact_interval_ms: u64,
+    pub abandoned_upload_ms: u64,
     pub compact_dead_fraction: f64,
 }
 
@@ -82,6 +83,7 @@ impl Default for ClusterOptions {
             rpc_limits: kfs_common::rpc::Limits::default(),
             links: false,
             compact_interval_ms: 30_000,
+            abandoned_upload_ms: 600_000,
             compact_dead_fraction: 0.5,
         }
     }
@@ -171,6 +173,7 @@ impl TestCluster {
             heal_interval_ms: options.heal_interval_ms,
             safe_mode_max_secs: options.safe_mode_max_secs,
             compact_interval_ms: options.compact_interval_ms,
+            abandoned_upload_ms: options.abandoned_upload_ms,
             compact_dead_fraction: options.compact_dead_fraction,
             http: options.http.then(|| "127.0.0.1:0".parse().unwrap()),
             max_connections: options.rpc_limits.max_connections,

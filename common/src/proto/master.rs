@@ -155,6 +155,20 @@ pub enum WorkerState {
     Ended,
 }
 
+/// A file written under a write lease, as `kfs fsck --open-files` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenFileInfo {
+    pub path: String,
+    pub fid: FileId,
+    /// Its length at the master (what readers see).
+    pub size: u64,
+    /// Milliseconds since its writer last took or renewed a lease.
+    pub since_write_ms: u64,
+    /// Whether a writer holds a lease on it now; `false`: its writer is quiet, and the master
+    /// finishes (or, for an upload's temporary file, removes) it once quiet for long enough.
+    pub writing: bool,
+}
+
 /// Safe mode as `kfs admin safemode get` shows it (after a restart: no deletion, no repair).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SafeModeStatus {
@@ -467,6 +481,11 @@ pub trait MasterService {
     /// durable, with the sequence number of the last op it holds. Idempotent. Since client
     /// protocol 5.
     async fn checkpoint() -> Result<u64, KfsError>;
+
+    /// Caller: operators (`kfs fsck --open-files`). Lists the files written under a write lease
+    /// since this master started and not yet finished: being written, or with a writer gone
+    /// quiet (see `OpenFileInfo::writing`). Read-only. Since client protocol 5.
+    async fn open_files() -> Result<Vec<OpenFileInfo>, KfsError>;
 }
 
 /// Connects to a master at `addr`. The client is cheap to clone; clones share the connection and

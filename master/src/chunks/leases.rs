@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 
 mod versions;
 mod volumes;
+mod writers;
 
 /// A write lease the master granted: a row of the chunk map's lease table.
 #[derive(Clone, Debug)]
@@ -163,6 +164,11 @@ impl ChunkMap {
         }
     }
 
+    /// The file holding `chunk` (a volume's is its volume set's reserved id).
+    pub fn file_of(&self, chunk: ChunkId) -> Option<FileId> {
+        self.chunks.get(&chunk).map(|s| s.fid)
+    }
+
     /// Ends the lease on `chunk` (its replicas change).
     pub fn revoke(&mut self, chunk: ChunkId) {
         self.leases.remove(&chunk);
@@ -213,6 +219,9 @@ pub struct Leases {
     /// The highest version a move of a chunk asked chunkservers for, while that move is not
     /// logged (`leases/versions.rs`): the next move asks for more.
     asked: Mutex<HashMap<ChunkId, ChunkVersion>>,
+    /// Files written under leases, and when each writer last took or renewed one
+    /// (`leases/writers.rs`).
+    writers: Mutex<HashMap<FileId, Instant>>,
 }
 
 /// Where the lease desk logs its ops (chunk id reservations, allocations, version bumps): a
@@ -244,6 +253,7 @@ impl Leases {
             grants: Mutex::new(HashMap::new()),
             volumes: volumes::OpenVolumes::default(),
             asked: Mutex::new(HashMap::new()),
+            writers: Mutex::new(HashMap::new()),
         }
     }
 
@@ -311,6 +321,7 @@ impl Leases {
             )));
         }
         let _position = self.lock_position(fid, chunk_offset).await;
+        self.note_writer(fid, self.config.clock.now());
         let (existing, replication) = {
             let ns = cx.ns.read().expect("namespace lock");
             let attr = ns.stat_fid(fid)?;
@@ -428,12 +439,11 @@ impl Leases {
         chunk: ChunkId,
         version: ChunkVersion,
     ) -> KfsResult<u64> {
-        cx.chunks.lock().expect("chunk map lock").renew(
-            chunk,
-            version,
-            self.config.clock.now(),
-            self.config.duration,
-        )
+        let now = self.config.clock.now();
+        let mut chunks = cx.chunks.lock().expect("chunk map lock");
+        let renewed = chunks.renew(chunk, version, now, self.config.duration)?;
+        self.note_renewal(chunks.file_of(chunk), chunk, now);
+        Ok(renewed)
     }
 }
 

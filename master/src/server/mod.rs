@@ -40,11 +40,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tarpc::server::{BaseChannel, Channel};
 
+mod abandoned;
 mod cluster_service;
 mod compactor;
 mod namespace_service;
 mod small_files;
 
+pub use abandoned::AbandonedStats;
 pub use compactor::CompactionStats;
 
 /// Why the master could not start.
@@ -268,6 +270,11 @@ pub async fn start_with_clock(
         interval: Duration::from_millis(config.compact_interval_ms),
         dead_fraction: config.compact_dead_fraction,
         stats: compaction.clone(),
+    });
+    state.workers.spawn(abandoned::AbandonedFiles {
+        state: state.clone(),
+        upload_after: Duration::from_millis(config.abandoned_upload_ms),
+        stats: Arc::new(AbandonedStats::default()),
     });
     state.workers.spawn(crate::healer::Healer {
         ns: state.ns.clone(),

@@ -14,8 +14,8 @@ use crate::namespace::op::{Op, Prepared, Reply};
 use crate::namespace::{DEFAULT_DIR_MODE, DEFAULT_FILE_MODE};
 use kfs_common::proto::master::{
     ChunkLocation, ChunkserverInfo, CreateOptions, DirPage, FileAttr, FsckReport, Layout,
-    MasterInfo, MasterService, MkdirOptions, NamespaceCounters, RemoveSummary, SafeModeStatus,
-    SetAttr, WorkerInfo, WriteLease,
+    MasterInfo, MasterService, MkdirOptions, NamespaceCounters, OpenFileInfo, RemoveSummary,
+    SafeModeStatus, SetAttr, WorkerInfo, WriteLease,
 };
 use kfs_common::proto::{CLIENT_PROTOCOL_VERSION, OLDEST_CLIENT_PROTOCOL, now};
 use kfs_common::{ChunkId, ChunkVersion, FileId, KfsError, KfsResult, ServerId, path};
@@ -463,6 +463,33 @@ impl MasterService for MasterServer {
     #[instrument(level = "debug", skip_all)]
     async fn checkpoint(self, _: Context) -> KfsResult<u64> {
         self.state.committer.checkpoint().await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn open_files(self, _: Context) -> KfsResult<Vec<OpenFileInfo>> {
+        let now = self.state.clock.now();
+        let lease = self.state.leases.lease_duration();
+        let written = self.state.leases.written_files();
+        let wanted = written.keys().copied().collect();
+        let ns = self.state.ns.read().expect("namespace lock");
+        let paths = ns.paths_of(&wanted);
+        let mut open: Vec<OpenFileInfo> = written
+            .iter()
+            .filter_map(|(fid, last)| {
+                let path = paths.get(fid)?;
+                let attr = ns.stat_fid(*fid).ok()?;
+                let quiet = now.saturating_duration_since(*last);
+                Some(OpenFileInfo {
+                    path: path.clone(),
+                    fid: *fid,
+                    size: attr.size,
+                    since_write_ms: quiet.as_millis() as u64,
+                    writing: quiet < lease,
+                })
+            })
+            .collect();
+        open.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(open)
     }
 
     #[instrument(level = "debug", skip_all, fields(replication))]

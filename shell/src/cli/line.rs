@@ -354,8 +354,13 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Health of every chunk: healthy, under-replicated, missing, corrupt.
+    /// Health of every chunk: healthy, under-replicated, missing, corrupt (--open-files: the
+    /// files open for write instead).
     Fsck {
+        /// List the files being written, and those whose writer is gone that the master has not
+        /// finished yet (HDFS's `fsck -openforwrite`).
+        #[arg(long)]
+        open_files: bool,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,

@@ -379,6 +379,58 @@ async fn safemode(s: &Session, action: SafemodeAction) -> Result<(), Failed> {
     }
 }
 
+/// `fsck --open-files`: the files open for write.
+pub(super) async fn open_files(s: &Session, json: bool) -> Result<(), Failed> {
+    let files = match s.client.open_files().await {
+        Ok(files) => files,
+        Err(e) => {
+            report(failure("list", "the files open for write", &e));
+            return Err(Failed);
+        }
+    };
+    if json {
+        let all: Vec<serde_json::Value> = files
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "path": f.path,
+                    "id": f.fid.0.to_string(),
+                    "size": f.size,
+                    "since_write_ms": f.since_write_ms,
+                    "state": if f.writing { "writing" } else { "writer_gone" },
+                })
+            })
+            .collect();
+        crate::json::print(&serde_json::Value::Array(all));
+        return Ok(());
+    }
+    let mut rows = vec![vec![
+        "PATH".to_string(),
+        "SIZE".into(),
+        "STATE".into(),
+        "LAST LEASE".into(),
+    ]];
+    for f in &files {
+        rows.push(vec![
+            f.path.clone(),
+            f.size.to_string(),
+            if f.writing {
+                "writing".into()
+            } else {
+                "writer gone: to be finished".into()
+            },
+            format!("{:.1}s ago", f.since_write_ms as f64 / 1000.0),
+        ]);
+    }
+    if files.is_empty() {
+        outln("no file is open for write");
+    } else {
+        out(format::table(&rows).as_bytes());
+        outln(format!("{} files open for write", files.len()));
+    }
+    Ok(())
+}
+
 /// `fsck`: the health of every chunk.
 pub(super) async fn fsck(s: &Session, json: bool) -> Result<(), Failed> {
     match s.client.fsck().await {

@@ -218,7 +218,11 @@ pub async fn run(s: &mut Session, cmd: Cmd) -> Outcome {
         Cmd::Xattr { action } => done(fs::xattr(s, action).await),
         Cmd::Chunks { json, path } => done(admin::chunks(s, &path, json).await),
         Cmd::Servers { json } => done(admin::servers(s, json).await),
-        Cmd::Fsck { json } => done(admin::fsck(s, json).await),
+        Cmd::Fsck {
+            open_files: true,
+            json,
+        } => done(admin::open_files(s, json).await),
+        Cmd::Fsck { json, .. } => done(admin::fsck(s, json).await),
         Cmd::Admin { action } => done(admin::admin(s, action).await),
         Cmd::Cd { path } => {
             let target = path.unwrap_or_else(|| "/".into());
