@@ -675,6 +675,7 @@ async fn the_master_and_chunkservers_report_status_and_metrics() {
             "heartbeat timeouts",
             "volume reclaimer",
             "volume compactor",
+            "abandoned files",
             "healer"
         ]
     );

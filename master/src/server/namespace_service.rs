@@ -44,6 +44,29 @@ impl MasterServer {
             .map(|applied| applied.reply)
     }
 
+    /// A lease grant run to its end in a task of its own, even if the caller goes away (its
+    /// connection closed, its deadline passed: the RPC's future is then dropped). Cut midway,
+    /// a grant would leave replicas made on chunkservers that no logged op names, kept until
+    /// those servers' next hello.
+    async fn grant_to_the_end(
+        &self,
+        fid: FileId,
+        chunk_offset: u64,
+        unpacking: bool,
+    ) -> KfsResult<WriteLease> {
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            let cx = LeaseContext {
+                ns: &state.ns,
+                chunks: &state.chunks,
+                log: &state.committer,
+            };
+            state.leases.lease(&cx, fid, chunk_offset, unpacking).await
+        })
+        .await
+        .map_err(|e| KfsError::Internal(format!("the lease grant of {fid} failed: {e}")))?
+    }
+
     pub(super) fn lease_context(&self) -> LeaseContext<'_> {
         LeaseContext {
             ns: &self.state.ns,
@@ -369,10 +392,7 @@ impl MasterService for MasterServer {
 
     #[instrument(level = "debug", skip_all, fields(%fid, chunk_offset))]
     async fn lease(self, _: Context, fid: FileId, chunk_offset: u64) -> KfsResult<WriteLease> {
-        self.state
-            .leases
-            .lease(&self.lease_context(), fid, chunk_offset, false)
-            .await
+        self.grant_to_the_end(fid, chunk_offset, false).await
     }
 
     #[instrument(level = "debug", skip_all, fields(%fid, chunk_offset))]
@@ -382,10 +402,7 @@ impl MasterService for MasterServer {
         fid: FileId,
         chunk_offset: u64,
     ) -> KfsResult<WriteLease> {
-        self.state
-            .leases
-            .lease(&self.lease_context(), fid, chunk_offset, true)
-            .await
+        self.grant_to_the_end(fid, chunk_offset, true).await
     }
 
     #[instrument(level = "debug", skip_all, fields(%chunk, %version))]
@@ -494,10 +511,19 @@ impl MasterService for MasterServer {
 
     #[instrument(level = "debug", skip_all, fields(replication))]
     async fn volume_lease(self, _: Context, replication: u8) -> KfsResult<WriteLease> {
-        self.state
-            .leases
-            .volume_lease(&self.lease_context(), replication)
-            .await
+        // To its end, as `grant_to_the_end`: a new volume's replicas are made before it is
+        // logged.
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            let cx = LeaseContext {
+                ns: &state.ns,
+                chunks: &state.chunks,
+                log: &state.committer,
+            };
+            state.leases.volume_lease(&cx, replication).await
+        })
+        .await
+        .map_err(|e| KfsError::Internal(format!("the volume lease failed: {e}")))?
     }
 
     #[instrument(level = "debug", skip_all, fields(%chunk))]
