@@ -34,8 +34,14 @@ impl CopySummary {
     }
 }
 
+/// A local file's error, as coreutils words it (`/tmp/x: No such file or directory`, without
+/// Rust's `(os error 2)`).
 fn local(path: &Path, e: impl std::fmt::Display) -> KfsError {
-    KfsError::Io(format!("{}: {e}", path.display()))
+    let text = e.to_string();
+    let reason = text
+        .find(" (os error ")
+        .map_or(text.as_str(), |at| &text[..at]);
+    KfsError::Io(format!("{}: {reason}", path.display()))
 }
 
 pub use kfs_common::path::UPLOAD_PREFIX;

@@ -4,7 +4,7 @@
 //! - [`cli`]: arguments and the commands, parsed the same way everywhere.
 //! - [`commands`]: what each command does, and its messages (coreutils style).
 //! - [`session`]: the working directory, relative paths and glob patterns.
-//! - [`repl`]: the interactive shell (history, tab completion) and scripts.
+//! - [`repl`]: the interactive shell (history) and scripts; [`complete`]: its tab completion.
 //! - [`local`]: `kfs local`.
 //! - [`bench`]: `kfs bench` and `kfs bench-report`.
 //! - [`format`], [`progress`]: how things are printed; [`json`]: what `--json` prints.
@@ -15,6 +15,7 @@
 pub mod bench;
 pub mod cli;
 pub mod commands;
+pub mod complete;
 pub mod format;
 pub mod json;
 pub mod local;

@@ -1,23 +1,18 @@
 //! The interactive shell, and the same commands read from a script.
 //!
 //! Interactive: line editing and history (rustyline; history in `~/.kfs_history`), tab
-//! completion of commands and of remote paths, a prompt showing the working directory. Script
+//! completion (`complete.rs`), a prompt showing the working directory. Script
 //! (standard input not a terminal): one command per line, `#` comments, stop at the first failure
 //! unless told to keep going.
 
-use crate::cli::{COMMANDS, Line};
+use crate::cli::Line;
 use crate::commands::{self, Flow};
+use crate::complete::KfsHelper;
 use crate::session::Session;
 use clap::Parser;
-use futures::StreamExt;
-use kfs_common::{FileKind, path};
-use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
-use rustyline::highlight::Highlighter;
-use rustyline::hint::Hinter;
 use rustyline::history::DefaultHistory;
-use rustyline::validate::Validator;
-use rustyline::{Editor, Helper};
+use rustyline::{CompletionType, Config, Editor};
 use std::io::BufRead;
 use std::sync::{Arc, Mutex};
 use tokio::runtime::Handle;
@@ -126,7 +121,11 @@ pub fn interactive(rt: &Handle, session: &mut Session) -> i32 {
         cwd: Arc::new(Mutex::new(session.cwd.clone())),
     };
     let cwd = helper.cwd.clone();
-    let mut editor: Editor<KfsHelper, DefaultHistory> = match Editor::new() {
+    // Tab completes what the candidates share; a second Tab lists them.
+    let config = Config::builder()
+        .completion_type(CompletionType::List)
+        .build();
+    let mut editor: Editor<KfsHelper, DefaultHistory> = match Editor::with_config(config) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("kfs: no line editor here ({e}); reading commands as a script");
@@ -176,80 +175,3 @@ pub fn interactive(rt: &Handle, session: &mut Session) -> i32 {
     }
     status
 }
-
-/// Tab completion of command names and remote paths.
-struct KfsHelper {
-    rt: Handle,
-    client: kfs_client::Client,
-    cwd: Arc<Mutex<String>>,
-}
-
-impl Completer for KfsHelper {
-    type Candidate = Pair;
-
-    fn complete(
-        &self,
-        line: &str,
-        pos: usize,
-        _: &rustyline::Context<'_>,
-    ) -> rustyline::Result<(usize, Vec<Pair>)> {
-        let before = &line[..pos];
-        let start = before.rfind(' ').map_or(0, |i| i + 1);
-        let word = &before[start..];
-        if start == 0 {
-            let names = COMMANDS
-                .iter()
-                .filter(|c| c.starts_with(word))
-                .map(|c| Pair {
-                    display: c.to_string(),
-                    replacement: format!("{c} "),
-                })
-                .collect();
-            return Ok((0, names));
-        }
-        // A remote path: list the directory the word is in, keep the names it starts.
-        let (dir_part, prefix) = match word.rfind('/') {
-            Some(i) => (&word[..=i], &word[i + 1..]),
-            None => ("", word),
-        };
-        let cwd = self.cwd.lock().expect("cwd lock").clone();
-        let Ok(dir) = path::normalize(&cwd, if dir_part.is_empty() { "." } else { dir_part })
-        else {
-            return Ok((start, Vec::new()));
-        };
-        let client = self.client.clone();
-        let prefix_owned = prefix.to_string();
-        let names: Vec<(String, bool)> = self.rt.block_on(async move {
-            let mut out = Vec::new();
-            let mut entries = client.list(&dir);
-            while let Some(Ok(e)) = entries.next().await {
-                if e.name.starts_with(&prefix_owned) {
-                    out.push((e.name, e.kind == FileKind::Dir));
-                }
-            }
-            out
-        });
-        let candidates = names
-            .into_iter()
-            .map(|(name, is_dir)| Pair {
-                display: if is_dir {
-                    format!("{name}/")
-                } else {
-                    name.clone()
-                },
-                replacement: format!("{dir_part}{name}{}", if is_dir { "/" } else { " " }),
-            })
-            .collect();
-        Ok((start, candidates))
-    }
-}
-
-impl Hinter for KfsHelper {
-    type Hint = String;
-}
-
-impl Highlighter for KfsHelper {}
-
-impl Validator for KfsHelper {}
-
-impl Helper for KfsHelper {}

@@ -197,6 +197,18 @@ async fn failures_exit_non_zero_with_coreutils_messages() {
         .assert()
         .code(2)
         .stderr("kfs: unknown command 'frobnicate' (try 'kfs --help')\n");
+    // Local files are named as cp(1) names them.
+    kfs(&cluster)
+        .args(["put", "/no/such/local.file", "/a/"])
+        .assert()
+        .code(1)
+        .stderr("kfs: cannot stat '/no/such/local.file': No such file or directory\n");
+    kfs(&cluster).args(["touch", "/a/f"]).assert().success();
+    kfs(&cluster)
+        .args(["get", "/a/f", "/no/such/dir/f"])
+        .assert()
+        .code(1)
+        .stderr("kfs: cannot create '/no/such/dir/f': No such file or directory\n");
     // Several arguments: the good ones are done, the bad one reported, the status says so.
     kfs(&cluster)
         .args(["mkdir", "/x", "/missing/y", "/z"])

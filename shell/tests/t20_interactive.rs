@@ -144,3 +144,67 @@ async fn ctrl_c_cancels_the_command_and_history_survives_a_kill() {
     .await;
     cluster.shutdown().await;
 }
+
+/// Tab as in bash: the first completes what the candidates share, the second lists them;
+/// names with spaces complete escaped; `put`'s source completes against the local disk, flags
+/// against the command's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tab_lists_candidates_and_completes_local_paths_flags_and_spaces() {
+    let cluster = TestCluster::start(ClusterOptions::default()).await;
+    let client = cluster.client().await;
+    client.mkdir("/d").await.unwrap();
+    for name in ["my photo.jpg", "my notes.txt"] {
+        client
+            .create(&format!("/d/{name}"))
+            .await
+            .unwrap()
+            .close()
+            .await
+            .unwrap();
+    }
+    let home = tempfile::tempdir().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    std::fs::write(local.path().join("local file.txt"), "from the local disk\n").unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kfs"));
+    cmd.args(["--master", &cluster.master_addr().to_string()])
+        .env("HOME", home.path())
+        .env("TERM", "xterm")
+        .env("NO_COLOR", "1");
+    let local_dir = local.path().display().to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut shell = Session::spawn(cmd).expect("spawn kfs in a pty");
+        shell.set_expect_timeout(Some(Duration::from_secs(30)));
+        shell.expect("kfs:/> ").unwrap();
+        // Two names share "my ": the first Tab completes that much, escaped...
+        shell.send("cat /d/m\t").unwrap();
+        shell.expect("/d/my\\ ").unwrap();
+        // ... the second lists both.
+        shell.send("\t").unwrap();
+        shell.expect("my notes.txt").unwrap();
+        shell.expect("my photo.jpg").unwrap();
+        // One more letter makes it one name; Enter runs it.
+        shell.send("n\t").unwrap();
+        shell.expect("notes.txt ").unwrap();
+        shell.send_line("").unwrap();
+        shell.expect("kfs:/> ").unwrap();
+        // put's source completes on the local disk.
+        shell.send(format!("put {local_dir}/lo\t")).unwrap();
+        shell.expect("local\\ file.txt ").unwrap();
+        shell.send_line("/d/").unwrap();
+        shell.expect("kfs:/> ").unwrap();
+        shell.send_line("cat '/d/local file.txt'").unwrap();
+        shell.expect("from the local disk").unwrap();
+        shell.expect("kfs:/> ").unwrap();
+        // A flag completes from the command's own.
+        shell.send("ls --js\t").unwrap();
+        shell.expect("--json ").unwrap();
+        shell.send_line("/d").unwrap();
+        shell.expect("\"name\": \"local file.txt\"").unwrap();
+        shell.expect("kfs:/> ").unwrap();
+        shell.send_line("exit").unwrap();
+        shell.expect(Eof).unwrap();
+    })
+    .await
+    .unwrap();
+    cluster.shutdown().await;
+}

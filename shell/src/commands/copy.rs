@@ -169,6 +169,17 @@ pub(super) async fn put(
         } else {
             dst.clone()
         };
+        if let Err(e) = std::fs::symlink_metadata(&local_path) {
+            // As cp(1) says it.
+            progress.suspend(|| {
+                report(format!(
+                    "cannot stat '{local}': {}",
+                    crate::format::io_reason(&e)
+                ))
+            });
+            failed = true;
+            continue;
+        }
         if !force && s.client.stat(&target).await.is_ok() {
             progress.suspend(|| report(exists("copy", local, &target)));
             failed = true;
@@ -220,6 +231,22 @@ pub(super) async fn get(s: &Session, args: Vec<String>, force: bool) -> Result<(
         };
         if !force && std::fs::symlink_metadata(&target).is_ok() {
             progress.suspend(|| report(exists("copy", &src, &target.display().to_string())));
+            failed = true;
+            continue;
+        }
+        let parent = target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if let Err(e) = std::fs::metadata(parent) {
+            // As cp(1) says it.
+            progress.suspend(|| {
+                report(format!(
+                    "cannot create '{}': {}",
+                    target.display(),
+                    crate::format::io_reason(&e)
+                ))
+            });
             failed = true;
             continue;
         }
