@@ -1,7 +1,10 @@
 //! Copying local files and directory trees into KFS and back.
 //!
 //! Trees are copied with several files in flight at once. Symbolic links and special files are
-//! skipped (and counted as such); a local path that cannot be read is an error naming it.
+//! skipped, and each one named in the summary; a local path that cannot be read is an error
+//! naming it. A copy tells its [`CopyProgress`] of every piece of bytes moved, of the files a
+//! tree holds once it has been walked, and of each file as it starts and ends (any
+//! `Fn(u64)` closure is a `CopyProgress` that hears of the bytes only).
 
 use crate::Client;
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -14,14 +17,33 @@ const TREE_PARALLELISM: usize = 8;
 /// Bytes moved per read of the source.
 const COPY_BUF: usize = 1 << 20;
 
+/// What a copy tells as it goes (for a progress bar).
+pub trait CopyProgress: Sync {
+    /// `n` more bytes were copied.
+    fn bytes(&self, n: u64);
+    /// The copy holds `files` files in all (a tree, once walked; 1 for a file).
+    fn files_found(&self, _files: u64) {}
+    /// The file `name` (its path below what was asked) starts.
+    fn file_started(&self, _name: &str) {}
+    /// A file is done.
+    fn file_done(&self) {}
+}
+
+impl<F: Fn(u64) + Sync> CopyProgress for F {
+    fn bytes(&self, n: u64) {
+        self(n)
+    }
+}
+
 /// What a copy moved.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CopySummary {
     pub files: u64,
     pub dirs: u64,
     pub bytes: u64,
-    /// Symbolic links and special files left out.
-    pub skipped: u64,
+    /// Symbolic links, special files (FIFOs, sockets, devices) and names that are not UTF-8,
+    /// left out: `(path, what it is)`.
+    pub skipped: Vec<(PathBuf, &'static str)>,
 }
 
 impl CopySummary {
@@ -29,7 +51,7 @@ impl CopySummary {
         self.files += other.files;
         self.dirs += other.dirs;
         self.bytes += other.bytes;
-        self.skipped += other.skipped;
+        self.skipped.extend(other.skipped);
         self
     }
 }
@@ -67,7 +89,7 @@ pub async fn put_file(
     local_path: &Path,
     remote: &str,
     replication: Option<u8>,
-    progress: &(dyn Fn(u64) + Sync),
+    progress: &dyn CopyProgress,
 ) -> KfsResult<u64> {
     let mut src = tokio::fs::File::open(local_path)
         .await
@@ -102,7 +124,7 @@ pub async fn put_file(
             }
             dst.write_all(&buf[..n]).await.map_err(KfsError::from)?;
             total += n as u64;
-            progress(n as u64);
+            progress.bytes(n as u64);
         }
     }
     .await;
@@ -124,6 +146,30 @@ pub async fn put_file(
         return Err(e.naming(&internal, remote).naming(&temp, remote));
     }
     Ok(total)
+}
+
+/// How a skipped local entry is named in the summary.
+fn what_it_is(kind: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// A file's name for the progress bar.
+fn file_label(p: &Path) -> String {
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// Removes a put's temporary file if the put is dropped before it finished (its future
@@ -152,7 +198,7 @@ pub async fn get_file(
     client: &Client,
     remote: &str,
     local_path: &Path,
-    progress: &(dyn Fn(u64) + Sync),
+    progress: &dyn CopyProgress,
 ) -> KfsResult<u64> {
     let mut src = client.open(remote).await?;
     let mut dst = tokio::fs::File::create(local_path)
@@ -169,7 +215,7 @@ pub async fn get_file(
             .await
             .map_err(|e| local(local_path, e))?;
         total += n as u64;
-        progress(n as u64);
+        progress.bytes(n as u64);
     }
     dst.flush().await.map_err(|e| local(local_path, e))?;
     Ok(total)
@@ -182,13 +228,16 @@ pub async fn put(
     local_path: &Path,
     remote: &str,
     replication: Option<u8>,
-    progress: &(dyn Fn(u64) + Sync),
+    progress: &dyn CopyProgress,
 ) -> KfsResult<CopySummary> {
     let meta = tokio::fs::symlink_metadata(local_path)
         .await
         .map_err(|e| local(local_path, e))?;
     if meta.is_file() {
+        progress.files_found(1);
+        progress.file_started(&file_label(local_path));
         let bytes = put_file(client, local_path, remote, replication, progress).await?;
+        progress.file_done();
         return Ok(CopySummary {
             files: 1,
             bytes,
@@ -197,7 +246,7 @@ pub async fn put(
     }
     if !meta.is_dir() {
         return Ok(CopySummary {
-            skipped: 1,
+            skipped: vec![(local_path.to_path_buf(), what_it_is(&meta.file_type()))],
             ..Default::default()
         });
     }
@@ -214,7 +263,9 @@ pub async fn put(
         while let Some(entry) = entries.next_entry().await.map_err(|e| local(&dir, e))? {
             let name = entry.file_name();
             let Some(name) = name.to_str() else {
-                summary.skipped += 1;
+                summary
+                    .skipped
+                    .push((entry.path(), "a name that is not UTF-8"));
                 continue;
             };
             let kind = entry
@@ -227,13 +278,17 @@ pub async fn put(
             } else if kind.is_file() {
                 files.push((entry.path(), target));
             } else {
-                summary.skipped += 1;
+                summary.skipped.push((entry.path(), what_it_is(&kind)));
             }
         }
     }
+    progress.files_found(files.len() as u64);
     let copied: Vec<CopySummary> = stream::iter(files)
         .map(|(from, to)| async move {
+            let label = from.strip_prefix(local_path).unwrap_or(&from);
+            progress.file_started(&label.to_string_lossy());
             let bytes = put_file(client, &from, &to, replication, progress).await?;
+            progress.file_done();
             Ok::<_, KfsError>(CopySummary {
                 files: 1,
                 bytes,
@@ -251,11 +306,14 @@ pub async fn get(
     client: &Client,
     remote: &str,
     local_path: &Path,
-    progress: &(dyn Fn(u64) + Sync),
+    progress: &dyn CopyProgress,
 ) -> KfsResult<CopySummary> {
     let attr = client.stat(remote).await?;
     if attr.kind == FileKind::File {
+        progress.files_found(1);
+        progress.file_started(remote.rsplit('/').next().unwrap_or(remote));
         let bytes = get_file(client, remote, local_path, progress).await?;
+        progress.file_done();
         return Ok(CopySummary {
             files: 1,
             bytes,
@@ -281,9 +339,13 @@ pub async fn get(
             }
         }
     }
+    progress.files_found(files.len() as u64);
     let copied: Vec<CopySummary> = stream::iter(files)
         .map(|(from, to)| async move {
+            let label = from.strip_prefix(remote).unwrap_or(&from);
+            progress.file_started(label.trim_start_matches('/'));
             let bytes = get_file(client, &from, &to, progress).await?;
+            progress.file_done();
             Ok::<_, KfsError>(CopySummary {
                 files: 1,
                 bytes,

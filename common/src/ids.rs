@@ -60,6 +60,15 @@ impl fmt::Display for ServerId {
     }
 }
 
+impl ServerId {
+    /// The first 8 hex digits: how every table a person reads names a server (`kfs servers`,
+    /// the status page; `kfs admin decommission` takes it as a prefix). Logs and JSON carry
+    /// all 32.
+    pub fn short(&self) -> String {
+        format!("{:08x}", self.0 >> 96)
+    }
+}
+
 impl std::str::FromStr for ServerId {
     type Err = std::num::ParseIntError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -209,6 +209,37 @@ async fn failures_exit_non_zero_with_coreutils_messages() {
         .assert()
         .code(1)
         .stderr("kfs: cannot create '/no/such/dir/f': No such file or directory\n");
+    // A tree put names what it leaves out (symbolic links, FIFOs) and copies the rest.
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::write(tree.path().join("kept.txt"), b"kept").unwrap();
+    std::os::unix::fs::symlink("kept.txt", tree.path().join("link")).unwrap();
+    let fifo = tree.path().join("pipe");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    kfs(&cluster)
+        .arg("put")
+        .arg(tree.path())
+        .arg("/tree")
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(format!(
+            "kfs: skipped '{}': a symbolic link (not copied)",
+            tree.path().join("link").display()
+        )))
+        .stderr(predicate::str::contains(format!(
+            "kfs: skipped '{}': a FIFO (not copied)",
+            fifo.display()
+        )));
+    kfs(&cluster)
+        .args(["ls", "/tree"])
+        .assert()
+        .success()
+        .stdout("kept.txt\n");
     // Several arguments: the good ones are done, the bad one reported, the status says so.
     kfs(&cluster)
         .args(["mkdir", "/x", "/missing/y", "/z"])
@@ -219,7 +250,7 @@ async fn failures_exit_non_zero_with_coreutils_messages() {
         .args(["ls", "/"])
         .assert()
         .success()
-        .stdout("a/\nx/\nz/\n");
+        .stdout("a/\ntree/\nx/\nz/\n");
     cluster.shutdown().await;
 }
 

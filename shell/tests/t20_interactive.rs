@@ -35,6 +35,9 @@ async fn a_session_at_the_terminal() {
         shell.send_line("cd /t").unwrap();
         shell.expect("kfs:/t> ").unwrap();
         shell.send_line(format!("put {notes_arg} .")).unwrap();
+        // On a terminal, a copy ends with what it moved and how fast.
+        shell.expect(" B in ").unwrap();
+        shell.expect(" s, ").unwrap();
         shell.expect("kfs:/t> ").unwrap();
         shell.send_line("ls").unwrap();
         shell.expect("notes.txt").unwrap();

@@ -416,12 +416,12 @@ async fn a_local_tree_copies_in_and_back_byte_for_byte() {
         copied_bytes.load(std::sync::atomic::Ordering::Relaxed),
         up.bytes
     );
-    copy::put(&client, &sources, "/tree/src", Some(2), &|_| {})
+    copy::put(&client, &sources, "/tree/src", Some(2), &|_: u64| {})
         .await
         .unwrap();
 
     let back = tempfile::tempdir().unwrap();
-    let down = copy::get(&client, "/tree", &back.path().join("tree"), &|_| {})
+    let down = copy::get(&client, "/tree", &back.path().join("tree"), &|_: u64| {})
         .await
         .unwrap();
     assert_eq!(down.bytes, up.bytes + dir_bytes(&sources));
@@ -447,9 +447,15 @@ async fn a_local_tree_copies_in_and_back_byte_for_byte() {
             );
         }
     }
-    let missing = copy::put(&client, &source.path().join("nope"), "/x", None, &|_| {})
-        .await
-        .unwrap_err();
+    let missing = copy::put(
+        &client,
+        &source.path().join("nope"),
+        "/x",
+        None,
+        &|_: u64| {},
+    )
+    .await
+    .unwrap_err();
     assert!(missing.to_string().contains("nope"), "{missing}");
     cluster.shutdown().await;
 }

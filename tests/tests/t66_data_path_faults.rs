@@ -62,16 +62,22 @@ async fn a_multi_file_put_waits_out_a_master_restart() {
     for (name, data) in &files {
         std::fs::write(local.path().join(name), data).unwrap();
     }
-    kfs_client::copy::put(&client, &local.path().join("f0"), "/first", None, &|_| {})
-        .await
-        .unwrap();
+    kfs_client::copy::put(
+        &client,
+        &local.path().join("f0"),
+        "/first",
+        None,
+        &|_: u64| {},
+    )
+    .await
+    .unwrap();
 
     cluster.stop_master().await;
     let mut put = {
         let (client, dir) = (client.clone(), local.path().to_path_buf());
-        tokio::spawn(
-            async move { kfs_client::copy::put(&client, &dir, "/tree", None, &|_| {}).await },
-        )
+        tokio::spawn(async move {
+            kfs_client::copy::put(&client, &dir, "/tree", None, &|_: u64| {}).await
+        })
     };
     // Not a synchronization: the put must still be waiting (the old client failed it within
     // milliseconds, at the first refused dial).

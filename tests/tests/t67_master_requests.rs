@@ -321,7 +321,7 @@ async fn a_failed_put_leaves_nothing_behind_and_names_its_target() {
     let local = tempfile::tempdir().unwrap();
     let source = local.path().join("photo.jpg");
     std::fs::write(&source, content(9, 300_000)).unwrap();
-    kfs_client::copy::put_file(&client, &source, "/kept.jpg", None, &|_| {})
+    kfs_client::copy::put_file(&client, &source, "/kept.jpg", None, &|_: u64| {})
         .await
         .unwrap();
     // No chunkserver left: the data cannot go anywhere.
@@ -337,7 +337,7 @@ async fn a_failed_put_leaves_nothing_behind_and_names_its_target() {
     })
     .await;
     for target in ["/new.jpg", "/kept.jpg"] {
-        let err = kfs_client::copy::put_file(&client, &source, target, None, &|_| {})
+        let err = kfs_client::copy::put_file(&client, &source, target, None, &|_: u64| {})
             .await
             .expect_err("a put with no chunkserver must fail");
         let text = err.to_string();

@@ -98,7 +98,7 @@ async fn read_all(client: &Client, path: &str) -> Vec<u8> {
 async fn put(client: &Client, remote: &str, data: &[u8]) -> Result<u64, KfsError> {
     let local = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(local.path(), data).unwrap();
-    kfs_client::copy::put_file(client, local.path(), remote, None, &|_| {}).await
+    kfs_client::copy::put_file(client, local.path(), remote, None, &|_: u64| {}).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -135,11 +135,12 @@ tr.dead td {{ color: #b00020; }} tr.draining td, tr.drained td {{ color: #9a6700
     for r in &s.servers {
         let _ = writeln!(
             h,
-            "<tr class=\"server {state}\"><td>{id}</td><td>{addr}</td><td class=\"state\">{state}</td>\
+            "<tr class=\"server {state}\"><td title=\"{full}\">{id}</td><td>{addr}</td><td class=\"state\">{state}</td>\
              <td>{capacity}</td><td>{used}</td><td>{available}</td><td>{chunks}</td><td>{corrupt}</td>\
              <td>{hb:.1} s ago</td></tr>",
             state = r.state,
-            id = esc(&r.id),
+            id = esc(r.id.get(..8).unwrap_or(&r.id)),
+            full = esc(&r.id),
             addr = esc(&r.addr.to_string()),
             capacity = size(r.capacity),
             used = size(r.used),

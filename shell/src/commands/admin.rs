@@ -246,7 +246,7 @@ pub(super) async fn servers(s: &Session, json: bool) -> Result<(), Failed> {
             for x in &list {
                 let state = state_name(x.state);
                 rows.push(vec![
-                    x.server.to_string()[..8].to_string(),
+                    x.server.short(),
                     x.addr.to_string(),
                     state.into(),
                     x.chunks.to_string(),
@@ -284,7 +284,7 @@ pub(super) async fn admin(s: &Session, action: AdminCmd) -> Result<(), Failed> {
                 Ok(info) => {
                     outln(format!(
                         "{} {}: {}, {} chunks left on it",
-                        &info.server.to_string()[..8],
+                        info.server.short(),
                         info.addr,
                         state_name(info.state),
                         info.chunks

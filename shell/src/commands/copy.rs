@@ -5,7 +5,9 @@
 //! destination, each source goes inside it under its own name. `mv` is a rename at the master
 //! (nothing is copied) and shares that resolution with `cp`. `put` and `get` go through
 //! [`kfs_client::copy`] (a put lands under a temporary name and is renamed over the target: all
-//! or nothing) and show one progress bar for all their sources.
+//! or nothing) and show one progress bar for all their sources, naming the file going, and a
+//! summary line once done (on a terminal); entries a put leaves out (symbolic links, FIFOs) are
+//! named, each on a line.
 //!
 //! None of them replaces a target that exists unless `-f` (as `hdfs dfs -put`): the refusal
 //! names the target, `File exists`, and the source is left as it was.
@@ -185,13 +187,12 @@ pub(super) async fn put(
             failed = true;
             continue;
         }
-        if let Err(e) = copy::put(&s.client, &local_path, &target, replication, &|n| {
-            progress.add(n)
-        })
-        .await
-        {
-            progress.suspend(|| report(failure("copy", local, &e)));
-            failed = true;
+        match copy::put(&s.client, &local_path, &target, replication, &progress).await {
+            Ok(summary) => report_skipped(&progress, &summary),
+            Err(e) => {
+                progress.suspend(|| report(failure("copy", local, &e)));
+                failed = true;
+            }
         }
     }
     progress.finish();
@@ -250,13 +251,21 @@ pub(super) async fn get(s: &Session, args: Vec<String>, force: bool) -> Result<(
             failed = true;
             continue;
         }
-        if let Err(e) = copy::get(&s.client, &src, &target, &|n| progress.add(n)).await {
+        if let Err(e) = copy::get(&s.client, &src, &target, &progress).await {
             progress.suspend(|| report(failure("copy", &src, &e)));
             failed = true;
         }
     }
     progress.finish();
     if failed { Err(Failed) } else { Ok(()) }
+}
+
+/// Names each entry a copy left out (it is no failure: cp(1) -r copies links as links; KFS
+/// has none, so it says so).
+fn report_skipped(progress: &Progress, summary: &copy::CopySummary) {
+    for (path, what) in &summary.skipped {
+        progress.suspend(|| report(format!("skipped '{}': {what} (not copied)", path.display())));
+    }
 }
 
 /// The refusal to replace `target`, which exists (coreutils' words, and what `-f` does).
