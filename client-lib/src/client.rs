@@ -8,9 +8,9 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use kfs_common::proto::chunk::ChunkPool;
 use kfs_common::proto::master::{
-    ChunkLocation, ChunkserverInfo, CreateOptions, DirEntry, DirPage, FileAttr, FsckReport, Layout,
-    MasterInfo, MkdirOptions, NamespaceCounters, OpenFileInfo, RemoveSummary, SafeModeStatus,
-    SetAttr, WorkerInfo,
+    ChunkLocation, ChunkserverInfo, CreateOptions, DirEntry, DirPage, FileAttr, FsckReport,
+    FsckSummary, Layout, MasterInfo, MkdirOptions, NamespaceCounters, OpenFileInfo, RemoveSummary,
+    SafeModeStatus, SetAttr, WorkerInfo,
 };
 use kfs_common::{KfsError, KfsResult};
 use serde_bytes::ByteBuf;
@@ -365,6 +365,14 @@ impl Client {
     /// cluster needs and can be removed.
     pub async fn decommission(&self, server: &str, drain: bool) -> KfsResult<ChunkserverInfo> {
         self.call(self.m().decommission(self.ctx(), server.to_string(), drain))
+            .await
+    }
+
+    /// The health of the chunks of the files at or below `path`, with at most `limit`
+    /// problems listed (0: all), counted as the master's repair rounds count them.
+    pub async fn fsck_path(&self, path: &str, limit: u32) -> KfsResult<FsckSummary> {
+        let ctx = kfs_common::rpc::context(std::time::Duration::from_secs(600));
+        self.call(self.m().fsck_path(ctx, path.to_string(), limit))
             .await
     }
 

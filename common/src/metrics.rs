@@ -190,6 +190,7 @@ reply_error!(MasterServiceResponse {
     SafeMode,
     Checkpoint,
     OpenFiles,
+    FsckPath,
 });
 reply_error!(ClusterServiceResponse { Hello, Heartbeat });
 reply_error!(ChunkServiceResponse {

@@ -356,6 +356,23 @@ async fn space_health_and_replication_in_text_and_json() {
     assert_eq!(servers[0]["id"].as_str().unwrap().len(), 32);
     let fsck = json(kfs(&cluster).args(["fsck", "--json"]));
     assert_eq!(fsck["status"], "HEALTHY", "{fsck}");
+    // fsck of a path counts what is below it only.
+    let below = json(kfs(&cluster).args(["fsck", "--json", "/d/e"]));
+    assert_eq!(
+        (below["files"].as_u64(), below["chunks"].as_u64()),
+        (Some(1), Some(2)),
+        "{below}"
+    );
+    kfs(&cluster)
+        .args(["fsck", "/d"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("status: HEALTHY"));
+    kfs(&cluster)
+        .args(["fsck", "/nope"])
+        .assert()
+        .code(1)
+        .stderr("kfs: cannot check '/nope': No such file or directory\n");
     let stat = json(kfs(&cluster).args(["stat", "--json", "/d/x", "/d/e"]));
     assert_eq!(stat[0]["size"], 1000);
     assert_eq!(stat[0]["replication"], 3);

@@ -194,3 +194,97 @@ async fn a_deleted_replica_file_found_by_a_read_is_reported_and_replaced() {
     .await;
     cluster.shutdown().await;
 }
+
+/// Issue 18, item 8: `fsck`, the status page and `/metrics` count the same chunks. A
+/// chunkserver goes down: chunks that had a replica on it and are still under their writers'
+/// leases are counted as waiting for them, everywhere; chunks that want more replicas than
+/// there are live servers cannot be repaired, and the page says so instead of "repairing".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsck_the_status_page_and_metrics_count_the_same_chunks() {
+    let mut cluster = TestCluster::start(ClusterOptions {
+        chunkservers: 4,
+        http: true,
+        lease_ms: 60_000,
+        ..Default::default()
+    })
+    .await;
+    let client = cluster.unpacked_client().await;
+    for i in 0..3 {
+        write(&client, &format!("/f{i}"), &content(i, 300_000), 3).await;
+    }
+    write(&client, "/wide", &content(9, 1000), 4).await;
+    let gone = cluster.chunkserver(3).local_addr();
+    let mut waiting = 0;
+    for i in 0..3 {
+        for c in client.file_chunks(&format!("/f{i}")).await.unwrap() {
+            waiting += c.replicas.iter().any(|r| r.addr == gone) as u64;
+        }
+    }
+    cluster.kill_chunkserver(3);
+    let under = waiting + 1;
+    let c = &client;
+    wait_until(
+        "fsck counts the chunks under-replicated",
+        BOUND,
+        || async move { c.fsck_path("/", 0).await.unwrap().under_replicated == under },
+    )
+    .await;
+    let fsck = client.fsck_path("/", 0).await.unwrap();
+    assert_eq!(
+        (fsck.waiting, fsck.short_of_servers),
+        (waiting, 1),
+        "{fsck:?}"
+    );
+    let below = client.fsck_path("/wide", 0).await.unwrap();
+    assert_eq!((below.files, below.chunks), (1, 1), "{below:?}");
+    assert_eq!(below.problems[0].state, "short_of_servers");
+
+    let master = format!("http://{}", cluster.master().http_addr().unwrap());
+    let http = reqwest::Client::new();
+    let status = || async {
+        http.get(format!("{master}/status.json"))
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    };
+    let s = &status;
+    wait_until("the status page counts them too", BOUND, || async move {
+        s().await["replication"]["under_replicated"] == under
+    })
+    .await;
+    let s = status().await;
+    assert_eq!(s["replication"]["waiting"], waiting, "{s}");
+    assert_eq!(s["replication"]["short_of_servers"], 1, "{s}");
+    let metrics = http
+        .get(format!("{master}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        format!("kfs_under_replicated_chunks {under}"),
+        format!("kfs_under_replicated_waiting_chunks {waiting}"),
+        "kfs_under_replicated_unrepairable_chunks 1".to_string(),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing:\n{metrics}"
+        );
+    }
+    let page = http
+        .get(&master)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("too few chunkservers alive"), "{page}");
+    assert!(!page.contains("degraded: repairing"), "{page}");
+    cluster.shutdown().await;
+}

@@ -252,6 +252,52 @@ pub enum Layout {
     Packed(ExtentLocation),
 }
 
+/// What `MasterService::fsck_path` found below a path (`kfs fsck [PATH]`): the same counts the
+/// healer's rounds, the status page and `/metrics` give, and the chunks that are not as they
+/// should be.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsckSummary {
+    pub path: String,
+    pub files: u64,
+    /// Chunks, and volumes of small files that files below the path are packed into.
+    pub chunks: u64,
+    pub healthy: u64,
+    /// With at least one live replica, but fewer than their factor (`waiting` and
+    /// `short_of_servers` among them).
+    pub under_replicated: u64,
+    /// Under-replicated chunks whose repair waits for a write lease to run out (writes under it
+    /// may still land) or for a copy in flight: repaired once it has (and not short of servers).
+    pub waiting: u64,
+    /// Under-replicated chunks that cannot be repaired: fewer live, undrained chunkservers than
+    /// their factor.
+    pub short_of_servers: u64,
+    pub over_replicated: u64,
+    /// With no live replica: their data cannot be read until one returns.
+    pub missing: u64,
+    pub corrupt_replicas: u64,
+    pub copies_in_flight: u64,
+    pub safe_mode: bool,
+    /// Live chunkservers that take new replicas (alive, not draining).
+    pub live_servers: u64,
+    /// The chunks that are not as they should be, by path, at most the limit asked.
+    pub problems: Vec<ChunkProblem>,
+    /// More problems than listed.
+    pub more: bool,
+}
+
+/// A chunk in [`FsckSummary::problems`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkProblem {
+    pub path: String,
+    /// Byte offset of the chunk in the file (0 for a volume).
+    pub offset: u64,
+    pub chunk: ChunkId,
+    pub live: u8,
+    pub replication: u8,
+    /// `missing`, `under_replicated`, `waiting` (for a lease or a copy) or `short_of_servers`.
+    pub state: String,
+}
+
 /// A chunk that is not as it should be, in [`FsckReport`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FsckProblem {
@@ -486,6 +532,11 @@ pub trait MasterService {
     /// since this master started and not yet finished: being written, or with a writer gone
     /// quiet (see `OpenFileInfo::writing`). Read-only. Since client protocol 5.
     async fn open_files() -> Result<Vec<OpenFileInfo>, KfsError>;
+
+    /// Caller: operators (`kfs fsck [PATH]`). The health of the chunks of the files at or below
+    /// `path`, counted as repair rounds count them; at most `limit` problems listed (0: all).
+    /// Read-only. Since client protocol 5.
+    async fn fsck_path(path: String, limit: u32) -> Result<FsckSummary, KfsError>;
 }
 
 /// Connects to a master at `addr`. The client is cheap to clone; clones share the connection and

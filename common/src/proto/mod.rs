@@ -24,7 +24,7 @@ pub const PROTOCOL_VERSION: u32 = 2;
 /// Version of the client protocol (`MasterService`), which a client sends in `handshake`.
 /// Version 2 added `open`, 3 `workers`, 4 small files packed into volumes (`volume_lease`,
 /// `seal_volume`, `set_extent`, `open_layout`, `layout`), 5 `truncate`, `safe_mode`,
-/// `checkpoint`, `open_files`. Methods are only ever
+/// `checkpoint`, `open_files`, `fsck_path`. Methods are only ever
 /// added at the end of the service, so a master
 /// serves clients of every version from [`OLDEST_CLIENT_PROTOCOL`] to this one, and an upgraded
 /// master keeps serving clients not yet upgraded; a client newer than its master is refused at

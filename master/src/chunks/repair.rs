@@ -20,6 +20,7 @@
 //! chunk has its factor of live replicas without it ([`ChunkMap::release_deferred`]); nothing is removed or copied
 //! in safe mode; a copy counts only if the chunk is still at the version it was copied at.
 
+use super::fsck::{Health, Under};
 use super::proof::ProofTask;
 use super::{ChunkMap, Copy, CopyFailed, CopyTask};
 use crate::namespace::Namespace;
@@ -43,11 +44,16 @@ pub struct RepairRound {
     proofs: Vec<ProofTask>,
 }
 
-/// Replication health as one repair round found it (chunks being written are not examined).
+/// Replication health as one repair round found it, counted as `fsck` counts it
+/// ([`ChunkMap::classify`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RoundHealth {
     pub under_replicated: u64,
     pub missing: u64,
+    /// Under-replicated chunks whose repair waits for a lease to run out or a copy.
+    pub waiting: u64,
+    /// Under-replicated chunks with fewer live, undrained servers than their factor.
+    pub short_of_servers: u64,
 }
 
 impl Default for RepairRound {
@@ -123,6 +129,7 @@ impl ChunkMap {
         let mut removals: Vec<(usize, ChunkId)> = Vec::new();
         let mut proofs_wanted: Vec<(ChunkId, Vec<usize>)> = Vec::new();
         let any_corrupt = self.servers.iter().any(|s| !s.corrupt.is_empty());
+        let live_servers = self.live_servers();
         // The replication factor of the file seen last: a file's chunks come together.
         let mut factor_of = (FileId(0), 0usize);
         round.done = true;
@@ -157,6 +164,21 @@ impl ChunkMap {
             {
                 continue;
             }
+            // Counted as fsck counts, whether or not it can be repaired now.
+            if let Some(health) = &mut round.health {
+                match self.classify(chunk, factor, live_servers, now).0 {
+                    Health::Missing => health.missing += 1,
+                    Health::Under(why) => {
+                        health.under_replicated += 1;
+                        match why {
+                            Under::Waiting => health.waiting += 1,
+                            Under::ShortOfServers => health.short_of_servers += 1,
+                            Under::Repairable => {}
+                        }
+                    }
+                    Health::Healthy | Health::Over => {}
+                }
+            }
             if !self.repairable(chunk, now) {
                 continue;
             }
@@ -170,13 +192,6 @@ impl ChunkMap {
             if live.len() < factor {
                 if readable > 0 {
                     round.wanted.push((live.len(), chunk, factor));
-                }
-                if let Some(health) = &mut round.health {
-                    if readable > 0 {
-                        health.under_replicated += 1;
-                    } else {
-                        health.missing += 1;
-                    }
                 }
                 continue;
             }
@@ -304,7 +319,7 @@ impl ChunkMap {
 
     /// Whether repair may touch `chunk` now: no copy of it in flight, no lease on it being
     /// granted or valid.
-    fn repairable(&self, chunk: ChunkId, now: Instant) -> bool {
+    pub(super) fn repairable(&self, chunk: ChunkId, now: Instant) -> bool {
         !self.copies.contains_key(&chunk)
             && !self.granting.contains(&chunk)
             && self

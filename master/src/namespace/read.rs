@@ -253,6 +253,37 @@ impl Namespace {
         found
     }
 
+    /// The regular files at or below `path`, with their paths (depth first, in name order).
+    pub fn files_below(&self, path: &str) -> KfsResult<Vec<(FileId, String)>> {
+        let top = self.resolve(path)?;
+        let top_path = path::normalize("/", path)?;
+        if top.kind == FileKind::File {
+            return Ok(vec![(top.fid, top_path)]);
+        }
+        let mut files = Vec::new();
+        let mut dirs = vec![(top.fid, top_path)];
+        while let Some((dir, dir_path)) = dirs.pop() {
+            let start = Key::dir_start(dir);
+            let mut subdirs = Vec::new();
+            for (k, v) in self.map.range_from(Bound::Included(&start)) {
+                let (KeyView::Dentry { parent, name }, Val::Child { fid, kind }) = (k.view(), v)
+                else {
+                    break;
+                };
+                if parent != dir {
+                    break;
+                }
+                let child = path::join(&dir_path, name);
+                match kind {
+                    FileKind::File => files.push((*fid, child)),
+                    FileKind::Dir => subdirs.push((*fid, child)),
+                }
+            }
+            dirs.extend(subdirs.into_iter().rev());
+        }
+        Ok(files)
+    }
+
     /// Every chunk of every file, and every volume (owned by its volume set), as `(fid, offset,
     /// id, version)` (to rebuild the master's chunk map at start-up).
     pub fn all_chunks(&self) -> impl Iterator<Item = (FileId, u64, ChunkId, ChunkVersion)> + '_ {

@@ -13,9 +13,9 @@ use crate::chunks::leases::LeaseContext;
 use crate::namespace::op::{Op, Prepared, Reply};
 use crate::namespace::{DEFAULT_DIR_MODE, DEFAULT_FILE_MODE};
 use kfs_common::proto::master::{
-    ChunkLocation, ChunkserverInfo, CreateOptions, DirPage, FileAttr, FsckReport, Layout,
-    MasterInfo, MasterService, MkdirOptions, NamespaceCounters, OpenFileInfo, RemoveSummary,
-    SafeModeStatus, SetAttr, WorkerInfo, WriteLease,
+    ChunkLocation, ChunkserverInfo, CreateOptions, DirPage, FileAttr, FsckReport, FsckSummary,
+    Layout, MasterInfo, MasterService, MkdirOptions, NamespaceCounters, OpenFileInfo,
+    RemoveSummary, SafeModeStatus, SetAttr, WorkerInfo, WriteLease,
 };
 use kfs_common::proto::{CLIENT_PROTOCOL_VERSION, OLDEST_CLIENT_PROTOCOL, now};
 use kfs_common::{ChunkId, ChunkVersion, FileId, KfsError, KfsResult, ServerId, path};
@@ -310,6 +310,16 @@ impl MasterService for MasterServer {
         // A snapshot (O(1)), so mutations go on while the walk runs.
         let ns = self.state.ns.read().expect("namespace lock").clone();
         Ok(self.state.chunks.lock().expect("chunk map lock").fsck(&ns))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path, limit))]
+    async fn fsck_path(self, _: Context, path: String, limit: u32) -> KfsResult<FsckSummary> {
+        // A snapshot (O(1)), so mutations go on while the walk runs.
+        let ns = self.state.ns.read().expect("namespace lock").clone();
+        let now = self.state.clock.now();
+        let mut chunks = self.state.chunks.lock().expect("chunk map lock");
+        chunks.in_safe_mode(now);
+        chunks.fsck_below(&ns, &path, limit as usize, now)
     }
 
     #[instrument(level = "debug", skip_all, fields(%server, drain))]

@@ -97,6 +97,8 @@ impl Status {
                 safe_mode,
                 under_replicated: health.map(|h| h.under_replicated),
                 missing: health.map(|h| h.missing),
+                waiting: health.map(|h| h.waiting),
+                short_of_servers: health.map(|h| h.short_of_servers),
                 counted_ms_ago: last
                     .filter(|(_, health)| health.is_some())
                     .map(|(at, _)| now.saturating_duration_since(at).as_millis() as u64),

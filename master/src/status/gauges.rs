@@ -40,6 +40,8 @@ struct StateGauges {
     servers: Family<StateLabels, Gauge>,
     under_replicated: Gauge,
     missing: Gauge,
+    waiting: Gauge,
+    short_of_servers: Gauge,
     health_known: Gauge,
     corrupt: Gauge,
     copies_in_flight: Gauge,
@@ -99,6 +101,16 @@ impl StateGauges {
             "kfs_missing_chunks",
             "Chunks with no readable replica (the healer's last round)",
             g.missing.clone(),
+        );
+        r.register(
+            "kfs_under_replicated_waiting_chunks",
+            "Under-replicated chunks whose repair waits for a write lease to run out or a copy (the healer's last round)",
+            g.waiting.clone(),
+        );
+        r.register(
+            "kfs_under_replicated_unrepairable_chunks",
+            "Under-replicated chunks with fewer live chunkservers than their factor: no repair possible (the healer's last round)",
+            g.short_of_servers.clone(),
         );
         r.register(
             "kfs_replication_counted",
@@ -211,6 +223,10 @@ impl StateGauges {
             .set(gauge_value(s.replication.under_replicated.unwrap_or(0)));
         self.missing
             .set(gauge_value(s.replication.missing.unwrap_or(0)));
+        self.waiting
+            .set(gauge_value(s.replication.waiting.unwrap_or(0)));
+        self.short_of_servers
+            .set(gauge_value(s.replication.short_of_servers.unwrap_or(0)));
         self.health_known
             .set(s.replication.under_replicated.is_some() as i64);
         self.corrupt

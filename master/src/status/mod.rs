@@ -85,6 +85,11 @@ pub struct Replication {
     pub under_replicated: Option<u64>,
     /// Chunks with no readable replica.
     pub missing: Option<u64>,
+    /// Under-replicated chunks whose repair waits for a write lease to run out or a copy.
+    pub waiting: Option<u64>,
+    /// Under-replicated chunks that cannot be repaired: fewer live chunkservers than their
+    /// factor.
+    pub short_of_servers: Option<u64>,
     /// How long ago the healer's round that counted them ended.
     pub counted_ms_ago: Option<u64>,
     /// Replicas chunkservers reported corrupt.

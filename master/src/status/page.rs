@@ -40,10 +40,27 @@ pub fn render_html(s: &Status) -> String {
     let degraded = s.replication.under_replicated.unwrap_or(0) > 0
         || s.summary.servers_dead > 0
         || s.replication.corrupt_replicas > 0;
+    let under = s.replication.under_replicated.unwrap_or(0);
+    let short = s.replication.short_of_servers.unwrap_or(0);
+    let waiting = s.replication.waiting.unwrap_or(0);
+    let degraded_text;
     let verdict = if problem {
         ("bad", "MISSING CHUNKS: some data cannot be read")
     } else if s.replication.safe_mode {
         ("warn", "safe mode: waiting for chunkservers to report")
+    } else if short > 0 {
+        // Repair cannot happen: say what is wrong, not "repairing".
+        degraded_text = format!(
+            "degraded: {short} chunks under-replicated and too few chunkservers alive ({}) to \
+             repair them: start or add chunkservers",
+            s.summary.servers_alive
+        );
+        ("bad", degraded_text.as_str())
+    } else if under > 0 && waiting == under {
+        (
+            "warn",
+            "degraded: under-replicated chunks wait for their write leases to run out, then repair",
+        )
     } else if degraded {
         ("warn", "degraded: repairing")
     } else {
@@ -83,11 +100,13 @@ tr.dead td {{ color: #b00020; }} tr.draining td, tr.drained td {{ color: #9a6700
 <table id="replication">
 <tr><th>safe mode</th><td>{safe}</td></tr>
 <tr><th>under-replicated chunks</th><td id="under">{under}</td></tr>
+<tr><th>of them waiting for a lease or a copy</th><td id="waiting">{waiting}</td></tr>
+<tr><th>of them short of chunkservers</th><td id="short">{short}</td></tr>
 <tr><th>missing chunks</th><td id="missing">{missing}</td></tr>
 <tr><th>corrupt replicas</th><td>{corrupt}</td></tr>
 <tr><th>repair copies in flight</th><td>{copies}</td></tr>
 </table>
-<p class="muted">Under-replicated and missing as the healer's last round counted them{counted}.</p>
+<p class="muted">Under-replicated and missing as the healer's last round counted them{counted}, as <code>kfs fsck</code> counts them.</p>
 <h2>Small files</h2>
 <table id="small-files">
 <tr><th>volumes</th><td id="volumes">{volumes}</td></tr>
@@ -113,6 +132,8 @@ tr.dead td {{ color: #b00020; }} tr.draining td, tr.drained td {{ color: #9a6700
         draining = s.summary.servers_draining,
         safe = if s.replication.safe_mode { "on" } else { "off" },
         under = count_or_dash(s.replication.under_replicated),
+        waiting = count_or_dash(s.replication.waiting),
+        short = count_or_dash(s.replication.short_of_servers),
         missing = count_or_dash(s.replication.missing),
         corrupt = s.replication.corrupt_replicas,
         copies = s.replication.copies_in_flight,

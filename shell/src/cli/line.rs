@@ -354,9 +354,15 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Health of every chunk: healthy, under-replicated, missing, corrupt (--open-files: the
-    /// files open for write instead).
+    /// Health of the chunks below a path (default /): counts and the first problems (--list:
+    /// all); exit 1 when data is missing. --open-files: the files open for write instead.
     Fsck {
+        /// Where to look (a file or a directory).
+        #[arg(value_name = "PATH")]
+        path: Option<String>,
+        /// List every problem, not only the first 20.
+        #[arg(long)]
+        list: bool,
         /// List the files being written, and those whose writer is gone that the master has not
         /// finished yet (HDFS's `fsck -openforwrite`).
         #[arg(long)]

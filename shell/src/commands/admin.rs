@@ -431,84 +431,118 @@ pub(super) async fn open_files(s: &Session, json: bool) -> Result<(), Failed> {
     Ok(())
 }
 
-/// `fsck`: the health of every chunk.
-pub(super) async fn fsck(s: &Session, json: bool) -> Result<(), Failed> {
-    match s.client.fsck().await {
-        Ok(r) if json => {
-            let problems: Vec<serde_json::Value> = r
-                .problems
-                .iter()
-                .map(|p| {
-                    serde_json::json!({
-                        "path": p.path,
-                        "offset": p.offset,
-                        "chunk": p.chunk.0.to_string(),
-                        "live": p.live,
-                        "replication": p.replication,
-                        "state": if p.live == 0 { "missing" } else { "under_replicated" },
-                    })
-                })
-                .collect();
-            crate::json::print(&serde_json::json!({
-                "status": if r.missing > 0 { "CORRUPT" } else { "HEALTHY" },
-                "files": r.files,
-                "chunks": r.chunks,
-                "healthy": r.healthy,
-                "under_replicated": r.under_replicated,
-                "over_replicated": r.over_replicated,
-                "missing": r.missing,
-                "corrupt_replicas": r.corrupt_replicas,
-                "copies_in_flight": r.copies_in_flight,
-                "safe_mode": r.safe_mode,
-                "problems": problems,
-            }));
-            if r.missing > 0 { Err(Failed) } else { Ok(()) }
-        }
-        Ok(r) => {
-            out(format::table(&[
-                vec!["files".into(), r.files.to_string()],
-                vec!["chunks".into(), r.chunks.to_string()],
-                vec!["healthy".into(), r.healthy.to_string()],
-                vec!["under-replicated".into(), r.under_replicated.to_string()],
-                vec!["over-replicated".into(), r.over_replicated.to_string()],
-                vec!["missing".into(), r.missing.to_string()],
-                vec!["corrupt replicas".into(), r.corrupt_replicas.to_string()],
-                vec!["copies in flight".into(), r.copies_in_flight.to_string()],
-                vec![
-                    "safe mode".into(),
-                    if r.safe_mode {
-                        "on (just restarted: no deletion or repair yet)".into()
-                    } else {
-                        "off".into()
-                    },
-                ],
-            ])
-            .as_bytes());
-            for p in &r.problems {
-                let what = if p.live == 0 {
-                    "MISSING"
-                } else {
-                    "under-replicated"
-                };
-                outln(format!(
-                    "{what}: {} chunk at byte {} ({}): {} of {} replicas",
-                    p.path, p.offset, p.chunk, p.live, p.replication
-                ));
-            }
-            if r.missing > 0 {
-                outln("status: CORRUPT (chunks with no live replica cannot be read)");
-                Err(Failed)
-            } else if r.under_replicated > 0 {
-                outln("status: HEALTHY, some chunks under-replicated");
-                Ok(())
-            } else {
-                outln("status: HEALTHY");
-                Ok(())
-            }
-        }
+/// Problems `fsck` prints without `--list`.
+const FIRST_PROBLEMS: u32 = 20;
+
+/// `fsck [PATH] [--list] [--json]`: the health of the chunks below a path; exit status 1 when
+/// data is missing.
+pub(super) async fn fsck(
+    s: &Session,
+    path: Option<String>,
+    list: bool,
+    json: bool,
+) -> Result<(), Failed> {
+    let arg = path.unwrap_or_else(|| s.cwd.clone());
+    let result = async {
+        let p = one_path(s, &arg).await?;
+        s.client
+            .fsck_path(&p, if list { 0 } else { FIRST_PROBLEMS })
+            .await
+    };
+    let r = match result.await {
+        Ok(r) => r,
         Err(e) => {
-            report(failure("check", "the file system", &e));
-            Err(Failed)
+            report(failure("check", &arg, &e));
+            return Err(Failed);
         }
+    };
+    let status = if r.missing > 0 {
+        "CORRUPT (chunks with no live replica cannot be read)"
+    } else if r.under_replicated > 0 {
+        "HEALTHY, some chunks under-replicated"
+    } else {
+        "HEALTHY"
+    };
+    if json {
+        let problems: Vec<serde_json::Value> = r
+            .problems
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "path": p.path,
+                    "offset": p.offset,
+                    "chunk": p.chunk.0.to_string(),
+                    "live": p.live,
+                    "replication": p.replication,
+                    "state": p.state,
+                })
+            })
+            .collect();
+        crate::json::print(&serde_json::json!({
+            "path": r.path,
+            "status": if r.missing > 0 { "CORRUPT" } else { "HEALTHY" },
+            "files": r.files,
+            "chunks": r.chunks,
+            "healthy": r.healthy,
+            "under_replicated": r.under_replicated,
+            "waiting": r.waiting,
+            "short_of_servers": r.short_of_servers,
+            "over_replicated": r.over_replicated,
+            "missing": r.missing,
+            "corrupt_replicas": r.corrupt_replicas,
+            "copies_in_flight": r.copies_in_flight,
+            "safe_mode": r.safe_mode,
+            "live_servers": r.live_servers,
+            "problems": problems,
+            "more_problems": r.more,
+        }));
+    } else {
+        out(format::table(&[
+            vec!["path".into(), r.path.clone()],
+            vec!["files".into(), r.files.to_string()],
+            vec!["chunks".into(), r.chunks.to_string()],
+            vec!["healthy".into(), r.healthy.to_string()],
+            vec![
+                "under-replicated".into(),
+                format!(
+                    "{} ({} waiting for a write lease to run out or a copy, {} short of chunkservers)",
+                    r.under_replicated, r.waiting, r.short_of_servers
+                ),
+            ],
+            vec!["over-replicated".into(), r.over_replicated.to_string()],
+            vec!["missing".into(), r.missing.to_string()],
+            vec!["corrupt replicas".into(), r.corrupt_replicas.to_string()],
+            vec!["copies in flight".into(), r.copies_in_flight.to_string()],
+            vec![
+                "chunkservers".into(),
+                format!("{} alive and taking replicas", r.live_servers),
+            ],
+            vec![
+                "safe mode".into(),
+                if r.safe_mode {
+                    "on (just restarted: no deletion or repair yet)".into()
+                } else {
+                    "off".into()
+                },
+            ],
+        ])
+        .as_bytes());
+        for p in &r.problems {
+            let what = match p.state.as_str() {
+                "missing" => "MISSING",
+                "waiting" => "under-replicated, waiting for its lease to run out",
+                "short_of_servers" => "under-replicated, too few chunkservers to repair",
+                _ => "under-replicated",
+            };
+            outln(format!(
+                "{what}: {} chunk at byte {} ({}): {} of {} replicas",
+                p.path, p.offset, p.chunk, p.live, p.replication
+            ));
+        }
+        if r.more {
+            outln("... and more (`fsck --list` shows every one)");
+        }
+        outln(format!("status: {status}"));
     }
+    if r.missing > 0 { Err(Failed) } else { Ok(()) }
 }

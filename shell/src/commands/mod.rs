@@ -221,8 +221,11 @@ pub async fn run(s: &mut Session, cmd: Cmd) -> Outcome {
         Cmd::Fsck {
             open_files: true,
             json,
+            ..
         } => done(admin::open_files(s, json).await),
-        Cmd::Fsck { json, .. } => done(admin::fsck(s, json).await),
+        Cmd::Fsck {
+            path, list, json, ..
+        } => done(admin::fsck(s, path, list, json).await),
         Cmd::Admin { action } => done(admin::admin(s, action).await),
         Cmd::Cd { path } => {
             let target = path.unwrap_or_else(|| "/".into());
