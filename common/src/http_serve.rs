@@ -7,7 +7,10 @@
 //! request's headers; it also bounds how long an idle keep-alive connection stays open, since
 //! hyper times the wait for the next request's headers the same way. Past
 //! [`HttpLimits::max_connections`] a connection is answered `503 Service Unavailable` (with
-//! `Retry-After`) and closed, rather than left waiting in the listen queue.
+//! `Retry-After`) and closed, rather than left waiting in the listen queue. A client that stops
+//! reading what it is sent (a stalled download) is cut off once a write has waited
+//! [`HttpLimits::write_stall_timeout`], so it cannot hold a response, and what it buffers,
+//! forever.
 
 use axum::Router;
 use std::sync::Arc;
@@ -22,6 +25,9 @@ pub struct HttpLimits {
     pub header_read_timeout: Duration,
     /// Connections served at once; more are answered 503. Default 4,096.
     pub max_connections: usize,
+    /// A write to the client that makes no progress for this long ends the connection (the
+    /// client stopped reading). Default 60 s.
+    pub write_stall_timeout: Duration,
 }
 
 impl Default for HttpLimits {
@@ -29,6 +35,7 @@ impl Default for HttpLimits {
         HttpLimits {
             header_read_timeout: Duration::from_secs(30),
             max_connections: 4096,
+            write_stall_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -76,6 +83,7 @@ pub(crate) async fn serve(
                 };
                 let service = hyper_util::service::TowerToHyperService::new(router.clone());
                 let timeout = limits.header_read_timeout;
+                let stall = limits.write_stall_timeout;
                 let mut close = close.clone();
                 connections.spawn(async move {
                     let _slot = slot;
@@ -84,7 +92,10 @@ pub(crate) async fn serve(
                     builder
                         .timer(hyper_util::rt::TokioTimer::new())
                         .header_read_timeout(timeout);
-                    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                    let conn = builder.serve_connection(
+                        hyper_util::rt::TokioIo::new(WriteStall::new(stream, stall)),
+                        service,
+                    );
                     tokio::pin!(conn);
                     tokio::select! {
                         result = conn.as_mut() => {
@@ -135,4 +146,102 @@ async fn refuse(mut stream: TcpStream) {
         std::io::Result::Ok(())
     })
     .await;
+}
+
+/// A connection whose writes fail with `TimedOut` once one has made no progress for `timeout`
+/// (the peer stopped reading and the socket's buffer is full).
+struct WriteStall<T> {
+    inner: T,
+    timeout: Duration,
+    /// Set while a write waits; cleared by any progress.
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> WriteStall<T> {
+    fn new(inner: T, timeout: Duration) -> WriteStall<T> {
+        WriteStall {
+            inner,
+            timeout,
+            deadline: None,
+        }
+    }
+
+    /// What a write that returned `poll` means, with the stall deadline kept.
+    fn watch<R>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        poll: std::task::Poll<std::io::Result<R>>,
+    ) -> std::task::Poll<std::io::Result<R>> {
+        use std::future::Future;
+        use std::task::Poll;
+        match poll {
+            Poll::Pending => {
+                let timeout = self.timeout;
+                let deadline = self
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                if deadline.as_mut().poll(cx).is_ready() {
+                    self.deadline = None;
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("the client read nothing for {timeout:?}"),
+                    )));
+                }
+                Poll::Pending
+            }
+            ready => {
+                self.deadline = None;
+                ready
+            }
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for WriteStall<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for WriteStall<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let poll = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let poll = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let poll = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, poll)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }

@@ -30,9 +30,23 @@ pub struct GatewayOptions {
     /// Largest upload (e.g. 512MiB).
     #[arg(long, value_name = "SIZE", default_value = "1GiB")]
     pub max_body: bytesize::ByteSize,
-    /// Responses and uploads streaming at once; more get 503 (Retry-After: 1).
-    #[arg(long, value_name = "N", default_value_t = 512)]
+    /// Responses and uploads streaming at once; more wait in the queue (--max-queued).
+    #[arg(long, value_name = "N", default_value_t = 4096)]
     pub max_streams: usize,
+    /// Bytes the streams in flight may hold buffered at once (a small file's response holds
+    /// its size, a large one's its read-ahead); more wait in the queue.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB")]
+    pub max_stream_bytes: bytesize::ByteSize,
+    /// Requests waiting for a stream, at most; more get 503 (Retry-After: 1) at once.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_queued: usize,
+    /// How long a request waits for a stream before it gets 503 (ms).
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    pub queue_timeout_ms: u64,
+    /// A client that reads nothing of its response for this long is cut off, freeing its
+    /// stream (ms).
+    #[arg(long, value_name = "MS", default_value_t = 60_000)]
+    pub stall_timeout_ms: u64,
     /// How long file metadata is reused without asking the master (ms; 0 turns it off). A
     /// change made through another client shows at most this late.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
@@ -77,6 +91,10 @@ impl GatewayOptions {
             write_token,
             max_body: self.max_body.as_u64(),
             max_streams: self.max_streams,
+            max_stream_bytes: self.max_stream_bytes.as_u64(),
+            max_queued: self.max_queued,
+            queue_timeout: Duration::from_millis(self.queue_timeout_ms),
+            stall_timeout: Duration::from_millis(self.stall_timeout_ms),
             cache_ttl: Duration::from_millis(self.cache_ttl_ms),
             cache_entries: self.cache_entries,
             list_limit: self.list_limit,
@@ -111,6 +129,10 @@ mod tests {
         assert_eq!(got.root, want.root);
         assert_eq!(got.max_body, want.max_body);
         assert_eq!(got.max_streams, want.max_streams);
+        assert_eq!(got.max_stream_bytes, want.max_stream_bytes);
+        assert_eq!(got.max_queued, want.max_queued);
+        assert_eq!(got.queue_timeout, want.queue_timeout);
+        assert_eq!(got.stall_timeout, want.stall_timeout);
         assert_eq!(got.cache_ttl, want.cache_ttl);
         assert_eq!(got.cache_entries, want.cache_entries);
         assert_eq!(got.list_limit, want.list_limit);

@@ -354,6 +354,7 @@ async fn http_slowloris_headers_time_out() {
     let limits = HttpLimits {
         header_read_timeout: Duration::from_millis(300),
         max_connections: 1,
+        ..Default::default()
     };
     let server = HttpServer::start_with("127.0.0.1:0".parse().unwrap(), router(), limits)
         .await
@@ -371,6 +372,7 @@ async fn http_slowloris_headers_time_out() {
     let limits = HttpLimits {
         header_read_timeout: Duration::from_secs(30),
         max_connections: 1,
+        ..Default::default()
     };
     let server = HttpServer::start_with("127.0.0.1:0".parse().unwrap(), router(), limits)
         .await

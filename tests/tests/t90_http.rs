@@ -421,6 +421,7 @@ async fn streams_past_the_limit_get_503_and_a_change_shows_once_the_cache_expire
         client.clone(),
         GatewayConfig {
             max_streams: 1,
+            queue_timeout: Duration::from_millis(300),
             cache_ttl: Duration::from_millis(300),
             ..Default::default()
         },
@@ -429,12 +430,19 @@ async fn streams_past_the_limit_get_503_and_a_change_shows_once_the_cache_expire
     let base = format!("http://{}", gw.local_addr());
     let h = http();
 
-    // A response whose body is not read holds the one stream.
+    // A response whose body is not read holds the one stream; the next request waits in the
+    // queue for it (300 ms here), then gets 503.
     let held = h.get(format!("{base}/big.bin")).send().await.unwrap();
     assert_eq!(held.status(), StatusCode::OK);
     let r = h.get(format!("{base}/small.txt")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("no stream became free within 300 ms")
+    );
     assert_eq!(held.bytes().await.unwrap(), large);
     wait_until("the stream released", BOUND, || async {
         h.get(format!("{base}/small.txt"))
@@ -756,5 +764,50 @@ async fn a_small_file_costs_two_master_calls() {
         "the master calls every small file after it costs"
     );
     assert_eq!(client.stat("/small/a.jpg").await.unwrap().size, 6 * 1024);
+    cluster.shutdown().await;
+}
+
+/// Issue 18, item 11: requests past the stream limit wait in the queue rather than fail, and a
+/// client that stops reading its response is cut off, so the queue moves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_requests_wait_and_a_stalled_reader_is_cut_off() {
+    let cluster = TestCluster::start(ClusterOptions::default()).await;
+    let client = cluster.client().await;
+    // Larger than the socket buffers between the two ends: its sender stalls.
+    let large = content(7, 64 << 20);
+    put(&client, "/huge.bin", &large).await;
+    put(&client, "/small.txt", b"served after the wait").await;
+    let gw = gateway_with(
+        client.clone(),
+        GatewayConfig {
+            max_streams: 1,
+            queue_timeout: Duration::from_secs(60),
+            stall_timeout: Duration::from_millis(500),
+            ..Default::default()
+        },
+    )
+    .await;
+    let base = format!("http://{}", gw.local_addr());
+    let h = http();
+    // Twenty requests for a small file, all at once with the one stream free: all served.
+    let answers =
+        futures::future::join_all((0..20).map(|_| h.get(format!("{base}/small.txt")).send())).await;
+    for a in answers {
+        assert_eq!(a.unwrap().status(), StatusCode::OK);
+    }
+    // A reader that takes the headers and then nothing holds the one stream until it is cut
+    // off; the request behind it waits, and is served.
+    let stalled = h.get(format!("{base}/huge.bin")).send().await.unwrap();
+    assert_eq!(stalled.status(), StatusCode::OK);
+    let waited = tokio::time::timeout(BOUND, h.get(format!("{base}/small.txt")).send())
+        .await
+        .expect("served within the bound")
+        .unwrap();
+    assert_eq!(waited.status(), StatusCode::OK);
+    assert_eq!(waited.text().await.unwrap(), "served after the wait");
+    // The stalled reader's response was cut short.
+    let got = stalled.bytes().await.map(|b| b.len()).unwrap_or(0);
+    assert!(got < large.len(), "a stalled reader got the whole file");
+    gw.shutdown(Duration::from_secs(1)).await;
     cluster.shutdown().await;
 }

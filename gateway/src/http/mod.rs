@@ -9,7 +9,9 @@
 //! - `PUT` (upload, atomic: written to a temporary name, synced, then renamed over the target)
 //!   and `DELETE`, only with a write token configured and sent as `Authorization: Bearer`
 //!   ([`write`](mod@write)). Without a token the gateway is read-only.
-//! - Limits: a body size for uploads (413), and a number of concurrent streams (503 past it).
+//! - Limits: a body size for uploads (413); streams admitted by the bytes they hold and their
+//!   number, past either waiting in a bounded queue for a while before any 503 ([`admission`]);
+//!   a client that stops reading its response is cut off (the listener's write-stall timeout).
 //! - URL paths are decoded and checked once ([`path`]); bad ones get 400.
 //! - A short-lived metadata cache ([`cache`]) keeps small-file GETs off the master.
 //! - Metrics in Prometheus text format on a separate listener (`--metrics ADDR`, `/metrics`),
@@ -17,12 +19,15 @@
 //!
 //! Invariant: a request only ever touches paths under the gateway's root.
 
+pub mod admission;
 pub mod cache;
 pub mod path;
 pub mod read;
 pub mod write;
 
 use crate::config_error;
+use admission::Admission;
+pub use admission::StreamPermit;
 use anyhow::Context as _;
 use axum::Router;
 use axum::body::Body;
@@ -41,7 +46,6 @@ use prometheus_client::metrics::histogram::Histogram;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
 
 /// How the HTTP gateway is set up (from `kfs gateway`'s flags: [`crate::GatewayOptions`]).
 #[derive(Clone, Debug)]
@@ -55,8 +59,16 @@ pub struct GatewayConfig {
     pub write_token: Option<String>,
     /// Largest upload body, bytes.
     pub max_body: u64,
-    /// Requests streaming a body (either way) at once; more get 503.
+    /// Requests streaming a body (either way) at once; more wait (`admission.rs`).
     pub max_streams: usize,
+    /// Bytes the streams in flight may hold buffered at once; more wait.
+    pub max_stream_bytes: u64,
+    /// Requests waiting for a stream, at most; more get 503 at once.
+    pub max_queued: usize,
+    /// How long a request waits for a stream before its 503.
+    pub queue_timeout: Duration,
+    /// A client that reads nothing of its response for this long is cut off.
+    pub stall_timeout: Duration,
     /// How long metadata is reused without asking the master; zero turns the cache off.
     pub cache_ttl: Duration,
     pub cache_entries: usize,
@@ -74,7 +86,11 @@ impl Default for GatewayConfig {
             root: "/".into(),
             write_token: None,
             max_body: 1 << 30,
-            max_streams: 512,
+            max_streams: 4096,
+            max_stream_bytes: 1 << 30,
+            max_queued: 10_000,
+            queue_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(60),
             cache_ttl: Duration::from_secs(1),
             cache_entries: 100_000,
             list_limit: 1000,
@@ -98,6 +114,7 @@ pub struct GatewayMetrics {
     pub sent_bytes: Counter,
     pub received_bytes: Counter,
     pub open_streams: Gauge,
+    pub queued_streams: Gauge,
     pub cache: CacheCounters,
 }
 
@@ -109,6 +126,7 @@ impl GatewayMetrics {
             sent_bytes: Counter::default(),
             received_bytes: Counter::default(),
             open_streams: Gauge::default(),
+            queued_streams: Gauge::default(),
             cache: CacheCounters::default(),
         };
         registry.register(
@@ -130,6 +148,11 @@ impl GatewayMetrics {
             "kfs_gateway_received_bytes",
             "Bytes of uploads received",
             m.received_bytes.clone(),
+        );
+        registry.register(
+            "kfs_gateway_queued_streams",
+            "Requests waiting for a stream (at the --max-streams or --max-stream-bytes limit)",
+            m.queued_streams.clone(),
         );
         registry.register(
             "kfs_gateway_open_streams",
@@ -156,7 +179,7 @@ pub struct Gateway {
     pub client: Client,
     pub config: GatewayConfig,
     pub cache: MetaCache,
-    pub streams: Arc<Semaphore>,
+    pub admission: Admission,
     pub metrics: GatewayMetrics,
 }
 
@@ -211,15 +234,27 @@ pub async fn start(client: Client, config: GatewayConfig) -> anyhow::Result<Gate
         config.cache_entries,
         metrics.cache.clone(),
     );
+    let admission = Admission::new(
+        config.max_streams,
+        config.max_stream_bytes,
+        config.max_queued,
+        config.queue_timeout,
+        metrics.open_streams.clone(),
+        metrics.queued_streams.clone(),
+    );
     let gateway = Arc::new(Gateway {
         client,
-        streams: Arc::new(Semaphore::new(config.max_streams.max(1))),
+        admission,
         cache,
         metrics,
         config: config.clone(),
     });
     let router = Router::new().fallback(handle).with_state(gateway);
-    let http = HttpServer::start(config.listen, router)
+    let limits = kfs_common::metrics::HttpLimits {
+        write_stall_timeout: config.stall_timeout,
+        ..Default::default()
+    };
+    let http = HttpServer::start_with(config.listen, router, limits)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let metrics = match config.metrics {
@@ -348,39 +383,8 @@ pub fn kfs_error(gw: &Gateway, what: &str, e: &KfsError) -> Response {
     error_text(status, &without_root(gw, &format!("cannot {what}: {e}")))
 }
 
-/// A permit to stream, or the 503 that says the gateway is at its limit.
-pub fn stream_permit(gw: &Gateway) -> Result<StreamPermit, Box<Response>> {
-    match gw.streams.clone().try_acquire_owned() {
-        Ok(permit) => {
-            gw.metrics.open_streams.inc();
-            Ok(StreamPermit {
-                _permit: permit,
-                gauge: gw.metrics.open_streams.clone(),
-            })
-        }
-        Err(_) => {
-            let mut r = error_text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!(
-                    "too many streams in flight (--max-streams {}); try again",
-                    gw.config.max_streams
-                ),
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            Err(Box::new(r))
-        }
-    }
-}
-
-/// Held while a body streams; counts in `kfs_gateway_open_streams`.
-pub struct StreamPermit {
-    _permit: tokio::sync::OwnedSemaphorePermit,
-    gauge: Gauge,
-}
-
-impl Drop for StreamPermit {
-    fn drop(&mut self) {
-        self.gauge.dec();
-    }
+/// A permit to stream a body that may hold `cost` bytes at once, after a wait if the gateway
+/// is at its limits, or the 503 that says it stayed there (`admission.rs`).
+pub async fn stream_permit(gw: &Gateway, cost: u64) -> Result<StreamPermit, Box<Response>> {
+    gw.admission.admit(cost).await
 }

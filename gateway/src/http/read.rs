@@ -189,7 +189,8 @@ async fn serve_file(
     if head {
         return Ok((status, out).into_response());
     }
-    let permit = match stream_permit(gw) {
+    let cost = (end - start).min(super::admission::READ_WINDOW);
+    let permit = match stream_permit(gw, cost).await {
         Ok(permit) => permit,
         Err(busy) => return Ok(*busy),
     };

@@ -151,7 +151,8 @@ pub async fn put(gw: &Gateway, path: &str, request: Request) -> Response {
     if declared.is_some_and(|n| n > max) {
         return too_large(max);
     }
-    let _permit = match stream_permit(gw) {
+    let cost = declared.unwrap_or(max).min(super::admission::WRITE_WINDOW);
+    let _permit = match stream_permit(gw, cost).await {
         Ok(permit) => permit,
         Err(busy) => return *busy,
     };
