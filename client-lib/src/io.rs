@@ -18,8 +18,18 @@ use kfs_common::{KfsError, KfsResult, rpc};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-/// Tuning of a [`Client`](crate::Client); the defaults suit most programs.
+/// Tuning of a [`Client`](crate::Client); the defaults suit most programs. Built from
+/// [`ClientOptions::default`] with the `with_*` methods (fields may be added in any release):
+///
+/// ```
+/// use std::time::Duration;
+/// let options = kfs_client::ClientOptions::default()
+///     .with_call_timeout(Duration::from_secs(10))
+///     .with_pack_threshold(0);
+/// assert_eq!(options.pack_threshold, 0);
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ClientOptions {
     /// Deadline of one call to the master or a chunkserver.
     pub call_timeout: Duration,
@@ -40,6 +50,56 @@ pub struct ClientOptions {
     /// Files a handle creates are packed into volumes while they are at most this many bytes
     /// (kept in memory until flushed; `file/pack.rs`); 0 gives every file chunks of its own.
     pub pack_threshold: u64,
+}
+
+impl ClientOptions {
+    /// [`ClientOptions::call_timeout`].
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// [`ClientOptions::write_retry_for`].
+    pub fn with_write_retry_for(mut self, limit: Duration) -> Self {
+        self.write_retry_for = limit;
+        self
+    }
+
+    /// [`ClientOptions::read_retry_for`].
+    pub fn with_read_retry_for(mut self, limit: Duration) -> Self {
+        self.read_retry_for = limit;
+        self
+    }
+
+    /// [`ClientOptions::write_size`].
+    pub fn with_write_size(mut self, bytes: usize) -> Self {
+        self.write_size = bytes;
+        self
+    }
+
+    /// [`ClientOptions::writes_in_flight`].
+    pub fn with_writes_in_flight(mut self, writes: usize) -> Self {
+        self.writes_in_flight = writes;
+        self
+    }
+
+    /// [`ClientOptions::read_size`].
+    pub fn with_read_size(mut self, bytes: usize) -> Self {
+        self.read_size = bytes;
+        self
+    }
+
+    /// [`ClientOptions::retry`].
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// [`ClientOptions::pack_threshold`].
+    pub fn with_pack_threshold(mut self, bytes: u64) -> Self {
+        self.pack_threshold = bytes;
+        self
+    }
 }
 
 /// [`ClientOptions::pack_threshold`] by default (see docs/benchmarks.md for why).

@@ -6,6 +6,9 @@
 //! - [`File`]: an open file, implementing tokio's `AsyncRead`, `AsyncWrite` and `AsyncSeek`,
 //!   with positional `read_at`/`write_at`, `flush`, `sync` and `close`.
 //! - [`copy`]: copying local files and directory trees into KFS and back.
+//! - [`OpenOptions`] and `tokio::fs`-style helpers on [`Client`]: `read`, `write`, `metadata`,
+//!   `exists`, `walk`; every type the API uses is re-exported here ([`FileAttr`],
+//!   [`DirEntry`], [`CreateOptions`], ...).
 //! - [`Client::checksum`]: a file's crc32c from the checksums chunkservers keep;
 //!   [`Client::truncate`]: a file cut or extended.
 //!
@@ -32,6 +35,7 @@ pub mod client;
 pub mod copy;
 mod errors;
 pub mod file;
+mod fs;
 mod io;
 mod master_conn;
 pub mod retry;
@@ -40,6 +44,22 @@ mod truncate;
 pub use checksum::FileChecksum;
 pub use client::{Client, ClientOptions};
 pub use file::{File, FileReader};
+pub use fs::OpenOptions;
 pub use io::DEFAULT_PACK_THRESHOLD;
+/// Everything the API takes or returns, so a program depends on `kfs-client` alone.
+pub use kfs_common::proto::Timestamp;
+pub use kfs_common::proto::cluster::SpaceReport;
+pub use kfs_common::proto::master::{
+    ChunkLocation, ChunkProblem, ChunkserverInfo, CreateOptions, DirEntry, DirPage, ExtentLocation,
+    FileAttr, FsckProblem, FsckReport, FsckSummary, Layout, MasterInfo, MkdirOptions,
+    NamespaceCounters, OpenFileInfo, RemoveSummary, ReplicaLocation, SafeModeStatus, ServerState,
+    SetAttr, WorkerInfo,
+};
+pub use kfs_common::{ChunkId, ChunkVersion, FileId, FileKind, ServerId};
 pub use kfs_common::{KfsError, KfsResult};
 pub use retry::RetryPolicy;
+
+/// The README's client example, compiled with the doc tests so it stays complete and right.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeExample;

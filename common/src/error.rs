@@ -26,8 +26,10 @@ pub fn servers_full(addrs: &[String]) -> String {
 /// Result alias used across KFS.
 pub type KfsResult<T> = Result<T, KfsError>;
 
-/// An error a user or program can act on.
+/// An error a user or program can act on. Variants may be added in any release (match with a
+/// `_` arm).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum KfsError {
     #[error("'{path}': No such file or directory")]
     NotFound { path: String },

@@ -271,11 +271,7 @@ impl TestCluster {
         &self,
         options: kfs_client::ClientOptions,
     ) -> kfs_client::Client {
-        self.client_with(kfs_client::ClientOptions {
-            pack_threshold: 0,
-            ..options
-        })
-        .await
+        self.client_with(options.with_pack_threshold(0)).await
     }
 
     /// A `kfs-client` with the given options.

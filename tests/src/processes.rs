@@ -163,10 +163,7 @@ impl ProcessCluster {
 
     /// A client that gives every file chunks of its own (packs no small file into a volume).
     pub async fn unpacked_client(&self) -> kfs_client::Client {
-        let options = kfs_client::ClientOptions {
-            pack_threshold: 0,
-            ..Default::default()
-        };
+        let options = kfs_client::ClientOptions::default().with_pack_threshold(0);
         kfs_client::Client::connect_with(self.addr, options)
             .await
             .expect("connect to the master")

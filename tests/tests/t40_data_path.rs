@@ -206,10 +206,9 @@ async fn a_write_with_no_replica_left_fails_naming_chunk_and_server() {
     })
     .await;
     let client = cluster
-        .unpacked_client_with(kfs_client::ClientOptions {
-            write_retry_for: Duration::from_secs(10),
-            ..Default::default()
-        })
+        .unpacked_client_with(
+            kfs_client::ClientOptions::default().with_write_retry_for(Duration::from_secs(10)),
+        )
         .await;
     let file = client.create("/alone").await.unwrap();
     file.write_at(0, b"first").await.unwrap();
@@ -483,10 +482,9 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
 async fn a_client_dials_the_master_again_after_it_restarts() {
     let mut cluster = TestCluster::start(ClusterOptions::default()).await;
     let client = cluster
-        .unpacked_client_with(kfs_client::ClientOptions {
-            call_timeout: Duration::from_secs(2),
-            ..Default::default()
-        })
+        .unpacked_client_with(
+            kfs_client::ClientOptions::default().with_call_timeout(Duration::from_secs(2)),
+        )
         .await;
     let before = content(41, 2 * CHUNK + 17);
     let mut file = client.create("/before").await.unwrap();
@@ -533,5 +531,108 @@ async fn a_client_dials_the_master_again_after_it_restarts() {
     for stat in stats {
         assert_eq!(stat.unwrap().size, after.len() as u64);
     }
+    cluster.shutdown().await;
+}
+
+/// Issue 18, item 13: `OpenOptions` and the `tokio::fs`-style helpers behave as their std and
+/// tokio namesakes do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_options_and_fs_helpers_work_as_tokio_fs_does() {
+    use futures::StreamExt;
+    use kfs_client::{KfsError, OpenOptions};
+    use tokio::io::AsyncWriteExt;
+    let cluster = TestCluster::start(ClusterOptions::default()).await;
+    let client = cluster.client().await;
+    client.mkdir_all("/o/deep/er").await.unwrap();
+    assert!(!client.exists("/o/f").await.unwrap());
+    let attr = client.write("/o/f", b"first").await.unwrap();
+    assert_eq!(attr.size, 5);
+    assert!(client.exists("/o/f").await.unwrap());
+    assert_eq!(client.read("/o/f").await.unwrap(), b"first");
+    assert_eq!(client.metadata("/o/f").await.unwrap().size, 5);
+
+    // create_new refuses an existing file; create opens it as it is; append starts at its end.
+    let e = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&client, "/o/f")
+        .await
+        .err()
+        .expect("exists");
+    assert!(matches!(e, KfsError::AlreadyExists { .. }), "{e}");
+    let kept = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .open(&client, "/o/f")
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 5);
+    drop(kept);
+    let mut appending = client
+        .open_with("/o/f", OpenOptions::new().append(true))
+        .await
+        .unwrap();
+    appending.write_all(b", then more").await.unwrap();
+    appending.close().await.unwrap();
+    assert_eq!(client.read("/o/f").await.unwrap(), b"first, then more");
+    // truncate cuts; create makes a missing one; read alone never creates.
+    let cut = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&client, "/o/f")
+        .await
+        .unwrap();
+    cut.close().await.unwrap();
+    assert_eq!(client.read("/o/f").await.unwrap(), b"");
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .open(&client, "/o/new")
+        .await
+        .unwrap()
+        .close()
+        .await
+        .unwrap();
+    let missing = OpenOptions::new()
+        .read(true)
+        .open(&client, "/o/none")
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(missing, KfsError::NotFound { .. }), "{missing}");
+    let bad = OpenOptions::new()
+        .read(true)
+        .create(true)
+        .open(&client, "/o/x")
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(bad, KfsError::InvalidArgument(_)), "{bad}");
+
+    // Reads into a caller's buffer and as Bytes.
+    client
+        .write("/o/deep/data", content(5, 300_000))
+        .await
+        .unwrap();
+    let file = client.open("/o/deep/data").await.unwrap();
+    let mut buf = vec![0u8; 1000];
+    assert_eq!(file.read_into(299_500, &mut buf).await.unwrap(), 500);
+    assert_eq!(&buf[..500], &content(5, 300_000)[299_500..]);
+    let bytes = file.read_bytes(0, 10).await.unwrap();
+    assert_eq!(&bytes[..], &content(5, 300_000)[..10]);
+
+    // walk: the top first, each directory before what it holds, names in order.
+    let walked: Vec<String> = client.walk("/o").map(|r| r.unwrap().0).collect().await;
+    assert_eq!(
+        walked,
+        [
+            "/o",
+            "/o/deep",
+            "/o/f",
+            "/o/new",
+            "/o/deep/data",
+            "/o/deep/er"
+        ]
+    );
     cluster.shutdown().await;
 }

@@ -188,13 +188,10 @@ enum Acked {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_killed_under_write_load_keeps_every_acknowledged_change() {
     let mut cluster = ProcessCluster::start(5, "", "").await;
-    let options = ClientOptions {
-        // Writers stop soon after the master is gone (a call dials it again until its
-        // deadline).
-        write_retry_for: Duration::from_secs(3),
-        call_timeout: Duration::from_secs(3),
-        ..Default::default()
-    };
+    // Writers stop soon after the master is gone (a call dials it again until its deadline).
+    let options = ClientOptions::default()
+        .with_write_retry_for(Duration::from_secs(3))
+        .with_call_timeout(Duration::from_secs(3));
     let client = Client::connect_with(cluster.addr, options).await.unwrap();
     let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
     let mut writers = Vec::new();

@@ -97,10 +97,9 @@ async fn a_primary_cut_off_mid_write_loses_no_acknowledged_byte() {
     let cluster = TestCluster::start(options()).await;
     // A short call deadline, so the writer gives up on the silent primary in seconds.
     let client = cluster
-        .unpacked_client_with(kfs_client::ClientOptions {
-            call_timeout: Duration::from_secs(2),
-            ..Default::default()
-        })
+        .unpacked_client_with(
+            kfs_client::ClientOptions::default().with_call_timeout(Duration::from_secs(2)),
+        )
         .await;
     let data = content(2, 600 * 1024);
     let mut f = client.create("/b").await.unwrap();

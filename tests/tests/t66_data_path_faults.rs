@@ -50,10 +50,7 @@ async fn read_all(client: &Client, path: &str, len: usize) -> Vec<u8> {
 async fn a_multi_file_put_waits_out_a_master_restart() {
     let mut cluster = TestCluster::start(ClusterOptions::default()).await;
     let client = cluster
-        .unpacked_client_with(ClientOptions {
-            call_timeout: Duration::from_secs(20),
-            ..Default::default()
-        })
+        .unpacked_client_with(ClientOptions::default().with_call_timeout(Duration::from_secs(20)))
         .await;
     let local = tempfile::tempdir().unwrap();
     let files: Vec<(String, Vec<u8>)> = (0..4u64)
@@ -213,12 +210,12 @@ async fn new_chunks_are_leased_at_once_after_a_master_restart() {
 async fn bytes_flushed_before_a_chunkserver_dies_survive_in_the_same_chunk() {
     let mut cluster = TestCluster::start(ClusterOptions::default()).await;
     let client = cluster
-        .unpacked_client_with(ClientOptions {
-            write_size: 16 * 1024,
-            writes_in_flight: 16,
-            write_retry_for: Duration::from_secs(30),
-            ..Default::default()
-        })
+        .unpacked_client_with(
+            ClientOptions::default()
+                .with_write_size(16 * 1024)
+                .with_writes_in_flight(16)
+                .with_write_retry_for(Duration::from_secs(30)),
+        )
         .await;
     let data = content(21, CHUNK);
     let flushed = 64 * 1024;
@@ -264,13 +261,11 @@ async fn bytes_flushed_before_a_chunkserver_dies_survive_in_the_same_chunk() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_one_of_three_chunkservers_mid_write_fails_no_put_in_20_runs() {
     let mut cluster = ProcessCluster::start(3, "", "").await;
-    let options = ClientOptions {
-        write_size: 16 * 1024,
-        writes_in_flight: 16,
-        call_timeout: Duration::from_secs(10),
-        write_retry_for: Duration::from_secs(30),
-        ..Default::default()
-    };
+    let options = ClientOptions::default()
+        .with_write_size(16 * 1024)
+        .with_writes_in_flight(16)
+        .with_call_timeout(Duration::from_secs(10))
+        .with_write_retry_for(Duration::from_secs(30));
     let client = Client::connect_with(cluster.addr, options).await.unwrap();
     let mut written = Vec::new();
     for run in 0..20u64 {
@@ -354,10 +349,7 @@ async fn a_chunk_id_handed_out_but_never_logged_is_not_reused_after_two_crashes(
         ..Default::default()
     })
     .await;
-    let options = ClientOptions {
-        call_timeout: Duration::from_secs(5),
-        ..Default::default()
-    };
+    let options = ClientOptions::default().with_call_timeout(Duration::from_secs(5));
     let first = content(1, 1000);
     let client = cluster.unpacked_client_with(options.clone()).await;
     let mut f = client.create("/a").await.unwrap();
@@ -426,10 +418,7 @@ async fn a_chunk_id_handed_out_but_never_logged_is_not_reused_after_two_crashes(
 async fn a_primary_that_lost_its_replica_is_reported_and_the_write_goes_on() {
     let cluster = TestCluster::start(ClusterOptions::default()).await;
     let client = cluster
-        .unpacked_client_with(ClientOptions {
-            write_retry_for: Duration::from_secs(5),
-            ..Default::default()
-        })
+        .unpacked_client_with(ClientOptions::default().with_write_retry_for(Duration::from_secs(5)))
         .await;
     let data = content(31, CHUNK / 2);
     let mut file = client.create("/lost").await.unwrap();
@@ -467,11 +456,11 @@ async fn a_primary_that_lost_its_replica_is_reported_and_the_write_goes_on() {
 async fn a_failed_sync_is_tried_again_not_forgotten() {
     let mut cluster = TestCluster::start(ClusterOptions::default()).await;
     let client = cluster
-        .unpacked_client_with(ClientOptions {
-            call_timeout: Duration::from_secs(2),
-            write_retry_for: Duration::from_secs(2),
-            ..Default::default()
-        })
+        .unpacked_client_with(
+            ClientOptions::default()
+                .with_call_timeout(Duration::from_secs(2))
+                .with_write_retry_for(Duration::from_secs(2)),
+        )
         .await;
     let mut file = client.create("/durable").await.unwrap();
     file.write_all(&content(41, 5000)).await.unwrap();

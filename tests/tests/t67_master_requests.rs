@@ -312,11 +312,11 @@ async fn a_failed_put_leaves_nothing_behind_and_names_its_target() {
     cluster.wait_for_alive(3).await;
     // A writer that gives up after 2 s of retrying, so the failure comes soon.
     let client = cluster
-        .unpacked_client_with(kfs_client::ClientOptions {
-            write_retry_for: Duration::from_secs(2),
-            call_timeout: Duration::from_secs(2),
-            ..Default::default()
-        })
+        .unpacked_client_with(
+            kfs_client::ClientOptions::default()
+                .with_write_retry_for(Duration::from_secs(2))
+                .with_call_timeout(Duration::from_secs(2)),
+        )
         .await;
     let local = tempfile::tempdir().unwrap();
     let source = local.path().join("photo.jpg");

@@ -442,10 +442,7 @@ struct Sut {
 }
 
 fn client_options() -> ClientOptions {
-    ClientOptions {
-        write_retry_for: Duration::from_secs(30),
-        ..Default::default()
-    }
+    ClientOptions::default().with_write_retry_for(Duration::from_secs(30))
 }
 
 impl Sut {

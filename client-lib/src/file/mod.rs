@@ -312,6 +312,23 @@ impl File {
         self.shared.clone().read_at(offset, len).await
     }
 
+    /// Reads into `buf` from `offset`; returns how many bytes were read (fewer than its length
+    /// at the end of the file). Does not move the position.
+    pub async fn read_into(&self, offset: u64, buf: &mut [u8]) -> KfsResult<usize> {
+        let data = self.shared.clone().read_at(offset, buf.len()).await?;
+        buf[..data.len()].copy_from_slice(&data);
+        Ok(data.len())
+    }
+
+    /// Reads up to `len` bytes at `offset` as [`Bytes`] (the buffer read, not a copy of it).
+    pub async fn read_bytes(&self, offset: u64, len: usize) -> KfsResult<Bytes> {
+        self.shared
+            .clone()
+            .read_at(offset, len)
+            .await
+            .map(Bytes::from)
+    }
+
     /// A handle that reads this file at offsets and can be cloned and shared between tasks
     /// (a `File` itself has one position and is used by one task at a time). It sees the
     /// length this handle knows and shares its cache of chunk locations.
