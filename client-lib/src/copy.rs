@@ -104,14 +104,31 @@ pub async fn put_file(
         .flatten()
         .map_or("/", |(parent, _)| parent);
     let temp = path::join(parent, &upload_temp_name());
-    let mut dst = client
-        .create_with(&temp, options)
-        .await
-        .map_err(|e| e.naming(&temp, remote))?;
-    // A put dropped midway (a cancelled command) removes its temporary file too.
+    // A put dropped midway (a cancelled command) removes its temporary file too, even when it
+    // is dropped while the create is in flight: the create runs to its end in a task of its
+    // own, and the removal waits for it.
+    let create = tokio::spawn({
+        let (client, temp) = (client.clone(), temp.clone());
+        async move { client.create_with(&temp, options).await }
+    });
     let mut guard = RemoveOnDrop {
         client: client.clone(),
         path: Some(temp.clone()),
+        creating: Some(create),
+    };
+    let created = guard
+        .creating
+        .as_mut()
+        .expect("just set")
+        .await
+        .map_err(|e| KfsError::Internal(format!("the create of {temp} failed: {e}")));
+    guard.creating = None;
+    let mut dst = match created {
+        Ok(Ok(file)) => file,
+        Ok(Err(e)) | Err(e) => {
+            guard.path = None;
+            return Err(e.naming(&temp, remote));
+        }
     };
     let internal = dst.fid().to_string();
     let mut buf = vec![0u8; COPY_BUF];
@@ -177,6 +194,8 @@ fn file_label(p: &Path) -> String {
 struct RemoveOnDrop {
     client: Client,
     path: Option<String>,
+    /// The create of the temporary file, while it is in flight.
+    creating: Option<tokio::task::JoinHandle<KfsResult<crate::File>>>,
 }
 
 impl Drop for RemoveOnDrop {
@@ -185,12 +204,35 @@ impl Drop for RemoveOnDrop {
             return;
         };
         let client = self.client.clone();
-        rt.spawn(async move {
+        let creating = self.creating.take();
+        let cleanup = rt.spawn(async move {
+            if let Some(create) = creating {
+                match create.await {
+                    // Not made: nothing to remove.
+                    Ok(Err(_)) | Err(_) => return,
+                    // Made: its handle goes without a flush (nothing was written).
+                    Ok(Ok(file)) => file.abandon(),
+                }
+            }
             if let Err(e) = client.remove(&path).await {
                 tracing::warn!(%path, error = %e, "could not remove a cancelled put's temporary file");
             }
         });
+        CLEANUPS.lock().expect("cleanups lock").push(cleanup);
     }
+}
+
+/// The removals cancelled puts started, not yet awaited ([`wait_for_cleanups`]).
+static CLEANUPS: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Waits (at most `limit`) for the temporary files of cancelled puts to be removed: a program
+/// that cancels a copy and goes on (the shell, at Ctrl-C) calls this before it says the copy is
+/// gone. What is not done by then finishes in the background (and the master removes an
+/// abandoned upload's file in the end).
+pub async fn wait_for_cleanups(limit: std::time::Duration) {
+    let pending: Vec<_> = std::mem::take(&mut *CLEANUPS.lock().expect("cleanups lock"));
+    let _ = tokio::time::timeout(limit, futures::future::join_all(pending)).await;
 }
 
 /// Copies a KFS file to a local file (created or truncated); `progress` is told of every piece.

@@ -66,9 +66,16 @@ fn run_line_with(
     };
     match Line::try_parse_from(words) {
         Ok(parsed) if cancellable => Some(rt.block_on(async {
-            tokio::select! {
-                done = commands::run(session, parsed.cmd) => done.map_err(drop),
-                _ = tokio::signal::ctrl_c() => {
+            let finished = tokio::select! {
+                done = commands::run(session, parsed.cmd) => Some(done.map_err(drop)),
+                _ = tokio::signal::ctrl_c() => None,
+            };
+            match finished {
+                Some(done) => done,
+                None => {
+                    // The command's future is dropped by now; what it started is undone
+                    // before the prompt comes back.
+                    kfs_client::copy::wait_for_cleanups(std::time::Duration::from_secs(10)).await;
                     eprintln!("\nkfs: cancelled");
                     Err(())
                 }
