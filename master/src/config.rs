@@ -69,6 +69,9 @@ pub struct MasterConfig {
     /// writer has renewed no lease for this long is removed with its chunks, in milliseconds
     /// (at least two lease periods). Default 600,000 (10 minutes).
     pub abandoned_upload_ms: u64,
+    /// How often the status page's graphs (the last hour of activity) take a sample, in
+    /// milliseconds. Default 10,000.
+    pub status_sample_ms: u64,
     /// Connections served at once; one more is refused with an error the client shows ("at its
     /// connection limit"). Default 4,096.
     pub max_connections: usize,
@@ -109,6 +112,7 @@ impl Default for MasterConfig {
             compact_dead_fraction: 0.5,
             compact_interval_ms: 30_000,
             abandoned_upload_ms: 600_000,
+            status_sample_ms: 10_000,
             max_connections: limits.max_connections,
             idle_timeout_ms: limits.idle_timeout.as_millis() as u64,
             rpc_buffer_bytes: limits.buffer_bytes,
@@ -223,6 +227,12 @@ impl MasterConfig {
                  be removed",
                 self.abandoned_upload_ms,
                 2 * self.lease_ms
+            ));
+        }
+        if self.status_sample_ms < 10 {
+            return invalid(format!(
+                "status_sample_ms {} is below 10",
+                self.status_sample_ms
             ));
         }
         if self.compact_interval_ms == 0 {

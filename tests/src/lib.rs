@@ -175,6 +175,8 @@ impl TestCluster {
             compact_interval_ms: options.compact_interval_ms,
             abandoned_upload_ms: options.abandoned_upload_ms,
             compact_dead_fraction: options.compact_dead_fraction,
+            // The status page's graphs fill within a test's time.
+            status_sample_ms: 200,
             http: options.http.then(|| "127.0.0.1:0".parse().unwrap()),
             max_connections: options.rpc_limits.max_connections,
             idle_timeout_ms: options.rpc_limits.idle_timeout.as_millis() as u64,

@@ -683,6 +683,7 @@ async fn the_master_and_chunkservers_report_status_and_metrics() {
             "heartbeat timeouts",
             "volume reclaimer",
             "volume compactor",
+            "status history",
             "abandoned files",
             "healer"
         ]

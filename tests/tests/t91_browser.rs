@@ -154,6 +154,49 @@ async fn a_browser_sees_the_status_page_and_an_image_served_by_the_gateway() {
         verdict.contains("healthy") || verdict.contains("repairing"),
         "{verdict}"
     );
+    // Issue 18, item 9: use bars per server, the last hour's graphs (inline SVG, filling as
+    // samples come), safe mode, open files and the checkpoint row; a screenshot for the CI
+    // artifacts.
+    let bars = browser
+        .find_all(Locator::Css("tr.server .bar"))
+        .await
+        .unwrap();
+    assert_eq!(bars.len(), 3);
+    let b = &browser;
+    let s = &status;
+    wait_until("the graphs drawn with points", BOUND, || async move {
+        b.goto(s).await.unwrap();
+        let points = b
+            .execute(
+                "return Array.from(document.querySelectorAll('#graphs svg polyline'))\
+                 .map(p => p.getAttribute('points').trim().split(' ').filter(x => x).length);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let counts: Vec<u64> = serde_json::from_value(points).unwrap_or_default();
+        counts.len() == 3 && counts.iter().all(|n| *n >= 2)
+    })
+    .await;
+    for (id, text) in [
+        ("safe-mode", "off"),
+        ("open-files", "being written"),
+        ("checkpoints", "newest at record"),
+    ] {
+        let shown = browser
+            .find(Locator::Id(id))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(shown.contains(text), "#{id}: {shown}");
+    }
+    let png = browser.screenshot().await.unwrap();
+    let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::write(artifacts.join("status-page.png"), &png).unwrap();
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
 
     // A page from the gateway, and its image decoded.
     browser

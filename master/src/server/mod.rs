@@ -239,6 +239,7 @@ pub async fn start_with_clock(
     })?;
     let healer_stats = Arc::new(HealerStats::default());
     let compaction = Arc::new(CompactionStats::default());
+    let history = Arc::new(crate::status::History::default());
     let sources = StatusSources {
         ns: state.ns.clone(),
         chunks: state.chunks.clone(),
@@ -248,6 +249,20 @@ pub async fn start_with_clock(
         workers: state.workers.clone(),
         started,
         addr,
+        history: history.clone(),
+        open_files: {
+            let state = state.clone();
+            Arc::new(move || {
+                let now = state.clock.now();
+                let lease = state.leases.lease_duration();
+                let written = state.leases.written_files();
+                let writing = written
+                    .values()
+                    .filter(|last| now.saturating_duration_since(**last) < lease)
+                    .count() as u64;
+                (writing, written.len() as u64 - writing)
+            })
+        },
     };
     let (registry, rpc_metrics, refresh) = crate::status::metrics(&sources);
     let http = HttpServer::start_if(config.http, || {
@@ -270,6 +285,12 @@ pub async fn start_with_clock(
         interval: Duration::from_millis(config.compact_interval_ms),
         dead_fraction: config.compact_dead_fraction,
         stats: compaction.clone(),
+    });
+    state.workers.spawn(crate::status::Sampler {
+        history,
+        ns: state.ns.clone(),
+        commit: state.committer.shared_stats(),
+        interval: Duration::from_millis(config.status_sample_ms),
     });
     state.workers.spawn(abandoned::AbandonedFiles {
         state: state.clone(),

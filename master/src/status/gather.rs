@@ -41,14 +41,16 @@ impl Status {
             moved_records: k.records.load(Ordering::Relaxed),
             moved_bytes: k.bytes.load(Ordering::Relaxed),
         };
-        let (infos, safe_mode, copies_in_flight) = {
+        let (infos, safe, copies_in_flight) = {
             let mut chunks = from.chunks.lock().expect("chunk map lock");
             (
                 chunks.servers(now),
-                chunks.in_safe_mode(now),
+                chunks.safe_mode_status(now),
                 chunks.copies_in_flight() as u64,
             )
         };
+        let safe_mode = safe.on;
+        let (writing, writer_gone) = (from.open_files)();
         let mut summary = Summary {
             files: counters.files,
             dirs: counters.dirs,
@@ -93,8 +95,17 @@ impl Status {
             master: from.addr,
             uptime_secs: from.started.elapsed().as_secs(),
             summary,
+            open_files: super::OpenFiles {
+                writing,
+                writer_gone,
+            },
+            history: from.history.rates(now),
             replication: Replication {
                 safe_mode,
+                safe_mode_reported: safe.reported,
+                safe_mode_total: safe.total,
+                safe_mode_threshold: safe.threshold,
+                safe_mode_remaining_ms: safe.remaining_ms,
                 under_replicated: health.map(|h| h.under_replicated),
                 missing: health.map(|h| h.missing),
                 waiting: health.map(|h| h.waiting),

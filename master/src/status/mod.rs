@@ -14,9 +14,11 @@
 
 mod gather;
 mod gauges;
+mod history;
 mod page;
 
 pub use gauges::metrics;
+pub use history::{History, Rates, Sampler};
 pub use page::render_html;
 
 use crate::chunks::ChunkMap;
@@ -43,6 +45,10 @@ pub struct StatusSources {
     pub workers: kfs_common::worker::Workers,
     pub started: Instant,
     pub addr: SocketAddr,
+    /// The last hour of activity, sampled (`history.rs`).
+    pub history: Arc<History>,
+    /// Files open for write: `(being written, writer gone quiet)`.
+    pub open_files: Arc<dyn Fn() -> (u64, u64) + Send + Sync>,
 }
 
 /// The cluster as the master sees it.
@@ -57,6 +63,18 @@ pub struct Status {
     pub small_files: SmallFiles,
     pub servers: Vec<ServerRow>,
     pub workers: Workers,
+    /// Files open for write.
+    pub open_files: OpenFiles,
+    /// Rates over the last hour, oldest first.
+    pub history: Rates,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct OpenFiles {
+    /// A writer holds a lease on one of their chunks.
+    pub writing: u64,
+    /// Their writer is gone quiet; the master finishes them (`kfs fsck --open-files`).
+    pub writer_gone: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -80,6 +98,11 @@ pub struct Summary {
 pub struct Replication {
     /// Just restarted: no repair or deletion until chunkservers have reported.
     pub safe_mode: bool,
+    /// In safe mode: chunks reported, of all, the fraction that ends it, time left at most.
+    pub safe_mode_reported: u64,
+    pub safe_mode_total: u64,
+    pub safe_mode_threshold: f64,
+    pub safe_mode_remaining_ms: u64,
     /// Chunks with fewer live replicas than their factor (`None` until a round has run outside
     /// safe mode).
     pub under_replicated: Option<u64>,

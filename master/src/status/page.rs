@@ -81,6 +81,10 @@ th {{ background: #f4f4f4; }} td:first-child, th:first-child {{ text-align: left
 .ok {{ color: #186a1e; }} .warn {{ color: #9a6700; }} .bad {{ color: #b00020; font-weight: bold; }}
 tr.dead td {{ color: #b00020; }} tr.draining td, tr.drained td {{ color: #9a6700; }}
 .verdict {{ font-size: 1.2em; }} .muted {{ color: #777; }}
+.bar {{ display: inline-block; width: 8em; height: .8em; background: #eee; vertical-align: middle; }}
+.bar span {{ display: block; height: 100%; background: #2a6; }} .bar.full span {{ background: #b00020; }}
+.graphs {{ display: flex; flex-wrap: wrap; gap: 1em; }} figure {{ margin: 0; }}
+figcaption {{ font-size: .9em; color: #555; }}
 </style></head><body>
 <h1>KFS master {master}</h1>
 <p class="muted">version {version}, up {uptime}s; this page reloads every 5 s; <a href="status.json">JSON</a>, <a href="metrics">metrics</a></p>
@@ -95,10 +99,13 @@ tr.dead td {{ color: #b00020; }} tr.draining td, tr.drained td {{ color: #9a6700
 <tr><th>used (all replicas)</th><td>{used}</td></tr>
 <tr><th>available</th><td>{available}</td></tr>
 <tr><th>chunkservers</th><td id="servers-summary">{alive} alive, {dead} dead, {draining} draining</td></tr>
+<tr><th>files open for write</th><td id="open-files">{open_writing} being written, {open_gone} with their writer gone (<code>kfs fsck --open-files</code>)</td></tr>
 </table>
+<h2>The last hour</h2>
+<div class="graphs" id="graphs">{graphs}</div>
 <h2>Replication</h2>
 <table id="replication">
-<tr><th>safe mode</th><td>{safe}</td></tr>
+<tr><th>safe mode</th><td id="safe-mode">{safe}</td></tr>
 <tr><th>under-replicated chunks</th><td id="under">{under}</td></tr>
 <tr><th>of them waiting for a lease or a copy</th><td id="waiting">{waiting}</td></tr>
 <tr><th>of them short of chunkservers</th><td id="short">{short}</td></tr>
@@ -130,7 +137,50 @@ tr.dead td {{ color: #b00020; }} tr.draining td, tr.drained td {{ color: #9a6700
         alive = s.summary.servers_alive,
         dead = s.summary.servers_dead,
         draining = s.summary.servers_draining,
-        safe = if s.replication.safe_mode { "on" } else { "off" },
+        safe = if s.replication.safe_mode {
+            let r = &s.replication;
+            format!(
+                "on: {} of {} chunks reported ({}%; it ends at {:.1}%, or in {:.0} s at most)",
+                r.safe_mode_reported,
+                r.safe_mode_total,
+                (r.safe_mode_reported * 100)
+                    .checked_div(r.safe_mode_total)
+                    .unwrap_or(100),
+                r.safe_mode_threshold * 100.0,
+                r.safe_mode_remaining_ms as f64 / 1000.0
+            )
+        } else {
+            "off".to_string()
+        },
+        open_writing = s.open_files.writing,
+        open_gone = s.open_files.writer_gone,
+        graphs = {
+            let r = &s.history;
+            [
+                super::history::svg(
+                    "graph-ops",
+                    "namespace operations",
+                    "/s",
+                    &r.ago_secs,
+                    &r.ops_per_sec,
+                ),
+                super::history::svg(
+                    "graph-bytes",
+                    "file bytes added",
+                    "B/s",
+                    &r.ago_secs,
+                    &r.bytes_per_sec,
+                ),
+                super::history::svg(
+                    "graph-commit",
+                    "mean group commit",
+                    "ms",
+                    &r.ago_secs,
+                    &r.commit_ms,
+                ),
+            ]
+            .concat()
+        },
         under = count_or_dash(s.replication.under_replicated),
         waiting = count_or_dash(s.replication.waiting),
         short = count_or_dash(s.replication.short_of_servers),
@@ -150,19 +200,25 @@ tr.dead td {{ color: #b00020; }} tr.draining td, tr.drained td {{ color: #9a6700
     );
     h.push_str(
         "<h2>Chunkservers</h2>\n<table id=\"servers\">\n<tr><th>server</th><th>address</th>\
-         <th>state</th><th>capacity</th><th>used</th><th>available</th><th>chunks</th>\
+         <th>state</th><th>use</th><th>capacity</th><th>used</th><th>available</th><th>chunks</th>\
          <th>corrupt</th><th>last heartbeat</th></tr>\n",
     );
     for r in &s.servers {
         let _ = writeln!(
             h,
             "<tr class=\"server {state}\"><td title=\"{full}\">{id}</td><td>{addr}</td><td class=\"state\">{state}</td>\
-             <td>{capacity}</td><td>{used}</td><td>{available}</td><td>{chunks}</td><td>{corrupt}</td>\
+             <td><span class=\"bar{nearly_full}\" title=\"{percent}% used\"><span style=\"width:{percent}%\"></span></span> {percent}%</td><td>{capacity}</td><td>{used}</td><td>{available}</td><td>{chunks}</td><td>{corrupt}</td>\
              <td>{hb:.1} s ago</td></tr>",
             state = r.state,
             id = esc(r.id.get(..8).unwrap_or(&r.id)),
             full = esc(&r.id),
             addr = esc(&r.addr.to_string()),
+            percent = (r.used * 100).checked_div(r.capacity).unwrap_or(0).min(100),
+            nearly_full = if r.capacity > 0 && r.used * 100 / r.capacity >= 90 {
+                " full"
+            } else {
+                ""
+            },
             capacity = size(r.capacity),
             used = size(r.used),
             available = size(r.available),
@@ -172,7 +228,7 @@ tr.dead td {{ color: #b00020; }} tr.draining td, tr.drained td {{ color: #9a6700
         );
     }
     if s.servers.is_empty() {
-        h.push_str("<tr><td colspan=\"9\">no chunkserver has registered</td></tr>\n");
+        h.push_str("<tr><td colspan=\"10\">no chunkserver has registered</td></tr>\n");
     }
     let c = &s.workers.committer;
     let hl = &s.workers.healer;
@@ -182,7 +238,7 @@ tr.dead td {{ color: #b00020; }} tr.draining td, tr.drained td {{ color: #9a6700
 <h2>Background workers</h2>
 <table id="workers">
 <tr><th>operation log</th><td class="{logclass}">{log}: {ops} ops in {batches} group commits, last record {last_seq}</td></tr>
-<tr><th>checkpoints</th><td>{checkpoints} written by this process, newest at record {checkpoint_seq}{writing}{failures}</td></tr>
+<tr><th>checkpoints</th><td id="checkpoints">{checkpoints} written by this process, newest at record {checkpoint_seq}{age}{writing}{failures}</td></tr>
 <tr><th>healer</th><td>{rounds} rounds, last took {round_ms:.1} ms; copies {started} started, {done} done, {failed} failed</td></tr>
 </table>
 "#,
@@ -193,6 +249,12 @@ tr.dead td {{ color: #b00020; }} tr.draining td, tr.drained td {{ color: #9a6700
         last_seq = c.last_seq,
         checkpoints = c.checkpoints,
         checkpoint_seq = c.checkpoint_seq,
+        age = if c.checkpoint_unix_secs > 0 {
+            let now = kfs_common::proto::now().max(0) as u64 / 1_000_000_000;
+            format!(", {} s ago", now.saturating_sub(c.checkpoint_unix_secs))
+        } else {
+            " (none written since start)".to_string()
+        },
         writing = if c.checkpointing {
             "; writing one now"
         } else {
