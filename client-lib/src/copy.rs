@@ -218,7 +218,9 @@ impl Drop for RemoveOnDrop {
                 tracing::warn!(%path, error = %e, "could not remove a cancelled put's temporary file");
             }
         });
-        CLEANUPS.lock().expect("cleanups lock").push(cleanup);
+        let mut cleanups = CLEANUPS.lock().expect("cleanups lock");
+        cleanups.retain(|c| !c.is_finished());
+        cleanups.push(cleanup);
     }
 }
 

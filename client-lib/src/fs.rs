@@ -92,8 +92,10 @@ impl OpenOptions {
         } else {
             match client.open(path).await {
                 Ok(file) if self.truncate => {
+                    // Cut in place (never made again if it went meanwhile), then opened anew.
                     drop(file);
-                    client.create_with(path, create(false)).await?
+                    client.truncate(path, 0).await?;
+                    client.open(path).await?
                 }
                 Ok(file) => file,
                 Err(KfsError::NotFound { .. }) if self.create => {

@@ -81,6 +81,12 @@ impl GatewayOptions {
             (None, Ok(token)) => Some(token.trim().to_string()),
             (None, Err(_)) => None,
         };
+        if self.stall_timeout_ms < 100 {
+            return Err(config_error(format!(
+                "--stall-timeout-ms {} is below 100: healthy clients would be cut off",
+                self.stall_timeout_ms
+            )));
+        }
         if write_token.as_deref() == Some("") {
             return Err(config_error("the write token file is empty"));
         }

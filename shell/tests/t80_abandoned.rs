@@ -1,7 +1,7 @@
 //! Files whose writer is gone: a `kfs put` killed with `kill -9` leaves its temporary upload
 //! file, which `kfs fsck --open-files` lists and the master removes with its chunks once the
-//! writer has been quiet for `abandoned_upload_ms`; a file whose writer died before its flush
-//! gets the length its replicas hold.
+//! writer has been quiet for `abandoned_upload_ms`; a file whose writer died is closed at the
+//! length it last recorded.
 
 use assert_cmd::Command;
 use kfs_tests::{ClusterOptions, TestCluster, wait_until};
@@ -100,7 +100,7 @@ async fn a_killed_put_leaves_nothing_once_its_upload_is_abandoned() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_file_whose_writer_died_gets_the_length_its_replicas_hold() {
+async fn a_file_whose_writer_died_is_closed_at_its_last_recorded_length() {
     let cluster = TestCluster::start(ClusterOptions {
         lease_ms: 500,
         abandoned_upload_ms: 1_000,
@@ -108,35 +108,34 @@ async fn a_file_whose_writer_died_gets_the_length_its_replicas_hold() {
     })
     .await;
     let client = cluster.unpacked_client().await;
-    // 600,000 bytes on every replica (three chunks), never flushed: the master has length 0.
-    let data = kfs_tests::content(3, 600_000);
-    let file = client.create("/log").await.unwrap();
-    file.write_at(0, &data).await.unwrap();
+    // 600,000 bytes flushed (acknowledged: the length the master records), then 100,000 more
+    // on the replicas but never flushed: the writer dies.
+    let data = kfs_tests::content(3, 700_000);
+    let mut file = client.create("/log").await.unwrap();
+    file.write_at(0, &data[..600_000]).await.unwrap();
+    tokio::io::AsyncWriteExt::flush(&mut file).await.unwrap();
+    file.write_at(600_000, &data[600_000..]).await.unwrap();
     file.abandon();
-    assert_eq!(client.stat("/log").await.unwrap().size, 0);
     let listed = open_files(&cluster);
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["path"], "/log");
-    assert_eq!(listed[0]["size"], 0);
+    assert_eq!(listed[0]["size"], 600_000);
 
-    let c = client.clone();
-    wait_until("the file finished", BOUND, || {
-        let c = c.clone();
-        async move { c.stat("/log").await.unwrap().size == 600_000 }
-    })
-    .await;
-    let back = client
-        .open("/log")
-        .await
-        .unwrap()
-        .read_at(0, 700_000)
-        .await
-        .unwrap();
-    assert_eq!(back, data);
     let c = &cluster;
     wait_until("the file no longer open", BOUND, || async move {
         open_files(c).is_empty()
     })
     .await;
+    // Closed at what was acknowledged: the unflushed tail is not made part of it (a later write
+    // could have landed while an earlier one did not).
+    assert_eq!(client.stat("/log").await.unwrap().size, 600_000);
+    let back = client
+        .open("/log")
+        .await
+        .unwrap()
+        .read_at(0, 800_000)
+        .await
+        .unwrap();
+    assert_eq!(back, &data[..600_000]);
     cluster.shutdown().await;
 }

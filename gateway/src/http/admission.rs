@@ -114,9 +114,10 @@ impl Admission {
         }
         self.queued.inc();
         let waiting = Waiting(self);
+        // Bytes first: a waiter holds no stream while it waits for room.
         let admitted = tokio::time::timeout(self.queue_timeout, async {
-            let stream = self.streams.clone().acquire_owned().await;
             let bytes = self.bytes.clone().acquire_many_owned(units).await;
+            let stream = self.streams.clone().acquire_owned().await;
             (stream, bytes)
         })
         .await;

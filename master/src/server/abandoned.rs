@@ -7,34 +7,31 @@
 //!   would have renamed it over its target once complete) is removed with its chunks once its
 //!   writer has been quiet for `abandoned_upload_ms`: an upload is all or nothing, and this one
 //!   will never complete;
-//! - any other file gets the length its replicas hold: from the chunk holding its end, each
-//!   chunk's length on the shortest of its live replicas (what every replica holds, since each
-//!   write is applied down the whole chain before it is acknowledged), chunk after chunk while
-//!   they are full. A writer that died between its writes and its flush so loses nothing its
-//!   replicas all hold (as HDFS's lease recovery does).
+//! - any other file is closed at the length its writer last recorded (its last flush, sync or
+//!   close): what readers see, every byte of it acknowledged. Bytes the writer sent after that
+//!   are not made part of the file: a writer keeps several writes in flight, so a later one may
+//!   be on every replica while an earlier one is on none, and taking the replicas' length would
+//!   publish zeros as data (or undo a truncate). They stay past the end, where no read sees them.
 //!
-//! Invariants: nothing is done in safe mode (replicas are not all known), nor to a file whose
-//! writer took or renewed a lease since the look began (it is forgotten only if still quiet);
-//! the length only grows, and only to bytes every live replica holds; a replica that does not
-//! answer stops the walk there (looked at again next round).
+//! Invariants: nothing is done in safe mode; a file whose writer took or renewed a lease since
+//! the round began is left alone (it is checked again just before the removal), and the upload
+//! removed is the file the writer wrote (same id at the same path).
 
 use super::MasterState;
 use crate::namespace::op::Op;
 use futures::future::BoxFuture;
 use kfs_common::path::UPLOAD_PREFIX;
 use kfs_common::worker::{CancellationToken, Worker, WorkerStatus};
-use kfs_common::{FileId, FileKind, KfsResult, rpc};
+use kfs_common::{FileId, KfsResult};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-const CHUNKSERVER_CALL: Duration = Duration::from_secs(10);
-
 /// What the check did since the master started (status page, metrics).
 #[derive(Debug, Default)]
 pub struct AbandonedStats {
-    /// Files given the length their replicas hold.
+    /// Files closed at the length their writer last recorded.
     pub finished: AtomicU64,
     /// Uploads' temporary files removed.
     pub uploads_removed: AtomicU64,
@@ -116,9 +113,11 @@ impl AbandonedFiles {
                 if now.saturating_duration_since(last) < self.upload_after {
                     continue;
                 }
-                self.remove_upload(fid, path).await
+                self.remove_upload(fid, last, path).await
             } else {
-                self.finish(fid, path).await
+                // Closed at the length its writer last recorded: nothing to change.
+                self.stats.finished.fetch_add(1, Ordering::Relaxed);
+                Ok(())
             };
             match result {
                 Ok(()) => self.state.leases.forget_written(fid, last),
@@ -129,15 +128,23 @@ impl AbandonedFiles {
         }
     }
 
-    /// Removes an abandoned upload's temporary file, if it is still the file `fid`.
-    async fn remove_upload(&self, fid: FileId, path: &str) -> KfsResult<()> {
-        let still = self
+    /// Removes an abandoned upload's temporary file, if it is still the file `fid` and its
+    /// writer has stayed quiet since `last`.
+    async fn remove_upload(&self, fid: FileId, last: Instant, path: &str) -> KfsResult<()> {
+        let quiet = self
             .state
-            .ns
-            .read()
-            .expect("namespace lock")
-            .stat(path)
-            .is_ok_and(|a| a.fid == fid);
+            .leases
+            .written_files()
+            .get(&fid)
+            .is_some_and(|seen| *seen <= last);
+        let still = quiet
+            && self
+                .state
+                .ns
+                .read()
+                .expect("namespace lock")
+                .stat(path)
+                .is_ok_and(|a| a.fid == fid);
         if !still {
             return Ok(());
         }
@@ -150,63 +157,6 @@ impl AbandonedFiles {
             .await?;
         self.stats.uploads_removed.fetch_add(1, Ordering::Relaxed);
         tracing::info!(%path, "removed an upload's temporary file whose writer is gone");
-        Ok(())
-    }
-
-    /// Grows the file `fid` to what its replicas all hold (see the module docs).
-    async fn finish(&self, fid: FileId, path: &str) -> KfsResult<()> {
-        let chunk_size = self.state.leases.chunk_size();
-        let (size, chunks) = {
-            let ns = self.state.ns.read().expect("namespace lock");
-            let attr = ns.stat_fid(fid)?;
-            if attr.kind != FileKind::File || ns.extent_of(fid).is_some() {
-                return Ok(());
-            }
-            (attr.size, ns.chunks(fid))
-        };
-        let mut end = size;
-        let mut at = size - size % chunk_size;
-        while let Some(&(_, chunk, version)) = chunks.iter().find(|(offset, _, _)| *offset == at) {
-            let replicas = self
-                .state
-                .chunks
-                .lock()
-                .expect("chunk map lock")
-                .locations(chunk);
-            if replicas.is_empty() {
-                break;
-            }
-            let mut held = u64::MAX;
-            for r in &replicas {
-                let client = self.state.leases.pool().get(r.addr).await.map_err(|e| {
-                    kfs_common::KfsError::Unavailable(format!("chunkserver {}: {e}", r.addr))
-                })?;
-                let len = client
-                    .length(rpc::context(CHUNKSERVER_CALL), chunk, version)
-                    .await
-                    .map_err(|e| {
-                        kfs_common::KfsError::Unavailable(format!("chunkserver {}: {e}", r.addr))
-                    })??;
-                held = held.min(len);
-            }
-            end = end.max(at + held);
-            if held < chunk_size {
-                break;
-            }
-            at += chunk_size;
-        }
-        if end > size {
-            self.state
-                .committer
-                .commit(Op::ExtendLength {
-                    fid,
-                    size: end,
-                    time: kfs_common::proto::now(),
-                })
-                .await?;
-            self.stats.finished.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(%path, from = size, to = end, "a file whose writer is gone has the length its replicas hold");
-        }
         Ok(())
     }
 }

@@ -213,7 +213,12 @@ figcaption {{ font-size: .9em; color: #555; }}
             id = esc(r.id.get(..8).unwrap_or(&r.id)),
             full = esc(&r.id),
             addr = esc(&r.addr.to_string()),
-            percent = (r.used * 100).checked_div(r.capacity).unwrap_or(0).min(100),
+            percent = r
+                .used
+                .saturating_mul(100)
+                .checked_div(r.capacity)
+                .unwrap_or(0)
+                .min(100),
             nearly_full = if r.capacity > 0 && r.used * 100 / r.capacity >= 90 {
                 " full"
             } else {
