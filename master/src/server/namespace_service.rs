@@ -435,10 +435,22 @@ impl MasterService for MasterServer {
         version: ChunkVersion,
         failed: Vec<ServerId>,
     ) -> KfsResult<WriteLease> {
-        self.state
-            .leases
-            .report_failure(&self.lease_context(), chunk, version, failed)
-            .await
+        // To its end, as `grant_to_the_end`: the new version is made on replicas before it is
+        // logged.
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            let cx = LeaseContext {
+                ns: &state.ns,
+                chunks: &state.chunks,
+                log: &state.committer,
+            };
+            state
+                .leases
+                .report_failure(&cx, chunk, version, failed)
+                .await
+        })
+        .await
+        .map_err(|e| KfsError::Internal(format!("the failure report of {chunk} failed: {e}")))?
     }
 
     #[instrument(level = "debug", skip_all)]
