@@ -44,27 +44,39 @@ impl MasterServer {
             .map(|applied| applied.reply)
     }
 
-    /// A lease grant run to its end in a task of its own, even if the caller goes away (its
-    /// connection closed, its deadline passed: the RPC's future is then dropped). Cut midway,
-    /// a grant would leave replicas made on chunkservers that no logged op names, kept until
-    /// those servers' next hello.
+    /// Runs a call to the lease desk (`what` it is, for the error) to its end in a task of its
+    /// own, even if the caller goes away (its connection closed, its deadline passed: the RPC's
+    /// future is then dropped). Cut midway, a grant, a volume or a failure report would leave
+    /// replicas made (or moved to a new version) on chunkservers that no logged op names, kept
+    /// until those servers' next hello.
+    async fn to_the_end<T, Fut>(
+        &self,
+        what: impl std::fmt::Display,
+        call: impl FnOnce(MasterServer) -> Fut,
+    ) -> KfsResult<T>
+    where
+        T: Send + 'static,
+        Fut: std::future::Future<Output = KfsResult<T>> + Send + 'static,
+    {
+        tokio::spawn(call(self.clone()))
+            .await
+            .map_err(|e| KfsError::Internal(format!("{what} failed: {e}")))?
+    }
+
     async fn grant_to_the_end(
         &self,
         fid: FileId,
         chunk_offset: u64,
         unpacking: bool,
     ) -> KfsResult<WriteLease> {
-        let state = self.state.clone();
-        tokio::spawn(async move {
-            let cx = LeaseContext {
-                ns: &state.ns,
-                chunks: &state.chunks,
-                log: &state.committer,
-            };
-            state.leases.lease(&cx, fid, chunk_offset, unpacking).await
+        self.to_the_end(format!("the lease grant of {fid}"), move |s| async move {
+            let cx = s.lease_context();
+            s.state
+                .leases
+                .lease(&cx, fid, chunk_offset, unpacking)
+                .await
         })
         .await
-        .map_err(|e| KfsError::Internal(format!("the lease grant of {fid} failed: {e}")))?
     }
 
     pub(super) fn lease_context(&self) -> LeaseContext<'_> {
@@ -435,22 +447,17 @@ impl MasterService for MasterServer {
         version: ChunkVersion,
         failed: Vec<ServerId>,
     ) -> KfsResult<WriteLease> {
-        // To its end, as `grant_to_the_end`: the new version is made on replicas before it is
-        // logged.
-        let state = self.state.clone();
-        tokio::spawn(async move {
-            let cx = LeaseContext {
-                ns: &state.ns,
-                chunks: &state.chunks,
-                log: &state.committer,
-            };
-            state
-                .leases
-                .report_failure(&cx, chunk, version, failed)
-                .await
-        })
+        self.to_the_end(
+            format!("the failure report of {chunk}"),
+            move |s| async move {
+                let cx = s.lease_context();
+                s.state
+                    .leases
+                    .report_failure(&cx, chunk, version, failed)
+                    .await
+            },
+        )
         .await
-        .map_err(|e| KfsError::Internal(format!("the failure report of {chunk} failed: {e}")))?
     }
 
     #[instrument(level = "debug", skip_all)]
@@ -533,19 +540,11 @@ impl MasterService for MasterServer {
 
     #[instrument(level = "debug", skip_all, fields(replication))]
     async fn volume_lease(self, _: Context, replication: u8) -> KfsResult<WriteLease> {
-        // To its end, as `grant_to_the_end`: a new volume's replicas are made before it is
-        // logged.
-        let state = self.state.clone();
-        tokio::spawn(async move {
-            let cx = LeaseContext {
-                ns: &state.ns,
-                chunks: &state.chunks,
-                log: &state.committer,
-            };
-            state.leases.volume_lease(&cx, replication).await
+        self.to_the_end("the volume lease", move |s| async move {
+            let cx = s.lease_context();
+            s.state.leases.volume_lease(&cx, replication).await
         })
         .await
-        .map_err(|e| KfsError::Internal(format!("the volume lease failed: {e}")))?
     }
 
     #[instrument(level = "debug", skip_all, fields(%chunk))]
