@@ -442,7 +442,9 @@ impl Leases {
         let now = self.config.clock.now();
         let mut chunks = cx.chunks.lock().expect("chunk map lock");
         let renewed = chunks.renew(chunk, version, now, self.config.duration)?;
-        self.note_renewal(chunks.file_of(chunk), chunk, now);
+        if let Some(fid) = chunks.file_of(chunk) {
+            self.note_writer(fid, now);
+        }
         Ok(renewed)
     }
 }

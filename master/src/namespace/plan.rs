@@ -267,30 +267,18 @@ impl Namespace {
                 })
             }
             Op::SetLength { fid, size, time } => {
-                self.existing_file(*fid)?;
-                if self.extent_of(*fid).is_some() {
-                    return Err(KfsError::invalid_argument(format!(
-                        "{fid} is packed into a volume: its length is its record's (write it \
-                         again to change it)"
-                    )));
-                }
+                self.chunked_file(*fid)?;
                 Ok(Change::SetFattr {
                     fid: *fid,
                     update: FattrUpdate::Length(*size, *time),
                 })
             }
             Op::Truncate { fid, size, time } => {
-                self.existing_file(*fid)?;
+                self.chunked_file(*fid)?;
                 if *size > super::op::MAX_FILE_SIZE {
                     return Err(KfsError::invalid_argument(format!(
                         "a length of {size} bytes is more than a file may hold ({} bytes)",
                         super::op::MAX_FILE_SIZE
-                    )));
-                }
-                if self.extent_of(*fid).is_some() {
-                    return Err(KfsError::invalid_argument(format!(
-                        "{fid} is packed into a volume: its length is its record's (write it \
-                         again to change it)"
                     )));
                 }
                 Ok(Change::SetFattr {
@@ -339,6 +327,19 @@ impl Namespace {
                 _ => Err(KfsError::NoSuchChunk { chunk: *chunk }),
             },
         }
+    }
+
+    /// [`Namespace::existing_file`], and not packed into a volume (whose length is its
+    /// record's).
+    fn chunked_file(&self, fid: FileId) -> KfsResult<()> {
+        self.existing_file(fid)?;
+        if self.extent_of(fid).is_some() {
+            return Err(KfsError::invalid_argument(format!(
+                "{fid} is packed into a volume: its length is its record's (write it again to \
+                 change it)"
+            )));
+        }
+        Ok(())
     }
 
     pub(super) fn existing_file(&self, fid: FileId) -> KfsResult<()> {

@@ -6,7 +6,7 @@
 //! restart is looked at again only if written again.
 
 use super::Leases;
-use kfs_common::{ChunkId, FileId};
+use kfs_common::FileId;
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -14,13 +14,6 @@ impl Leases {
     /// Notes a lease taken or renewed on a chunk of `fid` at `now`.
     pub(super) fn note_writer(&self, fid: FileId, now: Instant) {
         self.writers.lock().expect("writers lock").insert(fid, now);
-    }
-
-    /// Notes a lease renewed on `chunk` (of the file the chunk map says holds it).
-    pub(super) fn note_renewal(&self, fid: Option<FileId>, _chunk: ChunkId, now: Instant) {
-        if let Some(fid) = fid {
-            self.note_writer(fid, now);
-        }
     }
 
     /// Every file written under a lease since it was last forgotten, with when its writer last
