@@ -91,3 +91,7 @@ trap 'rm -f "$log"' EXIT
 cargo test --workspace 2>&1 | tee "$log"
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+# What the browser test saw, for the CI run's artifacts.
+if [[ -f target/artifacts/status-page.png ]]; then
+  echo "artifact: target/artifacts/status-page.png (the status page as headless Chromium drew it)"
+fi

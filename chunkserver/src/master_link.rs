@@ -3,12 +3,17 @@
 //! The link says hello again whenever the master answers a heartbeat with `Rehello` (it restarted,
 //! or declared this server dead), whenever the connection is lost, and whenever the store's chunk
 //! list changed behind the master's back (a data dir failed). Deletions the master asks for are
-//! carried out as they arrive. Connection attempts back off up to 2 s; nothing here ever gives up.
+//! carried out as they arrive. After the hello and each heartbeat the link also describes the
+//! server ([`About`]: build, `/metrics` address, data dirs, scrub progress, bytes moved) for the
+//! master's status page; a failed description is logged and never ends the session.
+//! Connection attempts back off up to 2 s; nothing here ever gives up.
 
+use crate::metrics::IoCounters;
+use crate::scrubber::ScrubStats;
 use crate::store::ChunkStore;
 use kfs_common::proto::PROTOCOL_VERSION;
 use kfs_common::proto::cluster::{
-    self, ClusterServiceClient, HeartbeatReply, HeartbeatRequest, HelloRequest,
+    self, ClusterServiceClient, DescribeRequest, HeartbeatReply, HeartbeatRequest, HelloRequest,
 };
 use kfs_common::worker::WorkerStatus;
 use kfs_common::{ChunkId, rpc};
@@ -30,11 +35,36 @@ pub struct LinkStats {
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What the link tells the master of this server beside its replicas (`describe`).
+#[derive(Clone)]
+pub struct About {
+    /// Where `/metrics` is served, as others reach it.
+    pub http: Option<SocketAddr>,
+    pub scrub: Arc<ScrubStats>,
+    pub io: IoCounters,
+}
+
+impl About {
+    fn describe(&self, store: &ChunkStore, session: u64) -> DescribeRequest {
+        DescribeRequest {
+            server: store.server_id(),
+            session,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            http: self.http,
+            dirs: store.dir_reports(),
+            scrub: self.scrub.report(),
+            read_bytes: self.io.read_bytes.get(),
+            written_bytes: self.io.written_bytes.get(),
+        }
+    }
+}
+
 /// Runs the link until the task is dropped.
 pub async fn run(
     store: Arc<ChunkStore>,
     master: SocketAddr,
     advertise: SocketAddr,
+    about: About,
     stats: Arc<LinkStats>,
     status: WorkerStatus,
 ) {
@@ -50,7 +80,7 @@ pub async fn run(
                 continue;
             }
         };
-        match session(&client, &store, advertise, &stats, &status).await {
+        match session(&client, &store, advertise, &about, &stats, &status).await {
             Ok(()) => backoff.reset(),
             Err(why) => {
                 tracing::warn!(%master, why, "lost the master; saying hello again");
@@ -66,6 +96,7 @@ async fn session(
     client: &ClusterServiceClient,
     store: &Arc<ChunkStore>,
     advertise: SocketAddr,
+    about: &About,
     stats: &LinkStats,
     status: &WorkerStatus,
 ) -> Result<(), String> {
@@ -93,6 +124,7 @@ async fn session(
         "registered with the master"
     );
     delete(store, &reply.delete, asked, stats).await;
+    describe(client, store, about, reply.session).await;
     let interval = Duration::from_millis(reply.heartbeat_interval_ms.max(1));
     loop {
         tokio::select! {
@@ -113,11 +145,22 @@ async fn session(
                 stats.heartbeats.fetch_add(1, Ordering::Relaxed);
                 status.round("heartbeat");
                 delete(store, &doomed, asked, stats).await;
+                describe(client, store, about, reply.session).await;
             }
             Ok(Ok(HeartbeatReply::Rehello)) => return Ok(()),
             Ok(Err(e)) => return Err(format!("heartbeat refused: {e}")),
             Err(e) => return Err(format!("heartbeat failed: {e}")),
         }
+    }
+}
+
+/// Describes the server to the master; a failure only costs the status page a refresh.
+async fn describe(client: &ClusterServiceClient, store: &ChunkStore, about: &About, session: u64) {
+    let request = about.describe(store, session);
+    match client.describe(rpc::context(CALL_TIMEOUT), request).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, "the master refused the description"),
+        Err(e) => tracing::debug!(error = %e, "describing this server to the master failed"),
     }
 }
 

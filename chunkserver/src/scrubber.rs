@@ -7,6 +7,7 @@
 
 use crate::store::ChunkStore;
 use kfs_common::KfsError;
+use kfs_common::proto::cluster::ScrubReport;
 use kfs_common::worker::WorkerStatus;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +25,27 @@ pub struct ScrubStats {
     pub passes: AtomicU64,
     pub bytes: AtomicU64,
     pub corrupt_found: AtomicU64,
+    /// The pass under way: replicas checked, of those it started with.
+    pub pass_done: AtomicU64,
+    pub pass_total: AtomicU64,
+    /// When the last pass ended (Unix seconds; 0: none yet).
+    pub last_pass_unix_secs: AtomicU64,
+    /// Set once the scrubber runs (it does not when `scrub_bytes_per_sec` is 0).
+    pub enabled: std::sync::atomic::AtomicBool,
+}
+
+impl ScrubStats {
+    /// The scrubber's progress as the master's `describe` carries it.
+    pub fn report(&self) -> ScrubReport {
+        ScrubReport {
+            enabled: self.enabled.load(Ordering::Relaxed),
+            passes: self.passes.load(Ordering::Relaxed),
+            pass_done: self.pass_done.load(Ordering::Relaxed),
+            pass_total: self.pass_total.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            last_pass_unix_secs: self.last_pass_unix_secs.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// Verifies every replica, `bytes_per_sec` at most, then pauses for `pause`, forever.
@@ -38,10 +60,14 @@ pub async fn run(
         status.note("off (scrub_bytes_per_sec = 0)");
         return;
     }
+    stats.enabled.store(true, Ordering::Relaxed);
     loop {
         let (chunks, _) = store.report();
         let replicas = chunks.len();
+        stats.pass_done.store(0, Ordering::Relaxed);
+        stats.pass_total.store(replicas as u64, Ordering::Relaxed);
         for replica in chunks {
+            stats.pass_done.fetch_add(1, Ordering::Relaxed);
             match store.verify(replica.chunk, replica.version).await {
                 Ok(()) => {}
                 Err(e) => {
@@ -82,6 +108,8 @@ pub async fn run(
             }
         }
         stats.passes.fetch_add(1, Ordering::Relaxed);
+        let now = kfs_common::proto::now().max(0) as u64 / 1_000_000_000;
+        stats.last_pass_unix_secs.store(now, Ordering::Relaxed);
         status.round(format!("verified {replicas} replicas"));
         // (Never a busy loop over an empty or tiny store, whatever the pause.)
         tokio::time::sleep(pause.max(MIN_PAUSE)).await;

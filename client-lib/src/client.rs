@@ -9,8 +9,8 @@ use futures::stream::BoxStream;
 use kfs_common::proto::chunk::ChunkPool;
 use kfs_common::proto::master::{
     ChunkLocation, ChunkserverInfo, CreateOptions, DirEntry, DirPage, FileAttr, FsckReport,
-    FsckSummary, Layout, MasterInfo, MkdirOptions, NamespaceCounters, OpenFileInfo, RemoveSummary,
-    SafeModeStatus, SetAttr, WorkerInfo,
+    FsckSummary, GatewayReply, GatewayReport, Layout, MasterInfo, MkdirOptions, NamespaceCounters,
+    OpenFileInfo, RemoveSummary, SafeModeStatus, SetAttr, WorkerInfo,
 };
 use kfs_common::{KfsError, KfsResult};
 use serde_bytes::ByteBuf;
@@ -405,5 +405,12 @@ impl Client {
         // A checkpoint of a large namespace takes longer than a call's usual deadline.
         let ctx = kfs_common::rpc::context(std::time::Duration::from_secs(600));
         self.call(self.m().checkpoint(ctx)).await
+    }
+
+    /// Tells the master a gateway serves this cluster (for its status page); returns when to
+    /// report again. For gateways (`kfs gateway`, the S3 endpoint), which call it at start and
+    /// then at the interval returned.
+    pub async fn report_gateway(&self, report: GatewayReport) -> KfsResult<GatewayReply> {
+        self.call(self.m().report_gateway(self.ctx(), report)).await
     }
 }

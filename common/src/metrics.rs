@@ -191,8 +191,13 @@ reply_error!(MasterServiceResponse {
     Checkpoint,
     OpenFiles,
     FsckPath,
+    ReportGateway,
 });
-reply_error!(ClusterServiceResponse { Hello, Heartbeat });
+reply_error!(ClusterServiceResponse {
+    Hello,
+    Heartbeat,
+    Describe
+});
 reply_error!(ChunkServiceResponse {
     Read,
     Status,

@@ -5,6 +5,7 @@
 //! - [`http`]: KFS over plain HTTP: files by path (GET/HEAD with ranges and validators, PUT,
 //!   DELETE), directory listings as JSON, the metadata cache, the gateway's metrics.
 //! - An S3 API goes in `s3/`, beside [`http`], configured from the same [`GatewayOptions`].
+//! - [`report`]: the gateway's reports to the master, for its status page.
 //! - [`options`]: the daemon's flags (a `clap::Args` the shell flattens into `kfs gateway`),
 //!   turned into an [`http::GatewayConfig`].
 //!
@@ -13,6 +14,7 @@
 
 pub mod http;
 pub mod options;
+pub mod report;
 
 pub use options::GatewayOptions;
 

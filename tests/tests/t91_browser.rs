@@ -125,6 +125,8 @@ async fn a_browser_sees_the_status_page_and_an_image_served_by_the_gateway() {
                 "--no-sandbox",
                 "--disable-gpu",
                 "--disable-dev-shm-usage",
+                // Tall enough that the screenshot holds the whole page.
+                "--window-size=1280,3200",
                 format!("--user-data-dir={}", profile.path().display()),
             ],
         }),
@@ -155,8 +157,9 @@ async fn a_browser_sees_the_status_page_and_an_image_served_by_the_gateway() {
         "{verdict}"
     );
     // Issue 18, item 9: use bars per server, the last hour's graphs (inline SVG, filling as
-    // samples come), safe mode, open files and the checkpoint row; a screenshot for the CI
-    // artifacts.
+    // samples come), safe mode, open files and the checkpoint row, the servers' and gateways'
+    // builds and data dirs; a screenshot of the whole page for the CI artifacts
+    // (target/artifacts/status-page.png).
     let bars = browser
         .find_all(Locator::Css("tr.server .bar"))
         .await
@@ -175,7 +178,7 @@ async fn a_browser_sees_the_status_page_and_an_image_served_by_the_gateway() {
             .await
             .unwrap();
         let counts: Vec<u64> = serde_json::from_value(points).unwrap_or_default();
-        counts.len() == 3 && counts.iter().all(|n| *n >= 2)
+        counts.len() == 5 && counts.iter().all(|n| *n >= 2)
     })
     .await;
     for (id, text) in [
@@ -191,6 +194,40 @@ async fn a_browser_sees_the_status_page_and_an_image_served_by_the_gateway() {
             .await
             .unwrap();
         assert!(shown.contains(text), "#{id}: {shown}");
+    }
+    // Each chunkserver's build, data dir and /metrics link; the gateway that serves the site.
+    let b = &browser;
+    wait_until(
+        "the servers and the gateway described",
+        BOUND,
+        || async move {
+            b.goto(s).await.unwrap();
+            let dirs = b
+                .find_all(Locator::Css("tr.dir.in-service"))
+                .await
+                .unwrap()
+                .len();
+            let links = b
+                .find_all(Locator::Css("tr.server a.metrics"))
+                .await
+                .unwrap()
+                .len();
+            let gateways = b
+                .find_all(Locator::Css("tr.gateway.reporting"))
+                .await
+                .unwrap()
+                .len();
+            dirs == 3 && links == 3 && gateways == 1
+        },
+    )
+    .await;
+    let versions = browser
+        .find_all(Locator::Css("tr.server td.version, tr.gateway td.version"))
+        .await
+        .unwrap();
+    assert_eq!(versions.len(), 4);
+    for v in versions {
+        assert_eq!(v.text().await.unwrap(), env!("CARGO_PKG_VERSION"));
     }
     let png = browser.screenshot().await.unwrap();
     let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/artifacts");

@@ -122,6 +122,7 @@ pub async fn start_with_io(
     .map_err(|(addr, source)| StartError::Bind { addr, source })?;
     let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
     let seq = Arc::new(Sequencer::new(WRITE_ORDER_WAIT));
+    let io_for_link = io.clone();
     let server = ChunkServer {
         store: store.clone(),
         seq: seq.clone(),
@@ -162,8 +163,20 @@ pub async fn start_with_io(
     ));
     {
         let (store, master, link) = (store.clone(), config.master, link.clone());
+        let about = master_link::About {
+            // An HTTP side bound to every address is reached at the advertised one's.
+            http: http.as_ref().map(|h| {
+                let mut at = h.local_addr();
+                if at.ip().is_unspecified() {
+                    at.set_ip(advertise.ip());
+                }
+                at
+            }),
+            scrub: scrub.clone(),
+            io: io_for_link,
+        };
         workers.spawn(Loop::new("master link", move |status| {
-            master_link::run(store, master, advertise, link, status)
+            master_link::run(store, master, advertise, about, link, status)
         }));
     }
     {

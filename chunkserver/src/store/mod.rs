@@ -38,7 +38,7 @@ use aligned::PooledBuf;
 use chunk_file::ChunkError;
 use data_dir::DataDir;
 use index::{Entry, Kind, SharedIndex};
-use kfs_common::proto::cluster::{ChunkReport, SpaceReport};
+use kfs_common::proto::cluster::{ChunkReport, DirReport, SpaceReport};
 use kfs_common::{ChunkId, ChunkVersion, KfsError, KfsResult, ServerId};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -205,6 +205,38 @@ impl ChunkStore {
             .iter()
             .filter(|s| s.failed.load(Ordering::Relaxed))
             .map(|s| s.dir.root.clone())
+            .collect()
+    }
+
+    /// Every data dir, in service or failed, with its space as last measured and its replicas.
+    pub fn dir_reports(&self) -> Vec<DirReport> {
+        let mut replicas = vec![0u64; self.slots.len()];
+        for (_, e) in self.index.lock().iter() {
+            if let Some(n) = replicas.get_mut(e.dir) {
+                *n += 1;
+            }
+        }
+        self.slots
+            .iter()
+            .zip(replicas)
+            .map(|(slot, replicas)| {
+                let failed = slot.failed.load(Ordering::Relaxed);
+                DirReport {
+                    path: slot.dir.root.display().to_string(),
+                    failed,
+                    capacity: if failed {
+                        0
+                    } else {
+                        slot.capacity.load(Ordering::Relaxed)
+                    },
+                    available: if failed {
+                        0
+                    } else {
+                        slot.available.load(Ordering::Relaxed)
+                    },
+                    replicas,
+                }
+            })
             .collect()
     }
 

@@ -73,6 +73,52 @@ pub enum HeartbeatReply {
     Rehello,
 }
 
+/// One data dir of a chunkserver, as [`DescribeRequest`] reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirReport {
+    pub path: String,
+    /// Taken out of service after an I/O error (its replicas are no longer reported).
+    pub failed: bool,
+    /// Size and free bytes of its file system, as last measured (0 once failed).
+    pub capacity: u64,
+    pub available: u64,
+    /// Replicas it holds.
+    pub replicas: u64,
+}
+
+/// Where a chunkserver's scrubber is, as [`DescribeRequest`] reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScrubReport {
+    /// False when `scrub_bytes_per_sec` is 0.
+    pub enabled: bool,
+    /// Passes over every replica finished since the server started.
+    pub passes: u64,
+    /// Replicas verified so far in the pass under way, of the replicas it started with.
+    pub pass_done: u64,
+    pub pass_total: u64,
+    /// Bytes verified since the server started.
+    pub bytes: u64,
+    /// When the last pass ended (Unix seconds; 0: none yet).
+    pub last_pass_unix_secs: u64,
+}
+
+/// What a chunkserver says of itself for the operator's views (the status page, `/status.json`):
+/// nothing in it steers placement or repair. Sent after each hello and with each heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DescribeRequest {
+    pub server: ServerId,
+    pub session: u64,
+    /// The chunkserver's build (`CARGO_PKG_VERSION`).
+    pub version: String,
+    /// Where its HTTP side (`/metrics`) listens, if it has one.
+    pub http: Option<SocketAddr>,
+    pub dirs: Vec<DirReport>,
+    pub scrub: ScrubReport,
+    /// Bytes of chunk data sent to readers and written to local replicas since it started.
+    pub read_bytes: u64,
+    pub written_bytes: u64,
+}
+
 /// Cluster service of the master, for chunkservers.
 #[tarpc::service]
 pub trait ClusterService {
@@ -85,6 +131,11 @@ pub trait ClusterService {
     /// `Rehello` for an unknown session. Idempotent for the caller (deletions are sent once; a
     /// replica whose deletion was lost is deleted at the next hello).
     async fn heartbeat(request: HeartbeatRequest) -> Result<HeartbeatReply, KfsError>;
+
+    /// Caller: a chunkserver, after each hello and heartbeat. Records what the server says of
+    /// itself for the status page; refused with `Unavailable` for a server not in that session (say hello first).
+    /// Idempotent (the newest report replaces the last). Since cluster protocol 3.
+    async fn describe(request: DescribeRequest) -> Result<(), KfsError>;
 }
 
 /// Connects to the cluster service of the master at `addr`.

@@ -169,6 +169,28 @@ pub struct OpenFileInfo {
     pub writing: bool,
 }
 
+/// What a gateway (`kfs gateway`, later the S3 endpoint) says of itself, every
+/// [`GatewayReply::interval_ms`], so the status page lists the cluster's gateways.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayReport {
+    /// What it serves: `http`, `s3`.
+    pub kind: String,
+    /// Where it listens (as it printed at start), and its metrics, if served apart.
+    pub listen: SocketAddr,
+    pub metrics: Option<SocketAddr>,
+    /// The gateway's build (`CARGO_PKG_VERSION`).
+    pub version: String,
+    /// The KFS directory it serves.
+    pub root: String,
+}
+
+/// The master's answer to a [`GatewayReport`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayReply {
+    /// When to report again; a gateway not heard from for three intervals is listed as silent.
+    pub interval_ms: u64,
+}
+
 /// Safe mode as `kfs admin safemode get` shows it (after a restart: no deletion, no repair).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SafeModeStatus {
@@ -537,6 +559,11 @@ pub trait MasterService {
     /// `path`, counted as repair rounds count them; at most `limit` problems listed (0: all).
     /// Read-only. Since client protocol 5.
     async fn fsck_path(path: String, limit: u32) -> Result<FsckSummary, KfsError>;
+
+    /// Caller: gateways, at start and then every `interval_ms` of the reply. Records the
+    /// gateway for the status page (soft state, never logged). Idempotent. Since client
+    /// protocol 6.
+    async fn report_gateway(report: GatewayReport) -> Result<GatewayReply, KfsError>;
 }
 
 /// Connects to a master at `addr`. The client is cheap to clone; clones share the connection and

@@ -18,18 +18,23 @@ pub use payload::Payload;
 /// exchange it in their first call and refuse a mismatch with
 /// [`crate::KfsError::IncompatibleProtocol`]. 2: `ChunkService::length` (the master asks it),
 /// methods only ever added at the end of a service, so clients of the chunk service are not
-/// affected.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// affected; 3: `describe` (data dirs, scrub progress, version for the status page). A master
+/// serves chunkservers of every version from [`OLDEST_CLUSTER_PROTOCOL`] on (upgrade the master
+/// first).
+pub const PROTOCOL_VERSION: u32 = 3;
+
+/// The oldest cluster protocol a master still serves.
+pub const OLDEST_CLUSTER_PROTOCOL: u32 = 2;
 
 /// Version of the client protocol (`MasterService`), which a client sends in `handshake`.
 /// Version 2 added `open`, 3 `workers`, 4 small files packed into volumes (`volume_lease`,
 /// `seal_volume`, `set_extent`, `open_layout`, `layout`), 5 `truncate`, `safe_mode`,
-/// `checkpoint`, `open_files`, `fsck_path`. Methods are only ever
+/// `checkpoint`, `open_files`, `fsck_path`; 6 `report_gateway`. Methods are only ever
 /// added at the end of the service, so a master
 /// serves clients of every version from [`OLDEST_CLIENT_PROTOCOL`] to this one, and an upgraded
 /// master keeps serving clients not yet upgraded; a client newer than its master is refused at
 /// the handshake (upgrade the master first).
-pub const CLIENT_PROTOCOL_VERSION: u32 = 5;
+pub const CLIENT_PROTOCOL_VERSION: u32 = 6;
 
 /// The oldest client protocol a master still serves.
 pub const OLDEST_CLIENT_PROTOCOL: u32 = 1;

@@ -31,7 +31,7 @@ impl Service {
                 proto::OLDEST_CLIENT_PROTOCOL,
                 proto::CLIENT_PROTOCOL_VERSION,
             ),
-            Service::Cluster => (proto::PROTOCOL_VERSION, proto::PROTOCOL_VERSION),
+            Service::Cluster => (proto::OLDEST_CLUSTER_PROTOCOL, proto::PROTOCOL_VERSION),
             Service::Chunk => (proto::OLDEST_CHUNK_PROTOCOL, proto::CHUNK_PROTOCOL_VERSION),
         }
     }

@@ -187,6 +187,8 @@ pub struct Gateway {
 pub struct GatewayHandle {
     http: HttpServer,
     metrics: Option<HttpServer>,
+    /// Reports this gateway to the master (`report.rs`) until the handle goes.
+    _reporter: crate::report::Reporter,
 }
 
 impl GatewayHandle {
@@ -242,6 +244,7 @@ pub async fn start(client: Client, config: GatewayConfig) -> anyhow::Result<Gate
         metrics.open_streams.clone(),
         metrics.queued_streams.clone(),
     );
+    let gateway_client = client.clone();
     let gateway = Arc::new(Gateway {
         client,
         admission,
@@ -265,7 +268,21 @@ pub async fn start(client: Client, config: GatewayConfig) -> anyhow::Result<Gate
         ),
         None => None,
     };
-    Ok(GatewayHandle { http, metrics })
+    let reporter = crate::report::spawn(
+        gateway_client,
+        kfs_client::GatewayReport {
+            kind: "http".into(),
+            listen: http.local_addr(),
+            metrics: metrics.as_ref().map(HttpServer::local_addr),
+            version: env!("CARGO_PKG_VERSION").into(),
+            root: config.root.clone(),
+        },
+    );
+    Ok(GatewayHandle {
+        http,
+        metrics,
+        _reporter: reporter,
+    })
 }
 
 /// Query parameters of a directory listing.

@@ -169,6 +169,11 @@ impl ChunkMap {
         self.chunks.get(&chunk).map(|s| s.fid)
     }
 
+    /// Write leases in force at `now`.
+    pub fn leases_held(&self, now: Instant) -> u64 {
+        self.leases.values().filter(|l| l.expires > now).count() as u64
+    }
+
     /// Ends the lease on `chunk` (its replicas change).
     pub fn revoke(&mut self, chunk: ChunkId) {
         self.leases.remove(&chunk);

@@ -17,9 +17,9 @@
 //!   queue (`safe_mode.rs`).
 
 use super::{ChunkMap, Replica, Server};
-use kfs_common::proto::PROTOCOL_VERSION;
 use kfs_common::proto::cluster::{HeartbeatReply, HeartbeatRequest, HelloReply, HelloRequest};
 use kfs_common::proto::master::{ChunkserverInfo, ReplicaLocation, ServerState};
+use kfs_common::proto::{OLDEST_CLUSTER_PROTOCOL, PROTOCOL_VERSION};
 use kfs_common::{ChunkId, KfsError, KfsResult, ServerId};
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -28,7 +28,7 @@ impl ChunkMap {
     /// Registers a chunkserver and everything it holds; replies with its session and the
     /// replicas it must delete.
     pub fn hello(&mut self, req: HelloRequest, now: Instant) -> KfsResult<HelloReply> {
-        if req.protocol != PROTOCOL_VERSION {
+        if !(OLDEST_CLUSTER_PROTOCOL..=PROTOCOL_VERSION).contains(&req.protocol) {
             return Err(KfsError::IncompatibleProtocol {
                 ours: PROTOCOL_VERSION,
                 theirs: req.protocol,
@@ -115,6 +115,13 @@ impl ChunkMap {
             heartbeat_interval_ms: self.timing.heartbeat_interval.as_millis() as u64,
             delete,
         })
+    }
+
+    /// Whether `server` is alive in `session` (its last hello's).
+    pub fn in_session(&self, server: ServerId, session: u64) -> bool {
+        self.by_id
+            .get(&server)
+            .is_some_and(|&i| self.servers[i].alive && self.servers[i].session == session)
     }
 
     /// Records a heartbeat; replies with deletions, or `Rehello` for an unknown session.

@@ -1,13 +1,14 @@
 //! The cluster service for chunkservers: [`ClusterService`] on [`ClusterServer`].
 //!
 //! `hello` and `heartbeat` go straight to the chunk map (volatile, never logged), measured by the
-//! master's clock, so a replica counts only on a server that reported it recently.
+//! master's clock, so a replica counts only on a server that reported it recently. `describe`
+//! goes to the status page's reports (`status/reports.rs`), from a server in session only.
 
 use super::ClusterServer;
-use kfs_common::KfsResult;
 use kfs_common::proto::cluster::{
-    ClusterService, HeartbeatReply, HeartbeatRequest, HelloReply, HelloRequest,
+    ClusterService, DescribeRequest, HeartbeatReply, HeartbeatRequest, HelloReply, HelloRequest,
 };
+use kfs_common::{KfsError, KfsResult};
 use tarpc::context::Context;
 use tracing::instrument;
 
@@ -29,5 +30,23 @@ impl ClusterService for ClusterServer {
             .lock()
             .expect("chunk map lock")
             .heartbeat(request, self.state.clock.now()))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(server = %request.server))]
+    async fn describe(self, _: Context, request: DescribeRequest) -> KfsResult<()> {
+        let known = self
+            .state
+            .chunks
+            .lock()
+            .expect("chunk map lock")
+            .in_session(request.server, request.session);
+        if !known {
+            return Err(KfsError::Unavailable(format!(
+                "chunkserver {} is not registered in session {}: say hello first",
+                request.server, request.session
+            )));
+        }
+        self.state.reports.note_server(request);
+        Ok(())
     }
 }

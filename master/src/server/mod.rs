@@ -82,6 +82,8 @@ struct MasterState {
     meta_dir: std::path::PathBuf,
     /// Decommission changes, one at a time (each saved before it takes effect).
     decommissions: tokio::sync::Mutex<()>,
+    /// What chunkservers and gateways say of themselves, for the status page.
+    reports: Arc<crate::status::Reports>,
 }
 
 /// The namespace service for clients; cheap to clone (one per call).
@@ -225,6 +227,7 @@ pub async fn start_with_clock(
         workers,
         meta_dir: config.meta_dir.clone(),
         decommissions: tokio::sync::Mutex::new(()),
+        reports: Arc::new(crate::status::Reports::default()),
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -263,6 +266,7 @@ pub async fn start_with_clock(
                 (writing, written.len() as u64 - writing)
             })
         },
+        reports: state.reports.clone(),
     };
     let (registry, rpc_metrics, refresh) = crate::status::metrics(&sources);
     let http = HttpServer::start_if(config.http, || {
@@ -290,6 +294,7 @@ pub async fn start_with_clock(
         history,
         ns: state.ns.clone(),
         commit: state.committer.shared_stats(),
+        reports: state.reports.clone(),
         interval: Duration::from_millis(config.status_sample_ms),
     });
     state.workers.spawn(abandoned::AbandonedFiles {

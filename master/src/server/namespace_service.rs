@@ -14,8 +14,9 @@ use crate::namespace::op::{Op, Prepared, Reply};
 use crate::namespace::{DEFAULT_DIR_MODE, DEFAULT_FILE_MODE};
 use kfs_common::proto::master::{
     ChunkLocation, ChunkserverInfo, CreateOptions, DirPage, FileAttr, FsckReport, FsckSummary,
-    Layout, MasterInfo, MasterService, MkdirOptions, NamespaceCounters, OpenFileInfo,
-    RemoveSummary, SafeModeStatus, SetAttr, WorkerInfo, WriteLease,
+    GatewayReply, GatewayReport, Layout, MasterInfo, MasterService, MkdirOptions,
+    NamespaceCounters, OpenFileInfo, RemoveSummary, SafeModeStatus, SetAttr, WorkerInfo,
+    WriteLease,
 };
 use kfs_common::proto::{CLIENT_PROTOCOL_VERSION, OLDEST_CLIENT_PROTOCOL, now};
 use kfs_common::{ChunkId, ChunkVersion, FileId, KfsError, KfsResult, ServerId, path};
@@ -578,5 +579,15 @@ impl MasterService for MasterServer {
     #[instrument(level = "debug", skip_all, fields(%fid, offset, len))]
     async fn layout(self, _: Context, fid: FileId, offset: u64, len: u64) -> KfsResult<Layout> {
         self.layout_of(fid, offset, len)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(kind = %report.kind, listen = %report.listen))]
+    async fn report_gateway(self, _: Context, report: GatewayReport) -> KfsResult<GatewayReply> {
+        self.state
+            .reports
+            .note_gateway(report, self.state.clock.now());
+        Ok(GatewayReply {
+            interval_ms: crate::status::GATEWAY_INTERVAL.as_millis() as u64,
+        })
     }
 }

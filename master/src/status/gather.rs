@@ -1,7 +1,8 @@
 //! [`Status::gather`]: the cluster's state, read from the master's live state into a [`Status`].
 //!
 //! It reads the namespace's counters (read lock, O(1), and one pass over the volumes), the chunk map's server table (its lock,
-//! for one pass over the replicas, as `kfs servers`), and the workers' atomic counters. Each lock
+//! for one pass over the replicas, as `kfs servers`), what servers and gateways said of themselves
+//! (`reports.rs`), and the workers' atomic counters. Each lock
 //! is taken alone and let go before the next, and none is held for a walk of the namespace: the
 //! under-replicated and missing counts are what the healer's last round found (`None` until a
 //! round has counted them outside safe mode). Drained chunkservers count as alive; dead ones
@@ -41,14 +42,16 @@ impl Status {
             moved_records: k.records.load(Ordering::Relaxed),
             moved_bytes: k.bytes.load(Ordering::Relaxed),
         };
-        let (infos, safe, copies_in_flight) = {
+        let (infos, safe, copies_in_flight, leases) = {
             let mut chunks = from.chunks.lock().expect("chunk map lock");
             (
                 chunks.servers(now),
                 chunks.safe_mode_status(now),
                 chunks.copies_in_flight() as u64,
+                chunks.leases_held(now),
             )
         };
+        let mut described = from.reports.servers();
         let safe_mode = safe.on;
         let (writing, writer_gone) = (from.open_files)();
         let mut summary = Summary {
@@ -73,6 +76,7 @@ impl Status {
                     summary.available += s.space.available;
                 }
                 corrupt_replicas += s.corrupt;
+                let detail = described.remove(&s.server);
                 ServerRow {
                     id: s.server.to_string(),
                     addr: s.addr,
@@ -83,6 +87,10 @@ impl Status {
                     chunks: s.chunks,
                     corrupt: s.corrupt,
                     last_heartbeat_ms_ago: s.since_heartbeat_ms,
+                    version: detail.as_ref().map(|d| d.version.clone()),
+                    http: detail.as_ref().and_then(|d| d.http),
+                    scrub: detail.as_ref().map(|d| d.scrub),
+                    dirs: detail.map(|d| d.dirs).unwrap_or_default(),
                 }
             })
             .collect();
@@ -98,7 +106,9 @@ impl Status {
             open_files: super::OpenFiles {
                 writing,
                 writer_gone,
+                leases,
             },
+            gateways: from.reports.gateways(now),
             history: from.history.rates(now),
             replication: Replication {
                 safe_mode,

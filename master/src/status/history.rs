@@ -5,7 +5,9 @@
 //! A sample every `status_sample_ms` (10 s: 360 of them for the hour) records the committer's
 //! counters; the graphs are the rates between samples: namespace operations logged per second,
 //! file bytes added per second (the namespace's byte count; data rewritten in place or removed
-//! shows as none or as a drop), and the mean time of a group commit (write and `fdatasync`).
+//! shows as none or as a drop), chunk data read and written per second on the chunkservers (as
+//! they report it with their heartbeats), and the mean time of a group commit (write and
+//! `fdatasync`).
 //!
 //! Invariant: samples are in time order and at most [`KEEP`] are kept.
 
@@ -29,6 +31,9 @@ struct Sample {
     bytes: u64,
     batches: u64,
     commit_micros: u64,
+    /// Chunk data the chunkservers reported read and written, in all.
+    data_read: u64,
+    data_written: u64,
 }
 
 /// The rates between consecutive samples, for the page and `/status.json`.
@@ -38,6 +43,9 @@ pub struct Rates {
     pub ago_secs: Vec<f64>,
     pub ops_per_sec: Vec<f64>,
     pub bytes_per_sec: Vec<f64>,
+    /// Chunk data read from and written to chunkservers per second (every replica counts).
+    pub data_read_per_sec: Vec<f64>,
+    pub data_written_per_sec: Vec<f64>,
     /// Mean group commit time in the interval, milliseconds (0 with no commit).
     pub commit_ms: Vec<f64>,
 }
@@ -73,6 +81,10 @@ impl History {
                 .push(b.ops.saturating_sub(a.ops) as f64 / secs);
             r.bytes_per_sec
                 .push(b.bytes.saturating_sub(a.bytes) as f64 / secs);
+            r.data_read_per_sec
+                .push(b.data_read.saturating_sub(a.data_read) as f64 / secs);
+            r.data_written_per_sec
+                .push(b.data_written.saturating_sub(a.data_written) as f64 / secs);
             r.commit_ms.push(if batches == 0 {
                 0.0
             } else {
@@ -88,6 +100,7 @@ pub struct Sampler {
     pub history: Arc<History>,
     pub ns: SharedNamespace,
     pub commit: Arc<CommitStats>,
+    pub reports: Arc<super::Reports>,
     pub interval: Duration,
 }
 
@@ -104,12 +117,15 @@ impl Worker for Sampler {
                 ticks.tick().await;
                 let bytes = self.ns.read().expect("namespace lock").counters().bytes;
                 let c = &self.commit;
+                let (data_read, data_written) = self.reports.data_totals();
                 self.history.push(Sample {
                     at: Instant::now(),
                     ops: c.ops.load(Ordering::Relaxed),
                     bytes,
                     batches: c.batches.load(Ordering::Relaxed),
                     commit_micros: c.commit_micros.load(Ordering::Relaxed),
+                    data_read,
+                    data_written,
                 });
                 status.round(format!("every {} ms", self.interval.as_millis()));
             }
@@ -154,6 +170,8 @@ mod tests {
                 bytes: 1000 * i,
                 batches: 10 * i,
                 commit_micros: 2500 * i,
+                data_read: 3000 * i,
+                data_written: 0,
             });
         }
         let r = h.rates(t0 + Duration::from_secs(10 * (KEEP as u64 + 9)));
@@ -161,6 +179,12 @@ mod tests {
         assert!(r.ops_per_sec.iter().all(|v| (*v - 10.0).abs() < 1e-9));
         assert!(r.bytes_per_sec.iter().all(|v| (*v - 100.0).abs() < 1e-9));
         assert!(r.commit_ms.iter().all(|v| (*v - 0.25).abs() < 1e-9));
+        assert!(
+            r.data_read_per_sec
+                .iter()
+                .all(|v| (*v - 300.0).abs() < 1e-9)
+        );
+        assert!(r.data_written_per_sec.iter().all(|v| *v == 0.0));
         assert_eq!(r.ago_secs.last(), Some(&0.0));
         let drawn = svg("g", "ops", "/s", &r.ago_secs, &r.ops_per_sec);
         assert!(drawn.contains("<svg id=\"g\"") && drawn.contains("polyline"));

@@ -16,10 +16,13 @@ mod gather;
 mod gauges;
 mod history;
 mod page;
+mod page_servers;
+mod reports;
 
 pub use gauges::metrics;
 pub use history::{History, Rates, Sampler};
 pub use page::render_html;
+pub use reports::{GATEWAY_INTERVAL, GatewayRow, Reports};
 
 use crate::chunks::ChunkMap;
 use crate::committer::{CommitStats, SharedNamespace};
@@ -49,6 +52,8 @@ pub struct StatusSources {
     pub history: Arc<History>,
     /// Files open for write: `(being written, writer gone quiet)`.
     pub open_files: Arc<dyn Fn() -> (u64, u64) + Send + Sync>,
+    /// What chunkservers and gateways say of themselves (`reports.rs`).
+    pub reports: Arc<Reports>,
 }
 
 /// The cluster as the master sees it.
@@ -62,6 +67,8 @@ pub struct Status {
     pub replication: Replication,
     pub small_files: SmallFiles,
     pub servers: Vec<ServerRow>,
+    /// Gateways heard from in the last hour.
+    pub gateways: Vec<GatewayRow>,
     pub workers: Workers,
     /// Files open for write.
     pub open_files: OpenFiles,
@@ -75,6 +82,8 @@ pub struct OpenFiles {
     pub writing: u64,
     /// Their writer is gone quiet; the master finishes them (`kfs fsck --open-files`).
     pub writer_gone: u64,
+    /// Write leases held on chunks now.
+    pub leases: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -146,6 +155,13 @@ pub struct ServerRow {
     pub chunks: u64,
     pub corrupt: u64,
     pub last_heartbeat_ms_ago: u64,
+    /// What the server said of itself (`None` before its first description, or from a
+    /// chunkserver older than cluster protocol 3): its build, its `/metrics`, its data dirs and
+    /// its scrubber.
+    pub version: Option<String>,
+    pub http: Option<SocketAddr>,
+    pub dirs: Vec<kfs_common::proto::cluster::DirReport>,
+    pub scrub: Option<kfs_common::proto::cluster::ScrubReport>,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -4,13 +4,14 @@
 //! It only formats a [`Status`]; text that comes from outside (addresses, server ids, the
 //! version) goes through `esc`. The verdict line puts missing chunks above safe mode above
 //! degraded (under-replicated, a dead server, a corrupt replica) above healthy. The browser test
-//! finds the verdict by its id and the servers by their rows' classes (`tr.server.alive`).
+//! finds the verdict by its id and the servers by their rows' classes (`tr.server.alive`). The
+//! chunkserver, data dir and gateway tables are drawn by `page_servers.rs`.
 
 use super::Status;
 use std::fmt::Write as _;
 
 /// Escapes text for HTML.
-fn esc(text: &str) -> String {
+pub(super) fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -25,7 +26,7 @@ fn esc(text: &str) -> String {
     out
 }
 
-fn size(bytes: u64) -> String {
+pub(super) fn size(bytes: u64) -> String {
     bytesize::ByteSize::b(bytes).display().iec().to_string()
 }
 
@@ -79,7 +80,7 @@ h1 {{ font-size: 1.4em; margin: 0 0 .2em; }} h2 {{ font-size: 1.1em; margin: 1.4
 table {{ border-collapse: collapse; }} td, th {{ padding: .25em .8em; border-bottom: 1px solid #ddd; text-align: right; }}
 th {{ background: #f4f4f4; }} td:first-child, th:first-child {{ text-align: left; }}
 .ok {{ color: #186a1e; }} .warn {{ color: #9a6700; }} .bad {{ color: #b00020; font-weight: bold; }}
-tr.dead td {{ color: #b00020; }} tr.draining td, tr.drained td {{ color: #9a6700; }}
+tr.dead td, tr.failed td, tr.silent td {{ color: #b00020; }} tr.draining td, tr.drained td {{ color: #9a6700; }}
 .verdict {{ font-size: 1.2em; }} .muted {{ color: #777; }}
 .bar {{ display: inline-block; width: 8em; height: .8em; background: #eee; vertical-align: middle; }}
 .bar span {{ display: block; height: 100%; background: #2a6; }} .bar.full span {{ background: #b00020; }}
@@ -99,7 +100,7 @@ figcaption {{ font-size: .9em; color: #555; }}
 <tr><th>used (all replicas)</th><td>{used}</td></tr>
 <tr><th>available</th><td>{available}</td></tr>
 <tr><th>chunkservers</th><td id="servers-summary">{alive} alive, {dead} dead, {draining} draining</td></tr>
-<tr><th>files open for write</th><td id="open-files">{open_writing} being written, {open_gone} with their writer gone (<code>kfs fsck --open-files</code>)</td></tr>
+<tr><th>files open for write</th><td id="open-files">{open_writing} being written, {open_gone} with their writer gone (<code>kfs fsck --open-files</code>); {leases} write leases held</td></tr>
 </table>
 <h2>The last hour</h2>
 <div class="graphs" id="graphs">{graphs}</div>
@@ -154,6 +155,7 @@ figcaption {{ font-size: .9em; color: #555; }}
         },
         open_writing = s.open_files.writing,
         open_gone = s.open_files.writer_gone,
+        leases = s.open_files.leases,
         graphs = {
             let r = &s.history;
             [
@@ -170,6 +172,20 @@ figcaption {{ font-size: .9em; color: #555; }}
                     "B/s",
                     &r.ago_secs,
                     &r.bytes_per_sec,
+                ),
+                super::history::svg(
+                    "graph-data-written",
+                    "data written to chunkservers (every replica)",
+                    "B/s",
+                    &r.ago_secs,
+                    &r.data_written_per_sec,
+                ),
+                super::history::svg(
+                    "graph-data-read",
+                    "data read from chunkservers",
+                    "B/s",
+                    &r.ago_secs,
+                    &r.data_read_per_sec,
                 ),
                 super::history::svg(
                     "graph-commit",
@@ -198,49 +214,13 @@ figcaption {{ font-size: .9em; color: #555; }}
             .counted_ms_ago
             .map_or_else(String::new, |ms| format!(", {ms} ms ago")),
     );
-    h.push_str(
-        "<h2>Chunkservers</h2>\n<table id=\"servers\">\n<tr><th>server</th><th>address</th>\
-         <th>state</th><th>use</th><th>capacity</th><th>used</th><th>available</th><th>chunks</th>\
-         <th>corrupt</th><th>last heartbeat</th></tr>\n",
-    );
-    for r in &s.servers {
-        let _ = writeln!(
-            h,
-            "<tr class=\"server {state}\"><td title=\"{full}\">{id}</td><td>{addr}</td><td class=\"state\">{state}</td>\
-             <td><span class=\"bar{nearly_full}\" title=\"{percent}% used\"><span style=\"width:{percent}%\"></span></span> {percent}%</td><td>{capacity}</td><td>{used}</td><td>{available}</td><td>{chunks}</td><td>{corrupt}</td>\
-             <td>{hb:.1} s ago</td></tr>",
-            state = r.state,
-            id = esc(r.id.get(..8).unwrap_or(&r.id)),
-            full = esc(&r.id),
-            addr = esc(&r.addr.to_string()),
-            percent = r
-                .used
-                .saturating_mul(100)
-                .checked_div(r.capacity)
-                .unwrap_or(0)
-                .min(100),
-            nearly_full = if r.capacity > 0 && r.used * 100 / r.capacity >= 90 {
-                " full"
-            } else {
-                ""
-            },
-            capacity = size(r.capacity),
-            used = size(r.used),
-            available = size(r.available),
-            chunks = r.chunks,
-            corrupt = r.corrupt,
-            hb = r.last_heartbeat_ms_ago as f64 / 1000.0,
-        );
-    }
-    if s.servers.is_empty() {
-        h.push_str("<tr><td colspan=\"10\">no chunkserver has registered</td></tr>\n");
-    }
+    super::page_servers::servers(&mut h, s);
+    super::page_servers::gateways(&mut h, s);
     let c = &s.workers.committer;
     let hl = &s.workers.healer;
     let _ = write!(
         h,
-        r#"</table>
-<h2>Background workers</h2>
+        r#"<h2>Background workers</h2>
 <table id="workers">
 <tr><th>operation log</th><td class="{logclass}">{log}: {ops} ops in {batches} group commits, last record {last_seq}</td></tr>
 <tr><th>checkpoints</th><td id="checkpoints">{checkpoints} written by this process, newest at record {checkpoint_seq}{age}{writing}{failures}</td></tr>
