@@ -35,6 +35,9 @@ pub struct LinkStats {
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A description waits this long at most, so a slow one never holds back a heartbeat for long.
+const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// What the link tells the master of this server beside its replicas (`describe`).
 #[derive(Clone)]
 pub struct About {
@@ -157,7 +160,10 @@ async fn session(
 /// Describes the server to the master; a failure only costs the status page a refresh.
 async fn describe(client: &ClusterServiceClient, store: &ChunkStore, about: &About, session: u64) {
     let request = about.describe(store, session);
-    match client.describe(rpc::context(CALL_TIMEOUT), request).await {
+    match client
+        .describe(rpc::context(DESCRIBE_TIMEOUT), request)
+        .await
+    {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::debug!(error = %e, "the master refused the description"),
         Err(e) => tracing::debug!(error = %e, "describing this server to the master failed"),

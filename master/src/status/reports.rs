@@ -11,6 +11,8 @@
 //!   the last;
 //! - the data byte totals only grow: a report adds what its counters grew by since the server's
 //!   last report, and a chunkserver that restarted (its counters began again) adds its new count;
+//!   a server's first report is a baseline and adds nothing (after a master restart, bytes moved
+//!   before it are not shown as one interval's traffic);
 //! - a gateway silent for [`FORGET_GATEWAY_AFTER`] is forgotten.
 
 use kfs_common::ServerId;
@@ -67,12 +69,14 @@ impl Reports {
     /// Records a chunkserver's description.
     pub fn note_server(&self, report: DescribeRequest) {
         let mut inner = self.inner.lock().expect("reports lock");
-        let (read, written) = inner
+        if let Some((read, written)) = inner
             .servers
             .get(&report.server)
-            .map_or((0, 0), |last| (last.read_bytes, last.written_bytes));
-        inner.read_bytes += growth(read, report.read_bytes);
-        inner.written_bytes += growth(written, report.written_bytes);
+            .map(|last| (last.read_bytes, last.written_bytes))
+        {
+            inner.read_bytes += growth(read, report.read_bytes);
+            inner.written_bytes += growth(written, report.written_bytes);
+        }
         inner.servers.insert(report.server, report);
     }
 
@@ -137,15 +141,18 @@ mod tests {
     }
 
     #[test]
-    fn data_totals_grow_by_each_report_and_survive_a_restarted_counter() {
+    fn data_totals_grow_from_a_baseline_and_survive_a_restarted_counter() {
         let r = Reports::default();
+        // First reports are baselines.
         r.note_server(described(1, 100, 10));
         r.note_server(described(2, 5, 0));
+        assert_eq!(r.data_totals(), (0, 0));
         r.note_server(described(1, 150, 30));
-        assert_eq!(r.data_totals(), (155, 30));
+        r.note_server(described(2, 9, 0));
+        assert_eq!(r.data_totals(), (54, 20));
         // Server 1 restarted: its counters began again.
         r.note_server(described(1, 7, 1));
-        assert_eq!(r.data_totals(), (162, 31));
+        assert_eq!(r.data_totals(), (61, 21));
         assert_eq!(r.servers()[&ServerId(1)].read_bytes, 7);
     }
 
