@@ -108,8 +108,9 @@ pub async fn run(
             }
         }
         stats.passes.fetch_add(1, Ordering::Relaxed);
-        let now = kfs_common::proto::now().max(0) as u64 / 1_000_000_000;
-        stats.last_pass_unix_secs.store(now, Ordering::Relaxed);
+        stats
+            .last_pass_unix_secs
+            .store(kfs_common::proto::now_unix_secs(), Ordering::Relaxed);
         status.round(format!("verified {replicas} replicas"));
         // (Never a busy loop over an empty or tiny store, whatever the pause.)
         tokio::time::sleep(pause.max(MIN_PAUSE)).await;

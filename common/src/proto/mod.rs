@@ -60,3 +60,8 @@ pub fn now() -> Timestamp {
         .unwrap_or_default();
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
+
+/// The current time in whole seconds since the UNIX epoch, as status reports carry it.
+pub fn now_unix_secs() -> u64 {
+    now().max(0) as u64 / 1_000_000_000
+}

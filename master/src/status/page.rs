@@ -235,7 +235,7 @@ figcaption {{ font-size: .9em; color: #555; }}
         checkpoints = c.checkpoints,
         checkpoint_seq = c.checkpoint_seq,
         age = if c.checkpoint_unix_secs > 0 {
-            let now = kfs_common::proto::now().max(0) as u64 / 1_000_000_000;
+            let now = kfs_common::proto::now_unix_secs();
             format!(", {} s ago", now.saturating_sub(c.checkpoint_unix_secs))
         } else {
             " (none written since start)".to_string()

@@ -67,7 +67,7 @@ fn scrub_in_short(r: &ServerRow, now_unix_secs: u64) -> String {
 
 /// The chunkservers' table and their data dirs' table.
 pub(super) fn servers(h: &mut String, s: &Status) {
-    let now = kfs_common::proto::now().max(0) as u64 / 1_000_000_000;
+    let now = kfs_common::proto::now_unix_secs();
     h.push_str(
         "<h2>Chunkservers</h2>\n<table id=\"servers\">\n<tr><th>server</th><th>address</th>\
          <th>version</th><th>state</th><th>use</th><th>capacity</th><th>used</th>\
