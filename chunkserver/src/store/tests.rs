@@ -603,19 +603,58 @@ fn data_dirs_that_disagree_on_identity_refuse_to_open() {
     assert_eq!(joined.server_id(), first);
 }
 
+/// Real I/O whose free space is fixed per data dir (by path prefix), so placement does not
+/// depend on what other tests write to the shared temp file system meanwhile.
+struct FixedSpaceIo {
+    dirs: Vec<(std::path::PathBuf, u64)>,
+}
+
+impl FileIo for FixedSpaceIo {
+    fn read_at(&self, file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        io::RealIo.read_at(file, buf, offset)
+    }
+    fn write_at(&self, file: &std::fs::File, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        io::RealIo.write_at(file, buf, offset)
+    }
+    fn sync(&self, file: &std::fs::File) -> std::io::Result<()> {
+        io::RealIo.sync(file)
+    }
+    fn sync_dir(&self, dir: &std::fs::File) -> std::io::Result<()> {
+        io::RealIo.sync_dir(dir)
+    }
+    fn allocate(&self, file: &std::fs::File, offset: u64, len: u64) -> std::io::Result<()> {
+        io::RealIo.allocate(file, offset, len)
+    }
+    fn space(&self, path: &std::path::Path) -> std::io::Result<(u64, u64)> {
+        let (capacity, real) = io::RealIo.space(path)?;
+        let fixed = self
+            .dirs
+            .iter()
+            .find(|(dir, _)| path.starts_with(dir))
+            .map_or(real, |&(_, available)| available);
+        Ok((capacity, fixed))
+    }
+}
+
 #[test]
 fn new_chunks_go_to_the_data_dir_with_most_free_space() {
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
-    let io: Arc<dyn FileIo> = Arc::new(io::RealIo);
+    // The second dir has more room, so it takes the new chunk even though it is listed last.
+    let io: Arc<dyn FileIo> = Arc::new(FixedSpaceIo {
+        dirs: vec![
+            (a.path().to_path_buf(), 10 << 30),
+            (b.path().to_path_buf(), 20 << 30),
+        ],
+    });
     let store = ChunkStore::open(&[a.path().to_path_buf(), b.path().to_path_buf()], io).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
     rt.block_on(store.create(ChunkId(1), ChunkVersion(1)))
         .unwrap();
-    // Both temp dirs share one file system: equal free space, so the first dir wins the tie.
-    assert!(data_dir::replica_path(a.path(), ChunkId(1), ChunkVersion(1)).exists());
+    assert!(data_dir::replica_path(b.path(), ChunkId(1), ChunkVersion(1)).exists());
+    assert!(!data_dir::replica_path(a.path(), ChunkId(1), ChunkVersion(1)).exists());
     let space = store.space();
     assert!(space.capacity > 0 && space.available > 0);
     assert_eq!(space.used, HEADER_LEN);
