@@ -48,6 +48,13 @@ pub struct ChunkserverConfig {
     /// Once it may be buffered, a request must arrive whole within this many milliseconds, or
     /// its connection is closed. Default 60,000.
     pub frame_timeout_ms: u64,
+    /// The cluster's secrets directory (`kfs init-cluster DIR`): the CA, and this server's
+    /// certificate (`chunkserver.credentials`) or the CA key to make one. Default none:
+    /// `KFS_SECRETS`, else refused.
+    pub secrets: Option<PathBuf>,
+    /// Plain TCP, no authentication: anyone who reaches the port reads and writes every chunk.
+    /// For throwaway tests and measuring what TLS costs only. Default false.
+    pub insecure: bool,
 }
 
 impl Default for ChunkserverConfig {
@@ -67,6 +74,8 @@ impl Default for ChunkserverConfig {
             idle_timeout_ms: limits.idle_timeout.as_millis() as u64,
             rpc_buffer_bytes: limits.buffer_bytes,
             frame_timeout_ms: limits.frame_timeout.as_millis() as u64,
+            secrets: None,
+            insecure: false,
         }
     }
 }
@@ -74,6 +83,20 @@ impl Default for ChunkserverConfig {
 pub use kfs_common::config::ConfigError;
 
 impl ChunkserverConfig {
+    /// How this server's connections are protected, as chunkserver `server` (a certificate it
+    /// makes itself from the CA key names it `cs-ID`, so the master knows the id is its own).
+    pub fn security(
+        &self,
+        server: kfs_common::ServerId,
+    ) -> Result<kfs_common::security::Security, kfs_common::security::SecurityError> {
+        kfs_common::security::server_security(
+            self.secrets.as_deref(),
+            self.insecure,
+            kfs_common::security::Role::Chunkserver,
+            &kfs_common::security::chunkserver_name(server),
+        )
+    }
+
     /// Reads a TOML file; keys it does not set keep their defaults, unknown keys are refused.
     pub fn from_file(path: &Path) -> Result<ChunkserverConfig, ConfigError> {
         kfs_common::config::from_file(path)
@@ -131,7 +154,10 @@ impl ChunkserverConfig {
             kfs_common::config_check::writable_dir("data directory", dir)
                 .map_err(ConfigError::Invalid)?;
         }
-        Ok(())
+        // The secrets must load as they will at start (present, private, of a chunkserver).
+        self.security(kfs_common::ServerId(0))
+            .map(drop)
+            .map_err(|e| ConfigError::Invalid(format!("secrets: {e}")))
     }
 }
 

@@ -55,6 +55,15 @@ struct Flags {
     #[arg(long, value_name = "BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     scrub_bytes_per_sec: Option<u64>,
+    /// The cluster's secrets directory (made by `kfs init-cluster DIR`); default $KFS_SECRETS.
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secrets: Option<PathBuf>,
+    /// Plain TCP, no authentication: anyone who reaches the port reads and writes every
+    /// chunk. For throwaway tests only.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    insecure: bool,
 }
 
 fn config_from(args: Args) -> anyhow::Result<ChunkserverConfig> {

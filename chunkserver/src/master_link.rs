@@ -45,6 +45,8 @@ pub struct About {
     pub http: Option<SocketAddr>,
     pub scrub: Arc<ScrubStats>,
     pub io: IoCounters,
+    /// How the link to the master is protected.
+    pub security: kfs_common::security::Security,
 }
 
 impl About {
@@ -74,7 +76,7 @@ pub async fn run(
     let mut backoff =
         kfs_common::retry::Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     loop {
-        let client = match cluster::connect(master).await {
+        let client = match cluster::connect(master, &about.security).await {
             Ok(c) => c,
             Err(e) => {
                 status.note(format!("master {master} unreachable: {e}"));

@@ -59,16 +59,26 @@ impl Client {
                 KfsError::invalid_argument(format!("cannot resolve the master's address: {e}"))
             })?
             .collect();
+        let security = match &options.security {
+            Some(security) => security.clone(),
+            None => kfs_common::security::client_security()
+                .map_err(|e| KfsError::invalid_argument(format!("credentials: {e}")))?,
+        };
         let mut last = None;
         for addr in addrs {
-            match crate::master_conn::connect(addr, options.call_timeout, options.retry.clone())
-                .await
+            match crate::master_conn::connect(
+                addr,
+                options.call_timeout,
+                options.retry.clone(),
+                security.clone(),
+            )
+            .await
             {
                 Ok((master, info)) => {
                     let io = Io {
                         master,
                         master_addr: addr,
-                        chunks: ChunkPool::new(),
+                        chunks: ChunkPool::new(security.clone()),
                         chunk_size: info.chunk_size,
                         options,
                         volumes: Default::default(),

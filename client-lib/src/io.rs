@@ -50,9 +50,19 @@ pub struct ClientOptions {
     /// Files a handle creates are packed into volumes while they are at most this many bytes
     /// (kept in memory until flushed; `file/pack.rs`); 0 gives every file chunks of its own.
     pub pack_threshold: u64,
+    /// How connections are protected; `None` (the default) reads the credentials file at
+    /// `KFS_CREDENTIALS`, else `~/.config/kfs/credentials`, else connects without TLS
+    /// (`kfs_common::security::client_security`).
+    pub security: Option<kfs_common::security::Security>,
 }
 
 impl ClientOptions {
+    /// [`ClientOptions::security`]: connections protected by `security`.
+    pub fn with_security(mut self, security: kfs_common::security::Security) -> Self {
+        self.security = Some(security);
+        self
+    }
+
     /// [`ClientOptions::call_timeout`].
     pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
         self.call_timeout = timeout;
@@ -116,6 +126,7 @@ impl Default for ClientOptions {
             read_size: 4 << 20,
             retry: RetryPolicy::default(),
             pack_threshold: DEFAULT_PACK_THRESHOLD,
+            security: None,
         }
     }
 }

@@ -21,6 +21,7 @@
 //! the master's default idle timeout (5 min) a call and the idle close never even meet.
 
 use crate::retry::RetryPolicy;
+use kfs_common::security::Security;
 use kfs_common::proto::CLIENT_PROTOCOL_VERSION;
 use kfs_common::proto::master::{
     MasterInfo, MasterServiceClient, MasterServiceRequest, MasterServiceResponse,
@@ -97,6 +98,8 @@ struct Shared {
     /// The chunk size the client was made with; a master that comes back with another is
     /// refused (offsets would map to the wrong chunks).
     chunk_size: u64,
+    /// How connections are protected (TLS with this client's credentials, or none).
+    security: Security,
     current: std::sync::Mutex<Arc<Conn>>,
     /// Held while dialling, so that many callers finding the connection closed dial once. It
     /// holds how many dials were made, and the error of the last one if it failed.
@@ -112,13 +115,17 @@ pub(crate) async fn connect(
     addr: SocketAddr,
     timeout: Duration,
     retry: RetryPolicy,
+    security: Security,
 ) -> Result<(MasterClient, MasterInfo), KfsError> {
     // The first dial is not retried: a program started while no master runs hears so at once.
-    let (conn, info) = dial(addr, timeout).await.map_err(DialError::into_error)?;
+    let (conn, info) = dial(addr, timeout, &security)
+        .await
+        .map_err(DialError::into_error)?;
     let stub = Redialing(Arc::new(Shared {
         addr,
         timeout,
         retry,
+        security,
         chunk_size: info.chunk_size,
         current: std::sync::Mutex::new(Arc::new(conn)),
         dialling: tokio::sync::Mutex::new((0, None)),
@@ -167,15 +174,24 @@ fn connect_error(addr: SocketAddr, e: std::io::Error) -> DialError {
     if rpc::at_connection_limit(&e) {
         return DialError::Unreachable(at_limit(addr));
     }
+    // TLS required of a plain client, a certificate not of the cluster, a role not admitted:
+    // dialling again is no use.
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        return DialError::Refused(KfsError::PermissionDenied(e.to_string()));
+    }
     DialError::Unreachable(crate::errors::unreachable("the master", addr, &e))
 }
 
 /// A new connection to `addr` whose handshake succeeded.
-async fn dial(addr: SocketAddr, timeout: Duration) -> Result<(Conn, MasterInfo), DialError> {
+async fn dial(
+    addr: SocketAddr,
+    timeout: Duration,
+    security: &Security,
+) -> Result<(Conn, MasterInfo), DialError> {
     let unreachable = |e: &dyn std::fmt::Display| {
         DialError::Unreachable(crate::errors::unreachable("the master", addr, e))
     };
-    let transport = tokio::time::timeout(timeout, rpc::connect(addr, rpc::Service::Master))
+    let transport = tokio::time::timeout(timeout, rpc::connect(addr, rpc::Service::Master, security))
         .await
         .map_err(|_| unreachable(&"connect timed out"))?
         .map_err(|e| connect_error(addr, e))?;
@@ -278,7 +294,7 @@ impl Redialing {
         let addr = self.0.addr;
         let mut retries = self.0.retry.until(deadline);
         loop {
-            match dial(addr, retries.left()).await {
+            match dial(addr, retries.left(), &self.0.security).await {
                 Ok((_, info)) if info.chunk_size != self.0.chunk_size => {
                     return Err(KfsError::Unavailable(format!(
                         "the master at {addr} came back with chunk size {} where this client \

@@ -86,6 +86,9 @@ pub enum KfsError {
     /// writer expected. The writer appends to another volume. Since chunk protocol 3.
     #[error("Append to volume {chunk} refused: {reason}")]
     AppendRefused { chunk: ChunkId, reason: String },
+    /// The caller's identity (its certificate) does not allow this: says who and what.
+    #[error("Permission denied: {0}")]
+    PermissionDenied(String),
 }
 
 impl KfsError {
@@ -176,6 +179,7 @@ impl KfsError {
             KfsError::Io(_) => "io",
             KfsError::Internal(_) => "internal",
             KfsError::AppendRefused { .. } => "append_refused",
+            KfsError::PermissionDenied(_) => "permission_denied",
         }
     }
 

@@ -5,6 +5,7 @@
 //! - [`path`]: the rules of a valid namespace path.
 //! - [`proto`]: tarpc service traits and the types they carry, one module per service.
 //! - [`rpc`]: the TCP transport (preamble, framing and codec) every service uses.
+//! - [`security`]: the cluster CA, credentials files, and the TLS every connection runs in.
 //! - [`retry`]: [`retry::Backoff`], the pause of every loop that tries again.
 //! - [`clock`]: the clock time-dependent decisions read (tests drive it).
 //! - [`worker`]: the background loops of a server and their registry.
@@ -29,6 +30,7 @@ pub mod path;
 pub mod proto;
 pub mod retry;
 pub mod rpc;
+pub mod security;
 #[cfg(feature = "service")]
 pub mod service;
 pub mod worker;

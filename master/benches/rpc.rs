@@ -36,7 +36,7 @@ async fn measure(
     run: usize,
 ) -> f64 {
     let pool: Vec<MasterServiceClient> = futures::future::join_all(
-        (0..connections).map(|_| async move { master::connect(addr).await.unwrap() }),
+        (0..connections).map(|_| async move { master::connect(addr, &kfs_common::security::Security::Insecure).await.unwrap() }),
     )
     .await;
     let conns: Vec<MasterServiceClient> = (0..clients)
@@ -110,6 +110,7 @@ fn main() {
         let config = MasterConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             meta_dir: dir.path().to_path_buf(),
+            insecure: true,
             ..Default::default()
         };
         let master = kfs_master::start(&config).await.unwrap();

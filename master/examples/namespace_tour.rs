@@ -19,7 +19,9 @@ async fn main() -> anyhow::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:20000".into())
         .parse()?;
-    let master = master::connect(addr).await?;
+    // The credentials at KFS_CREDENTIALS (or ~/.config/kfs/credentials), as `kfs` finds them.
+    let security = kfs_common::security::client_security()?;
+    let master = master::connect(addr, &security).await?;
     let info = master
         .handshake(context::current(), CLIENT_PROTOCOL_VERSION)
         .await??;

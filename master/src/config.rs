@@ -84,6 +84,12 @@ pub struct MasterConfig {
     /// Once it may be buffered, a request must arrive whole within this many milliseconds, or
     /// its connection is closed. Default 60,000.
     pub frame_timeout_ms: u64,
+    /// The cluster's secrets directory (`kfs init-cluster DIR`): the CA, and this master's
+    /// certificate or the CA key to make one. Default none: `KFS_SECRETS`, else refused.
+    pub secrets: Option<PathBuf>,
+    /// Plain TCP, no authentication: anyone who reaches the port owns the cluster. For
+    /// throwaway tests and measuring what TLS costs only. Default false.
+    pub insecure: bool,
 }
 
 impl Default for MasterConfig {
@@ -117,6 +123,8 @@ impl Default for MasterConfig {
             idle_timeout_ms: limits.idle_timeout.as_millis() as u64,
             rpc_buffer_bytes: limits.buffer_bytes,
             frame_timeout_ms: limits.frame_timeout.as_millis() as u64,
+            secrets: None,
+            insecure: false,
         }
     }
 }
@@ -142,6 +150,18 @@ impl MasterConfig {
             heartbeat_interval: std::time::Duration::from_millis(self.heartbeat_interval_ms),
             server_timeout: std::time::Duration::from_millis(self.chunkserver_timeout_ms),
         }
+    }
+
+    /// How this master's connections are protected (see `kfs_common::security`).
+    pub fn security(
+        &self,
+    ) -> Result<kfs_common::security::Security, kfs_common::security::SecurityError> {
+        kfs_common::security::server_security(
+            self.secrets.as_deref(),
+            self.insecure,
+            kfs_common::security::Role::Master,
+            &kfs_common::security::host_name(),
+        )
     }
 
     /// Reads a TOML file; keys it does not set keep their defaults, unknown keys are refused.
@@ -271,7 +291,11 @@ impl MasterConfig {
     /// a missing one usually means a typo or an unmounted disk).
     pub fn check_dirs(&self) -> Result<(), ConfigError> {
         kfs_common::config_check::writable_dir("meta_dir", &self.meta_dir)
-            .map_err(ConfigError::Invalid)
+            .map_err(ConfigError::Invalid)?;
+        // The secrets must load as they will at start (present, private, of a master).
+        self.security()
+            .map(drop)
+            .map_err(|e| ConfigError::Invalid(format!("secrets: {e}")))
     }
 }
 

@@ -50,6 +50,8 @@ const COPY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The healer as a [`Worker`]: a repair round every `interval` until cancelled.
 pub struct Healer {
+    /// Connections to chunkservers, for copies and proofs.
+    pub pool: ChunkPool,
     pub ns: SharedNamespace,
     pub chunks: Arc<Mutex<ChunkMap>>,
     pub interval: Duration,
@@ -74,13 +76,13 @@ impl Worker for Healer {
 impl Healer {
     async fn rounds(self: Box<Self>, status: WorkerStatus) {
         let Healer {
+            pool,
             ns,
             chunks,
             interval,
             stats,
             clock,
         } = *self;
-        let pool = ChunkPool::new();
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -68,6 +68,15 @@ struct Flags {
     #[arg(long, value_name = "MS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     chunkserver_timeout_ms: Option<u64>,
+    /// The cluster's secrets directory (made by `kfs init-cluster DIR`); default $KFS_SECRETS.
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secrets: Option<PathBuf>,
+    /// Plain TCP, no authentication: anyone who reaches the port owns the cluster. For
+    /// throwaway tests only.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    insecure: bool,
 }
 
 fn config_from(args: Args) -> anyhow::Result<MasterConfig> {

@@ -19,12 +19,14 @@ fn config(dir: &Path) -> MasterConfig {
     MasterConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         meta_dir: dir.to_path_buf(),
+        // The master's own tests speak to it directly, without the cluster's credentials.
+        insecure: true,
         ..Default::default()
     }
 }
 
 async fn connect(master: &MasterHandle) -> MasterServiceClient {
-    master::connect(master.local_addr()).await.unwrap()
+    master::connect(master.local_addr(), &kfs_common::security::Security::Insecure).await.unwrap()
 }
 
 #[tokio::test]
@@ -343,7 +345,7 @@ async fn heartbeat_timeouts_follow_the_masters_clock() {
     let master = kfs_master::start_with_clock(&config, clock.clone())
         .await
         .unwrap();
-    let link = cluster::connect(master.local_addr()).await.unwrap();
+    let link = cluster::connect(master.local_addr(), &kfs_common::security::Security::Insecure).await.unwrap();
     link.hello(
         ctx(),
         HelloRequest {

@@ -47,6 +47,9 @@ pub enum Top {
     },
     /// Print the kfs(1) manual page (roff), e.g. `kfs man | man -l -`.
     Man,
+    /// Make a cluster's secrets in DIR (its CA, the admin's credentials); with --node, issue a
+    /// certificate for a new host from the cluster in DIR instead.
+    InitCluster(InitClusterArgs),
     /// Turn `kfs bench --json` reports into Markdown tables (medians per phase and target).
     BenchReport {
         /// JSON reports written by `kfs bench --json`.
@@ -55,6 +58,29 @@ pub enum Top {
     },
     #[command(flatten)]
     Fs(Cmd),
+}
+
+/// `kfs init-cluster`.
+#[derive(Args, Debug, Clone)]
+pub struct InitClusterArgs {
+    /// The secrets directory (made 0700; its files 0600). Servers take it with --secrets DIR
+    /// or KFS_SECRETS; clients the admin's credentials, DIR/admin.credentials, with
+    /// KFS_CREDENTIALS or at ~/.config/kfs/credentials.
+    pub dir: PathBuf,
+    /// The cluster's name, in its CA's certificate.
+    #[arg(long, default_value = "kfs")]
+    pub name: String,
+    /// Issue a certificate for host NAME from the cluster in DIR: writes DIR/nodes/NAME/ (the
+    /// CA certificate and ROLE.credentials, no CA key), to copy to that host as its secrets
+    /// directory.
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// What the host of --node is: master, chunkserver or gateway.
+    #[arg(long, default_value = "chunkserver", requires = "node")]
+    pub role: kfs_common::security::Role,
+    /// Days the host's certificate is valid.
+    #[arg(long, default_value_t = 825, requires = "node")]
+    pub days: i64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -78,6 +104,13 @@ pub struct LocalArgs {
     /// Keep going after a command read from standard input fails.
     #[arg(short = 'k', long)]
     pub keep_going: bool,
+    /// Plain TCP, no authentication (anyone on this machine owns the cluster): for measuring
+    /// what TLS costs. By default the cluster is secured with DATA/secrets.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Leave ~/.config/kfs/credentials alone (other terminals then need KFS_CREDENTIALS).
+    #[arg(long)]
+    pub no_install: bool,
 }
 
 /// The workloads of `kfs bench`.
@@ -122,6 +155,9 @@ pub struct BenchArgs {
     /// Where the --local cluster keeps its data (a temp dir under it; default the system's).
     #[arg(long, value_name = "DIR")]
     pub local_data: Option<PathBuf>,
+    /// Run the --local cluster on plain TCP, no TLS (to measure what security costs).
+    #[arg(long, requires = "local")]
+    pub insecure: bool,
     /// Concurrent clients (default: 64; seq: one per file).
     #[arg(long, value_name = "N")]
     pub clients: Option<usize>,

@@ -5,7 +5,7 @@
 //! - [`commands`]: what each command does, and its messages (coreutils style).
 //! - [`session`]: the working directory, relative paths and glob patterns.
 //! - [`repl`]: the interactive shell (history) and scripts; [`complete`]: its tab completion.
-//! - [`local`]: `kfs local`.
+//! - [`local`]: `kfs local`; [`secrets`]: `kfs init-cluster` and `kfs local`'s secrets.
 //! - [`bench`]: `kfs bench` and `kfs bench-report`.
 //! - [`format`], [`progress`]: how things are printed; [`json`]: what `--json` prints.
 //!
@@ -21,6 +21,7 @@ pub mod json;
 pub mod local;
 pub mod progress;
 pub mod repl;
+pub mod secrets;
 pub mod session;
 
 use cli::{Cli, Top};
@@ -49,6 +50,7 @@ pub fn main_with(cli: Cli) -> i32 {
             };
             println!("{}", cluster.describe(&args));
             let master = cluster.master.local_addr();
+            let client_security = cluster.security.client.clone();
             let cluster: local::SharedCluster =
                 std::sync::Arc::new(tokio::sync::Mutex::new(Some(cluster)));
             let status = if args.no_shell {
@@ -71,7 +73,8 @@ pub fn main_with(cli: Cli) -> i32 {
                 }
             } else {
                 local::stop_on_sigterm(&rt, cluster.clone());
-                match rt.block_on(kfs_client::Client::connect(master)) {
+                let options = kfs_client::ClientOptions::default().with_security(client_security);
+                match rt.block_on(kfs_client::Client::connect_with(master, options)) {
                     Ok(client) => shell(&handle, client, args.keep_going),
                     Err(e) => {
                         eprintln!("kfs: {e}");
@@ -87,6 +90,7 @@ pub fn main_with(cli: Cli) -> i32 {
             clap_complete::generate(shell, &mut Cli::command(), "kfs", &mut std::io::stdout());
             0
         }
+        Some(Top::InitCluster(args)) => secrets::init_cluster(&args),
         Some(Top::Man) => {
             use clap::CommandFactory;
             let mut out = std::io::stdout().lock();

@@ -4,7 +4,11 @@
 //! ```text
 //! <data>/master/       the master's log and checkpoints
 //! <data>/cs1/, cs2/ …  one data dir per chunkserver
+//! <data>/secrets/      the cluster's CA and the admin's credentials (see `secrets.rs`)
 //! ```
+//!
+//! Secure by default: every connection is TLS with mutual authentication, as on any cluster;
+//! `--insecure` runs plain TCP (to measure what TLS costs).
 
 use crate::cli::LocalArgs;
 use anyhow::Context as _;
@@ -54,6 +58,8 @@ pub fn stop_on_sigterm(rt: &tokio::runtime::Runtime, cluster: SharedCluster) {
 pub struct LocalCluster {
     pub master: MasterHandle,
     pub chunkservers: Vec<ChunkserverHandle>,
+    /// How the cluster is secured, and what the shell's client connects with.
+    pub security: crate::secrets::LocalSecurity,
 }
 
 impl LocalCluster {
@@ -66,6 +72,7 @@ impl LocalCluster {
         );
         std::fs::create_dir_all(&args.data)
             .with_context(|| format!("cannot create the data directory {}", args.data.display()))?;
+        let security = crate::secrets::local(&args.data, args.insecure, !args.no_install)?;
         // The status page 80 ports above the master (20000 -> 20080), or a free port.
         let http = args.http.unwrap_or_else(|| {
             let port = match args.listen.port() {
@@ -81,6 +88,8 @@ impl LocalCluster {
             default_replication: args.chunkservers.min(3) as u8,
             heartbeat_interval_ms: 1_000,
             chunkserver_timeout_ms: 10_000,
+            secrets: security.secrets.clone(),
+            insecure: args.insecure,
             ..Default::default()
         };
         let master = kfs_master::start(&config).await.with_context(|| {
@@ -90,11 +99,18 @@ impl LocalCluster {
                 args.listen
             )
         })?;
-        let chunkservers =
-            Self::start_chunkservers(master.local_addr(), args.chunkservers, &args.data).await?;
+        let chunkservers = Self::start_chunkservers(
+            master.local_addr(),
+            args.chunkservers,
+            &args.data,
+            security.secrets.as_deref(),
+            &security.client,
+        )
+        .await?;
         let cluster = LocalCluster {
             master,
             chunkservers,
+            security,
         };
         Ok(cluster)
     }
@@ -116,15 +132,22 @@ impl LocalCluster {
         if let Some(http) = self.master.http_addr() {
             text.push_str(&format!("\nStatus page: http://{http}/"));
         }
+        if let Some(note) = &self.security.note {
+            text.push('\n');
+            text.push_str(note);
+        }
         text
     }
 
     /// Starts `n` chunkservers in this process with data dirs `<data>/cs1 ...`, reporting to the
-    /// master at `master`.
+    /// master at `master`, secured with the secrets directory `secrets` (insecure without);
+    /// waits for them as a client of `security`.
     pub async fn start_chunkservers(
         master: std::net::SocketAddr,
         n: usize,
         data: &std::path::Path,
+        secrets: Option<&std::path::Path>,
+        security: &kfs_common::security::Security,
     ) -> anyhow::Result<Vec<ChunkserverHandle>> {
         let mut chunkservers = Vec::new();
         for i in 1..=n {
@@ -132,6 +155,8 @@ impl LocalCluster {
                 master,
                 listen: "127.0.0.1:0".parse().expect("an address"),
                 data: vec![data.join(format!("cs{i}"))],
+                secrets: secrets.map(std::path::Path::to_path_buf),
+                insecure: secrets.is_none(),
                 ..Default::default()
             };
             let cs = kfs_chunkserver::start(&config)
@@ -139,7 +164,7 @@ impl LocalCluster {
                 .with_context(|| format!("cannot start chunkserver {i}"))?;
             chunkservers.push(cs);
         }
-        wait_registered(master, n, Duration::from_secs(10)).await;
+        wait_registered(master, n, Duration::from_secs(10), security).await;
         Ok(chunkservers)
     }
 
@@ -152,9 +177,14 @@ impl LocalCluster {
 }
 
 /// Waits (at most `limit`) until the master at `master` lists `n` chunkservers alive.
-pub async fn wait_registered(master: std::net::SocketAddr, n: usize, limit: Duration) {
+pub async fn wait_registered(
+    master: std::net::SocketAddr,
+    n: usize,
+    limit: Duration,
+    security: &kfs_common::security::Security,
+) {
     let deadline = Instant::now() + limit;
-    let Ok(client) = kfs_common::proto::master::connect(master).await else {
+    let Ok(client) = kfs_common::proto::master::connect(master, security).await else {
         return;
     };
     while Instant::now() < deadline {

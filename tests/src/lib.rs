@@ -62,6 +62,9 @@ pub struct ClusterOptions {
     pub compact_interval_ms: u64,
     pub abandoned_upload_ms: u64,
     pub compact_dead_fraction: f64,
+    /// TLS with mutual authentication on every connection, from a cluster made for the test
+    /// (the default, as `kfs local`'s); `false` runs every server `--insecure`.
+    pub secure: bool,
 }
 
 impl Default for ClusterOptions {
@@ -85,6 +88,7 @@ impl Default for ClusterOptions {
             compact_interval_ms: 30_000,
             abandoned_upload_ms: 600_000,
             compact_dead_fraction: 0.5,
+            secure: true,
         }
     }
 }
@@ -106,6 +110,10 @@ pub struct TestCluster {
     master: Option<MasterHandle>,
     master_config: MasterConfig,
     _meta: tempfile::TempDir,
+    /// The cluster's secrets directory, when secure.
+    secrets: Option<tempfile::TempDir>,
+    /// The admin user's credentials (or none, when insecure): what clients connect with.
+    security: kfs_common::security::Security,
     pub servers: Vec<ServerSlot>,
 }
 
@@ -163,6 +171,22 @@ impl TestCluster {
     pub async fn start(options: ClusterOptions) -> TestCluster {
         init_logging();
         let meta = tempfile::tempdir().expect("temp dir");
+        let secrets = options.secure.then(|| {
+            let dir = tempfile::tempdir().expect("temp dir");
+            kfs_common::security::ClusterFiles::new(dir.path())
+                .init("test")
+                .expect("cluster secrets");
+            dir
+        });
+        let security = match &secrets {
+            Some(dir) => kfs_common::security::Security::Tls(Arc::new(
+                kfs_common::security::files::load_credentials(
+                    &dir.path().join(kfs_common::security::ADMIN_CREDENTIALS),
+                )
+                .expect("admin credentials"),
+            )),
+            None => kfs_common::security::Security::Insecure,
+        };
         let master_config = MasterConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             meta_dir: meta.path().to_path_buf(),
@@ -182,6 +206,8 @@ impl TestCluster {
             idle_timeout_ms: options.rpc_limits.idle_timeout.as_millis() as u64,
             rpc_buffer_bytes: options.rpc_limits.buffer_bytes,
             frame_timeout_ms: options.rpc_limits.frame_timeout.as_millis() as u64,
+            secrets: secrets.as_ref().map(|d| d.path().to_path_buf()),
+            insecure: !options.secure,
             ..Default::default()
         };
         let master = kfs_master::start(&master_config)
@@ -194,6 +220,8 @@ impl TestCluster {
             },
             master: Some(master),
             _meta: meta,
+            secrets,
+            security,
             servers: Vec::new(),
             options: options.clone(),
         };
@@ -224,6 +252,8 @@ impl TestCluster {
                 idle_timeout_ms: options.rpc_limits.idle_timeout.as_millis() as u64,
                 rpc_buffer_bytes: options.rpc_limits.buffer_bytes,
                 frame_timeout_ms: options.rpc_limits.frame_timeout.as_millis() as u64,
+                secrets: cluster.secrets_dir().map(PathBuf::from),
+                insecure: !options.secure,
             };
             cluster.servers.push(ServerSlot {
                 handle: None,
@@ -249,16 +279,41 @@ impl TestCluster {
     }
 
     pub async fn master_client(&self) -> MasterServiceClient {
-        master::connect(self.master_addr())
+        master::connect(self.master_addr(), &self.security)
             .await
             .expect("connect to the master")
     }
 
-    /// A `kfs-client` connected to the cluster.
+    /// The cluster's secrets directory (`kfs init-cluster`'s), when secure.
+    pub fn secrets_dir(&self) -> Option<&std::path::Path> {
+        self.secrets.as_ref().map(|d| d.path())
+    }
+
+    /// The admin user's security (its credentials), what [`TestCluster::client`] connects with.
+    pub fn security(&self) -> &kfs_common::security::Security {
+        &self.security
+    }
+
+    /// A certificate of this cluster's CA for `role` named `name` (a process posing as a
+    /// server, or a user other than the admin); insecure when the cluster is.
+    pub fn peer_security(
+        &self,
+        role: kfs_common::security::Role,
+        name: &str,
+    ) -> kfs_common::security::Security {
+        match self.secrets_dir() {
+            Some(dir) => kfs_common::security::Security::Tls(Arc::new(
+                kfs_common::security::ClusterFiles::new(dir)
+                    .server_context(role, name)
+                    .expect("a certificate of the cluster's CA"),
+            )),
+            None => kfs_common::security::Security::Insecure,
+        }
+    }
+
+    /// A `kfs-client` connected to the cluster (as the admin user, when secure).
     pub async fn client(&self) -> kfs_client::Client {
-        kfs_client::Client::connect(self.master_addr())
-            .await
-            .expect("connect a client")
+        self.client_with(kfs_client::ClientOptions::default()).await
     }
 
     /// A `kfs-client` that gives every file chunks of its own (packs no small file into a
@@ -278,6 +333,10 @@ impl TestCluster {
 
     /// A `kfs-client` with the given options.
     pub async fn client_with(&self, options: kfs_client::ClientOptions) -> kfs_client::Client {
+        let options = match options.security {
+            Some(_) => options,
+            None => options.with_security(self.security.clone()),
+        };
         kfs_client::Client::connect_with(self.master_addr(), options)
             .await
             .expect("connect a client")
@@ -291,7 +350,7 @@ impl TestCluster {
     }
 
     pub async fn chunk_client(&self, i: usize) -> ChunkServiceClient {
-        chunk::connect(self.chunkserver(i).local_addr())
+        chunk::connect(self.chunkserver(i).local_addr(), &self.security)
             .await
             .expect("connect to the chunkserver")
     }

@@ -8,6 +8,7 @@ use crate::{Process, ctx, wait_until};
 use kfs_common::proto::master::{self, ChunkserverInfo, ServerState};
 use kfs_common::{ChunkId, ChunkVersion, ServerId};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -39,6 +40,8 @@ pub struct ProcessCluster {
     /// The master's address, the same across its restarts.
     pub addr: SocketAddr,
     slots: Vec<Slot>,
+    /// The admin user's credentials: what clients of the cluster connect with.
+    security: kfs_common::security::Security,
 }
 
 impl ProcessCluster {
@@ -52,10 +55,20 @@ impl ProcessCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let meta = dir.path().join("meta");
         std::fs::create_dir(&meta).expect("meta dir");
+        // Secure, as a real cluster: every server finds the secrets from its config file.
+        let secrets = kfs_common::security::ClusterFiles::new(dir.path().join("secrets"));
+        secrets.init("test").expect("cluster secrets");
+        let secrets_line = format!("secrets = \"{}\"\n", secrets.dir().display());
+        let security = kfs_common::security::Security::Tls(Arc::new(
+            kfs_common::security::files::load_credentials(
+                &secrets.path(kfs_common::security::ADMIN_CREDENTIALS),
+            )
+            .expect("admin credentials"),
+        ));
         let master_config = dir.path().join("master.toml");
         std::fs::write(
             &master_config,
-            format!("{TEST_MASTER_CONFIG}{master_extra}\n"),
+            format!("{TEST_MASTER_CONFIG}{secrets_line}{master_extra}\n"),
         )
         .expect("write the master config");
         let mut cluster = ProcessCluster {
@@ -64,6 +77,7 @@ impl ProcessCluster {
             master: None,
             addr: "127.0.0.1:0".parse().unwrap(),
             slots: Vec::new(),
+            security,
             _dir: dir,
         };
         cluster.start_master();
@@ -74,7 +88,7 @@ impl ProcessCluster {
                 &config,
                 format!(
                     // No reserve: the tests do not depend on the machine's free space.
-                    "master = \"{}\"\nlisten = \"127.0.0.1:0\"\ndata = [\"{}\"]\nreserve_bytes = 0\n{chunkserver_extra}\n",
+                    "master = \"{}\"\nlisten = \"127.0.0.1:0\"\ndata = [\"{}\"]\nreserve_bytes = 0\n{secrets_line}{chunkserver_extra}\n",
                     cluster.addr,
                     data.path().display()
                 ),
@@ -154,16 +168,33 @@ impl ProcessCluster {
         path.exists().then_some(path)
     }
 
+    /// The admin user's credentials file: `KFS_CREDENTIALS` for `kfs` commands run against
+    /// this cluster.
+    pub fn credentials(&self) -> PathBuf {
+        self._dir
+            .path()
+            .join("secrets")
+            .join(kfs_common::security::ADMIN_CREDENTIALS)
+    }
+
+    /// The admin user's security, what this cluster's clients connect with.
+    pub fn security(&self) -> &kfs_common::security::Security {
+        &self.security
+    }
+
     /// A client of the cluster.
     pub async fn client(&self) -> kfs_client::Client {
-        kfs_client::Client::connect(self.addr)
+        let options = kfs_client::ClientOptions::default().with_security(self.security.clone());
+        kfs_client::Client::connect_with(self.addr, options)
             .await
             .expect("connect to the master")
     }
 
     /// A client that gives every file chunks of its own (packs no small file into a volume).
     pub async fn unpacked_client(&self) -> kfs_client::Client {
-        let options = kfs_client::ClientOptions::default().with_pack_threshold(0);
+        let options = kfs_client::ClientOptions::default()
+            .with_pack_threshold(0)
+            .with_security(self.security.clone());
         kfs_client::Client::connect_with(self.addr, options)
             .await
             .expect("connect to the master")
@@ -171,7 +202,7 @@ impl ProcessCluster {
 
     /// The master's chunkserver table (empty while it cannot be reached).
     pub async fn servers(&self) -> Vec<ChunkserverInfo> {
-        let Ok(client) = master::connect(self.addr).await else {
+        let Ok(client) = master::connect(self.addr, &self.security).await else {
             return Vec::new();
         };
         match client.chunkservers(ctx()).await {

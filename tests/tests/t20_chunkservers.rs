@@ -333,7 +333,8 @@ async fn a_chunkserver_with_a_different_protocol_is_refused() {
         ..Default::default()
     })
     .await;
-    let client = kfs_common::proto::cluster::connect(cluster.master_addr())
+    let security = cluster.peer_security(kfs_common::security::Role::Chunkserver, "t20");
+    let client = kfs_common::proto::cluster::connect(cluster.master_addr(), &security)
         .await
         .unwrap();
     let hello = kfs_common::proto::cluster::HelloRequest {

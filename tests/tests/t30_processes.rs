@@ -3,13 +3,37 @@
 //! master restarted after `kill -9`.
 
 use kfs_common::proto::master::{self, ServerState};
+use kfs_common::security::Security;
 use kfs_tests::{Process, ctx, wait_until};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// The cluster's secrets (shared by every test of this file: one CA), and the admin's
+/// credentials the tests connect with.
+fn secrets() -> &'static (tempfile::TempDir, Security) {
+    static SECRETS: std::sync::OnceLock<(tempfile::TempDir, Security)> =
+        std::sync::OnceLock::new();
+    SECRETS.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let files = kfs_common::security::ClusterFiles::new(dir.path());
+        files.init("t30").unwrap();
+        let admin = kfs_common::security::files::load_credentials(
+            &files.path(kfs_common::security::ADMIN_CREDENTIALS),
+        )
+        .unwrap();
+        (dir, Security::Tls(std::sync::Arc::new(admin)))
+    })
+}
+
+fn secrets_dir() -> String {
+    secrets().0.path().display().to_string()
+}
+
 fn master_args(meta: &std::path::Path, listen: &str) -> Vec<String> {
     vec![
+        "--secrets".into(),
+        secrets_dir(),
         "--listen".into(),
         listen.into(),
         "--meta-dir".into(),
@@ -22,7 +46,7 @@ fn master_args(meta: &std::path::Path, listen: &str) -> Vec<String> {
 }
 
 async fn servers_in(addr: std::net::SocketAddr, state: ServerState) -> usize {
-    let Ok(client) = master::connect(addr).await else {
+    let Ok(client) = master::connect(addr, &secrets().1).await else {
         return 0;
     };
     match client.chunkservers(ctx()).await {
@@ -38,6 +62,8 @@ async fn chunkserver_and_master_processes_find_each_other_through_restarts() {
     let mut master = Process::spawn("kfs-master", &master_args(meta.path(), "127.0.0.1:0"));
     let addr = master.addr;
     let cs_args = vec![
+        "--secrets".to_string(),
+        secrets_dir(),
         "--master".to_string(),
         addr.to_string(),
         "--listen".into(),
@@ -50,7 +76,7 @@ async fn chunkserver_and_master_processes_find_each_other_through_restarts() {
         servers_in(addr, ServerState::Alive).await == 1
     })
     .await;
-    let client = master::connect(addr).await.unwrap();
+    let client = master::connect(addr, &secrets().1).await.unwrap();
     let listed = client.chunkservers(ctx()).await.unwrap().unwrap();
     assert_eq!(listed[0].addr, cs.addr);
     let id = listed[0].server;

@@ -69,7 +69,9 @@ async fn a_chunkserver_cut_off_from_the_master_still_serves_clients() {
             .any(|r| r.addr == cluster.chunkserver_addr(0))
     );
     // ... but clients still reach it: its replica reads, and so does the file (from the others).
-    let direct = chunk::connect(cluster.chunkserver_addr(0)).await.unwrap();
+    let direct = chunk::connect(cluster.chunkserver_addr(0), cluster.security())
+        .await
+        .unwrap();
     let piece = direct
         .read(ctx(), first.chunk, first.version, 0, 4096)
         .await

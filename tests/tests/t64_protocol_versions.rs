@@ -5,6 +5,7 @@
 
 use kfs_common::KfsError;
 use kfs_common::rpc::{self, ProtocolMismatch, Service, protocol_mismatch};
+use kfs_common::security::{Role, Security};
 use kfs_tests::{ClusterOptions, TestCluster};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,11 +14,21 @@ use tokio::net::{TcpListener, TcpStream};
 
 const BOUND: Duration = Duration::from_secs(20);
 
-/// Connects to `service` at `addr` stating `version`; the error if refused.
-async fn refusal(addr: SocketAddr, service: Service, version: u32) -> Option<ProtocolMismatch> {
+/// Connects to `service` at `addr` stating `version`, as a chunkserver to the cluster service
+/// and as the admin to the others; the error if refused.
+async fn refusal(
+    cluster: &TestCluster,
+    addr: SocketAddr,
+    service: Service,
+    version: u32,
+) -> Option<ProtocolMismatch> {
+    let security = match service {
+        Service::Cluster => cluster.peer_security(Role::Chunkserver, "t64"),
+        _ => cluster.security().clone(),
+    };
     let connected = tokio::time::timeout(
         BOUND,
-        rpc::connect_speaking::<(), ()>(addr, service, version),
+        rpc::connect_speaking::<(), ()>(addr, service, version, &security),
     )
     .await
     .expect("answered within the bound");
@@ -43,13 +54,13 @@ async fn each_service_refuses_a_version_it_does_not_speak_naming_both() {
         let (oldest, newest) = service.protocol();
         for version in oldest..=newest {
             assert_eq!(
-                refusal(addr, service, version).await,
+                refusal(&cluster, addr, service, version).await,
                 None,
                 "{service} v{version}"
             );
         }
         for version in [newest + 1, 1000, oldest - 1] {
-            let m = refusal(addr, service, version)
+            let m = refusal(&cluster, addr, service, version)
                 .await
                 .unwrap_or_else(|| panic!("{service} accepted version {version}"));
             assert_eq!(
@@ -75,8 +86,11 @@ async fn each_service_refuses_a_version_it_does_not_speak_naming_both() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_sends_no_version_is_refused_not_misread() {
+    // Raw bytes on plain TCP: an insecure cluster (a secured one answers that TLS is required,
+    // t97_security; inside TLS the preamble is the same).
     let cluster = TestCluster::start(ClusterOptions {
         chunkservers: 1,
+        secure: false,
         ..ClusterOptions::default()
     })
     .await;
@@ -121,7 +135,8 @@ async fn the_client_library_reports_a_master_of_another_version() {
             let _ = peer.write_all(&notice).await;
         }
     });
-    let connected = tokio::time::timeout(BOUND, kfs_client::Client::connect(addr))
+    let options = kfs_client::ClientOptions::default().with_security(Security::Insecure);
+    let connected = tokio::time::timeout(BOUND, kfs_client::Client::connect_with(addr, options))
         .await
         .expect("answered within the bound");
     let ours = Service::Master.protocol().1;

@@ -178,7 +178,8 @@ async fn fake_servers_claiming(
     length: u64,
 ) -> tokio::task::JoinHandle<()> {
     let fakes: Vec<ServerId> = (1..=3).map(|i| ServerId(0xfa6e_0000 + i)).collect();
-    let cluster_rpc = kfs_common::proto::cluster::connect(cluster.master_addr())
+    let security = cluster.peer_security(kfs_common::security::Role::Chunkserver, "fakes");
+    let cluster_rpc = kfs_common::proto::cluster::connect(cluster.master_addr(), &security)
         .await
         .unwrap();
     let space = SpaceReport {

@@ -65,6 +65,29 @@ fn check_config(name: &str, path: &Path) -> (bool, String) {
 }
 
 /// The example master config with its directory under `root` and a free loopback port.
+/// The cluster's secrets under `root` (made once), as `kfs init-cluster` makes them.
+fn secrets(root: &Path) -> std::path::PathBuf {
+    let dir = root.join("secrets");
+    kfs_common::security::ClusterFiles::new(&dir)
+        .ensure("t80")
+        .unwrap();
+    dir
+}
+
+/// The admin's credentials of the cluster under `root`.
+fn admin(root: &Path) -> kfs_common::security::Security {
+    let path = secrets(root).join(kfs_common::security::ADMIN_CREDENTIALS);
+    kfs_common::security::Security::Tls(std::sync::Arc::new(
+        kfs_common::security::files::load_credentials(&path).unwrap(),
+    ))
+}
+
+/// A client of the cluster under `root`, as its admin.
+async fn admin_client(root: &Path, addr: std::net::SocketAddr) -> kfs_client::Client {
+    let options = kfs_client::ClientOptions::default().with_security(admin(root));
+    kfs_client::Client::connect_with(addr, options).await.unwrap()
+}
+
 fn master_config(root: &Path) -> String {
     let meta = root.join("meta");
     std::fs::create_dir_all(&meta).unwrap();
@@ -72,6 +95,11 @@ fn master_config(root: &Path) -> String {
         &read("config/master.toml"),
         "meta_dir",
         Some(&format!("{:?}", meta.display().to_string())),
+    );
+    let text = set_key(
+        &text,
+        "secrets",
+        Some(&format!("{:?}", secrets(root).display().to_string())),
     );
     let text = set_key(&text, "http", Some("\"127.0.0.1:0\""));
     set_key(&text, "listen", Some("\"127.0.0.1:0\""))
@@ -90,6 +118,11 @@ fn chunkserver_config(root: &Path, master: &str) -> String {
     let text = set_key(&text, "listen", Some("\"127.0.0.1:0\""));
     let text = set_key(&text, "http", Some("\"127.0.0.1:0\""));
     let text = set_key(&text, "advertise", None);
+    let text = set_key(
+        &text,
+        "secrets",
+        Some(&format!("{:?}", secrets(root).display().to_string())),
+    );
     set_key(&text, "master", Some(&format!("\"{master}\"")))
 }
 
@@ -232,7 +265,7 @@ async fn binaries_started_as_the_units_do_notify_ready_and_stop_cleanly() {
     let ready = expect_notification(&socket, "READY=1").await;
     assert!(ready.contains(&master.addr.to_string()), "{ready}");
     // Ready means serving: a client call succeeds now.
-    let client = master::connect(master.addr)
+    let client = master::connect(master.addr, &admin(root.path()))
         .await
         .expect("connect after READY");
     client.chunkservers(ctx()).await.unwrap().unwrap();
@@ -303,15 +336,18 @@ async fn binaries_started_as_the_units_do_notify_ready_and_stop_cleanly() {
     }
     let master_addr = master.addr.to_string();
     let token = setting("KFS_GATEWAY_TOKEN");
-    let gateway_env: [(&str, &OsStr); 3] = [
+    // What LoadCredential= hands the unit: credentials of this cluster.
+    let credentials = secrets(root.path()).join(kfs_common::security::ADMIN_CREDENTIALS);
+    let gateway_env: [(&str, &OsStr); 4] = [
         ("NOTIFY_SOCKET", socket_path.as_os_str()),
         ("KFS_MASTER", OsStr::new(&master_addr)),
         ("KFS_GATEWAY_TOKEN", OsStr::new(&token)),
+        ("KFS_CREDENTIALS", credentials.as_os_str()),
     ];
     let mut gateway = Process::spawn_with_env("kfs", &words, &gateway_env);
     let ready = expect_notification(&socket, "READY=1").await;
     assert!(ready.contains(&gateway.addr.to_string()), "{ready}");
-    let files = kfs_client::Client::connect(master.addr).await.unwrap();
+    let files = admin_client(root.path(), master.addr).await;
     let mut f = files.create("/hello.txt").await.unwrap();
     tokio::io::AsyncWriteExt::write_all(&mut f, b"served as the unit runs it\n")
         .await
@@ -364,7 +400,10 @@ async fn meta_backup_taken_while_running_restores_every_op_up_to_a_point() {
     let master_bin = binary("kfs-master");
     // Checkpoints (which rotate the log and remove old files) every 300 ops, so backups race
     // them.
+    let secrets_dir = secrets(root.path());
     let master_args: Vec<String> = [
+        "--secrets",
+        secrets_dir.to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
         "--meta-dir",
@@ -375,7 +414,7 @@ async fn meta_backup_taken_while_running_restores_every_op_up_to_a_point() {
     .map(String::from)
     .to_vec();
     let master = Process::spawn("kfs-master", &master_args);
-    let client = kfs_client::Client::connect(master.addr).await.unwrap();
+    let client = admin_client(root.path(), master.addr).await;
 
     // One writer: mkdir /d0, /d1, ... in order; `acked` is how many were acknowledged.
     let acked = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -434,6 +473,8 @@ async fn meta_backup_taken_while_running_restores_every_op_up_to_a_point() {
         // Restore: a master started on the copy holds /d0 .. /dk with no hole, k at least what
         // was acknowledged when the backup started and at most what was sent when it ended.
         let restored_args: Vec<String> = [
+            "--secrets",
+            secrets_dir.to_str().unwrap(),
             "--listen",
             "127.0.0.1:0",
             "--meta-dir",
@@ -442,7 +483,7 @@ async fn meta_backup_taken_while_running_restores_every_op_up_to_a_point() {
         .map(String::from)
         .to_vec();
         let restored = Process::spawn("kfs-master", &restored_args);
-        let restored_client = kfs_client::Client::connect(restored.addr).await.unwrap();
+        let restored_client = admin_client(root.path(), restored.addr).await;
         let dirs = numbered_dirs(&restored_client).await;
         let count = dirs.len() as u64;
         assert!(

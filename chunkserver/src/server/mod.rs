@@ -32,6 +32,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Security(#[from] kfs_common::security::SecurityError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -88,6 +90,7 @@ pub async fn start_with_io(
         .await
         .expect("opening the store does not panic")?;
     store.set_space_limits(config.capacity_bytes, config.reserve_bytes);
+    let security = config.security(store.server_id())?;
     let store = Arc::new(store);
     let (chunks, corrupt) = store.report();
     tracing::info!(
@@ -126,14 +129,14 @@ pub async fn start_with_io(
     let server = ChunkServer {
         store: store.clone(),
         seq: seq.clone(),
-        peers: ChunkPool::new(),
+        peers: ChunkPool::new(security.clone()),
         me: ReplicaLocation {
             server: store.server_id(),
             addr: advertise,
         },
         io,
     };
-    let rpc_server = rpc::RpcServer::new(config.rpc_limits()?);
+    let rpc_server = rpc::RpcServer::new(config.rpc_limits()?, security.clone());
     let accept = tokio::spawn(rpc::accept_loop(
         listener,
         rpc_server.clone(),
@@ -174,6 +177,7 @@ pub async fn start_with_io(
             }),
             scrub: scrub.clone(),
             io: io_for_link,
+            security: security.clone(),
         };
         workers.spawn(Loop::new("master link", move |status| {
             master_link::run(store, master, advertise, about, link, status)

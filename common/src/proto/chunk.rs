@@ -181,19 +181,23 @@ pub trait ChunkService {
     async fn checksum(chunk: ChunkId, version: ChunkVersion) -> Result<(u64, u32), KfsError>;
 }
 
-/// Connects to the chunk service of the chunkserver at `addr`.
-pub async fn connect(addr: SocketAddr) -> std::io::Result<ChunkServiceClient> {
-    Ok(connect_watched(addr).await?.0)
+/// Connects to the chunk service of the chunkserver at `addr` under `security`.
+pub async fn connect(
+    addr: SocketAddr,
+    security: &crate::security::Security,
+) -> std::io::Result<ChunkServiceClient> {
+    Ok(connect_watched(addr, security).await?.0)
 }
 
 /// [`connect`], and a flag set once the connection has closed (its dispatch task ended).
 async fn connect_watched(
     addr: SocketAddr,
+    security: &crate::security::Security,
 ) -> std::io::Result<(
     ChunkServiceClient,
     std::sync::Arc<std::sync::atomic::AtomicBool>,
 )> {
-    let transport = crate::rpc::connect(addr, crate::rpc::Service::Chunk).await?;
+    let transport = crate::rpc::connect(addr, crate::rpc::Service::Chunk, security).await?;
     let tarpc::client::NewClient { client, dispatch } =
         tarpc::client::new(tarpc::client::Config::default(), transport);
     let closed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -219,17 +223,26 @@ struct Pooled {
 /// restarted, or closed it as idle) is dialled again on the next use, and so is one unused for
 /// [`crate::rpc::CLIENT_IDLE_REDIAL`]: well before a server's idle timeout (5 min by default)
 /// could close it under a call just being sent.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct ChunkPool {
     conns: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<SocketAddr, Pooled>>>,
+    security: crate::security::Security,
 }
 
 /// How long connecting to a chunkserver may take.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl ChunkPool {
-    pub fn new() -> ChunkPool {
-        ChunkPool::default()
+    /// A pool whose connections are made under `security`.
+    pub fn new(security: crate::security::Security) -> ChunkPool {
+        ChunkPool {
+            conns: Default::default(),
+            security,
+        }
+    }
+
+    pub fn security(&self) -> &crate::security::Security {
+        &self.security
     }
 
     /// The connection to `addr`, made if there is none or it closed.
@@ -244,7 +257,7 @@ impl ChunkPool {
         }
         // Boxed: only a dial needs this state, and every call's future would carry it.
         let (client, closed) =
-            Box::pin(tokio::time::timeout(CONNECT_TIMEOUT, connect_watched(addr)))
+            Box::pin(tokio::time::timeout(CONNECT_TIMEOUT, connect_watched(addr, &self.security)))
                 .await
                 .map_err(|_| {
                     std::io::Error::new(

@@ -138,8 +138,11 @@ pub trait ClusterService {
     async fn describe(request: DescribeRequest) -> Result<(), KfsError>;
 }
 
-/// Connects to the cluster service of the master at `addr`.
-pub async fn connect(addr: SocketAddr) -> std::io::Result<ClusterServiceClient> {
-    let transport = crate::rpc::connect(addr, crate::rpc::Service::Cluster).await?;
+/// Connects to the cluster service of the master at `addr` under `security`.
+pub async fn connect(
+    addr: SocketAddr,
+    security: &crate::security::Security,
+) -> std::io::Result<ClusterServiceClient> {
+    let transport = crate::rpc::connect(addr, crate::rpc::Service::Cluster, security).await?;
     Ok(ClusterServiceClient::new(tarpc::client::Config::default(), transport).spawn())
 }

@@ -566,9 +566,12 @@ pub trait MasterService {
     async fn report_gateway(report: GatewayReport) -> Result<GatewayReply, KfsError>;
 }
 
-/// Connects to a master at `addr`. The client is cheap to clone; clones share the connection and
-/// may have many calls in flight on it.
-pub async fn connect(addr: std::net::SocketAddr) -> std::io::Result<MasterServiceClient> {
-    let transport = crate::rpc::connect(addr, crate::rpc::Service::Master).await?;
+/// Connects to a master at `addr` under `security`. The client is cheap to clone; clones share
+/// the connection and may have many calls in flight on it.
+pub async fn connect(
+    addr: std::net::SocketAddr,
+    security: &crate::security::Security,
+) -> std::io::Result<MasterServiceClient> {
+    let transport = crate::rpc::connect(addr, crate::rpc::Service::Master, security).await?;
     Ok(MasterServiceClient::new(tarpc::client::Config::default(), transport).spawn())
 }

@@ -48,9 +48,12 @@
 //! - **Deadlines**: a request asking for more than [`MAX_DEADLINE`] (1 h) gets that (tarpc
 //!   itself would panic on a deadline of `u64::MAX` seconds: see [`wire`]).
 
+mod conn;
 pub mod preamble;
 pub mod transport;
 pub mod wire;
+
+pub use conn::Conn;
 
 pub use preamble::{ProtocolMismatch, protocol_mismatch};
 
@@ -64,6 +67,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tarpc::{ClientMessage, Response};
+use crate::security::{Identity, Security};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Largest reply a client reads on the master and chunk services (a read answers at most
@@ -90,6 +94,11 @@ pub(crate) enum Notice {
     Idle = 2,
     /// The protocol version the client stated is not served; the connection is closed.
     Version = 3,
+    /// Sent in the clear to a plain-TCP client of a server that requires TLS.
+    TlsRequired = 4,
+    /// The role of the client's certificate may not use the service it named (a role byte,
+    /// its index in `Role::ALL`, follows).
+    NotAdmitted = 5,
 }
 
 /// The limits of one server; see the module docs.
@@ -164,6 +173,7 @@ pub struct ServerStats {
 
 pub(crate) struct ServerShared {
     pub(crate) limits: Limits,
+    pub(crate) security: Security,
     pub(crate) budget: Arc<tokio::sync::Semaphore>,
     pub(crate) stats: Arc<ServerStats>,
 }
@@ -187,10 +197,12 @@ impl ServerShared {
 pub struct RpcServer(Arc<ServerShared>);
 
 impl RpcServer {
-    pub fn new(limits: Limits) -> RpcServer {
+    /// A server under `limits`, its connections protected by `security`.
+    pub fn new(limits: Limits, security: Security) -> RpcServer {
         let budget = Arc::new(tokio::sync::Semaphore::new(limits.buffer_bytes));
         RpcServer(Arc::new(ServerShared {
             limits,
+            security,
             budget,
             stats: Arc::default(),
         }))
@@ -198,6 +210,10 @@ impl RpcServer {
 
     pub fn limits(&self) -> &Limits {
         &self.0.limits
+    }
+
+    pub fn security(&self) -> &Security {
+        &self.0.security
     }
 
     pub fn stats(&self) -> &Arc<ServerStats> {
@@ -212,15 +228,21 @@ impl RpcServer {
 
 /// A connection that named its service; [`Incoming::transport`] serves it.
 pub struct Incoming {
-    stream: TcpStream,
+    stream: Conn,
     service: Service,
     version: u32,
+    peer: Option<Identity>,
     shared: Arc<ServerShared>,
 }
 
 impl Incoming {
     pub fn service(&self) -> Service {
         self.service
+    }
+
+    /// Who the client proved to be in the TLS handshake; `None` on an insecure server.
+    pub fn peer(&self) -> Option<&Identity> {
+        self.peer.as_ref()
     }
 
     /// The version of the service's protocol the client stated (one this server speaks).
@@ -353,18 +375,21 @@ const SERVICE_TAG_TIMEOUT: Duration = Duration::from_secs(10);
 /// server holds.
 const MAX_UNIDENTIFIED: usize = 256;
 
-/// Connects to `service` at `addr`, speaking this build's newest version of its protocol, and
-/// returns the transport for a tarpc client. A server that does not speak that version refuses
-/// with [`ProtocolMismatch`] (see [`preamble`]).
+/// Connects to `service` at `addr` under `security` (TLS first, when secure), speaking this
+/// build's newest version of its protocol, and returns the transport for a tarpc client. A
+/// server that does not speak that version refuses with [`ProtocolMismatch`] (see
+/// [`preamble`]); one that requires TLS of a plain client, or does not admit this process's
+/// role to `service`, refuses with `PermissionDenied`, saying which.
 pub async fn connect<Req, Resp>(
     addr: SocketAddr,
     service: Service,
+    security: &Security,
 ) -> std::io::Result<Transport<Response<Resp>, ClientMessage<Req>>>
 where
     Req: Serialize + Send + 'static,
     Resp: DeserializeOwned + Send + 'static,
 {
-    connect_speaking(addr, service, service.protocol().1).await
+    connect_speaking(addr, service, service.protocol().1, security).await
 }
 
 /// [`connect`], stating protocol `version` (tests use it to play an older or newer peer).
@@ -372,12 +397,25 @@ pub async fn connect_speaking<Req, Resp>(
     addr: SocketAddr,
     service: Service,
     version: u32,
+    security: &Security,
 ) -> std::io::Result<Transport<Response<Resp>, ClientMessage<Req>>>
 where
     Req: Serialize + Send + 'static,
     Resp: DeserializeOwned + Send + 'static,
 {
-    let mut stream = TcpStream::connect(addr).await?;
+    let tcp = TcpStream::connect(addr).await?;
+    let _ = tcp.set_nodelay(true);
+    let mut stream = tokio::time::timeout(
+        preamble::PREAMBLE_TIMEOUT,
+        conn::client(tcp, service, security),
+    )
+    .await
+    .map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("the TLS handshake with {addr} did not finish within {:?}", preamble::PREAMBLE_TIMEOUT),
+        )
+    })??;
     preamble::send(&mut stream, service, version).await?;
     Ok(Transport::client(stream, service))
 }
@@ -398,7 +436,6 @@ pub async fn accept_loop<F, Fut>(
     F: Fn(Incoming) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    use tokio::io::AsyncReadExt;
     let on_connection = Arc::new(on_connection);
     let shared = server.0;
     let unidentified = Arc::new(AtomicUsize::new(0));
@@ -423,17 +460,46 @@ pub async fn accept_loop<F, Fut>(
                     let on_connection = on_connection.clone();
                     let shared = shared.clone();
                     connections.spawn(async move {
-                        let mut stream = stream;
-                        let mut tag = [0u8; 1];
-                        let read = tokio::time::timeout(SERVICE_TAG_TIMEOUT, async {
-                            stream.read_exact(&mut tag).await?;
-                            preamble::read_version(&mut stream).await
+                        // The TLS handshake (when secure), then the service and version, all
+                        // within the time a connection has to name its service.
+                        let opened = tokio::time::timeout(SERVICE_TAG_TIMEOUT, async {
+                            let (mut stream, identity) = match conn::server(stream, peer, &shared.security).await? {
+                                conn::Accepted::Serve(stream, identity) => (stream, identity),
+                                conn::Accepted::PlainRefused(tcp) => {
+                                    shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+                                    tracing::warn!(%peer, "connection refused: plain TCP to a server that requires TLS");
+                                    let mut plain = Conn::Plain(tcp);
+                                    let mut notice = MARKER.to_be_bytes().to_vec();
+                                    notice.push(Notice::TlsRequired as u8);
+                                    send_notice(&mut plain, &notice).await;
+                                    return Ok(None);
+                                }
+                                conn::Accepted::Closed => return Ok(None),
+                            };
+                            let (tag, version) = preamble::read(&mut stream).await?;
+                            std::io::Result::Ok(Some((stream, identity, tag, version)))
                         })
                         .await;
-                        let (Some(service), Ok(Ok(version))) = (Service::from_byte(tag[0]), read) else {
-                            tracing::warn!(%peer, tag = tag[0], "connection closed: it named no known service and version");
+                        let (mut stream, identity, tag, version) = match opened {
+                            Ok(Ok(Some(opened))) => opened,
+                            Ok(Ok(None)) => return,
+                            Ok(Err(_)) | Err(_) => {
+                                tracing::warn!(%peer, "connection closed: it named no known service and version");
+                                return;
+                            }
+                        };
+                        let Some(service) = Service::from_byte(tag) else {
+                            tracing::warn!(%peer, tag, "connection closed: it named no known service");
                             return;
                         };
+                        if let Some(who) = &identity
+                            && !service.admits(who.role)
+                        {
+                            shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(%peer, %who, %service, "connection refused: this role may not use the service");
+                            preamble::refuse_role(&mut stream, who.role).await;
+                            return;
+                        }
                         // Chunkservers' links to the master are never refused (there are only as
                         // many as chunkservers, and refusing one would have it declared dead);
                         // they count towards the limit of the others.
@@ -452,8 +518,8 @@ pub async fn accept_loop<F, Fut>(
                             return;
                         }
                         drop(pending);
-                        tracing::debug!(%peer, ?service, version, "connection accepted");
-                        on_connection(Incoming { stream, service, version, shared }).await;
+                        tracing::debug!(%peer, ?service, version, who = ?identity, "connection accepted");
+                        on_connection(Incoming { stream, service, version, peer: identity, shared }).await;
                         drop(counted);
                         tracing::debug!(%peer, ?service, "connection closed");
                     });
@@ -494,7 +560,7 @@ impl Drop for Counted {
 }
 
 /// Sends the connection-limit notice and closes.
-async fn refuse(mut stream: TcpStream) {
+async fn refuse(mut stream: Conn) {
     let mut notice = MARKER.to_be_bytes().to_vec();
     notice.push(Notice::ConnectionLimit as u8);
     send_notice(&mut stream, &notice).await;
@@ -502,7 +568,7 @@ async fn refuse(mut stream: TcpStream) {
 
 /// Sends `notice` and closes, after reading what the peer sent meanwhile (for up to a second),
 /// so that the close is not a reset that could swallow the notice.
-async fn send_notice(stream: &mut TcpStream, notice: &[u8]) {
+async fn send_notice(stream: &mut Conn, notice: &[u8]) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         stream.write_all(notice).await?;

@@ -11,13 +11,13 @@
 //! (A server older than this preamble reads the version as a frame length and never answers:
 //! the client's wait for the answer is bounded by [`PREAMBLE_TIMEOUT`] and says so.)
 
-use super::{MARKER, Notice, Service};
+use super::{Conn, MARKER, Notice, Service};
 use crate::proto;
+use crate::security::Role;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// How long a client waits for the server's answer to its preamble.
 pub const PREAMBLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,6 +33,26 @@ impl Service {
             ),
             Service::Cluster => (proto::OLDEST_CLUSTER_PROTOCOL, proto::PROTOCOL_VERSION),
             Service::Chunk => (proto::OLDEST_CHUNK_PROTOCOL, proto::CHUNK_PROTOCOL_VERSION),
+        }
+    }
+
+    /// The role of the servers that serve this service: what a client verifies their
+    /// certificates for.
+    pub const fn server_role(self) -> Role {
+        match self {
+            Service::Master | Service::Cluster => Role::Master,
+            Service::Chunk => Role::Chunkserver,
+        }
+    }
+
+    /// Whether a peer of `role` may use this service: only chunkservers join the cluster;
+    /// chunkservers never call the namespace; anyone of the cluster may ask for chunk data
+    /// (what it may read or write is the chunkserver's check of each call).
+    pub const fn admits(self, role: Role) -> bool {
+        match self {
+            Service::Cluster => matches!(role, Role::Chunkserver),
+            Service::Master => !matches!(role, Role::Chunkserver),
+            Service::Chunk => true,
         }
     }
 
@@ -72,7 +92,7 @@ pub fn protocol_mismatch(error: &(dyn std::error::Error + 'static)) -> Option<Pr
 }
 
 /// Client side: states `service` and `version` on `stream` and waits for the server to accept.
-pub async fn send(stream: &mut TcpStream, service: Service, version: u32) -> io::Result<()> {
+pub async fn send(stream: &mut Conn, service: Service, version: u32) -> io::Result<()> {
     let addr = stream.peer_addr()?;
     stream.write_all(&bytes(service, version)).await?;
     let answer = async {
@@ -85,6 +105,27 @@ pub async fn send(stream: &mut TcpStream, service: Service, version: u32) -> io:
             return Err(io::Error::new(
                 io::ErrorKind::ConnectionRefused,
                 super::AtConnectionLimit,
+            ));
+        }
+        if code == Notice::TlsRequired as u8 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "the {} at {addr} requires TLS, and this process has no credentials (set \
+                     KFS_CREDENTIALS to a credentials file, or put one at \
+                     ~/.config/kfs/credentials)",
+                    service.server_role()
+                ),
+            ));
+        }
+        if code == Notice::NotAdmitted as u8 {
+            let role = stream.read_u8().await?;
+            let role = crate::security::Role::ALL
+                .get(usize::from(role))
+                .map_or("this", |r| r.name());
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("the server at {addr} does not admit a {role} certificate to the {service} service"),
             ));
         }
         if code == Notice::Version as u8 {
@@ -132,14 +173,24 @@ pub async fn send(stream: &mut TcpStream, service: Service, version: u32) -> io:
     Ok(())
 }
 
-/// Server side: reads the preamble's version (its service byte already read).
-pub(crate) async fn read_version(stream: &mut TcpStream) -> io::Result<u32> {
-    stream.read_u32().await
+/// Server side: reads the preamble's service byte and version.
+pub(crate) async fn read(stream: &mut Conn) -> io::Result<(u8, u32)> {
+    Ok((stream.read_u8().await?, stream.read_u32().await?))
+}
+
+/// Server side: tells the client that its certificate's `role` may not use the service, then
+/// closes.
+pub(crate) async fn refuse_role(stream: &mut Conn, role: Role) {
+    let mut notice = MARKER.to_be_bytes().to_vec();
+    notice.push(Notice::NotAdmitted as u8);
+    let index = Role::ALL.iter().position(|r| *r == role).unwrap_or(0);
+    notice.push(index as u8);
+    super::send_notice(stream, &notice).await;
 }
 
 /// Server side: whether `version` of `service` is served; if so the client is told it is
 /// accepted, otherwise the refusal with the versions served is sent (the caller then closes).
-pub(crate) async fn answer(stream: &mut TcpStream, service: Service, version: u32) -> bool {
+pub(crate) async fn answer(stream: &mut Conn, service: Service, version: u32) -> bool {
     let (oldest, newest) = service.protocol();
     if (oldest..=newest).contains(&version) {
         return stream.write_all(&version.to_be_bytes()).await.is_ok();

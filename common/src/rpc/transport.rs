@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWrite};
-use tokio::net::TcpStream;
+use super::Conn;
 use tokio::sync::{AcquireError, OwnedSemaphorePermit};
 use tokio_util::bytes::{Buf, BufMut, BytesMut};
 
@@ -63,7 +63,7 @@ struct ServerSide {
 
 /// tarpc messages over a TCP stream; `In` is what this side receives.
 pub struct Transport<In, Out> {
-    io: TcpStream,
+    io: Conn,
     service: super::Service,
     /// Largest frame accepted from the peer.
     max_in: usize,
@@ -81,12 +81,12 @@ pub struct Transport<In, Out> {
 }
 
 impl<In: Inbound, Out: Outbound> Transport<In, Out> {
-    pub(crate) fn client(io: TcpStream, service: super::Service) -> Self {
+    pub(crate) fn client(io: Conn, service: super::Service) -> Self {
         Self::new(io, service, service.max_reply(), service.max_frame(), None)
     }
 
     pub(crate) fn server(
-        io: TcpStream,
+        io: Conn,
         service: super::Service,
         shared: Arc<ServerShared>,
     ) -> Self {
@@ -105,7 +105,7 @@ impl<In: Inbound, Out: Outbound> Transport<In, Out> {
     }
 
     fn new(
-        io: TcpStream,
+        io: Conn,
         service: super::Service,
         max_in: usize,
         max_out: usize,

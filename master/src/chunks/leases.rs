@@ -247,10 +247,10 @@ pub struct LeaseContext<'a> {
 impl Leases {
     /// `next_chunk`: the recovered namespace's next chunk id (above every id it holds or ever
     /// reserved).
-    pub fn new(config: LeaseConfig, next_chunk: ChunkId) -> Leases {
+    pub fn new(config: LeaseConfig, next_chunk: ChunkId, pool: ChunkPool) -> Leases {
         Leases {
             config,
-            pool: ChunkPool::new(),
+            pool,
             next_chunk: AtomicU64::new(next_chunk.0),
             reserved: AtomicU64::new(next_chunk.0),
             reserving: tokio::sync::Mutex::new(()),
@@ -510,7 +510,11 @@ mod tests {
             clock: clock.clone(),
         };
         // Chunks below 100 were in the namespace at start-up.
-        Leases::new(config, ChunkId(100))
+        Leases::new(
+            config,
+            ChunkId(100),
+            ChunkPool::new(kfs_common::security::Security::Insecure),
+        )
     }
 
     #[test]

@@ -38,6 +38,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+use kfs_common::proto::chunk::ChunkPool;
 use tarpc::server::{BaseChannel, Channel};
 
 mod abandoned;
@@ -56,6 +57,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error(transparent)]
+    Security(#[from] kfs_common::security::SecurityError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -84,6 +87,9 @@ struct MasterState {
     decommissions: tokio::sync::Mutex<()>,
     /// What chunkservers and gateways say of themselves, for the status page.
     reports: Arc<crate::status::Reports>,
+    /// Which certificate each chunkserver id first said hello with (in memory): a hello for
+    /// that id from another certificate is refused, so no server poses as another.
+    bindings: Mutex<std::collections::HashMap<kfs_common::ServerId, String>>,
 }
 
 /// The namespace service for clients; cheap to clone (one per call).
@@ -96,6 +102,8 @@ pub struct MasterServer {
 #[derive(Clone)]
 pub struct ClusterServer {
     state: Arc<MasterState>,
+    /// The chunkserver this connection's certificate names; `None` when insecure.
+    peer: Option<kfs_common::security::Identity>,
 }
 
 /// A running master.
@@ -139,6 +147,7 @@ pub async fn start_with_clock(
     clock: Clock,
 ) -> Result<MasterHandle, StartError> {
     config.validate()?;
+    let security = config.security()?;
     let dir = config.meta_dir.clone();
     let lock = lock_meta_dir(&dir)?;
     let segment_bytes = config.log_segment_bytes;
@@ -181,6 +190,7 @@ pub async fn start_with_clock(
             clock: clock.clone(),
         },
         recovered.ns.next_chunk_id(),
+        ChunkPool::new(security.clone()),
     );
     let (timing, repair) = (config.timing(), config.repair());
     // A restarted master knows chunks no server has reported yet: safe mode until they have.
@@ -228,6 +238,7 @@ pub async fn start_with_clock(
         meta_dir: config.meta_dir.clone(),
         decommissions: tokio::sync::Mutex::new(()),
         reports: Arc::new(crate::status::Reports::default()),
+        bindings: Mutex::new(std::collections::HashMap::new()),
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -303,6 +314,7 @@ pub async fn start_with_clock(
         stats: Arc::new(AbandonedStats::default()),
     });
     state.workers.spawn(crate::healer::Healer {
+        pool: ChunkPool::new(security.clone()),
         ns: state.ns.clone(),
         chunks: state.chunks.clone(),
         interval: Duration::from_millis(config.heal_interval_ms),
@@ -314,8 +326,9 @@ pub async fn start_with_clock(
     };
     let cluster = ClusterServer {
         state: state.clone(),
+        peer: None,
     };
-    let rpc_server = rpc::RpcServer::new(config.rpc_limits()?);
+    let rpc_server = rpc::RpcServer::new(config.rpc_limits()?, security.clone());
     let accept_task = tokio::spawn(rpc::accept_loop(
         listener,
         rpc_server.clone(),
@@ -337,6 +350,10 @@ pub async fn start_with_clock(
                             .await
                     }
                     Service::Cluster => {
+                        let cluster = ClusterServer {
+                            peer: incoming.peer().cloned(),
+                            ..cluster
+                        };
                         BaseChannel::with_defaults(incoming.transport())
                             .execute(Metered::new(cluster.serve(), rpc_metrics))
                             .for_each(|call| async move {

@@ -24,7 +24,8 @@ pub fn ctx() -> tarpc::context::Context {
 /// printed. Fails if it does not report within 30 s.
 pub fn spawn_master(binary: &str, meta_dir: &Path) -> (Child, SocketAddr) {
     let mut child = Command::new(binary)
-        .args(["--listen", "127.0.0.1:0", "--meta-dir"])
+        // The master's own tests speak to it directly, without the cluster's credentials.
+        .args(["--insecure", "--listen", "127.0.0.1:0", "--meta-dir"])
         .arg(meta_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

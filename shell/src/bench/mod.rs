@@ -161,7 +161,8 @@ pub async fn run(master: &str, args: BenchArgs) -> anyhow::Result<Report> {
                 .prefix("kfs-bench-local-")
                 .tempdir_in(args.local_data.clone().unwrap_or_else(std::env::temp_dir))
                 .context("cannot make the local cluster's directory")?;
-            let cluster = LocalBench::start(dir.path(), args.local_chunkservers).await?;
+            let cluster =
+                LocalBench::start(dir.path(), args.local_chunkservers, args.insecure).await?;
             let addr = cluster.master_addr().to_string();
             local = Some(cluster);
             local_dir = Some(dir);
@@ -169,7 +170,11 @@ pub async fn run(master: &str, args: BenchArgs) -> anyhow::Result<Report> {
         } else {
             master.to_string()
         };
-        let client = kfs_client::Client::connect(addr.as_str())
+        let mut options = kfs_client::ClientOptions::default();
+        if let Some(cluster) = &local {
+            options = options.with_security(cluster.security().clone());
+        }
+        let client = kfs_client::Client::connect_with(addr.as_str(), options)
             .await
             .with_context(|| format!("cannot reach the master at {addr}"))?;
         let kind = if let Some(cluster) = &local {
@@ -267,12 +272,17 @@ enum LocalBench {
         master: tokio::process::Child,
         addr: std::net::SocketAddr,
         chunkservers: Vec<kfs_chunkserver::ChunkserverHandle>,
+        security: kfs_common::security::Security,
     },
     InProcess(LocalCluster),
 }
 
 impl LocalBench {
-    async fn start(dir: &std::path::Path, chunkservers: usize) -> anyhow::Result<LocalBench> {
+    async fn start(
+        dir: &std::path::Path,
+        chunkservers: usize,
+        insecure: bool,
+    ) -> anyhow::Result<LocalBench> {
         anyhow::ensure!(chunkservers >= 1, "--local-chunkservers must be at least 1");
         let master_bin = std::env::current_exe()
             .context("the path of this program")?
@@ -290,10 +300,18 @@ impl LocalBench {
                 http: None,
                 no_shell: true,
                 keep_going: false,
+                insecure,
+                no_install: true,
             };
             return Ok(LocalBench::InProcess(LocalCluster::start(&args).await?));
         }
-        let mut master = tokio::process::Command::new(&master_bin)
+        let security = crate::secrets::local(dir, insecure, false)?;
+        let mut master = tokio::process::Command::new(&master_bin);
+        match &security.secrets {
+            Some(secrets) => master.arg("--secrets").arg(secrets),
+            None => master.arg("--insecure"),
+        };
+        let mut master = master
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--meta-dir")
@@ -325,12 +343,28 @@ impl LocalBench {
             .strip_prefix("listening on ")
             .and_then(|a| a.parse().ok())
             .with_context(|| format!("kfs-master printed {line:?}"))?;
-        let chunkservers = LocalCluster::start_chunkservers(addr, chunkservers, dir).await?;
+        let chunkservers = LocalCluster::start_chunkservers(
+            addr,
+            chunkservers,
+            dir,
+            security.secrets.as_deref(),
+            &security.client,
+        )
+        .await?;
         Ok(LocalBench::Child {
             master,
             addr,
             chunkservers,
+            security: security.client,
         })
+    }
+
+    /// What the bench's client connects with.
+    fn security(&self) -> &kfs_common::security::Security {
+        match self {
+            LocalBench::Child { security, .. } => security,
+            LocalBench::InProcess(c) => &c.security.client,
+        }
     }
 
     fn master_addr(&self) -> std::net::SocketAddr {
