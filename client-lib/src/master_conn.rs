@@ -21,11 +21,11 @@
 //! the master's default idle timeout (5 min) a call and the idle close never even meet.
 
 use crate::retry::RetryPolicy;
-use kfs_common::security::Security;
 use kfs_common::proto::CLIENT_PROTOCOL_VERSION;
 use kfs_common::proto::master::{
     MasterInfo, MasterServiceClient, MasterServiceRequest, MasterServiceResponse,
 };
+use kfs_common::security::Security;
 use kfs_common::{KfsError, rpc};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -191,10 +191,11 @@ async fn dial(
     let unreachable = |e: &dyn std::fmt::Display| {
         DialError::Unreachable(crate::errors::unreachable("the master", addr, e))
     };
-    let transport = tokio::time::timeout(timeout, rpc::connect(addr, rpc::Service::Master, security))
-        .await
-        .map_err(|_| unreachable(&"connect timed out"))?
-        .map_err(|e| connect_error(addr, e))?;
+    let transport =
+        tokio::time::timeout(timeout, rpc::connect(addr, rpc::Service::Master, security))
+            .await
+            .map_err(|_| unreachable(&"connect timed out"))?
+            .map_err(|e| connect_error(addr, e))?;
     let tarpc::client::NewClient { client, dispatch } =
         tarpc::client::new(tarpc::client::Config::default(), transport);
     // How the connection ended: a call in flight then fails as `Shutdown`, which does not

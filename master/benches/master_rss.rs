@@ -35,7 +35,9 @@ fn run() -> (f64, u64, f64) {
         .build()
         .unwrap();
     let (before, after, secs) = runtime.block_on(async {
-        let client = master::connect(addr, &kfs_common::security::Security::Insecure).await.unwrap();
+        let client = master::connect(addr, &kfs_common::security::Security::Insecure)
+            .await
+            .unwrap();
         for d in 0..DIRS {
             client
                 .mkdir(ctx(), format!("/d{d:04}"), MkdirOptions::default())

@@ -35,10 +35,13 @@ async fn measure(
     connections: usize,
     run: usize,
 ) -> f64 {
-    let pool: Vec<MasterServiceClient> = futures::future::join_all(
-        (0..connections).map(|_| async move { master::connect(addr, &kfs_common::security::Security::Insecure).await.unwrap() }),
-    )
-    .await;
+    let pool: Vec<MasterServiceClient> =
+        futures::future::join_all((0..connections).map(|_| async move {
+            master::connect(addr, &kfs_common::security::Security::Insecure)
+                .await
+                .unwrap()
+        }))
+        .await;
     let conns: Vec<MasterServiceClient> = (0..clients)
         .map(|c| pool[c % connections].clone())
         .collect();

@@ -26,7 +26,12 @@ fn config(dir: &Path) -> MasterConfig {
 }
 
 async fn connect(master: &MasterHandle) -> MasterServiceClient {
-    master::connect(master.local_addr(), &kfs_common::security::Security::Insecure).await.unwrap()
+    master::connect(
+        master.local_addr(),
+        &kfs_common::security::Security::Insecure,
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -345,7 +350,12 @@ async fn heartbeat_timeouts_follow_the_masters_clock() {
     let master = kfs_master::start_with_clock(&config, clock.clone())
         .await
         .unwrap();
-    let link = cluster::connect(master.local_addr(), &kfs_common::security::Security::Insecure).await.unwrap();
+    let link = cluster::connect(
+        master.local_addr(),
+        &kfs_common::security::Security::Insecure,
+    )
+    .await
+    .unwrap();
     link.hello(
         ctx(),
         HelloRequest {

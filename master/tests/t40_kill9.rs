@@ -19,7 +19,9 @@ fn spawn_master(meta_dir: &Path) -> (Child, SocketAddr) {
 }
 
 async fn connect(addr: SocketAddr) -> MasterServiceClient {
-    master::connect(addr, &kfs_common::security::Security::Insecure).await.expect("connect to the master")
+    master::connect(addr, &kfs_common::security::Security::Insecure)
+        .await
+        .expect("connect to the master")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

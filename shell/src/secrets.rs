@@ -143,10 +143,7 @@ fn install_credentials(data: &Path, admin: &Path) -> String {
                 source,
             })?;
         }
-        files::write_secret(
-            &target,
-            &format!("{LOCAL_MARK}{}\n{text}", data.display()),
-        )
+        files::write_secret(&target, &format!("{LOCAL_MARK}{}\n{text}", data.display()))
     })();
     match installed {
         Ok(()) => format!(

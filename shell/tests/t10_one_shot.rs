@@ -8,6 +8,7 @@ use predicates::prelude::*;
 fn kfs(cluster: &TestCluster) -> Command {
     let mut cmd = Command::cargo_bin("kfs").unwrap();
     cmd.env("KFS_MASTER", cluster.master_addr().to_string())
+        .env("KFS_CREDENTIALS", cluster.credentials())
         .env("NO_COLOR", "1");
     cmd
 }

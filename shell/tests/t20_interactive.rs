@@ -17,6 +17,7 @@ async fn a_session_at_the_terminal() {
 
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kfs"));
     cmd.args(["--master", &cluster.master_addr().to_string()])
+        .env("KFS_CREDENTIALS", cluster.credentials())
         .env("HOME", home.path())
         .env("TERM", "xterm")
         .env("NO_COLOR", "1");
@@ -103,6 +104,7 @@ async fn ctrl_c_cancels_the_command_and_history_survives_a_kill() {
         .unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kfs"));
     cmd.args(["--master", &cluster.master_addr().to_string()])
+        .env("KFS_CREDENTIALS", cluster.credentials())
         .env("HOME", home.path())
         .env("TERM", "xterm")
         .env("NO_COLOR", "1");
@@ -170,6 +172,7 @@ async fn tab_lists_candidates_and_completes_local_paths_flags_and_spaces() {
     std::fs::write(local.path().join("local file.txt"), "from the local disk\n").unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kfs"));
     cmd.args(["--master", &cluster.master_addr().to_string()])
+        .env("KFS_CREDENTIALS", cluster.credentials())
         .env("HOME", home.path())
         .env("TERM", "xterm")
         .env("NO_COLOR", "1");

@@ -30,7 +30,8 @@ async fn a_source_tree_round_trips_byte_for_byte() {
     let back = tempfile::tempdir().unwrap();
     let kfs = || {
         let mut cmd = Command::cargo_bin("kfs").unwrap();
-        cmd.env("KFS_MASTER", cluster.master_addr().to_string());
+        cmd.env("KFS_MASTER", cluster.master_addr().to_string())
+            .env("KFS_CREDENTIALS", cluster.credentials());
         cmd
     };
     kfs()

@@ -4,9 +4,17 @@
 use assert_cmd::Command;
 use predicates::prelude::*;
 
+/// Where `kfs local` puts the admin's credentials for other terminals: a config directory of
+/// the test's own (`XDG_CONFIG_HOME`), beside the data, so tests never touch the user's.
+fn config_home(data: &std::path::Path) -> std::path::PathBuf {
+    data.with_file_name("config")
+}
+
 fn local(data: &std::path::Path, script: &str) -> assert_cmd::assert::Assert {
     Command::cargo_bin("kfs")
         .unwrap()
+        .env("XDG_CONFIG_HOME", config_home(data))
+        .env_remove("KFS_CREDENTIALS")
         .args([
             "local",
             "--listen",
@@ -50,6 +58,8 @@ fn a_script_stops_at_the_first_failure_unless_told_to_keep_going() {
         .stderr(predicate::str::contains("cannot remove directory '/nope'"));
     Command::cargo_bin("kfs")
         .unwrap()
+        .env("XDG_CONFIG_HOME", config_home(&data))
+        .env_remove("KFS_CREDENTIALS")
         .args([
             "local",
             "-k",
@@ -94,6 +104,8 @@ fn sigterm_stops_the_servers_cleanly_and_keeps_the_data() {
             args.push("--no-shell");
         }
         let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kfs"))
+            .env("XDG_CONFIG_HOME", config_home(&data))
+            .env_remove("KFS_CREDENTIALS")
             .args(&args)
             .arg("--data")
             .arg(&data)
@@ -121,8 +133,12 @@ fn sigterm_stops_the_servers_cleanly_and_keeps_the_data() {
             read_until(&mut stdout, |l| {
                 l.starts_with("Serving until Ctrl-C or SIGTERM")
             });
+            // Another terminal, as the README says: no flags beyond the master's address, the
+            // credentials found where `kfs local` put them.
             Command::cargo_bin("kfs")
                 .unwrap()
+                .env("XDG_CONFIG_HOME", config_home(&data))
+                .env_remove("KFS_CREDENTIALS")
                 .args(["--master", &master, "mkdir", "/made-while-serving"])
                 .timeout(std::time::Duration::from_secs(30))
                 .assert()

@@ -9,6 +9,7 @@ use std::time::Duration;
 fn kfs(cluster: &TestCluster) -> Command {
     let mut cmd = Command::cargo_bin("kfs").unwrap();
     cmd.env("KFS_MASTER", cluster.master_addr().to_string())
+        .env("KFS_CREDENTIALS", cluster.credentials())
         .env("NO_COLOR", "1")
         .timeout(Duration::from_secs(120));
     cmd

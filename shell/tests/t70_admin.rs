@@ -10,6 +10,7 @@ use std::time::Duration;
 fn kfs(cluster: &TestCluster) -> Command {
     let mut cmd = Command::cargo_bin("kfs").unwrap();
     cmd.env("KFS_MASTER", cluster.master_addr().to_string())
+        .env("KFS_CREDENTIALS", cluster.credentials())
         .env("NO_COLOR", "1")
         .timeout(Duration::from_secs(120));
     cmd
@@ -126,6 +127,7 @@ async fn safe_mode_is_shown_waited_for_and_left() {
     let wait = std::process::Command::new(assert_cmd::cargo::cargo_bin("kfs"))
         .args(["admin", "safemode", "wait"])
         .env("KFS_MASTER", cluster.master_addr().to_string())
+        .env("KFS_CREDENTIALS", cluster.credentials())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();

@@ -12,6 +12,7 @@ const BOUND: Duration = Duration::from_secs(60);
 fn kfs(cluster: &TestCluster) -> Command {
     let mut cmd = Command::cargo_bin("kfs").unwrap();
     cmd.env("KFS_MASTER", cluster.master_addr().to_string())
+        .env("KFS_CREDENTIALS", cluster.credentials())
         .timeout(Duration::from_secs(60));
     cmd
 }
@@ -48,6 +49,7 @@ async fn a_killed_put_leaves_nothing_once_its_upload_is_abandoned() {
     }
     let mut put = std::process::Command::new(assert_cmd::cargo::cargo_bin("kfs"))
         .env("KFS_MASTER", cluster.master_addr().to_string())
+        .env("KFS_CREDENTIALS", cluster.credentials())
         .arg("put")
         .arg(&big)
         .arg("/up/big.bin")

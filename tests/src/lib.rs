@@ -9,7 +9,7 @@
 
 mod links;
 mod processes;
-pub use links::{Link, LinkState};
+pub use links::{Captured, Link, LinkState};
 pub use processes::{ProcessCluster, TEST_MASTER_CONFIG};
 
 use kfs_chunkserver::store::io::FaultyIo;
@@ -289,6 +289,15 @@ impl TestCluster {
         self.secrets.as_ref().map(|d| d.path())
     }
 
+    /// What `KFS_CREDENTIALS` is for `kfs` commands run against this cluster: the admin's
+    /// credentials file, or `none` when insecure.
+    pub fn credentials(&self) -> std::ffi::OsString {
+        match self.secrets_dir() {
+            Some(dir) => dir.join(kfs_common::security::ADMIN_CREDENTIALS).into(),
+            None => "none".into(),
+        }
+    }
+
     /// The admin user's security (its credentials), what [`TestCluster::client`] connects with.
     pub fn security(&self) -> &kfs_common::security::Security {
         &self.security
@@ -377,7 +386,8 @@ impl TestCluster {
         slot.handle = Some(handle);
     }
 
-    fn links(&self, i: usize) -> &(Link, Link) {
+    /// Chunkserver `i`'s links: (to the master, inbound).
+    pub fn links(&self, i: usize) -> &(Link, Link) {
         self.servers[i]
             .links
             .as_ref()

@@ -32,7 +32,20 @@ pub enum LinkState {
 struct Shared {
     state: watch::Sender<LinkState>,
     target: watch::Sender<Option<SocketAddr>>,
+    /// What passed, for tests of what is on the wire ([`Link::captured`]).
+    capture: std::sync::Mutex<Captured>,
 }
+
+/// The bytes a link relayed (both directions, the first [`CAPTURE_LIMIT`]), and the first byte
+/// each direction of each connection began with.
+#[derive(Clone, Debug, Default)]
+pub struct Captured {
+    pub bytes: Vec<u8>,
+    pub first_bytes: Vec<u8>,
+}
+
+/// Bytes a link keeps of what it relayed.
+const CAPTURE_LIMIT: usize = 64 << 20;
 
 /// A relay to one node; see the module docs. Dropping it stops relaying.
 pub struct Link {
@@ -49,6 +62,7 @@ impl Link {
         let shared = Arc::new(Shared {
             state: watch::channel(LinkState::Open).0,
             target: watch::channel(target).0,
+            capture: Default::default(),
         });
         let task = tokio::spawn(accept(listener, shared.clone()));
         Link { addr, shared, task }
@@ -70,6 +84,11 @@ impl Link {
 
     pub fn state(&self) -> LinkState {
         *self.shared.state.borrow()
+    }
+
+    /// What the link has relayed so far.
+    pub fn captured(&self) -> Captured {
+        self.shared.capture.lock().expect("capture lock").clone()
     }
 }
 
@@ -134,11 +153,20 @@ async fn pump(
     shared: Arc<Shared>,
 ) {
     let mut buf = vec![0u8; 64 << 10];
+    let mut first = true;
     loop {
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        {
+            let mut capture = shared.capture.lock().expect("capture lock");
+            if std::mem::take(&mut first) {
+                capture.first_bytes.push(buf[0]);
+            }
+            let room = CAPTURE_LIMIT.saturating_sub(capture.bytes.len());
+            capture.bytes.extend_from_slice(&buf[..n.min(room)]);
+        }
         let Some(delay) = wait_open(&shared).await else {
             break;
         };

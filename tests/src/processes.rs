@@ -8,8 +8,8 @@ use crate::{Process, ctx, wait_until};
 use kfs_common::proto::master::{self, ChunkserverInfo, ServerState};
 use kfs_common::{ChunkId, ChunkVersion, ServerId};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Master settings every process test uses: fast heartbeats and repairs, small chunks.

@@ -12,8 +12,7 @@ const WAIT: Duration = Duration::from_secs(30);
 /// The cluster's secrets (shared by every test of this file: one CA), and the admin's
 /// credentials the tests connect with.
 fn secrets() -> &'static (tempfile::TempDir, Security) {
-    static SECRETS: std::sync::OnceLock<(tempfile::TempDir, Security)> =
-        std::sync::OnceLock::new();
+    static SECRETS: std::sync::OnceLock<(tempfile::TempDir, Security)> = std::sync::OnceLock::new();
     SECRETS.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let files = kfs_common::security::ClusterFiles::new(dir.path());

@@ -85,7 +85,9 @@ fn admin(root: &Path) -> kfs_common::security::Security {
 /// A client of the cluster under `root`, as its admin.
 async fn admin_client(root: &Path, addr: std::net::SocketAddr) -> kfs_client::Client {
     let options = kfs_client::ClientOptions::default().with_security(admin(root));
-    kfs_client::Client::connect_with(addr, options).await.unwrap()
+    kfs_client::Client::connect_with(addr, options)
+        .await
+        .unwrap()
 }
 
 fn master_config(root: &Path) -> String {

@@ -256,15 +256,17 @@ impl ChunkPool {
             return Ok(pooled.client.clone());
         }
         // Boxed: only a dial needs this state, and every call's future would carry it.
-        let (client, closed) =
-            Box::pin(tokio::time::timeout(CONNECT_TIMEOUT, connect_watched(addr, &self.security)))
-                .await
-                .map_err(|_| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        format!("connecting to {addr} timed out"),
-                    )
-                })??;
+        let (client, closed) = Box::pin(tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            connect_watched(addr, &self.security),
+        ))
+        .await
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("connecting to {addr} timed out"),
+            )
+        })??;
         let mut conns = self.conns.lock().expect("pool lock");
         let pooled = conns.entry(addr).or_insert_with(|| Pooled {
             client: client.clone(),

@@ -60,6 +60,7 @@ pub use preamble::{ProtocolMismatch, protocol_mismatch};
 pub use transport::{READ_AHEAD, Transport};
 pub use wire::MAX_DEADLINE;
 
+use crate::security::{Identity, Security};
 use serde::{Serialize, de::DeserializeOwned};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -67,7 +68,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tarpc::{ClientMessage, Response};
-use crate::security::{Identity, Security};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Largest reply a client reads on the master and chunk services (a read answers at most
@@ -413,7 +413,10 @@ where
     .map_err(|_| {
         std::io::Error::new(
             std::io::ErrorKind::TimedOut,
-            format!("the TLS handshake with {addr} did not finish within {:?}", preamble::PREAMBLE_TIMEOUT),
+            format!(
+                "the TLS handshake with {addr} did not finish within {:?}",
+                preamble::PREAMBLE_TIMEOUT
+            ),
         )
     })??;
     preamble::send(&mut stream, service, version).await?;

@@ -125,7 +125,9 @@ pub async fn send(stream: &mut Conn, service: Service, version: u32) -> io::Resu
                 .map_or("this", |r| r.name());
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
-                format!("the server at {addr} does not admit a {role} certificate to the {service} service"),
+                format!(
+                    "the server at {addr} does not admit a {role} certificate to the {service} service"
+                ),
             ));
         }
         if code == Notice::Version as u8 {

@@ -6,6 +6,7 @@
 //! [`READ_AHEAD`], never charged), a frame header, the budget acquired for a large frame, then
 //! the body read straight into a buffer of its exact length.
 
+use super::Conn;
 use super::wire::{Inbound, Outbound, encode_into, encoded_len};
 use super::{MARKER, Notice, SMALL_FRAME, ServerShared};
 use futures::{Sink, Stream};
@@ -19,7 +20,6 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWrite};
-use super::Conn;
 use tokio::sync::{AcquireError, OwnedSemaphorePermit};
 use tokio_util::bytes::{Buf, BufMut, BytesMut};
 
@@ -85,11 +85,7 @@ impl<In: Inbound, Out: Outbound> Transport<In, Out> {
         Self::new(io, service, service.max_reply(), service.max_frame(), None)
     }
 
-    pub(crate) fn server(
-        io: Conn,
-        service: super::Service,
-        shared: Arc<ServerShared>,
-    ) -> Self {
+    pub(crate) fn server(io: Conn, service: super::Service, shared: Arc<ServerShared>) -> Self {
         Self::new(
             io,
             service,

@@ -150,10 +150,20 @@ pub fn host_name() -> String {
     let name: String = raw
         .trim()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(48)
         .collect();
-    if name.is_empty() { "localhost".into() } else { name }
+    if name.is_empty() {
+        "localhost".into()
+    } else {
+        name
+    }
 }
 
 /// The name a chunkserver's own certificate carries: `cs-` and its id's 32 hex digits.
@@ -339,7 +349,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let files = ClusterFiles::new(dir.path().join("secrets"));
         assert!(files.ensure("t").unwrap());
-        assert!(!files.ensure("t").unwrap(), "a second ensure keeps the cluster");
+        assert!(
+            !files.ensure("t").unwrap(),
+            "a second ensure keeps the cluster"
+        );
         for name in [CA_CERT, CA_KEY, ADMIN_CREDENTIALS] {
             let mode = std::fs::metadata(files.path(name))
                 .unwrap()

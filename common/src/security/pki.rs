@@ -138,7 +138,9 @@ pub fn identity_of(der: &[u8]) -> Result<Identity, SecurityError> {
         .unwrap_or_default();
     match roles.as_slice() {
         [role] => Ok(Identity { role: *role, name }),
-        [] => Err(bad(format!("the certificate of '{name}' names no KFS role"))),
+        [] => Err(bad(format!(
+            "the certificate of '{name}' names no KFS role"
+        ))),
         _ => Err(bad(format!(
             "the certificate of '{name}' names several roles"
         ))),

@@ -28,6 +28,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use kfs_common::clock::Clock;
 use kfs_common::metrics::{HttpServer, Metered};
+use kfs_common::proto::chunk::ChunkPool;
 use kfs_common::proto::cluster::ClusterService;
 use kfs_common::proto::master::{MasterService, ReplicaLocation};
 use kfs_common::proto::now;
@@ -38,7 +39,6 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use kfs_common::proto::chunk::ChunkPool;
 use tarpc::server::{BaseChannel, Channel};
 
 mod abandoned;

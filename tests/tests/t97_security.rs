@@ -1,0 +1,286 @@
+//! Nobody gets in who does not belong (issue 19): every connection is TLS 1.3 with mutual
+//! authentication. A plain-TCP peer is refused at every port with an error saying TLS is
+//! required; a certificate of another cluster's CA is refused in the handshake, both ways; a
+//! process with a user's certificate cannot join as a chunkserver, and a chunkserver cannot
+//! speak for another's id; and what crosses the wire is TLS, not the data.
+
+use kfs_common::proto::cluster::{self, HelloRequest};
+use kfs_common::proto::{PROTOCOL_VERSION, chunk, master};
+use kfs_common::rpc::{self, Service};
+use kfs_common::security::{self, ClusterFiles, Role, Security};
+use kfs_common::{KfsError, ServerId};
+use kfs_tests::{ClusterOptions, TestCluster, ctx};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const BOUND: Duration = Duration::from_secs(20);
+
+/// The three ports a cluster serves RPC on, with the service each speaks.
+fn ports(cluster: &TestCluster) -> [(Service, SocketAddr); 3] {
+    [
+        (Service::Master, cluster.master_addr()),
+        (Service::Cluster, cluster.master_addr()),
+        (Service::Chunk, cluster.chunkserver(0).local_addr()),
+    ]
+}
+
+/// Connects to `service` at `addr` as `security`; the error, if refused.
+async fn dial(addr: SocketAddr, service: Service, security: &Security) -> Option<std::io::Error> {
+    let (_, newest) = service.protocol();
+    tokio::time::timeout(
+        BOUND,
+        rpc::connect_speaking::<(), ()>(addr, service, newest, security),
+    )
+    .await
+    .expect("answered within the bound")
+    .err()
+}
+
+/// Another cluster's admin credentials (a CA this cluster does not trust).
+fn stranger() -> (tempfile::TempDir, Security) {
+    let dir = tempfile::tempdir().unwrap();
+    let files = ClusterFiles::new(dir.path());
+    files.init("elsewhere").unwrap();
+    let admin =
+        security::files::load_credentials(&files.path(security::ADMIN_CREDENTIALS)).unwrap();
+    (dir, Security::Tls(Arc::new(admin)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_tcp_peer_is_refused_at_every_port_saying_tls_is_required() {
+    let cluster = TestCluster::start(ClusterOptions {
+        chunkservers: 1,
+        ..Default::default()
+    })
+    .await;
+    for (service, addr) in ports(&cluster) {
+        // Through the transport: a clear error, not a hang or a decode failure.
+        let e = dial(addr, service, &Security::Insecure)
+            .await
+            .unwrap_or_else(|| panic!("{service} at {addr} served plain TCP"));
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}");
+        assert!(e.to_string().contains("requires TLS"), "{e}");
+        // Raw bytes: the preamble in the clear is answered with the notice and nothing else.
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(&rpc::preamble::bytes(service, service.protocol().1))
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(BOUND, stream.read_to_end(&mut got))
+            .await
+            .expect("closed within the bound")
+            .ok();
+        assert_eq!(got, [0xff, 0xff, 0xff, 0xff, 4], "{service}");
+    }
+    // Garbage that is neither TLS nor a preamble is closed without an answer.
+    let mut stream = tokio::net::TcpStream::connect(cluster.master_addr())
+        .await
+        .unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(BOUND, stream.read_to_end(&mut got))
+        .await
+        .expect("closed within the bound")
+        .ok();
+    assert!(!String::from_utf8_lossy(&got).contains("HTTP"), "{got:?}");
+    // The client library says what to do.
+    let options = kfs_client::ClientOptions::default().with_security(Security::Insecure);
+    let e = kfs_client::Client::connect_with(cluster.master_addr(), options)
+        .await
+        .err()
+        .expect("refused");
+    assert!(matches!(e, KfsError::PermissionDenied(_)), "{e:?}");
+    assert!(e.to_string().contains("KFS_CREDENTIALS"), "{e}");
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_of_another_cluster_is_refused_both_ways() {
+    let cluster = TestCluster::start(ClusterOptions {
+        chunkservers: 1,
+        ..Default::default()
+    })
+    .await;
+    let (_dir, stranger) = stranger();
+    for (service, addr) in ports(&cluster) {
+        let e = dial(addr, service, &stranger)
+            .await
+            .unwrap_or_else(|| panic!("{service} at {addr} let a stranger in"));
+        // The stranger's side refuses the server's certificate first (not of its CA).
+        assert!(
+            e.to_string().contains("TLS handshake") || e.to_string().contains("certificate"),
+            "{service}: {e}"
+        );
+    }
+    // A server of another cluster: this cluster's client refuses it, and it refuses the client.
+    let other = TestCluster::start(ClusterOptions {
+        chunkservers: 0,
+        ..Default::default()
+    })
+    .await;
+    let e = dial(other.master_addr(), Service::Master, cluster.security())
+        .await
+        .expect("refused");
+    assert!(e.to_string().contains("TLS handshake"), "{e}");
+    let e = kfs_client::Client::connect_with(
+        other.master_addr(),
+        kfs_client::ClientOptions::default().with_security(cluster.security().clone()),
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert!(matches!(e, KfsError::PermissionDenied(_)), "{e:?}");
+    // This cluster still serves its own.
+    let client = cluster.client().await;
+    client.mkdir_all("/still/served").await.unwrap();
+    other.shutdown().await;
+    cluster.shutdown().await;
+}
+
+fn hello(server: ServerId) -> HelloRequest {
+    HelloRequest {
+        protocol: PROTOCOL_VERSION,
+        server,
+        addr: "127.0.0.1:1".parse().unwrap(),
+        space: Default::default(),
+        chunks: Vec::new(),
+        corrupt: Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fake_chunkserver_cannot_join_or_speak_for_another() {
+    let cluster = TestCluster::start(ClusterOptions {
+        chunkservers: 1,
+        ..Default::default()
+    })
+    .await;
+    let real = cluster.chunkserver(0).store().server_id();
+    // A user's certificate is not admitted to the cluster service at all.
+    let e = dial(cluster.master_addr(), Service::Cluster, cluster.security())
+        .await
+        .expect("a user refused the cluster service");
+    assert!(
+        e.to_string()
+            .contains("does not admit a user certificate to the cluster"),
+        "{e}"
+    );
+    // Nor is a chunkserver's to the namespace service.
+    let as_server = cluster.peer_security(Role::Chunkserver, &security::chunkserver_name(real));
+    let e = dial(cluster.master_addr(), Service::Master, &as_server)
+        .await
+        .expect("a chunkserver refused the namespace service");
+    assert!(e.to_string().contains("chunkserver certificate"), "{e}");
+    // A chunkserver's own certificate names its id: it may not say hello as another.
+    let intruder = cluster.peer_security(
+        Role::Chunkserver,
+        &security::chunkserver_name(ServerId(0xbad)),
+    );
+    let link = cluster::connect(cluster.master_addr(), &intruder)
+        .await
+        .unwrap();
+    let refused = link.hello(ctx(), hello(real)).await.unwrap();
+    assert!(
+        matches!(&refused, Err(KfsError::PermissionDenied(m)) if m.contains(&real.to_string())),
+        "{refused:?}"
+    );
+    // An enrolled host's certificate (any name) is bound to the first id it says hello with:
+    // the real server's id is already bound to the real server's certificate.
+    let enrolled = cluster.peer_security(Role::Chunkserver, "host-7");
+    let link = cluster::connect(cluster.master_addr(), &enrolled)
+        .await
+        .unwrap();
+    let refused = link.hello(ctx(), hello(real)).await.unwrap();
+    assert!(
+        matches!(refused, Err(KfsError::PermissionDenied(_))),
+        "{refused:?}"
+    );
+    link.hello(ctx(), hello(ServerId(0x7007)))
+        .await
+        .unwrap()
+        .expect("a new id binds to the enrolled certificate");
+    // The real server is still the only one alive and serving.
+    let servers = cluster
+        .master_client()
+        .await
+        .chunkservers(ctx())
+        .await
+        .unwrap()
+        .unwrap();
+    let alive: Vec<ServerId> = servers
+        .iter()
+        .filter(|s| s.state == master::ServerState::Alive)
+        .map(|s| s.server)
+        .collect();
+    assert!(alive.contains(&real), "{servers:?}");
+    cluster.shutdown().await;
+}
+
+/// Writes a file full of a marker through a cluster whose chunkservers sit behind links, then
+/// says whether the marker crossed a link in the clear, and what first bytes the links saw.
+async fn marker_on_the_wire(secure: bool) -> (bool, Vec<u8>) {
+    const MARKER: &[u8] = b"KFS-PLAINTEXT-MARKER-";
+    let cluster = TestCluster::start(ClusterOptions {
+        chunkservers: 2,
+        links: true,
+        secure,
+        ..Default::default()
+    })
+    .await;
+    let client = cluster
+        .unpacked_client_with(kfs_client::ClientOptions::default())
+        .await;
+    let data: Vec<u8> = MARKER.iter().copied().cycle().take(300_000).collect();
+    client.write("/marker", &data).await.unwrap();
+    assert_eq!(client.read("/marker").await.unwrap(), data);
+    let mut seen = false;
+    let mut first = Vec::new();
+    for i in 0..2 {
+        let (to_master, inbound) = cluster.links(i);
+        for link in [to_master, inbound] {
+            let captured = link.captured();
+            seen |= captured.bytes.windows(MARKER.len()).any(|w| w == MARKER);
+            first.extend(captured.first_bytes);
+        }
+    }
+    cluster.shutdown().await;
+    (seen, first)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_crosses_the_wire_is_tls_not_the_data() {
+    let (seen, first) = marker_on_the_wire(true).await;
+    assert!(!first.is_empty());
+    // 0x16: a TLS handshake record opens every connection, both ways.
+    assert!(first.iter().all(|&b| b == 0x16), "first bytes {first:x?}");
+    assert!(!seen, "the file's bytes crossed a link in the clear");
+    // The same run insecure shows the capture does see data in the clear.
+    let (seen, first) = marker_on_the_wire(false).await;
+    assert!(
+        seen,
+        "an insecure cluster's data should be visible on the wire"
+    );
+    assert!(first.iter().all(|&b| b != 0x16), "first bytes {first:x?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chunk_service_serves_this_clusters_clients_and_refuses_others() {
+    let cluster = TestCluster::start(ClusterOptions {
+        chunkservers: 1,
+        ..Default::default()
+    })
+    .await;
+    let addr = cluster.chunkserver(0).local_addr();
+    let ours = chunk::connect(addr, cluster.security()).await.unwrap();
+    ours.checksum(ctx(), kfs_common::ChunkId(1), kfs_common::ChunkVersion(1))
+        .await
+        .expect("an answer (an error about the chunk, not the connection)")
+        .ok();
+    let (_dir, stranger) = stranger();
+    assert!(chunk::connect(addr, &stranger).await.is_err());
+    assert!(chunk::connect(addr, &Security::Insecure).await.is_err());
+    cluster.shutdown().await;
+}
