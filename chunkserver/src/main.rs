@@ -89,6 +89,10 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => return finish("kfs-chunkserver", Err(e), EX_CONFIG),
     };
+    // Missing or readable secrets are a setting that cannot work: EX_CONFIG, not restarted.
+    if let Err(e) = config.security(kfs_common::ServerId(0)) {
+        return finish("kfs-chunkserver", Err(e.into()), EX_CONFIG);
+    }
     let outcome = kfs_common::service::serve(
         "kfs-chunkserver",
         async { Ok(kfs_chunkserver::start(&config).await?) },

@@ -6,8 +6,18 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A cluster's secrets directory, made for one test.
+fn secrets() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    kfs_common::security::ClusterFiles::new(dir.path())
+        .init("t10")
+        .unwrap();
+    dir
+}
+
 fn chunkserver(dirs: &[&Path]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kfs-chunkserver"));
+    cmd.env_remove("KFS_SECRETS");
     // Nothing listens on port 9 of loopback: the master is away.
     cmd.args(["--listen", "127.0.0.1:0", "--master", "127.0.0.1:9"]);
     for d in dirs {
@@ -33,7 +43,10 @@ fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
 #[test]
 fn serves_without_a_master_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
+    let secrets = secrets();
     let mut child = chunkserver(&[dir.path()])
+        .arg("--secrets")
+        .arg(secrets.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -76,7 +89,10 @@ fn data_dirs_of_different_servers_are_refused() {
         "0000000000000000000000000000000b\n",
     )
     .unwrap();
+    let secrets = secrets();
     let mut child = chunkserver(&[a.path(), b.path()])
+        .arg("--secrets")
+        .arg(secrets.path())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -91,4 +107,45 @@ fn data_dirs_of_different_servers_are_refused() {
         .unwrap();
     assert!(!status.success());
     assert!(stderr.contains("different servers"), "{stderr}");
+}
+
+/// Runs the chunkserver to its exit; (status, standard error).
+fn run_to_exit(mut cmd: Command) -> (std::process::ExitStatus, String) {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_exit(&mut child, Duration::from_secs(30));
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status, stderr)
+}
+
+#[test]
+fn no_start_without_secrets_or_with_secrets_others_can_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (status, stderr) = run_to_exit(chunkserver(&[dir.path()]));
+    assert_eq!(status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("--secrets DIR") && stderr.contains("kfs init-cluster"),
+        "{stderr}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let secrets = secrets();
+    let key = secrets.path().join(kfs_common::security::CA_KEY);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let mut cmd = chunkserver(&[dir.path()]);
+    cmd.env("KFS_SECRETS", secrets.path());
+    let (status, stderr) = run_to_exit(cmd);
+    assert_eq!(status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("mode 0640") && stderr.contains("ca.key"),
+        "{stderr}"
+    );
 }

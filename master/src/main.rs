@@ -130,6 +130,10 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => return finish("kfs-master", Err(e), EX_CONFIG),
     };
+    // Missing or readable secrets are a setting that cannot work: EX_CONFIG, not restarted.
+    if let Err(e) = config.security() {
+        return finish("kfs-master", Err(e.into()), EX_CONFIG);
+    }
     let outcome = kfs_common::service::serve(
         "kfs-master",
         async { Ok(kfs_master::start(&config).await?) },

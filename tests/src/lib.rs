@@ -340,15 +340,23 @@ impl TestCluster {
         self.client_with(options.with_pack_threshold(0)).await
     }
 
-    /// A `kfs-client` with the given options.
+    /// A `kfs-client` with the given options (the admin's security unless they set one).
     pub async fn client_with(&self, options: kfs_client::ClientOptions) -> kfs_client::Client {
+        self.client_with_result(options)
+            .await
+            .expect("connect a client")
+    }
+
+    /// [`TestCluster::client_with`], the error when the client cannot connect.
+    pub async fn client_with_result(
+        &self,
+        options: kfs_client::ClientOptions,
+    ) -> kfs_common::KfsResult<kfs_client::Client> {
         let options = match options.security {
             Some(_) => options,
             None => options.with_security(self.security.clone()),
         };
-        kfs_client::Client::connect_with(self.master_addr(), options)
-            .await
-            .expect("connect a client")
+        kfs_client::Client::connect_with(self.master_addr(), options).await
     }
 
     pub fn chunkserver(&self, i: usize) -> &ChunkserverHandle {

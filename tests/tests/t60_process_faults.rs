@@ -108,6 +108,7 @@ async fn holders(client: &Client, files: &[Written]) -> Vec<(ChunkId, Vec<Server
 /// Runs the `kfs` shell once against the cluster; its standard output.
 fn kfs(cluster: &ProcessCluster, args: &[&str]) -> String {
     let out = std::process::Command::new(binary("kfs"))
+        .env("KFS_CREDENTIALS", cluster.credentials())
         .arg("--master")
         .arg(cluster.addr.to_string())
         .args(args)
@@ -191,7 +192,8 @@ async fn a_master_killed_under_write_load_keeps_every_acknowledged_change() {
     // Writers stop soon after the master is gone (a call dials it again until its deadline).
     let options = ClientOptions::default()
         .with_write_retry_for(Duration::from_secs(3))
-        .with_call_timeout(Duration::from_secs(3));
+        .with_call_timeout(Duration::from_secs(3))
+        .with_security(cluster.security().clone());
     let client = Client::connect_with(cluster.addr, options).await.unwrap();
     let acked: Arc<Mutex<Vec<Acked>>> = Arc::default();
     let mut writers = Vec::new();

@@ -7,7 +7,9 @@ use kfs_common::KfsError;
 use kfs_common::metrics::{HttpLimits, HttpServer, Registry, metrics_router};
 use kfs_common::proto::CLIENT_PROTOCOL_VERSION;
 use kfs_common::proto::master::{MasterServiceRequest, MasterServiceResponse};
+use kfs_common::rpc::Conn;
 use kfs_common::rpc::{Limits, Service};
+use kfs_common::security::Role;
 use kfs_tests::{ClusterOptions, TestCluster, content, wait_until};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,9 +29,10 @@ fn options(limits: Limits, chunkservers: usize) -> ClusterOptions {
     }
 }
 
-/// A raw connection to `service`, its protocol version stated and accepted.
-async fn dial(addr: SocketAddr, service: Service) -> TcpStream {
-    let mut stream = dial_raw(addr, service).await;
+/// A raw connection to `service` (inside TLS, as this cluster's admin, or as a chunkserver to
+/// the cluster service), its protocol version stated and accepted.
+async fn dial(cluster: &TestCluster, addr: SocketAddr, service: Service) -> Conn {
+    let mut stream = dial_raw(cluster, addr, service).await;
     let accepted = tokio::time::timeout(BOUND, stream.read_u32())
         .await
         .expect("the preamble answered within the bound")
@@ -39,15 +42,21 @@ async fn dial(addr: SocketAddr, service: Service) -> TcpStream {
 }
 
 /// A raw connection to `service`, its protocol version stated, the answer still to read.
-async fn dial_raw(addr: SocketAddr, service: Service) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
+async fn dial_raw(cluster: &TestCluster, addr: SocketAddr, service: Service) -> Conn {
+    let security = match service {
+        Service::Cluster => cluster.peer_security(Role::Chunkserver, "t65"),
+        _ => cluster.security().clone(),
+    };
+    let mut stream = kfs_common::rpc::open(addr, service, &security)
+        .await
+        .unwrap();
     let preamble = kfs_common::rpc::preamble::bytes(service, service.protocol().1);
     stream.write_all(&preamble).await.unwrap();
     stream
 }
 
 /// Reads until the peer closes (or `BOUND` passes: a failure); returns what it sent.
-async fn read_to_close(stream: &mut TcpStream, what: &str) -> Vec<u8> {
+async fn read_to_close(stream: &mut (impl tokio::io::AsyncRead + Unpin), what: &str) -> Vec<u8> {
     let mut got = Vec::new();
     match tokio::time::timeout(BOUND, stream.read_to_end(&mut got)).await {
         Ok(_) => got, // EOF, or a reset after the notice
@@ -102,7 +111,7 @@ async fn a_deadline_of_u64_max_seconds_is_clamped_not_a_panic() {
             protocol: CLIENT_PROTOCOL_VERSION,
         },
     });
-    let mut stream = dial(cluster.master_addr(), Service::Master).await;
+    let mut stream = dial(&cluster, cluster.master_addr(), Service::Master).await;
     stream
         .write_all(&framed(&bincode_of(&request)))
         .await
@@ -146,14 +155,19 @@ async fn oversized_frames_are_refused_and_memory_stays_bounded() {
 
     // A namespace frame over the master service's 8 MiB is refused from its header alone.
     // (Before: anything up to 65 MiB was buffered.)
-    let mut stream = dial(cluster.master_addr(), Service::Master).await;
+    let mut stream = dial(&cluster, cluster.master_addr(), Service::Master).await;
     stream.write_all(&(9u32 << 20).to_be_bytes()).await.unwrap();
     let _ = stream.write_all(&[0u8; 1024]).await;
     read_to_close(&mut stream, "a 9 MiB namespace frame").await;
     assert_eq!(master.stats().oversized_frames.load(Ordering::Relaxed), 1);
     // So is a data frame over the chunk service's 16 MiB, at a chunkserver.
     let chunkserver = cluster.chunkserver(0).rpc().clone();
-    let mut stream = dial(cluster.chunkserver(0).local_addr(), Service::Chunk).await;
+    let mut stream = dial(
+        &cluster,
+        cluster.chunkserver(0).local_addr(),
+        Service::Chunk,
+    )
+    .await;
     stream
         .write_all(&(60u32 << 20).to_be_bytes())
         .await
@@ -168,7 +182,7 @@ async fn oversized_frames_are_refused_and_memory_stays_bounded() {
     // only the budget's worth is ever buffered, the rest wait unread.
     let mut peers = Vec::new();
     for _ in 0..20 {
-        let mut stream = dial(cluster.master_addr(), Service::Cluster).await;
+        let mut stream = dial(&cluster, cluster.master_addr(), Service::Cluster).await;
         stream.write_all(&(4u32 << 20).to_be_bytes()).await.unwrap();
         peers.push(stream);
     }
@@ -216,7 +230,7 @@ async fn idle_connections_are_closed_and_clients_redial() {
 
     // A connection that never sends anything gets the idle notice, then is closed. (Before: it
     // stayed open for ever.)
-    let mut silent = dial(cluster.master_addr(), Service::Master).await;
+    let mut silent = dial(&cluster, cluster.master_addr(), Service::Master).await;
     let got = read_to_close(&mut silent, "a silent connection").await;
     assert_eq!(got, [0xff, 0xff, 0xff, 0xff, 2], "the idle notice");
 
@@ -286,7 +300,7 @@ async fn the_connection_limit_refuses_clearly() {
     .await;
     let mut held = Vec::new();
     for _ in 0..2 {
-        held.push(dial(cluster.master_addr(), Service::Master).await);
+        held.push(dial(&cluster, cluster.master_addr(), Service::Master).await);
     }
     wait_until("the held connections to be counted", BOUND, || async {
         master.stats().connections.load(Ordering::Acquire) == 3
@@ -295,7 +309,9 @@ async fn the_connection_limit_refuses_clearly() {
 
     // One more: a clear error, quickly. (Before: no limit; with descriptors exhausted, a hang.)
     let started = std::time::Instant::now();
-    let refused = kfs_client::Client::connect(cluster.master_addr()).await;
+    let refused = cluster
+        .client_with_result(kfs_client::ClientOptions::default())
+        .await;
     let Err(KfsError::Unavailable(why)) = refused else {
         panic!("expected Unavailable, got {:?}", refused.map(|_| ()));
     };
@@ -303,7 +319,7 @@ async fn the_connection_limit_refuses_clearly() {
     assert!(started.elapsed() < BOUND);
     assert!(master.stats().refused.load(Ordering::Relaxed) >= 1);
     // The raw notice, as any client sees it.
-    let mut raw = dial_raw(cluster.master_addr(), Service::Master).await;
+    let mut raw = dial_raw(&cluster, cluster.master_addr(), Service::Master).await;
     assert_eq!(
         read_to_close(&mut raw, "a refused connection").await,
         [0xff, 0xff, 0xff, 0xff, 1]
@@ -316,7 +332,7 @@ async fn the_connection_limit_refuses_clearly() {
         master.stats().connections.load(Ordering::Acquire) == 2
     })
     .await;
-    held.push(dial(cluster.master_addr(), Service::Master).await);
+    held.push(dial(&cluster, cluster.master_addr(), Service::Master).await);
     wait_until("clients to fill the limit", BOUND, || async {
         master.stats().connections.load(Ordering::Acquire) == 3
     })

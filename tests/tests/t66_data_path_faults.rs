@@ -265,7 +265,8 @@ async fn killing_one_of_three_chunkservers_mid_write_fails_no_put_in_20_runs() {
         .with_write_size(16 * 1024)
         .with_writes_in_flight(16)
         .with_call_timeout(Duration::from_secs(10))
-        .with_write_retry_for(Duration::from_secs(30));
+        .with_write_retry_for(Duration::from_secs(30))
+        .with_security(cluster.security().clone());
     let client = Client::connect_with(cluster.addr, options).await.unwrap();
     let mut written = Vec::new();
     for run in 0..20u64 {

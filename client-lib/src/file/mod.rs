@@ -153,6 +153,8 @@ impl FileReader {
 /// # async fn main() -> anyhow::Result<()> {
 /// # let cluster = kfs_tests::TestCluster::start(Default::default()).await;
 /// # let addr = cluster.master_addr();
+/// # // Where a program finds its credentials (the test cluster's admin's, here).
+/// # unsafe { std::env::set_var("KFS_CREDENTIALS", cluster.credentials()) };
 /// let client = kfs_client::Client::connect(addr).await?;
 /// let mut file = client.create("/hello.txt").await?;
 /// file.write_all(b"hello, world").await?;

@@ -392,20 +392,16 @@ where
     connect_speaking(addr, service, service.protocol().1, security).await
 }
 
-/// [`connect`], stating protocol `version` (tests use it to play an older or newer peer).
-pub async fn connect_speaking<Req, Resp>(
+/// The stream of a new connection to `addr` for `service` under `security`: TCP, and the TLS
+/// handshake when secure, before any preamble (tests use it to speak raw bytes inside TLS).
+pub async fn open(
     addr: SocketAddr,
     service: Service,
-    version: u32,
     security: &Security,
-) -> std::io::Result<Transport<Response<Resp>, ClientMessage<Req>>>
-where
-    Req: Serialize + Send + 'static,
-    Resp: DeserializeOwned + Send + 'static,
-{
+) -> std::io::Result<Conn> {
     let tcp = TcpStream::connect(addr).await?;
     let _ = tcp.set_nodelay(true);
-    let mut stream = tokio::time::timeout(
+    tokio::time::timeout(
         preamble::PREAMBLE_TIMEOUT,
         conn::client(tcp, service, security),
     )
@@ -418,7 +414,21 @@ where
                 preamble::PREAMBLE_TIMEOUT
             ),
         )
-    })??;
+    })?
+}
+
+/// [`connect`], stating protocol `version` (tests use it to play an older or newer peer).
+pub async fn connect_speaking<Req, Resp>(
+    addr: SocketAddr,
+    service: Service,
+    version: u32,
+    security: &Security,
+) -> std::io::Result<Transport<Response<Resp>, ClientMessage<Req>>>
+where
+    Req: Serialize + Send + 'static,
+    Resp: DeserializeOwned + Send + 'static,
+{
+    let mut stream = open(addr, service, security).await?;
     preamble::send(&mut stream, service, version).await?;
     Ok(Transport::client(stream, service))
 }
