@@ -10,7 +10,8 @@
 //! `Retry-After`) and closed, rather than left waiting in the listen queue. A client that stops
 //! reading what it is sent (a stalled download) is cut off once a write has waited
 //! [`HttpLimits::write_stall_timeout`], so it cannot hold a response, and what it buffers,
-//! forever.
+//! forever. With a TLS configuration (HTTPS: `kfs gateway --tls-cert/--tls-key`) each connection
+//! first completes its TLS handshake, within the same header-read timeout.
 
 use axum::Router;
 use std::sync::Arc;
@@ -49,6 +50,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     limits: HttpLimits,
+    tls: Option<Arc<rustls::ServerConfig>>,
     stopped: impl std::future::Future<Output = ()>,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
@@ -84,29 +86,19 @@ pub(crate) async fn serve(
                 let service = hyper_util::service::TowerToHyperService::new(router.clone());
                 let timeout = limits.header_read_timeout;
                 let stall = limits.write_stall_timeout;
-                let mut close = close.clone();
+                let close = close.clone();
+                let tls = tls.clone();
                 connections.spawn(async move {
                     let _slot = slot;
                     let _ = stream.set_nodelay(true);
-                    let mut builder = hyper::server::conn::http1::Builder::new();
-                    builder
-                        .timer(hyper_util::rt::TokioTimer::new())
-                        .header_read_timeout(timeout);
-                    let conn = builder.serve_connection(
-                        hyper_util::rt::TokioIo::new(WriteStall::new(stream, stall)),
-                        service,
-                    );
-                    tokio::pin!(conn);
-                    tokio::select! {
-                        result = conn.as_mut() => {
-                            if let Err(e) = result {
-                                tracing::debug!(%peer, error = %e, "HTTP connection ended");
-                            }
-                        }
-                        _ = async { let _ = close.wait_for(|closing| *closing).await; } => {
-                            conn.as_mut().graceful_shutdown();
-                            let _ = conn.await;
-                        }
+                    let Some(tls) = tls else {
+                        return serve_connection(WriteStall::new(stream, stall), service, timeout, close, peer).await;
+                    };
+                    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+                    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => serve_connection(WriteStall::new(stream, stall), service, timeout, close, peer).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "HTTPS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "HTTPS handshake timed out"),
                     }
                 });
             }
@@ -115,6 +107,35 @@ pub(crate) async fn serve(
     drop(listener);
     let _ = closing.send(true);
     while connections.join_next().await.is_some() {}
+}
+
+/// Serves one connection's requests (over TCP or TLS) until it ends or the server closes.
+async fn serve_connection<S>(
+    io: S,
+    service: hyper_util::service::TowerToHyperService<Router>,
+    header_read_timeout: Duration,
+    mut close: tokio::sync::watch::Receiver<bool>,
+    peer: std::net::SocketAddr,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "HTTP connection ended");
+            }
+        }
+        _ = async { let _ = close.wait_for(|closing| *closing).await; } => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }
 
 /// Answers 503 and closes, reading what the client sent meanwhile (for up to a second) so that

@@ -343,17 +343,28 @@ impl HttpServer {
         router: Router,
         limits: HttpLimits,
     ) -> HttpServer {
+        Self::serve_tls(listener, router, limits, None)
+    }
+
+    /// [`HttpServer::serve_with`], over TLS (HTTPS) when `tls` is given.
+    pub fn serve_tls(
+        listener: tokio::net::TcpListener,
+        router: Router,
+        limits: HttpLimits,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> HttpServer {
         let addr = listener
             .local_addr()
             .expect("a bound listener has an address");
+        let scheme = if tls.is_some() { "HTTPS" } else { "HTTP" };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let shutdown = async {
                 let _ = stopped.await;
             };
-            crate::http_serve::serve(listener, router, limits, shutdown).await;
+            crate::http_serve::serve(listener, router, limits, tls, shutdown).await;
         });
-        tracing::info!(%addr, "serving HTTP");
+        tracing::info!(%addr, scheme, "serving");
         HttpServer {
             addr,
             stop: Some(stop),

@@ -45,9 +45,14 @@ pub async fn run(master: &str, options: GatewayOptions) -> anyhow::Result<()> {
     } else {
         "read-only"
     };
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let handle = http::start(client, config).await?;
     println!(
-        "kfs gateway: serving {} of {master} on http://{} ({writes})",
+        "kfs gateway: serving {} of {master} on {scheme}://{} ({writes})",
         options.root,
         handle.local_addr()
     );

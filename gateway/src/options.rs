@@ -63,6 +63,12 @@ pub struct GatewayOptions {
     /// Serve Prometheus metrics on http://ADDR/metrics.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+    /// Serve HTTPS (TLS 1.3) with this certificate chain (PEM), with --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM, readable by its owner only) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl GatewayOptions {
@@ -90,6 +96,13 @@ impl GatewayOptions {
         if write_token.as_deref() == Some("") {
             return Err(config_error("the write token file is empty"));
         }
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                kfs_common::security::https_config(cert, key)
+                    .map_err(|e| config_error(format!("--tls-cert/--tls-key: {e}")))?,
+            ),
+            _ => None,
+        };
         Ok(GatewayConfig {
             listen: self.listen,
             metrics: self.metrics,
@@ -105,6 +118,7 @@ impl GatewayOptions {
             cache_entries: self.cache_entries,
             list_limit: self.list_limit,
             replication: self.replication,
+            tls,
         })
     }
 }

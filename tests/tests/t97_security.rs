@@ -284,3 +284,109 @@ async fn the_chunk_service_serves_this_clusters_clients_and_refuses_others() {
     assert!(chunk::connect(addr, &Security::Insecure).await.is_err());
     cluster.shutdown().await;
 }
+
+/// A site certificate for `localhost` from a CA of the test's own (as an operator's ACME or
+/// company CA would issue): (the CA certificate, the leaf's PEM, its key's PEM).
+fn site_certificate() -> (rustls_pki_types::CertificateDer<'static>, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    (ca_cert.der().clone(), leaf.pem(), key.serialize_pem())
+}
+
+/// One HTTPS request to `addr` (verified as `localhost` against `ca`); the whole response.
+async fn https_request(
+    addr: SocketAddr,
+    ca: &rustls_pki_types::CertificateDer<'static>,
+    request: &str,
+) -> std::io::Result<String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await?;
+    tls.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(BOUND, tls.read_to_end(&mut response)).await;
+    Ok(String::from_utf8_lossy(&response).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_serves_https_with_the_sites_certificate() {
+    use clap::Parser as _;
+    let cluster = TestCluster::start(ClusterOptions {
+        chunkservers: 1,
+        ..Default::default()
+    })
+    .await;
+    let client = cluster.client().await;
+    client.write("/hello.txt", b"over https\n").await.unwrap();
+    let (ca, cert, key) = site_certificate();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("site.crt"), dir.path().join("site.key"));
+    std::fs::write(&cert_path, cert).unwrap();
+    security::files::write_secret(&key_path, &key).unwrap();
+
+    /// The gateway's flags as `kfs gateway` parses them.
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        options: kfs_gateway::GatewayOptions,
+    }
+    let flags = Flags::parse_from([
+        "kfs-gateway",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert_path.to_str().unwrap(),
+        "--tls-key",
+        key_path.to_str().unwrap(),
+    ]);
+    let config = flags.options.config().unwrap();
+    let gateway = kfs_gateway::http::start(client, config).await.unwrap();
+    let addr = gateway.local_addr();
+    let response = https_request(
+        addr,
+        &ca,
+        "GET /hello.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("over https\n"), "{response}");
+    // Plain HTTP on the HTTPS port gets no HTTP answer.
+    let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+    plain
+        .write_all(b"GET /hello.txt HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(BOUND, plain.read_to_end(&mut got)).await;
+    assert!(!String::from_utf8_lossy(&got).contains("over https"));
+    // A key others can read is refused, naming the file.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = flags.options.config().expect_err("refused");
+    assert!(
+        e.downcast_ref::<kfs_gateway::ConfigError>().is_some() && e.to_string().contains("0644"),
+        "{e}"
+    );
+    gateway.shutdown(Duration::from_secs(5)).await;
+    cluster.shutdown().await;
+}

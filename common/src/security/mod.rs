@@ -32,7 +32,7 @@ pub use files::{
     chunkserver_name, client_security, default_credentials_path, host_name, named_chunkserver,
     server_security,
 };
-pub use tls::TlsContext;
+pub use tls::{TlsContext, https_config};
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -118,3 +118,30 @@ impl TlsContext {
         Ok((stream, peer))
     }
 }
+
+/// The TLS configuration of a public HTTPS listener (`kfs gateway --tls-cert/--tls-key`): the
+/// certificate chain in `cert` (PEM, e.g. from an ACME client or the site's CA) and its private
+/// key in `key` (PEM, refused when others can read it), no client certificate asked, TLS 1.3,
+/// ALPN `http/1.1`.
+pub fn https_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<Arc<ServerConfig>, SecurityError> {
+    let chain_text = std::fs::read_to_string(cert).map_err(|source| SecurityError::Io {
+        path: cert.to_path_buf(),
+        source,
+    })?;
+    let chain = pem_certs(&cert.display().to_string(), &chain_text)?;
+    let key_text = super::files::read_secret(key)?;
+    let key_der =
+        PrivateKeyDer::from_pem_slice(key_text.as_bytes()).map_err(|e| SecurityError::BadFile {
+            path: key.to_path_buf(),
+            why: format!("no private key in it: {e}"),
+        })?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(chain, key_der)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}

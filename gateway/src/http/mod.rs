@@ -76,6 +76,8 @@ pub struct GatewayConfig {
     pub list_limit: u32,
     /// Replication factor of uploaded files (`None`: the cluster's default).
     pub replication: Option<u8>,
+    /// HTTPS: the listener's TLS configuration (`--tls-cert/--tls-key`); `None`: plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for GatewayConfig {
@@ -95,6 +97,7 @@ impl Default for GatewayConfig {
             cache_entries: 100_000,
             list_limit: 1000,
             replication: None,
+            tls: None,
         }
     }
 }
@@ -257,9 +260,10 @@ pub async fn start(client: Client, config: GatewayConfig) -> anyhow::Result<Gate
         write_stall_timeout: config.stall_timeout,
         ..Default::default()
     };
-    let http = HttpServer::start_with(config.listen, router, limits)
+    let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let http = HttpServer::serve_tls(listener, router, limits, config.tls.clone());
     let metrics = match config.metrics {
         Some(addr) => Some(
             HttpServer::start(addr, metrics_router(Arc::new(registry), None))
