@@ -372,6 +372,15 @@ impl TestCluster {
             .expect("connect to the chunkserver")
     }
 
+    /// A chunk-service client of chunkserver `i` holding a master's certificate (of this
+    /// cluster's CA), for tests that play the master's part (creating volumes, moving versions).
+    pub async fn chunk_client_as_master(&self, i: usize) -> ChunkServiceClient {
+        let security = self.peer_security(kfs_common::security::Role::Master, "test-master");
+        chunk::connect(self.chunkserver(i).local_addr(), &security)
+            .await
+            .expect("connect to the chunkserver")
+    }
+
     /// The data dirs of chunkserver `i`.
     pub fn data_dirs(&self, i: usize) -> Vec<PathBuf> {
         self.servers[i]

@@ -42,7 +42,8 @@ async fn appends_land_at_one_offset_on_every_replica_and_share_syncs() {
     let volume = ChunkId(1 << 40);
     let mut clients = Vec::new();
     for i in 0..3 {
-        let c = cluster.chunk_client(i).await;
+        // The master's part (making the volume) needs a master's certificate.
+        let c = cluster.chunk_client_as_master(i).await;
         c.create_volume(ctx(), volume, V).await.unwrap().unwrap();
         clients.push(c);
     }
@@ -101,7 +102,7 @@ async fn appends_land_at_one_offset_on_every_replica_and_share_syncs() {
 async fn bad_appends_and_reads_get_typed_errors_and_condemn_nothing() {
     let cluster = TestCluster::start(ClusterOptions::default()).await;
     let volume = ChunkId(1 << 41);
-    let c = cluster.chunk_client(0).await;
+    let c = cluster.chunk_client_as_master(0).await;
     c.create_volume(ctx(), volume, V).await.unwrap().unwrap();
     // Idempotent while empty.
     c.create_volume(ctx(), volume, V).await.unwrap().unwrap();

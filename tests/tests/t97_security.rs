@@ -390,3 +390,49 @@ async fn the_gateway_serves_https_with_the_sites_certificate() {
     gateway.shutdown(Duration::from_secs(5)).await;
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_master_may_move_versions_or_make_replicas_on_a_chunkserver() {
+    use kfs_common::{ChunkId, ChunkVersion};
+    let cluster = TestCluster::start(ClusterOptions {
+        chunkservers: 2,
+        ..Default::default()
+    })
+    .await;
+    let client = cluster.unpacked_client().await;
+    client.write("/kept", b"data that must stay").await.unwrap();
+    let chunk = client.file_chunks("/kept").await.unwrap()[0].clone();
+    let addr = chunk.replicas[0].addr;
+    let source = chunk.replicas[1].clone();
+    let other_server = cluster.peer_security(Role::Chunkserver, "cs-elsewhere");
+    for security in [cluster.security().clone(), other_server] {
+        let rpc = chunk::connect(addr, &security).await.unwrap();
+        let next = ChunkVersion(chunk.version.0 + 7);
+        let refusals = [
+            rpc.set_version(ctx(), chunk.chunk, chunk.version, next)
+                .await
+                .unwrap(),
+            rpc.create(ctx(), ChunkId(1 << 40), ChunkVersion(1))
+                .await
+                .unwrap(),
+            rpc.replicate(ctx(), chunk.chunk, chunk.version, source.clone())
+                .await
+                .unwrap()
+                .map(drop),
+            rpc.create_volume(ctx(), ChunkId(1 << 41), ChunkVersion(1))
+                .await
+                .unwrap(),
+        ];
+        for refused in refusals {
+            assert!(
+                matches!(&refused, Err(KfsError::PermissionDenied(m)) if m.contains("only the master")),
+                "{refused:?}"
+            );
+        }
+    }
+    // Nothing moved: the file reads back through its replicas at their version.
+    assert_eq!(client.read("/kept").await.unwrap(), b"data that must stay");
+    let after = client.file_chunks("/kept").await.unwrap()[0].clone();
+    assert_eq!(after.version, chunk.version);
+    cluster.shutdown().await;
+}

@@ -6,6 +6,11 @@
 //! `replicate` copies a replica from another chunkserver, staged at version 0 (so a copy cut
 //! short is stale, never short at a real version) and checked against the source's `digest`
 //! before it takes the real version.
+//!
+//! On a secured server, the calls only the master makes (`create`, `set_version`, `replicate`,
+//! `length`, `create_volume`, `replicate_volume`) are refused to any other certificate
+//! (`master_only`): a client's or another chunkserver's certificate cannot move versions or
+//! make replicas.
 
 use super::ChunkServer;
 use kfs_common::proto::Payload;
@@ -20,6 +25,20 @@ use tarpc::context::Context;
 use tracing::instrument;
 
 impl ChunkServer {
+    /// Refuses `call` unless this connection's certificate is the master's (always allowed on
+    /// an insecure server).
+    fn master_only(&self, call: &str) -> KfsResult<()> {
+        match &self.peer {
+            Some(peer) if peer.role != kfs_common::security::Role::Master => {
+                tracing::warn!(who = %peer, call, "refused: only the master makes this call");
+                Err(KfsError::PermissionDenied(format!(
+                    "{peer} may not call {call} on a chunkserver: only the master may"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// What a write or sync at `version` that failed here answers: the version moved under it
     /// (the master moved this replica on while the request was on its way), or the writes at
     /// this version can no longer be ordered (see the sequencer), both as they are, with no
@@ -363,6 +382,7 @@ impl ChunkService for ChunkServer {
 
     #[instrument(level = "debug", skip_all, fields(%chunk, %version))]
     async fn create(self, _: Context, chunk: ChunkId, version: ChunkVersion) -> KfsResult<()> {
+        self.master_only("create")?;
         match self.store.create(chunk, version).await {
             Err(KfsError::AlreadyExists { .. })
                 if self.store.replica(chunk) == Some((version, 0)) =>
@@ -381,6 +401,7 @@ impl ChunkService for ChunkServer {
         from: ChunkVersion,
         to: ChunkVersion,
     ) -> KfsResult<()> {
+        self.master_only("set_version")?;
         match self.store.replica(chunk).map(|(v, _)| v) {
             Some(held) if held == to => Ok(()),
             // Moved past `from` by an earlier move whose answer was lost (the master logs a
@@ -398,6 +419,7 @@ impl ChunkService for ChunkServer {
         version: ChunkVersion,
         source: ReplicaLocation,
     ) -> KfsResult<u64> {
+        self.master_only("replicate")?;
         self.copy_in(chunk, version, &source, false).await
     }
 
@@ -413,6 +435,7 @@ impl ChunkService for ChunkServer {
 
     #[instrument(level = "debug", skip_all, fields(%chunk, %version))]
     async fn length(self, _: Context, chunk: ChunkId, version: ChunkVersion) -> KfsResult<u64> {
+        self.master_only("length")?;
         match self.store.replica(chunk) {
             Some((found, length)) if found == version => Ok(length),
             Some((found, _)) => Err(KfsError::StaleVersion {
@@ -431,6 +454,7 @@ impl ChunkService for ChunkServer {
         chunk: ChunkId,
         version: ChunkVersion,
     ) -> KfsResult<()> {
+        self.master_only("create_volume")?;
         self.serve_create_volume(chunk, version).await
     }
 
@@ -478,6 +502,7 @@ impl ChunkService for ChunkServer {
         version: ChunkVersion,
         source: ReplicaLocation,
     ) -> KfsResult<u64> {
+        self.master_only("replicate_volume")?;
         self.copy_in(chunk, version, &source, true).await
     }
 

@@ -51,6 +51,8 @@ pub struct ChunkServer {
     /// This server, as replicas and writers know it.
     me: ReplicaLocation,
     io: IoCounters,
+    /// Who this connection's certificate names; `None` on an insecure server.
+    peer: Option<kfs_common::security::Identity>,
 }
 
 /// How long a write waits for the writes numbered before it.
@@ -135,6 +137,7 @@ pub async fn start_with_io(
             addr: advertise,
         },
         io,
+        peer: None,
     };
     let rpc_server = rpc::RpcServer::new(config.rpc_limits()?, security.clone());
     let accept = tokio::spawn(rpc::accept_loop(
@@ -144,7 +147,10 @@ pub async fn start_with_io(
             let _ = stopped.await;
         },
         move |incoming: rpc::Incoming| {
-            let server = server.clone();
+            let server = ChunkServer {
+                peer: incoming.peer().cloned(),
+                ..server.clone()
+            };
             let rpc_metrics = rpc_metrics.clone();
             async move {
                 let service = incoming.service();
