@@ -414,7 +414,9 @@ async fn writes_need_the_token_and_uploads_are_whole_or_nothing() {
 async fn streams_past_the_limit_get_503_and_a_change_shows_once_the_cache_expires() {
     let cluster = TestCluster::start(ClusterOptions::default()).await;
     let client = cluster.client().await;
-    let large = content(6, 4 << 20);
+    // Larger than the socket buffers of both ends can take (up to 32 MiB of receive buffer on
+    // loopback here), so the unread response cannot finish and free its stream.
+    let large = content(6, 64 << 20);
     put(&client, "/big.bin", &large).await;
     put(&client, "/small.txt", b"one").await;
     let gw = gateway_with(

@@ -7,8 +7,8 @@
 //! short is stale, never short at a real version) and checked against the source's `digest`
 //! before it takes the real version.
 //!
-//! On a secured server, the calls only the master makes (`create`, `set_version`, `replicate`,
-//! `length`, `create_volume`, `replicate_volume`) are refused to any other certificate
+//! On a secured server, the calls that change replicas and only the master makes (`create`,
+//! `set_version`, `replicate`, `create_volume`, `replicate_volume`) are refused to any other certificate
 //! (`master_only`): a client's or another chunkserver's certificate cannot move versions or
 //! make replicas.
 
@@ -435,7 +435,6 @@ impl ChunkService for ChunkServer {
 
     #[instrument(level = "debug", skip_all, fields(%chunk, %version))]
     async fn length(self, _: Context, chunk: ChunkId, version: ChunkVersion) -> KfsResult<u64> {
-        self.master_only("length")?;
         match self.store.replica(chunk) {
             Some((found, length)) if found == version => Ok(length),
             Some((found, _)) => Err(KfsError::StaleVersion {
