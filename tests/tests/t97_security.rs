@@ -202,6 +202,29 @@ async fn a_fake_chunkserver_cannot_join_or_speak_for_another() {
         .await
         .unwrap()
         .expect("a new id binds to the enrolled certificate");
+    // One id per enrolled certificate.
+    let refused = link.hello(ctx(), hello(ServerId(0x7008))).await.unwrap();
+    assert!(
+        matches!(&refused, Err(KfsError::PermissionDenied(m)) if m.contains("already chunkserver")),
+        "{refused:?}"
+    );
+    // The certificate a chunkserver makes itself proves its id and takes it over from an
+    // enrolled certificate that claimed it first; that one may no longer speak for it.
+    let own = cluster.peer_security(
+        Role::Chunkserver,
+        &security::chunkserver_name(ServerId(0x7007)),
+    );
+    let owner = cluster::connect(cluster.master_addr(), &own).await.unwrap();
+    owner
+        .hello(ctx(), hello(ServerId(0x7007)))
+        .await
+        .unwrap()
+        .expect("its own id");
+    let refused = link.hello(ctx(), hello(ServerId(0x7007))).await.unwrap();
+    assert!(
+        matches!(refused, Err(KfsError::PermissionDenied(_))),
+        "{refused:?}"
+    );
     // The real server is still the only one alive and serving.
     let servers = cluster
         .master_client()
@@ -434,5 +457,48 @@ async fn only_the_master_may_move_versions_or_make_replicas_on_a_chunkserver() {
     assert_eq!(client.read("/kept").await.unwrap(), b"data that must stay");
     let after = client.file_chunks("/kept").await.unwrap()[0].clone();
     assert_eq!(after.version, chunk.version);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_certificate_is_refused_by_the_server_with_a_clear_error() {
+    let cluster = TestCluster::start(ClusterOptions {
+        chunkservers: 1,
+        ..Default::default()
+    })
+    .await;
+    let files = ClusterFiles::new(cluster.secrets_dir().unwrap());
+    let ca = files.ca().unwrap();
+    let who = security::Identity {
+        role: Role::User,
+        name: "expired".into(),
+    };
+    // Valid for no time at all: expired by the time it is presented. The client does not
+    // check its own certificate, so the server is the one to refuse it.
+    let leaf = security::pki::issue(&ca, &who, 0).unwrap();
+    let expired = Security::Tls(Arc::new(
+        security::TlsContext::new(&ca.cert, &leaf).unwrap(),
+    ));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for (service, addr) in [
+        (Service::Master, cluster.master_addr()),
+        (Service::Chunk, cluster.chunkserver(0).local_addr()),
+    ] {
+        let e = dial(addr, service, &expired).await.expect("refused");
+        assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}");
+        assert!(
+            e.to_string().contains("refused this process's certificate"),
+            "{e}"
+        );
+    }
+    let e = cluster
+        .client_with_result(kfs_client::ClientOptions::default().with_security(expired))
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(&e, KfsError::PermissionDenied(m) if m.contains("certificate")),
+        "{e:?}"
+    );
     cluster.shutdown().await;
 }

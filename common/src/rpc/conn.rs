@@ -104,18 +104,39 @@ pub(crate) async fn client(
         Security::Tls(tls) => {
             let addr = tcp.peer_addr()?;
             let stream = tls.connect(tcp, service.server_role()).await.map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::PermissionDenied,
-                    format!(
-                        "TLS handshake with the {} at {addr} failed: {e} (a server of another \
-                         cluster, or one running --insecure?)",
-                        service.server_role()
-                    ),
-                )
+                let role = service.server_role();
+                if is_tls_refusal(&e) {
+                    // A certificate refused (of another cluster, expired, of another role):
+                    // trying again is no use.
+                    io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!(
+                            "TLS handshake with the {role} at {addr} failed: {e} (a server of \
+                             another cluster?)"
+                        ),
+                    )
+                } else {
+                    // Cut off (a server restarting, overloaded, or running --insecure): the
+                    // caller may try again.
+                    io::Error::new(
+                        e.kind(),
+                        format!(
+                            "TLS handshake with the {role} at {addr} cut off: {e} (restarting, \
+                             or running --insecure?)"
+                        ),
+                    )
+                }
             })?;
             Ok(Conn::Client(Box::new(stream)))
         }
     }
+}
+
+/// Whether `e` is TLS refusing the other side (a certificate or an alert), as opposed to the
+/// connection being cut.
+pub(crate) fn is_tls_refusal(e: &io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
 }
 
 /// What the server made of a new connection's first bytes.

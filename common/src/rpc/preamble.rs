@@ -160,6 +160,16 @@ pub async fn send(stream: &mut Conn, service: Service, version: u32) -> io::Resu
             )
         })?
         .map_err(|e| match e.kind() {
+            // TLS 1.3 lets the client finish its handshake first: a server refusing this
+            // process's certificate says so in an alert, read here.
+            _ if super::conn::is_tls_refusal(&e) => io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "the {} at {addr} refused this process's certificate: {e} (expired, or of \
+                     another cluster?)",
+                    service.server_role()
+                ),
+            ),
             io::ErrorKind::UnexpectedEof => io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 format!("{addr} closed the connection during the {service} protocol preamble"),

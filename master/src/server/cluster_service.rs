@@ -15,32 +15,44 @@ use tarpc::context::Context;
 use tracing::instrument;
 
 impl ClusterServer {
-    /// Whether this connection's certificate may speak for chunkserver `server`: the first
-    /// hello of an id binds it to the certificate's name, and later calls for that id from
-    /// another certificate are refused (`bind`: whether this call may make the binding).
+    /// Whether this connection's certificate may speak for chunkserver `server`, and with
+    /// `bind`, records that it does (a hello the chunk map accepted). A certificate a
+    /// chunkserver made itself (`cs-ID`) proves its id: that id is its own and no other, and it
+    /// takes the id over from any certificate that held it. Any other (enrolled) certificate
+    /// holds one id, the first it said hello with that no other certificate holds; calls for an
+    /// id from a certificate that does not hold it are refused.
     fn check_peer(&self, server: ServerId, bind: bool) -> KfsResult<()> {
         let Some(peer) = &self.peer else {
             return Ok(());
         };
-        // A certificate a chunkserver made itself names its id: only that id is its own.
-        if let Some(own) = kfs_common::security::named_chunkserver(&peer.name)
+        let refuse = |why: String| {
+            tracing::warn!(%server, who = %peer, why, "refused: a chunkserver spoke for an id not its own");
+            Err(KfsError::PermissionDenied(why))
+        };
+        let own = kfs_common::security::named_chunkserver(&peer.name);
+        if let Some(own) = own
             && own != server
         {
-            tracing::warn!(%server, who = %peer, "refused: a chunkserver spoke for another id");
-            return Err(KfsError::PermissionDenied(format!(
-                "{peer} is chunkserver {own}, not {server}"
-            )));
+            return refuse(format!("{peer} is chunkserver {own}, not {server}"));
         }
         let mut bindings = self.state.bindings.lock().expect("bindings lock");
+        if own.is_some() {
+            if bind {
+                bindings.insert(server, peer.name.clone());
+            }
+            return Ok(());
+        }
         match bindings.get(&server) {
             Some(name) if *name == peer.name => Ok(()),
-            Some(name) => {
-                tracing::warn!(%server, bound = %name, who = %peer, "refused: a chunkserver id claimed by another certificate");
-                Err(KfsError::PermissionDenied(format!(
-                    "chunkserver {server} is the server of certificate '{name}', not of {peer}"
-                )))
-            }
+            Some(name) => refuse(format!(
+                "chunkserver {server} is the server of certificate '{name}', not of {peer}"
+            )),
             None if bind => {
+                if let Some((held, _)) = bindings.iter().find(|(_, name)| **name == peer.name) {
+                    return refuse(format!(
+                        "{peer} is already chunkserver {held}: one certificate per chunkserver"
+                    ));
+                }
                 bindings.insert(server, peer.name.clone());
                 Ok(())
             }
@@ -52,12 +64,17 @@ impl ClusterServer {
 impl ClusterService for ClusterServer {
     #[instrument(level = "debug", skip_all, fields(server = %request.server, chunks = request.chunks.len()))]
     async fn hello(self, _: Context, request: HelloRequest) -> KfsResult<HelloReply> {
-        self.check_peer(request.server, true)?;
-        self.state
+        let server = request.server;
+        self.check_peer(server, false)?;
+        let reply = self
+            .state
             .chunks
             .lock()
             .expect("chunk map lock")
-            .hello(request, self.state.clock.now())
+            .hello(request, self.state.clock.now())?;
+        // Bound only once the hello was accepted (a refused one binds nothing).
+        self.check_peer(server, true)?;
+        Ok(reply)
     }
 
     #[instrument(level = "debug", skip_all, fields(server = %request.server))]
