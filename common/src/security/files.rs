@@ -6,7 +6,8 @@
 //! - `ca.key`: its private key. A server whose directory holds it makes itself a certificate at
 //!   start (valid [`pki::MINTED_VALID_DAYS`]); a host enrolled without it uses
 //! - `ROLE.credentials` (`master.credentials`, `chunkserver.credentials`,
-//!   `gateway.credentials`): a certificate issued for that host by `kfs admin enroll`;
+//!   `gateway.credentials`): a certificate issued for that host by `kfs init-cluster DIR
+//!   --node HOST --role ROLE`;
 //! - `admin.credentials`: the admin user's credentials.
 //!
 //! A **credentials file** is PEM: the holder's certificate, then the CA's certificate, then the
@@ -53,10 +54,12 @@ pub fn write_secret(path: &Path, contents: &str) -> Result<(), SecurityError> {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let written = (|| {
+        // A new file of our own (O_CREAT|O_EXCL: never one planted at the name, and no link
+        // followed), 0600 from its creation whatever the umask.
+        let _ = std::fs::remove_file(&tmp);
         let mut file = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(&tmp)?;
         file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
@@ -71,17 +74,26 @@ pub fn write_secret(path: &Path, contents: &str) -> Result<(), SecurityError> {
     written.map_err(io_error(path))
 }
 
-/// Reads a file holding a secret, refusing it when the group or others may read it.
+/// Reads a file holding a secret, refusing it when the group or others may read it. The mode
+/// checked is the open file's, so the file cannot be swapped between the check and the read.
 pub fn read_secret(path: &Path) -> Result<String, SecurityError> {
-    let meta = std::fs::metadata(path).map_err(io_error(path))?;
-    let mode = meta.permissions().mode() & 0o7777;
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(io_error(path))?;
+    let mode = file
+        .metadata()
+        .map_err(io_error(path))?
+        .permissions()
+        .mode()
+        & 0o7777;
     if mode & 0o077 != 0 {
         return Err(SecurityError::Readable {
             path: path.to_path_buf(),
             mode,
         });
     }
-    std::fs::read_to_string(path).map_err(io_error(path))
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(io_error(path))?;
+    Ok(text)
 }
 
 /// A credentials file's text: `leaf`'s certificate, the CA's, then `leaf`'s key.
@@ -248,9 +260,15 @@ impl ClusterFiles {
     }
 
     /// `kfs init-cluster DIR`: a new CA, and the admin user's credentials. Refuses a directory
-    /// that already holds a CA key.
+    /// that already holds a cluster's files (a CA, its key, credentials), so a host's secrets
+    /// are never replaced by a new cluster's.
     pub fn init(&self, cluster: &str) -> Result<(), SecurityError> {
-        if self.path(CA_KEY).exists() {
+        let taken = [CA_KEY, CA_CERT, ADMIN_CREDENTIALS]
+            .into_iter()
+            .map(String::from)
+            .chain(Role::ALL.into_iter().map(role_credentials))
+            .any(|name| self.path(&name).exists());
+        if taken {
             return Err(SecurityError::AlreadyInitialised {
                 dir: self.dir.clone(),
             });
@@ -324,8 +342,9 @@ impl ClusterFiles {
             return Err(SecurityError::BadFile {
                 path: self.dir.clone(),
                 why: format!(
-                    "holds neither {} nor {CA_KEY} (make one with `kfs init-cluster`, or enroll \
-                     this host with `kfs admin enroll --role {role}`)",
+                    "holds neither {} nor {CA_KEY} (make a cluster with `kfs init-cluster DIR`, \
+                     or issue this host a certificate with `kfs init-cluster DIR --node HOST \
+                     --role {role}`)",
                     role_credentials(role)
                 ),
             });
@@ -336,6 +355,11 @@ impl ClusterFiles {
             name: name.to_string(),
         };
         let leaf = pki::issue(&ca, &who, pki::MINTED_VALID_DAYS)?;
+        tracing::info!(
+            %who,
+            days = pki::MINTED_VALID_DAYS,
+            "made this server's certificate from the CA key (a restart makes a new one)"
+        );
         TlsContext::new(&ca.cert, &leaf)
     }
 }

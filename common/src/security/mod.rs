@@ -148,14 +148,13 @@ pub enum SecurityError {
         source: std::io::Error,
     },
     #[error(
-        "{}: mode {mode:04o} lets others read a secret (chmod 600 it, or give the directory \
-         to the service's user alone)",
+        "{}: mode {mode:04o} gives the group or others access to a secret (chmod 600 it)",
         path.display()
     )]
     Readable { path: PathBuf, mode: u32 },
     #[error("{}: {why}", path.display())]
     BadFile { path: PathBuf, why: String },
-    #[error("{}: already holds a cluster (its {CA_KEY} exists); nothing was changed", dir.display())]
+    #[error("{}: already holds a cluster's files (a CA, its key or credentials); nothing was changed", dir.display())]
     AlreadyInitialised { dir: PathBuf },
     #[error("issuing a certificate: {0}")]
     Issue(#[from] rcgen::Error),

@@ -16,8 +16,9 @@ use time::{Duration, OffsetDateTime};
 pub const CA_VALID_DAYS: i64 = 10 * 365;
 /// How long a certificate issued by `kfs init-cluster` or `kfs admin enroll` is valid.
 pub const LEAF_VALID_DAYS: i64 = 825;
-/// How long a certificate a server makes itself at start (from the CA key) is valid.
-pub const MINTED_VALID_DAYS: i64 = 90;
+/// How long a certificate a server makes itself at start (from the CA key) is valid: as long
+/// as an issued one, since only a restart makes a new one (the server logs its expiry).
+pub const MINTED_VALID_DAYS: i64 = LEAF_VALID_DAYS;
 
 /// A certificate and its private key, in PEM.
 #[derive(Clone)]
@@ -92,9 +93,11 @@ pub fn issue(ca: &Pem, who: &Identity, days: i64) -> Result<Pem, SecurityError> 
 }
 
 /// A name a certificate may carry: 1 to 64 characters of letters, digits, `.`, `_`, `@` and
-/// `-` (user and host names), so that it prints and logs unambiguously.
+/// `-` (user and host names), not starting with `.` (it names a directory of `kfs
+/// init-cluster --node`), so that it prints and logs unambiguously.
 pub fn check_name(name: &str) -> Result<(), SecurityError> {
     let ok = !name.is_empty()
+        && !name.starts_with('.')
         && name.len() <= 64
         && name
             .chars()
@@ -103,7 +106,8 @@ pub fn check_name(name: &str) -> Result<(), SecurityError> {
         Ok(())
     } else {
         Err(SecurityError::Certificate(format!(
-            "'{name}' is not a valid name (1 to 64 letters, digits, '.', '_', '@' or '-')"
+            "'{name}' is not a valid name (1 to 64 letters, digits, '.', '_', '@' or '-', not \
+             starting with '.')"
         )))
     }
 }
@@ -169,7 +173,7 @@ mod tests {
     #[test]
     fn names_that_would_print_ambiguously_are_refused() {
         let ca = new_ca("test").unwrap();
-        for name in ["", "a b", "x\ny", "née", &"x".repeat(65)] {
+        for name in ["", "a b", "x\ny", "née", "..", ".hidden", &"x".repeat(65)] {
             let who = Identity {
                 role: Role::User,
                 name: name.into(),
