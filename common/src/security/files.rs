@@ -104,32 +104,37 @@ pub fn credentials_text(leaf: &Pem, ca_cert: &str, who: &Identity) -> String {
     )
 }
 
-/// Reads a credentials file into a TLS context.
+/// Reads a credentials file into a TLS context: exactly two certificates (the holder's, then
+/// the CA's) and one private key (PKCS#8, SEC1 or PKCS#1), in that order; anything else (a
+/// second key, say the CA's appended by mistake) is refused, naming the file.
 pub fn load_credentials(path: &Path) -> Result<TlsContext, SecurityError> {
-    let text = read_secret(path)?;
+    let text = read_secret(path)?.replace("\r\n", "\n");
     let bad = |why: String| SecurityError::BadFile {
         path: path.to_path_buf(),
         why,
     };
-    let blocks: Vec<&str> = text
-        .split_inclusive("-----END CERTIFICATE-----\n")
-        .filter(|b| b.contains("-----BEGIN CERTIFICATE-----"))
+    const CERT: &str = "-----BEGIN CERTIFICATE-----";
+    let sections: Vec<(usize, &str)> = text
+        .match_indices("-----BEGIN ")
+        .map(|(at, _)| (at, text[at..].lines().next().unwrap_or_default()))
         .collect();
-    let [leaf, ca] = blocks.as_slice() else {
+    let labels: Vec<&str> = sections.iter().map(|(_, line)| *line).collect();
+    let shape_ok = labels.len() == 3
+        && labels[0] == CERT
+        && labels[1] == CERT
+        && labels[2].ends_with("PRIVATE KEY-----");
+    if !shape_ok {
         return Err(bad(format!(
-            "a credentials file holds two certificates (the holder's, then the CA's); this \
-             one holds {}",
-            blocks.len()
+            "a credentials file holds the holder's certificate, the CA's certificate and the \
+             holder's private key, in that order; this one holds {labels:?}"
         )));
-    };
-    let key_start = text
-        .find("-----BEGIN PRIVATE KEY-----")
-        .ok_or_else(|| bad("no private key in it".into()))?;
+    }
+    let (leaf_at, ca_at, key_at) = (sections[0].0, sections[1].0, sections[2].0);
     let own = Pem {
-        cert: leaf[leaf.find("-----BEGIN CERTIFICATE-----").unwrap_or(0)..].to_string(),
-        key: text[key_start..].to_string(),
+        cert: text[leaf_at..ca_at].to_string(),
+        key: text[key_at..].to_string(),
     };
-    TlsContext::new(ca, &own).map_err(|e| bad(e.to_string()))
+    TlsContext::new(&text[ca_at..key_at], &own).map_err(|e| bad(e.to_string()))
 }
 
 /// `$XDG_CONFIG_HOME/kfs/credentials`, else `~/.config/kfs/credentials`.
@@ -386,6 +391,13 @@ mod tests {
         }
         let admin = load_credentials(&files.path(ADMIN_CREDENTIALS)).unwrap();
         assert_eq!(admin.identity().role, Role::User);
+        // The CA's key appended by mistake makes the file refused, not silently accepted.
+        let with_key = dir.path().join("with-ca-key.credentials");
+        let text = read_secret(&files.path(ADMIN_CREDENTIALS)).unwrap()
+            + &read_secret(&files.path(CA_KEY)).unwrap();
+        write_secret(&with_key, &text).unwrap();
+        let e = load_credentials(&with_key).err().expect("refused");
+        assert!(e.to_string().contains("in that order"), "{e}");
         assert_eq!(admin.identity().name, "admin");
         assert!(matches!(
             files.init("t"),
