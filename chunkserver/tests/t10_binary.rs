@@ -90,21 +90,9 @@ fn data_dirs_of_different_servers_are_refused() {
     )
     .unwrap();
     let secrets = secrets();
-    let mut child = chunkserver(&[a.path(), b.path()])
-        .arg("--secrets")
-        .arg(secrets.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = wait_exit(&mut child, Duration::from_secs(30));
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let mut cmd = chunkserver(&[a.path(), b.path()]);
+    cmd.arg("--secrets").arg(secrets.path());
+    let (status, stderr) = run_to_exit(cmd);
     assert!(!status.success());
     assert!(stderr.contains("different servers"), "{stderr}");
 }

@@ -178,10 +178,18 @@ async fn fake_servers_claiming(
     length: u64,
 ) -> tokio::task::JoinHandle<()> {
     let fakes: Vec<ServerId> = (1..=3).map(|i| ServerId(0xfa6e_0000 + i)).collect();
-    let security = cluster.peer_security(kfs_common::security::Role::Chunkserver, "fakes");
-    let cluster_rpc = kfs_common::proto::cluster::connect(cluster.master_addr(), &security)
-        .await
-        .unwrap();
+    // Each fake holds a chunkserver certificate of its own (colluding servers of the cluster:
+    // one certificate speaks for one chunkserver).
+    let mut links = Vec::new();
+    for fake in &fakes {
+        let name = kfs_common::security::chunkserver_name(*fake);
+        let security = cluster.peer_security(kfs_common::security::Role::Chunkserver, &name);
+        links.push(
+            kfs_common::proto::cluster::connect(cluster.master_addr(), &security)
+                .await
+                .unwrap(),
+        );
+    }
     let space = SpaceReport {
         capacity: 1 << 50,
         available: 1 << 50,
@@ -201,18 +209,11 @@ async fn fake_servers_claiming(
             }],
             corrupt: Vec::new(),
         };
-        sessions.push(
-            cluster_rpc
-                .hello(ctx(), hello)
-                .await
-                .unwrap()
-                .unwrap()
-                .session,
-        );
+        sessions.push(links[n].hello(ctx(), hello).await.unwrap().unwrap().session);
     }
     tokio::spawn(async move {
         loop {
-            for (fake, session) in fakes.iter().zip(&sessions) {
+            for ((fake, session), link) in fakes.iter().zip(&sessions).zip(&links) {
                 let beat = HeartbeatRequest {
                     server: *fake,
                     session: *session,
@@ -220,7 +221,7 @@ async fn fake_servers_claiming(
                     chunk_count: 1,
                     corrupt: Vec::new(),
                 };
-                let _ = cluster_rpc.heartbeat(ctx(), beat).await;
+                let _ = link.heartbeat(ctx(), beat).await;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
