@@ -89,15 +89,23 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => return finish("kfs-chunkserver", Err(e), EX_CONFIG),
     };
-    // Missing or readable secrets are a setting that cannot work: EX_CONFIG, not restarted.
-    if let Err(e) = config.security(kfs_common::ServerId(0)) {
-        return finish("kfs-chunkserver", Err(e.into()), EX_CONFIG);
-    }
     let outcome = kfs_common::service::serve(
         "kfs-chunkserver",
         async { Ok(kfs_chunkserver::start(&config).await?) },
         |server| (server.local_addr(), server.http_addr()),
         |server| server.shutdown(),
     );
-    finish("kfs-chunkserver", outcome.map(|()| None), 1)
+    // Missing or readable secrets are a setting that cannot work: EX_CONFIG, not restarted.
+    let failure = match &outcome {
+        Err(e)
+            if matches!(
+                e.downcast_ref(),
+                Some(kfs_chunkserver::StartError::Security(_))
+            ) =>
+        {
+            EX_CONFIG
+        }
+        _ => 1,
+    };
+    finish("kfs-chunkserver", outcome.map(|()| None), failure)
 }

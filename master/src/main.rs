@@ -130,15 +130,18 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => return finish("kfs-master", Err(e), EX_CONFIG),
     };
-    // Missing or readable secrets are a setting that cannot work: EX_CONFIG, not restarted.
-    if let Err(e) = config.security() {
-        return finish("kfs-master", Err(e.into()), EX_CONFIG);
-    }
     let outcome = kfs_common::service::serve(
         "kfs-master",
         async { Ok(kfs_master::start(&config).await?) },
         |server| (server.local_addr(), server.http_addr()),
         |server| server.shutdown(),
     );
-    finish("kfs-master", outcome.map(|()| None), 1)
+    // Missing or readable secrets are a setting that cannot work: EX_CONFIG, not restarted.
+    let failure = match &outcome {
+        Err(e) if matches!(e.downcast_ref(), Some(kfs_master::StartError::Security(_))) => {
+            EX_CONFIG
+        }
+        _ => 1,
+    };
+    finish("kfs-master", outcome.map(|()| None), failure)
 }

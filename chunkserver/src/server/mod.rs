@@ -51,8 +51,9 @@ pub struct ChunkServer {
     /// This server, as replicas and writers know it.
     me: ReplicaLocation,
     io: IoCounters,
-    /// Who this connection's certificate names; `None` on an insecure server.
-    peer: Option<kfs_common::security::Identity>,
+    /// Who this connection's certificate names; `None` on an insecure server. Shared: the
+    /// server is cloned for every call.
+    peer: Option<Arc<kfs_common::security::Identity>>,
 }
 
 /// How long a write waits for the writes numbered before it.
@@ -148,7 +149,7 @@ pub async fn start_with_io(
         },
         move |incoming: rpc::Incoming| {
             let server = ChunkServer {
-                peer: incoming.peer().cloned(),
+                peer: incoming.peer().cloned().map(Arc::new),
                 ..server.clone()
             };
             let rpc_metrics = rpc_metrics.clone();

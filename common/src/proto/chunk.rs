@@ -241,10 +241,6 @@ impl ChunkPool {
         }
     }
 
-    pub fn security(&self) -> &crate::security::Security {
-        &self.security
-    }
-
     /// The connection to `addr`, made if there is none or it closed.
     pub async fn get(&self, addr: SocketAddr) -> std::io::Result<ChunkServiceClient> {
         let now = std::time::Instant::now();

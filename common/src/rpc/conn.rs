@@ -39,10 +39,6 @@ impl Conn {
     pub fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
         self.tcp().peer_addr()
     }
-
-    pub fn is_tls(&self) -> bool {
-        !matches!(self, Conn::Plain(_))
-    }
 }
 
 macro_rules! each {

@@ -212,10 +212,6 @@ impl RpcServer {
         &self.0.limits
     }
 
-    pub fn security(&self) -> &Security {
-        &self.0.security
-    }
-
     pub fn stats(&self) -> &Arc<ServerStats> {
         &self.0.stats
     }

@@ -116,20 +116,6 @@ pub enum Security {
     Tls(Arc<TlsContext>),
 }
 
-impl Security {
-    pub fn is_secure(&self) -> bool {
-        matches!(self, Security::Tls(_))
-    }
-
-    /// This process's own identity, when secure.
-    pub fn identity(&self) -> Option<&Identity> {
-        match self {
-            Security::Insecure => None,
-            Security::Tls(tls) => Some(tls.identity()),
-        }
-    }
-}
-
 impl std::fmt::Debug for Security {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -102,8 +102,9 @@ pub struct MasterServer {
 #[derive(Clone)]
 pub struct ClusterServer {
     state: Arc<MasterState>,
-    /// The chunkserver this connection's certificate names; `None` when insecure.
-    peer: Option<kfs_common::security::Identity>,
+    /// The chunkserver this connection's certificate names; `None` when insecure. Shared:
+    /// the server is cloned for every call.
+    peer: Option<Arc<kfs_common::security::Identity>>,
 }
 
 /// A running master.
@@ -351,7 +352,7 @@ pub async fn start_with_clock(
                     }
                     Service::Cluster => {
                         let cluster = ClusterServer {
-                            peer: incoming.peer().cloned(),
+                            peer: incoming.peer().cloned().map(Arc::new),
                             ..cluster
                         };
                         BaseChannel::with_defaults(incoming.transport())
