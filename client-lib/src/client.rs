@@ -12,6 +12,7 @@ use kfs_common::proto::master::{
     FsckSummary, GatewayReply, GatewayReport, Layout, MasterInfo, MkdirOptions, NamespaceCounters,
     OpenFileInfo, RemoveSummary, SafeModeStatus, SetAttr, WorkerInfo,
 };
+use kfs_common::proto::users::{NewUser, UserAdded, UserInfo, WhoAmI};
 use kfs_common::{KfsError, KfsResult};
 use serde_bytes::ByteBuf;
 use std::net::SocketAddr;
@@ -407,6 +408,29 @@ impl Client {
     /// finished), as `kfs fsck --open-files` lists them.
     pub async fn open_files(&self) -> KfsResult<Vec<OpenFileInfo>> {
         self.call(self.m().open_files(self.ctx())).await
+    }
+
+    /// Records a user at the master (administrators only) and, unless `user.certificate` is
+    /// given, has it issue the user's certificate: the reply holds the credentials file to
+    /// hand to the user.
+    pub async fn add_user(&self, user: NewUser) -> KfsResult<UserAdded> {
+        self.call(self.m().add_user(self.ctx(), user)).await
+    }
+
+    /// Forgets a user (administrators only): its certificate is refused from then on.
+    pub async fn remove_user(&self, name: &str) -> KfsResult<()> {
+        self.call(self.m().remove_user(self.ctx(), name.to_string()))
+            .await
+    }
+
+    /// Every user the master has a record of (administrators only).
+    pub async fn users(&self) -> KfsResult<Vec<UserInfo>> {
+        self.call(self.m().users(self.ctx())).await
+    }
+
+    /// Who the master takes this client for, and the rights its calls are checked against.
+    pub async fn whoami(&self) -> KfsResult<WhoAmI> {
+        self.call(self.m().whoami(self.ctx())).await
     }
 
     /// Has the master write a checkpoint of everything logged; returns, once it is durable,

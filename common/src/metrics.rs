@@ -192,6 +192,10 @@ reply_error!(MasterServiceResponse {
     OpenFiles,
     FsckPath,
     ReportGateway,
+    AddUser,
+    RemoveUser,
+    Users,
+    Whoami,
 });
 reply_error!(ClusterServiceResponse {
     Hello,

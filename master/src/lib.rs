@@ -26,6 +26,7 @@ pub mod server;
 pub mod status;
 pub mod storage;
 pub mod tree;
+pub mod users;
 
 pub use config::MasterConfig;
 pub use server::{MasterHandle, StartError, start, start_with_clock};

@@ -707,6 +707,8 @@ fn run(actions: &[Action]) -> Result<(), TestCaseError> {
                     path: p.clone(),
                     parents: *parents,
                     mode: DEFAULT_DIR_MODE,
+                    owner: 0,
+                    group: 0,
                     first_fid,
                     time,
                 }
@@ -725,6 +727,8 @@ fn run(actions: &[Action]) -> Result<(), TestCaseError> {
                     replication: *replication,
                     replication_given: *given,
                     mode: DEFAULT_FILE_MODE,
+                    owner: 0,
+                    group: 0,
                     fid,
                     time,
                 }

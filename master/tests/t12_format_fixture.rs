@@ -82,6 +82,8 @@ fn a_metadata_directory_of_log_format_2_recovers_exactly() {
         path: "/photos/new".into(),
         parents: false,
         mode: 0o750,
+        owner: 0,
+        group: 0,
         first_fid: FileId(1000),
         time: 7,
     };

@@ -81,6 +81,8 @@ fn to_op(seed: &OpSeed, live: &Namespace, fid: &mut u64, time: i64) -> Op {
             path: dir(*d),
             parents: true,
             mode: 0o755,
+            owner: 0,
+            group: 0,
             first_fid: next(),
             time,
         },
@@ -90,6 +92,8 @@ fn to_op(seed: &OpSeed, live: &Namespace, fid: &mut u64, time: i64) -> Op {
             replication: 3,
             replication_given: false,
             mode: 0o644,
+            owner: 0,
+            group: 0,
             fid: next(),
             time,
         },
@@ -286,7 +290,7 @@ proptest! {
         prop_assert_eq!(again.last_seq, seq);
         prop_assert!(again.torn_tail.is_none());
         let mut writer = LogWriter::create(tmp.path(), seq + 1, 1 << 30).unwrap();
-        let op = Op::Mkdir { path: "/after".into(), parents: true, mode: 0o755, first_fid: FileId(1_000_000), time: 7 };
+        let op = Op::Mkdir { path: "/after".into(), parents: true, mode: 0o755, owner: 0, group: 0, first_fid: FileId(1_000_000), time: 7 };
         writer.append([&op]).unwrap();
         let third = recover(tmp.path(), 99).unwrap();
         prop_assert_eq!(third.last_seq, seq + 1);

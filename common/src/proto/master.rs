@@ -8,6 +8,7 @@ use crate::error::KfsError;
 use crate::ids::{ChunkId, ChunkVersion, FileId, FileKind, ServerId};
 use crate::proto::Timestamp;
 use crate::proto::cluster::SpaceReport;
+use crate::proto::users::{NewUser, UserAdded, UserInfo, WhoAmI};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use std::net::SocketAddr;
@@ -564,6 +565,23 @@ pub trait MasterService {
     /// gateway for the status page (soft state, never logged). Idempotent. Since client
     /// protocol 6.
     async fn report_gateway(report: GatewayReport) -> Result<GatewayReply, KfsError>;
+
+    /// Caller: administrators (`kfs admin user add`). Records a user (saved before the reply)
+    /// and, unless `user.certificate` is given, issues its certificate. `AlreadyExists` for a
+    /// user of that name unless `replace`. Since client protocol 7.
+    async fn add_user(user: NewUser) -> Result<UserAdded, KfsError>;
+
+    /// Caller: administrators (`kfs admin user remove`). Forgets a user: its certificate is
+    /// refused from the next call on. `NotFound` for an unknown name. Since client protocol 7.
+    async fn remove_user(name: String) -> Result<(), KfsError>;
+
+    /// Caller: administrators (`kfs admin user list`). Every recorded user, by name. Read-only.
+    /// Since client protocol 7.
+    async fn users() -> Result<Vec<UserInfo>, KfsError>;
+
+    /// Caller: anyone (`kfs whoami`). Who the master takes the caller for. Read-only. Since
+    /// client protocol 7.
+    async fn whoami() -> Result<WhoAmI, KfsError>;
 }
 
 /// Connects to a master at `addr` under `security`. The client is cheap to clone; clones share

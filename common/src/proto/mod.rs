@@ -11,6 +11,7 @@ pub mod chunk;
 pub mod cluster;
 pub mod master;
 pub mod payload;
+pub mod users;
 
 pub use payload::Payload;
 
@@ -29,12 +30,13 @@ pub const OLDEST_CLUSTER_PROTOCOL: u32 = 2;
 /// Version of the client protocol (`MasterService`), which a client sends in `handshake`.
 /// Version 2 added `open`, 3 `workers`, 4 small files packed into volumes (`volume_lease`,
 /// `seal_volume`, `set_extent`, `open_layout`, `layout`), 5 `truncate`, `safe_mode`,
-/// `checkpoint`, `open_files`, `fsck_path`; 6 `report_gateway`. Methods are only ever
+/// `checkpoint`, `open_files`, `fsck_path`; 6 `report_gateway`; 7 users (`add_user`,
+/// `remove_user`, `users`, `whoami`). Methods are only ever
 /// added at the end of the service, so a master
 /// serves clients of every version from [`OLDEST_CLIENT_PROTOCOL`] to this one, and an upgraded
 /// master keeps serving clients not yet upgraded; a client newer than its master is refused at
 /// the handshake (upgrade the master first).
-pub const CLIENT_PROTOCOL_VERSION: u32 = 6;
+pub const CLIENT_PROTOCOL_VERSION: u32 = 7;
 
 /// The oldest client protocol a master still serves.
 pub const OLDEST_CLIENT_PROTOCOL: u32 = 1;

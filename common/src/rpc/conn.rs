@@ -6,7 +6,7 @@
 //! preamble) so the client's error says why; an insecure server closes a connection that opens
 //! with a TLS handshake.
 
-use crate::security::{Identity, Security};
+use crate::security::{Peer, Security};
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -138,7 +138,7 @@ pub(crate) fn is_tls_refusal(e: &io::Error) -> bool {
 /// What the server made of a new connection's first bytes.
 pub(crate) enum Accepted {
     /// Serve it: the stream and, when secure, who the client proved to be.
-    Serve(Conn, Option<Identity>),
+    Serve(Conn, Option<Peer>),
     /// A plain-TCP client of a secured server: tell it TLS is required, then close.
     PlainRefused(TcpStream),
     /// Closed: a failed handshake, or TLS to an insecure server (logged here).

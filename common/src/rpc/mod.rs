@@ -60,7 +60,7 @@ pub use preamble::{ProtocolMismatch, protocol_mismatch};
 pub use transport::{READ_AHEAD, Transport};
 pub use wire::MAX_DEADLINE;
 
-use crate::security::{Identity, Security};
+use crate::security::{Identity, Peer, Security};
 use serde::{Serialize, de::DeserializeOwned};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -227,7 +227,7 @@ pub struct Incoming {
     stream: Conn,
     service: Service,
     version: u32,
-    peer: Option<Identity>,
+    peer: Option<Peer>,
     shared: Arc<ServerShared>,
 }
 
@@ -238,6 +238,11 @@ impl Incoming {
 
     /// Who the client proved to be in the TLS handshake; `None` on an insecure server.
     pub fn peer(&self) -> Option<&Identity> {
+        self.peer.as_ref().map(|p| &p.identity)
+    }
+
+    /// The same, with the certificate it showed.
+    pub fn peer_certificate(&self) -> Option<&Peer> {
         self.peer.as_ref()
     }
 
@@ -502,11 +507,11 @@ pub async fn accept_loop<F, Fut>(
                             return;
                         };
                         if let Some(who) = &identity
-                            && !service.admits(who.role)
+                            && !service.admits(who.identity.role)
                         {
                             shared.stats.refused.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(%peer, %who, %service, "connection refused: this role may not use the service");
-                            preamble::refuse_role(&mut stream, who.role).await;
+                            tracing::warn!(%peer, who = %who.identity, %service, "connection refused: this role may not use the service");
+                            preamble::refuse_role(&mut stream, who.identity.role).await;
                             return;
                         }
                         // Chunkservers' links to the master are never refused (there are only as
@@ -527,7 +532,7 @@ pub async fn accept_loop<F, Fut>(
                             return;
                         }
                         drop(pending);
-                        tracing::debug!(%peer, ?service, version, who = ?identity, "connection accepted");
+                        tracing::debug!(%peer, ?service, version, who = ?identity.as_ref().map(|p| &p.identity), "connection accepted");
                         on_connection(Incoming { stream, service, version, peer: identity, shared }).await;
                         drop(counted);
                         tracing::debug!(%peer, ?service, "connection closed");

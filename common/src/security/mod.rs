@@ -108,6 +108,22 @@ impl std::fmt::Display for Identity {
 }
 
 /// How a process's RPC connections are protected. Cheap to clone.
+/// A certificate's SHA-256 ([`pki::cert_digest`]).
+pub type CertDigest = [u8; 32];
+
+/// Who a connection's client proved to be in the TLS handshake: the identity its certificate
+/// names, and which certificate it was.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    pub identity: Identity,
+    pub certificate: CertDigest,
+}
+
+/// `digest` as 64 lowercase hex digits.
+pub fn digest_hex(digest: &CertDigest) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[derive(Clone)]
 pub enum Security {
     /// Plain TCP: anyone who reaches a port is served (`--insecure`).

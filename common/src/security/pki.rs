@@ -112,6 +112,23 @@ pub fn check_name(name: &str) -> Result<(), SecurityError> {
     }
 }
 
+/// The SHA-256 of a certificate (DER): which certificate a peer showed, so that a user's
+/// replaced or revoked certificate is told from the one the master recorded.
+pub fn cert_digest(der: &[u8]) -> super::CertDigest {
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    digest.as_ref().try_into().expect("SHA-256 is 32 bytes")
+}
+
+/// The certificate (DER) in a PEM text: the first `CERTIFICATE` block.
+pub fn first_cert_der(pem: &str) -> Result<Vec<u8>, SecurityError> {
+    use rustls_pki_types::pem::PemObject;
+    rustls_pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .next()
+        .ok_or_else(|| SecurityError::Certificate("no certificate in the PEM text".into()))?
+        .map(|der| der.to_vec())
+        .map_err(|e| SecurityError::Certificate(format!("a bad certificate: {e}")))
+}
+
 /// The identity a certificate (DER) names: its role's DNS name and its common name.
 pub fn identity_of(der: &[u8]) -> Result<Identity, SecurityError> {
     use x509_parser::prelude::*;

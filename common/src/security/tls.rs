@@ -6,7 +6,7 @@
 //! certificate and verifies the server's for the DNS name of the role it dials. TLS 1.3 only;
 //! the crypto provider is `ring`'s.
 
-use super::{Identity, Role, SecurityError, pki};
+use super::{Identity, Peer, Role, SecurityError, pki};
 use rustls::client::WebPkiServerVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
@@ -101,7 +101,7 @@ impl TlsContext {
     pub async fn accept(
         &self,
         tcp: TcpStream,
-    ) -> io::Result<(tokio_rustls::server::TlsStream<TcpStream>, Identity)> {
+    ) -> io::Result<(tokio_rustls::server::TlsStream<TcpStream>, Peer)> {
         let stream = tokio_rustls::TlsAcceptor::from(self.server.clone())
             .accept(tcp)
             .await?;
@@ -112,8 +112,12 @@ impl TlsContext {
             .and_then(|certs| certs.first())
             .ok_or_else(|| io::Error::new(io::ErrorKind::PermissionDenied, "no client certificate"))
             .and_then(|cert| {
-                pki::identity_of(cert)
-                    .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e.to_string()))
+                let identity = pki::identity_of(cert)
+                    .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e.to_string()))?;
+                Ok(Peer {
+                    identity,
+                    certificate: pki::cert_digest(cert),
+                })
             })?;
         Ok((stream, peer))
     }

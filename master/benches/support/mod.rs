@@ -27,6 +27,8 @@ pub fn with_dirs() -> Namespace {
             path: format!("/d{d:04}"),
             parents: false,
             mode: 0o755,
+            owner: 0,
+            group: 0,
             first_fid: FileId(2 + d as u64),
             time: 2,
         };
@@ -44,6 +46,8 @@ pub fn create(path: String, fid: u64) -> Op {
         replication: 3,
         replication_given: false,
         mode: 0o644,
+        owner: 0,
+        group: 0,
         fid: FileId(fid),
         time: 3,
     }

@@ -22,6 +22,8 @@ fn ns(r: u8, chunks: u64) -> Namespace {
         replication: r,
         replication_given: true,
         mode: 0o644,
+        owner: 0,
+        group: 0,
         fid: FileId(2),
         time: 1,
     })

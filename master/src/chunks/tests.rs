@@ -20,6 +20,8 @@ pub(super) fn ns_with_chunks(n: u64) -> Namespace {
         replication: 3,
         replication_given: false,
         mode: 0o644,
+        owner: 0,
+        group: 0,
         fid: FileId(2),
         time: 1,
     })

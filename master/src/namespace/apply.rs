@@ -49,6 +49,7 @@ impl Namespace {
                 names,
                 first_fid,
                 mode,
+                owner,
                 time,
             } => {
                 self.touch_dir(parent, time);
@@ -56,7 +57,7 @@ impl Namespace {
                 for name in names {
                     self.link(parent, name, fid, FileKind::Dir);
                     self.map
-                        .insert(Key::fattr(fid), Val::Attr(dir_attr(mode, time)));
+                        .insert(Key::fattr(fid), Val::Attr(dir_attr(mode, owner, time)));
                     self.counters.dirs += 1;
                     self.bump_next_fid(fid);
                     parent = fid;
@@ -70,6 +71,7 @@ impl Namespace {
                 fid,
                 replication,
                 mode,
+                owner: (owner, group),
                 time,
             } => {
                 self.touch_dir(parent, time);
@@ -80,8 +82,8 @@ impl Namespace {
                         size: 0,
                         mtime: time,
                         atime: time,
-                        owner: 0,
-                        group: 0,
+                        owner,
+                        group,
                         mode,
                         replication,
                         kind: FileKind::File,
@@ -350,13 +352,13 @@ impl Namespace {
     }
 }
 
-fn dir_attr(mode: u16, time: Timestamp) -> Fattr {
+fn dir_attr(mode: u16, (owner, group): (u32, u32), time: Timestamp) -> Fattr {
     Fattr {
         size: 0,
         mtime: time,
         atime: time,
-        owner: 0,
-        group: 0,
+        owner,
+        group,
         mode,
         replication: 0,
         kind: FileKind::Dir,

@@ -22,6 +22,8 @@ fn create(ns: &mut Namespace, path: &str, fid: u64) -> FileId {
             replication: 3,
             replication_given: false,
             mode: DEFAULT_FILE_MODE,
+            owner: 0,
+            group: 0,
             fid: FileId(fid),
             time: 2,
         },

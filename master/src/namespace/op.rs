@@ -22,6 +22,9 @@ pub enum Op {
         path: String,
         parents: bool,
         mode: u16,
+        /// The user and group owning the directories created (the caller's).
+        owner: u32,
+        group: u32,
         first_fid: FileId,
         time: Timestamp,
     },
@@ -34,6 +37,9 @@ pub enum Op {
         replication: u8,
         replication_given: bool,
         mode: u16,
+        /// The user and group owning a new file (a truncated one keeps its own).
+        owner: u32,
+        group: u32,
         fid: FileId,
         time: Timestamp,
     },

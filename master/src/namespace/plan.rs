@@ -44,6 +44,7 @@ pub(super) enum Change<'p> {
         names: Vec<&'p str>,
         first_fid: FileId,
         mode: u16,
+        owner: (u32, u32),
         time: Timestamp,
     },
     CreateNew {
@@ -52,6 +53,7 @@ pub(super) enum Change<'p> {
         fid: FileId,
         replication: u8,
         mode: u16,
+        owner: (u32, u32),
         time: Timestamp,
     },
     Truncate {
@@ -125,15 +127,19 @@ impl Namespace {
                 path,
                 parents,
                 mode,
+                owner,
+                group,
                 first_fid,
                 time,
-            } => self.plan_mkdir(path, *parents, *mode, *first_fid, *time),
+            } => self.plan_mkdir(path, *parents, *mode, (*owner, *group), *first_fid, *time),
             Op::Create {
                 path,
                 exclusive,
                 replication,
                 replication_given,
                 mode,
+                owner,
+                group,
                 fid,
                 time,
             } => {
@@ -151,6 +157,7 @@ impl Namespace {
                             fid: *fid,
                             replication: *replication,
                             mode: *mode,
+                            owner: (*owner, *group),
                             time: *time,
                         })
                     }
@@ -355,6 +362,7 @@ impl Namespace {
         path: &'p str,
         parents: bool,
         mode: u16,
+        owner: (u32, u32),
         first_fid: FileId,
         time: Timestamp,
     ) -> KfsResult<Change<'p>> {
@@ -386,6 +394,7 @@ impl Namespace {
                         names,
                         first_fid,
                         mode,
+                        owner,
                         time,
                     });
                 }

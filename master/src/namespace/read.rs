@@ -253,6 +253,56 @@ impl Namespace {
         found
     }
 
+    /// The attributes of the root and of each component of `path` in turn, as far as the path
+    /// exists (the last is `path`'s own when it exists; the walk stops at a missing name or at a
+    /// file used as a directory). What a permission check walks.
+    pub fn attrs_along(&self, path: &str) -> KfsResult<Vec<FileAttr>> {
+        let mut node = Node {
+            fid: FileId::ROOT,
+            kind: FileKind::Dir,
+        };
+        let mut attrs = vec![self.fattr(node.fid)?.to_attr(node.fid)];
+        for name in path::components(path)? {
+            if node.kind != FileKind::Dir {
+                break;
+            }
+            let Some(child) = self.child(node.fid, name) else {
+                break;
+            };
+            node = child;
+            attrs.push(self.fattr(node.fid)?.to_attr(node.fid));
+        }
+        Ok(attrs)
+    }
+
+    /// The directories at or below `path`, with their paths and attributes (what a recursive
+    /// remove must be allowed to change); empty when `path` is a file.
+    pub fn dirs_below(&self, path: &str) -> KfsResult<Vec<(String, FileAttr)>> {
+        let top = self.resolve(path)?;
+        if top.kind == FileKind::File {
+            return Ok(Vec::new());
+        }
+        let mut found = Vec::new();
+        let mut dirs = vec![(top.fid, path::normalize("/", path)?)];
+        while let Some((dir, dir_path)) = dirs.pop() {
+            let start = Key::dir_start(dir);
+            for (k, v) in self.map.range_from(Bound::Included(&start)) {
+                let (KeyView::Dentry { parent, name }, Val::Child { fid, kind }) = (k.view(), v)
+                else {
+                    break;
+                };
+                if parent != dir {
+                    break;
+                }
+                if *kind == FileKind::Dir {
+                    dirs.push((*fid, path::join(&dir_path, name)));
+                }
+            }
+            found.push((dir_path, self.fattr(dir)?.to_attr(dir)));
+        }
+        Ok(found)
+    }
+
     /// The regular files at or below `path`, with their paths (depth first, in name order).
     pub fn files_below(&self, path: &str) -> KfsResult<Vec<(FileId, String)>> {
         let top = self.resolve(path)?;

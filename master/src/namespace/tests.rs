@@ -72,6 +72,8 @@ impl Ns {
             path: path.into(),
             parents,
             mode: DEFAULT_DIR_MODE,
+            owner: 0,
+            group: 0,
             first_fid,
             time,
         })
@@ -85,6 +87,8 @@ impl Ns {
             replication: 3,
             replication_given: false,
             mode: DEFAULT_FILE_MODE,
+            owner: 0,
+            group: 0,
             fid,
             time,
         })
@@ -151,6 +155,8 @@ fn mkdir_parents_creates_the_chain_and_repeats_quietly() {
         path: "/a/b".into(),
         parents: true,
         mode: 0o700,
+        owner: 0,
+        group: 0,
         first_fid: FileId(900),
         time: 5,
     };
@@ -234,6 +240,8 @@ fn create_truncates_unless_exclusive() {
             replication: 5,
             replication_given: true,
             mode: 0o600,
+            owner: 0,
+            group: 0,
             fid: FileId(999),
             time,
         })

@@ -42,10 +42,12 @@ use std::time::Duration;
 use tarpc::server::{BaseChannel, Channel};
 
 mod abandoned;
+mod authorize;
 mod cluster_service;
 mod compactor;
 mod namespace_service;
 mod small_files;
+mod users_service;
 
 pub use abandoned::AbandonedStats;
 pub use compactor::CompactionStats;
@@ -90,12 +92,21 @@ struct MasterState {
     /// Which certificate each chunkserver id first said hello with (in memory): a hello for
     /// that id from another certificate is refused, so no server poses as another.
     bindings: Mutex<std::collections::HashMap<kfs_common::ServerId, String>>,
+    /// The users of a secured cluster (`USERS.json`).
+    users: crate::users::Users,
+    /// The secrets directory, when secured (its CA key, if there, issues users' certificates).
+    secrets: Option<kfs_common::security::ClusterFiles>,
+    /// The file ids confined users reached by path.
+    grants: authorize::Grants,
 }
 
 /// The namespace service for clients; cheap to clone (one per call).
 #[derive(Clone)]
 pub struct MasterServer {
     state: Arc<MasterState>,
+    /// Who the connection's client proved to be; `None` when insecure (or for the master's own
+    /// workers, which call it from inside).
+    peer: Option<Arc<kfs_common::security::Peer>>,
 }
 
 /// The cluster service for chunkservers; cheap to clone (one per call).
@@ -152,11 +163,12 @@ pub async fn start_with_clock(
     let dir = config.meta_dir.clone();
     let lock = lock_meta_dir(&dir)?;
     let segment_bytes = config.log_segment_bytes;
-    let (recovered, writer, drain_marks) = tokio::task::spawn_blocking(move || {
+    let (recovered, writer, drain_marks, users) = tokio::task::spawn_blocking(move || {
         let recovered = recover(&dir, now())?;
         let writer = LogWriter::create(&dir, recovered.last_seq + 1, segment_bytes)?;
         let drain_marks = crate::storage::decommissioned::load(&dir)?;
-        Ok::<_, StorageError>((recovered, writer, drain_marks))
+        let users = crate::users::Users::load(&dir)?;
+        Ok::<_, StorageError>((recovered, writer, drain_marks, users))
     })
     .await
     .expect("recovery does not panic")?;
@@ -240,6 +252,14 @@ pub async fn start_with_clock(
         decommissions: tokio::sync::Mutex::new(()),
         reports: Arc::new(crate::status::Reports::default()),
         bindings: Mutex::new(std::collections::HashMap::new()),
+        users,
+        secrets: match security {
+            kfs_common::security::Security::Insecure => None,
+            kfs_common::security::Security::Tls(_) => {
+                kfs_common::security::ClusterFiles::from_flag_or_env(config.secrets.as_deref())
+            }
+        },
+        grants: authorize::new_grants(),
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -324,6 +344,7 @@ pub async fn start_with_clock(
     });
     let master = MasterServer {
         state: state.clone(),
+        peer: None,
     };
     let cluster = ClusterServer {
         state: state.clone(),
@@ -343,6 +364,10 @@ pub async fn start_with_clock(
             async move {
                 match incoming.service() {
                     Service::Master => {
+                        let master = MasterServer {
+                            peer: incoming.peer_certificate().cloned().map(Arc::new),
+                            ..master
+                        };
                         BaseChannel::with_defaults(incoming.transport())
                             .execute(Metered::new(master.serve(), rpc_metrics))
                             .for_each(|call| async move {

@@ -12,12 +12,14 @@ use super::MasterServer;
 use crate::chunks::leases::LeaseContext;
 use crate::namespace::op::{Op, Prepared, Reply};
 use crate::namespace::{DEFAULT_DIR_MODE, DEFAULT_FILE_MODE};
+use crate::users::access::{READ, SEARCH, WRITE};
 use kfs_common::proto::master::{
     ChunkLocation, ChunkserverInfo, CreateOptions, DirPage, FileAttr, FsckReport, FsckSummary,
     GatewayReply, GatewayReport, Layout, MasterInfo, MasterService, MkdirOptions,
     NamespaceCounters, OpenFileInfo, RemoveSummary, SafeModeStatus, SetAttr, WorkerInfo,
     WriteLease,
 };
+use kfs_common::proto::users::{NewUser, UserAdded, UserInfo, WhoAmI};
 use kfs_common::proto::{CLIENT_PROTOCOL_VERSION, OLDEST_CLIENT_PROTOCOL, now};
 use kfs_common::{ChunkId, ChunkVersion, FileId, KfsError, KfsResult, ServerId, path};
 use serde_bytes::ByteBuf;
@@ -162,20 +164,28 @@ impl MasterService for MasterServer {
 
     #[instrument(level = "debug", skip_all, fields(%path, parents = options.parents))]
     async fn mkdir(self, _: Context, path: String, options: MkdirOptions) -> KfsResult<FileAttr> {
+        let caller = self.caller()?;
+        self.may_change_entry(&caller, &path, "making")?;
         // One id per component covers every directory `-p` might create.
         let count = path::components(&path)?.len().max(1) as u64;
         let op = Op::Mkdir {
             first_fid: self.allocate_fids(count),
             parents: options.parents,
             mode: options.mode.unwrap_or(DEFAULT_DIR_MODE),
+            owner: caller.user.uid,
+            group: caller.gid(),
             time: now(),
             path,
         };
-        self.mutate(op).await.and_then(expect_attr)
+        let attr = self.mutate(op).await.and_then(expect_attr)?;
+        self.grant(&caller, attr.fid);
+        Ok(attr)
     }
 
     #[instrument(level = "debug", skip_all, fields(%path, exclusive = options.exclusive))]
     async fn create(self, _: Context, path: String, options: CreateOptions) -> KfsResult<FileAttr> {
+        let caller = self.caller()?;
+        self.may_create(&caller, &path)?;
         let op = Op::Create {
             exclusive: options.exclusive,
             replication: options
@@ -183,16 +193,24 @@ impl MasterService for MasterServer {
                 .unwrap_or(self.state.default_replication),
             replication_given: options.replication.is_some(),
             mode: options.mode.unwrap_or(DEFAULT_FILE_MODE),
+            owner: caller.user.uid,
+            group: caller.gid(),
             fid: self.allocate_fids(1),
             time: now(),
             path,
         };
-        self.mutate(op).await.and_then(expect_attr)
+        let attr = self.mutate(op).await.and_then(expect_attr)?;
+        self.grant(&caller, attr.fid);
+        Ok(attr)
     }
 
     #[instrument(level = "debug", skip_all, fields(%path))]
     async fn stat(self, _: Context, path: String) -> KfsResult<FileAttr> {
-        self.read(|ns| ns.stat(&path))
+        let caller = self.caller()?;
+        self.may_search(&caller, &path)?;
+        let attr = self.read(|ns| ns.stat(&path))?;
+        self.grant(&caller, attr.fid);
+        Ok(attr)
     }
 
     #[instrument(level = "debug", skip_all, fields(%path, limit))]
@@ -204,11 +222,19 @@ impl MasterService for MasterServer {
         limit: u32,
         with_attrs: bool,
     ) -> KfsResult<DirPage> {
-        self.read(|ns| ns.readdir(&path, start_after.as_deref(), limit, with_attrs))
+        let caller = self.caller()?;
+        let want = if with_attrs { READ | SEARCH } else { READ };
+        self.may_access(&caller, &path, want)?;
+        let page = self.read(|ns| ns.readdir(&path, start_after.as_deref(), limit, with_attrs))?;
+        for entry in &page.entries {
+            self.grant(&caller, entry.fid);
+        }
+        Ok(page)
     }
 
     #[instrument(level = "debug", skip_all, fields(%src, %dst))]
     async fn rename(self, _: Context, src: String, dst: String) -> KfsResult<()> {
+        self.may_rename(&self.caller()?, &src, &dst)?;
         self.mutate(Op::Rename {
             src,
             dst,
@@ -220,6 +246,7 @@ impl MasterService for MasterServer {
 
     #[instrument(level = "debug", skip_all, fields(%path))]
     async fn remove(self, _: Context, path: String) -> KfsResult<()> {
+        self.may_change_entry(&self.caller()?, &path, "removing")?;
         self.mutate(Op::Remove { path, time: now() })
             .await
             .map(drop)
@@ -227,11 +254,13 @@ impl MasterService for MasterServer {
 
     #[instrument(level = "debug", skip_all, fields(%path))]
     async fn rmdir(self, _: Context, path: String) -> KfsResult<()> {
+        self.may_change_entry(&self.caller()?, &path, "removing")?;
         self.mutate(Op::Rmdir { path, time: now() }).await.map(drop)
     }
 
     #[instrument(level = "debug", skip_all, fields(%path))]
     async fn remove_recursive(self, _: Context, path: String) -> KfsResult<RemoveSummary> {
+        self.may_remove_tree(&self.caller()?, &path)?;
         self.mutate(Op::RemoveRecursive { path, time: now() })
             .await
             .and_then(expect_removed)
@@ -244,6 +273,7 @@ impl MasterService for MasterServer {
         path: String,
         replication: u8,
     ) -> KfsResult<FileAttr> {
+        self.caller()?.need_admin("setting replication")?;
         self.mutate(Op::SetReplication { path, replication })
             .await
             .and_then(expect_attr)
@@ -251,6 +281,7 @@ impl MasterService for MasterServer {
 
     #[instrument(level = "debug", skip_all, fields(%path))]
     async fn set_attr(self, _: Context, path: String, attr: SetAttr) -> KfsResult<FileAttr> {
+        self.may_set_attr(&self.caller()?, &path, &attr)?;
         self.mutate(Op::SetAttr { path, attr })
             .await
             .and_then(expect_attr)
@@ -264,6 +295,7 @@ impl MasterService for MasterServer {
         name: String,
         value: ByteBuf,
     ) -> KfsResult<()> {
+        self.may_access(&self.caller()?, &path, WRITE)?;
         self.mutate(Op::SetXattr { path, name, value })
             .await
             .map(drop)
@@ -271,27 +303,32 @@ impl MasterService for MasterServer {
 
     #[instrument(level = "debug", skip_all, fields(%path, %name))]
     async fn get_xattr(self, _: Context, path: String, name: String) -> KfsResult<ByteBuf> {
+        self.may_access(&self.caller()?, &path, READ)?;
         self.read(|ns| ns.get_xattr(&path, &name))
             .map(ByteBuf::from)
     }
 
     #[instrument(level = "debug", skip_all, fields(%path))]
     async fn list_xattrs(self, _: Context, path: String) -> KfsResult<Vec<String>> {
+        self.may_access(&self.caller()?, &path, READ)?;
         self.read(|ns| ns.list_xattrs(&path))
     }
 
     #[instrument(level = "debug", skip_all, fields(%path, %name))]
     async fn remove_xattr(self, _: Context, path: String, name: String) -> KfsResult<()> {
+        self.may_access(&self.caller()?, &path, WRITE)?;
         self.mutate(Op::RemoveXattr { path, name }).await.map(drop)
     }
 
     #[instrument(level = "debug", skip_all)]
     async fn counters(self, _: Context) -> KfsResult<NamespaceCounters> {
+        self.caller()?;
         self.read(|ns| Ok(ns.counters()))
     }
 
     #[instrument(level = "debug", skip_all, fields(%path))]
     async fn file_chunks(self, _: Context, path: String) -> KfsResult<Vec<ChunkLocation>> {
+        self.may_access(&self.caller()?, &path, READ)?;
         let chunks = self.read(|ns| {
             let attr = ns.stat(&path)?;
             if attr.kind == kfs_common::FileKind::Dir {
@@ -310,6 +347,7 @@ impl MasterService for MasterServer {
 
     #[instrument(level = "debug", skip_all)]
     async fn chunkservers(self, _: Context) -> KfsResult<Vec<ChunkserverInfo>> {
+        self.caller()?;
         Ok(self
             .state
             .chunks
@@ -320,6 +358,7 @@ impl MasterService for MasterServer {
 
     #[instrument(level = "debug", skip_all)]
     async fn fsck(self, _: Context) -> KfsResult<FsckReport> {
+        self.caller()?.need_admin("fsck")?;
         // A snapshot (O(1)), so mutations go on while the walk runs.
         let ns = self.state.ns.read().expect("namespace lock").clone();
         Ok(self.state.chunks.lock().expect("chunk map lock").fsck(&ns))
@@ -327,6 +366,7 @@ impl MasterService for MasterServer {
 
     #[instrument(level = "debug", skip_all, fields(%path, limit))]
     async fn fsck_path(self, _: Context, path: String, limit: u32) -> KfsResult<FsckSummary> {
+        self.caller()?.need_admin("fsck")?;
         // A snapshot (O(1)), so mutations go on while the walk runs.
         let ns = self.state.ns.read().expect("namespace lock").clone();
         let now = self.state.clock.now();
@@ -342,6 +382,7 @@ impl MasterService for MasterServer {
         server: String,
         drain: bool,
     ) -> KfsResult<ChunkserverInfo> {
+        self.caller()?.need_admin("decommissioning")?;
         // One change at a time, each kept durably before it takes effect, so a restart drains
         // what the operator was last told is draining.
         let _one_at_a_time = self.state.decommissions.lock().await;
@@ -365,6 +406,7 @@ impl MasterService for MasterServer {
 
     #[instrument(level = "debug", skip_all, fields(%fid))]
     async fn stat_fid(self, _: Context, fid: FileId) -> KfsResult<FileAttr> {
+        self.may_use_fid(&self.caller()?, fid, 0)?;
         self.read(|ns| ns.stat_fid(fid))
     }
 
@@ -376,6 +418,7 @@ impl MasterService for MasterServer {
         offset: u64,
         len: u64,
     ) -> KfsResult<Vec<ChunkLocation>> {
+        self.may_use_fid(&self.caller()?, fid, READ)?;
         let chunk_size = self.state.leases.chunk_size();
         let chunks = self.read(|ns| {
             let attr = ns.stat_fid(fid)?;
@@ -400,6 +443,8 @@ impl MasterService for MasterServer {
         path: String,
         len: u64,
     ) -> KfsResult<(FileAttr, Option<Vec<ChunkLocation>>)> {
+        let caller = self.caller()?;
+        self.may_access(&caller, &path, READ)?;
         let chunk_size = self.state.leases.chunk_size();
         let (attr, chunks) = self.read(|ns| {
             let attr = ns.stat(&path)?;
@@ -409,12 +454,14 @@ impl MasterService for MasterServer {
             let chunks = super::small_files::chunks_or_volume(ns, attr.fid, 0, len, chunk_size);
             Ok((attr, chunks))
         })?;
+        self.grant(&caller, attr.fid);
         // Locations not all known yet (safe mode): the open still succeeds; reads ask again.
         Ok((attr, self.locations_of(chunks, true).ok()))
     }
 
     #[instrument(level = "debug", skip_all, fields(%fid, chunk_offset))]
     async fn lease(self, _: Context, fid: FileId, chunk_offset: u64) -> KfsResult<WriteLease> {
+        self.may_use_fid(&self.caller()?, fid, WRITE)?;
         self.grant_to_the_end(fid, chunk_offset, false).await
     }
 
@@ -425,6 +472,7 @@ impl MasterService for MasterServer {
         fid: FileId,
         chunk_offset: u64,
     ) -> KfsResult<WriteLease> {
+        self.may_use_fid(&self.caller()?, fid, WRITE)?;
         self.grant_to_the_end(fid, chunk_offset, true).await
     }
 
@@ -435,6 +483,7 @@ impl MasterService for MasterServer {
         chunk: ChunkId,
         version: ChunkVersion,
     ) -> KfsResult<u64> {
+        self.caller()?.need_writer("renewing a lease")?;
         self.state
             .leases
             .renew(&self.lease_context(), chunk, version)
@@ -448,6 +497,7 @@ impl MasterService for MasterServer {
         version: ChunkVersion,
         failed: Vec<ServerId>,
     ) -> KfsResult<WriteLease> {
+        self.caller()?.need_writer("reporting a failed write")?;
         self.to_the_end(
             format!("the failure report of {chunk}"),
             move |s| async move {
@@ -463,11 +513,13 @@ impl MasterService for MasterServer {
 
     #[instrument(level = "debug", skip_all)]
     async fn workers(self, _: Context) -> KfsResult<Vec<WorkerInfo>> {
+        self.caller()?;
         Ok(self.state.workers.list())
     }
 
     #[instrument(level = "debug", skip_all, fields(%fid, length))]
     async fn extend_length(self, _: Context, fid: FileId, length: u64) -> KfsResult<FileAttr> {
+        self.may_use_fid(&self.caller()?, fid, WRITE)?;
         // Boxed: the check's calls to chunkservers would make every request's future larger.
         Box::pin(crate::length_check::check_extension(
             &self.state.ns,
@@ -489,6 +541,7 @@ impl MasterService for MasterServer {
 
     #[instrument(level = "debug", skip_all, fields(%fid, length))]
     async fn truncate(self, _: Context, fid: FileId, length: u64) -> KfsResult<FileAttr> {
+        self.may_use_fid(&self.caller()?, fid, WRITE)?;
         self.mutate(Op::Truncate {
             fid,
             size: length,
@@ -500,6 +553,10 @@ impl MasterService for MasterServer {
 
     #[instrument(level = "debug", skip_all, fields(leave))]
     async fn safe_mode(self, _: Context, leave: bool) -> KfsResult<SafeModeStatus> {
+        let caller = self.caller()?;
+        if leave {
+            caller.need_admin("leaving safe mode")?;
+        }
         let mut chunks = self.state.chunks.lock().expect("chunk map lock");
         if leave {
             chunks.leave_safe_mode();
@@ -509,11 +566,13 @@ impl MasterService for MasterServer {
 
     #[instrument(level = "debug", skip_all)]
     async fn checkpoint(self, _: Context) -> KfsResult<u64> {
+        self.caller()?.need_admin("checkpoint")?;
         self.state.committer.checkpoint().await
     }
 
     #[instrument(level = "debug", skip_all)]
     async fn open_files(self, _: Context) -> KfsResult<Vec<OpenFileInfo>> {
+        self.caller()?.need_admin("listing open files")?;
         let now = self.state.clock.now();
         let lease = self.state.leases.lease_duration();
         let written = self.state.leases.written_files();
@@ -541,6 +600,7 @@ impl MasterService for MasterServer {
 
     #[instrument(level = "debug", skip_all, fields(replication))]
     async fn volume_lease(self, _: Context, replication: u8) -> KfsResult<WriteLease> {
+        self.caller()?.need_writer("writing small files")?;
         self.to_the_end("the volume lease", move |s| async move {
             let cx = s.lease_context();
             s.state.leases.volume_lease(&cx, replication).await
@@ -550,6 +610,7 @@ impl MasterService for MasterServer {
 
     #[instrument(level = "debug", skip_all, fields(%chunk))]
     async fn seal_volume(self, _: Context, chunk: ChunkId) -> KfsResult<()> {
+        self.caller()?.need_writer("writing small files")?;
         self.state.leases.seal_volume(chunk);
         Ok(())
     }
@@ -563,6 +624,7 @@ impl MasterService for MasterServer {
         offset: u64,
         len: u32,
     ) -> KfsResult<FileAttr> {
+        self.may_use_fid(&self.caller()?, fid, WRITE)?;
         self.commit_extent(fid, volume, offset, len).await
     }
 
@@ -573,21 +635,50 @@ impl MasterService for MasterServer {
         path: String,
         len: u64,
     ) -> KfsResult<(FileAttr, Layout)> {
-        self.open_with_layout(&path, len)
+        let caller = self.caller()?;
+        self.may_access(&caller, &path, READ)?;
+        let (attr, layout) = self.open_with_layout(&path, len)?;
+        self.grant(&caller, attr.fid);
+        Ok((attr, layout))
     }
 
     #[instrument(level = "debug", skip_all, fields(%fid, offset, len))]
     async fn layout(self, _: Context, fid: FileId, offset: u64, len: u64) -> KfsResult<Layout> {
+        self.may_use_fid(&self.caller()?, fid, READ)?;
         self.layout_of(fid, offset, len)
     }
 
     #[instrument(level = "debug", skip_all, fields(kind = %report.kind, listen = %report.listen))]
     async fn report_gateway(self, _: Context, report: GatewayReport) -> KfsResult<GatewayReply> {
+        let caller = self.caller()?;
+        if !caller.gateway {
+            caller.need_admin("reporting a gateway")?;
+        }
         self.state
             .reports
             .note_gateway(report, self.state.clock.now());
         Ok(GatewayReply {
             interval_ms: crate::status::GATEWAY_INTERVAL.as_millis() as u64,
         })
+    }
+
+    #[instrument(level = "debug", skip_all, fields(name = %user.name))]
+    async fn add_user(self, _: Context, user: NewUser) -> KfsResult<UserAdded> {
+        self.add_user_call(user).await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%name))]
+    async fn remove_user(self, _: Context, name: String) -> KfsResult<()> {
+        self.remove_user_call(name).await
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn users(self, _: Context) -> KfsResult<Vec<UserInfo>> {
+        self.users_call()
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn whoami(self, _: Context) -> KfsResult<WhoAmI> {
+        self.whoami_call()
     }
 }

@@ -228,6 +228,8 @@ mod tests {
                 path: format!("/d{d}"),
                 parents: false,
                 mode: 0o755,
+                owner: 0,
+                group: 0,
                 first_fid: FileId(fid),
                 time: 6,
             })
@@ -240,6 +242,8 @@ mod tests {
                     replication: 3,
                     replication_given: true,
                     mode: 0o644,
+                    owner: 0,
+                    group: 0,
                     fid: FileId(fid),
                     time: 7,
                 })

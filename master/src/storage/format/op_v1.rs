@@ -151,10 +151,13 @@ impl From<SetAttr> for MemSetAttr {
 impl From<&MemOp> for Op {
     fn from(op: &MemOp) -> Op {
         match op.clone() {
+            // Owners are stored from version 5 on (`op_v5` takes these ops before they get here).
             MemOp::Mkdir {
                 path,
                 parents,
                 mode,
+                owner: _,
+                group: _,
                 first_fid,
                 time,
             } => Op::Mkdir {
@@ -170,6 +173,8 @@ impl From<&MemOp> for Op {
                 replication,
                 replication_given,
                 mode,
+                owner: _,
+                group: _,
                 fid,
                 time,
             } => Op::Create {
@@ -249,6 +254,8 @@ impl From<Op> for MemOp {
                 path,
                 parents,
                 mode,
+                owner: 0,
+                group: 0,
                 first_fid: FileId(first_fid),
                 time,
             },
@@ -266,6 +273,8 @@ impl From<Op> for MemOp {
                 replication,
                 replication_given,
                 mode,
+                owner: 0,
+                group: 0,
                 fid: FileId(fid),
                 time,
             },
