@@ -117,7 +117,8 @@ async fn a_peer_that_sends_no_version_is_refused_not_misread() {
 
 #[tokio::test]
 async fn the_client_library_reports_a_master_of_another_version() {
-    // A master that speaks only versions 7 to 9 of the client protocol.
+    // A master that speaks only versions of the client protocol newer than ours.
+    let ours = Service::Master.protocol().1;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -130,8 +131,8 @@ async fn the_client_library_reports_a_master_of_another_version() {
                 continue;
             }
             let mut notice = vec![0xff, 0xff, 0xff, 0xff, 3];
-            notice.extend_from_slice(&7u32.to_be_bytes());
-            notice.extend_from_slice(&9u32.to_be_bytes());
+            notice.extend_from_slice(&(ours + 1).to_be_bytes());
+            notice.extend_from_slice(&(ours + 3).to_be_bytes());
             let _ = peer.write_all(&notice).await;
         }
     });
@@ -139,17 +140,19 @@ async fn the_client_library_reports_a_master_of_another_version() {
     let connected = tokio::time::timeout(BOUND, kfs_client::Client::connect_with(addr, options))
         .await
         .expect("answered within the bound");
-    let ours = Service::Master.protocol().1;
     match connected {
         Err(e @ KfsError::IncompatibleProtocol { .. }) => {
             assert_eq!(
                 e,
-                KfsError::IncompatibleProtocol { ours, theirs: 7 },
+                KfsError::IncompatibleProtocol {
+                    ours,
+                    theirs: ours + 1
+                },
                 "the oldest version the master speaks, being newer than ours"
             );
             let text = e.to_string();
             assert!(
-                text.contains('7') && text.contains(&ours.to_string()),
+                text.contains(&(ours + 1).to_string()) && text.contains(&ours.to_string()),
                 "{text}"
             );
         }
