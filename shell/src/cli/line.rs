@@ -371,10 +371,16 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Cluster administration: decommissioning chunkservers, the master's workers.
+    /// Cluster administration: decommissioning chunkservers, the master's workers, users.
     Admin {
         #[command(subcommand)]
         action: AdminCmd,
+    },
+    /// Who the master takes this shell for (its credentials' user) and that user's rights.
+    Whoami {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Change the working directory.
     Cd {
@@ -432,6 +438,58 @@ pub enum AdminCmd {
     },
     /// Have the master write a checkpoint of everything logged now (it returns once durable).
     Checkpoint,
+    /// The users of a secured cluster: `add` one (and its credentials), `remove` it, `list` them.
+    User {
+        #[command(subcommand)]
+        action: UserCmd,
+    },
+}
+
+/// `admin user ...`.
+#[derive(Subcommand, Debug, Clone)]
+pub enum UserCmd {
+    /// Record user NAME and write its credentials (a certificate the master issues, or with
+    /// --ca one issued here from the CA key in DIR) to FILE, made 0600: hand that file to the
+    /// user, who points KFS_CREDENTIALS at it.
+    Add {
+        name: String,
+        /// Reads only: no namespace change, no write lease.
+        #[arg(long)]
+        read_only: bool,
+        /// Confine the user to this subtree (it must exist): every path it names must be in it.
+        #[arg(long, value_name = "PATH")]
+        root: Option<String>,
+        /// The uid its files are owned by (default: the next free one from 1000).
+        #[arg(long)]
+        uid: Option<u32>,
+        /// Its primary group (default: the same number as the uid).
+        #[arg(long)]
+        gid: Option<u32>,
+        /// Further groups it is a member of, e.g. `--groups 100,1001`.
+        #[arg(long, value_delimiter = ',', value_name = "GID,...")]
+        groups: Vec<u32>,
+        /// An administrator: the operators' calls, and every permission check passes.
+        #[arg(long)]
+        admin: bool,
+        /// Replace an existing user's record and certificate (the old one is refused from then on).
+        #[arg(long)]
+        replace: bool,
+        /// Where to write the credentials (default: ./NAME.credentials); never overwritten.
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+        /// Issue the certificate here from the CA key in this secrets directory (for a master
+        /// whose secrets hold no CA key).
+        #[arg(long, value_name = "DIR")]
+        ca: Option<std::path::PathBuf>,
+    },
+    /// Forget a user: its certificate is refused from its next connection on.
+    Remove { name: String },
+    /// The users the master has a record of.
+    List {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// What `admin safemode` does.
@@ -480,6 +538,7 @@ pub const COMMANDS: &[&str] = &[
     "servers",
     "fsck",
     "admin",
+    "whoami",
     "cd",
     "pwd",
     "help",

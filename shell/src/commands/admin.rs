@@ -298,6 +298,7 @@ pub(super) async fn admin(s: &Session, action: AdminCmd) -> Result<(), Failed> {
             }
         }
         AdminCmd::Safemode { action } => safemode(s, action).await,
+        AdminCmd::User { action } => super::users::user(s, action).await,
         AdminCmd::Checkpoint => match s.client.checkpoint().await {
             Ok(seq) => {
                 outln(format!("checkpoint written: it holds every op up to {seq}"));

@@ -15,6 +15,7 @@
 //! - `bytes`: a file's bytes in place (`checksum`, `truncate`, `appendToFile`).
 //! - `view`: printing a file (`cat`, `head`, `tail`).
 //! - `admin`: the cluster (`df`, `chunks`, `servers`, `admin`, `fsck`).
+//! - `users`: who may do what (`admin user add|remove|list`, `whoami`).
 //!
 //! `--json` (on `ls`, `stat`, `du`, `df`, `servers`, `fsck`, `chunks`) prints what
 //! `crate::json` describes instead of text; failures still go to standard error.
@@ -25,6 +26,7 @@ mod bytes;
 mod copy;
 mod fs;
 mod list;
+mod users;
 mod view;
 
 pub(crate) use admin::state_name;
@@ -55,7 +57,7 @@ fn report(message: impl std::fmt::Display) {
 }
 
 /// Writes to standard output; a closed pipe (`kfs cat f | head`) ends the program quietly.
-fn out(bytes: &[u8]) {
+pub(crate) fn out(bytes: &[u8]) {
     let mut stdout = std::io::stdout().lock();
     if let Err(e) = stdout.write_all(bytes).and_then(|()| stdout.flush())
         && e.kind() == std::io::ErrorKind::BrokenPipe
@@ -227,6 +229,7 @@ pub async fn run(s: &mut Session, cmd: Cmd) -> Outcome {
             path, list, json, ..
         } => done(admin::fsck(s, path, list, json).await),
         Cmd::Admin { action } => done(admin::admin(s, action).await),
+        Cmd::Whoami { json } => done(users::whoami(s, json).await),
         Cmd::Cd { path } => {
             let target = path.unwrap_or_else(|| "/".into());
             let result = async {
