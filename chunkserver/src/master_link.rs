@@ -5,7 +5,10 @@
 //! list changed behind the master's back (a data dir failed). Deletions the master asks for are
 //! carried out as they arrive. After the hello and each heartbeat the link also describes the
 //! server ([`About`]: build, `/metrics` address, data dirs, scrub progress, bytes moved) for the
-//! master's status page; a failed description is logged and never ends the session.
+//! master's status page; a failed description is logged and never ends the session. Before
+//! each hello and after each heartbeat it fetches the master's capability keys into
+//! [`About::keys`], so the server checks capabilities with every key the master may sign with
+//! (a key is published a roll before it signs; a failed fetch keeps the keys held).
 //! Connection attempts back off up to 2 s; nothing here ever gives up.
 
 use crate::metrics::IoCounters;
@@ -47,6 +50,8 @@ pub struct About {
     pub io: IoCounters,
     /// How the link to the master is protected.
     pub security: kfs_common::security::Security,
+    /// The capability keys the chunk service checks with, refreshed here.
+    pub keys: Arc<kfs_common::security::capability::Verifier>,
 }
 
 impl About {
@@ -106,6 +111,7 @@ async fn session(
     status: &WorkerStatus,
 ) -> Result<(), String> {
     refresh_space(store).await;
+    fetch_keys(client, about).await;
     let asked = Instant::now();
     let (chunks, corrupt) = store.report();
     let hello = HelloRequest {
@@ -151,6 +157,7 @@ async fn session(
                 status.round("heartbeat");
                 delete(store, &doomed, asked, stats).await;
                 describe(client, store, about, reply.session).await;
+                fetch_keys(client, about).await;
             }
             Ok(Ok(HeartbeatReply::Rehello)) => return Ok(()),
             Ok(Err(e)) => return Err(format!("heartbeat refused: {e}")),
@@ -169,6 +176,19 @@ async fn describe(client: &ClusterServiceClient, store: &ChunkStore, about: &Abo
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::debug!(error = %e, "the master refused the description"),
         Err(e) => tracing::debug!(error = %e, "describing this server to the master failed"),
+    }
+}
+
+/// Replaces the capability keys with the master's (on a secured link); a failure keeps the
+/// keys held, and is tried again after the next heartbeat.
+async fn fetch_keys(client: &ClusterServiceClient, about: &About) {
+    if matches!(about.security, kfs_common::security::Security::Insecure) {
+        return;
+    }
+    match client.capability_keys(rpc::context(DESCRIBE_TIMEOUT)).await {
+        Ok(Ok(keys)) => about.keys.set_keys(&keys),
+        Ok(Err(e)) => tracing::warn!(error = %e, "the master refused the capability keys"),
+        Err(e) => tracing::debug!(error = %e, "fetching the capability keys failed"),
     }
 }
 

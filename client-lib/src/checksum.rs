@@ -113,7 +113,18 @@ impl Client {
                     continue;
                 }
             };
-            match client.checksum(self.ctx(), c.chunk, c.version).await {
+            let need = crate::capabilities::Need {
+                access: Some(kfs_common::security::capability::Access::Read),
+                len: u64::MAX,
+                ..crate::capabilities::Need::whole(c.chunk, c.version, None)
+            };
+            let summed = match self.inner.io.caps.for_call(need) {
+                Ok(Some(cap)) => client.checksum_with(self.ctx(), cap).await,
+                Ok(None) => client.checksum(self.ctx(), c.chunk, c.version).await,
+                // Not held (it expired): the chunk is read instead, asking again.
+                Err(_) => return Ok(None),
+            };
+            match summed {
                 Ok(Ok((len, crc))) if len <= expected => return Ok(Some((len, crc))),
                 Ok(Ok(_)) => return Ok(None),
                 Ok(Err(e)) => failures.push(e),

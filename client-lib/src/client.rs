@@ -83,6 +83,7 @@ impl Client {
                         chunk_size: info.chunk_size,
                         options,
                         volumes: Default::default(),
+                        caps: Default::default(),
                     };
                     return Ok(Client {
                         inner: Arc::new(Inner {
@@ -177,7 +178,12 @@ impl Client {
     pub async fn open_with_attr(&self, path: &str) -> KfsResult<(File, FileAttr)> {
         let ahead = self.chunk_size().saturating_mul(crate::file::LOCATE_AHEAD);
         let (attr, layout) = self
-            .call(self.m().open_layout(self.ctx(), path.to_string(), ahead))
+            .inner
+            .io
+            .signed(
+                self.m()
+                    .open_layout_signed(self.ctx(), path.to_string(), ahead),
+            )
             .await?;
         Ok((
             File::opened(self.inner.io.clone(), path, attr.clone(), layout),
@@ -317,7 +323,12 @@ impl Client {
     /// A file's attributes and how its data is stored: its chunks (with their replicas), or
     /// the volume record a small file is packed into (what `kfs chunks` shows).
     pub async fn file_layout(&self, path: &str) -> KfsResult<(FileAttr, Layout)> {
-        self.call(self.m().open_layout(self.ctx(), path.to_string(), u64::MAX))
+        self.inner
+            .io
+            .signed(
+                self.m()
+                    .open_layout_signed(self.ctx(), path.to_string(), u64::MAX),
+            )
             .await
     }
 
@@ -363,7 +374,10 @@ impl Client {
     /// The chunks of a file with their live replicas.
     pub async fn file_chunks(&self, path: &str) -> KfsResult<Vec<ChunkLocation>> {
         let path = path.to_string();
-        self.call(self.m().file_chunks(self.ctx(), path)).await
+        self.inner
+            .io
+            .signed(self.m().file_chunks_signed(self.ctx(), path))
+            .await
     }
 
     /// The chunkservers the master knows.

@@ -9,11 +9,13 @@
 //! Invariant: `chunk_size` is the master's at connect and stays so, since `master_conn` refuses
 //! a master that comes back with another (offsets would map to the wrong chunks).
 
+use crate::capabilities::{Capabilities, Need};
 use crate::errors::unreachable;
 use crate::master_conn::MasterClient;
 use crate::retry::RetryPolicy;
 use kfs_common::proto::chunk::ChunkPool;
 use kfs_common::proto::master::WriteLease;
+use kfs_common::security::capability::Access;
 use kfs_common::{KfsError, KfsResult, rpc};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -141,21 +143,30 @@ pub(crate) struct Io {
     pub(crate) options: ClientOptions,
     /// The volume leases this client holds, by replication, and when each stops being used.
     pub(crate) volumes: std::sync::Mutex<std::collections::HashMap<u8, (WriteLease, Instant)>>,
+    /// The capabilities the master signed for the chunks this client reads and writes.
+    pub(crate) caps: Capabilities,
 }
 
 impl Io {
     /// A lease on an open volume for files of `replication`: the one held while it has at least
-    /// half its validity left, else a new one from the master.
+    /// half its validity left (and its capability to append is good), else a new one from the
+    /// master.
     pub(crate) async fn volume_lease(&self, replication: u8) -> KfsResult<WriteLease> {
         if let Some((lease, until)) = self.volumes.lock().expect("volumes lock").get(&replication)
             && Instant::now() < *until
+            && self.caps.holds(Need::whole(
+                lease.chunk,
+                lease.version,
+                Some(Access::Append),
+            ))
         {
             return Ok(lease.clone());
         }
         let asked = Instant::now();
-        let lease = self
-            .call(self.m().volume_lease(self.ctx(), replication))
+        let (lease, caps) = self
+            .call(self.m().volume_lease_signed(self.ctx(), replication))
             .await?;
+        self.caps.keep(caps);
         let until = asked + Duration::from_millis(lease.valid_ms / 2);
         self.volumes
             .lock()
@@ -183,6 +194,21 @@ impl Io {
     /// The master's RPC client.
     pub(crate) fn m(&self) -> &MasterClient {
         &self.master
+    }
+
+    /// [`Io::call`] for a `*_signed` call: keeps the capabilities it carried, answers the rest.
+    pub(crate) async fn signed<T>(
+        &self,
+        call: impl std::future::Future<
+            Output = Result<
+                KfsResult<kfs_common::proto::master::Signed<T>>,
+                tarpc::client::RpcError,
+            >,
+        >,
+    ) -> KfsResult<T> {
+        let (answer, caps) = self.call(call).await?;
+        self.caps.keep(caps);
+        Ok(answer)
     }
 
     /// Awaits a master call, turning a transport failure into `Unavailable` naming the master.

@@ -30,6 +30,7 @@
 //! # }
 //! ```
 
+mod capabilities;
 mod checksum;
 pub mod client;
 pub mod copy;

@@ -101,9 +101,14 @@ impl Client {
         }
         let mut longest = 0;
         for r in &c.replicas {
-            let answer = match self.inner.io.chunks.get(r.addr).await {
-                Ok(client) => client.length(self.ctx(), c.chunk, c.version).await,
-                Err(_) => return Ok(self.chunk_size()),
+            let need = crate::capabilities::Need::whole(c.chunk, c.version, None);
+            let answer = match (
+                self.inner.io.chunks.get(r.addr).await,
+                self.inner.io.caps.for_call(need),
+            ) {
+                (Ok(client), Ok(Some(cap))) => client.length_with(self.ctx(), cap).await,
+                (Ok(client), Ok(None)) => client.length(self.ctx(), c.chunk, c.version).await,
+                _ => return Ok(self.chunk_size()),
             };
             match answer {
                 Ok(Ok(len)) => longest = longest.max(len),

@@ -89,6 +89,11 @@ pub enum KfsError {
     /// The caller's identity (its certificate) does not allow this: says who and what.
     #[error("Permission denied: {0}")]
     PermissionDenied(String),
+    /// A chunkserver refused the capability of a call as expired (or signed with a key it no
+    /// longer holds): the client asks the master for a new one and calls again. Since chunk
+    /// protocol 5.
+    #[error("The capability for {chunk} has expired: ask the master again")]
+    CapabilityExpired { chunk: ChunkId },
 }
 
 impl KfsError {
@@ -180,6 +185,7 @@ impl KfsError {
             KfsError::Internal(_) => "internal",
             KfsError::AppendRefused { .. } => "append_refused",
             KfsError::PermissionDenied(_) => "permission_denied",
+            KfsError::CapabilityExpired { .. } => "capability_expired",
         }
     }
 

@@ -196,11 +196,19 @@ reply_error!(MasterServiceResponse {
     RemoveUser,
     Users,
     Whoami,
+    LocateSigned,
+    LayoutSigned,
+    OpenLayoutSigned,
+    LeaseSigned,
+    ReportFailureSigned,
+    VolumeLeaseSigned,
+    FileChunksSigned,
 });
 reply_error!(ClusterServiceResponse {
     Hello,
     Heartbeat,
-    Describe
+    Describe,
+    CapabilityKeys
 });
 reply_error!(ChunkServiceResponse {
     Read,
@@ -218,6 +226,13 @@ reply_error!(ChunkServiceResponse {
     ReadVolume,
     ReplicateVolume,
     Checksum,
+    ReadWith,
+    WriteWith,
+    SyncWith,
+    AppendWith,
+    ReadRecordWith,
+    ChecksumWith,
+    LengthWith,
 });
 
 /// A tarpc service that records each call in [`RpcMetrics`]: wrap the generated server, e.g.

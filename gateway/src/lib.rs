@@ -37,7 +37,15 @@ pub(crate) fn config_error(e: impl std::fmt::Display) -> anyhow::Error {
 /// An error that is a [`ConfigError`] is a setting that cannot work.
 pub async fn run(master: &str, options: GatewayOptions) -> anyhow::Result<()> {
     let config = options.config()?;
-    let client = Client::connect(master)
+    let mut client_options = kfs_client::ClientOptions::default();
+    if let Some(file) = &options.credentials {
+        let context = kfs_common::security::files::load_credentials(file)
+            .map_err(|e| config_error(format!("--credentials: {e}")))?;
+        client_options = client_options.with_security(kfs_common::security::Security::Tls(
+            std::sync::Arc::new(context),
+        ));
+    }
+    let client = Client::connect_with(master, client_options)
         .await
         .with_context(|| format!("cannot reach the master at {master}"))?;
     let writes = if config.write_token.is_some() {

@@ -69,6 +69,11 @@ pub struct GatewayOptions {
     /// The private key (PEM, readable by its owner only) of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// The credentials the gateway talks to the cluster with (default: KFS_CREDENTIALS, else
+    /// ~/.config/kfs/credentials): every request gets that user's rights, e.g. one made with
+    /// `kfs admin user add web --root /www --read-only`.
+    #[arg(long, value_name = "FILE")]
+    pub credentials: Option<PathBuf>,
 }
 
 impl GatewayOptions {

@@ -41,6 +41,9 @@ pub struct MasterConfig {
     /// How long a write lease lasts, in milliseconds (writers renew it while they write). After a
     /// restart the master grants no lease for this long. Default 60,000.
     pub lease_ms: u64,
+    /// How long a capability the master signs for chunkservers lasts, in milliseconds (clients
+    /// ask again before it runs out; docs/security.md says why 10 minutes). Default 600,000.
+    pub capability_ms: u64,
     /// A new chunk needs at least this many replicas to be written (fewer live chunkservers than
     /// a file's replication factor then give a degraded write, repaired later). Default 1.
     pub min_write_replicas: u8,
@@ -108,6 +111,7 @@ impl Default for MasterConfig {
             chunkserver_timeout_ms: 30_000,
             chunk_size: kfs_common::proto::chunk::MAX_CHUNK_SIZE,
             lease_ms: 60_000,
+            capability_ms: kfs_common::security::capability::LIFETIME_MS,
             min_write_replicas: 1,
             heal_interval_ms: 3_000,
             safe_mode_fraction: 0.999,
@@ -210,6 +214,12 @@ impl MasterConfig {
         }
         if self.lease_ms < 100 {
             return invalid(format!("lease_ms {} is below 100", self.lease_ms));
+        }
+        if self.capability_ms < 1_000 || self.capability_ms > 24 * 3_600_000 {
+            return invalid(format!(
+                "capability_ms {} is not between 1,000 (a second) and 86,400,000 (a day)",
+                self.capability_ms
+            ));
         }
         if !kfs_common::proto::master::REPLICATION_RANGE.contains(&self.min_write_replicas) {
             return invalid(format!(

@@ -40,6 +40,9 @@ pub struct ClusterOptions {
     /// Bytes per chunk: small, so files cross chunk boundaries often.
     pub chunk_size: u64,
     pub lease_ms: u64,
+    /// How long the master's capabilities last (the product's default; short ones test
+    /// renewal).
+    pub capability_ms: u64,
     /// How often the master repairs replication.
     pub heal_interval_ms: u64,
     /// Longest safe mode after a master restart.
@@ -78,6 +81,7 @@ impl Default for ClusterOptions {
             scrub_pause_secs: 3600,
             chunk_size: 256 * 1024,
             lease_ms: 2_000,
+            capability_ms: kfs_common::security::capability::LIFETIME_MS,
             heal_interval_ms: 100,
             safe_mode_max_secs: 5,
             capacity_bytes: 0,
@@ -194,6 +198,7 @@ impl TestCluster {
             chunkserver_timeout_ms: options.chunkserver_timeout_ms,
             chunk_size: options.chunk_size,
             lease_ms: options.lease_ms,
+            capability_ms: options.capability_ms,
             heal_interval_ms: options.heal_interval_ms,
             safe_mode_max_secs: options.safe_mode_max_secs,
             compact_interval_ms: options.compact_interval_ms,
@@ -366,8 +371,13 @@ impl TestCluster {
             .expect("the chunkserver is running")
     }
 
+    /// A chunk-service client of chunkserver `i` for tests that look at replicas directly (it
+    /// holds a chunkserver's certificate on a secured cluster: a user's would need the master's
+    /// capabilities for every call).
     pub async fn chunk_client(&self, i: usize) -> ChunkServiceClient {
-        chunk::connect(self.chunkserver(i).local_addr(), &self.security)
+        let security =
+            self.peer_security(kfs_common::security::Role::Chunkserver, "test-chunkserver");
+        chunk::connect(self.chunkserver(i).local_addr(), &security)
             .await
             .expect("connect to the chunkserver")
     }

@@ -12,7 +12,6 @@
 //! Its clients give every file chunks of its own (`unpacked_client`): the suite is about chunk
 //! leases; small files packed into volumes have theirs (`t92_small_files`, `t93_volume_appends`).
 
-use kfs_common::proto::chunk;
 use kfs_common::proto::master::ServerState;
 use kfs_tests::{ClusterOptions, TestCluster, content, ctx, wait_until};
 use std::time::Duration;
@@ -68,10 +67,8 @@ async fn a_chunkserver_cut_off_from_the_master_still_serves_clients() {
             .iter()
             .any(|r| r.addr == cluster.chunkserver_addr(0))
     );
-    // ... but clients still reach it: its replica reads, and so does the file (from the others).
-    let direct = chunk::connect(cluster.chunkserver_addr(0), cluster.security())
-        .await
-        .unwrap();
+    // ... but it still serves: its replica reads, and so does the file (from the others).
+    let direct = cluster.chunk_client(0).await;
     let piece = direct
         .read(ctx(), first.chunk, first.version, 0, 4096)
         .await

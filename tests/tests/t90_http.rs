@@ -754,9 +754,13 @@ async fn a_small_file_costs_two_master_calls() {
     };
     assert_eq!(
         names(&spent[0]),
-        [("create", 1.0), ("set_extent", 1.0), ("volume_lease", 1.0)]
-            .map(|(m, n)| (m.to_string(), n))
-            .to_vec(),
+        [
+            ("create", 1.0),
+            ("set_extent", 1.0),
+            ("volume_lease_signed", 1.0)
+        ]
+        .map(|(m, n)| (m.to_string(), n))
+        .to_vec(),
         "the master calls the first small file costs"
     );
     assert_eq!(

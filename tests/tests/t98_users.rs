@@ -244,3 +244,72 @@ async fn users_outlive_a_master_restart_and_bad_records_are_refused() {
     b.remove("/tmp/bobs").await.unwrap();
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_serves_with_the_rights_of_its_configured_user() {
+    let cluster = TestCluster::start(ClusterOptions::default()).await;
+    let admin = cluster.client().await;
+    admin.mkdir("/www").await.unwrap();
+    admin
+        .write("/www/index.html", b"<h1>hi</h1>")
+        .await
+        .unwrap();
+    admin.write("/www/secret.txt", b"s3cret").await.unwrap();
+    admin
+        .set_attr(
+            "/www/secret.txt",
+            SetAttr {
+                mode: Some(0o600),
+                ..SetAttr::default()
+            },
+        )
+        .await
+        .unwrap();
+    let added = admin
+        .add_user(NewUser {
+            name: "web".into(),
+            read_only: true,
+            root: Some("/www".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let web = client_of(&cluster, &added, &dir).await;
+    let gw = kfs_gateway::http::start(
+        web,
+        kfs_gateway::http::GatewayConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            root: "/www".into(),
+            write_token: Some("token".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", gw.local_addr());
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let page = http.get(format!("{base}/index.html")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.text().await.unwrap(), "<h1>hi</h1>");
+    // What the user may not read, and any write (the token only opens the gateway's door):
+    // 403, saying why.
+    let outside = http.get(format!("{base}/secret.txt")).send().await.unwrap();
+    assert_eq!(outside.status(), 403);
+    assert!(!outside.text().await.unwrap().contains("s3cret"));
+    let upload = http
+        .put(format!("{base}/new.html"))
+        .bearer_auth("token")
+        .body("new")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), 403);
+    assert!(upload.text().await.unwrap().contains("read-only"));
+    assert!(admin.stat("/www/new.html").await.is_err());
+    gw.shutdown(std::time::Duration::from_secs(1)).await;
+}

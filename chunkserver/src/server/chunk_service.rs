@@ -7,10 +7,10 @@
 //! short is stale, never short at a real version) and checked against the source's `digest`
 //! before it takes the real version.
 //!
-//! On a secured server, the calls that change replicas and only the master makes (`create`,
-//! `set_version`, `replicate`, `create_volume`, `replicate_volume`) are refused to any other certificate
-//! (`master_only`): a client's or another chunkserver's certificate cannot move versions or
-//! make replicas.
+//! On a secured server, each call is first checked for who may make it (`capabilities.rs`): the
+//! master alone changes replicas; the data calls without a capability are the cluster's own
+//! (chains, copies); clients' data calls carry the master's capability, and then run as their
+//! unsigned namesakes do.
 
 use super::ChunkServer;
 use kfs_common::proto::Payload;
@@ -19,26 +19,13 @@ use kfs_common::proto::chunk::{
 };
 use kfs_common::proto::master::ReplicaLocation;
 use kfs_common::rpc;
+use kfs_common::security::capability::{Access, Capability};
 use kfs_common::{ChunkId, ChunkVersion, FileId, KfsError, KfsResult};
 use std::time::Duration;
 use tarpc::context::Context;
 use tracing::instrument;
 
 impl ChunkServer {
-    /// Refuses `call` unless this connection's certificate is the master's (always allowed on
-    /// an insecure server).
-    fn master_only(&self, call: &str) -> KfsResult<()> {
-        match &self.peer {
-            Some(peer) if peer.role != kfs_common::security::Role::Master => {
-                tracing::warn!(who = %peer, call, "refused: only the master makes this call");
-                Err(KfsError::PermissionDenied(format!(
-                    "{peer} may not call {call} on a chunkserver: only the master may"
-                )))
-            }
-            _ => Ok(()),
-        }
-    }
-
     /// What a write or sync at `version` that failed here answers: the version moved under it
     /// (the master moved this replica on while the request was on its way), or the writes at
     /// this version can no longer be ordered (see the sequencer), both as they are, with no
@@ -300,6 +287,7 @@ impl ChunkService for ChunkServer {
         offset: u64,
         len: u32,
     ) -> KfsResult<Payload> {
+        self.cluster_only("read")?;
         check_read_len(len)?;
         let data = self
             .store
@@ -311,6 +299,7 @@ impl ChunkService for ChunkServer {
 
     #[instrument(level = "debug", skip_all, fields(chunk = %req.chunk, version = %req.version, offset = req.offset, len = req.data.len(), serial = ?req.serial))]
     async fn write(self, _: Context, req: WriteRequest) -> KfsResult<u64> {
+        self.cluster_only("write")?;
         let WriteRequest {
             chunk,
             version,
@@ -370,6 +359,7 @@ impl ChunkService for ChunkServer {
         version: ChunkVersion,
         chain: Vec<ReplicaLocation>,
     ) -> KfsResult<()> {
+        self.cluster_only("sync")?;
         let local = self.store.sync(chunk, version);
         let forward = self.forward(chunk, &chain, |next, rest| async move {
             next.sync(rpc::context(FORWARD_TIMEOUT), chunk, version, rest)
@@ -430,11 +420,13 @@ impl ChunkService for ChunkServer {
         chunk: ChunkId,
         version: ChunkVersion,
     ) -> KfsResult<(u64, u32)> {
+        self.cluster_only("digest")?;
         self.local_digest(chunk, version).await
     }
 
     #[instrument(level = "debug", skip_all, fields(%chunk, %version))]
     async fn length(self, _: Context, chunk: ChunkId, version: ChunkVersion) -> KfsResult<u64> {
+        self.cluster_only("length")?;
         match self.store.replica(chunk) {
             Some((found, length)) if found == version => Ok(length),
             Some((found, _)) => Err(KfsError::StaleVersion {
@@ -459,6 +451,7 @@ impl ChunkService for ChunkServer {
 
     #[instrument(level = "debug", skip_all, fields(chunk = %req.chunk, version = %req.version, fid = %req.fid, len = req.data.len(), placed = ?req.placed))]
     async fn append(self, _: Context, req: AppendRequest) -> KfsResult<u64> {
+        self.cluster_only("append")?;
         self.serve_append(req).await
     }
 
@@ -472,6 +465,7 @@ impl ChunkService for ChunkServer {
         fid: FileId,
         len: u32,
     ) -> KfsResult<Payload> {
+        self.cluster_only("read_record")?;
         self.serve_read_record(chunk, version, offset, fid, len)
             .await
     }
@@ -485,6 +479,7 @@ impl ChunkService for ChunkServer {
         offset: u64,
         len: u32,
     ) -> KfsResult<Payload> {
+        self.cluster_only("read_volume")?;
         check_read_len(len)?;
         let data = self
             .store
@@ -512,7 +507,84 @@ impl ChunkService for ChunkServer {
         chunk: ChunkId,
         version: ChunkVersion,
     ) -> KfsResult<(u64, u32)> {
+        self.cluster_only("checksum")?;
         self.store.checksum(chunk, version).await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(chunk = %cap.chunk, version = %cap.version, offset, len))]
+    async fn read_with(
+        self,
+        cx: Context,
+        cap: Capability,
+        offset: u64,
+        len: u32,
+    ) -> KfsResult<Payload> {
+        self.check_capability(&cap, Some(Access::Read), offset, u64::from(len))?;
+        self.unchecked()
+            .read(cx, cap.chunk, cap.version, offset, len)
+            .await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(chunk = %req.chunk, version = %req.version, offset = req.offset, len = req.data.len()))]
+    async fn write_with(self, cx: Context, cap: Capability, req: WriteRequest) -> KfsResult<u64> {
+        self.check_capability_for(&cap, req.chunk, req.version, Access::Write)?;
+        if req.serial.is_some() {
+            return Err(KfsError::PermissionDenied(
+                "a writer's write carries no serial number: only the chain numbers writes".into(),
+            ));
+        }
+        self.unchecked().write(cx, req).await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(chunk = %cap.chunk, version = %cap.version))]
+    async fn sync_with(
+        self,
+        cx: Context,
+        cap: Capability,
+        chain: Vec<ReplicaLocation>,
+    ) -> KfsResult<()> {
+        self.check_capability(&cap, None, cap.offset, 0)?;
+        self.unchecked()
+            .sync(cx, cap.chunk, cap.version, chain)
+            .await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(chunk = %req.chunk, version = %req.version, fid = %req.fid, len = req.data.len()))]
+    async fn append_with(self, cx: Context, cap: Capability, req: AppendRequest) -> KfsResult<u64> {
+        self.check_capability_for(&cap, req.chunk, req.version, Access::Append)?;
+        if req.placed.is_some() {
+            return Err(KfsError::PermissionDenied(
+                "a writer's append carries no place: only the chain places records".into(),
+            ));
+        }
+        self.unchecked().append(cx, req).await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(chunk = %cap.chunk, version = %cap.version, offset, %fid, len))]
+    async fn read_record_with(
+        self,
+        cx: Context,
+        cap: Capability,
+        offset: u64,
+        fid: FileId,
+        len: u32,
+    ) -> KfsResult<Payload> {
+        self.check_capability(&cap, Some(Access::Read), offset, u64::from(len))?;
+        self.unchecked()
+            .read_record(cx, cap.chunk, cap.version, offset, fid, len)
+            .await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(chunk = %cap.chunk, version = %cap.version))]
+    async fn checksum_with(self, cx: Context, cap: Capability) -> KfsResult<(u64, u32)> {
+        self.check_capability(&cap, Some(Access::Read), 0, u64::MAX)?;
+        self.unchecked().checksum(cx, cap.chunk, cap.version).await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(chunk = %cap.chunk, version = %cap.version))]
+    async fn length_with(self, cx: Context, cap: Capability) -> KfsResult<u64> {
+        self.check_capability(&cap, None, cap.offset, 0)?;
+        self.unchecked().length(cx, cap.chunk, cap.version).await
     }
 
     #[instrument(level = "debug", skip_all)]

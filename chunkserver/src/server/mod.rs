@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tarpc::server::{BaseChannel, Channel};
 
+mod capabilities;
 mod chunk_service;
 mod volume_service;
 
@@ -51,9 +52,11 @@ pub struct ChunkServer {
     /// This server, as replicas and writers know it.
     me: ReplicaLocation,
     io: IoCounters,
-    /// Who this connection's certificate names; `None` on an insecure server. Shared: the
-    /// server is cloned for every call.
-    peer: Option<Arc<kfs_common::security::Identity>>,
+    /// Who this connection's certificate names, and which certificate it is; `None` on an
+    /// insecure server. Shared: the server is cloned for every call.
+    peer: Option<Arc<kfs_common::security::Peer>>,
+    /// The master's capability keys (kept by the master link).
+    keys: Arc<kfs_common::security::capability::Verifier>,
 }
 
 /// How long a write waits for the writes numbered before it.
@@ -129,6 +132,7 @@ pub async fn start_with_io(
     let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
     let seq = Arc::new(Sequencer::new(WRITE_ORDER_WAIT));
     let io_for_link = io.clone();
+    let keys = Arc::new(kfs_common::security::capability::Verifier::default());
     let server = ChunkServer {
         store: store.clone(),
         seq: seq.clone(),
@@ -139,6 +143,7 @@ pub async fn start_with_io(
         },
         io,
         peer: None,
+        keys: keys.clone(),
     };
     let rpc_server = rpc::RpcServer::new(config.rpc_limits()?, security.clone());
     let accept = tokio::spawn(rpc::accept_loop(
@@ -149,7 +154,7 @@ pub async fn start_with_io(
         },
         move |incoming: rpc::Incoming| {
             let server = ChunkServer {
-                peer: incoming.peer().cloned().map(Arc::new),
+                peer: incoming.peer_certificate().cloned().map(Arc::new),
                 ..server.clone()
             };
             let rpc_metrics = rpc_metrics.clone();
@@ -185,6 +190,7 @@ pub async fn start_with_io(
             scrub: scrub.clone(),
             io: io_for_link,
             security: security.clone(),
+            keys,
         };
         workers.spawn(Loop::new("master link", move |status| {
             master_link::run(store, master, advertise, about, link, status)

@@ -3,15 +3,18 @@
 //! A write to a chunk goes out under the master's lease on it, which names the chunk's version
 //! and its primary and secondaries. A lease is kept (by chunk offset) and used again while it
 //! has time left; past half its life it is renewed first, and once expired, or if the renewal
-//! fails, a new one is asked for. Invariants: a lease is handed to a write only before it
+//! fails, a new one is asked for; so is one whose capability to write is due for renewal (the
+//! master answers the lease it holds, with a new capability). Invariants: a lease is handed to a write only before it
 //! expires (by this handle's clock, from when the lease or its renewal arrived); a write that
 //! found its lease out of date forgets it only if it is still the one at that version
 //! ([`Shared::forget_lease_at`]), so it never throws away a newer lease another write in flight
 //! already got.
 
 use super::Shared;
+use crate::capabilities::Need;
 use kfs_common::KfsResult;
 use kfs_common::proto::master::WriteLease;
+use kfs_common::security::capability::Access;
 use std::time::{Duration, Instant};
 
 /// A lease this file holds.
@@ -49,6 +52,7 @@ impl Shared {
         let now = Instant::now();
         if let Some(h) = held
             && now < h.expires()
+            && self.io.caps.holds(write_need(&h.lease))
         {
             if now < h.granted + h.valid / 2 {
                 return Ok(h.lease);
@@ -73,19 +77,15 @@ impl Shared {
         }
         self.forget_lease(chunk_offset);
         let fid = self.fid;
-        let lease = if self.unpacking.load(std::sync::atomic::Ordering::Acquire) {
-            self.io
-                .call(
-                    self.io
-                        .m()
-                        .lease_unpacking(self.io.ctx(), fid, chunk_offset),
-                )
-                .await?
-        } else {
-            self.io
-                .call(self.io.m().lease(self.io.ctx(), fid, chunk_offset))
-                .await?
-        };
+        let unpacking = self.unpacking.load(std::sync::atomic::Ordering::Acquire);
+        let lease = self
+            .io
+            .signed(
+                self.io
+                    .m()
+                    .lease_signed(self.io.ctx(), fid, chunk_offset, unpacking),
+            )
+            .await?;
         self.keep_lease(chunk_offset, lease.clone());
         Ok(lease)
     }
@@ -115,4 +115,9 @@ impl Shared {
             leases.remove(&chunk_offset);
         }
     }
+}
+
+/// What writing under `lease` needs: a write capability for its chunk at its version.
+pub(super) fn write_need(lease: &WriteLease) -> Need {
+    Need::whole(lease.chunk, lease.version, Some(Access::Write))
 }

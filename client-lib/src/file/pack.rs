@@ -22,11 +22,13 @@
 //! packed file's chunks without first having the whole image written to them.
 
 use super::Shared;
+use crate::capabilities::Need;
 use crate::errors::unreachable;
 use bytes::Bytes;
 use kfs_common::proto::Payload;
 use kfs_common::proto::chunk::AppendRequest;
 use kfs_common::proto::master::{ExtentLocation, FileAttr, Layout, WriteLease};
+use kfs_common::security::capability::Access;
 use kfs_common::{KfsError, KfsResult};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -265,6 +267,11 @@ impl Shared {
                         done => return done.map_err(Commit::Failed),
                     }
                 }
+                // Nothing wrong with the volume: ask for its lease (newly signed) again.
+                Err(KfsError::CapabilityExpired { chunk }) if retries.time_left() => {
+                    self.io.caps.forget(chunk);
+                    self.io.forget_volume(self.replication, chunk);
+                }
                 Err(e) => {
                     tracing::debug!(path = %self.path, volume = %lease.chunk, error = %e, "append failed; sealing the volume");
                     self.io.forget_volume(self.replication, lease.chunk);
@@ -297,7 +304,12 @@ impl Shared {
             placed: None,
             chain: lease.secondaries.clone(),
         };
-        match client.append(self.io.ctx(), request).await {
+        let need = Need::whole(lease.chunk, lease.version, Some(Access::Append));
+        let appended = match self.io.caps.for_call(need)? {
+            Some(cap) => client.append_with(self.io.ctx(), cap, request).await,
+            None => client.append(self.io.ctx(), request).await,
+        };
+        match appended {
             Ok(done) => done,
             Err(e) => {
                 pool.forget(primary.addr);
@@ -319,11 +331,12 @@ impl Shared {
         };
         let now = self
             .io
-            .call(self.io.m().layout(self.io.ctx(), self.fid, 0, 1))
+            .signed(self.io.m().layout_signed(self.io.ctx(), self.fid, 0, 1))
             .await;
+        let expired = matches!(failed, KfsError::CapabilityExpired { .. });
         match now {
             Ok(Layout::Packed(moved))
-                if (moved.volume, moved.offset) != (extent.volume, extent.offset) =>
+                if expired || (moved.volume, moved.offset) != (extent.volume, extent.offset) =>
             {
                 tracing::debug!(path = %self.path, from = %extent.volume, to = %moved.volume, "the record moved; reading it where it is now");
                 {
@@ -338,8 +351,16 @@ impl Shared {
         }
     }
 
-    /// The record's data from the first of `extent`'s replicas that reads it.
+    /// The record's data from the first of `extent`'s replicas that reads it; `CapabilityExpired`
+    /// when the capability to read it is not held, or a replica refused it as expired.
     async fn read_record_at(&self, extent: &ExtentLocation) -> KfsResult<Bytes> {
+        let cap = self.io.caps.for_call(Need {
+            chunk: extent.volume,
+            version: extent.version,
+            access: Some(Access::Read),
+            offset: extent.offset,
+            len: u64::from(extent.len),
+        })?;
         let mut failures = Vec::new();
         let n = extent.replicas.len();
         let first = (self.fid.0 as usize) % n.max(1);
@@ -352,26 +373,45 @@ impl Shared {
                     .get(replica.addr)
                     .await
                     .map_err(|e| unreachable("chunkserver", replica.addr, e))?;
-                client
-                    .read_record(
-                        self.io.ctx(),
-                        extent.volume,
-                        extent.version,
-                        extent.offset,
-                        self.fid,
-                        extent.len,
-                    )
-                    .await
-                    .map_err(|e| {
-                        self.io.chunks.forget(replica.addr);
-                        unreachable("chunkserver", replica.addr, e)
-                    })?
+                let read = match &cap {
+                    Some(cap) => {
+                        client
+                            .read_record_with(
+                                self.io.ctx(),
+                                cap.clone(),
+                                extent.offset,
+                                self.fid,
+                                extent.len,
+                            )
+                            .await
+                    }
+                    None => {
+                        client
+                            .read_record(
+                                self.io.ctx(),
+                                extent.volume,
+                                extent.version,
+                                extent.offset,
+                                self.fid,
+                                extent.len,
+                            )
+                            .await
+                    }
+                };
+                read.map_err(|e| {
+                    self.io.chunks.forget(replica.addr);
+                    unreachable("chunkserver", replica.addr, e)
+                })?
             };
             match read.await {
                 Ok(data) => {
                     let data = data.into_bytes();
                     *self.record.lock().expect("record lock") = Some(data.clone());
                     return Ok(data);
+                }
+                Err(e @ KfsError::CapabilityExpired { .. }) => {
+                    self.io.caps.forget(extent.volume);
+                    return Err(e);
                 }
                 Err(e) => failures.push(format!("{}: {e}", replica.addr)),
             }

@@ -8,33 +8,47 @@
 //! locations yet (`Unavailable`: it has just restarted), a read asks again with backoff, for at
 //! most `read_retry_for`.
 //!
+//! On a secured cluster each location comes with the master's capability to read the chunk
+//! (`capabilities.rs`); a cached location whose capability is due for renewal is asked again,
+//! and so is one a chunkserver refused as expired.
+//!
 //! Invariants: a chunk that was never written (a hole) reads as zeros, as do bytes past a
 //! chunk's data; reads end at the file's length as this handle knows it. A chunk the master did
 //! not list is cached as a hole only below that length (past it, another writer may add chunks),
 //! and a write through this handle drops the chunk's cached location so its reads see the chunk.
 
 use super::{LOCATE_AHEAD, Shared};
+use crate::capabilities::Need;
 use crate::errors::unreachable;
 use kfs_common::proto::chunk::MAX_READ_LEN;
 use kfs_common::proto::master::{ChunkLocation, Layout};
+use kfs_common::security::capability::Access;
 use kfs_common::{ChunkId, KfsError, KfsResult};
 use std::sync::Arc;
 
 impl Shared {
-    /// Where the chunk at `chunk_offset` is (`None`: a hole), from the cache or the master.
+    /// Where the chunk at `chunk_offset` is (`None`: a hole), from the cache (while the
+    /// capability to read it is good) or the master.
     pub(super) async fn location(&self, chunk_offset: u64) -> KfsResult<Option<ChunkLocation>> {
-        if let Some(known) = self
+        let cached = self
             .locations
             .lock()
             .expect("locations lock")
             .get(&chunk_offset)
-        {
-            return Ok(known.clone());
+            .cloned();
+        match cached {
+            Some(None) => return Ok(None),
+            Some(Some(loc)) if self.io.caps.holds(read_need(&loc)) => return Ok(Some(loc)),
+            _ => {}
         }
         let (fid, len) = (self.fid, self.chunk_size * LOCATE_AHEAD);
         let found = self
             .io
-            .call(self.io.m().locate(self.io.ctx(), fid, chunk_offset, len))
+            .signed(
+                self.io
+                    .m()
+                    .locate_signed(self.io.ctx(), fid, chunk_offset, len),
+            )
             .await?;
         self.remember_locations(chunk_offset, found);
         Ok(self
@@ -111,10 +125,10 @@ impl Shared {
         loop {
             match self
                 .io
-                .call(
+                .signed(
                     self.io
                         .m()
-                        .layout(self.io.ctx(), self.fid, chunk_offset, len),
+                        .layout_signed(self.io.ctx(), self.fid, chunk_offset, len),
                 )
                 .await
             {
@@ -179,6 +193,12 @@ impl Shared {
                 let replica = &loc.replicas[(first + i) % n];
                 match self.read_replica(&loc, replica.addr, in_chunk, len).await {
                     Ok(bytes) => return Ok(bytes),
+                    // Every replica would say so: ask the master again at once.
+                    Err(e @ KfsError::CapabilityExpired { .. }) => {
+                        self.io.caps.forget(loc.chunk);
+                        failures.push(format!("{}: {e}", replica.addr));
+                        break;
+                    }
                     Err(e) => failures.push(format!("{}: {e}", replica.addr)),
                 }
             }
@@ -212,14 +232,20 @@ impl Shared {
             .get(addr)
             .await
             .map_err(|e| unreachable("chunkserver", addr, e))?;
+        let cap = self.io.caps.for_call(read_need(loc))?;
         let mut out: Vec<u8> = Vec::new();
         while out.len() < len {
             let want = (len - out.len()).min(MAX_READ_LEN as usize) as u32;
             let at = in_chunk + out.len() as u64;
-            let got = match client
-                .read(self.io.ctx(), loc.chunk, loc.version, at, want)
-                .await
-            {
+            let read = match &cap {
+                Some(cap) => client.read_with(self.io.ctx(), cap.clone(), at, want).await,
+                None => {
+                    client
+                        .read(self.io.ctx(), loc.chunk, loc.version, at, want)
+                        .await
+                }
+            };
+            let got = match read {
                 Ok(got) => got?,
                 Err(e) => {
                     pool.forget(addr);
@@ -239,5 +265,16 @@ impl Shared {
         }
         out.resize(len, 0);
         Ok(out)
+    }
+}
+
+/// What reading a chunk needs: a read capability for the whole chunk.
+fn read_need(loc: &ChunkLocation) -> Need {
+    Need {
+        chunk: loc.chunk,
+        version: loc.version,
+        access: Some(Access::Read),
+        offset: 0,
+        len: u64::MAX,
     }
 }

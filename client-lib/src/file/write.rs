@@ -19,6 +19,7 @@
 //! succeeds.
 
 use super::Shared;
+use crate::capabilities::Need;
 use crate::errors::unreachable;
 use bytes::Bytes;
 use kfs_common::proto::Payload;
@@ -43,6 +44,9 @@ enum Attempt {
     OrderLost,
     /// The lease is no longer current: get a new one and write again.
     Stale,
+    /// The capability to write ran out: ask for the lease again (the same one, newly signed)
+    /// and write again at once.
+    Renew,
     /// Try again later.
     Busy(KfsError),
 }
@@ -165,11 +169,12 @@ impl Shared {
                     let (chunk, version) = (lease.chunk, lease.version);
                     match self
                         .io
-                        .call(
-                            self.io
-                                .m()
-                                .report_failure(self.io.ctx(), chunk, version, servers),
-                        )
+                        .signed(self.io.m().report_failure_signed(
+                            self.io.ctx(),
+                            chunk,
+                            version,
+                            servers,
+                        ))
                         .await
                     {
                         Ok(new) => self.keep_lease(chunk_offset, new),
@@ -186,6 +191,11 @@ impl Shared {
                     // replica failed; write again under the current lease.
                     tracing::debug!(path = %self.path, chunk = %lease.chunk, version = %lease.version, "the chunk moved to a new version under a write; writing again");
                     moved_from = Some(lease.version);
+                    self.forget_lease_at(chunk_offset, lease.version);
+                }
+                Attempt::Renew => {
+                    tracing::debug!(path = %self.path, chunk = %lease.chunk, "the capability to write expired; asking for it again");
+                    self.io.caps.forget(lease.chunk);
                     self.forget_lease_at(chunk_offset, lease.version);
                 }
                 Attempt::Busy(e) => {
@@ -222,8 +232,14 @@ impl Shared {
             serial: None,
             chain: lease.secondaries.clone(),
         };
-        match client.write(self.io.ctx(), request).await {
+        let written = match self.io.caps.for_call(super::lease::write_need(lease)) {
+            Ok(Some(cap)) => client.write_with(self.io.ctx(), cap, request).await,
+            Ok(None) => client.write(self.io.ctx(), request).await,
+            Err(_) => return Attempt::Renew,
+        };
+        match written {
             Ok(Ok(_)) => Attempt::Done,
+            Ok(Err(KfsError::CapabilityExpired { .. })) => Attempt::Renew,
             // A replica's own failure at this version (chunkservers never answer a version
             // move with `WriteFailed`): report it.
             Ok(Err(e @ KfsError::WriteFailed { server, .. })) => Attempt::Failed {
@@ -323,13 +339,22 @@ impl Shared {
                 .get(first.addr)
                 .await
                 .map_err(|e| unreachable("chunkserver", first.addr, e))?;
-            match client
-                .sync(self.io.ctx(), loc.chunk, loc.version, rest.to_vec())
-                .await
-                .map_err(|e| unreachable("chunkserver", first.addr, e))?
-            {
+            let need = Need::whole(loc.chunk, loc.version, None);
+            let synced = match self.io.caps.for_call(need)? {
+                Some(cap) => client.sync_with(self.io.ctx(), cap, rest.to_vec()).await,
+                None => {
+                    client
+                        .sync(self.io.ctx(), loc.chunk, loc.version, rest.to_vec())
+                        .await
+                }
+            };
+            match synced.map_err(|e| unreachable("chunkserver", first.addr, e))? {
                 Err(e) if e.is_version_moved() && retries.time_left() => {
                     retries.pause().await;
+                }
+                // Located again at the loop's top, with a new capability.
+                Err(KfsError::CapabilityExpired { chunk }) if retries.time_left() => {
+                    self.io.caps.forget(chunk);
                 }
                 done => return done,
             }

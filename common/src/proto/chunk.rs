@@ -10,6 +10,7 @@ use crate::error::KfsError;
 use crate::ids::{ChunkId, ChunkVersion, FileId, ServerId};
 use crate::proto::Payload;
 use crate::proto::master::ReplicaLocation;
+use crate::security::capability::Capability;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
@@ -179,6 +180,41 @@ pub trait ChunkService {
     /// of its blocks: no data is read. A volume is refused (`InvalidArgument`: its records carry
     /// their own). Read-only. Since chunk protocol 4.
     async fn checksum(chunk: ChunkId, version: ChunkVersion) -> Result<(u64, u32), KfsError>;
+
+    // The data calls of clients on a secured cluster (chunk protocol 5): each carries the
+    // master's capability for the chunk (`security::capability`), which the chunkserver checks
+    // against the connection's certificate; the calls above are then refused to every
+    // certificate but the master's and chunkservers'. A capability past its expiry answers
+    // `CapabilityExpired` (ask the master again); any other mismatch `PermissionDenied`.
+
+    /// `read` of `cap.chunk` at `cap.version` under a read capability covering the bytes.
+    async fn read_with(cap: Capability, offset: u64, len: u32) -> Result<Payload, KfsError>;
+
+    /// `write` under a write capability for the request's chunk and version, from a writer
+    /// (`serial` must be `None`: only the chain numbers writes).
+    async fn write_with(cap: Capability, request: WriteRequest) -> Result<u64, KfsError>;
+
+    /// `sync` of `cap.chunk` at `cap.version` under any capability for it.
+    async fn sync_with(cap: Capability, chain: Vec<ReplicaLocation>) -> Result<(), KfsError>;
+
+    /// `append` under an append capability for the volume, from a writer (`placed` must be
+    /// `None`).
+    async fn append_with(cap: Capability, request: AppendRequest) -> Result<u64, KfsError>;
+
+    /// `read_record` of volume `cap.chunk` under a read capability for exactly that record's
+    /// `[offset, offset + len)` (the master signs one per file extent).
+    async fn read_record_with(
+        cap: Capability,
+        offset: u64,
+        fid: FileId,
+        len: u32,
+    ) -> Result<Payload, KfsError>;
+
+    /// `checksum` of `cap.chunk` under a read capability for the whole chunk.
+    async fn checksum_with(cap: Capability) -> Result<(u64, u32), KfsError>;
+
+    /// `length` of `cap.chunk` under any capability for it.
+    async fn length_with(cap: Capability) -> Result<u64, KfsError>;
 }
 
 /// Connects to the chunk service of the chunkserver at `addr` under `security`.

@@ -136,6 +136,12 @@ pub trait ClusterService {
     /// itself for the status page; refused with `Unavailable` for a server not in that session (say hello first).
     /// Idempotent (the newest report replaces the last). Since cluster protocol 3.
     async fn describe(request: DescribeRequest) -> Result<(), KfsError>;
+
+    /// Caller: a chunkserver, before each hello and with each heartbeat. Replies with the keys
+    /// of the master's capabilities that chunkservers must hold now (every key that may have
+    /// signed a capability not yet expired, and the next one); empty on an insecure master.
+    /// Refused to any certificate but a chunkserver's. Read-only. Since cluster protocol 4.
+    async fn capability_keys() -> Result<Vec<crate::security::capability::CapabilityKey>, KfsError>;
 }
 
 /// Connects to the cluster service of the master at `addr` under `security`.

@@ -582,7 +582,54 @@ pub trait MasterService {
     /// Caller: anyone (`kfs whoami`). Who the master takes the caller for. Read-only. Since
     /// client protocol 7.
     async fn whoami() -> Result<WhoAmI, KfsError>;
+
+    // The calls that answer where data is, with the capabilities chunkservers of a secured
+    // cluster want for it (client protocol 8): each answers what its unsigned namesake does,
+    // and one capability per chunk (a read capability per located chunk, or per packed file's
+    // record; a write or append capability per lease), signed for this connection's
+    // certificate; none on an insecure master.
+
+    /// `locate`, with a read capability per chunk. Since client protocol 8.
+    async fn locate_signed(
+        fid: FileId,
+        offset: u64,
+        len: u64,
+    ) -> Result<Signed<Vec<ChunkLocation>>, KfsError>;
+
+    /// `layout`, with read capabilities (per chunk, or for the packed file's record). Since
+    /// client protocol 8.
+    async fn layout_signed(fid: FileId, offset: u64, len: u64) -> Result<Signed<Layout>, KfsError>;
+
+    /// `open_layout`, with read capabilities as `layout_signed`. Since client protocol 8.
+    async fn open_layout_signed(
+        path: String,
+        len: u64,
+    ) -> Result<Signed<(FileAttr, Layout)>, KfsError>;
+
+    /// `lease` (or with `unpacking`, `lease_unpacking`), with a write capability for the
+    /// chunk at the lease's version. Since client protocol 8.
+    async fn lease_signed(
+        fid: FileId,
+        chunk_offset: u64,
+        unpacking: bool,
+    ) -> Result<Signed<WriteLease>, KfsError>;
+
+    /// `report_failure`, with a write capability for the new lease. Since client protocol 8.
+    async fn report_failure_signed(
+        chunk: ChunkId,
+        version: ChunkVersion,
+        failed: Vec<ServerId>,
+    ) -> Result<Signed<WriteLease>, KfsError>;
+
+    /// `volume_lease`, with an append capability for the volume. Since client protocol 8.
+    async fn volume_lease_signed(replication: u8) -> Result<Signed<WriteLease>, KfsError>;
+
+    /// `file_chunks`, with a read capability per chunk. Since client protocol 8.
+    async fn file_chunks_signed(path: String) -> Result<Signed<Vec<ChunkLocation>>, KfsError>;
 }
+
+/// An answer and the capabilities for the chunks it names.
+pub type Signed<T> = (T, Vec<crate::security::capability::Capability>);
 
 /// Connects to a master at `addr` under `security`. The client is cheap to clone; clones share
 /// the connection and may have many calls in flight on it.

@@ -19,10 +19,11 @@ pub use payload::Payload;
 /// exchange it in their first call and refuse a mismatch with
 /// [`crate::KfsError::IncompatibleProtocol`]. 2: `ChunkService::length` (the master asks it),
 /// methods only ever added at the end of a service, so clients of the chunk service are not
-/// affected; 3: `describe` (data dirs, scrub progress, version for the status page). A master
+/// affected; 3: `describe` (data dirs, scrub progress, version for the status page); 4:
+/// `capability_keys`. A master
 /// serves chunkservers of every version from [`OLDEST_CLUSTER_PROTOCOL`] on (upgrade the master
 /// first).
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The oldest cluster protocol a master still serves.
 pub const OLDEST_CLUSTER_PROTOCOL: u32 = 2;
@@ -31,12 +32,14 @@ pub const OLDEST_CLUSTER_PROTOCOL: u32 = 2;
 /// Version 2 added `open`, 3 `workers`, 4 small files packed into volumes (`volume_lease`,
 /// `seal_volume`, `set_extent`, `open_layout`, `layout`), 5 `truncate`, `safe_mode`,
 /// `checkpoint`, `open_files`, `fsck_path`; 6 `report_gateway`; 7 users (`add_user`,
-/// `remove_user`, `users`, `whoami`). Methods are only ever
+/// `remove_user`, `users`, `whoami`); 8 capabilities for the data path (`locate_signed`,
+/// `layout_signed`, `open_layout_signed`, `lease_signed`, `report_failure_signed`,
+/// `volume_lease_signed`, `file_chunks_signed`). Methods are only ever
 /// added at the end of the service, so a master
 /// serves clients of every version from [`OLDEST_CLIENT_PROTOCOL`] to this one, and an upgraded
 /// master keeps serving clients not yet upgraded; a client newer than its master is refused at
 /// the handshake (upgrade the master first).
-pub const CLIENT_PROTOCOL_VERSION: u32 = 7;
+pub const CLIENT_PROTOCOL_VERSION: u32 = 8;
 
 /// The oldest client protocol a master still serves.
 pub const OLDEST_CLIENT_PROTOCOL: u32 = 1;
@@ -44,10 +47,12 @@ pub const OLDEST_CLIENT_PROTOCOL: u32 = 1;
 /// Version of the chunk service's protocol (clients, chunkservers and the master → a
 /// chunkserver), stated when a connection opens (`rpc::preamble`). 2: `length`, as
 /// [`PROTOCOL_VERSION`] 2; 3: volumes of small files (`create_volume`, `append`, `read_record`);
-/// 4: `checksum` (a chunk's crc32c from its block checksums).
+/// 4: `checksum` (a chunk's crc32c from its block checksums); 5: the calls under capabilities
+/// (`read_with`, `write_with`, `sync_with`, `append_with`, `read_record_with`, `checksum_with`,
+/// `length_with`).
 /// Methods are only ever added at the end, so a chunkserver serves callers of every version
 /// from [`OLDEST_CHUNK_PROTOCOL`] on.
-pub const CHUNK_PROTOCOL_VERSION: u32 = 4;
+pub const CHUNK_PROTOCOL_VERSION: u32 = 5;
 
 /// The oldest chunk protocol a chunkserver still serves.
 pub const OLDEST_CHUNK_PROTOCOL: u32 = 2;

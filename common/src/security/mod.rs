@@ -23,6 +23,7 @@
 //! - [`Security::Insecure`] (plain TCP) exists for throwaway tests and to measure what TLS costs;
 //!   servers run it only when told `--insecure`, and say so loudly.
 
+pub mod capability;
 pub mod files;
 pub mod pki;
 pub mod tls;
@@ -107,7 +108,6 @@ impl std::fmt::Display for Identity {
     }
 }
 
-/// How a process's RPC connections are protected. Cheap to clone.
 /// A certificate's SHA-256 ([`pki::cert_digest`]).
 pub type CertDigest = [u8; 32];
 
@@ -124,6 +124,7 @@ pub fn digest_hex(digest: &CertDigest) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// How a process's RPC connections are protected. Cheap to clone.
 #[derive(Clone)]
 pub enum Security {
     /// Plain TCP: anyone who reaches a port is served (`--insecure`).

@@ -392,6 +392,8 @@ pub fn kfs_error(gw: &Gateway, what: &str, e: &KfsError) -> Response {
         | KfsError::IsADirectory { .. }
         | KfsError::DirectoryNotEmpty { .. } => StatusCode::CONFLICT,
         KfsError::NoSpace(_) => StatusCode::INSUFFICIENT_STORAGE,
+        // The gateway's user may not do this (docs/security.md, "Users").
+        KfsError::PermissionDenied(_) => StatusCode::FORBIDDEN,
         KfsError::Unavailable(_)
         | KfsError::ChunkUnavailable { .. }
         | KfsError::LeaseExpired { .. }

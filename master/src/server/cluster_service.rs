@@ -10,6 +10,7 @@ use super::ClusterServer;
 use kfs_common::proto::cluster::{
     ClusterService, DescribeRequest, HeartbeatReply, HeartbeatRequest, HelloReply, HelloRequest,
 };
+use kfs_common::security::capability::CapabilityKey;
 use kfs_common::{KfsError, KfsResult, ServerId};
 use tarpc::context::Context;
 use tracing::instrument;
@@ -105,5 +106,22 @@ impl ClusterService for ClusterServer {
         }
         self.state.reports.note_server(request);
         Ok(())
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn capability_keys(self, _: Context) -> KfsResult<Vec<CapabilityKey>> {
+        if let Some(peer) = &self.peer
+            && peer.role != kfs_common::security::Role::Chunkserver
+        {
+            return Err(KfsError::PermissionDenied(format!(
+                "{peer} may not have the capability keys: only chunkservers may"
+            )));
+        }
+        Ok(self
+            .state
+            .keys
+            .as_ref()
+            .map(|keys| keys.published(kfs_common::security::capability::now_ms()))
+            .unwrap_or_default())
     }
 }

@@ -43,6 +43,7 @@ use tarpc::server::{BaseChannel, Channel};
 
 mod abandoned;
 mod authorize;
+mod capabilities;
 mod cluster_service;
 mod compactor;
 mod namespace_service;
@@ -98,6 +99,8 @@ struct MasterState {
     secrets: Option<kfs_common::security::ClusterFiles>,
     /// The file ids confined users reached by path.
     grants: authorize::Grants,
+    /// The keys of the capabilities signed for chunkservers; `None` when insecure.
+    keys: Option<kfs_common::security::capability::KeyRing>,
 }
 
 /// The namespace service for clients; cheap to clone (one per call).
@@ -260,6 +263,15 @@ pub async fn start_with_clock(
             }
         },
         grants: authorize::new_grants(),
+        keys: match security {
+            kfs_common::security::Security::Insecure => None,
+            kfs_common::security::Security::Tls(_) => {
+                Some(kfs_common::security::capability::KeyRing::new(
+                    config.capability_ms,
+                    kfs_common::security::capability::now_ms(),
+                ))
+            }
+        },
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -16,11 +16,12 @@ use crate::users::access::{READ, SEARCH, WRITE};
 use kfs_common::proto::master::{
     ChunkLocation, ChunkserverInfo, CreateOptions, DirPage, FileAttr, FsckReport, FsckSummary,
     GatewayReply, GatewayReport, Layout, MasterInfo, MasterService, MkdirOptions,
-    NamespaceCounters, OpenFileInfo, RemoveSummary, SafeModeStatus, SetAttr, WorkerInfo,
+    NamespaceCounters, OpenFileInfo, RemoveSummary, SafeModeStatus, SetAttr, Signed, WorkerInfo,
     WriteLease,
 };
 use kfs_common::proto::users::{NewUser, UserAdded, UserInfo, WhoAmI};
 use kfs_common::proto::{CLIENT_PROTOCOL_VERSION, OLDEST_CLIENT_PROTOCOL, now};
+use kfs_common::security::capability::Access;
 use kfs_common::{ChunkId, ChunkVersion, FileId, KfsError, KfsResult, ServerId, path};
 use serde_bytes::ByteBuf;
 use std::sync::atomic::Ordering;
@@ -680,5 +681,93 @@ impl MasterService for MasterServer {
     #[instrument(level = "debug", skip_all)]
     async fn whoami(self, _: Context) -> KfsResult<WhoAmI> {
         self.whoami_call()
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%fid, offset, len))]
+    async fn locate_signed(
+        self,
+        cx: Context,
+        fid: FileId,
+        offset: u64,
+        len: u64,
+    ) -> KfsResult<Signed<Vec<ChunkLocation>>> {
+        let found = self.clone().locate(cx, fid, offset, len).await?;
+        Ok(self.with_read_caps(found))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%fid, offset, len))]
+    async fn layout_signed(
+        self,
+        cx: Context,
+        fid: FileId,
+        offset: u64,
+        len: u64,
+    ) -> KfsResult<Signed<Layout>> {
+        let layout = self.clone().layout(cx, fid, offset, len).await?;
+        let caps = self.layout_caps(&layout);
+        Ok((layout, caps))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path, len))]
+    async fn open_layout_signed(
+        self,
+        cx: Context,
+        path: String,
+        len: u64,
+    ) -> KfsResult<Signed<(FileAttr, Layout)>> {
+        let (attr, layout) = self.clone().open_layout(cx, path, len).await?;
+        let caps = self.layout_caps(&layout);
+        Ok(((attr, layout), caps))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%fid, chunk_offset, unpacking))]
+    async fn lease_signed(
+        self,
+        cx: Context,
+        fid: FileId,
+        chunk_offset: u64,
+        unpacking: bool,
+    ) -> KfsResult<Signed<WriteLease>> {
+        let lease = if unpacking {
+            self.clone().lease_unpacking(cx, fid, chunk_offset).await?
+        } else {
+            self.clone().lease(cx, fid, chunk_offset).await?
+        };
+        Ok(self.with_lease_cap(lease, Access::Write))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%chunk, %version, failed = failed.len()))]
+    async fn report_failure_signed(
+        self,
+        cx: Context,
+        chunk: ChunkId,
+        version: ChunkVersion,
+        failed: Vec<ServerId>,
+    ) -> KfsResult<Signed<WriteLease>> {
+        let lease = self
+            .clone()
+            .report_failure(cx, chunk, version, failed)
+            .await?;
+        Ok(self.with_lease_cap(lease, Access::Write))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(replication))]
+    async fn volume_lease_signed(
+        self,
+        cx: Context,
+        replication: u8,
+    ) -> KfsResult<Signed<WriteLease>> {
+        let lease = self.clone().volume_lease(cx, replication).await?;
+        Ok(self.with_lease_cap(lease, Access::Append))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path))]
+    async fn file_chunks_signed(
+        self,
+        cx: Context,
+        path: String,
+    ) -> KfsResult<Signed<Vec<ChunkLocation>>> {
+        let found = self.clone().file_chunks(cx, path).await?;
+        Ok(self.with_read_caps(found))
     }
 }

@@ -456,7 +456,7 @@ pub enum UserCmd {
         /// Reads only: no namespace change, no write lease.
         #[arg(long)]
         read_only: bool,
-        /// Confine the user to this subtree (it must exist): every path it names must be in it.
+        /// Confine the user to this subtree: every path it names must be in it.
         #[arg(long, value_name = "PATH")]
         root: Option<String>,
         /// The uid its files are owned by (default: the next free one from 1000).
