@@ -19,16 +19,16 @@ pub(crate) const TLS_HANDSHAKE: u8 = 0x16;
 /// A connection's byte stream.
 pub enum Conn {
     Plain(TcpStream),
-    Client(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-    Server(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Client(Box<tokio_rustls::client::TlsStream<crate::security::tls::TlsIo>>),
+    Server(Box<tokio_rustls::server::TlsStream<crate::security::tls::TlsIo>>),
 }
 
 impl Conn {
     fn tcp(&self) -> &TcpStream {
         match self {
             Conn::Plain(s) => s,
-            Conn::Client(s) => s.get_ref().0,
-            Conn::Server(s) => s.get_ref().0,
+            Conn::Client(s) => s.get_ref().0.get_ref(),
+            Conn::Server(s) => s.get_ref().0.get_ref(),
         }
     }
 

@@ -89,10 +89,10 @@ impl TlsContext {
         &self,
         tcp: TcpStream,
         server_role: Role,
-    ) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    ) -> io::Result<tokio_rustls::client::TlsStream<TlsIo>> {
         let name = ServerName::try_from(server_role.dns_name()).expect("role names are DNS names");
         tokio_rustls::TlsConnector::from(self.client.clone())
-            .connect(name, tcp)
+            .connect(name, buffered(tcp))
             .await
     }
 
@@ -101,9 +101,9 @@ impl TlsContext {
     pub async fn accept(
         &self,
         tcp: TcpStream,
-    ) -> io::Result<(tokio_rustls::server::TlsStream<TcpStream>, Peer)> {
+    ) -> io::Result<(tokio_rustls::server::TlsStream<TlsIo>, Peer)> {
         let stream = tokio_rustls::TlsAcceptor::from(self.server.clone())
-            .accept(tcp)
+            .accept(buffered(tcp))
             .await?;
         let peer = stream
             .get_ref()
@@ -121,6 +121,18 @@ impl TlsContext {
             })?;
         Ok((stream, peer))
     }
+}
+
+/// What TLS runs over: the TCP stream behind a read buffer. rustls reads at most 4 KiB per
+/// call; without the buffer, every 4 KiB of a large transfer would be a system call of its own.
+pub type TlsIo = tokio::io::BufReader<TcpStream>;
+
+/// Bytes the read buffer under TLS holds: the records of one large read in a few system calls,
+/// for little memory per connection.
+const TLS_READ_BUFFER: usize = 64 << 10;
+
+fn buffered(tcp: TcpStream) -> TlsIo {
+    tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, tcp)
 }
 
 /// The TLS configuration of a public HTTPS listener (`kfs gateway --tls-cert/--tls-key`): the
