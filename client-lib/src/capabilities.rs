@@ -2,7 +2,8 @@
 //! `*_signed` answers carried, kept until they need renewal, and handed to the chunk calls.
 //!
 //! A chunk call asks [`Capabilities::for_call`]: with a capability that opens the call (and
-//! is not within `RENEW_BEFORE_MS` of its expiry) it goes out as the `*_with` call; on a
+//! is not within `RENEW_BEFORE_MS` of its expiry, counted by this client's clock from its
+//! arrival) it goes out as the `*_with` call; on a
 //! cluster whose master signs nothing (insecure) as the plain call; and on a secured cluster
 //! with none held it fails at once with `CapabilityExpired`, which every path that asked the
 //! master for the chunk takes as "ask again" (a read locates again, a write asks for its lease,
@@ -11,11 +12,12 @@
 //! Invariants: at most [`PER_CHUNK`] capabilities per chunk (the newest) and about
 //! [`MAX_CHUNKS`] chunks are held; expired ones are dropped as new ones arrive.
 
-use kfs_common::security::capability::{Access, Capability, now_ms};
+use kfs_common::security::capability::{Access, Capability};
 use kfs_common::{ChunkId, ChunkVersion, KfsError, KfsResult};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 /// Capabilities held per chunk, at most (a volume's readers hold one per record read).
 const PER_CHUNK: usize = 16;
@@ -45,9 +47,21 @@ impl Need {
     }
 }
 
+/// A capability held, and until when (by this client's clock, from its arrival) it is used.
+struct Held {
+    cap: Capability,
+    until: Instant,
+}
+
+impl Held {
+    fn usable(&self, now: Instant) -> bool {
+        now < self.until
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Capabilities {
-    held: Mutex<HashMap<ChunkId, Vec<Capability>>>,
+    held: Mutex<HashMap<ChunkId, Vec<Held>>>,
     /// Set once the master answered with a capability: it signs, so chunk calls need them.
     signing: AtomicBool,
 }
@@ -59,11 +73,11 @@ impl Capabilities {
             return;
         }
         self.signing.store(true, Ordering::Release);
-        let now = now_ms();
+        let now = Instant::now();
         let mut held = self.held.lock().expect("capabilities lock");
         if held.len() >= MAX_CHUNKS {
             held.retain(|_, list| {
-                list.retain(|c| !c.needs_renewal(now));
+                list.retain(|h| h.usable(now));
                 !list.is_empty()
             });
             if held.len() >= MAX_CHUNKS {
@@ -72,11 +86,12 @@ impl Capabilities {
         }
         for cap in caps {
             let list = held.entry(cap.chunk).or_default();
-            list.retain(|c| !c.needs_renewal(now) && c.version == cap.version);
+            list.retain(|h| h.usable(now) && h.cap.version == cap.version);
             if list.len() >= PER_CHUNK {
                 list.remove(0);
             }
-            list.push(cap);
+            let until = now + Duration::from_millis(cap.usable_for_ms());
+            list.push(Held { cap, until });
         }
     }
 
@@ -91,18 +106,19 @@ impl Capabilities {
         if !self.signing.load(Ordering::Acquire) {
             return Ok(None);
         }
-        let now = now_ms();
+        let now = Instant::now();
         let held = self.held.lock().expect("capabilities lock");
         let found = held.get(&need.chunk).and_then(|list| {
             list.iter()
-                .filter(|c| {
+                .filter(|h| {
+                    let c = &h.cap;
                     c.version == need.version
                         && need.access.is_none_or(|a| a == c.access)
                         && (need.access.is_none() || c.covers(need.offset, need.len))
-                        && !c.needs_renewal(now)
+                        && h.usable(now)
                 })
-                .max_by_key(|c| c.expires_ms)
-                .cloned()
+                .max_by_key(|h| h.until)
+                .map(|h| h.cap.clone())
         });
         match found {
             Some(cap) => Ok(Some(cap)),

@@ -189,7 +189,7 @@ async fn chunkservers_serve_only_what_a_capability_names_to_whom_it_was_signed()
     assert_eq!(&got[..], b"a small packed file");
     denied(
         vs.read_with(ctx(), record.clone(), 0, 4096).await,
-        "opens bytes",
+        "record of",
     );
     let other = admin.stat("/other").await.unwrap().fid;
     let (other_layout, _) = m.layout_signed(ctx(), other, 0, 1).await.unwrap().unwrap();
@@ -197,7 +197,18 @@ async fn chunkservers_serve_only_what_a_capability_names_to_whom_it_was_signed()
         panic!("/other is packed")
     };
     denied(
-        vs.read_record_with(ctx(), record, other_extent.offset, other, other_extent.len)
+        vs.read_record_with(
+            ctx(),
+            record.clone(),
+            other_extent.offset,
+            other,
+            other_extent.len,
+        )
+        .await,
+        "record of",
+    );
+    denied(
+        vs.read_record_with(ctx(), record, other_extent.offset, small, other_extent.len)
             .await,
         "opens bytes",
     );
@@ -212,6 +223,86 @@ async fn chunkservers_serve_only_what_a_capability_names_to_whom_it_was_signed()
             .await,
         "without a capability",
     );
+
+    // A user who may only read a file gets no lease on its chunks by naming them: no write
+    // capability, no version move, no renewal.
+    let hers = master_as(&cluster, &mallory).await;
+    denied(
+        hers.report_failure_signed(ctx(), first.chunk, first.version, vec![])
+            .await,
+        "no write",
+    );
+    denied(
+        hers.renew_lease(ctx(), first.chunk, first.version).await,
+        "no write",
+    );
+    // Nor does pointing her own file at another file's record open that record: the
+    // capability is for her file's record, and the record is not hers.
+    admin.mkdir("/shared").await.unwrap();
+    admin
+        .set_attr(
+            "/shared",
+            master::SetAttr {
+                mode: Some(0o777),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let her_client = cluster
+        .client_with(ClientOptions::default().with_security(mallory.clone()))
+        .await;
+    her_client.write("/shared/mine", b"mine").await.unwrap();
+    let mine = her_client.stat("/shared/mine").await.unwrap().fid;
+    let (small_layout, _) = m.layout_signed(ctx(), small, 0, 1).await.unwrap().unwrap();
+    let Layout::Packed(theirs_extent) = small_layout else {
+        panic!("/small is packed")
+    };
+    let pointed = hers
+        .set_extent(
+            ctx(),
+            mine,
+            theirs_extent.volume,
+            theirs_extent.offset,
+            theirs_extent.len,
+        )
+        .await
+        .unwrap();
+    // (The master takes the extent today: it cannot see whose record lies there. Were it to
+    // refuse, there would be nothing to read.)
+    if pointed.is_ok() {
+        let (_, caps) = hers
+            .layout_signed(ctx(), mine, 0, 1)
+            .await
+            .unwrap()
+            .unwrap();
+        let at = chunkserver_as(theirs_extent.replicas[0].addr, &mallory).await;
+        denied(
+            at.read_record_with(
+                ctx(),
+                caps[0].clone(),
+                theirs_extent.offset,
+                small,
+                theirs_extent.len,
+            )
+            .await,
+            "record of",
+        );
+        let as_mine = at
+            .read_record_with(
+                ctx(),
+                caps[0].clone(),
+                theirs_extent.offset,
+                mine,
+                theirs_extent.len,
+            )
+            .await
+            .unwrap();
+        assert!(
+            as_mine.is_err(),
+            "another file's record read as hers: {as_mine:?}"
+        );
+    }
 
     // The keys are for chunkservers alone: the cluster service refuses a user at the handshake.
     assert!(

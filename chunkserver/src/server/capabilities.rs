@@ -54,13 +54,14 @@ impl ChunkServer {
     }
 
     /// Checks `cap` for a call on its chunk: `access` (`None`: any), bytes `offset..offset +
-    /// len`, for this connection's certificate.
+    /// len`, the record of file `fid` (record reads), for this connection's certificate.
     pub(super) fn check_capability(
         &self,
         cap: &Capability,
         access: Option<Access>,
         offset: u64,
         len: u64,
+        fid: Option<kfs_common::FileId>,
     ) -> KfsResult<()> {
         let Some(peer) = &self.peer else {
             return Ok(());
@@ -71,6 +72,7 @@ impl ChunkServer {
             access,
             offset,
             len,
+            fid,
             holder: &peer.certificate,
         };
         self.keys.verify(cap, &wanted, now_ms()).map_err(|refusal| {
@@ -94,6 +96,6 @@ impl ChunkServer {
                 cap.chunk, cap.version
             )));
         }
-        self.check_capability(cap, Some(access), 0, 0)
+        self.check_capability(cap, Some(access), 0, 0, None)
     }
 }

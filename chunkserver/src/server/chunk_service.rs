@@ -519,7 +519,7 @@ impl ChunkService for ChunkServer {
         offset: u64,
         len: u32,
     ) -> KfsResult<Payload> {
-        self.check_capability(&cap, Some(Access::Read), offset, u64::from(len))?;
+        self.check_capability(&cap, Some(Access::Read), offset, u64::from(len), None)?;
         self.unchecked()
             .read(cx, cap.chunk, cap.version, offset, len)
             .await
@@ -543,7 +543,7 @@ impl ChunkService for ChunkServer {
         cap: Capability,
         chain: Vec<ReplicaLocation>,
     ) -> KfsResult<()> {
-        self.check_capability(&cap, None, cap.offset, 0)?;
+        self.check_capability(&cap, None, cap.offset, 0, cap.fid)?;
         self.unchecked()
             .sync(cx, cap.chunk, cap.version, chain)
             .await
@@ -569,7 +569,7 @@ impl ChunkService for ChunkServer {
         fid: FileId,
         len: u32,
     ) -> KfsResult<Payload> {
-        self.check_capability(&cap, Some(Access::Read), offset, u64::from(len))?;
+        self.check_capability(&cap, Some(Access::Read), offset, u64::from(len), Some(fid))?;
         self.unchecked()
             .read_record(cx, cap.chunk, cap.version, offset, fid, len)
             .await
@@ -577,13 +577,13 @@ impl ChunkService for ChunkServer {
 
     #[instrument(level = "debug", skip_all, fields(chunk = %cap.chunk, version = %cap.version))]
     async fn checksum_with(self, cx: Context, cap: Capability) -> KfsResult<(u64, u32)> {
-        self.check_capability(&cap, Some(Access::Read), 0, u64::MAX)?;
+        self.check_capability(&cap, Some(Access::Read), 0, u64::MAX, None)?;
         self.unchecked().checksum(cx, cap.chunk, cap.version).await
     }
 
     #[instrument(level = "debug", skip_all, fields(chunk = %cap.chunk, version = %cap.version))]
     async fn length_with(self, cx: Context, cap: Capability) -> KfsResult<u64> {
-        self.check_capability(&cap, None, cap.offset, 0)?;
+        self.check_capability(&cap, None, cap.offset, 0, cap.fid)?;
         self.unchecked().length(cx, cap.chunk, cap.version).await
     }
 

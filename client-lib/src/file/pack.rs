@@ -271,6 +271,7 @@ impl Shared {
                 Err(KfsError::CapabilityExpired { chunk }) if retries.time_left() => {
                     self.io.caps.forget(chunk);
                     self.io.forget_volume(self.replication, chunk);
+                    retries.pause().await;
                 }
                 Err(e) => {
                     tracing::debug!(path = %self.path, volume = %lease.chunk, error = %e, "append failed; sealing the volume");
@@ -325,29 +326,47 @@ impl Shared {
         if let Some(data) = self.record.lock().expect("record lock").clone() {
             return Ok(data);
         }
-        let failed = match self.read_record_at(extent).await {
+        let mut failed = match self.read_record_at(extent).await {
             Ok(data) => return Ok(data),
             Err(e) => e,
         };
-        let now = self
+        // A capability refused as expired again (a chunkserver without the master's newest
+        // key yet) is asked for again with backoff, within `read_retry_for`.
+        let mut retries = self
             .io
-            .signed(self.io.m().layout_signed(self.io.ctx(), self.fid, 0, 1))
-            .await;
-        let expired = matches!(failed, KfsError::CapabilityExpired { .. });
-        match now {
-            Ok(Layout::Packed(moved))
-                if expired || (moved.volume, moved.offset) != (extent.volume, extent.offset) =>
-            {
-                tracing::debug!(path = %self.path, from = %extent.volume, to = %moved.volume, "the record moved; reading it where it is now");
+            .options
+            .retry
+            .for_up_to(self.io.options.read_retry_for);
+        let mut extent = extent.clone();
+        loop {
+            let now = self
+                .io
+                .signed(self.io.m().layout_signed(self.io.ctx(), self.fid, 0, 1))
+                .await;
+            let expired = matches!(failed, KfsError::CapabilityExpired { .. });
+            match now {
+                Ok(Layout::Packed(moved))
+                    if expired
+                        || (moved.volume, moved.offset) != (extent.volume, extent.offset) =>
                 {
-                    let mut known = self.extent.lock().expect("extent lock");
-                    if known.is_some() {
-                        *known = Some(moved.clone());
+                    tracing::debug!(path = %self.path, from = %extent.volume, to = %moved.volume, expired, "reading the record where it is now, with a new capability");
+                    {
+                        let mut known = self.extent.lock().expect("extent lock");
+                        if known.is_some() {
+                            *known = Some(moved.clone());
+                        }
+                    }
+                    match self.read_record_at(&moved).await {
+                        Err(e @ KfsError::CapabilityExpired { .. }) if retries.time_left() => {
+                            retries.pause().await;
+                            failed = e;
+                            extent = moved;
+                        }
+                        done => return done,
                     }
                 }
-                self.read_record_at(&moved).await
+                _ => return Err(failed),
             }
-            _ => Err(failed),
         }
     }
 

@@ -178,7 +178,17 @@ impl Shared {
     async fn read_piece(&self, chunk_offset: u64, in_chunk: u64, len: usize) -> KfsResult<Vec<u8>> {
         let mut failures = Vec::new();
         let mut chunk = ChunkId(0);
-        for attempt in 0..2 {
+        // A capability refused as expired (a chunkserver without the master's newest key yet,
+        // just after the master restarted) asks again without counting as an attempt, pausing
+        // from the second time on, within `read_retry_for`.
+        let mut renewals = self
+            .io
+            .options
+            .retry
+            .for_up_to(self.io.options.read_retry_for);
+        let mut renewed = 0;
+        let mut attempt = 0;
+        while attempt < 2 {
             let Some(loc) = self.location_when_known(chunk_offset).await? else {
                 return Ok(vec![0; len]);
             };
@@ -189,6 +199,7 @@ impl Shared {
             // Spread readers over the replicas; fail over to the next one on any error.
             let n = loc.replicas.len();
             let first = (loc.chunk.0 as usize + attempt) % n.max(1);
+            let mut expired = false;
             for i in 0..n {
                 let replica = &loc.replicas[(first + i) % n];
                 match self.read_replica(&loc, replica.addr, in_chunk, len).await {
@@ -197,6 +208,7 @@ impl Shared {
                     Err(e @ KfsError::CapabilityExpired { .. }) => {
                         self.io.caps.forget(loc.chunk);
                         failures.push(format!("{}: {e}", replica.addr));
+                        expired = true;
                         break;
                     }
                     Err(e) => failures.push(format!("{}: {e}", replica.addr)),
@@ -207,6 +219,14 @@ impl Shared {
                 .lock()
                 .expect("locations lock")
                 .remove(&chunk_offset);
+            if expired && renewals.time_left() {
+                renewed += 1;
+                if renewed > 1 {
+                    renewals.pause().await;
+                }
+                continue;
+            }
+            attempt += 1;
         }
         Err(KfsError::ChunkUnavailable {
             chunk,

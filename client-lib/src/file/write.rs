@@ -115,6 +115,8 @@ impl Shared {
         let mut failed: Vec<(String, bool)> = Vec::new();
         // The version a chunkserver last said had moved on under this write.
         let mut moved_from = None;
+        // Capabilities asked for again in a row (the second and later pause first).
+        let mut renewed = 0;
         loop {
             let lease = match self.lease(chunk_offset).await {
                 Ok(lease) => lease,
@@ -197,6 +199,10 @@ impl Shared {
                     tracing::debug!(path = %self.path, chunk = %lease.chunk, "the capability to write expired; asking for it again");
                     self.io.caps.forget(lease.chunk);
                     self.forget_lease_at(chunk_offset, lease.version);
+                    renewed += 1;
+                    if renewed > 1 {
+                        retries.pause().await;
+                    }
                 }
                 Attempt::Busy(e) => {
                     if !retries.time_left() {
@@ -355,6 +361,7 @@ impl Shared {
                 // Located again at the loop's top, with a new capability.
                 Err(KfsError::CapabilityExpired { chunk }) if retries.time_left() => {
                     self.io.caps.forget(chunk);
+                    retries.pause().await;
                 }
                 done => return done,
             }

@@ -18,7 +18,7 @@
 //! was issued to, for its own chunk, version, access and range; expiry is checked against the
 //! verifier's clock with [`CLOCK_SKEW`] of grace.
 
-use crate::ids::{ChunkId, ChunkVersion};
+use crate::ids::{ChunkId, ChunkVersion, FileId};
 use ring::hmac;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
@@ -31,7 +31,7 @@ pub const KEY_ROLL_MS: u64 = 60 * 60 * 1000;
 /// the master's): this, or half the capability's lifetime if that is shorter.
 pub const CLOCK_SKEW_MS: u64 = 30 * 1000;
 /// How long before its expiry a client asks for a new capability rather than use the old:
-/// this, or a quarter of the capability's lifetime if that is shorter.
+/// this, or a quarter of the capability's lifetime if that is shorter ([`Capability::usable_for_ms`]).
 pub const RENEW_BEFORE_MS: u64 = 60 * 1000;
 
 /// What a capability allows.
@@ -65,6 +65,10 @@ pub struct Capability {
     /// appends open the whole chunk).
     pub offset: u64,
     pub len: u64,
+    /// The file whose record it opens, for a packed file's (a volume holds many files'
+    /// records, and a writer chooses where its own extent points: the record read must be
+    /// this file's, as its header says).
+    pub fid: Option<FileId>,
     /// When the master signed it and when it expires: milliseconds since the UNIX epoch, by
     /// the master's clock.
     pub issued_ms: u64,
@@ -87,10 +91,12 @@ impl Capability {
         self.expires_ms.saturating_sub(self.issued_ms)
     }
 
-    /// Whether a client should ask for a new one before using it at `now_ms`.
-    pub fn needs_renewal(&self, now_ms: u64) -> bool {
-        let margin = RENEW_BEFORE_MS.min(self.lifetime_ms() / 4);
-        now_ms.saturating_add(margin) >= self.expires_ms
+    /// How long after it arrived a client may use it, before asking for a new one: its
+    /// lifetime less [`RENEW_BEFORE_MS`] (or a quarter of it). Measured by the client's own
+    /// clock from arrival, so a client whose clock is off from the master's renews on time.
+    pub fn usable_for_ms(&self) -> u64 {
+        let lifetime = self.lifetime_ms();
+        lifetime - RENEW_BEFORE_MS.min(lifetime / 4)
     }
 
     /// Until when (ms) a chunkserver takes it.
@@ -108,6 +114,7 @@ impl Capability {
         b.push(self.access.code());
         b.extend_from_slice(&self.offset.to_be_bytes());
         b.extend_from_slice(&self.len.to_be_bytes());
+        b.extend_from_slice(&self.fid.map_or(0, |f| f.0).to_be_bytes());
         b.extend_from_slice(&self.issued_ms.to_be_bytes());
         b.extend_from_slice(&self.expires_ms.to_be_bytes());
         b.extend_from_slice(&self.key.to_be_bytes());
@@ -154,6 +161,8 @@ pub struct Wanted<'a> {
     pub access: Option<Access>,
     pub offset: u64,
     pub len: u64,
+    /// The file a record read names (`None` for every other call).
+    pub fid: Option<FileId>,
     /// The certificate of the connection the call came on.
     pub holder: &'a super::CertDigest,
 }
@@ -220,6 +229,12 @@ impl Verifier {
             return Err(Refusal::Invalid(format!(
                 "it allows {:?} of {}, not {access:?}",
                 cap.access, cap.chunk
+            )));
+        }
+        if cap.fid.is_some() && cap.fid != wanted.fid {
+            return Err(Refusal::Invalid(format!(
+                "it opens the record of {} only",
+                cap.fid.map_or_else(String::new, |f| f.to_string())
             )));
         }
         if !cap.covers(wanted.offset, wanted.len) {
@@ -304,17 +319,20 @@ impl KeyRing {
     pub fn sign(&self, grant: Grant, holder: &super::CertDigest, now_ms: u64) -> Capability {
         let mut keys = self.keys.lock().expect("key ring lock");
         self.roll(&mut keys, now_ms);
+        // The newest key whose time has come; the oldest if the clock went back before every
+        // key's start (published all the same, so chunkservers hold it).
         let signing = keys
             .iter()
             .rev()
             .find(|k| k.from_ms <= now_ms)
-            .expect("a ring always holds a signing key");
+            .unwrap_or(&keys[0]);
         let mut cap = Capability {
             chunk: grant.chunk,
             version: grant.version,
             access: grant.access,
             offset: grant.offset,
             len: grant.len,
+            fid: grant.fid,
             issued_ms: now_ms,
             expires_ms: now_ms + self.lifetime_ms,
             key: signing.public.id,
@@ -342,6 +360,7 @@ pub struct Grant {
     pub access: Access,
     pub offset: u64,
     pub len: u64,
+    pub fid: Option<FileId>,
 }
 
 impl Grant {
@@ -353,6 +372,7 @@ impl Grant {
             access,
             offset: 0,
             len: u64::MAX,
+            fid: None,
         }
     }
 }
@@ -378,6 +398,7 @@ mod tests {
             access: Some(access),
             offset,
             len,
+            fid: None,
             holder: &ALICE,
         }
     }
@@ -444,6 +465,26 @@ mod tests {
             v.verify(&forged, &wanted(Access::Read, 100, 10), now),
             Err(Refusal::Invalid(_))
         ));
+        // A record's capability: for its file's record alone.
+        let record = ring.sign(
+            Grant {
+                fid: Some(FileId(9)),
+                ..grant
+            },
+            &ALICE,
+            now,
+        );
+        let of = |fid| Wanted {
+            fid,
+            ..wanted(Access::Read, 100, 50)
+        };
+        v.verify(&record, &of(Some(FileId(9))), now).unwrap();
+        for other in [None, Some(FileId(10))] {
+            let e = v.verify(&record, &of(other), now).unwrap_err();
+            assert!(e.to_string().contains("record of fid:9 only"), "{e}");
+        }
+        // A clock stepped back before the ring began still signs (with the oldest key).
+        ring.sign(grant, &ALICE, now - 10_000);
         // Another ring's (another master's) key is unknown: asked again, as expired.
         let (other, _) = setup(now);
         let theirs = other.sign(grant, &ALICE, now);
@@ -469,8 +510,7 @@ mod tests {
             v.verify(&cap, &w, now + LIFETIME_MS + CLOCK_SKEW_MS + 1),
             Err(Refusal::Expired { .. })
         ));
-        assert!(cap.needs_renewal(now + LIFETIME_MS - RENEW_BEFORE_MS));
-        assert!(!cap.needs_renewal(now));
+        assert_eq!(cap.usable_for_ms(), LIFETIME_MS - RENEW_BEFORE_MS);
         // A short-lived one (a test cluster's) is usable for three quarters of its life, and
         // honoured half its life past its expiry.
         let short = KeyRing::new(2_000, now);
@@ -480,8 +520,7 @@ mod tests {
             &ALICE,
             now,
         );
-        assert!(!brief.needs_renewal(now + 1_400));
-        assert!(brief.needs_renewal(now + 1_500));
+        assert_eq!(brief.usable_for_ms(), 1_500);
         v.verify(&brief, &w, now + 3_000).unwrap();
         assert!(v.verify(&brief, &w, now + 3_001).is_err());
         v.set_keys(&ring.published(now));

@@ -256,6 +256,29 @@ impl MasterServer {
     }
 }
 
+impl MasterServer {
+    /// Refuses a call about `chunk`'s lease (`renew_lease`, `report_failure`) unless the caller
+    /// may write the file holding it: a chunk id alone (learned by reading, or guessed) must not
+    /// get a writer a lease or a version move of another's file. Volumes are the lease desk's to
+    /// refuse.
+    pub(super) fn may_write_chunk(&self, chunk: kfs_common::ChunkId, what: &str) -> KfsResult<()> {
+        let caller = self.caller()?;
+        caller.need_writer(what)?;
+        let fid = self
+            .state
+            .chunks
+            .lock()
+            .expect("chunk map lock")
+            .chunk(chunk)
+            .map(|(fid, _, _)| fid)
+            .ok_or(KfsError::NoSuchChunk { chunk })?;
+        if crate::namespace::record::volume_set_replication(fid).is_some() {
+            return Ok(());
+        }
+        self.may_use_fid(&caller, fid, WRITE)
+    }
+}
+
 fn caller_denied(caller: &Caller, why: String) -> KfsError {
     KfsError::PermissionDenied(format!("user '{}': {why}", caller.user.name))
 }

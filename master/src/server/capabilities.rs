@@ -42,14 +42,16 @@ impl MasterServer {
         (found, self.sign(own))
     }
 
-    /// A layout, with a read capability per chunk, or for the packed file's record alone.
-    pub(super) fn layout_caps(&self, layout: &Layout) -> Vec<Capability> {
+    /// A layout of file `fid`, with a read capability per chunk, or for its packed record alone
+    /// (bound to `fid`, so only a record of this file's is read under it).
+    pub(super) fn layout_caps(&self, fid: kfs_common::FileId, layout: &Layout) -> Vec<Capability> {
         match layout {
             Layout::Chunks(Some(found)) => self.with_read_caps(found.clone()).1,
             Layout::Chunks(None) => Vec::new(),
             Layout::Packed(extent) => self.sign([Grant {
                 offset: extent.offset,
                 len: u64::from(extent.len),
+                fid: Some(fid),
                 ..Grant::whole(extent.volume, extent.version, Access::Read)
             }]),
         }

@@ -484,7 +484,7 @@ impl MasterService for MasterServer {
         chunk: ChunkId,
         version: ChunkVersion,
     ) -> KfsResult<u64> {
-        self.caller()?.need_writer("renewing a lease")?;
+        self.may_write_chunk(chunk, "renewing a lease")?;
         self.state
             .leases
             .renew(&self.lease_context(), chunk, version)
@@ -498,7 +498,7 @@ impl MasterService for MasterServer {
         version: ChunkVersion,
         failed: Vec<ServerId>,
     ) -> KfsResult<WriteLease> {
-        self.caller()?.need_writer("reporting a failed write")?;
+        self.may_write_chunk(chunk, "reporting a failed write")?;
         self.to_the_end(
             format!("the failure report of {chunk}"),
             move |s| async move {
@@ -704,7 +704,7 @@ impl MasterService for MasterServer {
         len: u64,
     ) -> KfsResult<Signed<Layout>> {
         let layout = self.clone().layout(cx, fid, offset, len).await?;
-        let caps = self.layout_caps(&layout);
+        let caps = self.layout_caps(fid, &layout);
         Ok((layout, caps))
     }
 
@@ -716,7 +716,7 @@ impl MasterService for MasterServer {
         len: u64,
     ) -> KfsResult<Signed<(FileAttr, Layout)>> {
         let (attr, layout) = self.clone().open_layout(cx, path, len).await?;
-        let caps = self.layout_caps(&layout);
+        let caps = self.layout_caps(attr.fid, &layout);
         Ok(((attr, layout), caps))
     }
 

@@ -60,9 +60,12 @@ impl MasterServer {
             })
             .await
             .and_then(expect_attr)?;
-        self.state
-            .leases
-            .volume_committed(volume, offset + u64::from(len) + RECORD_OVERHEAD);
+        self.state.leases.volume_committed(
+            volume,
+            offset
+                .saturating_add(u64::from(len))
+                .saturating_add(RECORD_OVERHEAD),
+        );
         Ok(attr)
     }
 

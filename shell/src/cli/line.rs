@@ -451,37 +451,7 @@ pub enum UserCmd {
     /// Record user NAME and write its credentials (a certificate the master issues, or with
     /// --ca one issued here from the CA key in DIR) to FILE, made 0600: hand that file to the
     /// user, who points KFS_CREDENTIALS at it.
-    Add {
-        name: String,
-        /// Reads only: no namespace change, no write lease.
-        #[arg(long)]
-        read_only: bool,
-        /// Confine the user to this subtree: every path it names must be in it.
-        #[arg(long, value_name = "PATH")]
-        root: Option<String>,
-        /// The uid its files are owned by (default: the next free one from 1000).
-        #[arg(long)]
-        uid: Option<u32>,
-        /// Its primary group (default: the same number as the uid).
-        #[arg(long)]
-        gid: Option<u32>,
-        /// Further groups it is a member of, e.g. `--groups 100,1001`.
-        #[arg(long, value_delimiter = ',', value_name = "GID,...")]
-        groups: Vec<u32>,
-        /// An administrator: the operators' calls, and every permission check passes.
-        #[arg(long)]
-        admin: bool,
-        /// Replace an existing user's record and certificate (the old one is refused from then on).
-        #[arg(long)]
-        replace: bool,
-        /// Where to write the credentials (default: ./NAME.credentials); never overwritten.
-        #[arg(short = 'o', long, value_name = "FILE")]
-        output: Option<std::path::PathBuf>,
-        /// Issue the certificate here from the CA key in this secrets directory (for a master
-        /// whose secrets hold no CA key).
-        #[arg(long, value_name = "DIR")]
-        ca: Option<std::path::PathBuf>,
-    },
+    Add(UserAdd),
     /// Forget a user: its certificate is refused from its next connection on.
     Remove { name: String },
     /// The users the master has a record of.
@@ -490,6 +460,40 @@ pub enum UserCmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `admin user add`'s arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct UserAdd {
+    pub name: String,
+    /// Reads only: no namespace change, no write lease.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Confine the user to this subtree: every path it names must be in it.
+    #[arg(long, value_name = "PATH")]
+    pub root: Option<String>,
+    /// The uid its files are owned by (default: the next free one from 1000).
+    #[arg(long)]
+    pub uid: Option<u32>,
+    /// Its primary group (default: the same number as the uid).
+    #[arg(long)]
+    pub gid: Option<u32>,
+    /// Further groups it is a member of, e.g. `--groups 100,1001`.
+    #[arg(long, value_delimiter = ',', value_name = "GID,...")]
+    pub groups: Vec<u32>,
+    /// An administrator: the operators' calls, and every permission check passes.
+    #[arg(long)]
+    pub admin: bool,
+    /// Replace an existing user's record and certificate (the old one is refused from then on).
+    #[arg(long)]
+    pub replace: bool,
+    /// Where to write the credentials (default: ./NAME.credentials); never overwritten.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+    /// Issue the certificate here from the CA key in this secrets directory (for a master
+    /// whose secrets hold no CA key).
+    #[arg(long, value_name = "DIR")]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 /// What `admin safemode` does.

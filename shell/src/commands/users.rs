@@ -6,7 +6,7 @@
 //! else here with `--ca DIR`, and then only the certificate goes to the master.
 
 use super::{Failed, one_path, outln, report};
-use crate::cli::UserCmd;
+use crate::cli::{UserAdd, UserCmd};
 use crate::format::failure;
 use crate::session::Session;
 use kfs_common::KfsError;
@@ -17,30 +17,13 @@ use std::path::{Path, PathBuf};
 /// `admin user ...`.
 pub(super) async fn user(s: &Session, action: UserCmd) -> Result<(), Failed> {
     match action {
-        UserCmd::Add {
-            name,
-            read_only,
-            root,
-            uid,
-            gid,
-            groups,
-            admin,
-            replace,
-            output,
-            ca,
-        } => {
-            let output = output.unwrap_or_else(|| PathBuf::from(format!("{name}.credentials")));
-            let asked = Asked {
-                name: name.clone(),
-                read_only,
-                root,
-                uid,
-                gid,
-                groups,
-                admin,
-                replace,
-            };
-            match add(s, asked, &output, ca.as_deref()).await {
+        UserCmd::Add(args) => {
+            let output = args
+                .output
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(format!("{}.credentials", args.name)));
+            let name = args.name.clone();
+            match add(s, args, &output).await {
                 Ok(user) => {
                     outln(format!(
                         "user '{}' (uid {}) added; its credentials are in {} (give them to the \
@@ -108,24 +91,7 @@ pub(super) async fn whoami(s: &Session, json: bool) -> Result<(), Failed> {
     }
 }
 
-/// What `admin user add` was asked, before the root is resolved.
-struct Asked {
-    name: String,
-    read_only: bool,
-    root: Option<String>,
-    uid: Option<u32>,
-    gid: Option<u32>,
-    groups: Vec<u32>,
-    admin: bool,
-    replace: bool,
-}
-
-async fn add(
-    s: &Session,
-    asked: Asked,
-    output: &Path,
-    ca: Option<&Path>,
-) -> Result<UserInfo, KfsError> {
+async fn add(s: &Session, asked: UserAdd, output: &Path) -> Result<UserInfo, KfsError> {
     if output.exists() {
         return Err(KfsError::InvalidArgument(format!(
             "{} exists: the credentials are never written over a file (-o FILE)",
@@ -142,7 +108,7 @@ async fn add(
     };
     // Issued here: the credentials are known before the master is asked; only the
     // certificate is sent.
-    let local = match ca {
+    let local = match &asked.ca {
         Some(dir) => Some(
             ClusterFiles::new(dir)
                 .enroll(&who, pki::LEAF_VALID_DAYS)
