@@ -313,3 +313,51 @@ async fn a_gateway_serves_with_the_rights_of_its_configured_user() {
     assert!(admin.stat("/www/new.html").await.is_err());
     gw.shutdown(std::time::Duration::from_secs(1)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confined_users_open_files_carry_on_across_a_master_restart() {
+    let mut cluster = TestCluster::start(ClusterOptions::default()).await;
+    let admin = cluster.client().await;
+    admin.mkdir("/home").await.unwrap();
+    admin.mkdir("/home/dora").await.unwrap();
+    let dora = admin
+        .add_user(NewUser {
+            name: "dora".into(),
+            root: Some("/home/dora".into()),
+            ..NewUser::default()
+        })
+        .await
+        .unwrap();
+    let mine = SetAttr {
+        owner: Some(dora.user.uid),
+        group: Some(dora.user.gid),
+        ..SetAttr::default()
+    };
+    admin.set_attr("/home/dora", mine).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = client_of(&cluster, &dora, &dir).await;
+    let big = kfs_tests::content(4, 600_000);
+    d.write("/home/dora/big", &big).await.unwrap();
+    d.write("/home/dora/small", b"small").await.unwrap();
+    let reader = d.open("/home/dora/big").await.unwrap();
+    let packed = d.open("/home/dora/small").await.unwrap();
+    let mut writer = d.open("/home/dora/big").await.unwrap();
+    assert_eq!(reader.read_at(0, 10).await.unwrap(), big[..10]);
+
+    // The restarted master has forgotten that dora reached these files by path: the handles
+    // show it their paths again, and nothing shows.
+    cluster.restart_master().await;
+    assert_eq!(
+        reader.read_at(500_000, 100).await.unwrap(),
+        big[500_000..500_100]
+    );
+    assert_eq!(packed.read_at(0, 5).await.unwrap(), b"small");
+    writer
+        .write_at(300_000, b"after the restart")
+        .await
+        .unwrap();
+    writer.sync().await.unwrap();
+    writer.close().await.unwrap();
+    let back = d.read("/home/dora/big").await.unwrap();
+    assert_eq!(&back[300_000..300_017], b"after the restart");
+}

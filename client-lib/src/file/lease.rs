@@ -79,12 +79,14 @@ impl Shared {
         let fid = self.fid;
         let unpacking = self.unpacking.load(std::sync::atomic::Ordering::Acquire);
         let lease = self
-            .io
-            .signed(
-                self.io
-                    .m()
-                    .lease_signed(self.io.ctx(), fid, chunk_offset, unpacking),
-            )
+            .by_fid(|| {
+                self.io.signed(self.io.m().lease_signed(
+                    self.io.ctx(),
+                    fid,
+                    chunk_offset,
+                    unpacking,
+                ))
+            })
             .await?;
         self.keep_lease(chunk_offset, lease.clone());
         Ok(lease)

@@ -93,6 +93,31 @@ impl Shared {
         self.size.load(Ordering::Acquire)
     }
 
+    /// Runs `call`, which names this file by id; when the master answers that it does not
+    /// remember this (confined) user reaching the file by path (it restarted since the open),
+    /// shows it the path again and calls once more, so a master restart stays a pause.
+    pub(super) async fn by_fid<T, Fut>(&self, call: impl Fn() -> Fut) -> KfsResult<T>
+    where
+        Fut: std::future::Future<Output = KfsResult<T>>,
+    {
+        match call().await {
+            Err(KfsError::PermissionDenied(why))
+                if why.contains(kfs_common::proto::users::REOPEN_BY_PATH) =>
+            {
+                tracing::debug!(path = %self.path, "the master forgot this file was opened by path; showing it the path again");
+                self.io
+                    .signed(
+                        self.io
+                            .m()
+                            .open_layout_signed(self.io.ctx(), self.path.clone(), 0),
+                    )
+                    .await?;
+                call().await
+            }
+            other => other,
+        }
+    }
+
     /// Pieces of `[offset, offset + len)` that fall in one chunk each: `(chunk offset, offset in
     /// chunk, range in the caller's buffer)`.
     fn pieces(&self, offset: u64, len: usize) -> Vec<(u64, u64, Range<usize>)> {
@@ -282,8 +307,11 @@ impl File {
         let fid = self.shared.fid;
         let attr = self
             .shared
-            .io
-            .call(self.shared.io.m().stat_fid(self.shared.io.ctx(), fid))
+            .by_fid(|| {
+                self.shared
+                    .io
+                    .call(self.shared.io.m().stat_fid(self.shared.io.ctx(), fid))
+            })
             .await?;
         self.shared.size.fetch_max(attr.size, Ordering::AcqRel);
         self.shared
@@ -398,8 +426,11 @@ impl File {
         }
         let fid = self.shared.fid;
         self.shared
-            .io
-            .call(self.shared.io.m().stat_fid(self.shared.io.ctx(), fid))
+            .by_fid(|| {
+                self.shared
+                    .io
+                    .call(self.shared.io.m().stat_fid(self.shared.io.ctx(), fid))
+            })
             .await
     }
 

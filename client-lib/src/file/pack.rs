@@ -249,12 +249,15 @@ impl Shared {
             match self.append(&lease, image.clone()).await {
                 Ok(at) => {
                     let set = self
-                        .io
-                        .call(
-                            self.io
-                                .m()
-                                .set_extent(self.io.ctx(), self.fid, lease.chunk, at, len),
-                        )
+                        .by_fid(|| {
+                            self.io.call(self.io.m().set_extent(
+                                self.io.ctx(),
+                                self.fid,
+                                lease.chunk,
+                                at,
+                                len,
+                            ))
+                        })
                         .await;
                     match set {
                         // The volume was sealed (its lease ran out, a server went) or freed
@@ -340,8 +343,10 @@ impl Shared {
         let mut extent = extent.clone();
         loop {
             let now = self
-                .io
-                .signed(self.io.m().layout_signed(self.io.ctx(), self.fid, 0, 1))
+                .by_fid(|| {
+                    self.io
+                        .signed(self.io.m().layout_signed(self.io.ctx(), self.fid, 0, 1))
+                })
                 .await;
             let expired = matches!(failed, KfsError::CapabilityExpired { .. });
             match now {

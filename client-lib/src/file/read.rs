@@ -43,12 +43,13 @@ impl Shared {
         }
         let (fid, len) = (self.fid, self.chunk_size * LOCATE_AHEAD);
         let found = self
-            .io
-            .signed(
-                self.io
-                    .m()
-                    .locate_signed(self.io.ctx(), fid, chunk_offset, len),
-            )
+            .by_fid(|| {
+                self.io.signed(
+                    self.io
+                        .m()
+                        .locate_signed(self.io.ctx(), fid, chunk_offset, len),
+                )
+            })
             .await?;
         self.remember_locations(chunk_offset, found);
         Ok(self
@@ -124,12 +125,14 @@ impl Shared {
         let len = self.chunk_size * LOCATE_AHEAD;
         loop {
             match self
-                .io
-                .signed(
-                    self.io
-                        .m()
-                        .layout_signed(self.io.ctx(), self.fid, chunk_offset, len),
-                )
+                .by_fid(|| {
+                    self.io.signed(self.io.m().layout_signed(
+                        self.io.ctx(),
+                        self.fid,
+                        chunk_offset,
+                        len,
+                    ))
+                })
                 .await
             {
                 // A handle moving the file to chunks reads them, not the extent readers still

@@ -280,8 +280,10 @@ impl Shared {
         }
         let fid = self.fid;
         let attr = match self
-            .io
-            .call(self.io.m().extend_length(self.io.ctx(), fid, end))
+            .by_fid(|| {
+                self.io
+                    .call(self.io.m().extend_length(self.io.ctx(), fid, end))
+            })
             .await
         {
             Ok(attr) => attr,

@@ -14,6 +14,11 @@ pub const ADMIN_USER: &str = "admin";
 /// The first uid the master hands out when `add_user` names none.
 pub const FIRST_UID: u32 = 1000;
 
+/// What the master's refusal of a confined user's call by file id says when the master does not
+/// remember (it restarted, or forgot the oldest) that the user reached the file by path: a
+/// client holding the file open shows the master its path again and calls once more.
+pub const REOPEN_BY_PATH: &str = "open it again by path";
+
 /// A user, as the master checks calls against it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserInfo {

@@ -237,7 +237,9 @@ impl MasterServer {
             return Err(caller_denied(
                 caller,
                 format!(
-                    "{fid} was not reached through a path in the user's subtree since the master started; open it again by path"
+                    "{fid} was not reached through a path in the user's subtree since the master \
+                     started; {}",
+                    kfs_common::proto::users::REOPEN_BY_PATH
                 ),
             ));
         }
