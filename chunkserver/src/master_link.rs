@@ -185,7 +185,7 @@ async fn fetch_keys(client: &ClusterServiceClient, about: &About) {
     if matches!(about.security, kfs_common::security::Security::Insecure) {
         return;
     }
-    match client.capability_keys(rpc::context(DESCRIBE_TIMEOUT)).await {
+    match client.capability_keys(rpc::context(CALL_TIMEOUT)).await {
         Ok(Ok(keys)) => about.keys.set_keys(&keys),
         Ok(Err(e)) => tracing::warn!(error = %e, "the master refused the capability keys"),
         Err(e) => tracing::debug!(error = %e, "fetching the capability keys failed"),

@@ -9,21 +9,24 @@
 //! master for the chunk takes as "ask again" (a read locates again, a write asks for its lease,
 //! an append for its volume). That is how renewal is transparent: nothing a caller sees.
 //!
-//! Invariants: at most [`PER_CHUNK`] capabilities per chunk (the newest) and about
-//! [`MAX_CHUNKS`] chunks are held; expired ones are dropped as new ones arrive.
+//! Capabilities are held by chunk and the offset they open from (0 for a whole chunk, a
+//! record's offset for a packed file's), so the readers of many files packed into one volume do
+//! not push one another's out.
+//!
+//! Invariants: at most [`PER_PLACE`] capabilities per chunk and offset (the newest) and about
+//! [`MAX_HELD`] places are held; expired ones are dropped as new ones arrive.
 
 use kfs_common::security::capability::{Access, Capability};
 use kfs_common::{ChunkId, ChunkVersion, KfsError, KfsResult};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-/// Capabilities held per chunk, at most (a volume's readers hold one per record read).
-const PER_CHUNK: usize = 16;
-/// Chunks with capabilities held, about at most.
-const MAX_CHUNKS: usize = 1 << 16;
-
+/// Capabilities held per chunk and offset, at most (a read and a write one, versions apart).
+const PER_PLACE: usize = 4;
+/// Chunks and offsets with capabilities held, about at most.
+const MAX_HELD: usize = 1 << 16;
 /// What a chunk call asks for.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Need {
@@ -31,6 +34,8 @@ pub(crate) struct Need {
     pub version: ChunkVersion,
     /// `None`: any access (a sync, a length).
     pub access: Option<Access>,
+    /// Where the bytes start: also where the capability must open from (0 for a chunk's, a
+    /// record's offset for a packed file's), which is how it is found.
     pub offset: u64,
     pub len: u64,
 }
@@ -57,11 +62,21 @@ impl Held {
     fn usable(&self, now: Instant) -> bool {
         now < self.until
     }
+
+    /// Whether it opens the call `need` at `now`.
+    fn opens(&self, need: &Need, now: Instant) -> bool {
+        let c = &self.cap;
+        c.version == need.version
+            && need.access.is_none_or(|a| a == c.access)
+            && (need.access.is_none() || c.covers(need.offset, need.len))
+            && self.usable(now)
+    }
 }
 
 #[derive(Default)]
 pub(crate) struct Capabilities {
-    held: Mutex<HashMap<ChunkId, Vec<Held>>>,
+    /// By chunk and the offset each opens from.
+    held: Mutex<BTreeMap<(ChunkId, u64), Vec<Held>>>,
     /// Set once the master answered with a capability: it signs, so chunk calls need them.
     signing: AtomicBool,
 }
@@ -75,19 +90,19 @@ impl Capabilities {
         self.signing.store(true, Ordering::Release);
         let now = Instant::now();
         let mut held = self.held.lock().expect("capabilities lock");
-        if held.len() >= MAX_CHUNKS {
+        if held.len() >= MAX_HELD {
             held.retain(|_, list| {
                 list.retain(|h| h.usable(now));
                 !list.is_empty()
             });
-            if held.len() >= MAX_CHUNKS {
+            if held.len() >= MAX_HELD {
                 held.clear();
             }
         }
         for cap in caps {
-            let list = held.entry(cap.chunk).or_default();
+            let list = held.entry((cap.chunk, cap.offset)).or_default();
             list.retain(|h| h.usable(now) && h.cap.version == cap.version);
-            if list.len() >= PER_CHUNK {
+            if list.len() >= PER_PLACE {
                 list.remove(0);
             }
             let until = now + Duration::from_millis(cap.usable_for_ms());
@@ -97,7 +112,13 @@ impl Capabilities {
 
     /// Whether a call with `need` would find a capability (always, when the master signs none).
     pub(crate) fn holds(&self, need: Need) -> bool {
-        self.for_call(need).is_ok()
+        if !self.signing.load(Ordering::Acquire) {
+            return true;
+        }
+        let now = Instant::now();
+        let held = self.held.lock().expect("capabilities lock");
+        held.get(&(need.chunk, need.offset))
+            .is_some_and(|list| list.iter().any(|h| h.opens(&need, now)))
     }
 
     /// The capability for a call, `None` for an unsigned call (the master signs nothing), or
@@ -108,15 +129,9 @@ impl Capabilities {
         }
         let now = Instant::now();
         let held = self.held.lock().expect("capabilities lock");
-        let found = held.get(&need.chunk).and_then(|list| {
+        let found = held.get(&(need.chunk, need.offset)).and_then(|list| {
             list.iter()
-                .filter(|h| {
-                    let c = &h.cap;
-                    c.version == need.version
-                        && need.access.is_none_or(|a| a == c.access)
-                        && (need.access.is_none() || c.covers(need.offset, need.len))
-                        && h.usable(now)
-                })
+                .filter(|h| h.opens(&need, now))
                 .max_by_key(|h| h.until)
                 .map(|h| h.cap.clone())
         });
@@ -128,6 +143,13 @@ impl Capabilities {
 
     /// Drops the capabilities held for `chunk` (a chunkserver refused one as expired).
     pub(crate) fn forget(&self, chunk: ChunkId) {
-        self.held.lock().expect("capabilities lock").remove(&chunk);
+        let mut held = self.held.lock().expect("capabilities lock");
+        let places: Vec<_> = held
+            .range((chunk, 0)..=(chunk, u64::MAX))
+            .map(|(place, _)| *place)
+            .collect();
+        for place in places {
+            held.remove(&place);
+        }
     }
 }

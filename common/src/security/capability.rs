@@ -2,12 +2,13 @@
 //! one chunk at one version until a time, checked by chunkservers without asking the master.
 //!
 //! A [`Capability`] is an HMAC-SHA256 (keyed by a [`CapabilityKey`] the master made) over the
-//! chunk, its version, the access, the byte range it opens, its expiry, the key's id and the
-//! SHA-256 of the holder's certificate. The holder is not carried: the chunkserver supplies the
+//! chunk, its version, the access, the byte range it opens, the file whose record it opens (a
+//! packed file's), when it was issued and expires, the key's id and the SHA-256 of the holder's
+//! certificate. The holder is not carried: the chunkserver supplies the
 //! certificate the connection proved, so a capability copied to another connection opens
 //! nothing.
 //!
-//! Keys: the master's [`KeyRing`] makes a new key every [`KEY_ROLL`], and makes it one roll
+//! Keys: the master's [`KeyRing`] makes a new key every [`KEY_ROLL_MS`], and makes it one roll
 //! before it signs with it, so chunkservers (which fetch the ring's published keys before every
 //! hello and with every heartbeat) know a key before any capability of it arrives. A key is
 //! published until the last capability it signed has expired. Keys live in memory only: a
@@ -15,8 +16,8 @@
 //! ask again). Why these numbers: docs/security.md ("Capabilities").
 //!
 //! Invariants: a capability verifies only under the key that signed it, for the certificate it
-//! was issued to, for its own chunk, version, access and range; expiry is checked against the
-//! verifier's clock with [`CLOCK_SKEW`] of grace.
+//! was issued to, for its own chunk, version, access, range and file; expiry is checked against
+//! the verifier's clock with [`CLOCK_SKEW_MS`] of grace.
 
 use crate::ids::{ChunkId, ChunkVersion, FileId};
 use ring::hmac;
@@ -182,11 +183,6 @@ impl Verifier {
             .map(|k| (k.id, hmac::Key::new(hmac::HMAC_SHA256, &k.secret)))
             .collect();
         *self.keys.write().expect("capability keys lock") = keys;
-    }
-
-    /// Whether any key is known (none before the first fetch from the master).
-    pub fn has_keys(&self) -> bool {
-        !self.keys.read().expect("capability keys lock").is_empty()
     }
 
     /// Checks `cap` for the call `wanted` at `now_ms` (the chunkserver's clock).
