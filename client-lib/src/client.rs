@@ -163,9 +163,23 @@ impl Client {
 
     /// Creates a file with options (exclusive, replication, mode) and opens it.
     pub async fn create_with(&self, path: &str, options: CreateOptions) -> KfsResult<File> {
+        self.create_with_attr(path, options)
+            .await
+            .map(|(file, _)| file)
+    }
+
+    /// [`Client::create_with`], also returning the new file's attributes.
+    pub async fn create_with_attr(
+        &self,
+        path: &str,
+        options: CreateOptions,
+    ) -> KfsResult<(File, FileAttr)> {
         let p = path.to_string();
         let attr = self.call(self.m().create(self.ctx(), p, options)).await?;
-        Ok(File::created(self.inner.io.clone(), path, attr))
+        Ok((
+            File::created(self.inner.io.clone(), path, attr.clone()),
+            attr,
+        ))
     }
 
     /// Opens an existing file for reading and writing. One call to the master, which also
@@ -194,6 +208,11 @@ impl Client {
     pub async fn stat(&self, path: &str) -> KfsResult<FileAttr> {
         let path = path.to_string();
         self.call(self.m().stat(self.ctx(), path)).await
+    }
+
+    /// The attributes of the file with id `fid` (wherever it is now: a mount's inodes).
+    pub async fn stat_fid(&self, fid: kfs_common::FileId) -> KfsResult<FileAttr> {
+        self.call(self.m().stat_fid(self.ctx(), fid)).await
     }
 
     /// The entries of a directory, fetched from the master a page at a time as the stream is

@@ -65,6 +65,15 @@ pub fn announce_ready(what: &str, addr: SocketAddr) {
     ]);
 }
 
+/// Tells systemd the service is ready, with `status` (for a service that does not listen on
+/// an address: `kfs mount`).
+pub fn announce_ready_status(status: &str) {
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(status),
+    ]);
+}
+
 /// Tells systemd the server is stopping (sent before a graceful shutdown).
 pub fn announce_stopping(signal: &str) {
     let status = format!("stopping on {signal}");

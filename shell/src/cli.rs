@@ -39,6 +39,9 @@ pub enum Top {
     /// Serve KFS over HTTP: GET/HEAD files (ranges, conditional requests) and directory
     /// listings; PUT and DELETE with a write token.
     Gateway(kfs_gateway::GatewayOptions),
+    /// Mount KFS at MOUNTPOINT as a file system (FUSE): detaches once mounted (--foreground to
+    /// stay); unmount with `umount MOUNTPOINT` (or SIGTERM to the daemon).
+    Mount(kfs_fuse::MountOptions),
     /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell), e.g.
     /// `kfs completions bash > /etc/bash_completion.d/kfs`.
     Completions {

@@ -130,6 +130,17 @@ pub fn main_with(cli: Cli) -> i32 {
                 }
             }
         },
+        Some(Top::Mount(options)) => match rt.block_on(kfs_fuse::run(&cli.master, options)) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("kfs: mount: {e:#}");
+                if e.downcast_ref::<kfs_fuse::OptionError>().is_some() {
+                    kfs_common::service::EX_CONFIG.into()
+                } else {
+                    1
+                }
+            }
+        },
         Some(Top::BenchReport { reports }) => {
             let mut parsed = Vec::new();
             for path in &reports {

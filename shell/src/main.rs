@@ -18,6 +18,7 @@ fn main() {
             command: Some(
                 kfs_shell::cli::Top::Local(_)
                     | kfs_shell::cli::Top::Gateway(_)
+                    | kfs_shell::cli::Top::Mount(_)
                     | kfs_shell::cli::Top::Bench(_)
             ),
             ..

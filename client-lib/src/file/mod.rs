@@ -328,12 +328,16 @@ impl File {
     /// position; the length reaches the master with the next flush or close. A small file this
     /// handle packs (at most `ClientOptions::pack_threshold` bytes) is held in the handle
     /// instead, and reaches every replica, durably, at the next flush, sync or close.
-    pub async fn write_at(&self, offset: u64, data: &[u8]) -> KfsResult<()> {
-        self.shared
-            .clone()
-            .write_at(offset, Bytes::copy_from_slice(data))
-            .await
-            .map(drop)
+    ///
+    /// The future holds no borrow of the handle (a `File` is `Send`, not `Sync`), so it can be
+    /// awaited in a spawned task.
+    pub fn write_at(
+        &self,
+        offset: u64,
+        data: &[u8],
+    ) -> impl std::future::Future<Output = KfsResult<()>> + Send + 'static {
+        let (shared, data) = (self.shared.clone(), Bytes::copy_from_slice(data));
+        async move { shared.write_at(offset, data).await.map(drop) }
     }
 
     /// Reads up to `len` bytes at `offset` (fewer at the end of the file). Does not move the
@@ -376,11 +380,17 @@ impl File {
 
     /// Sets a packed file's length (see `Client::truncate`); `None` if this handle does not
     /// pack its file.
-    pub(crate) async fn truncate_packed(&self, len: u64) -> KfsResult<Option<FileAttr>> {
-        if !self.shared.packing.load(Ordering::Acquire) {
-            return Ok(None);
+    pub(crate) fn truncate_packed(
+        &self,
+        len: u64,
+    ) -> impl std::future::Future<Output = KfsResult<Option<FileAttr>>> + Send + 'static {
+        let shared = self.shared.clone();
+        async move {
+            if !shared.packing.load(Ordering::Acquire) {
+                return Ok(None);
+            }
+            shared.truncate_packed(len).await
         }
-        self.shared.truncate_packed(len).await
     }
 
     /// Makes what this handle wrote durable on every replica and drops the handle without

@@ -1,0 +1,4 @@
+pub mod attrs;
+pub mod data;
+pub mod dirs;
+pub mod names;

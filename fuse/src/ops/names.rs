@@ -1,0 +1,149 @@
+//! Names: `lookup`, `mkdir`, `unlink`, `rmdir`, `rename`, and who owns what is created.
+
+use crate::state::{HIDDEN_PREFIX, MountState, OpResult, fail};
+use fuser::{Errno, FileAttr as KernelAttr, RenameFlags};
+use kfs_common::proto::master::{FileAttr, MkdirOptions, SetAttr};
+use kfs_common::{FileKind, KfsError};
+use std::ffi::OsStr;
+
+impl MountState {
+    pub async fn lookup(&self, parent: u64, name: &OsStr) -> OpResult<KernelAttr> {
+        let (path, name) = self.child_path(parent, name)?;
+        let attr = self
+            .client
+            .stat(&path)
+            .await
+            .map_err(|e| fail("lookup", e))?;
+        Ok(self.entry(parent, &name, &attr))
+    }
+
+    /// Registers the kernel's new reference to `attr`'s file, found as `name` in `parent`.
+    pub fn entry(&self, parent: u64, name: &str, attr: &FileAttr) -> KernelAttr {
+        let ino = self.inodes.ino_of(attr.fid);
+        self.inodes.looked_up(ino, parent, name);
+        self.kernel_attr(attr)
+    }
+
+    /// Gives what the caller (`uid`, `gid`) created to it: the master made it the mount's
+    /// user's. Left as it is when that user may not give files away (a mount by a user who
+    /// is not an administrator: its files are its own).
+    pub async fn own(&self, path: &str, attr: FileAttr, uid: u32, gid: u32) -> FileAttr {
+        if attr.owner == uid && attr.group == gid {
+            return attr;
+        }
+        let change = SetAttr {
+            owner: Some(uid),
+            group: Some(gid),
+            ..SetAttr::default()
+        };
+        match self.client.set_attr(path, change).await {
+            Ok(owned) => owned,
+            Err(e) => {
+                tracing::debug!(%path, error = %e, "cannot give a new file to its creator");
+                attr
+            }
+        }
+    }
+
+    pub async fn mkdir(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> OpResult<KernelAttr> {
+        self.check_writable()?;
+        let (path, name) = self.child_path(parent, name)?;
+        let options = MkdirOptions {
+            parents: false,
+            mode: Some((mode & 0o7777) as u16),
+        };
+        let attr = self
+            .client
+            .mkdir_with(&path, options)
+            .await
+            .map_err(|e| fail("mkdir", e))?;
+        let attr = self.own(&path, attr, uid, gid).await;
+        Ok(self.entry(parent, &name, &attr))
+    }
+
+    pub async fn unlink(&self, parent: u64, name: &OsStr) -> OpResult<()> {
+        self.check_writable()?;
+        let (path, name) = self.child_path(parent, name)?;
+        if let Some((ino, true)) = self.inodes.child(parent, &name) {
+            // Open here: hide it until its last handle goes, so reads and writes go on.
+            let hidden_name = format!("{HIDDEN_PREFIX}{ino}");
+            let hidden = self
+                .inodes
+                .child_path(parent, &hidden_name)
+                .map_err(|_| Errno::ESTALE)?;
+            match self.client.stat(&path).await {
+                Ok(attr) if attr.kind == FileKind::Dir => return Err(Errno::EISDIR),
+                Ok(_) => {}
+                Err(e) => return Err(fail("unlink", e)),
+            }
+            self.client
+                .rename(&path, &hidden)
+                .await
+                .map_err(|e| fail("unlink", e))?;
+            self.inodes.hide(ino, &hidden_name);
+            if let Some(open) = self.files.of_inode(ino) {
+                open.hidden
+                    .store(true, std::sync::atomic::Ordering::Release);
+            }
+            return Ok(());
+        }
+        self.client
+            .remove(&path)
+            .await
+            .map_err(|e| fail("unlink", e))?;
+        self.inodes.unlinked(parent, &name);
+        Ok(())
+    }
+
+    pub async fn rmdir(&self, parent: u64, name: &OsStr) -> OpResult<()> {
+        self.check_writable()?;
+        let (path, name) = self.child_path(parent, name)?;
+        self.client
+            .remove_dir(&path)
+            .await
+            .map_err(|e| fail("rmdir", e))?;
+        self.inodes.unlinked(parent, &name);
+        Ok(())
+    }
+
+    pub async fn rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        new_parent: u64,
+        new_name: &OsStr,
+        flags: RenameFlags,
+    ) -> OpResult<()> {
+        self.check_writable()?;
+        let (src, name) = self.child_path(parent, name)?;
+        let (dst, new_name) = self.child_path(new_parent, new_name)?;
+        if flags.contains(RenameFlags::RENAME_EXCHANGE)
+            || flags.contains(RenameFlags::RENAME_WHITEOUT)
+        {
+            return Err(Errno::EINVAL);
+        }
+        if flags.contains(RenameFlags::RENAME_NOREPLACE) {
+            match self.client.stat(&dst).await {
+                Ok(_) => return Err(Errno::EEXIST),
+                Err(KfsError::NotFound { .. }) => {}
+                Err(e) => return Err(fail("rename", e)),
+            }
+        }
+        if src == dst {
+            return Ok(());
+        }
+        self.client
+            .rename(&src, &dst)
+            .await
+            .map_err(|e| fail("rename", e))?;
+        self.inodes.renamed(parent, &name, new_parent, &new_name);
+        Ok(())
+    }
+}

@@ -1,0 +1,355 @@
+//! The FUSE mount (`kfs-fuse`), mounted in this process on a test cluster and driven through
+//! the kernel with `std::fs` and real programs: names, data, attributes, xattrs, open files
+//! unlinked, what the client library sees, and a tree copied in and compared.
+//!
+//! Needs `/dev/fuse` and root (CI runs as root); a machine without them fails here, loudly.
+
+use kfs_tests::{ClusterOptions, TestCluster, content};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A cluster with a mount of its root.
+struct Mount {
+    cluster: TestCluster,
+    mounted: kfs_fuse::Mounted,
+    _dir: tempfile::TempDir,
+}
+
+impl Mount {
+    async fn start() -> Mount {
+        let cluster = TestCluster::start(ClusterOptions {
+            chunk_size: 1 << 20,
+            ..ClusterOptions::default()
+        })
+        .await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let client = cluster.client().await;
+        let mounted = kfs_fuse::mount(client, "/", dir.path(), &kfs_fuse::Parsed::default())
+            .await
+            .expect("mount (needs /dev/fuse and root)");
+        Mount {
+            cluster,
+            mounted,
+            _dir: dir,
+        }
+    }
+
+    fn at(&self, rel: &str) -> PathBuf {
+        self.mounted.mountpoint().join(rel)
+    }
+
+    async fn stop(self) {
+        self.mounted.unmount().await.expect("unmount");
+        self.cluster.shutdown().await;
+    }
+}
+
+/// Runs blocking file system calls off the runtime (whose tasks serve them).
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work)
+        .await
+        .expect("blocking task")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn posix_calls_through_the_mount() {
+    let m = Mount::start().await;
+    let root = m.mounted.mountpoint().to_path_buf();
+    let data = content(7, 3 << 20 | 12_345);
+    let expect = data.clone();
+    blocking(move || {
+        let dir = root.join("photos");
+        std::fs::create_dir(&dir).unwrap();
+        assert!(std::fs::metadata(&dir).unwrap().is_dir());
+        assert_eq!(
+            std::fs::create_dir(&dir).unwrap_err().kind(),
+            std::io::ErrorKind::AlreadyExists
+        );
+        // A large file across chunks, written in odd pieces, read back whole and at offsets.
+        let big = dir.join("big.bin");
+        let mut f = std::fs::File::create(&big).unwrap();
+        for piece in expect.chunks(100_003) {
+            f.write_all(piece).unwrap();
+        }
+        f.sync_all().unwrap();
+        drop(f);
+        assert_eq!(std::fs::metadata(&big).unwrap().len(), expect.len() as u64);
+        assert_eq!(std::fs::read(&big).unwrap(), expect);
+        let mut f = std::fs::File::open(&big).unwrap();
+        f.seek(SeekFrom::Start(1_500_000)).unwrap();
+        let mut buf = vec![0; 70_000];
+        f.read_exact(&mut buf).unwrap();
+        assert_eq!(buf, expect[1_500_000..1_570_000]);
+
+        // A small file: O_EXCL, O_APPEND, a rewrite in place, truncation both ways.
+        let small = dir.join("a.txt");
+        std::fs::write(&small, b"hello").unwrap();
+        let exists = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&small)
+            .unwrap_err();
+        assert_eq!(exists.kind(), std::io::ErrorKind::AlreadyExists);
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&small)
+            .unwrap();
+        f.write_all(b", world").unwrap();
+        drop(f);
+        assert_eq!(std::fs::read(&small).unwrap(), b"hello, world");
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&small)
+            .unwrap();
+        f.write_all(b"J").unwrap();
+        let mut text = String::new();
+        f.seek(SeekFrom::Start(0)).unwrap();
+        f.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "Jello, world");
+        f.set_len(5).unwrap();
+        drop(f);
+        assert_eq!(std::fs::read(&small).unwrap(), b"Jello");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&small)
+            .unwrap()
+            .set_len(8)
+            .unwrap();
+        assert_eq!(std::fs::read(&small).unwrap(), b"Jello\0\0\0");
+        std::fs::write(&small, b"new").unwrap(); // O_TRUNC
+        assert_eq!(std::fs::read(&small).unwrap(), b"new");
+
+        // Attributes.
+        std::fs::set_permissions(&small, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(std::fs::metadata(&small).unwrap().mode() & 0o7777, 0o600);
+        std::os::unix::fs::chown(&small, Some(1234), Some(5678)).unwrap();
+        let meta = std::fs::metadata(&small).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (1234, 5678));
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+        std::fs::File::options()
+            .write(true)
+            .open(&small)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+        assert_eq!(std::fs::metadata(&small).unwrap().modified().unwrap(), when);
+        let exec = dir.join("run.sh");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o751)
+            .open(&exec)
+            .unwrap();
+        assert_eq!(std::fs::metadata(&exec).unwrap().mode() & 0o777, 0o751);
+
+        // Names: a rename across directories, over a file, listing, removal.
+        std::fs::create_dir(root.join("other")).unwrap();
+        std::fs::rename(&small, root.join("other/b.txt")).unwrap();
+        assert!(!small.exists());
+        assert_eq!(std::fs::read(root.join("other/b.txt")).unwrap(), b"new");
+        std::fs::write(root.join("other/c.txt"), b"c").unwrap();
+        std::fs::rename(root.join("other/c.txt"), root.join("other/b.txt")).unwrap();
+        assert_eq!(std::fs::read(root.join("other/b.txt")).unwrap(), b"c");
+        std::fs::rename(root.join("other"), dir.join("moved")).unwrap();
+        assert_eq!(std::fs::read(dir.join("moved/b.txt")).unwrap(), b"c");
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["big.bin", "moved", "run.sh"]);
+        assert_eq!(
+            std::fs::remove_dir(dir.join("moved")).unwrap_err().kind(),
+            std::io::ErrorKind::DirectoryNotEmpty
+        );
+        std::fs::remove_file(dir.join("moved/b.txt")).unwrap();
+        std::fs::remove_dir(dir.join("moved")).unwrap();
+        assert_eq!(
+            std::fs::metadata(dir.join("moved")).unwrap_err().kind(),
+            std::io::ErrorKind::NotFound
+        );
+        assert_eq!(
+            std::fs::read(dir.join(format!("{}.x", "n".repeat(300))))
+                .unwrap_err()
+                .raw_os_error(),
+            Some(libc::ENAMETOOLONG)
+        );
+    })
+    .await;
+
+    // What the mount wrote, the client library reads; and the other way round.
+    let client = m.cluster.client().await;
+    assert_eq!(
+        client.stat("/photos/big.bin").await.unwrap().size,
+        data.len() as u64
+    );
+    let mut f = client.create("/photos/from-client.txt").await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut f, b"from the library")
+        .await
+        .unwrap();
+    f.close().await.unwrap();
+    let at = m.at("photos/from-client.txt");
+    let text = blocking(move || std::fs::read_to_string(at).unwrap()).await;
+    assert_eq!(text, "from the library");
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn xattrs_are_the_ones_kfs_xattr_shows() {
+    use rustix::fs::{XattrFlags, getxattr, listxattr, removexattr, setxattr};
+    let m = Mount::start().await;
+    let client = m.cluster.client().await;
+    client.mkdir("/x").await.unwrap();
+    let f = client.create("/x/f").await.unwrap();
+    f.close().await.unwrap();
+    client.set_xattr("/x/f", "color", b"red").await.unwrap();
+    let at = m.at("x/f");
+    blocking(move || {
+        let mut buf = vec![0u8; 256];
+        let n = getxattr(&at, "user.color", &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"red");
+        setxattr(&at, "user.size", b"large", XattrFlags::empty()).unwrap();
+        assert_eq!(
+            setxattr(&at, "user.size", b"x", XattrFlags::CREATE).unwrap_err(),
+            rustix::io::Errno::EXIST
+        );
+        assert_eq!(
+            setxattr(&at, "user.none", b"x", XattrFlags::REPLACE).unwrap_err(),
+            rustix::io::Errno::NODATA
+        );
+        assert_eq!(
+            getxattr(&at, "user.none", &mut buf).unwrap_err(),
+            rustix::io::Errno::NODATA
+        );
+        assert_eq!(
+            getxattr(&at, "user.color", &mut [0u8; 1][..]).unwrap_err(),
+            rustix::io::Errno::RANGE
+        );
+        assert_eq!(
+            setxattr(&at, "security.selinux", b"x", XattrFlags::empty()).unwrap_err(),
+            rustix::io::Errno::OPNOTSUPP
+        );
+        let mut names = vec![0u8; 256];
+        let n = listxattr(&at, &mut names).unwrap();
+        let mut listed: Vec<&[u8]> = names[..n]
+            .split(|b| *b == 0)
+            .filter(|s| !s.is_empty())
+            .collect();
+        listed.sort();
+        assert_eq!(listed, [&b"user.color"[..], b"user.size"]);
+        removexattr(&at, "user.color").unwrap();
+    })
+    .await;
+    assert_eq!(client.get_xattr("/x/f", "size").await.unwrap(), b"large");
+    assert_eq!(client.list_xattrs("/x/f").await.unwrap(), ["size"]);
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unlinked_file_that_is_still_open_keeps_working() {
+    let m = Mount::start().await;
+    let dir = m.at("");
+    blocking(move || {
+        let path = dir.join("tmp.db");
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(b"before unlink").unwrap();
+        f.flush().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(!path.exists());
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            0,
+            "hidden names are not listed"
+        );
+        f.write_all(b", after").unwrap();
+        f.seek(SeekFrom::Start(0)).unwrap();
+        let mut text = String::new();
+        f.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "before unlink, after");
+    })
+    .await;
+    let client = m.cluster.client().await;
+    kfs_tests::wait_until(
+        "the unlinked file is removed at its last close",
+        std::time::Duration::from_secs(10),
+        || {
+            let client = client.clone();
+            async move { client.list_all("/").await.unwrap().is_empty() }
+        },
+    )
+    .await;
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_source_tree_copied_in_compares_equal() {
+    let m = Mount::start().await;
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("common");
+    let into = m.at("tree");
+    blocking(move || {
+        let status = Command::new("cp")
+            .arg("-r")
+            .arg(&source)
+            .arg(&into)
+            .status()
+            .unwrap();
+        assert!(status.success(), "cp -r into the mount");
+        let diff = Command::new("diff")
+            .arg("-r")
+            .arg(&source)
+            .arg(&into)
+            .output()
+            .unwrap();
+        assert!(
+            diff.status.success(),
+            "diff -r: {}",
+            String::from_utf8_lossy(&diff.stdout)
+        );
+        let tar = into.parent().unwrap().join("tree.tar");
+        let status = Command::new("tar")
+            .arg("-cf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(&into)
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(status.success(), "tar -c on the mount");
+        let out = into.parent().unwrap().join("untarred");
+        std::fs::create_dir(&out).unwrap();
+        let status = Command::new("tar")
+            .arg("-xf")
+            .arg(&tar)
+            .arg("-C")
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(status.success(), "tar -x on the mount");
+        let diff = Command::new("diff")
+            .arg("-r")
+            .arg(&source)
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            diff.status.success(),
+            "diff -r after tar: {}",
+            String::from_utf8_lossy(&diff.stdout)
+        );
+    })
+    .await;
+    m.stop().await;
+}
