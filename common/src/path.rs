@@ -10,8 +10,10 @@ use crate::error::{KfsError, KfsResult};
 
 /// Longest name of one path component, in bytes.
 pub const MAX_NAME_LEN: usize = 255;
-/// Longest path, in bytes.
-pub const MAX_PATH_LEN: usize = 4096;
+/// Longest path, in bytes. Above Linux's `PATH_MAX` (4096, the longest path one system call
+/// takes): a mount of a KFS directory below the root (or a process's working directory deep
+/// in a mount) reaches KFS paths longer than any one call names.
+pub const MAX_PATH_LEN: usize = 16384;
 
 /// Prefix of the temporary file an upload (a `kfs put`, a gateway `PUT`) writes beside its
 /// target before renaming it over the target: listings that hide uploads in progress skip these

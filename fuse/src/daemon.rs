@@ -10,9 +10,11 @@
 //! with "Transport endpoint is not connected"). So after mounting, the daemon forks a process
 //! that only waits on a pipe: when the daemon exits without saying it unmounted (`kill -9`, a
 //! crash), the pipe closes and the watchdog detaches the mount (`umount2(MNT_DETACH)`), if the
-//! mount point still shows a dead FUSE mount or the same device. The forked child makes only
-//! raw system calls (read, stat, umount2, _exit), which are safe after `fork` in a threaded
-//! process.
+//! mount point still shows a dead FUSE mount or the same device. The watchdog first closes
+//! every descriptor but its pipe: a copy of the daemon's `/dev/fuse` descriptor kept open would
+//! keep the dead daemon's connection alive, and its own `stat` of the mount point would then
+//! wait forever for an answer no one gives. The forked child makes only raw system calls
+//! (close_range, read, stat, umount2, _exit), which are safe after `fork` in a threaded process.
 
 use anyhow::Context as _;
 use std::ffi::CString;
@@ -26,8 +28,10 @@ use std::path::Path;
 pub const READY_FD_ENV: &str = "KFS_MOUNT_READY_FD";
 
 /// Starts this program again with `--foreground` in a new session and waits until it says it
-/// is mounted (or exits).
-pub fn detach() -> anyhow::Result<()> {
+/// is mounted (or exits). The daemon's log goes to `log` (appended) when given; otherwise to
+/// this program's standard error until the daemon is ready (so a failure to mount shows), and
+/// nowhere after (a terminal closed later must not matter to it).
+pub fn detach(log: Option<&Path>) -> anyhow::Result<()> {
     let (reader, writer) = rustix::pipe::pipe().context("making the readiness pipe")?;
     rustix::io::fcntl_setfd(&reader, rustix::io::FdFlags::CLOEXEC)?;
     let exe = std::env::current_exe().context("finding this program")?;
@@ -39,6 +43,14 @@ pub fn detach() -> anyhow::Result<()> {
         .env(READY_FD_ENV, writer.as_raw_fd().to_string())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null());
+    if let Some(log) = log {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("cannot open the log file {}", log.display()))?;
+        command.stderr(file).env(LOG_ENV, "1");
+    }
     // SAFETY: setsid is async-signal-safe; nothing else runs between fork and exec.
     unsafe {
         command.pre_exec(|| {
@@ -60,8 +72,13 @@ pub fn detach() -> anyhow::Result<()> {
     anyhow::bail!("the mount daemon could not mount ({status}; its error is above)")
 }
 
-/// Tells the process that started this daemon (if any) that the mount serves.
+/// Set for a detached daemon whose standard error is its log file.
+const LOG_ENV: &str = "KFS_MOUNT_LOGGING";
+
+/// Tells the process that started this daemon (if any) that the mount serves; a detached
+/// daemon without a log file then stops writing to the standard error it inherited.
 pub fn report_ready() {
+    let logging = std::env::var_os(LOG_ENV).is_some();
     let Some(fd) = std::env::var(READY_FD_ENV)
         .ok()
         .and_then(|v| v.parse::<i32>().ok())
@@ -71,8 +88,16 @@ pub fn report_ready() {
     // SAFETY: the descriptor was inherited for this one use and is not used elsewhere.
     let mut pipe = unsafe { std::fs::File::from_raw_fd(fd) };
     let _ = pipe.write_all(b"ready\n");
-    // SAFETY: only the variable's reader (this function) looks at it, once.
-    unsafe { std::env::remove_var(READY_FD_ENV) };
+    drop(pipe);
+    // SAFETY: only this function reads these variables, once.
+    unsafe {
+        std::env::remove_var(READY_FD_ENV);
+        std::env::remove_var(LOG_ENV);
+    }
+    if !logging && let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        // SAFETY: dup2 onto descriptor 2 replaces it atomically; `null` stays owned here.
+        unsafe { libc::dup2(null.as_raw_fd(), 2) };
+    }
 }
 
 /// The daemon's end of the watchdog's pipe: [`Watchdog::disarm`] when the daemon unmounted
@@ -82,10 +107,9 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    /// Forks the watchdog of the FUSE mount at `mountpoint`, served through `/dev/fuse`
-    /// descriptor `fuse_fd` (which the watchdog closes at once: it must not keep the dead
-    /// daemon's connection alive). Call once the mount serves (it `stat`s the mount point).
-    pub fn start(mountpoint: &Path, fuse_fd: i32) -> anyhow::Result<Watchdog> {
+    /// Forks the watchdog of the FUSE mount at `mountpoint`. Call once the mount serves (it
+    /// `stat`s the mount point).
+    pub fn start(mountpoint: &Path) -> anyhow::Result<Watchdog> {
         let target = CString::new(mountpoint.as_os_str().as_bytes())?;
         let device = rustix::fs::stat(mountpoint)
             .context("reading the mount point")?
@@ -102,15 +126,7 @@ impl Watchdog {
         }
         if pid == 0 {
             // SAFETY: raw system calls on values prepared before the fork.
-            unsafe {
-                watch(
-                    reader.as_raw_fd(),
-                    writer.as_raw_fd(),
-                    fuse_fd,
-                    &target,
-                    device,
-                )
-            }
+            unsafe { watch(reader.as_raw_fd(), &target, device) }
         }
         drop(reader);
         Ok(Watchdog { pipe: Some(writer) })
@@ -128,10 +144,9 @@ impl Watchdog {
 ///
 /// # Safety
 /// Only after `fork`; makes only async-signal-safe calls and never returns.
-unsafe fn watch(reader: i32, writer: i32, fuse_fd: i32, target: &CString, device: u64) -> ! {
+unsafe fn watch(reader: i32, target: &CString, device: u64) -> ! {
     unsafe {
-        libc::close(writer);
-        libc::close(fuse_fd);
+        close_all_but(reader);
         let mut byte = [0u8; 1];
         let n = loop {
             let n = libc::read(reader, byte.as_mut_ptr().cast(), 1);
@@ -148,5 +163,24 @@ unsafe fn watch(reader: i32, writer: i32, fuse_fd: i32, target: &CString, device
             }
         }
         libc::_exit(0)
+    }
+}
+
+/// Closes every descriptor but `keep` (standard input, output and error included).
+///
+/// # Safety
+/// Only in the forked watchdog: it owns none of the descriptors it closes.
+unsafe fn close_all_but(keep: i32) {
+    unsafe {
+        let closed = (keep == 0
+            || libc::syscall(libc::SYS_close_range, 0u32, (keep - 1) as u32, 0u32) == 0)
+            && libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32) == 0;
+        if !closed {
+            // A kernel before close_range (5.9): every descriptor up to the limit.
+            let limit = libc::sysconf(libc::_SC_OPEN_MAX).clamp(1024, 1 << 20) as i32;
+            for fd in (0..limit).filter(|fd| *fd != keep) {
+                libc::close(fd);
+            }
+        }
     }
 }

@@ -27,6 +27,8 @@ struct Node {
     lookups: u64,
     open: u32,
     unlinked: bool,
+    /// Unlinked while open: kept under a hidden name until its last close.
+    hidden: bool,
 }
 
 /// Why an inode's path cannot be given.
@@ -57,6 +59,7 @@ impl Inodes {
                 lookups: 1,
                 open: 0,
                 unlinked: false,
+                hidden: false,
             },
         );
         Inodes {
@@ -140,6 +143,7 @@ impl Inodes {
             lookups: 0,
             open: 0,
             unlinked: false,
+            hidden: false,
         });
         node.lookups += 1;
         node.parent = parent;
@@ -220,7 +224,13 @@ impl Inodes {
         if let Some(node) = self.lock().get_mut(&ino) {
             node.name = hidden.to_string();
             node.unlinked = false;
+            node.hidden = true;
         }
+    }
+
+    /// Whether `ino` is an open file unlinked through this mount (it has no name: `nlink` 0).
+    pub fn is_hidden(&self, ino: u64) -> bool {
+        self.lock().get(&ino).is_some_and(|node| node.hidden)
     }
 }
 

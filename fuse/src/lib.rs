@@ -34,7 +34,6 @@ pub use state::{MountState, Settings};
 use anyhow::Context as _;
 use kfs_client::{Client, ClientOptions};
 use kfs_common::FileKind;
-use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -43,7 +42,6 @@ pub struct Mounted {
     mountpoint: PathBuf,
     unmounter: fuser::SessionUnmounter,
     ended: tokio::sync::oneshot::Receiver<std::io::Result<()>>,
-    fuse_fd: i32,
     state: Arc<MountState>,
 }
 
@@ -138,7 +136,6 @@ pub async fn mount(
         .context("the mount task failed")?
         .with_context(|| format!("cannot mount at {}", mountpoint.display()))?;
     let unmounter = session.unmount_callable();
-    let fuse_fd = session.as_fd().as_raw_fd();
     let (done, ended) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("kfs-fuse".into())
@@ -150,7 +147,6 @@ pub async fn mount(
         mountpoint: mountpoint.to_path_buf(),
         unmounter,
         ended,
-        fuse_fd,
         state,
     })
 }
@@ -163,7 +159,7 @@ pub async fn run(master: &str, options: MountOptions) -> anyhow::Result<()> {
     let shown = format!("{master}:{root} at {}", options.mountpoint.display());
     if !options.foreground {
         // The main thread waits (no task of the runtime runs on it).
-        daemon::detach()?;
+        daemon::detach(parsed.log.as_deref().or(options.log.as_deref()))?;
         println!("kfs mount: mounted {shown}");
         return Ok(());
     }
@@ -180,9 +176,10 @@ pub async fn run(master: &str, options: MountOptions) -> anyhow::Result<()> {
     let mut signals = kfs_common::service::Signals::install()?;
     let mountpoint = std::path::absolute(&options.mountpoint)?;
     let mut mounted = mount(client, &root, &mountpoint, &parsed).await?;
-    // Readiness first: it closes the pipe to `kfs mount`, which the watchdog must not inherit.
+    // The watchdog before readiness: once `kfs mount` returns, a kill of the daemon must find
+    // it there (it closes every descriptor it inherits, the readiness pipe's among them).
+    let watchdog = daemon::Watchdog::start(&mountpoint)?;
     daemon::report_ready();
-    let watchdog = daemon::Watchdog::start(&mountpoint, mounted.fuse_fd)?;
     kfs_common::service::announce_ready_status(&format!("serving {shown}"));
     println!("kfs mount: serving {shown}");
     let outcome = tokio::select! {

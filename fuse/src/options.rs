@@ -15,7 +15,7 @@ pub struct MountOptions {
     #[arg(long, default_value = "/")]
     pub root: String,
     /// Mount options, comma-separated: ro, rw, allow_other, allow_root, attr_timeout=SECS,
-    /// entry_timeout=SECS, root=PATH, master=ADDR, credentials=FILE, fsname=NAME; the
+    /// entry_timeout=SECS, root=PATH, master=ADDR, credentials=FILE, fsname=NAME, log=FILE; the
     /// generic ones mount(8) passes (defaults, _netdev, nofail, auto, noauto, user, nouser,
     /// users, exec, noexec, suid, nosuid, dev, nodev, atime, noatime, relatime, x-systemd.*)
     /// are accepted.
@@ -28,6 +28,10 @@ pub struct MountOptions {
     /// ~/.config/kfs/credentials).
     #[arg(long, value_name = "FILE")]
     pub credentials: Option<PathBuf>,
+    /// Where a detached mount writes its log (appended; default: standard error until it is
+    /// ready, then nowhere). `RUST_LOG` sets how much (default: warnings).
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
 }
 
 /// The mount options, parsed.
@@ -39,6 +43,7 @@ pub struct Parsed {
     pub master: Option<String>,
     pub credentials: Option<PathBuf>,
     pub fsname: Option<String>,
+    pub log: Option<PathBuf>,
     /// Kernel flags passed through: `noexec`, `nosuid`, `nodev`, `noatime`...
     pub kernel: Vec<fuser::MountOption>,
 }
@@ -84,6 +89,7 @@ impl MountOptions {
                 ("master", Some(v)) => parsed.master = Some(v.to_string()),
                 ("credentials", Some(v)) => parsed.credentials = Some(PathBuf::from(v)),
                 ("fsname", Some(v)) => parsed.fsname = Some(v.to_string()),
+                ("log", Some(v)) => parsed.log = Some(PathBuf::from(v)),
                 ("noexec", None) => parsed.kernel.push(K::NoExec),
                 ("nosuid", None) => parsed.kernel.push(K::NoSuid),
                 ("nodev", None) => parsed.kernel.push(K::NoDev),
@@ -132,6 +138,7 @@ mod tests {
             options: vec![list.to_string()],
             foreground: false,
             credentials: None,
+            log: None,
         }
         .parse()
     }

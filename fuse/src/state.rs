@@ -107,7 +107,11 @@ impl MountState {
             .lock()
             .expect("seen lock")
             .put(ino, (attr.mtime, size));
-        convert::kernel_attr(ino, attr, size)
+        let mut kernel = convert::kernel_attr(ino, attr, size);
+        if self.inodes.is_hidden(ino) {
+            kernel.nlink = 0;
+        }
+        kernel
     }
 
     /// Whether the kernel was last told these attributes of `attr`'s file (its cached pages

@@ -2,12 +2,13 @@
 //! a master and N chunkservers on loopback port 0 with temp dirs, and controls to stop, kill,
 //! restart and corrupt them. Every integration test in `tests/tests/` uses it; tests of real
 //! processes use [`Process`] to run the built binaries, and [`ProcessCluster`] for a whole
-//! cluster of them.
+//! cluster of them; tests through a FUSE mount use [`mounts::MountedCluster`].
 //!
 //! Waits are bounded: [`wait_until`] polls a condition with a timeout and names what it waited
 //! for when it gives up.
 
 mod links;
+pub mod mounts;
 mod processes;
 pub use links::{Captured, Link, LinkState};
 pub use processes::{ProcessCluster, TEST_MASTER_CONFIG};

@@ -4,54 +4,12 @@
 //!
 //! Needs `/dev/fuse` and root (CI runs as root); a machine without them fails here, loudly.
 
-use kfs_tests::{ClusterOptions, TestCluster, content};
+use kfs_tests::content;
+use kfs_tests::mounts::{MountedCluster as Mount, blocking};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-/// A cluster with a mount of its root.
-struct Mount {
-    cluster: TestCluster,
-    mounted: kfs_fuse::Mounted,
-    _dir: tempfile::TempDir,
-}
-
-impl Mount {
-    async fn start() -> Mount {
-        let cluster = TestCluster::start(ClusterOptions {
-            chunk_size: 1 << 20,
-            ..ClusterOptions::default()
-        })
-        .await;
-        let dir = tempfile::tempdir().expect("temp dir");
-        let client = cluster.client().await;
-        let mounted = kfs_fuse::mount(client, "/", dir.path(), &kfs_fuse::Parsed::default())
-            .await
-            .expect("mount (needs /dev/fuse and root)");
-        Mount {
-            cluster,
-            mounted,
-            _dir: dir,
-        }
-    }
-
-    fn at(&self, rel: &str) -> PathBuf {
-        self.mounted.mountpoint().join(rel)
-    }
-
-    async fn stop(self) {
-        self.mounted.unmount().await.expect("unmount");
-        self.cluster.shutdown().await;
-    }
-}
-
-/// Runs blocking file system calls off the runtime (whose tasks serve them).
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(work)
-        .await
-        .expect("blocking task")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn posix_calls_through_the_mount() {

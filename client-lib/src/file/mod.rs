@@ -200,6 +200,11 @@ pub struct File {
     wbuf: Vec<u8>,
     wbuf_at: u64,
     in_flight: FuturesUnordered<Pending<u64>>,
+    /// The byte range covering every write in flight (`None` when none is): a write
+    /// gathered over any of it waits for them to land first, so a later write to the same
+    /// bytes is never overtaken by an earlier one (the chunk's primary orders writes as they
+    /// reach it, and writes in flight may reach it in any order).
+    flying: Option<(u64, u64)>,
     extending: Option<Pending<()>>,
     /// Bytes read ahead, starting at `rbuf_at`.
     rbuf: Vec<u8>,
@@ -275,6 +280,7 @@ impl File {
             wbuf: Vec::new(),
             wbuf_at: 0,
             in_flight: FuturesUnordered::new(),
+            flying: None,
             extending: None,
             rbuf: Vec::new(),
             rbuf_at: 0,
@@ -416,6 +422,7 @@ impl File {
         self.shared.drop_pack();
         self.wbuf.clear();
         self.in_flight = FuturesUnordered::new();
+        self.flying = None;
         self.extending = None;
         let shared = &self.shared;
         shared.modified.store(false, Ordering::Release);
@@ -449,6 +456,11 @@ impl File {
         if self.wbuf.is_empty() {
             return;
         }
+        let end = self.wbuf_at + self.wbuf.len() as u64;
+        self.flying = Some(match self.flying {
+            Some((from, to)) => (from.min(self.wbuf_at), to.max(end)),
+            None => (self.wbuf_at, end),
+        });
         let data = Bytes::from(std::mem::take(&mut self.wbuf));
         self.in_flight
             .push(Box::pin(self.shared.clone().write_at(self.wbuf_at, data)));
@@ -462,6 +474,9 @@ impl File {
                 Some(Err(e)) => return Poll::Ready(Err(e.into())),
                 None => break,
             }
+        }
+        if self.in_flight.is_empty() {
+            self.flying = None;
         }
         Poll::Ready(Ok(()))
     }
@@ -492,6 +507,9 @@ impl AsyncWrite for File {
         while let Poll::Ready(Some(done)) = this.in_flight.poll_next_unpin(cx) {
             done?;
         }
+        if this.in_flight.is_empty() {
+            this.flying = None;
+        }
         this.rbuf.clear();
         this.ahead = FuturesOrdered::new();
         if !this.wbuf.is_empty() && this.wbuf_at + this.wbuf.len() as u64 != this.pos {
@@ -509,6 +527,13 @@ impl AsyncWrite for File {
             this.wbuf.reserve(write_size);
         }
         let n = buf.len().min(write_size - this.wbuf.len());
+        if let Some((from, to)) = this.flying
+            && this.pos < to
+            && this.pos + n as u64 > from
+        {
+            // These bytes are also in a write in flight: that one lands first.
+            ready!(this.poll_in_flight(cx, 0))?;
+        }
         this.wbuf.extend_from_slice(&buf[..n]);
         this.pos += n as u64;
         Poll::Ready(Ok(n))

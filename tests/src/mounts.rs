@@ -1,0 +1,82 @@
+//! [`MountedCluster`]: a [`TestCluster`] with its root mounted through FUSE (`kfs-fuse`) in
+//! the test's own process, for tests that drive the kernel with `std::fs` and real programs.
+//! Needs `/dev/fuse` and root (CI runs as root); without them it fails loudly.
+
+use crate::{ClusterOptions, TestCluster};
+use std::path::{Path, PathBuf};
+
+/// A cluster and a mount of it; see the module docs.
+pub struct MountedCluster {
+    pub cluster: TestCluster,
+    pub mounted: kfs_fuse::Mounted,
+    _dir: tempfile::TempDir,
+}
+
+impl MountedCluster {
+    /// A cluster with 1 MiB chunks (files cross chunks often), mounted with the defaults.
+    pub async fn start() -> MountedCluster {
+        MountedCluster::start_with(&kfs_fuse::Parsed::default()).await
+    }
+
+    /// [`start`](Self::start) with mount options (`allow_other` for programs that switch
+    /// users, as pjdfstest does).
+    pub async fn start_with(options: &kfs_fuse::Parsed) -> MountedCluster {
+        let cluster = TestCluster::start(ClusterOptions {
+            chunk_size: 1 << 20,
+            ..ClusterOptions::default()
+        })
+        .await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let client = cluster.client().await;
+        let mounted = kfs_fuse::mount(client, "/", dir.path(), options)
+            .await
+            .expect("mount (needs /dev/fuse and root)");
+        MountedCluster {
+            cluster,
+            mounted,
+            _dir: dir,
+        }
+    }
+
+    /// The mount point.
+    pub fn root(&self) -> &Path {
+        self.mounted.mountpoint()
+    }
+
+    /// `rel` inside the mount.
+    pub fn at(&self, rel: &str) -> PathBuf {
+        self.root().join(rel)
+    }
+
+    /// Unmounts, then mounts the cluster anew at the same place (what a restarted mount
+    /// daemon sees: nothing cached).
+    pub async fn remount(self, options: &kfs_fuse::Parsed) -> MountedCluster {
+        let MountedCluster {
+            cluster,
+            mounted,
+            _dir,
+        } = self;
+        mounted.unmount().await.expect("unmount");
+        let client = cluster.client().await;
+        let mounted = kfs_fuse::mount(client, "/", _dir.path(), options)
+            .await
+            .expect("mount again");
+        MountedCluster {
+            cluster,
+            mounted,
+            _dir,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.mounted.unmount().await.expect("unmount");
+        self.cluster.shutdown().await;
+    }
+}
+
+/// Runs blocking file system calls off the runtime (whose tasks serve them).
+pub async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work)
+        .await
+        .expect("blocking task")
+}
