@@ -153,7 +153,7 @@ mod tests {
             }
         }
         assert!(validate(&format!("/{}", "x".repeat(256))).is_err());
-        let deep = "/abcdefg".repeat(600);
+        let deep = "/abcdefg".repeat(MAX_PATH_LEN / 8 + 1);
         assert!(deep.len() > MAX_PATH_LEN);
         assert!(validate(&deep).is_err());
     }

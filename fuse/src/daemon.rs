@@ -27,6 +27,14 @@ use std::path::Path;
 /// The environment variable naming the descriptor a detached daemon reports readiness on.
 pub const READY_FD_ENV: &str = "KFS_MOUNT_READY_FD";
 
+/// How long `kfs mount` waits for its daemon to serve (reaching the master included).
+const READY_WITHIN: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Whether this process is a daemon `kfs mount` started (and waits on).
+pub fn detached() -> bool {
+    std::env::var_os(READY_FD_ENV).is_some()
+}
+
 /// Starts this program again with `--foreground` in a new session and waits until it says it
 /// is mounted (or exits). The daemon's log goes to `log` (appended) when given; otherwise to
 /// this program's standard error until the daemon is ready (so a failure to mount shows), and
@@ -60,13 +68,26 @@ pub fn detach(log: Option<&Path>) -> anyhow::Result<()> {
     }
     let mut child = command.spawn().context("starting the mount daemon")?;
     drop(writer);
-    // One line, not to the end: whatever the daemon forks may still hold the pipe open.
-    let mut said = String::new();
-    std::io::BufReader::new(std::fs::File::from(reader))
-        .read_line(&mut said)
-        .ok();
-    if said.trim() == "ready" {
-        return Ok(());
+    // One line, not to the end, read on a thread so the wait is bounded.
+    let (said_tx, said_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut said = String::new();
+        std::io::BufReader::new(std::fs::File::from(reader))
+            .read_line(&mut said)
+            .ok();
+        let _ = said_tx.send(said);
+    });
+    match said_rx.recv_timeout(READY_WITHIN) {
+        Ok(said) if said.trim() == "ready" => return Ok(()),
+        Ok(_) => {}
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!(
+                "the mount daemon was not ready within {} s (killed; its log is above)",
+                READY_WITHIN.as_secs()
+            );
+        }
     }
     let status = child.wait().context("waiting for the mount daemon")?;
     anyhow::bail!("the mount daemon could not mount ({status}; its error is above)")
@@ -78,6 +99,10 @@ const LOG_ENV: &str = "KFS_MOUNT_LOGGING";
 /// Tells the process that started this daemon (if any) that the mount serves; a detached
 /// daemon without a log file then stops writing to the standard error it inherited.
 pub fn report_ready() {
+    static REPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if REPORTED.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        return; // the descriptor is closed (its number may name another file by now)
+    }
     let logging = std::env::var_os(LOG_ENV).is_some();
     let Some(fd) = std::env::var(READY_FD_ENV)
         .ok()
@@ -85,15 +110,12 @@ pub fn report_ready() {
     else {
         return;
     };
-    // SAFETY: the descriptor was inherited for this one use and is not used elsewhere.
+    // SAFETY: the descriptor was inherited for this one use (once, above) and is used nowhere
+    // else.
     let mut pipe = unsafe { std::fs::File::from_raw_fd(fd) };
     let _ = pipe.write_all(b"ready\n");
     drop(pipe);
-    // SAFETY: only this function reads these variables, once.
-    unsafe {
-        std::env::remove_var(READY_FD_ENV);
-        std::env::remove_var(LOG_ENV);
-    }
+    // (The variables stay: changing the environment while other threads run is unsound.)
     if !logging && let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
         // SAFETY: dup2 onto descriptor 2 replaces it atomically; `null` stays owned here.
         unsafe { libc::dup2(null.as_raw_fd(), 2) };
@@ -147,6 +169,9 @@ impl Watchdog {
 unsafe fn watch(reader: i32, target: &CString, device: u64) -> ! {
     unsafe {
         close_all_but(reader);
+        // The daemon's signal handlers write to descriptors just closed: the default instead.
+        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
         let mut byte = [0u8; 1];
         let n = loop {
             let n = libc::read(reader, byte.as_mut_ptr().cast(), 1);

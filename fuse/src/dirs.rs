@@ -24,6 +24,8 @@ pub struct Listing {
     /// Whether the master has more names after the last one fetched.
     pub more: bool,
     fetched: bool,
+    /// The last name the master gave (hidden or not): where the next page starts.
+    cursor: Option<String>,
 }
 
 impl Listing {
@@ -31,10 +33,16 @@ impl Listing {
     /// exists; returns it.
     pub async fn entry(&mut self, client: &Client, index: usize) -> KfsResult<Option<&DirEntry>> {
         while index >= self.entries.len() && (self.more || !self.fetched) {
-            let after = self.entries.last().map(|e| e.name.clone());
-            let page = client.list_page(&self.path, after, PAGE).await?;
+            let page = client
+                .list_page(&self.path, self.cursor.clone(), PAGE)
+                .await?;
             self.fetched = true;
             self.more = page.more;
+            if let Some(last) = page.entries.last() {
+                self.cursor = Some(last.name.clone());
+            } else {
+                self.more = false;
+            }
             self.entries.extend(
                 page.entries
                     .into_iter()
@@ -53,6 +61,7 @@ impl Listing {
             self.entries.clear();
             self.more = false;
             self.fetched = false;
+            self.cursor = None;
         }
     }
 }
@@ -77,6 +86,7 @@ impl DirHandles {
             entries: Vec::new(),
             more: false,
             fetched: false,
+            cursor: None,
         };
         table
             .1

@@ -129,6 +129,8 @@ pub async fn mount(
     config.mount_options.extend(parsed.kernel.iter().cloned());
     if parsed.allow_other {
         config.acl = fuser::SessionACL::All;
+    } else if parsed.allow_root {
+        config.acl = fuser::SessionACL::RootAndOwner;
     }
     let at = mountpoint.to_path_buf();
     let mut session = tokio::task::spawn_blocking(move || fuser::Session::new(fs, &at, &config))
@@ -176,6 +178,10 @@ pub async fn run(master: &str, options: MountOptions) -> anyhow::Result<()> {
     let mut signals = kfs_common::service::Signals::install()?;
     let mountpoint = std::path::absolute(&options.mountpoint)?;
     let mut mounted = mount(client, &root, &mountpoint, &parsed).await?;
+    if daemon::detached() {
+        // A daemon keeps no directory of its own busy (the one `kfs mount` ran in).
+        let _ = std::env::set_current_dir("/");
+    }
     // The watchdog before readiness: once `kfs mount` returns, a kill of the daemon must find
     // it there (it closes every descriptor it inherits, the readiness pipe's among them).
     let watchdog = daemon::Watchdog::start(&mountpoint)?;

@@ -11,12 +11,15 @@
 //! - `state.file` is `Some` once any opener got past `File::open`, and every write goes
 //!   through it under the state lock, so writes to one inode are applied in arrival order;
 //! - `state.dirty`: bytes written since the last flush (a read first flushes them);
+//! - `state.error`: a write failure found by something other than the writer's own `flush` or
+//!   `fsync` (a read's flush, a truncate's): kept until the next `flush` or `fsync` reports it,
+//!   so a failed write is never acknowledged by a later `close` that found nothing to send;
 //! - `end` is at least the end of every write acknowledged here (`stat` shows the larger of it
 //!   and the master's length).
 
 use kfs_client::File;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// One inode's open file.
@@ -24,13 +27,19 @@ pub struct OpenFile {
     pub state: tokio::sync::Mutex<FileState>,
     /// The end of the furthest write through this mount (0 until one).
     end: AtomicU64,
-    /// Unlinked while open: renamed to a hidden name, removed at the last release.
-    pub hidden: AtomicBool,
 }
 
 pub struct FileState {
     pub file: Option<File>,
     pub dirty: bool,
+    pub error: Option<fuser::Errno>,
+}
+
+impl FileState {
+    /// The write failure kept for the next `flush` or `fsync`, taken (reported once).
+    pub fn take_error(&mut self) -> Result<(), fuser::Errno> {
+        self.error.take().map_or(Ok(()), Err)
+    }
 }
 
 impl OpenFile {
@@ -86,9 +95,9 @@ impl OpenFiles {
                 state: tokio::sync::Mutex::new(FileState {
                     file: None,
                     dirty: false,
+                    error: None,
                 }),
                 end: AtomicU64::new(0),
-                hidden: AtomicBool::new(false),
             });
             (file, 0)
         });

@@ -39,6 +39,8 @@ pub struct MountOptions {
 pub struct Parsed {
     pub settings: Settings,
     pub allow_other: bool,
+    /// `allow_root`: root may enter too, besides the user who mounted.
+    pub allow_root: bool,
     pub root: Option<String>,
     pub master: Option<String>,
     pub credentials: Option<PathBuf>,
@@ -82,7 +84,8 @@ impl MountOptions {
                 ("", None) => {}
                 ("ro", None) => parsed.settings.read_only = true,
                 ("rw", None) => parsed.settings.read_only = false,
-                ("allow_other" | "allow_root", None) => parsed.allow_other = true,
+                ("allow_other", None) => parsed.allow_other = true,
+                ("allow_root", None) => parsed.allow_root = true,
                 ("attr_timeout", Some(v)) => parsed.settings.attr_ttl = seconds(option, v)?,
                 ("entry_timeout", Some(v)) => parsed.settings.entry_ttl = seconds(option, v)?,
                 ("root", Some(v)) => parsed.root = Some(v.to_string()),

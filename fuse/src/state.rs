@@ -47,6 +47,11 @@ pub struct MountState {
     /// The modification time and length each inode had when the kernel was last told them:
     /// an open that finds them unchanged keeps the kernel's cached pages.
     seen: Mutex<lru::LruCache<u64, (i64, u64)>>,
+    /// Held while a name of an open file is hidden (unlink, or a rename over it) and while a
+    /// last release decides whether to remove the hidden name: so a file closed while it is
+    /// being unlinked is either hidden and then removed by that release, or removed at once,
+    /// never hidden and left behind.
+    pub hiding: tokio::sync::Mutex<()>,
 }
 
 /// Files whose last-seen attributes are remembered (for keeping cached pages across opens).
@@ -72,6 +77,7 @@ impl MountState {
             seen: Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(SEEN_CAPACITY).expect("non-zero"),
             )),
+            hiding: tokio::sync::Mutex::new(()),
         }
     }
 

@@ -56,7 +56,7 @@ impl MountedCluster {
             mounted,
             _dir,
         } = self;
-        mounted.unmount().await.expect("unmount");
+        unmount(mounted).await;
         let client = cluster.client().await;
         let mounted = kfs_fuse::mount(client, "/", _dir.path(), options)
             .await
@@ -69,9 +69,17 @@ impl MountedCluster {
     }
 
     pub async fn stop(self) {
-        self.mounted.unmount().await.expect("unmount");
+        unmount(self.mounted).await;
         self.cluster.shutdown().await;
     }
+}
+
+/// Unmounts, waiting 30 s at most for the session to end.
+async fn unmount(mounted: kfs_fuse::Mounted) {
+    tokio::time::timeout(std::time::Duration::from_secs(30), mounted.unmount())
+        .await
+        .expect("the mount did not end within 30 s of its unmount")
+        .expect("unmount");
 }
 
 /// Runs blocking file system calls off the runtime (whose tasks serve them).

@@ -234,11 +234,48 @@ async fn an_unlinked_file_that_is_still_open_keeps_working() {
         let mut text = String::new();
         f.read_to_string(&mut text).unwrap();
         assert_eq!(text, "before unlink, after");
+        assert_eq!(
+            f.metadata().unwrap().nlink(),
+            0,
+            "an unlinked file has no links"
+        );
+
+        // A file a rename replaces keeps working for whoever has it open (`mv tmp live`).
+        let live = dir.join("live");
+        std::fs::write(&live, b"old version").unwrap();
+        let mut reader = std::fs::File::open(&live).unwrap();
+        std::fs::write(dir.join("tmp"), b"new version").unwrap();
+        std::fs::rename(dir.join("tmp"), &live).unwrap();
+        let mut old = String::new();
+        reader.read_to_string(&mut old).unwrap();
+        assert_eq!(old, "old version");
+        assert_eq!(std::fs::read(&live).unwrap(), b"new version");
+        drop(reader);
+        // A directory cannot replace an open file.
+        let mut holder = std::fs::File::open(&live).unwrap();
+        std::fs::create_dir(dir.join("d")).unwrap();
+        let refused = std::fs::rename(dir.join("d"), &live).unwrap_err();
+        assert_eq!(refused.raw_os_error(), Some(libc::ENOTDIR));
+        let mut text = String::new();
+        holder.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "new version");
+        drop(holder);
+        std::fs::remove_dir(dir.join("d")).unwrap();
+        std::fs::remove_file(&live).unwrap();
+
+        // Closed, then unlinked at once: the kernel's release of the file races the unlink.
+        for i in 0..50 {
+            let path = dir.join(format!("race-{i}"));
+            let mut f = std::fs::File::create(&path).unwrap();
+            f.write_all(b"x").unwrap();
+            drop(f);
+            std::fs::remove_file(&path).unwrap();
+        }
     })
     .await;
     let client = m.cluster.client().await;
     kfs_tests::wait_until(
-        "the unlinked file is removed at its last close",
+        "every unlinked file (and no hidden name) to be gone after its last close",
         std::time::Duration::from_secs(10),
         || {
             let client = client.clone();

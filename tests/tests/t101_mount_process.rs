@@ -109,6 +109,29 @@ impl Setup {
     }
 }
 
+impl Drop for Setup {
+    /// A test that failed midway leaves no daemon and no mount behind.
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(self.dir.path()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if let Some(pid) = daemon_pid(&path) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+            if mounted(&path) {
+                let _ = std::process::Command::new("umount")
+                    .arg("-l")
+                    .arg(&path)
+                    .status();
+            }
+        }
+    }
+}
+
 async fn wait_unmounted(mountpoint: &Path, what: &str) {
     let at = mountpoint.to_path_buf();
     wait_until(what, WAIT, || {

@@ -153,34 +153,47 @@ fn artifact(name: &str, text: &str) {
     std::fs::write(dir.join(name), text).expect("write an artifact");
 }
 
-/// Runs `command` to its end (at most `limit`), failing the test with its output if it fails.
+/// Runs `command` to its end (at most `limit`: then it and everything it started are killed),
+/// failing the test with its output if it fails.
 fn run(command: &mut Command, limit: Duration) -> String {
+    use std::os::unix::process::CommandExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
     let shown = format!("{command:?}");
     let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
-    let pid = child.id();
-    let deadline = Instant::now() + limit;
-    let watcher = std::thread::spawn(move || {
-        while Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(200));
-            if !Path::new(&format!("/proc/{pid}")).exists() {
-                return false;
+    let group = child.id().to_string();
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + limit;
+            while Instant::now() < deadline {
+                if done.load(Ordering::Acquire) {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(100));
             }
-        }
-        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        true
-    });
+            // The whole group: helpers it started may hold its output open.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{group}")])
+                .status();
+            true
+        })
+    };
     let output = child.wait_with_output().expect("wait for the command");
+    done.store(true, Ordering::Release);
+    let killed = watcher.join().expect("the watcher thread");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    drop(watcher);
+    assert!(!killed, "{shown} did not finish within {limit:?}:\n{text}");
     assert!(
         output.status.success(),
         "{shown} failed ({}):\n{text}",

@@ -14,8 +14,10 @@
 //!
 //! Through the `AsyncWrite` side, writes are gathered into `write_size` pieces and kept
 //! `writes_in_flight` at once; gathered bytes are always contiguous (a write elsewhere first
-//! lets the earlier ones land, so overlapping writes keep their order), and a seek sends them
-//! on their way. `AsyncRead` first waits for every write in flight, so a handle reads what it
+//! lets the earlier ones land), and a seek sends them on their way. A write over any byte of
+//! the range still in flight waits for those writes to land first, so overlapping writes keep
+//! their order (`File::write_at` bypasses this pipeline: don't mix the two on overlapping
+//! bytes without a flush between). `AsyncRead` first waits for every write in flight, so a handle reads what it
 //! wrote, and keeps a few reads of `read_size` in flight ahead of the position, always starting
 //! where the caller reads (after a seek they start afresh).
 //!

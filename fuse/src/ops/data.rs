@@ -14,7 +14,6 @@ use kfs_common::proto::master::CreateOptions;
 use std::ffi::OsStr;
 use std::io::SeekFrom;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 /// An `io::Error` from a `File`'s `AsyncWrite` side as an `errno`.
@@ -139,8 +138,12 @@ impl MountState {
             let file = state.file.as_mut().ok_or(Errno::EIO)?;
             if state.dirty {
                 // What this mount wrote must be readable: let the writes in flight land.
-                file.flush().await.map_err(|e| io_errno("read", e))?;
                 state.dirty = false;
+                if let Err(e) = file.flush().await {
+                    let errno = io_errno("read", e);
+                    state.error = Some(errno);
+                    return Err(errno);
+                }
             }
             file.reader()
         };
@@ -169,6 +172,7 @@ impl MountState {
     pub async fn flush(&self, fh: u64) -> OpResult<()> {
         let open = self.handle(fh)?;
         let mut state = open.state.lock().await;
+        state.take_error()?;
         if !state.dirty {
             return Ok(());
         }
@@ -181,6 +185,7 @@ impl MountState {
     pub async fn fsync(&self, fh: u64) -> OpResult<()> {
         let open = self.handle(fh)?;
         let mut state = open.state.lock().await;
+        state.take_error()?;
         let file = state.file.as_mut().ok_or(Errno::EIO)?;
         file.sync().await.map_err(|e| fail("fsync", e))?;
         state.dirty = false;
@@ -199,21 +204,20 @@ impl MountState {
             return;
         };
         let Some(open) = last else {
+            let _hiding = self.hiding.lock().await;
             self.inodes.set_open(ino, false);
             return;
         };
-        let hidden = open
-            .hidden
-            .load(Ordering::Acquire)
-            .then(|| self.inodes.path(ino).ok())
-            .flatten();
         let file = open.state.lock().await.file.take();
         if let Some(file) = file
             && let Err(e) = file.close().await
         {
             tracing::warn!(ino, error = %e, "closing a released file failed");
         }
-        if let Some(path) = hidden
+        // Whether it was unlinked is decided only now, under the lock unlink hides names with.
+        let _hiding = self.hiding.lock().await;
+        if self.inodes.is_hidden(ino)
+            && let Ok(path) = self.inodes.path(ino)
             && let Err(e) = self.client.remove(&path).await
         {
             tracing::warn!(%path, error = %e, "cannot remove an unlinked file at its last close");
@@ -234,12 +238,20 @@ impl MountState {
                 .map_err(|e| fail("truncate", e));
         };
         let mut state = open.state.lock().await;
-        if let Some(file) = state.file.take()
-            && let Err(e) = file.close().await
-        {
-            tracing::warn!(%path, error = %e, "flushing before a truncate failed");
+        // The writes before the truncate land first; one that failed fails the truncate (the
+        // file is left as it is) and is reported again at the next flush or fsync.
+        if let Some(file) = state.file.take() {
+            state.dirty = false;
+            if let Err(e) = file.close().await {
+                let errno = fail("truncate", e);
+                state.error = Some(errno);
+                // The handles carry on with the file as it is.
+                if let Ok((file, _)) = self.client.open_with_attr(&path).await {
+                    state.file = Some(file);
+                }
+                return Err(errno);
+            }
         }
-        state.dirty = false;
         let truncated = self.client.truncate(&path, size).await;
         let reopened = self.client.open_with_attr(&path).await;
         open.set_end(size);

@@ -71,27 +71,8 @@ impl MountState {
     pub async fn unlink(&self, parent: u64, name: &OsStr) -> OpResult<()> {
         self.check_writable()?;
         let (path, name) = self.child_path(parent, name)?;
-        if let Some((ino, true)) = self.inodes.child(parent, &name) {
-            // Open here: hide it until its last handle goes, so reads and writes go on.
-            let hidden_name = format!("{HIDDEN_PREFIX}{ino}");
-            let hidden = self
-                .inodes
-                .child_path(parent, &hidden_name)
-                .map_err(|_| Errno::ESTALE)?;
-            match self.client.stat(&path).await {
-                Ok(attr) if attr.kind == FileKind::Dir => return Err(Errno::EISDIR),
-                Ok(_) => {}
-                Err(e) => return Err(fail("unlink", e)),
-            }
-            self.client
-                .rename(&path, &hidden)
-                .await
-                .map_err(|e| fail("unlink", e))?;
-            self.inodes.hide(ino, &hidden_name);
-            if let Some(open) = self.files.of_inode(ino) {
-                open.hidden
-                    .store(true, std::sync::atomic::Ordering::Release);
-            }
+        let _hiding = self.hiding.lock().await;
+        if self.hide_if_open(parent, &name, &path, "unlink").await? {
             return Ok(());
         }
         self.client
@@ -100,6 +81,37 @@ impl MountState {
             .map_err(|e| fail("unlink", e))?;
         self.inodes.unlinked(parent, &name);
         Ok(())
+    }
+
+    /// If `name` in `parent` (at `path`) is a file open on this mount, moves it to a hidden
+    /// name, where reads and writes go on until its last release removes it; `true` if so.
+    /// Called with [`MountState::hiding`] held.
+    async fn hide_if_open(
+        &self,
+        parent: u64,
+        name: &str,
+        path: &str,
+        what: &str,
+    ) -> OpResult<bool> {
+        let Some((ino, true)) = self.inodes.child(parent, name) else {
+            return Ok(false);
+        };
+        let hidden_name = format!("{HIDDEN_PREFIX}{ino}");
+        let hidden = self
+            .inodes
+            .child_path(parent, &hidden_name)
+            .map_err(|_| Errno::ESTALE)?;
+        match self.client.stat(path).await {
+            Ok(attr) if attr.kind == FileKind::Dir => return Ok(false),
+            Ok(_) => {}
+            Err(e) => return Err(fail(what, e)),
+        }
+        self.client
+            .rename(path, &hidden)
+            .await
+            .map_err(|e| fail(what, e))?;
+        self.inodes.hide(ino, &hidden_name);
+        Ok(true)
     }
 
     pub async fn rmdir(&self, parent: u64, name: &OsStr) -> OpResult<()> {
@@ -138,6 +150,19 @@ impl MountState {
         }
         if src == dst {
             return Ok(());
+        }
+        // A file open here that the rename replaces keeps working for its handles (as it
+        // would on a local disk): it is hidden first, then the rename finds nothing to replace.
+        let _hiding = self.hiding.lock().await;
+        if matches!(self.inodes.child(new_parent, &new_name), Some((_, true))) {
+            // Checked before hiding it: a directory cannot replace a file, nor can nothing.
+            match self.client.stat(&src).await {
+                Ok(attr) if attr.kind == FileKind::Dir => return Err(Errno::ENOTDIR),
+                Ok(_) => {}
+                Err(e) => return Err(fail("rename", e)),
+            }
+            self.hide_if_open(new_parent, &new_name, &dst, "rename")
+                .await?;
         }
         self.client
             .rename(&src, &dst)

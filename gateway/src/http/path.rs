@@ -105,7 +105,7 @@ mod tests {
             to_kfs_path("/", &format!("/{long}")),
             Err(BadPath::NameTooLong)
         );
-        let deep = "/abcdefgh".repeat(600);
+        let deep = "/abcdefgh".repeat(MAX_PATH_LEN / 9 + 1);
         assert_eq!(to_kfs_path("/", &deep), Err(BadPath::PathTooLong));
     }
 
