@@ -71,9 +71,13 @@ impl MountState {
     pub async fn unlink(&self, parent: u64, name: &OsStr) -> OpResult<()> {
         self.check_writable()?;
         let (path, name) = self.child_path(parent, name)?;
-        let _hiding = self.hiding.lock().await;
-        if self.hide_if_open(parent, &name, &path, "unlink").await? {
-            return Ok(());
+        {
+            // Only an open file's unlink holds the lock (it serializes them): the others go on
+            // in parallel.
+            let _hiding = self.hiding.lock().await;
+            if self.hide_if_open(parent, &name, &path, "unlink").await? {
+                return Ok(());
+            }
         }
         self.client
             .remove(&path)
@@ -153,8 +157,12 @@ impl MountState {
         }
         // A file open here that the rename replaces keeps working for its handles (as it
         // would on a local disk): it is hidden first, then the rename finds nothing to replace.
-        let _hiding = self.hiding.lock().await;
-        if matches!(self.inodes.child(new_parent, &new_name), Some((_, true))) {
+        let _hiding = match self.inodes.child(new_parent, &new_name) {
+            Some((_, true)) => Some(self.hiding.lock().await),
+            _ => None,
+        };
+        if _hiding.is_some() && matches!(self.inodes.child(new_parent, &new_name), Some((_, true)))
+        {
             // Checked before hiding it: a directory cannot replace a file, nor can nothing.
             match self.client.stat(&src).await {
                 Ok(attr) if attr.kind == FileKind::Dir => return Err(Errno::ENOTDIR),
