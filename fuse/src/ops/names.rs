@@ -157,12 +157,13 @@ impl MountState {
         }
         // A file open here that the rename replaces keeps working for its handles (as it
         // would on a local disk): it is hidden first, then the rename finds nothing to replace.
-        let _hiding = match self.inodes.child(new_parent, &new_name) {
-            Some((_, true)) => Some(self.hiding.lock().await),
-            _ => None,
+        // (`hide_if_open` checks again under the lock: the file may be released meanwhile.)
+        let target_open = matches!(self.inodes.child(new_parent, &new_name), Some((_, true)));
+        let _hiding = match target_open {
+            true => Some(self.hiding.lock().await),
+            false => None,
         };
-        if _hiding.is_some() && matches!(self.inodes.child(new_parent, &new_name), Some((_, true)))
-        {
+        if target_open {
             // Checked before hiding it: a directory cannot replace a file, nor can nothing.
             match self.client.stat(&src).await {
                 Ok(attr) if attr.kind == FileKind::Dir => return Err(Errno::ENOTDIR),
