@@ -126,11 +126,11 @@ impl Client {
 
     /// Awaits a master call, turning a transport failure into `Unavailable` naming the master
     /// (`Io::call`).
-    pub(crate) async fn call<T>(
+    pub(crate) fn call<T>(
         &self,
         call: impl std::future::Future<Output = Result<KfsResult<T>, tarpc::client::RpcError>>,
-    ) -> KfsResult<T> {
-        self.inner.io.call(call).await
+    ) -> impl std::future::Future<Output = KfsResult<T>> {
+        self.inner.io.call(call)
     }
 
     /// Creates a directory; its parent must exist.

@@ -351,16 +351,15 @@ impl Stub for Redialing {
         request: MasterServiceRequest,
     ) -> Result<MasterServiceResponse, RpcError> {
         let conn = self.conn_within(&ctx).await?;
-        match conn.channel.call(ctx, request.clone()).await {
+        // Boxed: the channel's call future is ~1.4 KiB, and every layer above would carry it
+        // (twice, in the generated client's `async` wrapper).
+        match Box::pin(conn.channel.call(ctx, request.clone())).await {
             // The master closed the connection as idle just as this call went out; it read
             // nothing after deciding to, so the request was not applied: send it again.
             Err(RpcError::Shutdown | RpcError::Channel(_)) if conn.end().await == Ended::Idle => {
                 tracing::debug!(addr = %self.0.addr, "the master closed the connection as idle under a call; sending it again");
-                self.conn_within(&ctx)
-                    .await?
-                    .channel
-                    .call(ctx, request)
-                    .await
+                let conn = self.conn_within(&ctx).await?;
+                Box::pin(conn.channel.call(ctx, request)).await
             }
             result => result,
         }

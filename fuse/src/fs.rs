@@ -39,7 +39,9 @@ impl KfsFs {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let state = self.state.clone();
-        self.runtime.spawn(work(state));
+        // Boxed where it is made: the task then moves a pointer, not the whole state machine
+        // (kilobytes for an operation of several master calls).
+        self.runtime.spawn(Box::pin(work(state)));
     }
 }
 

@@ -12,7 +12,9 @@
 //!   `readdirplus` entry adds one; `forget` takes them away); an inode at 0 is dropped unless a
 //!   handle holds it open;
 //! - an entry's `parent` and `name` are where this mount last saw or put it: a rename here
-//!   moves it; an unlink here marks it `unlinked` (its path is then gone).
+//!   moves it; an unlink here marks it `unlinked` (its path is then gone);
+//! - the name index holds exactly the entries not `unlinked`, one inode per (parent, name):
+//!   an inode seen where another was displaces it (marks it `unlinked`).
 
 use kfs_common::FileId;
 use std::collections::HashMap;
@@ -40,18 +42,78 @@ pub enum PathError {
     Unlinked,
 }
 
+/// The nodes, and which one each (directory, name) is: the index keeps `child`, `renamed` and
+/// `unlinked` at O(1) whatever the number of inodes the kernel holds.
+#[derive(Default)]
+struct Table {
+    nodes: HashMap<u64, Node>,
+    /// (parent, name) -> the inode there, for every node not unlinked.
+    names: HashMap<(u64, String), u64>,
+}
+
+impl Table {
+    /// Takes `ino`'s name out of the index (it keeps it, for its path, until renamed).
+    fn unname(&mut self, ino: u64) {
+        if let Some(node) = self.nodes.get(&ino) {
+            let key = (node.parent, node.name.clone());
+            if self.names.get(&key) == Some(&ino) {
+                self.names.remove(&key);
+            }
+        }
+    }
+
+    /// Gives `ino` (in the table) `name` in `parent`; an inode that had it has lost it.
+    fn name(&mut self, ino: u64, parent: u64, name: &str) {
+        self.unname(ino);
+        let key = (parent, name.to_string());
+        if let Some(other) = self.names.insert(key, ino)
+            && other != ino
+            && let Some(displaced) = self.nodes.get_mut(&other)
+        {
+            displaced.unlinked = true;
+        }
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.parent = parent;
+            node.name = name.to_string();
+            node.unlinked = false;
+        }
+    }
+
+    /// The inode at `name` in `parent` is no longer there.
+    fn unlink_name(&mut self, parent: u64, name: &str) {
+        if let Some(ino) = self.names.remove(&(parent, name.to_string()))
+            && let Some(node) = self.nodes.get_mut(&ino)
+        {
+            node.unlinked = true;
+        }
+    }
+
+    /// Drops `ino` once the kernel holds no reference and no handle has it open.
+    fn drop_if_unused(&mut self, ino: u64) {
+        if ino != ROOT_INO
+            && self
+                .nodes
+                .get(&ino)
+                .is_some_and(|node| node.lookups == 0 && node.open == 0)
+        {
+            self.unname(ino);
+            self.nodes.remove(&ino);
+        }
+    }
+}
+
 /// The inode table.
 pub struct Inodes {
     /// The mounted KFS directory (`/` or a directory below it, without a trailing `/`).
     root_path: String,
     root_fid: FileId,
-    nodes: Mutex<HashMap<u64, Node>>,
+    table: Mutex<Table>,
 }
 
 impl Inodes {
     pub fn new(root_path: &str, root_fid: FileId) -> Inodes {
-        let mut nodes = HashMap::new();
-        nodes.insert(
+        let mut table = Table::default();
+        table.nodes.insert(
             ROOT_INO,
             Node {
                 parent: 0,
@@ -65,7 +127,7 @@ impl Inodes {
         Inodes {
             root_path: root_path.trim_end_matches('/').to_string(),
             root_fid,
-            nodes: Mutex::new(nodes),
+            table: Mutex::new(table),
         }
     }
 
@@ -87,17 +149,17 @@ impl Inodes {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Node>> {
-        self.nodes.lock().expect("inode table lock")
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().expect("inode table lock")
     }
 
     /// The KFS path of inode `ino`.
     pub fn path(&self, ino: u64) -> Result<String, PathError> {
-        let nodes = self.lock();
+        let table = self.lock();
         let mut names = Vec::new();
         let mut at = ino;
         while at != ROOT_INO {
-            let node = nodes.get(&at).ok_or(PathError::Stale)?;
+            let node = table.nodes.get(&at).ok_or(PathError::Stale)?;
             if node.unlinked {
                 return Err(PathError::Unlinked);
             }
@@ -121,6 +183,7 @@ impl Inodes {
     /// The directory `ino` was last seen in (the root for the root, or an inode not held).
     pub fn parent(&self, ino: u64) -> u64 {
         self.lock()
+            .nodes
             .get(&ino)
             .map_or(ROOT_INO, |n| n.parent.max(ROOT_INO))
     }
@@ -131,13 +194,14 @@ impl Inodes {
         Ok(kfs_common::path::join(&dir, name))
     }
 
-    /// Records that the kernel got a reference to `ino`, found as `name` in `parent`.
+    /// Records that the kernel got a reference to `ino`, found as `name` in `parent` (an inode
+    /// this mount knew there before is no longer there).
     pub fn looked_up(&self, ino: u64, parent: u64, name: &str) {
         if ino == ROOT_INO {
             return;
         }
-        let mut nodes = self.lock();
-        let node = nodes.entry(ino).or_insert_with(|| Node {
+        let mut table = self.lock();
+        let node = table.nodes.entry(ino).or_insert_with(|| Node {
             parent,
             name: String::new(),
             lookups: 0,
@@ -146,9 +210,7 @@ impl Inodes {
             hidden: false,
         });
         node.lookups += 1;
-        node.parent = parent;
-        node.name = name.to_string();
-        node.unlinked = false;
+        table.name(ino, parent, name);
     }
 
     /// The kernel dropped `n` references to `ino`.
@@ -156,26 +218,22 @@ impl Inodes {
         if ino == ROOT_INO {
             return;
         }
-        let mut nodes = self.lock();
-        if let Some(node) = nodes.get_mut(&ino) {
+        let mut table = self.lock();
+        if let Some(node) = table.nodes.get_mut(&ino) {
             node.lookups = node.lookups.saturating_sub(n);
-            if node.lookups == 0 && node.open == 0 {
-                nodes.remove(&ino);
-            }
+            table.drop_if_unused(ino);
         }
     }
 
     /// A handle on `ino` was opened (`true`) or released (`false`).
     pub fn set_open(&self, ino: u64, opened: bool) {
-        let mut nodes = self.lock();
-        if let Some(node) = nodes.get_mut(&ino) {
+        let mut table = self.lock();
+        if let Some(node) = table.nodes.get_mut(&ino) {
             if opened {
                 node.open += 1;
             } else {
                 node.open = node.open.saturating_sub(1);
-                if node.lookups == 0 && node.open == 0 && ino != ROOT_INO {
-                    nodes.remove(&ino);
-                }
+                table.drop_if_unused(ino);
             }
         }
     }
@@ -183,54 +241,41 @@ impl Inodes {
     /// The inode this mount knows as `name` in `parent`, if any, and whether a handle holds it
     /// open.
     pub fn child(&self, parent: u64, name: &str) -> Option<(u64, bool)> {
-        self.lock()
-            .iter()
-            .find(|(_, n)| n.parent == parent && n.name == name && !n.unlinked)
-            .map(|(ino, n)| (*ino, n.open > 0))
+        let table = self.lock();
+        let ino = *table.names.get(&(parent, name.to_string()))?;
+        table.nodes.get(&ino).map(|n| (ino, n.open > 0))
     }
 
     /// `name` in `parent` was renamed to `new_name` in `new_parent`: the inode there (if known)
     /// moves; one it replaced is gone from its path.
     pub fn renamed(&self, parent: u64, name: &str, new_parent: u64, new_name: &str) {
-        let mut nodes = self.lock();
-        let mut moved = None;
-        for (ino, node) in nodes.iter_mut() {
-            if node.unlinked {
-                continue;
-            }
-            if node.parent == new_parent && node.name == new_name {
-                node.unlinked = true;
-            } else if node.parent == parent && node.name == name {
-                moved = Some(*ino);
-            }
-        }
-        if let Some(node) = moved.and_then(|ino| nodes.get_mut(&ino)) {
-            node.parent = new_parent;
-            node.name = new_name.to_string();
+        let mut table = self.lock();
+        let moved = table.names.remove(&(parent, name.to_string()));
+        table.unlink_name(new_parent, new_name);
+        if let Some(ino) = moved {
+            table.name(ino, new_parent, new_name);
         }
     }
 
     /// `name` in `parent` was removed through this mount.
     pub fn unlinked(&self, parent: u64, name: &str) {
-        for node in self.lock().values_mut() {
-            if node.parent == parent && node.name == name {
-                node.unlinked = true;
-            }
-        }
+        self.lock().unlink_name(parent, name);
     }
 
     /// Moves `ino` to a new name in the same directory (an open file hidden when unlinked).
     pub fn hide(&self, ino: u64, hidden: &str) {
-        if let Some(node) = self.lock().get_mut(&ino) {
-            node.name = hidden.to_string();
-            node.unlinked = false;
-            node.hidden = true;
+        let mut table = self.lock();
+        if let Some(parent) = table.nodes.get(&ino).map(|node| node.parent) {
+            table.name(ino, parent, hidden);
+            if let Some(node) = table.nodes.get_mut(&ino) {
+                node.hidden = true;
+            }
         }
     }
 
     /// Whether `ino` is an open file unlinked through this mount (it has no name: `nlink` 0).
     pub fn is_hidden(&self, ino: u64) -> bool {
-        self.lock().get(&ino).is_some_and(|node| node.hidden)
+        self.lock().nodes.get(&ino).is_some_and(|node| node.hidden)
     }
 }
 
@@ -283,5 +328,37 @@ mod tests {
         assert_eq!(inodes.path(5).unwrap(), "/new");
         assert_eq!(inodes.path(6), Err(PathError::Unlinked));
         assert_eq!(inodes.child(ROOT_INO, "new"), Some((5, false)));
+    }
+
+    #[test]
+    fn a_name_seen_on_another_inode_displaces_the_one_known_there() {
+        let inodes = Inodes::new("/", FileId(1));
+        inodes.looked_up(5, ROOT_INO, "f");
+        // Replaced by another client: the master now names inode 6 there.
+        inodes.looked_up(6, ROOT_INO, "f");
+        assert_eq!(inodes.child(ROOT_INO, "f"), Some((6, false)));
+        assert_eq!(inodes.path(5), Err(PathError::Unlinked));
+        // The displaced inode's forget does not take the name from the new one.
+        inodes.forget(5, 1);
+        assert_eq!(inodes.child(ROOT_INO, "f"), Some((6, false)));
+        // Seen under a new name (renamed elsewhere): the old name is free.
+        inodes.looked_up(6, ROOT_INO, "g");
+        assert_eq!(inodes.child(ROOT_INO, "f"), None);
+        assert_eq!(inodes.path(6).unwrap(), "/g");
+    }
+
+    #[test]
+    fn a_hidden_inode_keeps_its_handles_path_under_the_hidden_name() {
+        let inodes = Inodes::new("/", FileId(1));
+        inodes.looked_up(5, ROOT_INO, "f");
+        inodes.set_open(5, true);
+        inodes.hide(5, ".kfs-open-5");
+        assert!(inodes.is_hidden(5));
+        assert_eq!(inodes.child(ROOT_INO, "f"), None);
+        assert_eq!(inodes.child(ROOT_INO, ".kfs-open-5"), Some((5, true)));
+        assert_eq!(inodes.path(5).unwrap(), "/.kfs-open-5");
+        inodes.forget(5, 1);
+        inodes.set_open(5, false);
+        assert_eq!(inodes.child(ROOT_INO, ".kfs-open-5"), None);
     }
 }

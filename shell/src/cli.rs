@@ -167,6 +167,11 @@ pub struct BenchArgs {
     /// Files (default: meta and small 100000, seq 4, mixed 1000).
     #[arg(long, value_name = "N")]
     pub files: Option<u64>,
+    /// meta, small, mixed: spread the files in flight over directories (file i in directory
+    /// i mod D, as mdtest -u) instead of filling one directory at a time, where a kernel
+    /// mount makes changes to that one directory wait for each other.
+    #[arg(long)]
+    pub spread: bool,
     /// seq: bytes written in all, over the files (e.g. 1GiB, 64MiB, 1000000).
     #[arg(long, default_value = "1GiB", value_parser = parse_bytes, value_name = "SIZE")]
     pub size: u64,

@@ -47,6 +47,9 @@ pub struct Settings {
     pub mix: [u32; 4],
     /// `mixed`: how long it runs.
     pub duration_secs: f64,
+    /// Which directory each file is in (reports from before it have the shared layout).
+    #[serde(default)]
+    pub layout: workloads::Layout,
 }
 
 impl Settings {
@@ -93,6 +96,7 @@ impl Settings {
             replication: a.replication,
             mix,
             duration_secs: a.duration,
+            layout: workloads::Layout::new(files, a.spread),
         })
     }
 }

@@ -135,9 +135,10 @@ impl Report {
         let s = &self.settings;
         let _ = writeln!(
             out,
-            "clients {}, files {}, size {}, block {}, file size {}{}, reads {}, replication {}, mix {:?}, duration {} s\n",
+            "clients {}, files {}{}, size {}, block {}, file size {}{}, reads {}, replication {}, mix {:?}, duration {} s\n",
             s.clients,
             s.files,
+            if s.layout.spread { " (spread)" } else { "" },
             s.size,
             s.block,
             s.file_size,
@@ -182,7 +183,7 @@ fn settings_line(workload: &str, s: &Settings) -> String {
         Some(max) => format!("{}-{} B", s.file_size, max),
         None => format!("{} B", s.file_size),
     };
-    match workload {
+    let line = match workload {
         "meta" => format!("{} clients, {} files", s.clients, s.files),
         "seq" => format!(
             "{} clients, {} files, {} bytes in all, calls of {} bytes, replication {}",
@@ -197,6 +198,10 @@ fn settings_line(workload: &str, s: &Settings) -> String {
              {:?} (each kind's ops/s is its share of the whole), replication {}",
             s.clients, s.files, s.duration_secs, s.mix, s.replication
         ),
+    };
+    match (workload, s.layout.spread) {
+        ("seq", _) | (_, false) => line,
+        (_, true) => format!("{line}, spread over {} directories", s.layout.dirs),
     }
 }
 

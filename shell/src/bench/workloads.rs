@@ -1,6 +1,7 @@
 //! The workloads. Each lays files out the same way on every target: at most 1,000 entries per
-//! directory (`d<k>/…`), names derived from the operation's index, and "random" orders from a
-//! fixed permutation, so two runs (and a KFS run and a POSIX run) do exactly the same operations.
+//! directory (`d<k>/…`, see [`Layout`]), names derived from the operation's index, and "random"
+//! orders from a fixed permutation, so two runs (and a KFS run and a POSIX run) do exactly the
+//! same operations.
 
 use super::stats::{Op, PhaseResult, run_phase, run_timed};
 use super::target::Target;
@@ -11,12 +12,32 @@ use std::time::Duration;
 /// Entries per directory.
 pub const FANOUT: u64 = 1000;
 
-fn dir_of(i: u64) -> String {
-    format!("d{}", i / FANOUT)
+/// Which directory file `i` of `files` is in: `d<k>`, `k < dirs`, each with at most [`FANOUT`]
+/// files. Shared (the default): consecutive files fill one directory, so the operations in
+/// flight at once change the same directory (mdtest's shared-directory case, where a kernel
+/// mount serializes them on the directory's lock). Spread (`--spread`): file `i` is in
+/// directory `i mod dirs`, so they change different ones (as mdtest `-u`, or a photo site's
+/// hashed directories).
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Layout {
+    pub dirs: u64,
+    pub spread: bool,
 }
 
-fn dirs_for(files: u64) -> u64 {
-    files.div_ceil(FANOUT).max(1)
+impl Layout {
+    pub fn new(files: u64, spread: bool) -> Layout {
+        Layout {
+            dirs: files.div_ceil(FANOUT).max(1),
+            spread,
+        }
+    }
+
+    pub fn dir_of(&self, i: u64) -> String {
+        match self.spread {
+            false => format!("d{}", i / FANOUT),
+            true => format!("d{}", i % self.dirs),
+        }
+    }
 }
 
 /// A fixed random permutation of `0..n` (Fisher-Yates over a xorshift sequence with a constant
@@ -100,8 +121,9 @@ pub async fn meta(
     s: &Settings,
     rss_probe: &mut dyn FnMut(),
 ) -> anyhow::Result<Vec<PhaseResult>> {
+    let layout = s.layout;
     let files = s.files;
-    let mut results = vec![make_dirs(t, dirs_for(files), s.clients).await?];
+    let mut results = vec![make_dirs(t, s.layout.dirs, s.clients).await?];
     let tt = t.clone();
     results.push(
         run_phase(
@@ -111,7 +133,7 @@ pub async fn meta(
             op(move |i| {
                 let t = tt.clone();
                 async move {
-                    t.create_empty(&format!("{}/f{i}", dir_of(i)))
+                    t.create_empty(&format!("{}/f{i}", layout.dir_of(i)))
                         .await
                         .map(|()| 0)
                 }
@@ -130,7 +152,11 @@ pub async fn meta(
             op(move |i| {
                 let t = tt.clone();
                 let f = shuffle.get(i);
-                async move { t.stat(&format!("{}/f{f}", dir_of(f))).await.map(|_| 0) }
+                async move {
+                    t.stat(&format!("{}/f{f}", layout.dir_of(f)))
+                        .await
+                        .map(|_| 0)
+                }
             }),
         )
         .await?,
@@ -138,7 +164,7 @@ pub async fn meta(
     let tt = t.clone();
     let mut listed = run_phase(
         "readdir",
-        dirs_for(files),
+        s.layout.dirs,
         s.clients,
         op(move |i| {
             let t = tt.clone();
@@ -164,7 +190,7 @@ pub async fn meta(
             op(move |i| {
                 let t = tt.clone();
                 async move {
-                    let d = dir_of(i);
+                    let d = layout.dir_of(i);
                     t.rename(&format!("{d}/f{i}"), &format!("{d}/g{i}"))
                         .await
                         .map(|()| 0)
@@ -181,7 +207,11 @@ pub async fn meta(
             s.clients,
             op(move |i| {
                 let t = tt.clone();
-                async move { t.remove(&format!("{}/g{i}", dir_of(i))).await.map(|()| 0) }
+                async move {
+                    t.remove(&format!("{}/g{i}", layout.dir_of(i)))
+                        .await
+                        .map(|()| 0)
+                }
             }),
         )
         .await?,
@@ -233,7 +263,8 @@ pub async fn seq(t: &Target, s: &Settings) -> anyhow::Result<Vec<PhaseResult>> {
 /// `small`: `files` small files written (each synced) by `clients` writers, then `reads`
 /// random ones read by `clients` readers.
 pub async fn small(t: &Target, s: &Settings) -> anyhow::Result<Vec<PhaseResult>> {
-    let mut results = vec![make_dirs(t, dirs_for(s.files), s.clients).await?];
+    let layout = s.layout;
+    let mut results = vec![make_dirs(t, s.layout.dirs, s.clients).await?];
     let max = s.file_size_max.unwrap_or(s.file_size).max(s.file_size) as usize;
     let data = pattern(max + 65_536);
     let settings = Arc::new(s.clone());
@@ -249,7 +280,7 @@ pub async fn small(t: &Target, s: &Settings) -> anyhow::Result<Vec<PhaseResult>>
                 async move {
                     let size = small_size(&s, i);
                     t.write_file(
-                        &format!("{}/p{i}", dir_of(i)),
+                        &format!("{}/p{i}", layout.dir_of(i)),
                         size,
                         size.max(1) as usize,
                         s.replication,
@@ -275,7 +306,7 @@ pub async fn small(t: &Target, s: &Settings) -> anyhow::Result<Vec<PhaseResult>>
                 async move {
                     let want = small_size(&s, f);
                     let n = t
-                        .read_file(&format!("{}/p{f}", dir_of(f)), want.max(1) as usize)
+                        .read_file(&format!("{}/p{f}", layout.dir_of(f)), want.max(1) as usize)
                         .await?;
                     anyhow::ensure!(n == want, "p{f}: read {n} bytes of {want}");
                     Ok(n)
@@ -291,6 +322,7 @@ pub async fn small(t: &Target, s: &Settings) -> anyhow::Result<Vec<PhaseResult>>
 /// `clients` clients each pick, per operation: read a random file, write a new one (synced),
 /// stat a random file or list a directory, in the proportions of `mix`.
 pub async fn mixed(t: &Target, s: &Settings) -> anyhow::Result<Vec<PhaseResult>> {
+    let layout = s.layout;
     let setup = Settings {
         reads: 0,
         ..s.clone()
@@ -310,7 +342,7 @@ pub async fn mixed(t: &Target, s: &Settings) -> anyhow::Result<Vec<PhaseResult>>
         let t = tt.clone();
         let f = shuffle.get(i);
         async move {
-            t.read_file(&format!("{}/p{f}", dir_of(f)), size.max(1) as usize)
+            t.read_file(&format!("{}/p{f}", layout.dir_of(f)), size.max(1) as usize)
                 .await
         }
     });
@@ -332,10 +364,14 @@ pub async fn mixed(t: &Target, s: &Settings) -> anyhow::Result<Vec<PhaseResult>>
     let stat = op(move |i| {
         let t = tt.clone();
         let f = stat_shuffle.get(i);
-        async move { t.stat(&format!("{}/p{f}", dir_of(f))).await.map(|_| 0) }
+        async move {
+            t.stat(&format!("{}/p{f}", layout.dir_of(f)))
+                .await
+                .map(|_| 0)
+        }
     });
     let tt = t.clone();
-    let dirs = dirs_for(files);
+    let dirs = s.layout.dirs;
     let list = op(move |i| {
         let t = tt.clone();
         async move { t.list(&format!("d{}", i % dirs)).await.map(|_| 0) }
@@ -405,5 +441,26 @@ mod tests {
             same_dir < 500,
             "{same_dir} of 10,000 steps stay in one directory"
         );
+    }
+
+    #[test]
+    fn layouts_keep_a_thousand_files_a_directory_and_spread_puts_neighbours_apart() {
+        for files in [1u64, 999, 1000, 1001, 64_000, 100_000] {
+            for spread in [false, true] {
+                let layout = Layout::new(files, spread);
+                let mut per_dir = std::collections::HashMap::<String, u64>::new();
+                for i in 0..files {
+                    *per_dir.entry(layout.dir_of(i)).or_default() += 1;
+                }
+                assert_eq!(per_dir.len() as u64, layout.dirs, "{files} {spread}");
+                assert!(per_dir.values().all(|&n| n <= FANOUT), "{files} {spread}");
+            }
+        }
+        let shared = Layout::new(100_000, false);
+        let spread = Layout::new(100_000, true);
+        assert_eq!(shared.dir_of(0), shared.dir_of(63));
+        let in_flight: std::collections::HashSet<String> =
+            (0..64).map(|i| spread.dir_of(i)).collect();
+        assert_eq!(in_flight.len(), 64, "64 files in flight, in 64 directories");
     }
 }
