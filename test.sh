@@ -67,6 +67,10 @@ fi
 
 export CARGO_TERM_COLOR=never
 export RUST_BACKTRACE=1
+# A clean build gains nothing from incremental caches, and they were a good part of the disk a
+# clean run filled (a CI machine once ran out of space linking the tests); say what is free.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+df -h . | sed 's/^/test.sh: disk: /'
 
 echo "== cargo fmt --all -- --check"
 cargo fmt --all -- --check
@@ -103,6 +107,8 @@ echo "== cargo test --workspace"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace 2>&1 | tee "$log"
+df -h . | sed 's/^/test.sh: disk: /'
+du -sh target 2>/dev/null | sed 's/^/test.sh: target: /'
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$log"
 # What the browser test saw, for the CI run's artifacts.
