@@ -72,6 +72,7 @@ impl Client {
                 options.call_timeout,
                 options.retry.clone(),
                 security.clone(),
+                options.durability,
             )
             .await
             {
@@ -208,6 +209,13 @@ impl Client {
     pub async fn stat(&self, path: &str) -> KfsResult<FileAttr> {
         let path = path.to_string();
         self.call(self.m().stat(self.ctx(), path)).await
+    }
+
+    /// Returns once every namespace change this client was answered is durable on the
+    /// master's disk (at once with the default `Synced` durability: they already were), with
+    /// the sequence number of the last op synced. A mount's `fsync`.
+    pub async fn sync_namespace(&self) -> KfsResult<u64> {
+        self.call(self.m().sync_namespace(self.ctx())).await
     }
 
     /// The attributes of the file with id `fid` (wherever it is now: a mount's inodes).

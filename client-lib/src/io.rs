@@ -56,9 +56,21 @@ pub struct ClientOptions {
     /// `KFS_CREDENTIALS`, else `~/.config/kfs/credentials`, else connects without TLS
     /// (`kfs_common::security::client_security`).
     pub security: Option<kfs_common::security::Security>,
+    /// When the master answers this client's namespace changes: `Synced` (the default: each
+    /// change is durable when its call returns), or `Logged` (written to the master's log and
+    /// synced an instant later: a change survives a crash of any process at once, a power loss
+    /// once [`Client::sync_namespace`](crate::Client::sync_namespace) returns; what a mount
+    /// promises, where `fsync` is that call).
+    pub durability: kfs_common::proto::master::Durability,
 }
 
 impl ClientOptions {
+    /// [`ClientOptions::durability`].
+    pub fn with_durability(mut self, durability: kfs_common::proto::master::Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
     /// [`ClientOptions::security`]: connections protected by `security`.
     pub fn with_security(mut self, security: kfs_common::security::Security) -> Self {
         self.security = Some(security);
@@ -128,6 +140,7 @@ impl Default for ClientOptions {
             read_size: 4 << 20,
             retry: RetryPolicy::default(),
             pack_threshold: DEFAULT_PACK_THRESHOLD,
+            durability: Default::default(),
             security: None,
         }
     }

@@ -23,7 +23,7 @@
 use crate::retry::RetryPolicy;
 use kfs_common::proto::CLIENT_PROTOCOL_VERSION;
 use kfs_common::proto::master::{
-    MasterInfo, MasterServiceClient, MasterServiceRequest, MasterServiceResponse,
+    Durability, MasterInfo, MasterServiceClient, MasterServiceRequest, MasterServiceResponse,
 };
 use kfs_common::security::Security;
 use kfs_common::{KfsError, rpc};
@@ -100,6 +100,8 @@ struct Shared {
     chunk_size: u64,
     /// How connections are protected (TLS with this client's credentials, or none).
     security: Security,
+    /// When the master answers this client's changes; set again on every new connection.
+    durability: Durability,
     current: std::sync::Mutex<Arc<Conn>>,
     /// Held while dialling, so that many callers finding the connection closed dial once. It
     /// holds how many dials were made, and the error of the last one if it failed.
@@ -116,9 +118,10 @@ pub(crate) async fn connect(
     timeout: Duration,
     retry: RetryPolicy,
     security: Security,
+    durability: Durability,
 ) -> Result<(MasterClient, MasterInfo), KfsError> {
     // The first dial is not retried: a program started while no master runs hears so at once.
-    let (conn, info) = dial(addr, timeout, &security)
+    let (conn, info) = dial(addr, timeout, &security, durability)
         .await
         .map_err(DialError::into_error)?;
     let stub = Redialing(Arc::new(Shared {
@@ -126,6 +129,7 @@ pub(crate) async fn connect(
         timeout,
         retry,
         security,
+        durability,
         chunk_size: info.chunk_size,
         current: std::sync::Mutex::new(Arc::new(conn)),
         dialling: tokio::sync::Mutex::new((0, None)),
@@ -182,11 +186,12 @@ fn connect_error(addr: SocketAddr, e: std::io::Error) -> DialError {
     DialError::Unreachable(crate::errors::unreachable("the master", addr, &e))
 }
 
-/// A new connection to `addr` whose handshake succeeded.
+/// A new connection to `addr` whose handshake succeeded, answering changes at `durability`.
 async fn dial(
     addr: SocketAddr,
     timeout: Duration,
     security: &Security,
+    durability: Durability,
 ) -> Result<(Conn, MasterInfo), DialError> {
     let unreachable = |e: &dyn std::fmt::Display| {
         DialError::Unreachable(crate::errors::unreachable("the master", addr, e))
@@ -237,6 +242,13 @@ async fn dial(
             }
         })?
         .map_err(DialError::Refused)?;
+    if durability != Durability::Synced {
+        MasterServiceClient::from(conn.channel.clone())
+            .set_durability(rpc::context(timeout), durability)
+            .await
+            .map_err(|e| unreachable(&e))?
+            .map_err(DialError::Refused)?;
+    }
     Ok((conn, info))
 }
 
@@ -295,7 +307,7 @@ impl Redialing {
         let addr = self.0.addr;
         let mut retries = self.0.retry.until(deadline);
         loop {
-            match dial(addr, retries.left(), &self.0.security).await {
+            match dial(addr, retries.left(), &self.0.security, self.0.durability).await {
                 Ok((_, info)) if info.chunk_size != self.0.chunk_size => {
                     return Err(KfsError::Unavailable(format!(
                         "the master at {addr} came back with chunk size {} where this client \

@@ -203,6 +203,8 @@ reply_error!(MasterServiceResponse {
     ReportFailureSigned,
     VolumeLeaseSigned,
     FileChunksSigned,
+    SetDurability,
+    SyncNamespace,
 });
 reply_error!(ClusterServiceResponse {
     Hello,

@@ -386,8 +386,8 @@ impl Filesystem for KfsFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        // Every namespace change is durable in the master's log before it is answered.
-        reply.ok();
+        // The directory's changes are in the master's log: synced with everything before.
+        self.run(move |s| async move { reply_empty(reply, s.sync_names("fsyncdir").await) });
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

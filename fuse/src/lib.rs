@@ -15,7 +15,9 @@
 //!
 //! Consistency is close-to-open (docs/consistency.md): `close` and `fsync` put every write
 //! on every replica and its length at the master; an `open` asks the master for the file
-//! again. The kernel caches attributes and names for `attr_timeout` / `entry_timeout`
+//! again. The master answers the mount's namespace changes once they are in its log file
+//! (`Durability::Logged`: they survive a crash of any process), and `fsync` of a file or a
+//! directory makes them durable against power loss (`-o sync`: each one when answered). The kernel caches attributes and names for `attr_timeout` / `entry_timeout`
 //! (1 s by default), and a file's pages while it is unchanged.
 
 mod convert;
@@ -172,6 +174,7 @@ pub async fn run(master: &str, options: MountOptions) -> anyhow::Result<()> {
         client_options =
             client_options.with_security(kfs_common::security::Security::Tls(Arc::new(context)));
     }
+    let client_options = client_options.with_durability(parsed.durability());
     let client = Client::connect_with(master.as_str(), client_options)
         .await
         .with_context(|| format!("cannot reach the master at {master}"))?;

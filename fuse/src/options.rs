@@ -14,7 +14,8 @@ pub struct MountOptions {
     /// The KFS directory whose contents appear at MOUNTPOINT.
     #[arg(long, default_value = "/")]
     pub root: String,
-    /// Mount options, comma-separated: ro, rw, allow_other, allow_root, attr_timeout=SECS,
+    /// Mount options, comma-separated: ro, rw, sync (every change durable when answered; by
+    /// default at fsync), async, allow_other, allow_root, attr_timeout=SECS,
     /// entry_timeout=SECS, root=PATH, master=ADDR, credentials=FILE, fsname=NAME, log=FILE; the
     /// generic ones mount(8) passes (defaults, _netdev, nofail, auto, noauto, user, nouser,
     /// users, exec, noexec, suid, nosuid, dev, nodev, atime, noatime, relatime, x-systemd.*)
@@ -70,6 +71,18 @@ fn seconds(option: &str, value: &str) -> Result<Duration, OptionError> {
         })
 }
 
+impl Parsed {
+    /// When the master answers the mount's changes (`Logged` unless `-o sync`): the mount's
+    /// client must be made with it (`ClientOptions::with_durability`).
+    pub fn durability(&self) -> kfs_common::proto::master::Durability {
+        use kfs_common::proto::master::Durability;
+        match self.settings.synced {
+            true => Durability::Synced,
+            false => Durability::Logged,
+        }
+    }
+}
+
 impl MountOptions {
     /// Parses every `-o` list.
     pub fn parse(&self) -> Result<Parsed, OptionError> {
@@ -84,6 +97,8 @@ impl MountOptions {
                 ("", None) => {}
                 ("ro", None) => parsed.settings.read_only = true,
                 ("rw", None) => parsed.settings.read_only = false,
+                ("sync" | "dirsync", None) => parsed.settings.synced = true,
+                ("async", None) => parsed.settings.synced = false,
                 ("allow_other", None) => parsed.allow_other = true,
                 ("allow_root", None) => parsed.allow_root = true,
                 ("attr_timeout", Some(v)) => parsed.settings.attr_ttl = seconds(option, v)?,
@@ -113,7 +128,6 @@ impl MountOptions {
                     | "nouser"
                     | "users"
                     | "owner"
-                    | "async"
                     | "default_permissions",
                     None,
                 ) => {}

@@ -25,6 +25,10 @@ pub struct Settings {
     pub entry_ttl: Duration,
     /// Refuse every change (`-o ro`).
     pub read_only: bool,
+    /// Every namespace change durable when answered (`-o sync`); by default a change is
+    /// answered once in the master's log file (it survives a crash of any process) and made
+    /// durable against power loss by `fsync` of the file or its directory, as POSIX promises.
+    pub synced: bool,
 }
 
 impl Default for Settings {
@@ -33,6 +37,7 @@ impl Default for Settings {
             attr_ttl: Duration::from_secs(1),
             entry_ttl: Duration::from_secs(1),
             read_only: false,
+            synced: false,
         }
     }
 }

@@ -1,10 +1,15 @@
 //! Group commit: the one thread that writes the operation log and applies ops to the namespace.
 //!
 //! RPC handlers send ops here and wait. The thread takes every op waiting (a batch), writes them
-//! as consecutive records with one `fdatasync`, then applies them to the namespace in sequence
-//! order under one write lock, and only then answers. So many concurrent mutations share one
-//! fsync, and:
-//! - an op is applied and acknowledged only after its record is durable;
+//! as consecutive records, syncs them with one `fdatasync`, applies them to the namespace in
+//! sequence order under one write lock, and answers (and then every `sync` waiting). So many
+//! concurrent mutations share one fsync, and:
+//! - an op is acknowledged only after its record is durable (`Synced`, the default) or written
+//!   (`Logged`: it survives a crash of any process; the sync follows before the next batch is
+//!   written);
+//! - a batch of `Synced` ops only is applied after its sync, so readers never see a change a
+//!   crash could take back; a batch with a `Logged` op is applied (and those answered) before
+//!   its sync, the `Synced` ones answered after it;
 //! - the namespace always equals the checkpoint plus the log up to the last record written, which
 //!   is what a checkpoint snapshot and crash recovery rely on;
 //! - if the log cannot be written, the batch is answered with an error and nothing of it is
@@ -19,6 +24,7 @@ use crate::namespace::op::{Applied, Op};
 use crate::storage::checkpoint::write_checkpoint;
 use crate::storage::log::{AppendError, LogWriter, MAX_BATCH_BYTES};
 use crate::storage::recovery::prune;
+use kfs_common::proto::master::Durability;
 use kfs_common::worker::WorkerStatus;
 use kfs_common::{KfsError, KfsResult};
 use prometheus_client::metrics::histogram::Histogram;
@@ -99,8 +105,13 @@ impl Default for CommitStats {
     }
 }
 
+type CommitReply = oneshot::Sender<KfsResult<Applied>>;
+type SyncReply = oneshot::Sender<KfsResult<u64>>;
+
 enum Msg {
-    Commit(Op, oneshot::Sender<KfsResult<Applied>>),
+    Commit(Op, CommitReply, Durability),
+    /// Answer once everything written before it is synced, with the last sequence number.
+    Sync(SyncReply),
     /// Write a checkpoint of everything logged (unless the newest one holds it); answer with
     /// its sequence number once durable.
     Checkpoint(CheckpointReply),
@@ -157,18 +168,36 @@ impl Committer {
         self.stats.clone()
     }
 
-    /// Logs `op`, applies it, and returns what applying it gave.
+    /// Logs `op`, applies it, and returns what applying it gave, once its record is durable.
     pub async fn commit(&self, op: Op) -> KfsResult<Applied> {
+        self.commit_with(op, Durability::Synced).await
+    }
+
+    /// [`Committer::commit`], answered once the record is durable or only written.
+    pub async fn commit_with(&self, op: Op, durability: Durability) -> KfsResult<Applied> {
         let (reply, answer) = oneshot::channel();
-        let sent = self
-            .tx
-            .lock()
-            .expect("commit sender lock")
-            .send(Msg::Commit(op, reply));
-        if sent.is_err() {
+        if !self.send(Msg::Commit(op, reply, durability)) {
             return Err(stopped());
         }
         answer.await.unwrap_or_else(|_| Err(stopped()))
+    }
+
+    /// Returns once every op answered before the call is durable, with the sequence number of
+    /// the last record synced.
+    pub async fn sync(&self) -> KfsResult<u64> {
+        let (reply, answer) = oneshot::channel();
+        if !self.send(Msg::Sync(reply)) {
+            return Err(stopped());
+        }
+        answer.await.unwrap_or_else(|_| Err(stopped()))
+    }
+
+    fn send(&self, msg: Msg) -> bool {
+        self.tx
+            .lock()
+            .expect("commit sender lock")
+            .send(msg)
+            .is_ok()
     }
 
     /// Has a checkpoint written of every op logged so far (none if the newest checkpoint
@@ -176,12 +205,7 @@ impl Committer {
     /// op it holds.
     pub async fn checkpoint(&self) -> KfsResult<u64> {
         let (reply, answer) = oneshot::channel();
-        let sent = self
-            .tx
-            .lock()
-            .expect("commit sender lock")
-            .send(Msg::Checkpoint(reply));
-        if sent.is_err() {
+        if !self.send(Msg::Checkpoint(reply)) {
             return Err(stopped());
         }
         answer.await.unwrap_or_else(|_| Err(stopped()))
@@ -213,25 +237,29 @@ fn run(
     let mut broken: Option<String> = None;
     let mut since_checkpoint = 0u64;
     let mut last_checkpoint = Instant::now();
-    let mut batch: Vec<(Op, oneshot::Sender<KfsResult<Applied>>)> = Vec::new();
+    let mut batch: Vec<Waiting> = Vec::new();
+    // Callers of `sync`, answered after this round's batch is synced.
+    let mut syncs: Vec<SyncReply> = Vec::new();
     // Operators waiting for a checkpoint (`kfs admin checkpoint`).
     let mut asked: Vec<CheckpointReply> = Vec::new();
     let mut stop = false;
     while !stop {
         batch.clear();
         match rx.recv_timeout(IDLE_TICK) {
-            Ok(Msg::Commit(op, reply)) => batch.push((op, reply)),
+            Ok(Msg::Commit(op, reply, durability)) => batch.push((op, reply, durability)),
+            Ok(Msg::Sync(reply)) => syncs.push(reply),
             Ok(Msg::Checkpoint(reply)) => asked.push(reply),
             Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => stop = true,
             Err(RecvTimeoutError::Timeout) => {}
         }
-        let mut bytes: usize = batch.iter().map(|(op, _)| op.size_hint()).sum();
+        let mut bytes: usize = batch.iter().map(|(op, _, _)| op.size_hint()).sum();
         while !stop && batch.len() < MAX_BATCH_OPS && bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
-                Ok(Msg::Commit(op, reply)) => {
+                Ok(Msg::Commit(op, reply, durability)) => {
                     bytes += op.size_hint();
-                    batch.push((op, reply));
+                    batch.push((op, reply, durability));
                 }
+                Ok(Msg::Sync(reply)) => syncs.push(reply),
                 Ok(Msg::Checkpoint(reply)) => asked.push(reply),
                 Ok(Msg::Stop) => stop = true,
                 Err(_) => break,
@@ -247,6 +275,13 @@ fn run(
                 &stats,
                 observer.as_ref(),
             );
+        }
+        // Every batch before this point is synced (a batch is synced before the next is taken).
+        for reply in syncs.drain(..) {
+            let _ = reply.send(match &broken {
+                Some(reason) => Err(KfsError::Unavailable(reason.clone())),
+                None => Ok(writer.last_seq()),
+            });
         }
         if let Some(reason) = &broken {
             for reply in asked.drain(..) {
@@ -296,8 +331,11 @@ fn run(
     checkpointer.stop();
 }
 
+/// An op waiting in a batch: its reply, and when it is to be answered.
+type Waiting = (Op, CommitReply, Durability);
+
 fn commit_batch(
-    batch: &mut Vec<(Op, oneshot::Sender<KfsResult<Applied>>)>,
+    batch: &mut Vec<Waiting>,
     ns: &SharedNamespace,
     writer: &mut LogWriter,
     broken: &mut Option<String>,
@@ -305,56 +343,111 @@ fn commit_batch(
     observer: &dyn Observer,
 ) {
     if let Some(reason) = broken {
-        for (_, reply) in batch.drain(..) {
+        for (_, reply, _) in batch.drain(..) {
             let _ = reply.send(Err(KfsError::Unavailable(reason.clone())));
         }
         return;
     }
     let started = Instant::now();
-    match writer.append(batch.iter().map(|(op, _)| op)) {
-        Ok(_) => {
-            stats
-                .commit_seconds
-                .observe(started.elapsed().as_secs_f64());
-            stats
-                .commit_micros
-                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-            stats.batch_ops.observe(batch.len() as f64);
-            stats.last_seq.store(writer.last_seq(), Ordering::Relaxed);
-            let results: Vec<KfsResult<Applied>> = {
-                let mut ns = ns.write().expect("namespace lock");
-                batch.iter().map(|(op, _)| ns.apply(op)).collect()
-            };
-            stats.batches.fetch_add(1, Ordering::Relaxed);
-            stats.ops.fetch_add(batch.len() as u64, Ordering::Relaxed);
-            for ((op, _), result) in batch.iter().zip(&results) {
-                observer.applied(op, result);
-            }
-            for ((_, reply), result) in batch.drain(..).zip(results) {
+    if let Err(e) = writer.write(batch.iter().map(|(op, _, _)| op)) {
+        refuse(batch, e, broken, stats);
+        return;
+    }
+    stats.last_seq.store(writer.last_seq(), Ordering::Relaxed);
+    // A batch of `Synced` ops only is synced before it is applied, so no reader sees a change
+    // that a crash could take back. A batch with a `Logged` op is applied first (those answered
+    // at once) and then synced: its changes are visible up to one fsync before they are durable.
+    let apply_first = batch.iter().any(|(_, _, d)| *d == Durability::Logged);
+    if !apply_first && let Err(e) = sync_batch(writer, started, stats) {
+        let reason = broken_log(&e, broken, stats);
+        for (_, reply, _) in batch.drain(..) {
+            let _ = reply.send(Err(KfsError::Unavailable(reason.clone())));
+        }
+        return;
+    }
+    let results: Vec<KfsResult<Applied>> = {
+        let mut ns = ns.write().expect("namespace lock");
+        batch.iter().map(|(op, _, _)| ns.apply(op)).collect()
+    };
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    stats.ops.fetch_add(batch.len() as u64, Ordering::Relaxed);
+    stats.batch_ops.observe(batch.len() as f64);
+    for ((op, _, _), result) in batch.iter().zip(&results) {
+        observer.applied(op, result);
+    }
+    let mut synced_later = Vec::new();
+    for ((_, reply, durability), result) in batch.drain(..).zip(results) {
+        if apply_first && durability == Durability::Synced {
+            synced_later.push((reply, result));
+        } else {
+            let _ = reply.send(result);
+        }
+    }
+    if !apply_first {
+        return;
+    }
+    match sync_batch(writer, started, stats) {
+        Ok(()) => {
+            for (reply, result) in synced_later {
                 let _ = reply.send(result);
             }
         }
-        Err(AppendError::NotWritten { path, source }) => {
+        Err(e) => {
+            // Applied here, but perhaps not on disk: the callers cannot know (`Unavailable`),
+            // and no mutation is taken until a restart recovers what the disk holds.
+            let reason = broken_log(&e, broken, stats);
+            for (reply, _) in synced_later {
+                let _ = reply.send(Err(KfsError::Unavailable(reason.clone())));
+            }
+        }
+    }
+}
+
+/// Syncs what the batch wrote and records how long writing and syncing it took.
+fn sync_batch(
+    writer: &mut LogWriter,
+    started: Instant,
+    stats: &CommitStats,
+) -> Result<(), AppendError> {
+    writer.sync()?;
+    let took = started.elapsed();
+    stats.commit_seconds.observe(took.as_secs_f64());
+    stats
+        .commit_micros
+        .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Answers a batch whose write failed: nothing of it was applied.
+fn refuse(
+    batch: &mut Vec<Waiting>,
+    e: AppendError,
+    broken: &mut Option<String>,
+    stats: &CommitStats,
+) {
+    let error = match &e {
+        AppendError::NotWritten { path, source } => {
             tracing::error!(path = %path.display(), error = %source, "operation log write failed; batch refused");
-            let error = if source.kind() == std::io::ErrorKind::StorageFull {
+            if source.kind() == std::io::ErrorKind::StorageFull {
                 KfsError::NoSpace(format!("operation log {}: {source}", path.display()))
             } else {
                 KfsError::Io(format!("operation log {}: {source}", path.display()))
-            };
-            for (_, reply) in batch.drain(..) {
-                let _ = reply.send(Err(error.clone()));
             }
         }
-        Err(e @ AppendError::Broken { .. }) => {
-            tracing::error!(error = %e, "operation log broken: refusing every mutation until restart");
-            let reason = format!("{e}; restart the master");
-            for (_, reply) in batch.drain(..) {
-                let _ = reply.send(Err(KfsError::Unavailable(reason.clone())));
-            }
-            *broken = Some(reason);
-            stats.log_broken.store(true, Ordering::Relaxed);
-        }
+        AppendError::Broken { .. } => KfsError::Unavailable(broken_log(&e, broken, stats)),
+    };
+    for (_, reply, _) in batch.drain(..) {
+        let _ = reply.send(Err(error.clone()));
     }
+}
+
+/// Marks the log broken (every later mutation is refused until restart); returns why.
+fn broken_log(e: &AppendError, broken: &mut Option<String>, stats: &CommitStats) -> String {
+    tracing::error!(error = %e, "operation log broken: refusing every mutation until restart");
+    let reason = format!("{e}; restart the master");
+    *broken = Some(reason.clone());
+    stats.log_broken.store(true, Ordering::Relaxed);
+    reason
 }
 
 /// The checkpoint-writing thread.

@@ -5,7 +5,7 @@ use kfs_common::proto::{CLIENT_PROTOCOL_VERSION, OLDEST_CLIENT_PROTOCOL};
 mod support;
 
 use kfs_common::proto::master::{
-    self, CreateOptions, MasterServiceClient, MkdirOptions, RemoveSummary, SetAttr,
+    self, CreateOptions, Durability, MasterServiceClient, MkdirOptions, RemoveSummary, SetAttr,
 };
 use kfs_common::{FileKind, KfsError};
 use kfs_master::{MasterConfig, MasterHandle, StartError};
@@ -327,6 +327,59 @@ async fn concurrent_creates_share_fsyncs() {
         .unwrap()
         .unwrap();
     assert_eq!(page.entries.len(), 32 * 50);
+    master.shutdown().await;
+}
+
+/// A connection that asks for `Logged` is answered before the sync of its batch, and
+/// `sync_namespace` returns once everything answered before it is synced; every other
+/// connection stays `Synced`. What is answered either way is in the log after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_answered_once_logged_are_synced_by_sync_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = kfs_master::start(&config(dir.path())).await.unwrap();
+    let logged = connect(&master).await;
+    logged
+        .set_durability(ctx(), Durability::Logged)
+        .await
+        .unwrap()
+        .unwrap();
+    let synced = connect(&master).await;
+    for i in 0..20 {
+        logged
+            .create(ctx(), format!("/l{i}"), CreateOptions::default())
+            .await
+            .unwrap()
+            .unwrap();
+        synced
+            .mkdir(ctx(), format!("/s{i}"), MkdirOptions::default())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let stats = master.commit_stats();
+    let last = stats.last_seq.load(Ordering::Relaxed);
+    let synced_to = logged.sync_namespace(ctx()).await.unwrap().unwrap();
+    assert!(
+        synced_to >= last,
+        "synced to {synced_to}, {last} written before the call"
+    );
+    // Changes that fail are still refused, named, whatever the durability.
+    let exclusive = CreateOptions {
+        exclusive: true,
+        ..CreateOptions::default()
+    };
+    let again = logged.create(ctx(), "/l0".into(), exclusive).await.unwrap();
+    assert!(
+        matches!(again, Err(KfsError::AlreadyExists { .. })),
+        "{again:?}"
+    );
+    master.shutdown().await;
+    let master = kfs_master::start(&config(dir.path())).await.unwrap();
+    let c = connect(&master).await;
+    for i in 0..20 {
+        assert!(c.stat(ctx(), format!("/l{i}")).await.unwrap().is_ok());
+        assert!(c.stat(ctx(), format!("/s{i}")).await.unwrap().is_ok());
+    }
     master.shutdown().await;
 }
 

@@ -1,12 +1,15 @@
 //! Crash test with the real binary: `kill -9` of a `kfs-master` under a create load from 16
 //! concurrent clients; after a restart on the same metadata directory every acknowledged create
-//! is there. Also: SIGTERM stops the master cleanly with exit code 0.
+//! is there, whether answered once synced or (a mount's connection) once logged. Also: SIGTERM
+//! stops the master cleanly with exit code 0.
 //!
 //! Bounds: start-up 30 s, the load until the kill 60 s, the clients' end after the kill 30 s.
 
 mod support;
 
-use kfs_common::proto::master::{self, CreateOptions, MasterServiceClient, MkdirOptions};
+use kfs_common::proto::master::{
+    self, CreateOptions, Durability, MasterServiceClient, MkdirOptions,
+};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command};
@@ -26,6 +29,18 @@ async fn connect(addr: SocketAddr) -> MasterServiceClient {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_create_load_loses_no_acknowledged_create() {
+    kill_9_under_load(Durability::Synced).await;
+}
+
+/// The same with half the clients on a connection whose changes are answered once logged
+/// (written, not yet synced: a mount's): `kill -9` of the master loses none of those either,
+/// since the kernel holds what was written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_no_create_answered_once_logged() {
+    kill_9_under_load(Durability::Logged).await;
+}
+
+async fn kill_9_under_load(durability: Durability) {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, addr) = spawn_master(dir.path());
     let client = connect(addr).await;
@@ -34,11 +49,21 @@ async fn kill_9_under_create_load_loses_no_acknowledged_create() {
         .await
         .unwrap()
         .unwrap();
+    let other = connect(addr).await;
+    other
+        .set_durability(ctx(), durability)
+        .await
+        .unwrap()
+        .unwrap();
 
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let workers: Vec<_> = (0..16)
         .map(|w| {
-            let client = client.clone();
+            let client = if w % 2 == 0 {
+                client.clone()
+            } else {
+                other.clone()
+            };
             let acked = acked.clone();
             tokio::spawn(async move {
                 for i in 0.. {

@@ -27,7 +27,7 @@ impl MountedCluster {
         })
         .await;
         let dir = tempfile::tempdir().expect("temp dir");
-        let client = cluster.client().await;
+        let client = mount_client(&cluster, options).await;
         let mounted = kfs_fuse::mount(client, "/", dir.path(), options)
             .await
             .expect("mount (needs /dev/fuse and root)");
@@ -57,7 +57,7 @@ impl MountedCluster {
             _dir,
         } = self;
         unmount(mounted).await;
-        let client = cluster.client().await;
+        let client = mount_client(&cluster, options).await;
         let mounted = kfs_fuse::mount(client, "/", _dir.path(), options)
             .await
             .expect("mount again");
@@ -75,6 +75,13 @@ impl MountedCluster {
 }
 
 /// Unmounts, waiting 30 s at most for the session to end.
+/// A client as `kfs mount` makes one for `options` (changes answered once logged, unless
+/// `-o sync`).
+async fn mount_client(cluster: &TestCluster, options: &kfs_fuse::Parsed) -> kfs_client::Client {
+    let client_options = kfs_client::ClientOptions::default().with_durability(options.durability());
+    cluster.client_with(client_options).await
+}
+
 async fn unmount(mounted: kfs_fuse::Mounted) {
     tokio::time::timeout(std::time::Duration::from_secs(30), mounted.unmount())
         .await

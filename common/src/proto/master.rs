@@ -69,6 +69,19 @@ pub struct CreateOptions {
     pub mode: Option<u16>,
 }
 
+/// When the master answers a connection's namespace changes ([`MasterService::set_durability`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Durability {
+    /// Once its log record is synced (`fdatasync`): it survives a power loss. The default.
+    #[default]
+    Synced,
+    /// Once its log record is written to the log file and applied, before the sync that
+    /// follows at once: it survives a crash (`kill -9`) of any process, a power loss only once
+    /// that sync or [`MasterService::sync_namespace`] returned. POSIX's contract, for a mount:
+    /// a change is durable when `fsync` says so.
+    Logged,
+}
+
 /// How [`MasterService::mkdir`] treats missing parents and an existing directory.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MkdirOptions {
@@ -626,6 +639,15 @@ pub trait MasterService {
 
     /// `file_chunks`, with a read capability per chunk. Since client protocol 8.
     async fn file_chunks_signed(path: String) -> Result<Signed<Vec<ChunkLocation>>, KfsError>;
+
+    /// Caller: clients (a mount). When this connection's namespace changes are answered from
+    /// now on ([`Durability`]); a new connection starts at `Synced`. Since client protocol 9.
+    async fn set_durability(durability: Durability) -> Result<(), KfsError>;
+
+    /// Caller: clients (a mount's `fsync`). Returns once every namespace change answered before
+    /// it, on any connection, is synced; replies with the last sequence number synced. Since
+    /// client protocol 9.
+    async fn sync_namespace() -> Result<u64, KfsError>;
 }
 
 /// An answer and the capabilities for the chunks it names.

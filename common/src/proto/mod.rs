@@ -34,12 +34,13 @@ pub const OLDEST_CLUSTER_PROTOCOL: u32 = 2;
 /// `checkpoint`, `open_files`, `fsck_path`; 6 `report_gateway`; 7 users (`add_user`,
 /// `remove_user`, `users`, `whoami`); 8 capabilities for the data path (`locate_signed`,
 /// `layout_signed`, `open_layout_signed`, `lease_signed`, `report_failure_signed`,
-/// `volume_lease_signed`, `file_chunks_signed`). Methods are only ever
+/// `volume_lease_signed`, `file_chunks_signed`); 9 `set_durability` and `sync_namespace` (a
+/// mount's changes answered once logged, synced at `fsync`). Methods are only ever
 /// added at the end of the service, so a master
 /// serves clients of every version from [`OLDEST_CLIENT_PROTOCOL`] to this one, and an upgraded
 /// master keeps serving clients not yet upgraded; a client newer than its master is refused at
 /// the handshake (upgrade the master first).
-pub const CLIENT_PROTOCOL_VERSION: u32 = 8;
+pub const CLIENT_PROTOCOL_VERSION: u32 = 9;
 
 /// The oldest client protocol a master still serves.
 pub const OLDEST_CLIENT_PROTOCOL: u32 = 1;

@@ -189,7 +189,23 @@ impl MountState {
         let file = state.file.as_mut().ok_or(Errno::EIO)?;
         file.sync().await.map_err(|e| fail("fsync", e))?;
         state.dirty = false;
-        Ok(())
+        drop(state);
+        // The file's data is synced on every replica; its name, length and attributes (and
+        // every change before them) now too.
+        self.sync_names("fsync").await
+    }
+
+    /// Makes every namespace change this mount was answered durable on the master's disk (at
+    /// once under `-o sync`: they already are).
+    pub async fn sync_names(&self, what: &str) -> OpResult<()> {
+        if self.settings.synced {
+            return Ok(());
+        }
+        self.client
+            .sync_namespace()
+            .await
+            .map(drop)
+            .map_err(|e| fail(what, e))
     }
 
     pub async fn release(&self, fh: u64) -> OpResult<()> {

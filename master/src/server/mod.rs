@@ -46,6 +46,7 @@ mod authorize;
 mod capabilities;
 mod cluster_service;
 mod compactor;
+mod durability;
 mod namespace_service;
 mod small_files;
 mod users_service;
@@ -110,6 +111,8 @@ pub struct MasterServer {
     /// Who the connection's client proved to be; `None` when insecure (or for the master's own
     /// workers, which call it from inside).
     peer: Option<Arc<kfs_common::security::Peer>>,
+    /// When this connection's namespace changes are answered.
+    durability: Arc<durability::ConnectionDurability>,
 }
 
 /// The cluster service for chunkservers; cheap to clone (one per call).
@@ -357,6 +360,7 @@ pub async fn start_with_clock(
     let master = MasterServer {
         state: state.clone(),
         peer: None,
+        durability: Arc::default(),
     };
     let cluster = ClusterServer {
         state: state.clone(),
@@ -378,6 +382,7 @@ pub async fn start_with_clock(
                     Service::Master => {
                         let master = MasterServer {
                             peer: incoming.peer_certificate().cloned().map(Arc::new),
+                            durability: Arc::default(),
                             ..master
                         };
                         BaseChannel::with_defaults(incoming.transport())

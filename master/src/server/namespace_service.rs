@@ -3,7 +3,8 @@
 //! Each RPC is a `debug` span (tarpc adds an `RPC` span with the trace id). Reads take the
 //! namespace's read lock; mutations are checked against the current state first (so a request
 //! that cannot succeed, or changes nothing, costs no log write) and then go through the
-//! [`Committer`](crate::committer::Committer), which answers after the op is durable and applied.
+//! [`Committer`](crate::committer::Committer), which answers after the op is applied and durable
+//! (or, on a connection that asked for `Durability::Logged`, written: see `durability.rs`).
 //! File ids are handed out before the op is logged, so the server's counter is never behind the
 //! namespace's. Chunk locations come from the chunk map; in safe mode a chunk no server has
 //! reported yet is `Unavailable` to a reader (ask again), not lost.
@@ -14,8 +15,8 @@ use crate::namespace::op::{Op, Prepared, Reply};
 use crate::namespace::{DEFAULT_DIR_MODE, DEFAULT_FILE_MODE};
 use crate::users::access::{READ, SEARCH, WRITE};
 use kfs_common::proto::master::{
-    ChunkLocation, ChunkserverInfo, CreateOptions, DirPage, FileAttr, FsckReport, FsckSummary,
-    GatewayReply, GatewayReport, Layout, MasterInfo, MasterService, MkdirOptions,
+    ChunkLocation, ChunkserverInfo, CreateOptions, DirPage, Durability, FileAttr, FsckReport,
+    FsckSummary, GatewayReply, GatewayReport, Layout, MasterInfo, MasterService, MkdirOptions,
     NamespaceCounters, OpenFileInfo, RemoveSummary, SafeModeStatus, SetAttr, Signed, WorkerInfo,
     WriteLease,
 };
@@ -43,7 +44,7 @@ impl MasterServer {
         }
         self.state
             .committer
-            .commit(op)
+            .commit_with(op, self.durability())
             .await
             .map(|applied| applied.reply)
     }
@@ -769,5 +770,18 @@ impl MasterService for MasterServer {
     ) -> KfsResult<Signed<Vec<ChunkLocation>>> {
         let found = self.clone().file_chunks(cx, path).await?;
         Ok(self.with_read_caps(found))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(?durability))]
+    async fn set_durability(self, _: Context, durability: Durability) -> KfsResult<()> {
+        self.caller()?;
+        self.set_connection_durability(durability);
+        Ok(())
+    }
+
+    #[instrument(level = "debug", skip_all)]
+    async fn sync_namespace(self, _: Context) -> KfsResult<u64> {
+        self.caller()?;
+        self.state.committer.sync().await
     }
 }

@@ -15,9 +15,10 @@
 //!   version 2, `{seq, batch_first, op}`). Written by this build.
 //!
 //! Invariants:
-//! - [`LogWriter::append`] returns only after the records are written and `fdatasync`ed; a
-//!   failed write is cut back off the file, so the segment never holds a partial batch that a
-//!   later batch follows.
+//! - [`LogWriter::append`] returns only after the records are written and `fdatasync`ed
+//!   ([`LogWriter::write`] then [`LogWriter::sync`], which the committer calls apart, to answer
+//!   `Logged` changes in between); a failed write is cut back off the file, so the segment
+//!   never holds a partial batch that a later batch follows.
 //! - The bytes after the last fsync are at most one batch ([`MAX_BATCH_BYTES`] plus one record),
 //!   so that is the most a crash can leave torn at the end of the last segment.
 //! - A torn write is only ever the tail of the last batch: damage that an intact record of a
@@ -290,6 +291,16 @@ impl LogWriter {
         &mut self,
         ops: impl IntoIterator<Item = &'a Op>,
     ) -> Result<u64, AppendError> {
+        let first = self.write(ops)?;
+        self.sync()?;
+        Ok(first)
+    }
+
+    /// Writes `ops` as consecutive records of one batch to the file (the kernel's page cache:
+    /// they survive a crash of this process, not yet a power loss); returns the sequence
+    /// number of the first. [`LogWriter::sync`] must follow before the next batch is written,
+    /// so the bytes not yet synced never exceed one batch.
+    pub fn write<'a>(&mut self, ops: impl IntoIterator<Item = &'a Op>) -> Result<u64, AppendError> {
         let first = self.next_seq;
         let mut seq = first;
         self.buf.clear();
@@ -312,6 +323,13 @@ impl LogWriter {
                 Err(_) => AppendError::Broken { path, source },
             });
         }
+        self.len += self.buf.len() as u64;
+        self.next_seq = seq;
+        Ok(first)
+    }
+
+    /// Makes every record written so far durable (`fdatasync`).
+    pub fn sync(&mut self) -> Result<(), AppendError> {
         if let Err(source) = self.file.sync_data() {
             // After a failed fsync the kernel may have dropped the dirty pages: nothing written
             // since the last good fsync can be trusted, and retrying would hide that.
@@ -320,9 +338,7 @@ impl LogWriter {
                 source,
             });
         }
-        self.len += self.buf.len() as u64;
-        self.next_seq = seq;
-        Ok(first)
+        Ok(())
     }
 
     /// Closes the current segment and starts the next one (a no-op while the current one holds
