@@ -9,8 +9,8 @@ use futures::stream::BoxStream;
 use kfs_common::proto::chunk::ChunkPool;
 use kfs_common::proto::master::{
     ChunkLocation, ChunkserverInfo, CreateOptions, DirEntry, DirPage, FileAttr, FsckReport,
-    FsckSummary, GatewayReply, GatewayReport, Layout, MasterInfo, MkdirOptions, NamespaceCounters,
-    OpenFileInfo, RemoveSummary, SafeModeStatus, SetAttr, WorkerInfo,
+    FsckSummary, GatewayReply, GatewayReport, Layout, MasterInfo, MkdirOptions, MknodOptions,
+    NamespaceCounters, OpenFileInfo, RemoveSummary, SafeModeStatus, SetAttr, WorkerInfo,
 };
 use kfs_common::proto::users::{NewUser, UserAdded, UserInfo, WhoAmI};
 use kfs_common::{KfsError, KfsResult};
@@ -216,6 +216,25 @@ impl Client {
     /// the sequence number of the last op synced. A mount's `fsync`.
     pub async fn sync_namespace(&self) -> KfsResult<u64> {
         self.call(self.m().sync_namespace(self.ctx())).await
+    }
+
+    /// Makes a symbolic link at `path` to `target` (kept as given; the master never follows a
+    /// link, a mount's kernel does). Needs a master of client protocol 10.
+    pub async fn symlink(&self, path: &str, target: &str) -> KfsResult<FileAttr> {
+        let (path, target) = (path.to_string(), target.to_string());
+        self.call(self.m().symlink(self.ctx(), path, target)).await
+    }
+
+    /// The target of the symbolic link at `path`.
+    pub async fn readlink(&self, path: &str) -> KfsResult<String> {
+        let path = path.to_string();
+        self.call(self.m().readlink(self.ctx(), path)).await
+    }
+
+    /// Makes a FIFO, socket or device at `path`.
+    pub async fn mknod(&self, path: &str, options: MknodOptions) -> KfsResult<FileAttr> {
+        let path = path.to_string();
+        self.call(self.m().mknod(self.ctx(), path, options)).await
     }
 
     /// The attributes of the file with id `fid` (wherever it is now: a mount's inodes).

@@ -353,6 +353,12 @@ pub async fn get(
     progress: &dyn CopyProgress,
 ) -> KfsResult<CopySummary> {
     let attr = client.stat(remote).await?;
+    if attr.kind.is_special() {
+        return Ok(CopySummary {
+            skipped: vec![(local_path.to_path_buf(), attr.kind.name())],
+            ..Default::default()
+        });
+    }
     if attr.kind == FileKind::File {
         progress.files_found(1);
         progress.file_started(remote.rsplit('/').next().unwrap_or(remote));
@@ -380,6 +386,7 @@ pub async fn get(
             match entry.kind {
                 FileKind::Dir => dirs.push((from, to)),
                 FileKind::File => files.push((from, to)),
+                special => summary.skipped.push((to, special.name())),
             }
         }
     }

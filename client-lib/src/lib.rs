@@ -53,8 +53,8 @@ pub use kfs_common::proto::cluster::SpaceReport;
 pub use kfs_common::proto::master::{
     ChunkLocation, ChunkProblem, ChunkserverInfo, CreateOptions, DirEntry, DirPage, ExtentLocation,
     FileAttr, FsckProblem, FsckReport, FsckSummary, GatewayReply, GatewayReport, Layout,
-    MasterInfo, MkdirOptions, NamespaceCounters, OpenFileInfo, RemoveSummary, ReplicaLocation,
-    SafeModeStatus, ServerState, SetAttr, WorkerInfo,
+    MasterInfo, MkdirOptions, MknodOptions, NamespaceCounters, OpenFileInfo, RemoveSummary,
+    ReplicaLocation, SafeModeStatus, ServerState, SetAttr, WorkerInfo,
 };
 pub use kfs_common::{ChunkId, ChunkVersion, FileId, FileKind, ServerId};
 pub use kfs_common::{KfsError, KfsResult};

@@ -132,6 +132,15 @@ impl KfsError {
     pub fn is_a_directory(path: impl Into<String>) -> Self {
         KfsError::IsADirectory { path: path.into() }
     }
+    /// A directory, symbolic link or special file where only a regular file has a meaning (its
+    /// data, chunks or length): `IsADirectory` for a directory, `InvalidArgument` otherwise.
+    pub fn not_a_regular_file(path: impl Into<String>, kind: crate::FileKind) -> Self {
+        let path = path.into();
+        match kind {
+            crate::FileKind::Dir => KfsError::IsADirectory { path },
+            kind => KfsError::InvalidArgument(format!("'{path}' is a {kind}, not a regular file")),
+        }
+    }
     pub fn directory_not_empty(path: impl Into<String>) -> Self {
         KfsError::DirectoryNotEmpty { path: path.into() }
     }

@@ -76,20 +76,51 @@ impl std::str::FromStr for ServerId {
     }
 }
 
-/// Whether an inode is a regular file or a directory.
+/// What an inode is: a regular file, a directory, or (since client protocol 10) a symbolic
+/// link or a special file. Only regular files hold data; a master shows a client of an older
+/// protocol every kind it does not know as a `File` of length 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[repr(u8)]
 pub enum FileKind {
     File = 1,
     Dir = 2,
+    Symlink = 3,
+    Fifo = 4,
+    Socket = 5,
+    CharDevice = 6,
+    BlockDevice = 7,
+}
+
+impl FileKind {
+    /// A symbolic link, FIFO, socket or device: no data, no chunks, never a directory.
+    pub fn is_special(self) -> bool {
+        !matches!(self, FileKind::File | FileKind::Dir)
+    }
+
+    /// A character or block device, whose attributes carry a device number.
+    pub fn is_device(self) -> bool {
+        matches!(self, FileKind::CharDevice | FileKind::BlockDevice)
+    }
+}
+
+impl FileKind {
+    /// What it is, in words ("file", "directory", "symbolic link", ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            FileKind::File => "file",
+            FileKind::Dir => "directory",
+            FileKind::Symlink => "symbolic link",
+            FileKind::Fifo => "FIFO",
+            FileKind::Socket => "socket",
+            FileKind::CharDevice => "character device",
+            FileKind::BlockDevice => "block device",
+        }
+    }
 }
 
 impl fmt::Display for FileKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            FileKind::File => "file",
-            FileKind::Dir => "directory",
-        })
+        f.write_str(self.name())
     }
 }
 

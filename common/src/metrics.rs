@@ -205,6 +205,9 @@ reply_error!(MasterServiceResponse {
     FileChunksSigned,
     SetDurability,
     SyncNamespace,
+    Symlink,
+    Readlink,
+    Mknod,
 });
 reply_error!(ClusterServiceResponse {
     Hello,

@@ -34,7 +34,9 @@ pub fn timestamp(time: SystemTime) -> Timestamp {
 pub fn kernel_attr(ino: u64, attr: &FileAttr, size: u64) -> KernelAttr {
     let (kind, nlink, size) = match attr.kind {
         FileKind::Dir => (FileType::Directory, 2, 0),
-        _ => (FileType::RegularFile, 1, size),
+        FileKind::File => (FileType::RegularFile, 1, size),
+        // A link's length is its target's; a device's `size` is its number.
+        special => (file_type(special), 1, attr.length()),
     };
     let mtime = system_time(attr.mtime);
     KernelAttr {
@@ -50,7 +52,7 @@ pub fn kernel_attr(ino: u64, attr: &FileAttr, size: u64) -> KernelAttr {
         nlink,
         uid: attr.owner,
         gid: attr.group,
-        rdev: 0,
+        rdev: u32::try_from(attr.rdev()).unwrap_or(0),
         blksize: BLOCK_SIZE,
         flags: 0,
     }
@@ -59,8 +61,13 @@ pub fn kernel_attr(ino: u64, attr: &FileAttr, size: u64) -> KernelAttr {
 /// The file type a listing entry shows.
 pub fn file_type(kind: FileKind) -> FileType {
     match kind {
+        FileKind::File => FileType::RegularFile,
         FileKind::Dir => FileType::Directory,
-        _ => FileType::RegularFile,
+        FileKind::Symlink => FileType::Symlink,
+        FileKind::Fifo => FileType::NamedPipe,
+        FileKind::Socket => FileType::Socket,
+        FileKind::CharDevice => FileType::CharDevice,
+        FileKind::BlockDevice => FileType::BlockDevice,
     }
 }
 

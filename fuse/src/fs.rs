@@ -176,13 +176,48 @@ impl Filesystem for KfsFs {
 
     fn symlink(
         &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _link_name: &OsStr,
-        _target: &Path,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
         reply: ReplyEntry,
     ) {
-        reply.error(Errno::EPERM);
+        let (name, target, uid, gid) = (
+            link_name.to_owned(),
+            target.to_owned(),
+            req.uid(),
+            req.gid(),
+        );
+        self.run(move |s| async move {
+            let result = s.symlink(parent.0, &name, &target, uid, gid).await;
+            reply_entry(&s, reply, result);
+        });
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.run(move |s| async move {
+            match s.readlink(ino.0).await {
+                Ok(target) => reply.data(&target),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let (name, uid, gid) = (name.to_owned(), req.uid(), req.gid());
+        self.run(move |s| async move {
+            let result = s.mknod(parent.0, &name, mode, rdev, uid, gid).await;
+            reply_entry(&s, reply, result);
+        });
     }
 
     fn rename(

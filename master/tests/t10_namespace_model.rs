@@ -12,7 +12,7 @@ use kfs_common::path;
 use kfs_common::proto::Timestamp;
 use kfs_common::proto::master::{FileAttr, REPLICATION_RANGE, RemoveSummary, SetAttr};
 use kfs_common::{ChunkId, ChunkVersion, FileId, FileKind, KfsError, KfsResult};
-use kfs_master::namespace::op::{ExtentMove, Op, Prepared, Reply};
+use kfs_master::namespace::op::{ExtentMove, Op, Prepared, Reply, Special};
 use kfs_master::namespace::{DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, Namespace};
 use proptest::prelude::*;
 use serde_bytes::ByteBuf;
@@ -37,6 +37,8 @@ struct MNode {
     chunks: BTreeMap<u64, u64>,
     /// A packed file's record: `(volume, at, len)`.
     extent: Option<(u64, u64, u32)>,
+    /// A symbolic link's target.
+    target: Option<String>,
 }
 
 impl MNode {
@@ -51,6 +53,7 @@ impl MNode {
             xattrs: BTreeMap::new(),
             chunks: BTreeMap::new(),
             extent: None,
+            target: None,
         }
     }
 }
@@ -71,6 +74,16 @@ struct Model {
 
 fn is_dir(n: &MNode) -> bool {
     n.kind == FileKind::Dir
+}
+
+/// The error of a data op (chunks, lengths, extents) on `n`, addressed by `fid`, if it is not a
+/// regular file.
+fn not_regular(n: &MNode, fid: FileId) -> Option<KfsError> {
+    match n.kind {
+        FileKind::File => None,
+        FileKind::Dir => Some(KfsError::is_a_directory(fid.to_string())),
+        _ => Some(KfsError::invalid_argument("not a regular file")),
+    }
 }
 
 impl Model {
@@ -148,7 +161,7 @@ impl Model {
             let n = self.nodes.remove(&k).unwrap();
             match n.kind {
                 FileKind::Dir => summary.dirs += 1,
-                FileKind::File => summary.files += 1,
+                _ => summary.files += 1,
             }
             freed.extend(n.chunks.values());
         }
@@ -172,7 +185,12 @@ impl Model {
         let files = self.nodes.values().filter(|n| !is_dir(n)).count() as u64;
         let dirs = self.nodes.values().filter(|n| is_dir(n)).count() as u64;
         let chunks = self.nodes.values().map(|n| n.chunks.len() as u64).sum();
-        let bytes = self.nodes.values().map(|n| n.size).sum();
+        let bytes = self
+            .nodes
+            .values()
+            .filter(|n| n.kind == FileKind::File)
+            .map(|n| n.size)
+            .sum();
         (files, dirs, chunks, bytes)
     }
 
@@ -233,6 +251,9 @@ impl Model {
                 match self.nodes.get_mut(p) {
                     Some(n) if is_dir(n) => Err(KfsError::is_a_directory(p.as_str())),
                     Some(_) if *exclusive => Err(KfsError::already_exists(p.as_str())),
+                    Some(n) if n.kind != FileKind::File => {
+                        Err(KfsError::invalid_argument("not a regular file"))
+                    }
                     Some(n) => {
                         let freed = std::mem::take(&mut n.chunks).into_values().collect();
                         n.extent = None;
@@ -268,14 +289,14 @@ impl Model {
                 };
                 let mut freed = Vec::new();
                 if let Some(old) = self.nodes.get(dst) {
-                    match (from.kind, old.kind) {
-                        (FileKind::File, FileKind::Dir) => {
+                    match (is_dir(&from), is_dir(old)) {
+                        (false, true) => {
                             return Err(KfsError::is_a_directory(dst.as_str()));
                         }
-                        (FileKind::Dir, FileKind::File) => {
+                        (true, false) => {
                             return Err(KfsError::not_a_directory(dst.as_str()));
                         }
-                        (FileKind::Dir, FileKind::Dir) if !self.is_empty_dir(dst) => {
+                        (true, true) if !self.is_empty_dir(dst) => {
                             return Err(KfsError::directory_not_empty(dst.as_str()));
                         }
                         _ => freed = self.take_subtree(dst).1,
@@ -331,8 +352,10 @@ impl Model {
                 if !REPLICATION_RANGE.contains(replication) {
                     return Err(KfsError::invalid_argument("replication"));
                 }
-                if is_dir(self.resolve(p)?) {
-                    return Err(KfsError::is_a_directory(p.as_str()));
+                match self.resolve(p)?.kind {
+                    FileKind::File => {}
+                    FileKind::Dir => return Err(KfsError::is_a_directory(p.as_str())),
+                    _ => return Err(KfsError::invalid_argument("not a regular file")),
                 }
                 let n = self.nodes.get_mut(p).unwrap();
                 n.replication = *replication;
@@ -373,6 +396,26 @@ impl Model {
                     }),
                 }
             }
+            Action::MakeSpecial { path: p, which } => {
+                let (kind, size, target) = special_of(*which);
+                let mode = if kind == FileKind::Symlink {
+                    0o777
+                } else {
+                    DEFAULT_FILE_MODE
+                };
+                let Some((parent, _)) = self.parent(p)? else {
+                    return Err(KfsError::already_exists(p.as_str()));
+                };
+                if self.nodes.contains_key(p) {
+                    return Err(KfsError::already_exists(p.as_str()));
+                }
+                let mut n = MNode::new(kind, mode, 0, time);
+                n.size = size;
+                n.target = target;
+                self.nodes.insert(p.clone(), n.clone());
+                self.touch(&parent, time);
+                done(MReply::Attr(n))
+            }
             // The fid-addressed ops are checked in `run`, where the fid is known.
             Action::AllocateChunk { .. }
             | Action::SetLength { .. }
@@ -383,7 +426,8 @@ impl Model {
             Action::Stat { .. }
             | Action::Readdir { .. }
             | Action::GetXattr { .. }
-            | Action::ListXattrs { .. } => unreachable!("reads are compared in `run`"),
+            | Action::ListXattrs { .. }
+            | Action::Readlink { .. } => unreachable!("reads are compared in `run`"),
         }
     }
 }
@@ -474,6 +518,33 @@ enum Action {
     ListXattrs {
         path: String,
     },
+    /// A symbolic link (`which` 0, to "a/b"), a FIFO (1) or a character device (2).
+    MakeSpecial {
+        path: String,
+        which: u8,
+    },
+    Readlink {
+        path: String,
+    },
+}
+
+/// The kind, attribute size and target of the special file `which` of `Action::MakeSpecial`.
+fn special_of(which: u8) -> (FileKind, u64, Option<String>) {
+    match which {
+        0 => (FileKind::Symlink, 3, Some("a/b".to_string())),
+        1 => (FileKind::Fifo, 0, None),
+        _ => (FileKind::CharDevice, 0x0102, None),
+    }
+}
+
+fn special_op(which: u8) -> Special {
+    match which {
+        0 => Special::Symlink {
+            target: "a/b".into(),
+        },
+        1 => Special::Fifo,
+        _ => Special::CharDevice { rdev: 0x0102 },
+    }
 }
 
 /// Mostly valid paths over a tiny alphabet (so ops collide), sometimes invalid ones.
@@ -521,6 +592,8 @@ fn action() -> impl Strategy<Value = Action> {
         3 => (a_path(), 1u32..4).prop_map(|(path, page)| Action::Readdir { path, page }),
         1 => (a_path(), an_xattr_name()).prop_map(|(path, name)| Action::GetXattr { path, name }),
         1 => a_path().prop_map(|path| Action::ListXattrs { path }),
+        3 => (a_path(), 0u8..3).prop_map(|(path, which)| Action::MakeSpecial { path, which }),
+        1 => a_path().prop_map(|path| Action::Readlink { path }),
     ]
 }
 
@@ -700,6 +773,34 @@ fn run(actions: &[Action]) -> Result<(), TestCaseError> {
                 same_read(action, ns.list_xattrs(p), want)?;
                 continue;
             }
+            Action::Readlink { path: p } => {
+                let want = model.resolve(p).and_then(|n| {
+                    n.target
+                        .clone()
+                        .ok_or_else(|| KfsError::invalid_argument("not a symbolic link"))
+                });
+                same_read(action, ns.readlink(p), want)?;
+                continue;
+            }
+            Action::MakeSpecial { path: p, which } => {
+                let fid = FileId(next_fid);
+                next_fid += 1;
+                let special = special_op(*which);
+                let mode = if special.kind() == FileKind::Symlink {
+                    0o777
+                } else {
+                    DEFAULT_FILE_MODE
+                };
+                Op::MakeSpecial {
+                    path: p.clone(),
+                    special,
+                    mode,
+                    owner: 0,
+                    group: 0,
+                    fid,
+                    time,
+                }
+            }
             Action::Mkdir { path: p, parents } => {
                 let first_fid = FileId(next_fid);
                 next_fid += 4;
@@ -800,7 +901,7 @@ fn run(actions: &[Action]) -> Result<(), TestCaseError> {
                 let at = step as u64 * 8;
                 let want = match model.resolve(p) {
                     Err(_) => Err(KfsError::not_found(fid.to_string())),
-                    Ok(n) if is_dir(n) => Err(KfsError::is_a_directory(fid.to_string())),
+                    Ok(n) if not_regular(n, fid).is_some() => Err(not_regular(n, fid).unwrap()),
                     Ok(_) if !model.volumes.contains(&volume.0) => {
                         Err(KfsError::NoSuchChunk { chunk: volume })
                     }
@@ -898,8 +999,7 @@ fn run(actions: &[Action]) -> Result<(), TestCaseError> {
                 let fid = ns.stat(p).map(|a| a.fid).unwrap_or(FileId(999_999));
                 let expect = match model.resolve(p) {
                     Err(_) => Err(KfsError::not_found(fid.to_string())),
-                    Ok(n) if is_dir(n) => Err(KfsError::is_a_directory(fid.to_string())),
-                    Ok(_) => Ok(()),
+                    Ok(n) => not_regular(n, fid).map_or(Ok(()), Err),
                 };
                 let (op, want) = if let Action::AllocateChunk { .. } = action {
                     let chunk = next_chunk;

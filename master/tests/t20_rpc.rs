@@ -5,7 +5,8 @@ use kfs_common::proto::{CLIENT_PROTOCOL_VERSION, OLDEST_CLIENT_PROTOCOL};
 mod support;
 
 use kfs_common::proto::master::{
-    self, CreateOptions, Durability, MasterServiceClient, MkdirOptions, RemoveSummary, SetAttr,
+    self, CreateOptions, Durability, MasterServiceClient, MkdirOptions, MknodOptions,
+    RemoveSummary, SetAttr,
 };
 use kfs_common::{FileKind, KfsError};
 use kfs_master::{MasterConfig, MasterHandle, StartError};
@@ -267,6 +268,143 @@ async fn acknowledged_changes_survive_a_restart_and_checkpoints() {
         })
         .count();
     assert!(checkpoints <= 2, "{checkpoints} checkpoints kept");
+    master.shutdown().await;
+}
+
+#[tokio::test]
+async fn symbolic_links_and_special_files_survive_a_restart_and_old_clients_see_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let master = kfs_master::start(&cfg).await.unwrap();
+    let c = connect(&master).await;
+    c.handshake(ctx(), CLIENT_PROTOCOL_VERSION)
+        .await
+        .unwrap()
+        .unwrap();
+    c.mkdir(ctx(), "/d".into(), MkdirOptions::default())
+        .await
+        .unwrap()
+        .unwrap();
+    let link = c
+        .symlink(ctx(), "/d/link".into(), "../elsewhere/x".into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (link.kind, link.size, link.mode),
+        (FileKind::Symlink, 14, 0o777)
+    );
+    let mknod = |kind, rdev| MknodOptions {
+        kind,
+        mode: Some(0o640),
+        rdev,
+    };
+    let fifo = c
+        .mknod(ctx(), "/d/fifo".into(), mknod(FileKind::Fifo, 0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (fifo.kind, fifo.size, fifo.mode),
+        (FileKind::Fifo, 0, 0o640)
+    );
+    let dev = c
+        .mknod(ctx(), "/d/dev".into(), mknod(FileKind::BlockDevice, 0x0803))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((dev.rdev(), dev.length()), (0x0803, 0));
+    // A name is never replaced; what is not a special kind is refused; a FIFO has no data.
+    assert!(matches!(
+        c.symlink(ctx(), "/d/fifo".into(), "t".into())
+            .await
+            .unwrap(),
+        Err(KfsError::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        c.mknod(ctx(), "/d/x".into(), mknod(FileKind::Dir, 0))
+            .await
+            .unwrap(),
+        Err(KfsError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        c.symlink(ctx(), "/d/empty".into(), String::new())
+            .await
+            .unwrap(),
+        Err(KfsError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        c.open(ctx(), "/d/fifo".into(), 0).await.unwrap(),
+        Err(KfsError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        c.readlink(ctx(), "/d/fifo".into()).await.unwrap(),
+        Err(KfsError::InvalidArgument(_))
+    ));
+    // The link's target is no attribute.
+    assert_eq!(
+        c.list_xattrs(ctx(), "/d/link".into()).await.unwrap(),
+        Ok(vec![])
+    );
+    let counters = c.counters(ctx()).await.unwrap().unwrap();
+    assert_eq!((counters.files, counters.bytes), (3, 0));
+
+    // Across a checkpoint and a restart replaying the log after it.
+    c.checkpoint(ctx()).await.unwrap().unwrap();
+    c.symlink(ctx(), "/d/after".into(), "/d/link".into())
+        .await
+        .unwrap()
+        .unwrap();
+    master.shutdown().await;
+    let master = kfs_master::start(&cfg).await.unwrap();
+    let c = connect(&master).await;
+    c.handshake(ctx(), CLIENT_PROTOCOL_VERSION)
+        .await
+        .unwrap()
+        .unwrap();
+    for (path, target) in [("/d/link", "../elsewhere/x"), ("/d/after", "/d/link")] {
+        assert_eq!(
+            c.readlink(ctx(), path.into()).await.unwrap(),
+            Ok(target.to_string())
+        );
+    }
+    assert_eq!(
+        c.stat(ctx(), "/d/dev".into())
+            .await
+            .unwrap()
+            .unwrap()
+            .rdev(),
+        0x0803
+    );
+    // Renamed and removed like files.
+    c.rename(ctx(), "/d/fifo".into(), "/d/after".into())
+        .await
+        .unwrap()
+        .unwrap();
+    c.remove(ctx(), "/d/link".into()).await.unwrap().unwrap();
+
+    // A client of protocol 9 sees a regular file of length 0 where they are.
+    let old = connect(&master).await;
+    old.handshake(ctx(), 9).await.unwrap().unwrap();
+    let page = old
+        .readdir(ctx(), "/d".into(), None, 0, true)
+        .await
+        .unwrap()
+        .unwrap();
+    let seen: Vec<(String, FileKind, u64)> = page
+        .entries
+        .iter()
+        .map(|e| (e.name.clone(), e.kind, e.attr.as_ref().unwrap().size))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("after".to_string(), FileKind::File, 0),
+            ("dev".to_string(), FileKind::File, 0)
+        ]
+    );
+    let attr = old.stat(ctx(), "/d/dev".into()).await.unwrap().unwrap();
+    assert_eq!((attr.kind, attr.size), (FileKind::File, 0));
     master.shutdown().await;
 }
 

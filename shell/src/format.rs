@@ -32,7 +32,15 @@ pub fn time_precise(ts: Timestamp) -> String {
 /// `drwxr-xr-x` / `-rw-r--r--`.
 pub fn mode(kind: FileKind, mode: u16) -> String {
     let mut s = String::with_capacity(10);
-    s.push(if kind == FileKind::Dir { 'd' } else { '-' });
+    s.push(match kind {
+        FileKind::File => '-',
+        FileKind::Dir => 'd',
+        FileKind::Symlink => 'l',
+        FileKind::Fifo => 'p',
+        FileKind::Socket => 's',
+        FileKind::CharDevice => 'c',
+        FileKind::BlockDevice => 'b',
+    });
     for shift in [6, 3, 0] {
         let bits = (mode >> shift) & 7;
         s.push(if bits & 4 != 0 { 'r' } else { '-' });
@@ -58,20 +66,32 @@ pub fn group_name(gid: u32) -> String {
     }
 }
 
+/// What `ls -F` puts after a name of this kind: `/` a directory, `@` a symbolic link, `|` a
+/// FIFO, `=` a socket.
+pub fn kind_suffix(kind: FileKind) -> &'static str {
+    match kind {
+        FileKind::Dir => "/",
+        FileKind::Symlink => "@",
+        FileKind::Fifo => "|",
+        FileKind::Socket => "=",
+        FileKind::File | FileKind::CharDevice | FileKind::BlockDevice => "",
+    }
+}
+
 /// One `ls -l` line: mode, replication, owner, group, size, time, name.
 pub fn long_entry(name: &str, attr: &FileAttr, human: bool) -> String {
     let replication = match attr.kind {
-        FileKind::Dir => "-".to_string(),
         FileKind::File => attr.replication.to_string(),
+        _ => "-".to_string(),
     };
-    let suffix = if attr.kind == FileKind::Dir { "/" } else { "" };
+    let suffix = kind_suffix(attr.kind);
     format!(
         "{} {:>3} {:<8} {:<8} {:>12} {} {name}{suffix}",
         mode(attr.kind, attr.mode),
         replication,
         user_name(attr.owner),
         group_name(attr.group),
-        size(attr.size, human),
+        size(attr.length(), human),
         time(attr.mtime)
     )
 }
@@ -92,6 +112,8 @@ pub fn stat_format(format: &str, path: &str, a: &FileAttr, chunk_size: u64) -> S
                     FileKind::File if a.size == 0 => "regular empty file",
                     FileKind::File => "regular file",
                     FileKind::Dir => "directory",
+                    FileKind::Fifo => "fifo",
+                    other => other.name(),
                 }),
                 Some('a') => out.push_str(&format!("{:o}", a.mode)),
                 Some('A') => out.push_str(&mode(a.kind, a.mode)),

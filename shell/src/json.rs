@@ -7,11 +7,16 @@ use kfs_common::proto::Timestamp;
 use kfs_common::proto::master::{ChunkserverInfo, FileAttr};
 use serde_json::{Value, json};
 
-/// `"file"` or `"dir"`.
+/// `"file"`, `"dir"`, `"symlink"`, `"fifo"`, `"socket"`, `"char"` or `"block"`.
 pub fn kind(kind: FileKind) -> &'static str {
     match kind {
         FileKind::File => "file",
         FileKind::Dir => "dir",
+        FileKind::Symlink => "symlink",
+        FileKind::Fifo => "fifo",
+        FileKind::Socket => "socket",
+        FileKind::CharDevice => "char",
+        FileKind::BlockDevice => "block",
     }
 }
 

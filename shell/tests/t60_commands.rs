@@ -209,6 +209,30 @@ async fn listings_sort_find_and_draw_trees() {
         stdout(kfs(&cluster).args(["tree", "-L", "1", "/t"])),
         "/t\n├── a\n├── bb\n└── sub/\n\n1 directory, 2 files\n"
     );
+
+    // Symbolic links: made, read back, listed and found by kind; never followed here.
+    kfs(&cluster)
+        .args(["ln", "-s", "sub/c.jpg", "/t/link"])
+        .assert()
+        .success();
+    assert_eq!(
+        stdout(kfs(&cluster).args(["readlink", "/t/link"])),
+        "sub/c.jpg\n"
+    );
+    let long = ls(&["-l", "/t"]);
+    let line = long.lines().find(|l| l.ends_with("link@")).unwrap();
+    assert!(line.starts_with("lrwxrwxrwx "), "{line}");
+    assert_eq!(find(&["/t", "-type", "l"]), "/t/link\n");
+    kfs(&cluster)
+        .args(["ln", "-s", "x", "/t/link"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("cannot ln '/t/link': File exists"));
+    kfs(&cluster)
+        .args(["readlink", "/t/a"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("not a symbolic link"));
     cluster.shutdown().await;
 }
 

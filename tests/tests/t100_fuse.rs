@@ -348,3 +348,110 @@ async fn a_source_tree_copied_in_compares_equal() {
     .await;
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn symbolic_links_fifos_and_devices_through_the_mount() {
+    use std::os::unix::fs::FileTypeExt;
+    let m = Mount::start().await;
+    let root = m.mounted.mountpoint().to_path_buf();
+    blocking(move || {
+        let dir = root.join("s");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("real.txt"), b"through the link").unwrap();
+        // A relative link, followed by the kernel.
+        let link = dir.join("link");
+        std::os::unix::fs::symlink("real.txt", &link).unwrap();
+        assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("real.txt"));
+        let meta = std::fs::symlink_metadata(&link).unwrap();
+        assert!(meta.file_type().is_symlink());
+        assert_eq!(meta.len(), "real.txt".len() as u64);
+        assert_eq!(std::fs::read(&link).unwrap(), b"through the link");
+        assert!(std::fs::metadata(&link).unwrap().is_file());
+        assert_eq!(
+            std::os::unix::fs::symlink("x", &link).unwrap_err().kind(),
+            std::io::ErrorKind::AlreadyExists
+        );
+        // A dangling link, and a link to a directory walked through.
+        std::os::unix::fs::symlink("/nowhere/at/all", dir.join("dangling")).unwrap();
+        assert_eq!(
+            std::fs::metadata(dir.join("dangling")).unwrap_err().kind(),
+            std::io::ErrorKind::NotFound
+        );
+        std::os::unix::fs::symlink(".", dir.join("here")).unwrap();
+        assert_eq!(
+            std::fs::read(dir.join("here/here/real.txt")).unwrap(),
+            b"through the link"
+        );
+
+        // A FIFO: data passes through the kernel, never KFS.
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o640) }, 0);
+        let meta = std::fs::symlink_metadata(&fifo).unwrap();
+        assert!(meta.file_type().is_fifo());
+        assert_eq!(meta.mode() & 0o7777, 0o640);
+        let writer = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::write(&fifo, b"piped").unwrap())
+        };
+        assert_eq!(std::fs::read(&fifo).unwrap(), b"piped");
+        writer.join().unwrap();
+
+        // A character device like /dev/null (1, 3), and a socket.
+        let dev = dir.join("null");
+        let c = std::ffi::CString::new(dev.as_os_str().as_encoded_bytes()).unwrap();
+        let rdev = libc::makedev(1, 3);
+        assert_eq!(
+            unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o600, rdev) },
+            0
+        );
+        let meta = std::fs::symlink_metadata(&dev).unwrap();
+        assert!(meta.file_type().is_char_device());
+        assert_eq!((meta.rdev(), meta.len()), (rdev, 0));
+        let sock = dir.join("sock");
+        let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+        assert!(
+            std::fs::symlink_metadata(&sock)
+                .unwrap()
+                .file_type()
+                .is_socket()
+        );
+        drop(listener);
+
+        // Renamed and removed like files; a directory is not replaced by one.
+        std::fs::rename(&link, dir.join("moved")).unwrap();
+        assert_eq!(
+            std::fs::read(dir.join("moved")).unwrap(),
+            b"through the link"
+        );
+        std::fs::create_dir(dir.join("sub")).unwrap();
+        assert!(std::fs::rename(dir.join("moved"), dir.join("sub")).is_err());
+        std::fs::remove_file(dir.join("dangling")).unwrap();
+        std::fs::remove_file(&sock).unwrap();
+    })
+    .await;
+
+    // The client library sees the same kinds and target.
+    let client = m.cluster.client().await;
+    assert_eq!(client.readlink("/s/moved").await.unwrap(), "real.txt");
+    let kinds: Vec<(String, kfs_client::FileKind)> = client
+        .list_all("/s")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.kind))
+        .collect();
+    use kfs_client::FileKind::*;
+    assert_eq!(
+        kinds,
+        [
+            ("fifo".to_string(), Fifo),
+            ("here".to_string(), Symlink),
+            ("moved".to_string(), Symlink),
+            ("null".to_string(), CharDevice),
+            ("real.txt".to_string(), File),
+            ("sub".to_string(), Dir),
+        ]
+    );
+    m.stop().await;
+}

@@ -733,6 +733,7 @@ async fn all_files(client: &Client) -> Result<Vec<String>, KfsError> {
             match e.kind {
                 kfs_common::FileKind::Dir => dirs.push(p),
                 kfs_common::FileKind::File => files.push(p),
+                other => panic!("the model makes no {other}: {p}"),
             }
         }
     }

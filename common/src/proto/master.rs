@@ -27,7 +27,8 @@ pub const MAX_XATTRS_PER_FILE: usize = 256;
 pub struct FileAttr {
     pub fid: FileId,
     pub kind: FileKind,
-    /// Length in bytes (0 for a directory).
+    /// Length in bytes (0 for a directory); for a symbolic link, its target's length; for a
+    /// device, its device number ([`FileAttr::rdev`]); 0 for a FIFO or socket.
     pub size: u64,
     /// Permission bits (`0o7777` at most).
     pub mode: u16,
@@ -38,6 +39,32 @@ pub struct FileAttr {
     pub mtime: Timestamp,
     pub atime: Timestamp,
 }
+
+impl FileAttr {
+    /// The device number of a character or block device (0 for any other kind).
+    pub fn rdev(&self) -> u64 {
+        if self.kind.is_device() { self.size } else { 0 }
+    }
+
+    /// The length `stat` shows: [`FileAttr::size`], but 0 for a device.
+    pub fn length(&self) -> u64 {
+        if self.kind.is_device() { 0 } else { self.size }
+    }
+}
+
+/// What [`MasterService::mknod`] makes: a FIFO, socket or device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MknodOptions {
+    /// `Fifo`, `Socket`, `CharDevice` or `BlockDevice`.
+    pub kind: FileKind,
+    /// Permission bits; `0o644` when `None`.
+    pub mode: Option<u16>,
+    /// The device number of a device (ignored for a FIFO or socket).
+    pub rdev: u64,
+}
+
+/// Longest target of a symbolic link, in bytes (Linux's `PATH_MAX` less its NUL).
+pub const MAX_SYMLINK_TARGET: usize = 4095;
 
 /// One entry of a directory listing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -648,6 +675,20 @@ pub trait MasterService {
     /// it, on any connection, is synced; replies with the last sequence number synced. Since
     /// client protocol 9.
     async fn sync_namespace() -> Result<u64, KfsError>;
+
+    /// Caller: clients. Creates a symbolic link at `path` whose target is `target` (any
+    /// non-empty text of at most [`MAX_SYMLINK_TARGET`] bytes; the master never follows it: a
+    /// mount's kernel does). Replies with its attributes. Not idempotent. Since client protocol
+    /// 10.
+    async fn symlink(path: String, target: String) -> Result<FileAttr, KfsError>;
+
+    /// Caller: clients. The target of the symbolic link at `path` (`InvalidArgument` if it is
+    /// not one). Read-only. Since client protocol 10.
+    async fn readlink(path: String) -> Result<String, KfsError>;
+
+    /// Caller: clients. Creates a FIFO, socket or device at `path`. Replies with its
+    /// attributes. Not idempotent. Since client protocol 10.
+    async fn mknod(path: String, options: MknodOptions) -> Result<FileAttr, KfsError>;
 }
 
 /// An answer and the capabilities for the chunks it names.

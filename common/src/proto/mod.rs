@@ -35,12 +35,14 @@ pub const OLDEST_CLUSTER_PROTOCOL: u32 = 2;
 /// `remove_user`, `users`, `whoami`); 8 capabilities for the data path (`locate_signed`,
 /// `layout_signed`, `open_layout_signed`, `lease_signed`, `report_failure_signed`,
 /// `volume_lease_signed`, `file_chunks_signed`); 9 `set_durability` and `sync_namespace` (a
-/// mount's changes answered once logged, synced at `fsync`). Methods are only ever
+/// mount's changes answered once logged, synced at `fsync`); 10 symbolic links and special
+/// files (`symlink`, `readlink`, `mknod`, and the `FileKind`s they make, which a client of an
+/// older version is shown as regular files of length 0). Methods are only ever
 /// added at the end of the service, so a master
 /// serves clients of every version from [`OLDEST_CLIENT_PROTOCOL`] to this one, and an upgraded
 /// master keeps serving clients not yet upgraded; a client newer than its master is refused at
 /// the handshake (upgrade the master first).
-pub const CLIENT_PROTOCOL_VERSION: u32 = 9;
+pub const CLIENT_PROTOCOL_VERSION: u32 = 10;
 
 /// The oldest client protocol a master still serves.
 pub const OLDEST_CLIENT_PROTOCOL: u32 = 1;

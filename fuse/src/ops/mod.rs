@@ -2,3 +2,4 @@ pub mod attrs;
 pub mod data;
 pub mod dirs;
 pub mod names;
+pub mod special;

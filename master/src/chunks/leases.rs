@@ -330,8 +330,8 @@ impl Leases {
         let (existing, replication) = {
             let ns = cx.ns.read().expect("namespace lock");
             let attr = ns.stat_fid(fid)?;
-            if attr.kind == FileKind::Dir {
-                return Err(KfsError::is_a_directory(fid.to_string()));
+            if attr.kind != FileKind::File {
+                return Err(KfsError::not_a_regular_file(fid.to_string(), attr.kind));
             }
             // A packed file gets chunks only from a writer moving it to chunks, which writes
             // its whole data there first (`lease_unpacking`); a writer that does not know it is

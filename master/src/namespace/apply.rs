@@ -5,7 +5,7 @@
 //! in step with every record it adds or removes, and hands back the chunks no file references any
 //! more (`Applied::freed_chunks`): a truncated, removed or replaced file's.
 
-use super::op::{Applied, Op, Reply};
+use super::op::{Applied, Op, Reply, Special};
 use super::plan::{Change, FattrUpdate};
 use super::record::{Fattr, Key, Val};
 use super::{Namespace, Node};
@@ -93,6 +93,41 @@ impl Namespace {
                 self.bump_next_fid(fid);
                 Reply::Attr(self.stat_fid(fid).expect("just created"))
             }
+            Change::MakeSpecial {
+                parent,
+                name,
+                fid,
+                special,
+                mode,
+                owner: (owner, group),
+                time,
+            } => {
+                let kind = special.kind();
+                self.touch_dir(parent, time);
+                self.link(parent, name, fid, kind);
+                self.map.insert(
+                    Key::fattr(fid),
+                    Val::Attr(Fattr {
+                        size: special.size(),
+                        mtime: time,
+                        atime: time,
+                        owner,
+                        group,
+                        mode,
+                        replication: 0,
+                        kind,
+                    }),
+                );
+                if let Special::Symlink { target } = special {
+                    self.map.insert(
+                        Key::symlink_target(fid),
+                        Val::Xattr(target.as_bytes().into()),
+                    );
+                }
+                self.counters.files += 1;
+                self.bump_next_fid(fid);
+                Reply::Attr(self.stat_fid(fid).expect("just created"))
+            }
             Change::Truncate {
                 fid,
                 replication,
@@ -119,8 +154,8 @@ impl Namespace {
                 if let Some(old) = replaced {
                     self.map.remove(&Key::dentry(to_parent, to_name));
                     match old.kind {
-                        FileKind::File => freed = self.drop_file(old.fid),
                         FileKind::Dir => self.drop_dir(old.fid),
+                        _ => freed = self.drop_file(old.fid),
                     }
                 }
                 self.link(to_parent, to_name, from.node.fid, from.node.kind);
@@ -304,11 +339,14 @@ impl Namespace {
         chunks
     }
 
-    /// Removes a file's attributes, chunks and xattrs (not its name); returns its chunks.
+    /// Removes a file's (or a symbolic link's or special file's) attributes, chunks and xattrs
+    /// (a link's target among them), not its name; returns its chunks.
     fn drop_file(&mut self, fid: FileId) -> Vec<ChunkId> {
         let chunks = self.drop_chunks(fid);
         self.take_range(Key::xattrs_start(fid));
-        if let Some(Val::Attr(a)) = self.map.remove(&Key::fattr(fid)) {
+        if let Some(Val::Attr(a)) = self.map.remove(&Key::fattr(fid))
+            && a.kind == FileKind::File
+        {
             self.counters.bytes -= a.size;
         }
         self.counters.files -= 1;
@@ -325,7 +363,7 @@ impl Namespace {
     /// Removes a file, or a directory and everything below it (not its own name).
     fn drop_subtree(&mut self, node: Node, freed: &mut Vec<ChunkId>) -> RemoveSummary {
         let mut summary = RemoveSummary::default();
-        if node.kind == FileKind::File {
+        if node.kind != FileKind::Dir {
             freed.extend(self.drop_file(node.fid));
             summary.files = 1;
             return summary;

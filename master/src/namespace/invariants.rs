@@ -18,10 +18,11 @@ impl Namespace {
         for (_, v) in self.map.iter() {
             match v {
                 Val::Attr(a) if a.kind == FileKind::Dir => c.dirs += 1,
-                Val::Attr(a) => {
+                Val::Attr(a) if a.kind == FileKind::File => {
                     c.files += 1;
                     c.bytes += a.size;
                 }
+                Val::Attr(_) => c.files += 1,
                 _ => {}
             }
         }
@@ -56,6 +57,7 @@ impl Namespace {
             return Err("the root directory is missing".into());
         }
         let mut named = vec![false; files.len()];
+        let mut targets = 0;
         for (k, v) in self.map.iter() {
             match (k.view(), v) {
                 (
@@ -92,8 +94,30 @@ impl Namespace {
                 (KeyView::Xattr { fid, .. }, _) if kind(fid).is_none() => {
                     return Err(format!("an xattr belongs to missing {fid}"));
                 }
+                (KeyView::Xattr { fid, name }, Val::Xattr(target))
+                    if name == super::record::SYMLINK_TARGET =>
+                {
+                    if kind(fid) != Some(FileKind::Symlink) {
+                        return Err(format!("{fid} has a link target but is no symbolic link"));
+                    }
+                    let size = self.fattr(fid).map(|a| a.size).unwrap_or(0);
+                    if size != target.len() as u64 {
+                        return Err(format!(
+                            "symbolic link {fid} is {size} bytes long, its target {}",
+                            target.len()
+                        ));
+                    }
+                    targets += 1;
+                }
                 _ => {}
             }
+        }
+        let links = files
+            .iter()
+            .filter(|(_, k)| *k == FileKind::Symlink)
+            .count();
+        if links != targets {
+            return Err(format!("{links} symbolic links but {targets} link targets"));
         }
         if let Some(i) = (0..files.len()).find(|&i| files[i].0 != FileId::ROOT && !named[i]) {
             return Err(format!("{} has no name", files[i].0));

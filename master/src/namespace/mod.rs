@@ -13,7 +13,8 @@
 //! - every other file or directory is named by exactly one `Dentry`, whose parent is a directory,
 //!   and is reachable from the root (no cycles);
 //! - a `Dentry`'s kind is its child's kind; chunks belong to files (or to volume sets: volumes),
-//!   xattrs to existing files; extents name volumes (`extents.rs`);
+//!   xattrs to existing files; extents name volumes (`extents.rs`); every symbolic link, and
+//!   nothing else, has a target record as long as its attributes' size;
 //! - the counters equal a recount; `next_fid` and `next_chunk_id` exceed every id in use (and
 //!   `next_chunk_id` every id reserved by `Op::ReserveChunkIds`, so none is ever handed out twice).
 //!

@@ -9,7 +9,7 @@
 
 use kfs_common::proto::Timestamp;
 use kfs_common::proto::master::{FileAttr, RemoveSummary, SetAttr};
-use kfs_common::{ChunkId, ChunkVersion, FileId};
+use kfs_common::{ChunkId, ChunkVersion, FileId, FileKind};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
@@ -140,6 +140,17 @@ pub enum Op {
         from: ChunkId,
         moves: Vec<ExtentMove>,
     },
+    /// Make a symbolic link or special file at `path`, a new name (never replacing one), with
+    /// id `fid`.
+    MakeSpecial {
+        path: String,
+        special: Special,
+        mode: u16,
+        owner: u32,
+        group: u32,
+        fid: FileId,
+        time: Timestamp,
+    },
     /// Set the length of file `fid` to `size`, shorter or longer (`kfs truncate`), freeing its
     /// chunks at offsets `min(old, size)` and above (wholly past the shorter length), and set
     /// its modification time. Not for a packed file; `size` at most [`MAX_FILE_SIZE`].
@@ -148,6 +159,48 @@ pub enum Op {
         size: u64,
         time: Timestamp,
     },
+}
+
+/// What an [`Op::MakeSpecial`] makes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Special {
+    Symlink { target: String },
+    Fifo,
+    Socket,
+    CharDevice { rdev: u64 },
+    BlockDevice { rdev: u64 },
+}
+
+impl Special {
+    pub fn kind(&self) -> FileKind {
+        match self {
+            Special::Symlink { .. } => FileKind::Symlink,
+            Special::Fifo => FileKind::Fifo,
+            Special::Socket => FileKind::Socket,
+            Special::CharDevice { .. } => FileKind::CharDevice,
+            Special::BlockDevice { .. } => FileKind::BlockDevice,
+        }
+    }
+
+    /// Its attributes' `size`: a symbolic link's target length, a device's number, else 0.
+    pub fn size(&self) -> u64 {
+        match self {
+            Special::Symlink { target } => target.len() as u64,
+            Special::CharDevice { rdev } | Special::BlockDevice { rdev } => *rdev,
+            Special::Fifo | Special::Socket => 0,
+        }
+    }
+
+    /// The special file of `kind` (not a regular file or directory) with device number `rdev`.
+    pub fn of_kind(kind: FileKind, rdev: u64) -> Option<Special> {
+        match kind {
+            FileKind::Fifo => Some(Special::Fifo),
+            FileKind::Socket => Some(Special::Socket),
+            FileKind::CharDevice => Some(Special::CharDevice { rdev }),
+            FileKind::BlockDevice => Some(Special::BlockDevice { rdev }),
+            FileKind::File | FileKind::Dir | FileKind::Symlink => None,
+        }
+    }
 }
 
 /// The longest file a truncate makes (1 PiB): byte counters and checksums of holes stay far
@@ -215,6 +268,13 @@ impl Op {
             | Op::SetReplication { path, .. }
             | Op::SetAttr { path, .. } => path.len(),
             Op::Rename { src, dst, .. } => src.len() + dst.len(),
+            Op::MakeSpecial { path, special, .. } => {
+                path.len()
+                    + match special {
+                        Special::Symlink { target } => target.len(),
+                        _ => 0,
+                    }
+            }
             Op::SetXattr { path, name, value } => path.len() + name.len() + value.len(),
             Op::RemoveXattr { path, name } => path.len() + name.len(),
             Op::AllocateChunk { .. }

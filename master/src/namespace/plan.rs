@@ -8,13 +8,13 @@
 //! `Change::Unchanged` with its reply: `prepare` answers it as [`Prepared::Unchanged`], and it is
 //! never logged.
 
-use super::op::{Op, Prepared, Reply};
+use super::op::{Op, Prepared, Reply, Special};
 use super::record::{Key, Val};
 use super::{Entry, Namespace, Node};
 use kfs_common::path;
 use kfs_common::proto::Timestamp;
 use kfs_common::proto::master::{
-    MAX_XATTR_VALUE_LEN, MAX_XATTRS_PER_FILE, REPLICATION_RANGE, SetAttr,
+    MAX_SYMLINK_TARGET, MAX_XATTR_VALUE_LEN, MAX_XATTRS_PER_FILE, REPLICATION_RANGE, SetAttr,
 };
 use kfs_common::{ChunkId, ChunkVersion, FileId, FileKind, KfsError, KfsResult};
 use std::ops::Bound;
@@ -52,6 +52,15 @@ pub(super) enum Change<'p> {
         name: &'p str,
         fid: FileId,
         replication: u8,
+        mode: u16,
+        owner: (u32, u32),
+        time: Timestamp,
+    },
+    MakeSpecial {
+        parent: FileId,
+        name: &'p str,
+        fid: FileId,
+        special: &'p Special,
         mode: u16,
         owner: (u32, u32),
         time: Timestamp,
@@ -165,12 +174,45 @@ impl Namespace {
                         Err(KfsError::is_a_directory(path.as_str()))
                     }
                     Some(_) if *exclusive => Err(KfsError::already_exists(path.as_str())),
+                    Some(node) if node.kind != FileKind::File => {
+                        Err(KfsError::not_a_regular_file(path.as_str(), node.kind))
+                    }
                     Some(node) => Ok(Change::Truncate {
                         fid: node.fid,
                         replication: replication_given.then_some(*replication),
                         time: *time,
                     }),
                 }
+            }
+            Op::MakeSpecial {
+                path,
+                special,
+                mode,
+                owner,
+                group,
+                fid,
+                time,
+            } => {
+                check_mode(*mode)?;
+                if let Special::Symlink { target } = special {
+                    check_symlink_target(path, target)?;
+                }
+                let Some((parent, name)) = self.resolve_parent(path)? else {
+                    return Err(KfsError::already_exists(path.as_str()));
+                };
+                if self.child(parent, name).is_some() {
+                    return Err(KfsError::already_exists(path.as_str()));
+                }
+                self.check_new_fids(*fid, 1)?;
+                Ok(Change::MakeSpecial {
+                    parent,
+                    name,
+                    fid: *fid,
+                    special,
+                    mode: *mode,
+                    owner: (*owner, *group),
+                    time: *time,
+                })
             }
             Op::Rename { src, dst, time } => self.plan_rename(src, dst, *time),
             Op::Remove { path, time } => {
@@ -203,8 +245,8 @@ impl Namespace {
             Op::SetReplication { path, replication } => {
                 check_replication(*replication)?;
                 let node = self.resolve(path)?;
-                if node.kind == FileKind::Dir {
-                    return Err(KfsError::is_a_directory(path.as_str()));
+                if node.kind != FileKind::File {
+                    return Err(KfsError::not_a_regular_file(path.as_str(), node.kind));
                 }
                 Ok(Change::SetFattr {
                     fid: node.fid,
@@ -245,7 +287,9 @@ impl Namespace {
             }
             Op::RemoveXattr { path, name } => {
                 let node = self.resolve(path)?;
-                if !self.map.contains_key(&Key::xattr(node.fid, name)) {
+                if name == super::record::SYMLINK_TARGET
+                    || !self.map.contains_key(&Key::xattr(node.fid, name))
+                {
                     return Err(KfsError::NoSuchXattr {
                         path: path.clone(),
                         name: name.clone(),
@@ -352,8 +396,8 @@ impl Namespace {
     pub(super) fn existing_file(&self, fid: FileId) -> KfsResult<()> {
         match self.map.get(&Key::fattr(fid)) {
             Some(Val::Attr(a)) if a.kind == FileKind::File => Ok(()),
-            Some(_) => Err(KfsError::is_a_directory(fid.to_string())),
-            None => Err(KfsError::not_found(fid.to_string())),
+            Some(Val::Attr(a)) => Err(KfsError::not_a_regular_file(fid.to_string(), a.kind)),
+            _ => Err(KfsError::not_found(fid.to_string())),
         }
     }
 
@@ -434,14 +478,12 @@ impl Namespace {
         };
         let replaced = match self.child(to_parent, to_name) {
             None => None,
-            Some(old) => match (from.node.kind, old.kind) {
-                (FileKind::File, FileKind::File) => Some(old),
-                (FileKind::File, FileKind::Dir) => return Err(KfsError::is_a_directory(dst)),
-                (FileKind::Dir, FileKind::File) => return Err(KfsError::not_a_directory(dst)),
-                (FileKind::Dir, FileKind::Dir) if self.is_empty_dir(old.fid) => Some(old),
-                (FileKind::Dir, FileKind::Dir) => {
-                    return Err(KfsError::directory_not_empty(dst));
-                }
+            Some(old) => match (from.node.kind == FileKind::Dir, old.kind == FileKind::Dir) {
+                (false, false) => Some(old),
+                (false, true) => return Err(KfsError::is_a_directory(dst)),
+                (true, false) => return Err(KfsError::not_a_directory(dst)),
+                (true, true) if self.is_empty_dir(old.fid) => Some(old),
+                (true, true) => return Err(KfsError::directory_not_empty(dst)),
             },
         };
         Ok(Change::Rename {
@@ -498,6 +540,17 @@ fn check_mode(mode: u16) -> KfsResult<()> {
             "mode {mode:o} has bits beyond 0o7777"
         )))
     }
+}
+
+fn check_symlink_target(path: &str, target: &str) -> KfsResult<()> {
+    if target.is_empty() || target.len() > MAX_SYMLINK_TARGET || target.contains('\0') {
+        return Err(KfsError::invalid_argument(format!(
+            "the target of symbolic link '{path}' must be 1 to {MAX_SYMLINK_TARGET} bytes with \
+             no NUL ({} given)",
+            target.len()
+        )));
+    }
+    Ok(())
 }
 
 fn check_xattr_name(path: &str, name: &str) -> KfsResult<()> {

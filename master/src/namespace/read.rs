@@ -8,7 +8,7 @@
 //! directory `NotADirectory`, both naming the whole path as the caller gave it; a name whose file
 //! has no attributes is `Internal` (the map broke an invariant).
 
-use super::record::{Fattr, Key, KeyView, Val};
+use super::record::{Fattr, Key, KeyView, SYMLINK_TARGET, Val};
 use super::{Entry, Namespace, Node};
 use kfs_common::path;
 use kfs_common::proto::master::{DirEntry, DirPage, FileAttr, MAX_READDIR_LIMIT};
@@ -149,7 +149,7 @@ impl Namespace {
     pub fn get_xattr(&self, path: &str, name: &str) -> KfsResult<Vec<u8>> {
         let node = self.resolve(path)?;
         match self.map.get(&Key::xattr(node.fid, name)) {
-            Some(Val::Xattr(v)) => Ok(v.to_vec()),
+            Some(Val::Xattr(v)) if name != SYMLINK_TARGET => Ok(v.to_vec()),
             _ => Err(KfsError::NoSuchXattr {
                 path: path.into(),
                 name: name.into(),
@@ -165,10 +165,24 @@ impl Namespace {
             .range_from(Bound::Included(&start))
             .take_while(|(k, _)| k.same_range(&start))
             .filter_map(|(k, _)| match k.view() {
-                KeyView::Xattr { name, .. } => Some(name.to_string()),
+                KeyView::Xattr { name, .. } if name != SYMLINK_TARGET => Some(name.to_string()),
                 _ => None,
             })
             .collect())
+    }
+
+    /// The target of the symbolic link at `path`.
+    pub fn readlink(&self, path: &str) -> KfsResult<String> {
+        let node = self.resolve(path)?;
+        match self.map.get(&Key::symlink_target(node.fid)) {
+            Some(Val::Xattr(target)) if node.kind == FileKind::Symlink => {
+                Ok(String::from_utf8_lossy(target).into_owned())
+            }
+            _ => Err(KfsError::invalid_argument(format!(
+                "'{path}' is a {}, not a symbolic link",
+                node.kind
+            ))),
+        }
     }
 
     /// The chunks of file `fid`, as `(offset, id, version)` in offset order.
@@ -307,8 +321,10 @@ impl Namespace {
     pub fn files_below(&self, path: &str) -> KfsResult<Vec<(FileId, String)>> {
         let top = self.resolve(path)?;
         let top_path = path::normalize("/", path)?;
-        if top.kind == FileKind::File {
-            return Ok(vec![(top.fid, top_path)]);
+        match top.kind {
+            FileKind::File => return Ok(vec![(top.fid, top_path)]),
+            FileKind::Dir => {}
+            _ => return Ok(Vec::new()),
         }
         let mut files = Vec::new();
         let mut dirs = vec![(top.fid, top_path)];
@@ -327,6 +343,7 @@ impl Namespace {
                 match kind {
                     FileKind::File => files.push((*fid, child)),
                     FileKind::Dir => subdirs.push((*fid, child)),
+                    _ => {}
                 }
             }
             dirs.extend(subdirs.into_iter().rev());

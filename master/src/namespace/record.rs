@@ -8,6 +8,7 @@
 //! | `Chunk { fid, EXTENT_OFFSET }` | `Extent { volume, at, len }`: a small file's data, packed |
 //! | `Chunk { VOLUME_SETS + r, id }` | `Chunk { id, version }`: a volume of replication `r` |
 //! | `Xattr { fid, name }` | `Xattr(value)` |
+//! | `Xattr { fid, "" }` | `Xattr(target)`: a symbolic link's target (no attribute's name is empty) |
 //!
 //! Keys sort by kind first, then id, then name or offset, so a directory's entries, a file's
 //! chunks and a file's extended attributes are each one contiguous range.
@@ -99,6 +100,11 @@ impl Key {
             tagged_id: tag(KeyKind::Xattr, fid),
             sub: Sub::Name(Name::new(name)),
         }
+    }
+
+    /// The key holding symbolic link `fid`'s target.
+    pub fn symlink_target(fid: FileId) -> Key {
+        Key::xattr(fid, SYMLINK_TARGET)
     }
 
     /// The first key of the range holding `fid`'s dentries (if a directory), chunks or xattrs:
@@ -222,6 +228,10 @@ pub struct Extent {
     /// Bytes of data.
     pub len: u32,
 }
+
+/// The name of the `Xattr` record holding a symbolic link's target: empty, which no extended
+/// attribute's name may be, so listings and lookups of attributes pass over it.
+pub const SYMLINK_TARGET: &str = "";
 
 /// The offset, among a file's `Chunk` keys, of the key holding its extent (no chunk is there:
 /// chunks lie at multiples of the chunk size).

@@ -46,9 +46,10 @@ mod authorize;
 mod capabilities;
 mod cluster_service;
 mod compactor;
-mod durability;
+mod connection;
 mod namespace_service;
 mod small_files;
+mod special_files;
 mod users_service;
 
 pub use abandoned::AbandonedStats;
@@ -111,8 +112,8 @@ pub struct MasterServer {
     /// Who the connection's client proved to be; `None` when insecure (or for the master's own
     /// workers, which call it from inside).
     peer: Option<Arc<kfs_common::security::Peer>>,
-    /// When this connection's namespace changes are answered.
-    durability: Arc<durability::ConnectionDurability>,
+    /// The connection's protocol and durability (`connection.rs`).
+    connection: Arc<connection::Connection>,
 }
 
 /// The cluster service for chunkservers; cheap to clone (one per call).
@@ -360,7 +361,7 @@ pub async fn start_with_clock(
     let master = MasterServer {
         state: state.clone(),
         peer: None,
-        durability: Arc::default(),
+        connection: Arc::default(),
     };
     let cluster = ClusterServer {
         state: state.clone(),
@@ -382,7 +383,7 @@ pub async fn start_with_clock(
                     Service::Master => {
                         let master = MasterServer {
                             peer: incoming.peer_certificate().cloned().map(Arc::new),
-                            durability: Arc::default(),
+                            connection: Arc::default(),
                             ..master
                         };
                         BaseChannel::with_defaults(incoming.transport())

@@ -4,21 +4,21 @@
 //! namespace's read lock; mutations are checked against the current state first (so a request
 //! that cannot succeed, or changes nothing, costs no log write) and then go through the
 //! [`Committer`](crate::committer::Committer), which answers after the op is applied and durable
-//! (or, on a connection that asked for `Durability::Logged`, written: see `durability.rs`).
+//! (or, on a connection that asked for `Durability::Logged`, written: see `connection.rs`).
 //! File ids are handed out before the op is logged, so the server's counter is never behind the
 //! namespace's. Chunk locations come from the chunk map; in safe mode a chunk no server has
 //! reported yet is `Unavailable` to a reader (ask again), not lost.
 
 use super::MasterServer;
 use crate::chunks::leases::LeaseContext;
-use crate::namespace::op::{Op, Prepared, Reply};
+use crate::namespace::op::{Op, Prepared, Reply, Special};
 use crate::namespace::{DEFAULT_DIR_MODE, DEFAULT_FILE_MODE};
 use crate::users::access::{READ, SEARCH, WRITE};
 use kfs_common::proto::master::{
     ChunkLocation, ChunkserverInfo, CreateOptions, DirPage, Durability, FileAttr, FsckReport,
     FsckSummary, GatewayReply, GatewayReport, Layout, MasterInfo, MasterService, MkdirOptions,
-    NamespaceCounters, OpenFileInfo, RemoveSummary, SafeModeStatus, SetAttr, Signed, WorkerInfo,
-    WriteLease,
+    MknodOptions, NamespaceCounters, OpenFileInfo, RemoveSummary, SafeModeStatus, SetAttr, Signed,
+    WorkerInfo, WriteLease,
 };
 use kfs_common::proto::users::{NewUser, UserAdded, UserInfo, WhoAmI};
 use kfs_common::proto::{CLIENT_PROTOCOL_VERSION, OLDEST_CLIENT_PROTOCOL, now};
@@ -123,7 +123,7 @@ impl MasterServer {
         Ok(found)
     }
 
-    fn allocate_fids(&self, count: u64) -> FileId {
+    pub(super) fn allocate_fids(&self, count: u64) -> FileId {
         FileId(self.state.next_fid.fetch_add(count, Ordering::Relaxed))
     }
 }
@@ -156,6 +156,7 @@ impl MasterService for MasterServer {
                 theirs: protocol,
             });
         }
+        self.set_connection_protocol(protocol);
         Ok(MasterInfo {
             protocol: CLIENT_PROTOCOL_VERSION,
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -212,7 +213,7 @@ impl MasterService for MasterServer {
         self.may_search(&caller, &path)?;
         let attr = self.read(|ns| ns.stat(&path))?;
         self.grant(&caller, attr.fid);
-        Ok(attr)
+        Ok(self.shown(attr))
     }
 
     #[instrument(level = "debug", skip_all, fields(%path, limit))]
@@ -231,7 +232,7 @@ impl MasterService for MasterServer {
         for entry in &page.entries {
             self.grant(&caller, entry.fid);
         }
-        Ok(page)
+        Ok(self.shown_page(page))
     }
 
     #[instrument(level = "debug", skip_all, fields(%src, %dst))]
@@ -287,6 +288,7 @@ impl MasterService for MasterServer {
         self.mutate(Op::SetAttr { path, attr })
             .await
             .and_then(expect_attr)
+            .map(|a| self.shown(a))
     }
 
     #[instrument(level = "debug", skip_all, fields(%path, %name))]
@@ -333,8 +335,8 @@ impl MasterService for MasterServer {
         self.may_access(&self.caller()?, &path, READ)?;
         let chunks = self.read(|ns| {
             let attr = ns.stat(&path)?;
-            if attr.kind == kfs_common::FileKind::Dir {
-                return Err(KfsError::is_a_directory(path.as_str()));
+            if attr.kind != kfs_common::FileKind::File {
+                return Err(KfsError::not_a_regular_file(path.as_str(), attr.kind));
             }
             Ok(super::small_files::chunks_or_volume(
                 ns,
@@ -409,7 +411,7 @@ impl MasterService for MasterServer {
     #[instrument(level = "debug", skip_all, fields(%fid))]
     async fn stat_fid(self, _: Context, fid: FileId) -> KfsResult<FileAttr> {
         self.may_use_fid(&self.caller()?, fid, 0)?;
-        self.read(|ns| ns.stat_fid(fid))
+        self.read(|ns| ns.stat_fid(fid)).map(|a| self.shown(a))
     }
 
     #[instrument(level = "debug", skip_all, fields(%fid, offset, len))]
@@ -424,8 +426,8 @@ impl MasterService for MasterServer {
         let chunk_size = self.state.leases.chunk_size();
         let chunks = self.read(|ns| {
             let attr = ns.stat_fid(fid)?;
-            if attr.kind == kfs_common::FileKind::Dir {
-                return Err(KfsError::is_a_directory(fid.to_string()));
+            if attr.kind != kfs_common::FileKind::File {
+                return Err(KfsError::not_a_regular_file(fid.to_string(), attr.kind));
             }
             Ok(super::small_files::chunks_or_volume(
                 ns,
@@ -450,8 +452,8 @@ impl MasterService for MasterServer {
         let chunk_size = self.state.leases.chunk_size();
         let (attr, chunks) = self.read(|ns| {
             let attr = ns.stat(&path)?;
-            if attr.kind == kfs_common::FileKind::Dir {
-                return Err(KfsError::is_a_directory(path.as_str()));
+            if attr.kind != kfs_common::FileKind::File {
+                return Err(KfsError::not_a_regular_file(path.as_str(), attr.kind));
             }
             let chunks = super::small_files::chunks_or_volume(ns, attr.fid, 0, len, chunk_size);
             Ok((attr, chunks))
@@ -777,6 +779,30 @@ impl MasterService for MasterServer {
         self.caller()?;
         self.set_connection_durability(durability);
         Ok(())
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path))]
+    async fn symlink(self, _: Context, path: String, target: String) -> KfsResult<FileAttr> {
+        self.make_special(path, Special::Symlink { target }, 0o777)
+            .await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path))]
+    async fn readlink(self, _: Context, path: String) -> KfsResult<String> {
+        self.may_search(&self.caller()?, &path)?;
+        self.read(|ns| ns.readlink(&path))
+    }
+
+    #[instrument(level = "debug", skip_all, fields(%path, kind = %options.kind))]
+    async fn mknod(self, _: Context, path: String, options: MknodOptions) -> KfsResult<FileAttr> {
+        let special = Special::of_kind(options.kind, options.rdev).ok_or_else(|| {
+            KfsError::invalid_argument(format!(
+                "mknod makes a FIFO, socket or device, not a {}",
+                options.kind
+            ))
+        })?;
+        self.make_special(path, special, options.mode.unwrap_or(DEFAULT_FILE_MODE))
+            .await
     }
 
     #[instrument(level = "debug", skip_all)]

@@ -71,8 +71,8 @@ impl MasterServer {
 
     pub(super) fn open_with_layout(&self, path: &str, len: u64) -> KfsResult<(FileAttr, Layout)> {
         let attr = self.read(|ns| ns.stat(path))?;
-        if attr.kind == FileKind::Dir {
-            return Err(KfsError::is_a_directory(path));
+        if attr.kind != FileKind::File {
+            return Err(KfsError::not_a_regular_file(path, attr.kind));
         }
         let layout = self
             .layout_of(attr.fid, 0, len)
@@ -84,8 +84,8 @@ impl MasterServer {
         let chunk_size = self.state.leases.chunk_size();
         let (extent, chunks) = self.read(|ns| {
             let attr = ns.stat_fid(fid)?;
-            if attr.kind == FileKind::Dir {
-                return Err(KfsError::is_a_directory(fid.to_string()));
+            if attr.kind != FileKind::File {
+                return Err(KfsError::not_a_regular_file(fid.to_string(), attr.kind));
             }
             // A file moving to chunks of its own is read from its extent until it has moved.
             let extent = ns

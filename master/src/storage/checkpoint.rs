@@ -2,8 +2,8 @@
 //!
 //! A checkpoint file is the magic `KFSCKPT\0`, then [frames](super::frame): a
 //! [`CheckpointHeader`], then blocks of up to [`BLOCK_RECORDS`] records in key order. The records
-//! are a stable, versioned form of the namespace map ([`v2::Record`], in
-//! [`super::format::checkpoint_v2`]; format 1's are read and migrated), independent of the
+//! are a stable, versioned form of the namespace map ([`v3::Record`], in
+//! [`super::format::checkpoint_v3`]; formats 1 and 2 are read and migrated), independent of the
 //! in-memory layout.
 //!
 //! A checkpoint is written from a clone of the namespace (O(1)) by a background thread while
@@ -13,7 +13,8 @@
 
 use super::format::Migrate;
 use super::format::checkpoint_v1::{self as v1, CheckpointHeader};
-use super::format::checkpoint_v2::{self as v2, from_record, to_record};
+use super::format::checkpoint_v2 as v2;
+use super::format::checkpoint_v3::{self as v3, from_record, to_record};
 use super::frame::{self, FrameReader};
 use super::{StorageError, codec, numbered_files, numbered_name, sync_dir};
 use crate::namespace::Namespace;
@@ -26,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"KFSCKPT\0";
 /// Version of the checkpoint format written (and read) by this build.
-pub const FORMAT: u32 = v2::FORMAT;
+pub const FORMAT: u32 = v3::FORMAT;
 /// Records per frame.
 pub const BLOCK_RECORDS: usize = 4096;
 
@@ -78,7 +79,7 @@ pub fn write_checkpoint(
         &mut buf,
         &codec().serialize(&header).expect("header encodes"),
     );
-    let mut block: Vec<v2::Record> = Vec::with_capacity(BLOCK_RECORDS);
+    let mut block: Vec<v3::Record> = Vec::with_capacity(BLOCK_RECORDS);
     let mut records = ns.records().peekable();
     while records.peek().is_some() {
         block.clear();
@@ -104,13 +105,22 @@ pub fn write_checkpoint(
     Ok(path)
 }
 
-/// The records of one block of a checkpoint of `format` (1 or 2), migrated to version 2.
-fn decode_block(format: u32, payload: &[u8]) -> Result<Vec<v2::Record>, bincode::Error> {
-    if format == v1::FORMAT {
-        let old: Vec<v1::Record> = codec().deserialize(payload)?;
-        return Ok(old.into_iter().map(v2::Record::migrate).collect());
+/// The records of one block of a checkpoint of `format` (1 to 3), migrated to version 3.
+fn decode_block(format: u32, payload: &[u8]) -> Result<Vec<v3::Record>, bincode::Error> {
+    match format {
+        v1::FORMAT => {
+            let old: Vec<v1::Record> = codec().deserialize(payload)?;
+            Ok(old
+                .into_iter()
+                .map(|r| v3::Record::migrate(v2::Record::migrate(r)))
+                .collect())
+        }
+        v2::FORMAT => {
+            let old: Vec<v2::Record> = codec().deserialize(payload)?;
+            Ok(old.into_iter().map(v3::Record::migrate).collect())
+        }
+        _ => codec().deserialize(payload),
     }
-    codec().deserialize(payload)
 }
 
 /// Reads a checkpoint; returns its header and the namespace it holds.
@@ -138,7 +148,7 @@ pub fn load_checkpoint(path: &Path) -> Result<(CheckpointHeader, Namespace), Sto
         Ok(None) => return Err(frame_error(8, frame::FrameError::Truncated)),
         Err(e) => return Err(frame_error(8, e)),
     };
-    if header.format != FORMAT && header.format != v1::FORMAT {
+    if ![v1::FORMAT, v2::FORMAT, FORMAT].contains(&header.format) {
         return Err(StorageError::corrupt(
             path,
             8,
@@ -153,7 +163,7 @@ pub fn load_checkpoint(path: &Path) -> Result<(CheckpointHeader, Namespace), Sto
     // is reported after the build.
     let mut failure: Option<StorageError> = None;
     let mut read = 0u64;
-    let mut block: std::vec::IntoIter<v2::Record> = Vec::new().into_iter();
+    let mut block: std::vec::IntoIter<v3::Record> = Vec::new().into_iter();
     let records = std::iter::from_fn(|| {
         loop {
             if let Some(r) = block.next() {
@@ -218,7 +228,7 @@ pub fn load_checkpoint(path: &Path) -> Result<(CheckpointHeader, Namespace), Sto
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::namespace::op::Op;
+    use crate::namespace::op::{Op, Special};
 
     fn sample() -> Namespace {
         let mut ns = Namespace::new(5);
@@ -281,10 +291,34 @@ mod tests {
             })
             .unwrap();
         }
+        // Symbolic links and special files (format 3's own records).
+        for (i, special) in [
+            Special::Symlink {
+                target: "d0/a-rather-long-file-name-1.jpg".into(),
+            },
+            Special::Fifo,
+            Special::Socket,
+            Special::CharDevice { rdev: 0x0102 },
+            Special::BlockDevice { rdev: 0x0803 },
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            ns.apply(&Op::MakeSpecial {
+                path: format!("/d2/special-{i}"),
+                special,
+                mode: 0o640,
+                owner: 7,
+                group: 8,
+                fid: FileId(fid + i as u64),
+                time: 9,
+            })
+            .unwrap();
+        }
         ns
     }
 
-    fn records(ns: &Namespace) -> Vec<v2::Record> {
+    fn records(ns: &Namespace) -> Vec<v3::Record> {
         ns.records().map(|(k, v)| to_record(k, v)).collect()
     }
 

@@ -181,6 +181,22 @@ pub enum Cmd {
         #[arg(required = true, value_name = "FILE")]
         paths: Vec<String>,
     },
+    /// Make a symbolic link LINK to TARGET (-s; KFS has no hard links yet). TARGET is kept as
+    /// written: the master never follows links, a mount's kernel does.
+    Ln {
+        /// Make a symbolic link (the only kind there is yet).
+        #[arg(short = 's', long = "symbolic", required = true)]
+        symbolic: bool,
+        #[arg(value_name = "TARGET")]
+        target: String,
+        #[arg(value_name = "LINK")]
+        link: String,
+    },
+    /// Print the targets of symbolic links.
+    Readlink {
+        #[arg(required = true, value_name = "LINK")]
+        paths: Vec<String>,
+    },
     /// Cut files to LENGTH bytes, or extend them with zeros (-w: wait until done; a truncate
     /// always waits here).
     Truncate {
@@ -525,6 +541,8 @@ pub const COMMANDS: &[&str] = &[
     "tail",
     "touch",
     "truncate",
+    "ln",
+    "readlink",
     "stat",
     "test",
     "count",

@@ -120,6 +120,27 @@ pub(super) async fn touch(s: &Session, paths: &[String]) -> Result<(), Failed> {
     if failed { Err(Failed) } else { Ok(()) }
 }
 
+/// `ln -s TARGET LINK`.
+pub(super) async fn symlink(s: &Session, target: &str, link: &str) -> Result<(), Failed> {
+    let made = async { s.client.symlink(&s.resolve(link)?, target).await };
+    match made.await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            report(failure("ln", link, &e));
+            Err(Failed)
+        }
+    }
+}
+
+/// `readlink`: each link's target, one a line.
+pub(super) async fn readlink(s: &Session, paths: &[String]) -> Result<(), Failed> {
+    each_path(s, paths, "readlink", |p| async move {
+        outln(s.client.readlink(&p).await?);
+        Ok(())
+    })
+    .await
+}
+
 /// `stat`: what the master holds of each path (`-c FORMAT`: as stat(1) formats it; `--json`).
 pub(super) async fn stat(
     s: &Session,
@@ -215,6 +236,7 @@ pub(super) async fn count(s: &Session, paths: &[String]) -> Result<(), Failed> {
             let (d, f, b) = match e.kind {
                 FileKind::Dir => Box::pin(walk(s, &child)).await?,
                 FileKind::File => (0, 1, s.client.stat(&child).await?.size),
+                _ => (0, 1, 0),
             };
             total = (total.0 + d, total.1 + f, total.2 + b);
         }
@@ -297,7 +319,7 @@ pub(super) async fn du(
             let attr = e.attr.expect("listed with attributes");
             match e.kind {
                 FileKind::Dir => subdirs.push((path::join(p, &e.name), attr)),
-                FileKind::File => total.add(Usage::of(&attr)),
+                _ => total.add(Usage::of(&attr)),
             }
         }
         for (child, attr) in subdirs {
@@ -338,6 +360,7 @@ pub(super) async fn remote_size(s: &Session, p: &str) -> KfsResult<u64> {
             match e.kind {
                 FileKind::Dir => dirs.push(path::join(&dir, &e.name)),
                 FileKind::File => total += e.attr.map_or(0, |a| a.size),
+                _ => {}
             }
         }
     }
@@ -395,6 +418,7 @@ async fn setrep(
                     client.set_replication(&child, replication).await?;
                     files.push(child);
                 }
+                _ => {}
             }
         }
     }

@@ -194,9 +194,14 @@ fn parse_find(words: &[String]) -> KfsResult<FindTests> {
                 tests.kind = Some(match value("-type")?.as_str() {
                     "f" => FileKind::File,
                     "d" => FileKind::Dir,
+                    "l" => FileKind::Symlink,
+                    "p" => FileKind::Fifo,
+                    "s" => FileKind::Socket,
+                    "c" => FileKind::CharDevice,
+                    "b" => FileKind::BlockDevice,
                     other => {
                         return Err(KfsError::invalid_argument(format!(
-                            "find: -type {other}: KFS holds files (f) and directories (d)"
+                            "find: -type {other}: one of f, d, l, p, s, c, b"
                         )));
                     }
                 })
@@ -335,6 +340,18 @@ async fn draw(
             FileKind::File => {
                 drawn.files += 1;
                 outln(format!("{prefix}{branch}{}", entry.name));
+            }
+            kind @ (FileKind::Symlink
+            | FileKind::Fifo
+            | FileKind::Socket
+            | FileKind::CharDevice
+            | FileKind::BlockDevice) => {
+                drawn.files += 1;
+                outln(format!(
+                    "{prefix}{branch}{}{}",
+                    entry.name,
+                    format::kind_suffix(kind)
+                ));
             }
             FileKind::Dir => {
                 drawn.dirs += 1;

@@ -77,6 +77,7 @@ impl From<FileKind> for Kind {
         match kind {
             FileKind::File => Kind::File,
             FileKind::Dir => Kind::Dir,
+            special => unreachable!("a {special} is stored as checkpoint_v3's own record"),
         }
     }
 }

@@ -4,22 +4,23 @@
 //! - Segment format 2: a [`V2`], `{seq, batch_first, op}`: the first record of the batch it was
 //!   written (and fsynced) with. Read only.
 //! - Segment format 3 (written by this build): the record's version byte, then that version's
-//!   record: 2, a [`V2`]; 3, a [`V3`]; 4, a [`V4`]; 5, a [`V5`]; or 6 ([`RECORD_VERSION`],
-//!   written by this build), a [`V6`]. A record so names its own version, and a later record version can follow
-//!   older ones in one segment.
+//!   record: 2, a [`V2`]; 3, a [`V3`]; 4, a [`V4`]; 5, a [`V5`]; 6, a [`V6`]; or 7
+//!   ([`RECORD_VERSION`], written by this build), a [`V7`]. A record so names its own version,
+//!   and a later record version can follow older ones in one segment.
 //!
 //! Ops are [`op_v1::Op`] in records of versions 1 and 2, [`op_v2::Op`] in version 3,
-//! [`op_v3::Op`] in version 4, [`op_v4::Op`] in version 5, [`op_v5::Op`] in version 6; every op is migrated to the newest
-//! version, then converted to the namespace's op, here.
+//! [`op_v3::Op`] in version 4, [`op_v4::Op`] in version 5, [`op_v5::Op`] in version 6,
+//! [`op_v6::Op`] in version 7; every op is migrated to the newest version, then converted to the
+//! namespace's op, here.
 
-use super::{DecodeError, Migrate, op_v1, op_v2, op_v3, op_v4, op_v5};
+use super::{DecodeError, Migrate, op_v1, op_v2, op_v3, op_v4, op_v5, op_v6};
 use crate::namespace::op::Op;
 use crate::storage::codec;
 use bincode::Options;
 use serde::{Deserialize, Serialize};
 
 /// The record version this build writes (in segment format 3).
-pub const RECORD_VERSION: u8 = 6;
+pub const RECORD_VERSION: u8 = 7;
 
 /// Record version 1 (segment format 1).
 #[derive(Serialize, Deserialize)]
@@ -68,6 +69,14 @@ pub struct V6 {
     pub op: op_v5::Op,
 }
 
+/// Record version 7 (segment format 3): ops of version 6.
+#[derive(Serialize, Deserialize)]
+pub struct V7 {
+    pub seq: u64,
+    pub batch_first: u64,
+    pub op: op_v6::Op,
+}
+
 /// One log record, as read back (whatever its format).
 #[derive(Debug)]
 pub struct LogRecord {
@@ -81,10 +90,10 @@ pub struct LogRecord {
 /// Appends the payload of the record `{seq, batch_first, op}` as segment format 3 stores it.
 pub fn encode(seq: u64, batch_first: u64, op: &Op, out: &mut Vec<u8>) {
     out.push(RECORD_VERSION);
-    let record = V6 {
+    let record = V7 {
         seq,
         batch_first,
-        op: op_v5::Op::from(op),
+        op: op_v6::Op::from(op),
     };
     codec()
         .serialize_into(&mut *out, &record)
@@ -123,8 +132,8 @@ pub fn decode(segment_format: u32, payload: &[u8]) -> Result<LogRecord, DecodeEr
             Ok(LogRecord {
                 seq: r.seq,
                 batch_first: Some(r.batch_first),
-                op: Op::from(op_v5::Op::migrate(op_v4::Op::migrate(op_v3::Op::migrate(
-                    r.op,
+                op: Op::from(op_v6::Op::migrate(op_v5::Op::migrate(op_v4::Op::migrate(
+                    op_v3::Op::migrate(r.op),
                 )))),
             })
         }
@@ -133,7 +142,9 @@ pub fn decode(segment_format: u32, payload: &[u8]) -> Result<LogRecord, DecodeEr
             Ok(LogRecord {
                 seq: r.seq,
                 batch_first: Some(r.batch_first),
-                op: Op::from(op_v5::Op::migrate(op_v4::Op::migrate(r.op))),
+                op: Op::from(op_v6::Op::migrate(op_v5::Op::migrate(op_v4::Op::migrate(
+                    r.op,
+                )))),
             })
         }
         5 => {
@@ -141,11 +152,19 @@ pub fn decode(segment_format: u32, payload: &[u8]) -> Result<LogRecord, DecodeEr
             Ok(LogRecord {
                 seq: r.seq,
                 batch_first: Some(r.batch_first),
-                op: Op::from(op_v5::Op::migrate(r.op)),
+                op: Op::from(op_v6::Op::migrate(op_v5::Op::migrate(r.op))),
             })
         }
         6 => {
             let r: V6 = codec().deserialize(body)?;
+            Ok(LogRecord {
+                seq: r.seq,
+                batch_first: Some(r.batch_first),
+                op: Op::from(op_v6::Op::migrate(r.op)),
+            })
+        }
+        7 => {
+            let r: V7 = codec().deserialize(body)?;
             Ok(LogRecord {
                 seq: r.seq,
                 batch_first: Some(r.batch_first),
@@ -162,8 +181,8 @@ pub fn decode(segment_format: u32, payload: &[u8]) -> Result<LogRecord, DecodeEr
 
 /// The namespace's op for a stored version-1 one, migrated forward (see [`super::Migrate`]).
 fn decode_op(op: op_v1::Op) -> Op {
-    Op::from(op_v5::Op::migrate(op_v4::Op::migrate(op_v3::Op::migrate(
-        op_v2::Op::migrate(op),
+    Op::from(op_v6::Op::migrate(op_v5::Op::migrate(op_v4::Op::migrate(
+        op_v3::Op::migrate(op_v2::Op::migrate(op)),
     ))))
 }
 

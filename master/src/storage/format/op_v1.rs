@@ -234,7 +234,8 @@ impl From<&MemOp> for Op {
             | MemOp::SetExtent { .. }
             | MemOp::FreeVolume { .. }
             | MemOp::MoveExtents { .. }
-            | MemOp::Truncate { .. } => {
+            | MemOp::Truncate { .. }
+            | MemOp::MakeSpecial { .. } => {
                 unreachable!("ops new since version 2 are stored as later versions' own variants")
             }
         }

@@ -1,0 +1,95 @@
+//! What the master knows of one client connection: the protocol version it said at the
+//! handshake, and when its namespace changes are answered ([`Durability`], chosen with
+//! `set_durability`; a new connection starts `Synced`).
+//!
+//! Only the changes a client asks for by RPC follow the durability chosen
+//! (`MasterServer::mutate`); what the master logs for itself (leases, versions, volumes) is
+//! always answered synced, because chunkservers act on it.
+//!
+//! A client of a protocol before 10 does not know symbolic links or special files: it is shown
+//! each as a regular file of length 0 ([`MasterServer::shown`]), so its listings still decode.
+
+use super::MasterServer;
+use kfs_common::FileKind;
+use kfs_common::proto::CLIENT_PROTOCOL_VERSION;
+use kfs_common::proto::master::{DirPage, Durability, FileAttr};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+/// The first client protocol that knows symbolic links and special files.
+const SPECIAL_FILES_PROTOCOL: u32 = 10;
+
+/// One connection's settings, shared by the server's clones for its calls.
+#[derive(Debug)]
+pub struct Connection {
+    logged: AtomicBool,
+    protocol: AtomicU32,
+}
+
+impl Default for Connection {
+    /// Internal callers (and a connection before its handshake) speak this build's protocol.
+    fn default() -> Connection {
+        Connection {
+            logged: AtomicBool::new(false),
+            protocol: AtomicU32::new(CLIENT_PROTOCOL_VERSION),
+        }
+    }
+}
+
+impl MasterServer {
+    /// When this connection's changes are answered.
+    pub(super) fn durability(&self) -> Durability {
+        match self.connection.logged.load(Ordering::Relaxed) {
+            true => Durability::Logged,
+            false => Durability::Synced,
+        }
+    }
+
+    pub(super) fn set_connection_durability(&self, durability: Durability) {
+        self.connection
+            .logged
+            .store(durability == Durability::Logged, Ordering::Relaxed);
+    }
+
+    /// Records the protocol the client said at its handshake.
+    pub(super) fn set_connection_protocol(&self, protocol: u32) {
+        self.connection.protocol.store(protocol, Ordering::Relaxed);
+    }
+
+    /// `attr` as this connection's client can decode it.
+    pub(super) fn shown(&self, attr: FileAttr) -> FileAttr {
+        if self.knows_special_files() {
+            attr
+        } else {
+            as_regular(attr)
+        }
+    }
+
+    /// A listing as this connection's client can decode it.
+    pub(super) fn shown_page(&self, mut page: DirPage) -> DirPage {
+        if !self.knows_special_files() {
+            for entry in &mut page.entries {
+                if entry.kind.is_special() {
+                    entry.kind = FileKind::File;
+                }
+                entry.attr = entry.attr.take().map(as_regular);
+            }
+        }
+        page
+    }
+
+    fn knows_special_files(&self) -> bool {
+        self.connection.protocol.load(Ordering::Relaxed) >= SPECIAL_FILES_PROTOCOL
+    }
+}
+
+fn as_regular(attr: FileAttr) -> FileAttr {
+    if attr.kind.is_special() {
+        FileAttr {
+            kind: FileKind::File,
+            size: 0,
+            ..attr
+        }
+    } else {
+        attr
+    }
+}
