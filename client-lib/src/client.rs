@@ -231,6 +231,13 @@ impl Client {
         self.call(self.m().readlink(self.ctx(), path)).await
     }
 
+    /// Gives the file at `src` another name, `dst` (a hard link). Needs a master of client
+    /// protocol 11.
+    pub async fn link(&self, src: &str, dst: &str) -> KfsResult<FileAttr> {
+        let (src, dst) = (src.to_string(), dst.to_string());
+        self.call(self.m().link(self.ctx(), src, dst)).await
+    }
+
     /// Makes a FIFO, socket or device at `path`.
     pub async fn mknod(&self, path: &str, options: MknodOptions) -> KfsResult<FileAttr> {
         let path = path.to_string();

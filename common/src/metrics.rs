@@ -208,6 +208,7 @@ reply_error!(MasterServiceResponse {
     Symlink,
     Readlink,
     Mknod,
+    Link,
 });
 reply_error!(ClusterServiceResponse {
     Hello,

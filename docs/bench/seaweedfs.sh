@@ -8,6 +8,8 @@
 #       # `weed benchmark` at replication 002 (with -fsync if asked): writes FILES files of SIZE
 #       # bytes, then reads as many at random; prints a `kfs bench`-style JSON report, so
 #       # `kfs bench-report` tabulates it beside KFS's
+#   docs/bench/seaweedfs.sh mount WORK                     # after `up`: a filer and `weed mount`
+#       # of it (replication 002), to run `kfs bench --posix` against; prints the mount point
 #   docs/bench/seaweedfs.sh down WORK
 # What SeaweedFS promises when it acknowledges a write: the volume server that received it wrote
 # it (synced only with -fsync) and the replicas took it; the replicas do not sync.
@@ -103,14 +105,32 @@ report = {
 }
 print(json.dumps(report, indent=2))' <<<"$out"
   ;;
+mount)
+  weed=$(weed_bin)
+  mkdir -p "$work/filer" "$work/mnt"
+  "$weed" filer -master="$master" -ip=127.0.0.1 -ip.bind=127.0.0.1 -port=8888 \
+    -defaultReplicaPlacement=002 -defaultStoreDir="$work/filer" >"$work/filer.log" 2>&1 &
+  echo $! >>"$work/pids"
+  for _ in $(seq 600); do curl -s -o /dev/null "http://127.0.0.1:8888/" && break; sleep 0.1; done
+  "$weed" mount -filer=127.0.0.1:8888 -dir="$work/mnt" -replication=002 \
+    >"$work/mount.log" 2>&1 &
+  echo $! >>"$work/pids"
+  for _ in $(seq 600); do mountpoint -q "$work/mnt" && break; sleep 0.1; done
+  mountpoint -q "$work/mnt" || { cat "$work/mount.log" >&2; exit 1; }
+  echo "$work/mnt"
+  ;;
 down)
+  if mountpoint -q "$work/mnt" 2>/dev/null; then
+    umount "$work/mnt" 2>/dev/null || umount -l "$work/mnt" 2>/dev/null || true
+  fi
   if [[ -f "$work/pids" ]]; then
     while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$work/pids"
     while read -r pid; do
       for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true   # a filer may not stop on SIGTERM
     done <"$work/pids"
   fi
   rm -rf "$work"
   ;;
-*) echo "usage: seaweedfs.sh up|bench|down WORK ..." >&2; exit 2 ;;
+*) echo "usage: seaweedfs.sh up|bench|mount|down WORK ..." >&2; exit 2 ;;
 esac

@@ -1,7 +1,8 @@
 //! What the kernel is told: KFS attributes as `stat` fields, KFS errors as `errno` values.
 //!
-//! KFS keeps a file's modification and access times; its change time is reported as its
-//! modification time. Directories report 2 links and files 1 (KFS has no hard links yet).
+//! KFS keeps a file's modification and access times; its change time is the master's `ctime`
+//! (its modification time, as KFS keeps no other yet). Link counts are the master's: a
+//! directory's 2 and one per subdirectory, a file's one per hard link.
 
 use fuser::{Errno, FileAttr as KernelAttr, FileType, INodeNo};
 use kfs_common::proto::Timestamp;
@@ -32,11 +33,11 @@ pub fn timestamp(time: SystemTime) -> Timestamp {
 /// The kernel's attributes of inode `ino`, from KFS's; `size` overrides the master's length
 /// (what this mount has written and not yet told it).
 pub fn kernel_attr(ino: u64, attr: &FileAttr, size: u64) -> KernelAttr {
-    let (kind, nlink, size) = match attr.kind {
-        FileKind::Dir => (FileType::Directory, 2, 0),
-        FileKind::File => (FileType::RegularFile, 1, size),
+    let (kind, size) = match attr.kind {
+        FileKind::Dir => (FileType::Directory, 0),
+        FileKind::File => (FileType::RegularFile, size),
         // A link's length is its target's; a device's `size` is its number.
-        special => (file_type(special), 1, attr.length()),
+        special => (file_type(special), attr.length()),
     };
     let mtime = system_time(attr.mtime);
     KernelAttr {
@@ -45,11 +46,11 @@ pub fn kernel_attr(ino: u64, attr: &FileAttr, size: u64) -> KernelAttr {
         blocks: size.div_ceil(512),
         atime: system_time(attr.atime),
         mtime,
-        ctime: mtime,
+        ctime: system_time(attr.ctime),
         crtime: mtime,
         kind,
         perm: attr.mode & 0o7777,
-        nlink,
+        nlink: attr.nlink,
         uid: attr.owner,
         gid: attr.group,
         rdev: u32::try_from(attr.rdev()).unwrap_or(0),

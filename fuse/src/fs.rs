@@ -242,12 +242,16 @@ impl Filesystem for KfsFs {
     fn link(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _newparent: INodeNo,
-        _newname: &OsStr,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        reply.error(Errno::EPERM);
+        let newname = newname.to_owned();
+        self.run(move |s| async move {
+            let result = s.link(ino.0, newparent.0, &newname).await;
+            reply_entry(&s, reply, result);
+        });
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {

@@ -1,20 +1,23 @@
-//! [`Inodes`]: the kernel's inode numbers, and the KFS path each one stands for.
+//! [`Inodes`]: the kernel's inode numbers, and the KFS paths each one stands for.
 //!
 //! An inode number is the file's KFS id (`FileId`), except that the mounted directory is
 //! always inode 1 (`FUSE_ROOT_ID`), whatever its id. The master names files by path for every
-//! namespace change, so each inode the kernel holds remembers the directory and name it was
-//! last seen under; its path is found by walking those up to the mounted directory.
+//! namespace change, so each inode the kernel holds remembers the names (directory and name) it
+//! was seen under, the latest last; its path is found by walking the latest names up to the
+//! mounted directory. A file has several names when it has hard links; a name this mount
+//! removes goes, and the file's path is then one of the others.
 //!
 //! Invariants:
 //! - every inode the kernel may still use (looked up and not yet forgotten, or open) is in the
-//!   table; the root is always there, with no parent;
+//!   table; the root is always there, with no name;
 //! - `lookups` counts the kernel's references (each `lookup`, `create`, `mkdir` and
 //!   `readdirplus` entry adds one; `forget` takes them away); an inode at 0 is dropped unless a
 //!   handle holds it open;
-//! - an entry's `parent` and `name` are where this mount last saw or put it: a rename here
-//!   moves it; an unlink here marks it `unlinked` (its path is then gone);
-//! - the name index holds exactly the entries not `unlinked`, one inode per (parent, name):
-//!   an inode seen where another was displaces it (marks it `unlinked`).
+//! - an entry's names are where this mount last saw or put it (at most [`MAX_NAMES`]): a rename
+//!   here moves one; an unlink here takes one away; with none left it is unlinked (its path is
+//!   gone);
+//! - the name index holds exactly the entries' names, one inode per (parent, name): an inode
+//!   seen where another was takes that name from it.
 
 use kfs_common::FileId;
 use std::collections::HashMap;
@@ -23,12 +26,14 @@ use std::sync::Mutex;
 /// The kernel's number for the mounted directory.
 pub const ROOT_INO: u64 = 1;
 
+/// Names remembered per inode (a file with more hard links is still found by the latest).
+pub const MAX_NAMES: usize = 16;
+
 struct Node {
-    parent: u64,
-    name: String,
+    /// (directory, name) it was seen under, the latest last; empty once unlinked here.
+    names: Vec<(u64, String)>,
     lookups: u64,
     open: u32,
-    unlinked: bool,
     /// Unlinked while open: kept under a hidden name until its last close.
     hidden: bool,
 }
@@ -47,45 +52,43 @@ pub enum PathError {
 #[derive(Default)]
 struct Table {
     nodes: HashMap<u64, Node>,
-    /// (parent, name) -> the inode there, for every node not unlinked.
+    /// (parent, name) -> the inode there, for every name of every node.
     names: HashMap<(u64, String), u64>,
 }
 
 impl Table {
-    /// Takes `ino`'s name out of the index (it keeps it, for its path, until renamed).
-    fn unname(&mut self, ino: u64) {
-        if let Some(node) = self.nodes.get(&ino) {
-            let key = (node.parent, node.name.clone());
-            if self.names.get(&key) == Some(&ino) {
-                self.names.remove(&key);
+    /// Gives `ino` (in the table) the name `name` in `parent`, as its latest; an inode that had
+    /// it has lost it.
+    fn add_name(&mut self, ino: u64, parent: u64, name: &str) {
+        let key = (parent, name.to_string());
+        if let Some(other) = self.names.insert(key.clone(), ino)
+            && other != ino
+            && let Some(displaced) = self.nodes.get_mut(&other)
+        {
+            displaced.names.retain(|n| *n != key);
+        }
+        let Some(node) = self.nodes.get_mut(&ino) else {
+            self.names.remove(&key);
+            return;
+        };
+        node.names.retain(|n| *n != key);
+        node.names.push(key);
+        if node.names.len() > MAX_NAMES {
+            let oldest = node.names.remove(0);
+            if self.names.get(&oldest) == Some(&ino) {
+                self.names.remove(&oldest);
             }
         }
     }
 
-    /// Gives `ino` (in the table) `name` in `parent`; an inode that had it has lost it.
-    fn name(&mut self, ino: u64, parent: u64, name: &str) {
-        self.unname(ino);
+    /// The name `name` in `parent` is gone; returns the inode it named.
+    fn remove_name(&mut self, parent: u64, name: &str) -> Option<u64> {
         let key = (parent, name.to_string());
-        if let Some(other) = self.names.insert(key, ino)
-            && other != ino
-            && let Some(displaced) = self.nodes.get_mut(&other)
-        {
-            displaced.unlinked = true;
-        }
+        let ino = self.names.remove(&key)?;
         if let Some(node) = self.nodes.get_mut(&ino) {
-            node.parent = parent;
-            node.name = name.to_string();
-            node.unlinked = false;
+            node.names.retain(|n| *n != key);
         }
-    }
-
-    /// The inode at `name` in `parent` is no longer there.
-    fn unlink_name(&mut self, parent: u64, name: &str) {
-        if let Some(ino) = self.names.remove(&(parent, name.to_string()))
-            && let Some(node) = self.nodes.get_mut(&ino)
-        {
-            node.unlinked = true;
-        }
+        Some(ino)
     }
 
     /// Drops `ino` once the kernel holds no reference and no handle has it open.
@@ -95,9 +98,13 @@ impl Table {
                 .nodes
                 .get(&ino)
                 .is_some_and(|node| node.lookups == 0 && node.open == 0)
+            && let Some(node) = self.nodes.remove(&ino)
         {
-            self.unname(ino);
-            self.nodes.remove(&ino);
+            for key in node.names {
+                if self.names.get(&key) == Some(&ino) {
+                    self.names.remove(&key);
+                }
+            }
         }
     }
 }
@@ -116,11 +123,9 @@ impl Inodes {
         table.nodes.insert(
             ROOT_INO,
             Node {
-                parent: 0,
-                name: String::new(),
+                names: Vec::new(),
                 lookups: 1,
                 open: 0,
-                unlinked: false,
                 hidden: false,
             },
         );
@@ -160,11 +165,9 @@ impl Inodes {
         let mut at = ino;
         while at != ROOT_INO {
             let node = table.nodes.get(&at).ok_or(PathError::Stale)?;
-            if node.unlinked {
-                return Err(PathError::Unlinked);
-            }
-            names.push(node.name.as_str());
-            at = node.parent;
+            let (parent, name) = node.names.last().ok_or(PathError::Unlinked)?;
+            names.push(name.as_str());
+            at = *parent;
             if names.len() > kfs_common::path::MAX_PATH_LEN {
                 return Err(PathError::Stale);
             }
@@ -185,7 +188,8 @@ impl Inodes {
         self.lock()
             .nodes
             .get(&ino)
-            .map_or(ROOT_INO, |n| n.parent.max(ROOT_INO))
+            .and_then(|n| n.names.last())
+            .map_or(ROOT_INO, |(parent, _)| (*parent).max(ROOT_INO))
     }
 
     /// The KFS path of `name` in directory `parent`.
@@ -195,22 +199,20 @@ impl Inodes {
     }
 
     /// Records that the kernel got a reference to `ino`, found as `name` in `parent` (an inode
-    /// this mount knew there before is no longer there).
+    /// this mount knew there before is no longer there; `ino`'s other names stay).
     pub fn looked_up(&self, ino: u64, parent: u64, name: &str) {
         if ino == ROOT_INO {
             return;
         }
         let mut table = self.lock();
         let node = table.nodes.entry(ino).or_insert_with(|| Node {
-            parent,
-            name: String::new(),
+            names: Vec::new(),
             lookups: 0,
             open: 0,
-            unlinked: false,
             hidden: false,
         });
         node.lookups += 1;
-        table.name(ino, parent, name);
+        table.add_name(ino, parent, name);
     }
 
     /// The kernel dropped `n` references to `ino`.
@@ -250,26 +252,26 @@ impl Inodes {
     /// moves; one it replaced is gone from its path.
     pub fn renamed(&self, parent: u64, name: &str, new_parent: u64, new_name: &str) {
         let mut table = self.lock();
-        let moved = table.names.remove(&(parent, name.to_string()));
-        table.unlink_name(new_parent, new_name);
+        let moved = table.remove_name(parent, name);
+        table.remove_name(new_parent, new_name);
         if let Some(ino) = moved {
-            table.name(ino, new_parent, new_name);
+            table.add_name(ino, new_parent, new_name);
         }
     }
 
     /// `name` in `parent` was removed through this mount.
     pub fn unlinked(&self, parent: u64, name: &str) {
-        self.lock().unlink_name(parent, name);
+        self.lock().remove_name(parent, name);
     }
 
-    /// Moves `ino` to a new name in the same directory (an open file hidden when unlinked).
-    pub fn hide(&self, ino: u64, hidden: &str) {
+    /// Moves `ino`'s name `name` in `parent` to `hidden` in the same directory (an open file
+    /// hidden when unlinked).
+    pub fn hide(&self, ino: u64, parent: u64, name: &str, hidden: &str) {
         let mut table = self.lock();
-        if let Some(parent) = table.nodes.get(&ino).map(|node| node.parent) {
-            table.name(ino, parent, hidden);
-            if let Some(node) = table.nodes.get_mut(&ino) {
-                node.hidden = true;
-            }
+        table.remove_name(parent, name);
+        table.add_name(ino, parent, hidden);
+        if let Some(node) = table.nodes.get_mut(&ino) {
+            node.hidden = true;
         }
     }
 
@@ -341,10 +343,16 @@ mod tests {
         // The displaced inode's forget does not take the name from the new one.
         inodes.forget(5, 1);
         assert_eq!(inodes.child(ROOT_INO, "f"), Some((6, false)));
-        // Seen under a new name (renamed elsewhere): the old name is free.
+        // Seen under a new name (renamed elsewhere, or a hard link): its path is the latest,
+        // and the name before stays its until it is seen on another inode or removed.
         inodes.looked_up(6, ROOT_INO, "g");
-        assert_eq!(inodes.child(ROOT_INO, "f"), None);
         assert_eq!(inodes.path(6).unwrap(), "/g");
+        assert_eq!(inodes.child(ROOT_INO, "f"), Some((6, false)));
+        // Its latest name removed here: the one before is its path again.
+        inodes.unlinked(ROOT_INO, "g");
+        assert_eq!(inodes.path(6).unwrap(), "/f");
+        inodes.unlinked(ROOT_INO, "f");
+        assert_eq!(inodes.path(6), Err(PathError::Unlinked));
     }
 
     #[test]
@@ -352,7 +360,7 @@ mod tests {
         let inodes = Inodes::new("/", FileId(1));
         inodes.looked_up(5, ROOT_INO, "f");
         inodes.set_open(5, true);
-        inodes.hide(5, ".kfs-open-5");
+        inodes.hide(5, ROOT_INO, "f", ".kfs-open-5");
         assert!(inodes.is_hidden(5));
         assert_eq!(inodes.child(ROOT_INO, "f"), None);
         assert_eq!(inodes.child(ROOT_INO, ".kfs-open-5"), Some((5, true)));

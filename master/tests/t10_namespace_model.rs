@@ -39,7 +39,11 @@ struct MNode {
     extent: Option<(u64, u64, u32)>,
     /// A symbolic link's target.
     target: Option<String>,
+    /// Which file it is: the paths of one file's hard links share it (and every field above).
+    ino: u64,
 }
+
+static NEXT_INO: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl MNode {
     fn new(kind: FileKind, mode: u16, replication: u8, time: Timestamp) -> MNode {
@@ -54,6 +58,7 @@ impl MNode {
             chunks: BTreeMap::new(),
             extent: None,
             target: None,
+            ino: NEXT_INO.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
     }
 }
@@ -163,9 +168,44 @@ impl Model {
                 FileKind::Dir => summary.dirs += 1,
                 _ => summary.files += 1,
             }
-            freed.extend(n.chunks.values());
+            // A file's chunks go with its last name.
+            if !self.nodes.values().any(|other| other.ino == n.ino) {
+                freed.extend(n.chunks.values());
+            }
         }
         (summary, freed)
+    }
+
+    /// Gives every other name of `p`'s file what `p` has now (hard links share everything).
+    fn propagate(&mut self, p: &str) {
+        let Some(n) = self.nodes.get(p).cloned() else {
+            return;
+        };
+        for (k, v) in self.nodes.iter_mut() {
+            if v.ino == n.ino && k != p {
+                *v = n.clone();
+            }
+        }
+    }
+
+    /// The names `p`'s file has (a directory: 2 and one per subdirectory).
+    fn nlink(&self, p: &str) -> u32 {
+        let n = &self.nodes[p];
+        if is_dir(n) {
+            let subdirs = self
+                .children(p)
+                .iter()
+                .filter(|(_, k)| *k == FileKind::Dir)
+                .count();
+            return 2 + subdirs as u32;
+        }
+        self.nodes.values().filter(|o| o.ino == n.ino).count() as u32
+    }
+
+    /// One node per file: each hard-linked file once.
+    fn files(&self) -> impl Iterator<Item = &MNode> {
+        let mut seen = std::collections::BTreeSet::new();
+        self.nodes.values().filter(move |n| seen.insert(n.ino))
     }
 
     fn children(&self, dir: &str) -> Vec<(String, FileKind)> {
@@ -182,12 +222,11 @@ impl Model {
     }
 
     fn counters(&self) -> (u64, u64, u64, u64) {
-        let files = self.nodes.values().filter(|n| !is_dir(n)).count() as u64;
+        let files = self.files().filter(|n| !is_dir(n)).count() as u64;
         let dirs = self.nodes.values().filter(|n| is_dir(n)).count() as u64;
-        let chunks = self.nodes.values().map(|n| n.chunks.len() as u64).sum();
+        let chunks = self.files().map(|n| n.chunks.len() as u64).sum();
         let bytes = self
-            .nodes
-            .values()
+            .files()
             .filter(|n| n.kind == FileKind::File)
             .map(|n| n.size)
             .sum();
@@ -288,6 +327,9 @@ impl Model {
                     return Err(KfsError::invalid_argument("root"));
                 };
                 let mut freed = Vec::new();
+                if self.nodes.get(dst).is_some_and(|old| old.ino == from.ino) {
+                    return done(MReply::Done);
+                }
                 if let Some(old) = self.nodes.get(dst) {
                     match (is_dir(&from), is_dir(old)) {
                         (false, true) => {
@@ -395,6 +437,24 @@ impl Model {
                         name: name.clone(),
                     }),
                 }
+            }
+            Action::Link { src, dst } => {
+                let from = self
+                    .entry(src)?
+                    .ok_or_else(|| KfsError::is_a_directory(src.as_str()))?
+                    .clone();
+                if is_dir(&from) {
+                    return Err(KfsError::is_a_directory(src.as_str()));
+                }
+                let Some((parent, _)) = self.parent(dst)? else {
+                    return Err(KfsError::already_exists(dst.as_str()));
+                };
+                if self.nodes.contains_key(dst) {
+                    return Err(KfsError::already_exists(dst.as_str()));
+                }
+                self.nodes.insert(dst.clone(), from.clone());
+                self.touch(&parent, time);
+                done(MReply::Attr(from))
             }
             Action::MakeSpecial { path: p, which } => {
                 let (kind, size, target) = special_of(*which);
@@ -518,6 +578,10 @@ enum Action {
     ListXattrs {
         path: String,
     },
+    Link {
+        src: String,
+        dst: String,
+    },
     /// A symbolic link (`which` 0, to "a/b"), a FIFO (1) or a character device (2).
     MakeSpecial {
         path: String,
@@ -526,6 +590,21 @@ enum Action {
     Readlink {
         path: String,
     },
+}
+
+/// The path whose file an action may change (its other names then follow it).
+fn touched(action: &Action) -> Option<&str> {
+    match action {
+        Action::Create { path, .. }
+        | Action::SetReplication { path, .. }
+        | Action::SetMode { path, .. }
+        | Action::SetXattr { path, .. }
+        | Action::RemoveXattr { path, .. }
+        | Action::Pack { path, .. }
+        | Action::AllocateChunk { path, .. }
+        | Action::SetLength { path, .. } => Some(path),
+        _ => None,
+    }
 }
 
 /// The kind, attribute size and target of the special file `which` of `Action::MakeSpecial`.
@@ -593,6 +672,7 @@ fn action() -> impl Strategy<Value = Action> {
         1 => (a_path(), an_xattr_name()).prop_map(|(path, name)| Action::GetXattr { path, name }),
         1 => a_path().prop_map(|path| Action::ListXattrs { path }),
         3 => (a_path(), 0u8..3).prop_map(|(path, which)| Action::MakeSpecial { path, which }),
+        4 => (a_path(), a_path()).prop_map(|(src, dst)| Action::Link { src, dst }),
         1 => a_path().prop_map(|path| Action::Readlink { path }),
     ]
 }
@@ -691,6 +771,7 @@ fn compare_everything(ns: &Namespace, model: &Model) -> Result<(), TestCaseError
     for (p, n) in &model.nodes {
         let attr = ns.stat(p).unwrap();
         prop_assert!(same_attr(&attr, n), "{p}: {attr:?} vs {n:?}");
+        prop_assert_eq!(attr.nlink, model.nlink(p), "{}", p);
         let xattrs: Vec<String> = n.xattrs.keys().cloned().collect();
         prop_assert_eq!(ns.list_xattrs(p).unwrap(), xattrs);
         let extent = ns.extent_of(attr.fid).map(|e| (e.volume.0, e.at, e.len));
@@ -724,7 +805,10 @@ fn run(actions: &[Action]) -> Result<(), TestCaseError> {
         let op = match action {
             Action::Stat { path: p } => {
                 match (ns.stat(p), model.resolve(p)) {
-                    (Ok(a), Ok(n)) => prop_assert!(same_attr(&a, n), "{action:?}: {a:?} vs {n:?}"),
+                    (Ok(a), Ok(n)) => {
+                        prop_assert!(same_attr(&a, n), "{action:?}: {a:?} vs {n:?}");
+                        prop_assert_eq!(a.nlink, model.nlink(&path::normalize("/", p).unwrap()));
+                    }
                     (Err(a), Err(b)) => {
                         prop_assert!(same_error(&a, &b), "{action:?}: {a:?} vs {b:?}")
                     }
@@ -839,6 +923,11 @@ fn run(actions: &[Action]) -> Result<(), TestCaseError> {
                 dst: dst.clone(),
                 time,
             },
+            Action::Link { src, dst } => Op::Link {
+                src: src.clone(),
+                dst: dst.clone(),
+                time,
+            },
             Action::Remove { path: p } => Op::Remove {
                 path: p.clone(),
                 time,
@@ -914,6 +1003,7 @@ fn run(actions: &[Action]) -> Result<(), TestCaseError> {
                         Ok((MReply::Attr(n.clone()), freed))
                     }
                 };
+                model.propagate(p);
                 let op = Op::SetExtent {
                     fid,
                     volume,
@@ -934,11 +1024,12 @@ fn run(actions: &[Action]) -> Result<(), TestCaseError> {
                 } else {
                     Err(KfsError::NoSuchChunk { chunk: from })
                 };
+                let mut moved = std::collections::BTreeSet::new();
                 for (i, (p, n)) in model.nodes.iter_mut().enumerate() {
                     let Some((volume, at, len)) = n.extent else {
                         continue;
                     };
-                    if volume != from.0 {
+                    if volume != from.0 || !moved.insert(n.ino) {
                         continue;
                     }
                     let to_at = (1 << 32) + step as u64 * 100_000 + i as u64 * 8;
@@ -961,6 +1052,18 @@ fn run(actions: &[Action]) -> Result<(), TestCaseError> {
                     to_at: 1,
                     len: 1,
                 });
+                let moved_paths: Vec<String> = model
+                    .nodes
+                    .iter()
+                    .filter(|(_, n)| moved.contains(&n.ino))
+                    .map(|(p, _)| p.clone())
+                    .collect();
+                for p in &moved_paths {
+                    // The first name of each file moved holds what the others get.
+                    if model.nodes[p].extent.is_some_and(|(v, _, _)| v != from.0) {
+                        model.propagate(p);
+                    }
+                }
                 let op = Op::MoveExtents { from, moves };
                 let got = ns.apply(&op).map(|a| (a.reply, a.freed_chunks));
                 check_result(action, got, want)?;
@@ -1049,6 +1152,7 @@ fn run(actions: &[Action]) -> Result<(), TestCaseError> {
                     };
                     (op, want)
                 };
+                model.propagate(p);
                 let got = ns.apply(&op).map(|a| (a.reply, a.freed_chunks));
                 check_result(action, got, want)?;
                 ns.check_invariants().map_err(TestCaseError::fail)?;
@@ -1072,6 +1176,9 @@ fn run(actions: &[Action]) -> Result<(), TestCaseError> {
             action
         );
         let want = model.apply(action, time);
+        if let Some(p) = touched(action) {
+            model.propagate(p);
+        }
         check_result(action, got, want)?;
         ns.check_invariants().map_err(TestCaseError::fail)?;
     }

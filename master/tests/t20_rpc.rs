@@ -5,16 +5,75 @@ use kfs_common::proto::{CLIENT_PROTOCOL_VERSION, OLDEST_CLIENT_PROTOCOL};
 mod support;
 
 use kfs_common::proto::master::{
-    self, CreateOptions, Durability, MasterServiceClient, MkdirOptions, MknodOptions,
-    RemoveSummary, SetAttr,
+    self, CreateOptions, Durability, MasterServiceClient, MasterServiceRequest, MkdirOptions,
+    MknodOptions, RemoveSummary, SetAttr,
 };
-use kfs_common::{FileKind, KfsError};
+use kfs_common::{FileId, FileKind, KfsError};
 use kfs_master::{MasterConfig, MasterHandle, StartError};
 use serde_bytes::ByteBuf;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use support::ctx;
+
+/// `FileAttr`, `DirEntry` and `DirPage` as clients of protocols 1 to 10 decode them.
+#[derive(Debug, serde::Deserialize)]
+#[allow(dead_code)]
+struct OldAttr {
+    fid: FileId,
+    kind: FileKind,
+    size: u64,
+    mode: u16,
+    owner: u32,
+    group: u32,
+    replication: u8,
+    mtime: i64,
+    atime: i64,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct OldEntry {
+    name: String,
+    #[allow(dead_code)]
+    fid: FileId,
+    kind: FileKind,
+    attr: Option<OldAttr>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct OldPage {
+    entries: Vec<OldEntry>,
+    #[allow(dead_code)]
+    more: bool,
+}
+
+/// The first replies of `MasterService` (variants in the service's order), as an old client
+/// decodes them.
+#[derive(Debug, serde::Deserialize)]
+#[allow(dead_code)]
+enum OldReply {
+    Handshake(Result<master::MasterInfo, KfsError>),
+    Mkdir(Result<OldAttr, KfsError>),
+    Create(Result<OldAttr, KfsError>),
+    Stat(Result<OldAttr, KfsError>),
+    Readdir(Result<OldPage, KfsError>),
+}
+
+/// A client of client protocol `version`, which decodes replies as that version has them.
+async fn old_client(
+    master: &MasterHandle,
+    version: u32,
+) -> tarpc::client::Channel<MasterServiceRequest, OldReply> {
+    let transport = kfs_common::rpc::connect_speaking::<MasterServiceRequest, OldReply>(
+        master.local_addr(),
+        kfs_common::rpc::Service::Master,
+        version,
+        &kfs_common::security::Security::Insecure,
+    )
+    .await
+    .unwrap();
+    tarpc::client::new(Default::default(), transport).spawn()
+}
 
 fn config(dir: &Path) -> MasterConfig {
     MasterConfig {
@@ -47,8 +106,11 @@ async fn namespace_calls_end_to_end() {
         .unwrap()
         .unwrap();
     assert_eq!(info.default_replication, 3);
-    // Clients not yet upgraded are still served; newer ones are refused by name.
-    c.handshake(ctx(), OLDEST_CLIENT_PROTOCOL)
+    // Clients not yet upgraded are still served (on a connection of their own: replies are
+    // encoded for the version a connection's handshake said); newer ones are refused by name.
+    connect(&master)
+        .await
+        .handshake(ctx(), OLDEST_CLIENT_PROTOCOL)
         .await
         .unwrap()
         .unwrap();
@@ -383,14 +445,24 @@ async fn symbolic_links_and_special_files_survive_a_restart_and_old_clients_see_
         .unwrap();
     c.remove(ctx(), "/d/link".into()).await.unwrap().unwrap();
 
-    // A client of protocol 9 sees a regular file of length 0 where they are.
-    let old = connect(&master).await;
-    old.handshake(ctx(), 9).await.unwrap().unwrap();
-    let page = old
-        .readdir(ctx(), "/d".into(), None, 0, true)
+    // A client of protocol 9 sees a regular file of length 0 where they are, in the
+    // attributes it knows (no link count, no change time).
+    let old = old_client(&master, 9).await;
+    let Ok(OldReply::Handshake(Ok(_))) = old
+        .call(ctx(), MasterServiceRequest::Handshake { protocol: 9 })
         .await
-        .unwrap()
-        .unwrap();
+    else {
+        panic!("a client of protocol 9 is served");
+    };
+    let readdir = MasterServiceRequest::Readdir {
+        path: "/d".into(),
+        start_after: None,
+        limit: 0,
+        with_attrs: true,
+    };
+    let Ok(OldReply::Readdir(Ok(page))) = old.call(ctx(), readdir).await else {
+        panic!("an old client's listing decodes");
+    };
     let seen: Vec<(String, FileKind, u64)> = page
         .entries
         .iter()
@@ -403,8 +475,96 @@ async fn symbolic_links_and_special_files_survive_a_restart_and_old_clients_see_
             ("dev".to_string(), FileKind::File, 0)
         ]
     );
-    let attr = old.stat(ctx(), "/d/dev".into()).await.unwrap().unwrap();
-    assert_eq!((attr.kind, attr.size), (FileKind::File, 0));
+    let stat = MasterServiceRequest::Stat {
+        path: "/d/dev".into(),
+    };
+    let Ok(OldReply::Stat(Ok(attr))) = old.call(ctx(), stat).await else {
+        panic!("an old client's stat decodes");
+    };
+    assert_eq!(
+        (attr.kind, attr.size, attr.mode),
+        (FileKind::File, 0, 0o640)
+    );
+    master.shutdown().await;
+}
+
+#[tokio::test]
+async fn hard_links_count_names_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let master = kfs_master::start(&cfg).await.unwrap();
+    let c = connect(&master).await;
+    c.handshake(ctx(), CLIENT_PROTOCOL_VERSION)
+        .await
+        .unwrap()
+        .unwrap();
+    for d in ["/a", "/b", "/a/sub"] {
+        c.mkdir(ctx(), d.into(), MkdirOptions::default())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let file = c
+        .create(ctx(), "/a/f".into(), CreateOptions::default())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(file.nlink, 1);
+    let linked = c
+        .link(ctx(), "/a/f".into(), "/b/g".into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((linked.fid, linked.nlink), (file.fid, 2));
+    c.link(ctx(), "/a/f".into(), "/a/h".into())
+        .await
+        .unwrap()
+        .unwrap();
+    // A directory counts 2 and its subdirectories; a name is never replaced; a directory has
+    // one name.
+    let stat = |p: &'static str| {
+        let c = c.clone();
+        async move { c.stat(ctx(), p.into()).await.unwrap() }
+    };
+    assert_eq!(stat("/a").await.unwrap().nlink, 3);
+    assert_eq!(stat("/").await.unwrap().nlink, 4);
+    assert_eq!(stat("/a").await.unwrap().size, 0);
+    assert!(matches!(
+        c.link(ctx(), "/a/f".into(), "/b/g".into()).await.unwrap(),
+        Err(KfsError::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        c.link(ctx(), "/a/sub".into(), "/b/sub".into())
+            .await
+            .unwrap(),
+        Err(KfsError::IsADirectory { .. })
+    ));
+    // Renaming one name onto another of the same file changes nothing.
+    c.rename(ctx(), "/a/h".into(), "/b/g".into())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stat("/a/h").await.unwrap().nlink, 3);
+    // Removing a name keeps the file for the others; the counters count files, not names.
+    c.remove(ctx(), "/a/f".into()).await.unwrap().unwrap();
+    assert_eq!(stat("/b/g").await.unwrap().nlink, 2);
+    let counters = c.counters(ctx()).await.unwrap().unwrap();
+    assert_eq!((counters.files, counters.dirs), (1, 4));
+
+    c.checkpoint(ctx()).await.unwrap().unwrap();
+    c.remove_recursive(ctx(), "/a".into())
+        .await
+        .unwrap()
+        .unwrap();
+    master.shutdown().await;
+    let master = kfs_master::start(&cfg).await.unwrap();
+    let c = connect(&master).await;
+    let g = c.stat(ctx(), "/b/g".into()).await.unwrap().unwrap();
+    assert_eq!((g.fid, g.nlink), (file.fid, 1));
+    assert_eq!(c.stat(ctx(), "/".into()).await.unwrap().unwrap().nlink, 3);
+    c.remove(ctx(), "/b/g".into()).await.unwrap().unwrap();
+    let counters = c.counters(ctx()).await.unwrap().unwrap();
+    assert_eq!((counters.files, counters.dirs), (0, 2));
     master.shutdown().await;
 }
 

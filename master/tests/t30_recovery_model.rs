@@ -20,7 +20,7 @@ mod support;
 
 use kfs_common::FileId;
 use kfs_master::namespace::Namespace;
-use kfs_master::namespace::op::{ExtentMove, Op};
+use kfs_master::namespace::op::{ExtentMove, Op, Special};
 use kfs_master::namespace::record::{Key, Val};
 use kfs_master::storage::checkpoint::write_checkpoint;
 use kfs_master::storage::log::{LogWriter, list_segments};
@@ -56,6 +56,9 @@ enum OpSeed {
     Pack(u8, u8, u8, u16),
     Compact(u8, u8, u8),
     FreeVolume(u8),
+    Link(u8, u8, u8, u8),
+    /// A symbolic link, FIFO or device (by the third number).
+    Special(u8, u8, u8),
 }
 
 fn volume(v: u8) -> kfs_common::ChunkId {
@@ -157,6 +160,28 @@ fn to_op(seed: &OpSeed, live: &Namespace, fid: &mut u64, time: i64) -> Op {
             }
         }
         OpSeed::FreeVolume(v) => Op::FreeVolume { chunk: volume(*v) },
+        OpSeed::Link(a, b, c, d) => Op::Link {
+            src: file(*a, *b),
+            dst: file(*c, *d),
+            time,
+        },
+        OpSeed::Special(d, f, which) => Op::MakeSpecial {
+            path: file(*d, *f),
+            special: match which % 3 {
+                0 => Special::Symlink {
+                    target: file(*f, *d),
+                },
+                1 => Special::Fifo,
+                _ => Special::BlockDevice {
+                    rdev: u64::from(*which),
+                },
+            },
+            mode: 0o640,
+            owner: 1,
+            group: 2,
+            fid: next(),
+            time,
+        },
     }
 }
 
@@ -174,6 +199,8 @@ fn op_seed() -> impl Strategy<Value = OpSeed> {
         4 => (n(), n(), n(), any::<u16>()).prop_map(|(d, f, v, len)| OpSeed::Pack(d, f, v, len)),
         1 => (n(), n(), n()).prop_map(|(a, b, c)| OpSeed::Compact(a, b, c)),
         1 => n().prop_map(OpSeed::FreeVolume),
+        2 => (n(), n(), n(), n()).prop_map(|(a, b, c, d)| OpSeed::Link(a, b, c, d)),
+        1 => (n(), n(), n()).prop_map(|(d, f, w)| OpSeed::Special(d, f, w)),
     ]
 }
 

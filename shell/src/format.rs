@@ -96,7 +96,8 @@ pub fn long_entry(name: &str, attr: &FileAttr, human: bool) -> String {
     )
 }
 
-/// `stat -c FORMAT`: `%n` name, `%s` size, `%F` type, `%a` octal mode, `%A` `-rw-r--r--`, `%u`
+/// `stat -c FORMAT`: `%n` name, `%s` size, `%F` type, `%a` octal mode, `%A` `-rw-r--r--`, `%h`
+/// names (hard links; a directory's 2 and its subdirectories), `%u`
 /// / `%U` owner id / name, `%g` / `%G` group, `%r` replication, `%o` chunk size, `%i` file id,
 /// `%y` / `%Y` modification time (text / seconds since the epoch), `%x` / `%X` access time,
 /// `%%` a percent sign; `\n` and `\t` as in stat(1). An unknown directive is kept as written.
@@ -116,6 +117,7 @@ pub fn stat_format(format: &str, path: &str, a: &FileAttr, chunk_size: u64) -> S
                     other => other.name(),
                 }),
                 Some('a') => out.push_str(&format!("{:o}", a.mode)),
+                Some('h') => out.push_str(&a.nlink.to_string()),
                 Some('A') => out.push_str(&mode(a.kind, a.mode)),
                 Some('u') => out.push_str(&a.owner.to_string()),
                 Some('U') => out.push_str(&user_name(a.owner)),
@@ -231,6 +233,8 @@ mod tests {
             replication: 3,
             mtime: 1_700_000_000_123_000_000,
             atime: 0,
+            nlink: 1,
+            ctime: 1_700_000_000_123_000_000,
         };
         assert_eq!(
             stat_format(

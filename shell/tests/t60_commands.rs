@@ -233,6 +233,23 @@ async fn listings_sort_find_and_draw_trees() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("not a symbolic link"));
+    // A hard link: one file, two names.
+    kfs(&cluster)
+        .args(["ln", "/t/a", "/t/sub/hard"])
+        .assert()
+        .success();
+    assert_eq!(
+        stdout(kfs(&cluster).args(["stat", "-c", "%h %s %i", "/t/a"])),
+        stdout(kfs(&cluster).args(["stat", "-c", "%h %s %i", "/t/sub/hard"]))
+    );
+    assert_eq!(
+        stdout(kfs(&cluster).args(["stat", "-c", "%h", "/t/a"])),
+        "2\n"
+    );
+    assert_eq!(
+        stdout(kfs(&cluster).args(["stat", "-c", "%h", "/t"])),
+        "3\n"
+    );
     cluster.shutdown().await;
 }
 

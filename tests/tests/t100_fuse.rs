@@ -455,3 +455,56 @@ async fn symbolic_links_fifos_and_devices_through_the_mount() {
     );
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hard_links_share_one_file_and_count_its_names() {
+    let m = Mount::start().await;
+    let root = m.mounted.mountpoint().to_path_buf();
+    blocking(move || {
+        std::fs::create_dir_all(root.join("h/sub")).unwrap();
+        let a = root.join("h/a");
+        std::fs::write(&a, b"one file").unwrap();
+        let b = root.join("h/sub/b");
+        std::fs::hard_link(&a, &b).unwrap();
+        let (ma, mb) = (
+            std::fs::metadata(&a).unwrap(),
+            std::fs::metadata(&b).unwrap(),
+        );
+        assert_eq!((ma.ino(), ma.nlink()), (mb.ino(), 2));
+        // A directory counts its subdirectories.
+        assert_eq!(std::fs::metadata(root.join("h")).unwrap().nlink(), 3);
+        // A write through one name is read through the other.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&b)
+            .unwrap()
+            .write_all(b", two names")
+            .unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), b"one file, two names");
+        assert_eq!(
+            std::fs::hard_link(&a, &b).unwrap_err().kind(),
+            std::io::ErrorKind::AlreadyExists
+        );
+        // An open file unlinked by one name keeps working, and the other name keeps it.
+        let mut open = std::fs::File::open(&a).unwrap();
+        std::fs::remove_file(&a).unwrap();
+        assert_eq!(std::fs::metadata(&b).unwrap().nlink(), 1);
+        let mut text = String::new();
+        open.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "one file, two names");
+        drop(open);
+        assert_eq!(std::fs::read(&b).unwrap(), b"one file, two names");
+        // Renamed onto another of its names: nothing changes (POSIX).
+        let c = root.join("h/c");
+        std::fs::hard_link(&b, &c).unwrap();
+        std::fs::rename(&b, &c).unwrap();
+        assert!(b.exists() && c.exists());
+        std::fs::remove_dir_all(root.join("h/sub")).unwrap();
+        assert_eq!(std::fs::metadata(&c).unwrap().nlink(), 1);
+        assert_eq!(std::fs::metadata(root.join("h")).unwrap().nlink(), 2);
+    })
+    .await;
+    let client = m.cluster.client().await;
+    assert_eq!(client.stat("/h/c").await.unwrap().nlink, 1);
+    m.stop().await;
+}

@@ -22,8 +22,9 @@ pub const MAX_XATTR_VALUE_LEN: usize = 64 * 1024;
 /// Most extended attributes on one file or directory.
 pub const MAX_XATTRS_PER_FILE: usize = 256;
 
-/// Attributes of a file or directory, as `stat` shows them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Attributes of a file or directory, as `stat` shows them. Encoded without `nlink` and
+/// `ctime` for a client of protocol 10 or older ([`super::encoding`]).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct FileAttr {
     pub fid: FileId,
     pub kind: FileKind,
@@ -38,6 +39,37 @@ pub struct FileAttr {
     pub replication: u8,
     pub mtime: Timestamp,
     pub atime: Timestamp,
+    /// Names it has: a directory 2 and one per subdirectory, anything else one per hard link.
+    /// Since client protocol 11.
+    pub nlink: u32,
+    /// When its attributes last changed (KFS keeps no separate change time yet: its
+    /// modification time). Since client protocol 11.
+    pub ctime: Timestamp,
+}
+
+/// The first client protocol whose `FileAttr` has `nlink` and `ctime`.
+pub const FILE_ATTR_LINKS_PROTOCOL: u32 = 11;
+
+impl Serialize for FileAttr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let whole = super::encoding::peer_speaks(FILE_ATTR_LINKS_PROTOCOL);
+        let mut st = s.serialize_struct("FileAttr", if whole { 11 } else { 9 })?;
+        st.serialize_field("fid", &self.fid)?;
+        st.serialize_field("kind", &self.kind)?;
+        st.serialize_field("size", &self.size)?;
+        st.serialize_field("mode", &self.mode)?;
+        st.serialize_field("owner", &self.owner)?;
+        st.serialize_field("group", &self.group)?;
+        st.serialize_field("replication", &self.replication)?;
+        st.serialize_field("mtime", &self.mtime)?;
+        st.serialize_field("atime", &self.atime)?;
+        if whole {
+            st.serialize_field("nlink", &self.nlink)?;
+            st.serialize_field("ctime", &self.ctime)?;
+        }
+        st.end()
+    }
 }
 
 impl FileAttr {
@@ -689,6 +721,11 @@ pub trait MasterService {
     /// Caller: clients. Creates a FIFO, socket or device at `path`. Replies with its
     /// attributes. Not idempotent. Since client protocol 10.
     async fn mknod(path: String, options: MknodOptions) -> Result<FileAttr, KfsError>;
+
+    /// Caller: clients. Gives the file (or symbolic link, or special file) at `src` another
+    /// name, `dst` (a new name in an existing directory; never a directory's). Replies with
+    /// its attributes, `nlink` counting the new name. Not idempotent. Since client protocol 11.
+    async fn link(src: String, dst: String) -> Result<FileAttr, KfsError>;
 }
 
 /// An answer and the capabilities for the chunks it names.

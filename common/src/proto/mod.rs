@@ -9,6 +9,7 @@
 
 pub mod chunk;
 pub mod cluster;
+pub mod encoding;
 pub mod master;
 pub mod payload;
 pub mod users;
@@ -37,12 +38,14 @@ pub const OLDEST_CLUSTER_PROTOCOL: u32 = 2;
 /// `volume_lease_signed`, `file_chunks_signed`); 9 `set_durability` and `sync_namespace` (a
 /// mount's changes answered once logged, synced at `fsync`); 10 symbolic links and special
 /// files (`symlink`, `readlink`, `mknod`, and the `FileKind`s they make, which a client of an
-/// older version is shown as regular files of length 0). Methods are only ever
+/// older version is shown as regular files of length 0); 11 hard links (`link`), and
+/// `FileAttr`'s `nlink` and `ctime` (encoded for an older client without them:
+/// [`encoding`]). Methods are only ever
 /// added at the end of the service, so a master
 /// serves clients of every version from [`OLDEST_CLIENT_PROTOCOL`] to this one, and an upgraded
 /// master keeps serving clients not yet upgraded; a client newer than its master is refused at
 /// the handshake (upgrade the master first).
-pub const CLIENT_PROTOCOL_VERSION: u32 = 10;
+pub const CLIENT_PROTOCOL_VERSION: u32 = 11;
 
 /// The oldest client protocol a master still serves.
 pub const OLDEST_CLIENT_PROTOCOL: u32 = 1;

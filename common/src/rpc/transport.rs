@@ -16,7 +16,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWrite};
@@ -77,6 +77,10 @@ pub struct Transport<In, Out> {
     timer: Pin<Box<tokio::time::Sleep>>,
     server: Option<ServerSide>,
     wbuf: BytesMut,
+    /// The client protocol the peer said it speaks (a master's client connection, once its
+    /// handshake is answered): replies are encoded as that version has them
+    /// ([`crate::proto::encoding`]). `None`: encoded as this build's.
+    peer_protocol: Option<Arc<AtomicU32>>,
     _types: PhantomData<fn(Out) -> In>,
 }
 
@@ -121,8 +125,16 @@ impl<In: Inbound, Out: Outbound> Transport<In, Out> {
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             server,
             wbuf: BytesMut::new(),
+            peer_protocol: None,
             _types: PhantomData,
         }
+    }
+
+    /// Encodes every message from now on for a peer of the client protocol `protocol` holds
+    /// (0 until it is known: encoded as this build's).
+    pub fn encode_for_peer(mut self, protocol: Arc<AtomicU32>) -> Self {
+        self.peer_protocol = Some(protocol);
+        self
     }
 
     fn decode(&mut self, frame: &[u8]) -> io::Result<In> {
@@ -436,6 +448,14 @@ impl<In: Inbound, Out: Outbound> Stream for Transport<In, Out> {
     }
 }
 
+/// Runs `encode` for a peer of client protocol `peer` (0: this build's own).
+fn for_peer<R>(peer: u32, encode: impl FnOnce() -> R) -> R {
+    match peer {
+        0 => encode(),
+        p => crate::proto::encoding::encoding_for(p, encode),
+    }
+}
+
 impl<In: Inbound, Out: Outbound> Sink<Out> for Transport<In, Out> {
     type Error = io::Error;
 
@@ -458,7 +478,11 @@ impl<In: Inbound, Out: Outbound> Sink<Out> for Transport<In, Out> {
         // The size first: a message over the limit is refused before any of it is encoded, and
         // the buffer grows once (a large reply, such as a directory page, would otherwise
         // regrow and copy it several times).
-        let len = usize::try_from(encoded_len(&item)?).unwrap_or(usize::MAX);
+        let peer = this
+            .peer_protocol
+            .as_ref()
+            .map_or(0, |p| p.load(Ordering::Relaxed));
+        let len = usize::try_from(for_peer(peer, || encoded_len(&item))?).unwrap_or(usize::MAX);
         if len > this.max_out {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -471,7 +495,8 @@ impl<In: Inbound, Out: Outbound> Sink<Out> for Transport<In, Out> {
         let start = this.wbuf.len();
         this.wbuf.reserve(4 + len);
         this.wbuf.put_u32(len as u32);
-        if let Err(e) = encode_into(&item, &mut (&mut this.wbuf).writer()) {
+        let written = for_peer(peer, || encode_into(&item, &mut (&mut this.wbuf).writer()));
+        if let Err(e) = written {
             this.wbuf.truncate(start);
             return Err(e);
         }

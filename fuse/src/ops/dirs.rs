@@ -99,6 +99,8 @@ fn placeholder(ino: u64) -> KernelAttr {
         replication: 0,
         mtime: 0,
         atime: 0,
+        nlink: 2,
+        ctime: 0,
     };
     convert::kernel_attr(ino, &attr, 0)
 }

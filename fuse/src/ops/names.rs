@@ -1,4 +1,4 @@
-//! Names: `lookup`, `mkdir`, `unlink`, `rmdir`, `rename`, and who owns what is created.
+//! Names: `lookup`, `mkdir`, `unlink`, `link`, `rmdir`, `rename`, and who owns what is created.
 
 use crate::state::{HIDDEN_PREFIX, MountState, OpResult, fail};
 use fuser::{Errno, FileAttr as KernelAttr, RenameFlags};
@@ -106,7 +106,8 @@ impl MountState {
             .child_path(parent, &hidden_name)
             .map_err(|_| Errno::ESTALE)?;
         match self.client.stat(path).await {
-            Ok(attr) if attr.kind == FileKind::Dir => return Ok(false),
+            // A directory is not held open by a handle; a file with other names keeps them.
+            Ok(attr) if attr.kind == FileKind::Dir || attr.nlink > 1 => return Ok(false),
             Ok(_) => {}
             Err(e) => return Err(fail(what, e)),
         }
@@ -114,8 +115,21 @@ impl MountState {
             .rename(path, &hidden)
             .await
             .map_err(|e| fail(what, e))?;
-        self.inodes.hide(ino, &hidden_name);
+        self.inodes.hide(ino, parent, name, &hidden_name);
         Ok(true)
+    }
+
+    /// A hard link: `ino` gets the name `new_name` in `new_parent` too.
+    pub async fn link(&self, ino: u64, new_parent: u64, new_name: &OsStr) -> OpResult<KernelAttr> {
+        self.check_writable()?;
+        let src = self.path(ino)?;
+        let (dst, name) = self.child_path(new_parent, new_name)?;
+        let attr = self
+            .client
+            .link(&src, &dst)
+            .await
+            .map_err(|e| fail("link", e))?;
+        Ok(self.entry(new_parent, &name, &attr))
     }
 
     pub async fn rmdir(&self, parent: u64, name: &OsStr) -> OpResult<()> {

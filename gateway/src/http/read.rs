@@ -304,6 +304,8 @@ async fn list(gw: &Gateway, path: &str, query: &ListQuery, head: bool) -> Respon
                 replication: 0,
                 mtime: 0,
                 atime: 0,
+                nlink: 1,
+                ctime: 0,
             });
             ListEntry {
                 name: e.name,

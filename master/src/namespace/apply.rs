@@ -128,6 +128,18 @@ impl Namespace {
                 self.bump_next_fid(fid);
                 Reply::Attr(self.stat_fid(fid).expect("just created"))
             }
+            Change::Link {
+                node,
+                to_parent,
+                to_name,
+                time,
+            } => {
+                self.touch_dir(to_parent, time);
+                self.link(to_parent, to_name, node.fid, node.kind);
+                let links = self.links_of(node.fid) + 1;
+                self.set_links(node.fid, links);
+                Reply::Attr(self.stat_fid(node.fid).expect("exists"))
+            }
             Change::Truncate {
                 fid,
                 replication,
@@ -150,12 +162,12 @@ impl Namespace {
                 replaced,
                 time,
             } => {
-                self.map.remove(&Key::dentry(from.parent, from.name));
+                self.unlink(from.parent, from.name, from.node.kind);
                 if let Some(old) = replaced {
-                    self.map.remove(&Key::dentry(to_parent, to_name));
+                    self.unlink(to_parent, to_name, old.kind);
                     match old.kind {
                         FileKind::Dir => self.drop_dir(old.fid),
-                        _ => freed = self.drop_file(old.fid),
+                        _ => freed = self.drop_name_of(old.fid),
                     }
                 }
                 self.link(to_parent, to_name, from.node.fid, from.node.kind);
@@ -164,7 +176,7 @@ impl Namespace {
                 Reply::Done
             }
             Change::Remove { entry, time } => {
-                self.map.remove(&Key::dentry(entry.parent, entry.name));
+                self.unlink(entry.parent, entry.name, entry.node.kind);
                 self.touch_dir(entry.parent, time);
                 let summary = self.drop_subtree(entry.node, &mut freed);
                 Reply::Removed(summary)
@@ -282,9 +294,46 @@ impl Namespace {
         self.fattr_mut(dir).mtime = time;
     }
 
+    /// Names `fid` `name` in `parent` (a directory counts its subdirectories).
     fn link(&mut self, parent: FileId, name: &str, fid: FileId, kind: FileKind) {
         self.map
             .insert(Key::dentry(parent, name), Val::Child { fid, kind });
+        if kind == FileKind::Dir {
+            self.fattr_mut(parent).size += 1;
+        }
+    }
+
+    /// Removes the name `name` in `parent` (of a `kind`), not what it names.
+    fn unlink(&mut self, parent: FileId, name: &str, kind: FileKind) {
+        self.map.remove(&Key::dentry(parent, name));
+        if kind == FileKind::Dir {
+            let dir = self.fattr_mut(parent);
+            dir.size = dir.size.saturating_sub(1);
+        }
+    }
+
+    /// Sets the link count of a non-directory (a `LINKS` record only above 1).
+    fn set_links(&mut self, fid: FileId, links: u32) {
+        if links > 1 {
+            self.map.insert(
+                Key::links(fid),
+                Val::Xattr(links.to_le_bytes().to_vec().into_boxed_slice()),
+            );
+        } else {
+            self.map.remove(&Key::links(fid));
+        }
+    }
+
+    /// One name of a non-directory is gone: the file goes with its last name (its chunks are
+    /// returned); otherwise it has one name fewer.
+    fn drop_name_of(&mut self, fid: FileId) -> Vec<ChunkId> {
+        match self.links_of(fid) {
+            0 | 1 => self.drop_file(fid),
+            links => {
+                self.set_links(fid, links - 1);
+                Vec::new()
+            }
+        }
     }
 
     fn bump_next_fid(&mut self, used: FileId) {
@@ -364,7 +413,7 @@ impl Namespace {
     fn drop_subtree(&mut self, node: Node, freed: &mut Vec<ChunkId>) -> RemoveSummary {
         let mut summary = RemoveSummary::default();
         if node.kind != FileKind::Dir {
-            freed.extend(self.drop_file(node.fid));
+            freed.extend(self.drop_name_of(node.fid));
             summary.files = 1;
             return summary;
         }
@@ -377,7 +426,7 @@ impl Namespace {
                         kind: FileKind::Dir,
                     } => dirs.push(fid),
                     Val::Child { fid, .. } => {
-                        freed.extend(self.drop_file(fid));
+                        freed.extend(self.drop_name_of(fid));
                         summary.files += 1;
                     }
                     _ => unreachable!("directories hold dentries"),

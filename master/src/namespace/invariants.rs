@@ -34,6 +34,36 @@ impl Namespace {
         c
     }
 
+    /// Sets every directory's count of subdirectories from its entries (a checkpoint written
+    /// before directories counted them holds 0).
+    pub(super) fn recount_subdirs(&mut self) {
+        let mut counts: std::collections::HashMap<FileId, u64> = Default::default();
+        let mut dirs = Vec::new();
+        for (k, v) in self.map.iter() {
+            match (k.view(), v) {
+                (
+                    KeyView::Dentry { parent, .. },
+                    Val::Child {
+                        kind: FileKind::Dir,
+                        ..
+                    },
+                ) => *counts.entry(parent).or_default() += 1,
+                (KeyView::Fattr { fid }, Val::Attr(a)) if a.kind == FileKind::Dir => {
+                    dirs.push((fid, a.size))
+                }
+                _ => {}
+            }
+        }
+        for (dir, size) in dirs {
+            let want = counts.get(&dir).copied().unwrap_or(0);
+            if size != want
+                && let Some(Val::Attr(a)) = self.map.get_mut(&Key::fattr(dir))
+            {
+                a.size = want;
+            }
+        }
+    }
+
     /// Checks every invariant in the module docs; the error says which one broke. Linear in the
     /// number of records (it runs on every checkpoint load).
     pub fn check_invariants(&self) -> Result<(), String> {
@@ -56,7 +86,10 @@ impl Namespace {
         if kind(FileId::ROOT) != Some(FileKind::Dir) {
             return Err("the root directory is missing".into());
         }
-        let mut named = vec![false; files.len()];
+        // Names of each file and directory, and subdirectories of each directory.
+        let mut names = vec![0u32; files.len()];
+        let mut subdirs = vec![0u64; files.len()];
+        let mut dentries = 0usize;
         let mut targets = 0;
         for (k, v) in self.map.iter() {
             match (k.view(), v) {
@@ -81,8 +114,21 @@ impl Namespace {
                         return Err(format!("entry {name:?} names the root"));
                     }
                     let i = index(*fid).expect("checked above");
-                    if std::mem::replace(&mut named[i], true) {
-                        return Err(format!("{fid} is named twice, once as {name:?}"));
+                    names[i] += 1;
+                    if *child_kind == FileKind::Dir && names[i] > 1 {
+                        return Err(format!("directory {fid} is named twice, once as {name:?}"));
+                    }
+                    if *child_kind == FileKind::Dir {
+                        subdirs[index(parent).expect("checked above")] += 1;
+                    }
+                    dentries += 1;
+                }
+                (KeyView::Xattr { fid, name }, Val::Xattr(n)) if name == super::record::LINKS => {
+                    let Some(kind) = kind(fid) else {
+                        return Err(format!("a link count belongs to missing {fid}"));
+                    };
+                    if kind == FileKind::Dir || n.len() != 4 || self.links_of(fid) < 2 {
+                        return Err(format!("{fid} ({kind}) has a bad link count {n:?}"));
                     }
                 }
                 (KeyView::Chunk { fid, .. }, _)
@@ -119,12 +165,39 @@ impl Namespace {
         if links != targets {
             return Err(format!("{links} symbolic links but {targets} link targets"));
         }
-        if let Some(i) = (0..files.len()).find(|&i| files[i].0 != FileId::ROOT && !named[i]) {
-            return Err(format!("{} has no name", files[i].0));
+        for (i, &(fid, kind)) in files.iter().enumerate() {
+            if fid == FileId::ROOT {
+                continue;
+            }
+            if names[i] == 0 {
+                return Err(format!("{fid} has no name"));
+            }
+            if kind != FileKind::Dir && names[i] != self.links_of(fid) {
+                return Err(format!(
+                    "{fid} has {} names but a link count of {}",
+                    names[i],
+                    self.links_of(fid)
+                ));
+            }
+            if kind == FileKind::Dir && self.fattr(fid).map(|a| a.size).ok() != Some(subdirs[i]) {
+                return Err(format!(
+                    "directory {fid} has {} subdirectories but counts {:?}",
+                    subdirs[i],
+                    self.fattr(fid).map(|a| a.size).ok()
+                ));
+            }
         }
-        // Every node has exactly one name, so it is reachable from the root unless it is in a
-        // cycle: count what a walk from the root reaches.
-        let mut reached = 1;
+        if let Some(i) = index(FileId::ROOT)
+            && self.fattr(FileId::ROOT).map(|a| a.size).ok() != Some(subdirs[i])
+        {
+            return Err(format!(
+                "the root has {} subdirectories but counts another number",
+                subdirs[i]
+            ));
+        }
+        // Every directory has exactly one name, so every entry is reachable from the root
+        // unless a directory is in a cycle: count the entries a walk from the root reaches.
+        let mut reached = 0;
         let mut dirs = vec![FileId::ROOT];
         while let Some(dir) = dirs.pop() {
             let start = Key::dir_start(dir);
@@ -140,15 +213,15 @@ impl Namespace {
                     dirs.push(*fid);
                 }
                 reached += 1;
-                if reached > files.len() {
+                if reached > dentries {
                     return Err("the directory tree has a cycle".into());
                 }
             }
         }
-        if reached != files.len() {
+        if reached != dentries {
             return Err(format!(
-                "{} files or directories are cut off from the root",
-                files.len() - reached
+                "{} entries are cut off from the root",
+                dentries - reached
             ));
         }
         if let Some((fid, _)) = files.last()

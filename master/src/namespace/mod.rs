@@ -10,8 +10,10 @@
 //!
 //! Invariants (checked by [`Namespace::check_invariants`]):
 //! - the root directory exists and no entry names it;
-//! - every other file or directory is named by exactly one `Dentry`, whose parent is a directory,
-//!   and is reachable from the root (no cycles);
+//! - every other directory is named by exactly one `Dentry`, and anything else by as many as its
+//!   link count (1, or its `LINKS` record's, never below 2); every entry's parent is a directory
+//!   and is reachable from the root (no cycles); a directory's `size` is its number of
+//!   subdirectories;
 //! - a `Dentry`'s kind is its child's kind; chunks belong to files (or to volume sets: volumes),
 //!   xattrs to existing files; extents name volumes (`extents.rs`); every symbolic link, and
 //!   nothing else, has a target record as long as its attributes' size;
@@ -144,6 +146,7 @@ impl Namespace {
             next_chunk_id,
             volume_use: PMap::new(),
         };
+        ns.recount_subdirs();
         ns.counters = ns.recount();
         ns.volume_use = ns.recount_volume_use();
         ns.check_invariants()?;

@@ -151,6 +151,12 @@ pub enum Op {
         fid: FileId,
         time: Timestamp,
     },
+    /// Give the non-directory at `src` another name, `dst` (a hard link; never replacing one).
+    Link {
+        src: String,
+        dst: String,
+        time: Timestamp,
+    },
     /// Set the length of file `fid` to `size`, shorter or longer (`kfs truncate`), freeing its
     /// chunks at offsets `min(old, size)` and above (wholly past the shorter length), and set
     /// its modification time. Not for a packed file; `size` at most [`MAX_FILE_SIZE`].
@@ -267,7 +273,7 @@ impl Op {
             | Op::RemoveRecursive { path, .. }
             | Op::SetReplication { path, .. }
             | Op::SetAttr { path, .. } => path.len(),
-            Op::Rename { src, dst, .. } => src.len() + dst.len(),
+            Op::Rename { src, dst, .. } | Op::Link { src, dst, .. } => src.len() + dst.len(),
             Op::MakeSpecial { path, special, .. } => {
                 path.len()
                     + match special {

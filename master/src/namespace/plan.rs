@@ -65,6 +65,12 @@ pub(super) enum Change<'p> {
         owner: (u32, u32),
         time: Timestamp,
     },
+    Link {
+        node: Node,
+        to_parent: FileId,
+        to_name: &'p str,
+        time: Timestamp,
+    },
     Truncate {
         fid: FileId,
         replication: Option<u8>,
@@ -215,6 +221,31 @@ impl Namespace {
                 })
             }
             Op::Rename { src, dst, time } => self.plan_rename(src, dst, *time),
+            Op::Link { src, dst, time } => {
+                let from = self
+                    .resolve_entry(src)?
+                    .ok_or_else(|| KfsError::is_a_directory(src.as_str()))?;
+                if from.node.kind == FileKind::Dir {
+                    return Err(KfsError::is_a_directory(src.as_str()));
+                }
+                let Some((to_parent, to_name)) = self.resolve_parent(dst)? else {
+                    return Err(KfsError::already_exists(dst.as_str()));
+                };
+                if self.child(to_parent, to_name).is_some() {
+                    return Err(KfsError::already_exists(dst.as_str()));
+                }
+                if self.links_of(from.node.fid) >= MAX_LINKS {
+                    return Err(KfsError::invalid_argument(format!(
+                        "'{src}' has {MAX_LINKS} names, the most a file may have"
+                    )));
+                }
+                Ok(Change::Link {
+                    node: from.node,
+                    to_parent,
+                    to_name,
+                    time: *time,
+                })
+            }
             Op::Remove { path, time } => {
                 let entry = self
                     .resolve_entry(path)?
@@ -287,7 +318,7 @@ impl Namespace {
             }
             Op::RemoveXattr { path, name } => {
                 let node = self.resolve(path)?;
-                if name == super::record::SYMLINK_TARGET
+                if super::record::is_reserved_xattr(name)
                     || !self.map.contains_key(&Key::xattr(node.fid, name))
                 {
                     return Err(KfsError::NoSuchXattr {
@@ -419,9 +450,7 @@ impl Namespace {
                 Some(node) if node.kind == FileKind::Dir => {
                     if last {
                         return if parents {
-                            Ok(Change::Unchanged(Reply::Attr(
-                                self.fattr(node.fid)?.to_attr(node.fid),
-                            )))
+                            Ok(Change::Unchanged(Reply::Attr(self.attr(node.fid)?)))
                         } else {
                             Err(KfsError::already_exists(path))
                         };
@@ -477,6 +506,8 @@ impl Namespace {
             ));
         };
         let replaced = match self.child(to_parent, to_name) {
+            // Two names of one file: POSIX's rename does nothing.
+            Some(old) if old.fid == from.node.fid => return Ok(Change::Unchanged(Reply::Done)),
             None => None,
             Some(old) => match (from.node.kind == FileKind::Dir, old.kind == FileKind::Dir) {
                 (false, false) => Some(old),
@@ -519,6 +550,9 @@ impl Namespace {
             .is_none_or(|(k, _)| !k.same_range(&start))
     }
 }
+
+/// The most names one file may have (ext4's limit).
+pub const MAX_LINKS: u32 = 65_000;
 
 fn check_replication(r: u8) -> KfsResult<()> {
     if REPLICATION_RANGE.contains(&r) {

@@ -8,7 +8,7 @@
 //! directory `NotADirectory`, both naming the whole path as the caller gave it; a name whose file
 //! has no attributes is `Internal` (the map broke an invariant).
 
-use super::record::{Fattr, Key, KeyView, SYMLINK_TARGET, Val};
+use super::record::{Fattr, Key, KeyView, Val, is_reserved_xattr};
 use super::{Entry, Namespace, Node};
 use kfs_common::path;
 use kfs_common::proto::master::{DirEntry, DirPage, FileAttr, MAX_READDIR_LIMIT};
@@ -81,14 +81,37 @@ impl Namespace {
 
     pub fn stat(&self, path: &str) -> KfsResult<FileAttr> {
         let node = self.resolve(path)?;
-        Ok(self.fattr(node.fid)?.to_attr(node.fid))
+        self.attr(node.fid)
     }
 
     /// Attributes of a file or directory by id.
     pub fn stat_fid(&self, fid: FileId) -> KfsResult<FileAttr> {
         match self.map.get(&Key::fattr(fid)) {
-            Some(Val::Attr(a)) => Ok(a.to_attr(fid)),
+            Some(Val::Attr(a)) => Ok(a.to_attr(fid, self.nlink(fid, a))),
             _ => Err(KfsError::not_found(fid.to_string())),
+        }
+    }
+
+    /// The attributes of `fid`, which has a name.
+    pub(super) fn attr(&self, fid: FileId) -> KfsResult<FileAttr> {
+        let a = self.fattr(fid)?;
+        Ok(a.to_attr(fid, self.nlink(fid, a)))
+    }
+
+    /// How many names `fid` (with attributes `a`) has: a directory 2 and one per subdirectory;
+    /// anything else its link count (1 unless it has a `LINKS` record).
+    pub(super) fn nlink(&self, fid: FileId, a: &Fattr) -> u32 {
+        if a.kind == FileKind::Dir {
+            return u32::try_from(a.size.saturating_add(2)).unwrap_or(u32::MAX);
+        }
+        self.links_of(fid)
+    }
+
+    /// The link count of a file (or link, or special file).
+    pub(super) fn links_of(&self, fid: FileId) -> u32 {
+        match self.map.get(&Key::links(fid)) {
+            Some(Val::Xattr(n)) if n.len() == 4 => u32::from_le_bytes([n[0], n[1], n[2], n[3]]),
+            _ => 1,
         }
     }
 
@@ -124,7 +147,7 @@ impl Namespace {
                 return Err(KfsError::Internal(format!("bad entry in directory {path}")));
             };
             let attr = if with_attrs {
-                Some(self.fattr(*fid)?.to_attr(*fid))
+                Some(self.attr(*fid)?)
             } else {
                 None
             };
@@ -149,7 +172,7 @@ impl Namespace {
     pub fn get_xattr(&self, path: &str, name: &str) -> KfsResult<Vec<u8>> {
         let node = self.resolve(path)?;
         match self.map.get(&Key::xattr(node.fid, name)) {
-            Some(Val::Xattr(v)) if name != SYMLINK_TARGET => Ok(v.to_vec()),
+            Some(Val::Xattr(v)) if !is_reserved_xattr(name) => Ok(v.to_vec()),
             _ => Err(KfsError::NoSuchXattr {
                 path: path.into(),
                 name: name.into(),
@@ -165,7 +188,7 @@ impl Namespace {
             .range_from(Bound::Included(&start))
             .take_while(|(k, _)| k.same_range(&start))
             .filter_map(|(k, _)| match k.view() {
-                KeyView::Xattr { name, .. } if name != SYMLINK_TARGET => Some(name.to_string()),
+                KeyView::Xattr { name, .. } if !is_reserved_xattr(name) => Some(name.to_string()),
                 _ => None,
             })
             .collect())
@@ -275,7 +298,7 @@ impl Namespace {
             fid: FileId::ROOT,
             kind: FileKind::Dir,
         };
-        let mut attrs = vec![self.fattr(node.fid)?.to_attr(node.fid)];
+        let mut attrs = vec![self.attr(node.fid)?];
         for name in path::components(path)? {
             if node.kind != FileKind::Dir {
                 break;
@@ -284,7 +307,7 @@ impl Namespace {
                 break;
             };
             node = child;
-            attrs.push(self.fattr(node.fid)?.to_attr(node.fid));
+            attrs.push(self.attr(node.fid)?);
         }
         Ok(attrs)
     }
@@ -312,7 +335,7 @@ impl Namespace {
                     dirs.push((*fid, path::join(&dir_path, name)));
                 }
             }
-            found.push((dir_path, self.fattr(dir)?.to_attr(dir)));
+            found.push((dir_path, self.attr(dir)?));
         }
         Ok(found)
     }

@@ -9,9 +9,13 @@
 //! | `Chunk { VOLUME_SETS + r, id }` | `Chunk { id, version }`: a volume of replication `r` |
 //! | `Xattr { fid, name }` | `Xattr(value)` |
 //! | `Xattr { fid, "" }` | `Xattr(target)`: a symbolic link's target (no attribute's name is empty) |
+//! | `Xattr { fid, "\0links" }` | `Xattr(n as u32 LE)`: the names of a file with more than one (hard links; no attribute's name holds a NUL) |
 //!
 //! Keys sort by kind first, then id, then name or offset, so a directory's entries, a file's
 //! chunks and a file's extended attributes are each one contiguous range.
+//!
+//! A directory's `Fattr::size` is its number of subdirectories (its link count is 2 more); it
+//! shows as 0.
 //!
 //! Layout (the master's memory budget is 200 bytes per file): a [`Key`] is 32 bytes (the kind in
 //! the top two bits of the id, names inline up to 23 bytes) and a [`Val`] is 40 (attributes inline,
@@ -102,6 +106,11 @@ impl Key {
         }
     }
 
+    /// The key holding the link count of `fid` when it has more than one name.
+    pub fn links(fid: FileId) -> Key {
+        Key::xattr(fid, LINKS)
+    }
+
     /// The key holding symbolic link `fid`'s target.
     pub fn symlink_target(fid: FileId) -> Key {
         Key::xattr(fid, SYMLINK_TARGET)
@@ -186,17 +195,25 @@ pub struct Fattr {
 }
 
 impl Fattr {
-    pub fn to_attr(&self, fid: FileId) -> FileAttr {
+    /// The attributes a client sees, with `nlink` names.
+    pub fn to_attr(&self, fid: FileId, nlink: u32) -> FileAttr {
         FileAttr {
             fid,
             kind: self.kind,
-            size: self.size,
+            // A directory's `size` counts its subdirectories.
+            size: if self.kind == FileKind::Dir {
+                0
+            } else {
+                self.size
+            },
             mode: self.mode,
             owner: self.owner,
             group: self.group,
             replication: self.replication,
             mtime: self.mtime,
             atime: self.atime,
+            nlink,
+            ctime: self.mtime,
         }
     }
 }
@@ -232,6 +249,16 @@ pub struct Extent {
 /// The name of the `Xattr` record holding a symbolic link's target: empty, which no extended
 /// attribute's name may be, so listings and lookups of attributes pass over it.
 pub const SYMLINK_TARGET: &str = "";
+
+/// The name of the `Xattr` record holding a file's link count when it has more than one name
+/// (a NUL, which no extended attribute's name may hold, first).
+pub const LINKS: &str = "\0links";
+
+/// Whether `name` is one of the names the namespace keeps its own records under (a link's
+/// target, a link count), which listings and lookups of attributes pass over.
+pub fn is_reserved_xattr(name: &str) -> bool {
+    name == SYMLINK_TARGET || name == LINKS
+}
 
 /// The offset, among a file's `Chunk` keys, of the key holding its extent (no chunk is there:
 /// chunks lie at multiples of the chunk size).

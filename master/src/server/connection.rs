@@ -8,11 +8,15 @@
 //!
 //! A client of a protocol before 10 does not know symbolic links or special files: it is shown
 //! each as a regular file of length 0 ([`MasterServer::shown`]), so its listings still decode.
+//! The connection's transport encodes every reply for the protocol held here
+//! ([`Connection::protocol_cell`]; `kfs_common::proto::encoding`), so a client before 11 gets
+//! `FileAttr`s without the fields it does not know.
 
 use super::MasterServer;
 use kfs_common::FileKind;
 use kfs_common::proto::CLIENT_PROTOCOL_VERSION;
 use kfs_common::proto::master::{DirPage, Durability, FileAttr};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 /// The first client protocol that knows symbolic links and special files.
@@ -22,7 +26,8 @@ const SPECIAL_FILES_PROTOCOL: u32 = 10;
 #[derive(Debug)]
 pub struct Connection {
     logged: AtomicBool,
-    protocol: AtomicU32,
+    /// Shared with the connection's transport, which encodes replies for it.
+    protocol: Arc<AtomicU32>,
 }
 
 impl Default for Connection {
@@ -30,8 +35,15 @@ impl Default for Connection {
     fn default() -> Connection {
         Connection {
             logged: AtomicBool::new(false),
-            protocol: AtomicU32::new(CLIENT_PROTOCOL_VERSION),
+            protocol: Arc::new(AtomicU32::new(CLIENT_PROTOCOL_VERSION)),
         }
+    }
+}
+
+impl Connection {
+    /// The protocol the client said, for its transport to encode replies in.
+    pub fn protocol_cell(&self) -> Arc<AtomicU32> {
+        self.protocol.clone()
     }
 }
 

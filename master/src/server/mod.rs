@@ -381,12 +381,14 @@ pub async fn start_with_clock(
             async move {
                 match incoming.service() {
                     Service::Master => {
+                        let connection = Arc::new(connection::Connection::default());
+                        let protocol = connection.protocol_cell();
                         let master = MasterServer {
                             peer: incoming.peer_certificate().cloned().map(Arc::new),
-                            connection: Arc::default(),
+                            connection,
                             ..master
                         };
-                        BaseChannel::with_defaults(incoming.transport())
+                        BaseChannel::with_defaults(incoming.transport().encode_for_peer(protocol))
                             .execute(Metered::new(master.serve(), rpc_metrics))
                             .for_each(|call| async move {
                                 tokio::spawn(call);

@@ -805,6 +805,11 @@ impl MasterService for MasterServer {
             .await
     }
 
+    #[instrument(level = "debug", skip_all, fields(%src, %dst))]
+    async fn link(self, _: Context, src: String, dst: String) -> KfsResult<FileAttr> {
+        self.link_names(src, dst).await
+    }
+
     #[instrument(level = "debug", skip_all)]
     async fn sync_namespace(self, _: Context) -> KfsResult<u64> {
         self.caller()?;

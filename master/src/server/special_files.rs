@@ -1,6 +1,7 @@
 //! Symbolic links and special files (FIFOs, sockets, devices), client protocol 10: made like a
 //! new file (permission to add a name to the parent, the caller's ownership, a fresh id), never
-//! replacing a name, and holding no data.
+//! replacing a name, and holding no data. Hard links (client protocol 11): another name for an
+//! existing file, which needs the right to add a name where it goes and to read the file.
 
 use super::MasterServer;
 use super::namespace_service::expect_attr;
@@ -29,6 +30,23 @@ impl MasterServer {
             path,
         };
         let attr = self.mutate(op).await.and_then(expect_attr)?;
+        self.grant(&caller, attr.fid);
+        Ok(attr)
+    }
+
+    /// Names the file at `src` also `dst`.
+    pub(super) async fn link_names(&self, src: String, dst: String) -> KfsResult<FileAttr> {
+        let caller = self.caller()?;
+        self.may_search(&caller, &src)?;
+        self.may_create(&caller, &dst)?;
+        let attr = self
+            .mutate(Op::Link {
+                src,
+                dst,
+                time: now(),
+            })
+            .await
+            .and_then(expect_attr)?;
         self.grant(&caller, attr.fid);
         Ok(attr)
     }

@@ -184,6 +184,8 @@ mod tests {
             replication: 3,
             mtime: 0,
             atime: 0,
+            nlink: 1,
+            ctime: 0,
         }
     }
 

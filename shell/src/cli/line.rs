@@ -181,11 +181,11 @@ pub enum Cmd {
         #[arg(required = true, value_name = "FILE")]
         paths: Vec<String>,
     },
-    /// Make a symbolic link LINK to TARGET (-s; KFS has no hard links yet). TARGET is kept as
-    /// written: the master never follows links, a mount's kernel does.
+    /// Give the file TARGET another name LINK (a hard link), or with -s make LINK a symbolic
+    /// link to TARGET (kept as written: the master never follows links, a mount's kernel does).
     Ln {
-        /// Make a symbolic link (the only kind there is yet).
-        #[arg(short = 's', long = "symbolic", required = true)]
+        /// Make a symbolic link.
+        #[arg(short = 's', long = "symbolic")]
         symbolic: bool,
         #[arg(value_name = "TARGET")]
         target: String,
@@ -211,7 +211,7 @@ pub enum Cmd {
     },
     /// Show attributes (-c FORMAT: as stat(1) formats them).
     Stat {
-        /// Print only this format: %n name, %s size, %F type, %a/%A mode, %u/%U owner, %g/%G
+        /// Print only this format: %n name, %s size, %F type, %a/%A mode, %h links, %u/%U owner, %g/%G
         /// group, %r replication, %o chunk size, %i id, %y/%Y and %x/%X modify and access times.
         #[arg(short = 'c', long = "format", value_name = "FORMAT")]
         format: Option<String>,

@@ -120,9 +120,21 @@ pub(super) async fn touch(s: &Session, paths: &[String]) -> Result<(), Failed> {
     if failed { Err(Failed) } else { Ok(()) }
 }
 
-/// `ln -s TARGET LINK`.
-pub(super) async fn symlink(s: &Session, target: &str, link: &str) -> Result<(), Failed> {
-    let made = async { s.client.symlink(&s.resolve(link)?, target).await };
+/// `ln [-s] TARGET LINK`: a hard link, or with `-s` a symbolic one.
+pub(super) async fn ln(
+    s: &Session,
+    symbolic: bool,
+    target: &str,
+    link: &str,
+) -> Result<(), Failed> {
+    let made = async {
+        let at = s.resolve(link)?;
+        if symbolic {
+            s.client.symlink(&at, target).await
+        } else {
+            s.client.link(&s.resolve(target)?, &at).await
+        }
+    };
     match made.await {
         Ok(_) => Ok(()),
         Err(e) => {

@@ -167,7 +167,11 @@ pub async fn run(s: &mut Session, cmd: Cmd) -> Outcome {
             path,
         } => done(view::head_tail(s, &path, lines, false, follow).await),
         Cmd::Touch { paths } => done(fs::touch(s, &paths).await),
-        Cmd::Ln { target, link, .. } => done(fs::symlink(s, &target, &link).await),
+        Cmd::Ln {
+            symbolic,
+            target,
+            link,
+        } => done(fs::ln(s, symbolic, &target, &link).await),
         Cmd::Readlink { paths } => done(fs::readlink(s, &paths).await),
         Cmd::Truncate { length, paths, .. } => done(bytes::truncate(s, length, &paths).await),
         Cmd::Stat {

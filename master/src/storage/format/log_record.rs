@@ -4,23 +4,23 @@
 //! - Segment format 2: a [`V2`], `{seq, batch_first, op}`: the first record of the batch it was
 //!   written (and fsynced) with. Read only.
 //! - Segment format 3 (written by this build): the record's version byte, then that version's
-//!   record: 2, a [`V2`]; 3, a [`V3`]; 4, a [`V4`]; 5, a [`V5`]; 6, a [`V6`]; or 7
-//!   ([`RECORD_VERSION`], written by this build), a [`V7`]. A record so names its own version,
-//!   and a later record version can follow older ones in one segment.
+//!   record: 2, a [`V2`]; 3, a [`V3`]; 4, a [`V4`]; 5, a [`V5`]; 6, a [`V6`]; 7, a [`V7`]; or
+//!   8 ([`RECORD_VERSION`], written by this build), a [`V8`]. A record so names its own
+//!   version, and a later record version can follow older ones in one segment.
 //!
 //! Ops are [`op_v1::Op`] in records of versions 1 and 2, [`op_v2::Op`] in version 3,
 //! [`op_v3::Op`] in version 4, [`op_v4::Op`] in version 5, [`op_v5::Op`] in version 6,
-//! [`op_v6::Op`] in version 7; every op is migrated to the newest version, then converted to the
-//! namespace's op, here.
+//! [`op_v6::Op`] in version 7, [`op_v7::Op`] in version 8; every op is migrated to the newest
+//! version, then converted to the namespace's op, here (`from_v1` to `from_v6`).
 
-use super::{DecodeError, Migrate, op_v1, op_v2, op_v3, op_v4, op_v5, op_v6};
+use super::{DecodeError, Migrate, op_v1, op_v2, op_v3, op_v4, op_v5, op_v6, op_v7};
 use crate::namespace::op::Op;
 use crate::storage::codec;
 use bincode::Options;
 use serde::{Deserialize, Serialize};
 
 /// The record version this build writes (in segment format 3).
-pub const RECORD_VERSION: u8 = 7;
+pub const RECORD_VERSION: u8 = 8;
 
 /// Record version 1 (segment format 1).
 #[derive(Serialize, Deserialize)]
@@ -77,6 +77,14 @@ pub struct V7 {
     pub op: op_v6::Op,
 }
 
+/// Record version 8 (segment format 3): ops of version 7.
+#[derive(Serialize, Deserialize)]
+pub struct V8 {
+    pub seq: u64,
+    pub batch_first: u64,
+    pub op: op_v7::Op,
+}
+
 /// One log record, as read back (whatever its format).
 #[derive(Debug)]
 pub struct LogRecord {
@@ -90,10 +98,10 @@ pub struct LogRecord {
 /// Appends the payload of the record `{seq, batch_first, op}` as segment format 3 stores it.
 pub fn encode(seq: u64, batch_first: u64, op: &Op, out: &mut Vec<u8>) {
     out.push(RECORD_VERSION);
-    let record = V7 {
+    let record = V8 {
         seq,
         batch_first,
-        op: op_v6::Op::from(op),
+        op: op_v7::Op::from(op),
     };
     codec()
         .serialize_into(&mut *out, &record)
@@ -116,7 +124,7 @@ pub fn decode(segment_format: u32, payload: &[u8]) -> Result<LogRecord, DecodeEr
             Ok(LogRecord {
                 seq: r.seq,
                 batch_first: None,
-                op: decode_op(r.op),
+                op: from_v1(r.op),
             })
         }
         2 => {
@@ -124,7 +132,7 @@ pub fn decode(segment_format: u32, payload: &[u8]) -> Result<LogRecord, DecodeEr
             Ok(LogRecord {
                 seq: r.seq,
                 batch_first: Some(r.batch_first),
-                op: decode_op(r.op),
+                op: from_v1(r.op),
             })
         }
         3 => {
@@ -132,9 +140,7 @@ pub fn decode(segment_format: u32, payload: &[u8]) -> Result<LogRecord, DecodeEr
             Ok(LogRecord {
                 seq: r.seq,
                 batch_first: Some(r.batch_first),
-                op: Op::from(op_v6::Op::migrate(op_v5::Op::migrate(op_v4::Op::migrate(
-                    op_v3::Op::migrate(r.op),
-                )))),
+                op: from_v2(r.op),
             })
         }
         4 => {
@@ -142,9 +148,7 @@ pub fn decode(segment_format: u32, payload: &[u8]) -> Result<LogRecord, DecodeEr
             Ok(LogRecord {
                 seq: r.seq,
                 batch_first: Some(r.batch_first),
-                op: Op::from(op_v6::Op::migrate(op_v5::Op::migrate(op_v4::Op::migrate(
-                    r.op,
-                )))),
+                op: from_v3(r.op),
             })
         }
         5 => {
@@ -152,7 +156,7 @@ pub fn decode(segment_format: u32, payload: &[u8]) -> Result<LogRecord, DecodeEr
             Ok(LogRecord {
                 seq: r.seq,
                 batch_first: Some(r.batch_first),
-                op: Op::from(op_v6::Op::migrate(op_v5::Op::migrate(r.op))),
+                op: from_v4(r.op),
             })
         }
         6 => {
@@ -160,11 +164,19 @@ pub fn decode(segment_format: u32, payload: &[u8]) -> Result<LogRecord, DecodeEr
             Ok(LogRecord {
                 seq: r.seq,
                 batch_first: Some(r.batch_first),
-                op: Op::from(op_v6::Op::migrate(r.op)),
+                op: from_v5(r.op),
             })
         }
         7 => {
             let r: V7 = codec().deserialize(body)?;
+            Ok(LogRecord {
+                seq: r.seq,
+                batch_first: Some(r.batch_first),
+                op: from_v6(r.op),
+            })
+        }
+        8 => {
+            let r: V8 = codec().deserialize(body)?;
             Ok(LogRecord {
                 seq: r.seq,
                 batch_first: Some(r.batch_first),
@@ -179,11 +191,25 @@ pub fn decode(segment_format: u32, payload: &[u8]) -> Result<LogRecord, DecodeEr
     }
 }
 
-/// The namespace's op for a stored version-1 one, migrated forward (see [`super::Migrate`]).
-fn decode_op(op: op_v1::Op) -> Op {
-    Op::from(op_v6::Op::migrate(op_v5::Op::migrate(op_v4::Op::migrate(
-        op_v3::Op::migrate(op_v2::Op::migrate(op)),
-    ))))
+// The namespace's op for a stored op of each version, migrated forward one version at a time
+// (see [`super::Migrate`]).
+fn from_v6(op: op_v6::Op) -> Op {
+    Op::from(op_v7::Op::migrate(op))
+}
+fn from_v5(op: op_v5::Op) -> Op {
+    from_v6(op_v6::Op::migrate(op))
+}
+fn from_v4(op: op_v4::Op) -> Op {
+    from_v5(op_v5::Op::migrate(op))
+}
+fn from_v3(op: op_v3::Op) -> Op {
+    from_v4(op_v4::Op::migrate(op))
+}
+fn from_v2(op: op_v2::Op) -> Op {
+    from_v3(op_v3::Op::migrate(op))
+}
+fn from_v1(op: op_v1::Op) -> Op {
+    from_v2(op_v2::Op::migrate(op))
 }
 
 #[cfg(test)]

@@ -14,15 +14,15 @@
 //!   written by this build, every record starts with its own version byte: record version 2 is
 //!   `{seq, batch_first, op}` with a version-1 op, record version 3 the same with a version-2
 //!   op, record version 4 with a version-3 op, record version 5 with a version-4 op, record
-//!   version 6 with a version-5 op, record version 7 with a version-6 op. A record can so be
-//!   read on its own (a replicated log's entry).
+//!   version 6 with a version-5 op, record version 7 with a version-6 op, record version 8
+//!   with a version-7 op. A record can so be read on its own (a replicated log's entry).
 //! - **Ops** ([`op_v1`] to [`op_v5`]): version 1 in record versions 1 and 2; version 2 (every
 //!   version-1 op as it was, and the ops of packed small files) in record version 3; version 3
 //!   (every version-2 op as it was, and compaction's extent moves) in record version 4; version
 //!   4 (every version-3 op as it was, and truncates) in record version 5; version 5 (every
 //!   version-4 op as it was, and creates and mkdirs that name their owner) in record version 6;
 //!   version 6 (every version-5 op as it was, and symbolic links and special files) in record
-//!   version 7.
+//!   version 7; version 7 (every version-6 op as it was, and hard links) in record version 8.
 //! - **Checkpoints** ([`checkpoint_v1`] to [`checkpoint_v3`]): the checkpoint header's
 //!   `format`; 3 (every version-2 record as it was, and the entries and attributes of symbolic
 //!   links and special files) is written by this build; 2 (every version-1 record as it was,
@@ -44,6 +44,7 @@ pub mod op_v3;
 pub mod op_v4;
 pub mod op_v5;
 pub mod op_v6;
+pub mod op_v7;
 
 use bincode::Options;
 use serde::de::DeserializeOwned;

@@ -235,7 +235,8 @@ impl From<&MemOp> for Op {
             | MemOp::FreeVolume { .. }
             | MemOp::MoveExtents { .. }
             | MemOp::Truncate { .. }
-            | MemOp::MakeSpecial { .. } => {
+            | MemOp::MakeSpecial { .. }
+            | MemOp::Link { .. } => {
                 unreachable!("ops new since version 2 are stored as later versions' own variants")
             }
         }
