@@ -60,7 +60,8 @@ mfs_version=$(mfsmaster -v 2>/dev/null | awk '{print $2}')
 weed_mount=$("$root/docs/bench/seaweedfs.sh" mount "$weed_work")
 weed_version=$(${WEED_HOME:-/tmp/kfs-bench-weed}/bin/weed version 2>/dev/null | awk 'NR == 1 {print $3}' || true)
 jfs_mount=$("$root/docs/bench/juicefs.sh" up "$jfs_work")
-jfs_version=$({ command -v juicefs || echo "${JUICEFS_HOME:-/tmp/kfs-bench-juicefs}/bin/juicefs"; } | xargs -I{} {} version | awk '{print $3}')
+jfs_bin=$(command -v juicefs || echo "${JUICEFS_HOME:-/tmp/kfs-bench-juicefs}/bin/juicefs")
+jfs_version=$("$jfs_bin" version | awk '{print $3}')
 for run in $(seq "$runs"); do
   for workload in "${workloads[@]}"; do
     args=("${bench_args[@]}")

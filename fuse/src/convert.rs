@@ -1,8 +1,8 @@
 //! What the kernel is told: KFS attributes as `stat` fields, KFS errors as `errno` values.
 //!
-//! KFS keeps a file's modification and access times; its change time is the master's `ctime`
-//! (its modification time, as KFS keeps no other yet). Link counts are the master's: a
-//! directory's 2 and one per subdirectory, a file's one per hard link.
+//! KFS keeps a file's modification, access and change times (the change time to the second
+//! after the modification time). Link counts are the master's: a directory's 2 and one per
+//! subdirectory, a file's one per hard link.
 
 use fuser::{Errno, FileAttr as KernelAttr, FileType, INodeNo};
 use kfs_common::proto::Timestamp;

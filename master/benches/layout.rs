@@ -69,6 +69,7 @@ fn records_of(i: usize) -> [(Key, Val); 2] {
                 mode: 0o644,
                 replication: 3,
                 kind: FileKind::File,
+                ctime_after: 0,
             }),
         ),
     ]

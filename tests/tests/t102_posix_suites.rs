@@ -15,20 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// pjdfstest files that fail on KFS, with the reason: everything else passes. What is left
-/// needs a change time the master keeps (`ctime` moved by `chmod`, `chown`, `link`, `unlink`,
-/// `rename`: KFS reports the modification time); a file here that passes fails the test, so the
-/// list only shrinks.
-const PJDFSTEST_EXPECTED_FAILURES: &[(&str, &[&str])] = &[(
-    "change time: KFS keeps no ctime and reports the modification time, which chmod, chown, link, unlink and rename do not move",
-    &[
-        "chmod/00.t",
-        "chown/00.t",
-        "link/00.t",
-        "rename/23.t",
-        "unlink/00.t",
-    ],
-)];
+/// pjdfstest files that fail on KFS, with the reason: none (every file passes since hard links,
+/// special files and the change time). A file that fails must be fixed or listed here with
+/// why it cannot pass on KFS; a listed file that passes fails the test, so the list stays true.
+const PJDFSTEST_EXPECTED_FAILURES: &[(&str, &[&str])] = &[];
 
 /// The workspace's root.
 fn workspace() -> PathBuf {

@@ -42,8 +42,8 @@ pub struct FileAttr {
     /// Names it has: a directory 2 and one per subdirectory, anything else one per hard link.
     /// Since client protocol 11.
     pub nlink: u32,
-    /// When its attributes last changed (KFS keeps no separate change time yet: its
-    /// modification time). Since client protocol 11.
+    /// When its attributes, names or data last changed (to the second after `mtime`). Since
+    /// client protocol 11.
     pub ctime: Timestamp,
 }
 

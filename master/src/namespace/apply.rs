@@ -87,6 +87,7 @@ impl Namespace {
                         mode,
                         replication,
                         kind: FileKind::File,
+                        ctime_after: 0,
                     }),
                 );
                 self.counters.files += 1;
@@ -116,6 +117,7 @@ impl Namespace {
                         mode,
                         replication: 0,
                         kind,
+                        ctime_after: 0,
                     }),
                 );
                 if let Special::Symlink { target } = special {
@@ -138,6 +140,7 @@ impl Namespace {
                 self.link(to_parent, to_name, node.fid, node.kind);
                 let links = self.links_of(node.fid) + 1;
                 self.set_links(node.fid, links);
+                self.fattr_mut(node.fid).changed(time);
                 Reply::Attr(self.stat_fid(node.fid).expect("exists"))
             }
             Change::Truncate {
@@ -148,7 +151,7 @@ impl Namespace {
                 freed = self.drop_chunks(fid);
                 let attr = self.fattr_mut(fid);
                 let old_size = std::mem::take(&mut attr.size);
-                attr.mtime = time;
+                attr.modified(time);
                 if let Some(r) = replication {
                     attr.replication = r;
                 }
@@ -167,9 +170,10 @@ impl Namespace {
                     self.unlink(to_parent, to_name, old.kind);
                     match old.kind {
                         FileKind::Dir => self.drop_dir(old.fid),
-                        _ => freed = self.drop_name_of(old.fid),
+                        _ => freed = self.drop_name_of(old.fid, time),
                     }
                 }
+                self.fattr_mut(from.node.fid).changed(time);
                 self.link(to_parent, to_name, from.node.fid, from.node.kind);
                 self.touch_dir(from.parent, time);
                 self.touch_dir(to_parent, time);
@@ -178,7 +182,7 @@ impl Namespace {
             Change::Remove { entry, time } => {
                 self.unlink(entry.parent, entry.name, entry.node.kind);
                 self.touch_dir(entry.parent, time);
-                let summary = self.drop_subtree(entry.node, &mut freed);
+                let summary = self.drop_subtree(entry.node, &mut freed, time);
                 Reply::Removed(summary)
             }
             Change::SetFattr { fid, update } => {
@@ -188,7 +192,7 @@ impl Namespace {
                 let mut extended = None;
                 match update {
                     FattrUpdate::Replication(r) => attr.replication = r,
-                    FattrUpdate::Attr(set) => {
+                    FattrUpdate::Attr(set, time) => {
                         let SetAttr {
                             mode,
                             owner,
@@ -196,26 +200,37 @@ impl Namespace {
                             mtime,
                             atime,
                         } = set;
+                        let ctime = attr.ctime();
+                        let any = mode.is_some()
+                            || owner.is_some()
+                            || group.is_some()
+                            || mtime.is_some()
+                            || atime.is_some();
                         attr.mode = mode.unwrap_or(attr.mode);
                         attr.owner = owner.unwrap_or(attr.owner);
                         attr.group = group.unwrap_or(attr.group);
                         attr.mtime = mtime.unwrap_or(attr.mtime);
                         attr.atime = atime.unwrap_or(attr.atime);
+                        // Nothing set changes nothing; replayed from an old log, the change
+                        // time stays where it was.
+                        if any {
+                            attr.changed(time.unwrap_or(ctime));
+                        }
                     }
                     FattrUpdate::Length(size, time) => {
                         size_change = Some((attr.size, size));
                         attr.size = size;
-                        attr.mtime = time;
+                        attr.modified(time);
                     }
                     FattrUpdate::Cut(size, time) => {
                         size_change = Some((attr.size, size));
                         cut = Some(attr.size.min(size));
                         attr.size = size;
-                        attr.mtime = time;
+                        attr.modified(time);
                     }
                     FattrUpdate::AtLeast(size, time) => {
                         extended = Some(size);
-                        attr.mtime = time;
+                        attr.modified(time);
                     }
                 }
                 if let Some((old, new)) = size_change {
@@ -291,7 +306,7 @@ impl Namespace {
     }
 
     fn touch_dir(&mut self, dir: FileId, time: Timestamp) {
-        self.fattr_mut(dir).mtime = time;
+        self.fattr_mut(dir).modified(time);
     }
 
     /// Names `fid` `name` in `parent` (a directory counts its subdirectories).
@@ -324,13 +339,14 @@ impl Namespace {
         }
     }
 
-    /// One name of a non-directory is gone: the file goes with its last name (its chunks are
-    /// returned); otherwise it has one name fewer.
-    fn drop_name_of(&mut self, fid: FileId) -> Vec<ChunkId> {
+    /// One name of a non-directory went at `time`: the file goes with its last name (its
+    /// chunks are returned); otherwise it has one name fewer.
+    fn drop_name_of(&mut self, fid: FileId, time: Timestamp) -> Vec<ChunkId> {
         match self.links_of(fid) {
             0 | 1 => self.drop_file(fid),
             links => {
                 self.set_links(fid, links - 1);
+                self.fattr_mut(fid).changed(time);
                 Vec::new()
             }
         }
@@ -410,10 +426,15 @@ impl Namespace {
     }
 
     /// Removes a file, or a directory and everything below it (not its own name).
-    fn drop_subtree(&mut self, node: Node, freed: &mut Vec<ChunkId>) -> RemoveSummary {
+    fn drop_subtree(
+        &mut self,
+        node: Node,
+        freed: &mut Vec<ChunkId>,
+        time: Timestamp,
+    ) -> RemoveSummary {
         let mut summary = RemoveSummary::default();
         if node.kind != FileKind::Dir {
-            freed.extend(self.drop_name_of(node.fid));
+            freed.extend(self.drop_name_of(node.fid, time));
             summary.files = 1;
             return summary;
         }
@@ -426,7 +447,7 @@ impl Namespace {
                         kind: FileKind::Dir,
                     } => dirs.push(fid),
                     Val::Child { fid, .. } => {
-                        freed.extend(self.drop_name_of(fid));
+                        freed.extend(self.drop_name_of(fid, time));
                         summary.files += 1;
                     }
                     _ => unreachable!("directories hold dentries"),
@@ -449,5 +470,6 @@ fn dir_attr(mode: u16, (owner, group): (u32, u32), time: Timestamp) -> Fattr {
         mode,
         replication: 0,
         kind: FileKind::Dir,
+        ctime_after: 0,
     }
 }

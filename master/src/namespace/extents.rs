@@ -249,7 +249,7 @@ impl Namespace {
         self.extent_added(extent);
         let attr = self.fattr_mut(fid);
         let old = std::mem::replace(&mut attr.size, u64::from(extent.len));
-        attr.mtime = time;
+        attr.modified(time);
         self.counters.bytes = self.counters.bytes - old + u64::from(extent.len);
         (Reply::Attr(self.stat_fid(fid).expect("exists")), freed)
     }

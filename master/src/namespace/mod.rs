@@ -88,6 +88,7 @@ impl Namespace {
                 mode: DEFAULT_DIR_MODE,
                 replication: 0,
                 kind: FileKind::Dir,
+                ctime_after: 0,
             }),
         );
         Namespace {

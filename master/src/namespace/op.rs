@@ -64,9 +64,16 @@ pub enum Op {
         path: String,
         replication: u8,
     },
+    /// Only replayed from old logs (the change time stays): changes are [`Op::SetAttrAt`].
     SetAttr {
         path: String,
         attr: SetAttr,
+    },
+    /// Set attributes, and move the change time to `time`.
+    SetAttrAt {
+        path: String,
+        attr: SetAttr,
+        time: Timestamp,
     },
     SetXattr {
         path: String,
@@ -272,7 +279,8 @@ impl Op {
             | Op::Rmdir { path, .. }
             | Op::RemoveRecursive { path, .. }
             | Op::SetReplication { path, .. }
-            | Op::SetAttr { path, .. } => path.len(),
+            | Op::SetAttr { path, .. }
+            | Op::SetAttrAt { path, .. } => path.len(),
             Op::Rename { src, dst, .. } | Op::Link { src, dst, .. } => src.len() + dst.len(),
             Op::MakeSpecial { path, special, .. } => {
                 path.len()

@@ -120,7 +120,8 @@ pub(super) enum Change<'p> {
 
 pub(super) enum FattrUpdate<'p> {
     Replication(u8),
-    Attr(&'p SetAttr),
+    /// Attributes set, and when (the change time), unless replayed from an old log.
+    Attr(&'p SetAttr, Option<Timestamp>),
     Length(u64, Timestamp),
     /// A truncate: the new length, and the chunks past the shorter length freed.
     Cut(u64, Timestamp),
@@ -284,16 +285,8 @@ impl Namespace {
                     update: FattrUpdate::Replication(*replication),
                 })
             }
-            Op::SetAttr { path, attr } => {
-                if let Some(mode) = attr.mode {
-                    check_mode(mode)?;
-                }
-                let node = self.resolve(path)?;
-                Ok(Change::SetFattr {
-                    fid: node.fid,
-                    update: FattrUpdate::Attr(attr),
-                })
-            }
+            Op::SetAttr { path, attr } => self.plan_set_attr(path, attr, None),
+            Op::SetAttrAt { path, attr, time } => self.plan_set_attr(path, attr, Some(*time)),
             Op::SetXattr { path, name, value } => {
                 check_xattr_name(path, name)?;
                 if value.len() > MAX_XATTR_VALUE_LEN {
@@ -409,6 +402,22 @@ impl Namespace {
                 _ => Err(KfsError::NoSuchChunk { chunk: *chunk }),
             },
         }
+    }
+
+    fn plan_set_attr<'p>(
+        &self,
+        path: &str,
+        attr: &'p SetAttr,
+        time: Option<Timestamp>,
+    ) -> KfsResult<Change<'p>> {
+        if let Some(mode) = attr.mode {
+            check_mode(mode)?;
+        }
+        let node = self.resolve(path)?;
+        Ok(Change::SetFattr {
+            fid: node.fid,
+            update: FattrUpdate::Attr(attr, time),
+        })
     }
 
     /// [`Namespace::existing_file`], and not packed into a volume (whose length is its

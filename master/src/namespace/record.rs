@@ -3,7 +3,7 @@
 //! | key | value |
 //! |---|---|
 //! | `Dentry { parent, name }` | `Child { fid, kind }` |
-//! | `Fattr { fid }` | `Attr(Fattr)`: kind, mode, owner, group, times, size, replication |
+//! | `Fattr { fid }` | `Attr(Fattr)`: kind, mode, owner, group, times (the change time as seconds after the modification time), size, replication |
 //! | `Chunk { fid, offset }` | `Chunk { id, version }` |
 //! | `Chunk { fid, EXTENT_OFFSET }` | `Extent { volume, at, len }`: a small file's data, packed |
 //! | `Chunk { VOLUME_SETS + r, id }` | `Chunk { id, version }`: a volume of replication `r` |
@@ -192,9 +192,32 @@ pub struct Fattr {
     /// Replication factor of a file; 0 for a directory.
     pub replication: u8,
     pub kind: FileKind,
+    /// Whole seconds its change time is after `mtime` (0: the same): kept to the second, in
+    /// the four bytes a `Val` has to spare.
+    pub ctime_after: u32,
 }
 
 impl Fattr {
+    /// Its data (or a directory's entries) changed at `time`: modification and change time.
+    pub fn modified(&mut self, time: Timestamp) {
+        self.mtime = time;
+        self.ctime_after = 0;
+    }
+
+    /// Its attributes or names changed at `time`: the change time moves there (to the nearest
+    /// second after the modification time; not before it).
+    pub fn changed(&mut self, time: Timestamp) {
+        let after = time.saturating_sub(self.mtime).max(0) as u64;
+        self.ctime_after =
+            u32::try_from(after.saturating_add(500_000_000) / 1_000_000_000).unwrap_or(u32::MAX);
+    }
+
+    /// Its change time.
+    pub fn ctime(&self) -> Timestamp {
+        self.mtime
+            .saturating_add(i64::from(self.ctime_after).saturating_mul(1_000_000_000))
+    }
+
     /// The attributes a client sees, with `nlink` names.
     pub fn to_attr(&self, fid: FileId, nlink: u32) -> FileAttr {
         FileAttr {
@@ -213,7 +236,7 @@ impl Fattr {
             mtime: self.mtime,
             atime: self.atime,
             nlink,
-            ctime: self.mtime,
+            ctime: self.ctime(),
         }
     }
 }

@@ -487,6 +487,61 @@ fn replication_mode_and_times_are_set() {
 }
 
 #[test]
+fn the_change_time_follows_attributes_names_and_data() {
+    const S: Timestamp = 1_000_000_000;
+    let mut t = Ns::new();
+    t.create("/f", true).unwrap();
+    let made = t.ns.stat("/f").unwrap();
+    assert_eq!(made.ctime, made.mtime);
+    // An attribute set 2 s later moves the change time, not the modification time.
+    let chmod = |path: &str, mode, time| Op::SetAttrAt {
+        path: path.into(),
+        attr: SetAttr {
+            mode: Some(mode),
+            ..Default::default()
+        },
+        time,
+    };
+    t.apply(chmod("/f", 0o600, made.mtime + 2 * S)).unwrap();
+    let a = t.ns.stat("/f").unwrap();
+    assert_eq!((a.mtime, a.ctime), (made.mtime, made.mtime + 2 * S));
+    // Nothing set changes nothing.
+    t.apply(Op::SetAttrAt {
+        path: "/f".into(),
+        attr: SetAttr::default(),
+        time: made.mtime + 9 * S,
+    })
+    .unwrap();
+    assert_eq!(t.ns.stat("/f").unwrap().ctime, made.mtime + 2 * S);
+    // A link, and a name removed while another is left, move it too.
+    t.apply(Op::Link {
+        src: "/f".into(),
+        dst: "/g".into(),
+        time: made.mtime + 4 * S,
+    })
+    .unwrap();
+    assert_eq!(t.ns.stat("/g").unwrap().ctime, made.mtime + 4 * S);
+    t.apply(Op::Remove {
+        path: "/f".into(),
+        time: made.mtime + 6 * S,
+    })
+    .unwrap();
+    assert_eq!(t.ns.stat("/g").unwrap().ctime, made.mtime + 6 * S);
+    // A write moves both; a change before the modification time does not go back.
+    let fid = t.ns.stat("/g").unwrap().fid;
+    t.apply(Op::ExtendLength {
+        fid,
+        size: 10,
+        time: made.mtime + 7 * S,
+    })
+    .unwrap();
+    let a = t.ns.stat("/g").unwrap();
+    assert_eq!((a.mtime, a.ctime), (made.mtime + 7 * S, made.mtime + 7 * S));
+    t.apply(chmod("/g", 0o644, made.mtime)).unwrap();
+    assert_eq!(t.ns.stat("/g").unwrap().ctime, made.mtime + 7 * S);
+}
+
+#[test]
 fn extended_attributes() {
     let mut t = Ns::new();
     t.create("/img.jpg", true).unwrap();

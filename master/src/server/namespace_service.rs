@@ -285,10 +285,14 @@ impl MasterService for MasterServer {
     #[instrument(level = "debug", skip_all, fields(%path))]
     async fn set_attr(self, _: Context, path: String, attr: SetAttr) -> KfsResult<FileAttr> {
         self.may_set_attr(&self.caller()?, &path, &attr)?;
-        self.mutate(Op::SetAttr { path, attr })
-            .await
-            .and_then(expect_attr)
-            .map(|a| self.shown(a))
+        self.mutate(Op::SetAttrAt {
+            path,
+            attr,
+            time: now(),
+        })
+        .await
+        .and_then(expect_attr)
+        .map(|a| self.shown(a))
     }
 
     #[instrument(level = "debug", skip_all, fields(%path, %name))]

@@ -291,6 +291,19 @@ mod tests {
             })
             .unwrap();
         }
+        // A change time after the modification time (format 3's `Changed`), on a file and a
+        // symbolic link.
+        for path in ["/d0/a-rather-long-file-name-3.jpg", "/d1"] {
+            ns.apply(&Op::SetAttrAt {
+                path: path.into(),
+                attr: kfs_common::proto::master::SetAttr {
+                    mode: Some(0o600),
+                    ..Default::default()
+                },
+                time: 7 + 3_000_000_000,
+            })
+            .unwrap();
+        }
         // Symbolic links and special files (format 3's own records).
         for (i, special) in [
             Special::Symlink {

@@ -110,6 +110,7 @@ pub fn to_record(key: &Key, val: &Val) -> Record {
                 mode,
                 replication,
                 kind,
+                ctime_after: _,
             } = *a;
             Record::Fattr {
                 fid: fid.0,
@@ -174,6 +175,7 @@ pub fn from_record(record: Record) -> (Key, Val) {
                 mode,
                 replication,
                 kind: kind.into(),
+                ctime_after: 0,
             }),
         ),
         Record::Chunk {

@@ -1,6 +1,8 @@
-//! Version 3 of the stored checkpoint: every record of version 2, stored as it was, and the
+//! Version 3 of the stored checkpoint: every record of version 2, stored as it was, the
 //! entries and attributes of symbolic links and special files (FIFOs, sockets, devices), whose
-//! kinds versions 1 and 2 cannot store. A link's target is an xattr record (version 1's).
+//! kinds versions 1 and 2 cannot store, and attributes whose change time is after their
+//! modification time (`Changed`: the attribute record as it would be stored, and how many
+//! seconds after). A link's target and a link count are xattr records (version 1's).
 //!
 //! Frozen once written: variants keep their order, and `Old` holds a [`v2::Record`], itself
 //! frozen. The header is version 1's [`super::checkpoint_v1::CheckpointHeader`], with `format` 3.
@@ -47,6 +49,9 @@ pub enum Record {
         group: u32,
         mode: u16,
     },
+    /// Attributes (an `Old` or `SpecialFattr` record) whose change time is `ctime_after`
+    /// seconds after their modification time.
+    Changed { attr: Box<Record>, ctime_after: u32 },
 }
 
 impl super::Migrate for Record {
@@ -82,6 +87,18 @@ impl From<SpecialKind> for FileKind {
 
 /// The stored record of one entry of the namespace map.
 pub fn to_record(key: &Key, val: &Val) -> Record {
+    let record = to_plain_record(key, val);
+    match val {
+        Val::Attr(a) if a.ctime_after != 0 => Record::Changed {
+            attr: Box::new(record),
+            ctime_after: a.ctime_after,
+        },
+        _ => record,
+    }
+}
+
+/// [`to_record`] without the change time.
+fn to_plain_record(key: &Key, val: &Val) -> Record {
     match (key.view(), val) {
         (KeyView::Dentry { parent, name }, Val::Child { fid, kind }) => {
             if let Some(kind) = special_kind(*kind) {
@@ -103,6 +120,7 @@ pub fn to_record(key: &Key, val: &Val) -> Record {
                 mode,
                 replication: _,
                 kind,
+                ctime_after: _,
             } = *a;
             if let Some(kind) = special_kind(kind) {
                 return Record::SpecialFattr {
@@ -126,6 +144,13 @@ pub fn to_record(key: &Key, val: &Val) -> Record {
 pub fn from_record(record: Record) -> (Key, Val) {
     match record {
         Record::Old(old) => v2::from_record(old),
+        Record::Changed { attr, ctime_after } => {
+            let (key, mut val) = from_record(*attr);
+            if let Val::Attr(a) = &mut val {
+                a.ctime_after = ctime_after;
+            }
+            (key, val)
+        }
         Record::SpecialDentry {
             parent,
             name,
@@ -158,6 +183,7 @@ pub fn from_record(record: Record) -> (Key, Val) {
                 mode,
                 replication: 0,
                 kind: kind.into(),
+                ctime_after: 0,
             }),
         ),
     }

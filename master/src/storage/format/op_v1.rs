@@ -236,7 +236,8 @@ impl From<&MemOp> for Op {
             | MemOp::MoveExtents { .. }
             | MemOp::Truncate { .. }
             | MemOp::MakeSpecial { .. }
-            | MemOp::Link { .. } => {
+            | MemOp::Link { .. }
+            | MemOp::SetAttrAt { .. } => {
                 unreachable!("ops new since version 2 are stored as later versions' own variants")
             }
         }

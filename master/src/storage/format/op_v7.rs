@@ -1,11 +1,11 @@
 //! Version 7 of the stored op (log record version 8): every op of version 6, stored as it was,
-//! and hard links (client protocol 11).
+//! hard links, and attribute changes that move the change time (client protocol 11).
 //!
 //! Frozen once written: variants keep their order (bincode stores the variant's index), and
 //! `Old` holds an [`op_v6::Op`], itself frozen. The conversions name every field of the new
 //! variant, so a change to [`crate::namespace::op::Op`] is a compile error here.
 
-use super::op_v6;
+use super::{op_v1, op_v6};
 use crate::namespace::op::Op as MemOp;
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +17,11 @@ pub enum Op {
     Link {
         src: String,
         dst: String,
+        time: i64,
+    },
+    SetAttrAt {
+        path: String,
+        attr: op_v1::SetAttr,
         time: i64,
     },
 }
@@ -37,6 +42,11 @@ impl From<&MemOp> for Op {
                 dst: dst.clone(),
                 time: *time,
             },
+            MemOp::SetAttrAt { path, attr, time } => Op::SetAttrAt {
+                path: path.clone(),
+                attr: attr.into(),
+                time: *time,
+            },
             old => Op::Old(op_v6::Op::from(old)),
         }
     }
@@ -47,6 +57,11 @@ impl From<Op> for MemOp {
         match op {
             Op::Old(old) => MemOp::from(old),
             Op::Link { src, dst, time } => MemOp::Link { src, dst, time },
+            Op::SetAttrAt { path, attr, time } => MemOp::SetAttrAt {
+                path,
+                attr: attr.into(),
+                time,
+            },
         }
     }
 }
@@ -64,9 +79,19 @@ mod tests {
             dst: "/d/b".into(),
             time: 7,
         };
-        let bytes = codec().serialize(&Op::from(&link)).unwrap();
-        let back: Op = codec().deserialize(&bytes).unwrap();
-        assert_eq!(MemOp::from(back), link);
+        let chmod = MemOp::SetAttrAt {
+            path: "/a".into(),
+            attr: kfs_common::proto::master::SetAttr {
+                mode: Some(0o600),
+                ..Default::default()
+            },
+            time: 8,
+        };
+        for op in [link, chmod] {
+            let bytes = codec().serialize(&Op::from(&op)).unwrap();
+            let back: Op = codec().deserialize(&bytes).unwrap();
+            assert_eq!(MemOp::from(back), op);
+        }
         let rename = MemOp::Rename {
             src: "/a".into(),
             dst: "/b".into(),
