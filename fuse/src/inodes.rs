@@ -275,6 +275,15 @@ impl Inodes {
         }
     }
 
+    /// Whether this mount knows `ino` by a name other than `name` in `parent`.
+    pub fn has_other_name(&self, ino: u64, parent: u64, name: &str) -> bool {
+        self.lock().nodes.get(&ino).is_some_and(|node| {
+            node.names
+                .iter()
+                .any(|(p, n)| (*p, n.as_str()) != (parent, name))
+        })
+    }
+
     /// Whether `ino` is an open file unlinked through this mount (it has no name: `nlink` 0).
     pub fn is_hidden(&self, ino: u64) -> bool {
         self.lock().nodes.get(&ino).is_some_and(|node| node.hidden)

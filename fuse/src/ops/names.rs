@@ -106,8 +106,15 @@ impl MountState {
             .child_path(parent, &hidden_name)
             .map_err(|_| Errno::ESTALE)?;
         match self.client.stat(path).await {
-            // A directory is not held open by a handle; a file with other names keeps them.
-            Ok(attr) if attr.kind == FileKind::Dir || attr.nlink > 1 => return Ok(false),
+            // A directory is not held open by a handle; a name now another file's (replaced
+            // by another client) is not this one's to hide.
+            Ok(attr) if attr.kind == FileKind::Dir || attr.fid != self.inodes.fid_of(ino) => {
+                return Ok(false);
+            }
+            // Another name this mount knows keeps the file (and gives its handles a path).
+            Ok(attr) if attr.nlink > 1 && self.inodes.has_other_name(ino, parent, name) => {
+                return Ok(false);
+            }
             Ok(_) => {}
             Err(e) => return Err(fail(what, e)),
         }

@@ -161,11 +161,13 @@ impl Namespace {
         Ok(DirPage { entries, more })
     }
 
+    /// The extended attributes of `fid` a user set (not the namespace's own records).
     pub(super) fn xattr_count(&self, fid: FileId) -> usize {
         let start = Key::xattrs_start(fid);
         self.map
             .range_from(Bound::Included(&start))
             .take_while(|(k, _)| k.same_range(&start))
+            .filter(|(k, _)| !matches!(k.view(), KeyView::Xattr { name, .. } if is_reserved_xattr(name)))
             .count()
     }
 
@@ -316,7 +318,7 @@ impl Namespace {
     /// remove must be allowed to change); empty when `path` is a file.
     pub fn dirs_below(&self, path: &str) -> KfsResult<Vec<(String, FileAttr)>> {
         let top = self.resolve(path)?;
-        if top.kind == FileKind::File {
+        if top.kind != FileKind::Dir {
             return Ok(Vec::new());
         }
         let mut found = Vec::new();

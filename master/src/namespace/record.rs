@@ -204,12 +204,12 @@ impl Fattr {
         self.ctime_after = 0;
     }
 
-    /// Its attributes or names changed at `time`: the change time moves there (to the nearest
-    /// second after the modification time; not before it).
+    /// Its attributes or names changed at `time`: the change time moves there (in whole
+    /// seconds after the modification time, rounded down, so it is never later than `time`
+    /// and never goes back; not before the modification time).
     pub fn changed(&mut self, time: Timestamp) {
         let after = time.saturating_sub(self.mtime).max(0) as u64;
-        self.ctime_after =
-            u32::try_from(after.saturating_add(500_000_000) / 1_000_000_000).unwrap_or(u32::MAX);
+        self.ctime_after = u32::try_from(after / 1_000_000_000).unwrap_or(u32::MAX);
     }
 
     /// Its change time.
