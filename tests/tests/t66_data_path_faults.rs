@@ -70,6 +70,10 @@ async fn a_multi_file_put_waits_out_a_master_restart() {
     .unwrap();
 
     cluster.stop_master().await;
+    // Let the client see its connection end first: a call sent on a connection that dies under
+    // it is not sent again (it may have been applied), and that is not what this test is about.
+    // Either this call fails at once on the dead connection, or it waits to redial and is cut.
+    let _ = tokio::time::timeout(Duration::from_millis(300), client.stat("/first")).await;
     let mut put = {
         let (client, dir) = (client.clone(), local.path().to_path_buf());
         tokio::spawn(async move {
