@@ -77,9 +77,10 @@ impl std::str::FromStr for ServerId {
 }
 
 /// What an inode is: a regular file, a directory, or (since client protocol 10) a symbolic
-/// link or a special file. Only regular files hold data; a master shows a client of an older
-/// protocol every kind it does not know as a `File` of length 0.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// link or a special file. Only regular files hold data; encoded for a client of an older
+/// protocol ([`crate::proto::encoding`]), every kind it does not know is a `File` (and its
+/// `FileAttr` has length 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 #[repr(u8)]
 pub enum FileKind {
     File = 1,
@@ -89,6 +90,31 @@ pub enum FileKind {
     Socket = 5,
     CharDevice = 6,
     BlockDevice = 7,
+}
+
+/// The first client protocol that knows symbolic links and special files.
+pub const SPECIAL_FILES_PROTOCOL: u32 = 10;
+
+impl Serialize for FileKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let kind =
+            if self.is_special() && !crate::proto::encoding::peer_speaks(SPECIAL_FILES_PROTOCOL) {
+                FileKind::File
+            } else {
+                *self
+            };
+        let name = match kind {
+            FileKind::File => "File",
+            FileKind::Dir => "Dir",
+            FileKind::Symlink => "Symlink",
+            FileKind::Fifo => "Fifo",
+            FileKind::Socket => "Socket",
+            FileKind::CharDevice => "CharDevice",
+            FileKind::BlockDevice => "BlockDevice",
+        };
+        // As `derive` numbers variants: in declaration order, from 0.
+        s.serialize_unit_variant("FileKind", kind as u32 - 1, name)
+    }
 }
 
 impl FileKind {

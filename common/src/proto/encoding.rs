@@ -103,4 +103,47 @@ mod tests {
             (attr.fid, 5, 11, 99)
         );
     }
+
+    #[test]
+    fn kinds_a_peer_does_not_know_are_empty_regular_files_to_it() {
+        use super::super::master::FileAttr;
+        use bincode::Options;
+        let codec = bincode::DefaultOptions::new;
+        let link = FileAttr {
+            fid: crate::FileId(7),
+            kind: crate::FileKind::Symlink,
+            size: 12,
+            mode: 0o777,
+            owner: 1,
+            group: 2,
+            replication: 0,
+            mtime: 10,
+            atime: 11,
+            nlink: 1,
+            ctime: 10,
+        };
+        let old = encoding_for(9, || codec().serialize(&link).unwrap());
+        let seen: FileAttrV10 = codec().deserialize(&old).unwrap();
+        assert_eq!(
+            (seen.kind, seen.size, seen.mode),
+            (crate::FileKind::File, 0, 0o777)
+        );
+        let new = encoding_for(10, || codec().serialize(&link).unwrap());
+        let seen: FileAttrV10 = codec().deserialize(&new).unwrap();
+        assert_eq!((seen.kind, seen.size), (crate::FileKind::Symlink, 12));
+        // Every kind encodes as `derive` numbers it, and decodes back.
+        for kind in [
+            crate::FileKind::File,
+            crate::FileKind::Dir,
+            crate::FileKind::Fifo,
+            crate::FileKind::BlockDevice,
+        ] {
+            let bytes = codec().serialize(&kind).unwrap();
+            assert_eq!(bytes, codec().serialize(&(kind as u32 - 1)).unwrap());
+            assert_eq!(
+                codec().deserialize::<crate::FileKind>(&bytes).unwrap(),
+                kind
+            );
+        }
+    }
 }

@@ -57,7 +57,10 @@ impl Serialize for FileAttr {
         let mut st = s.serialize_struct("FileAttr", if whole { 11 } else { 9 })?;
         st.serialize_field("fid", &self.fid)?;
         st.serialize_field("kind", &self.kind)?;
-        st.serialize_field("size", &self.size)?;
+        // A special file is an empty regular file to a client that does not know it.
+        let unknown = self.kind.is_special()
+            && !super::encoding::peer_speaks(crate::ids::SPECIAL_FILES_PROTOCOL);
+        st.serialize_field("size", &if unknown { 0 } else { self.size })?;
         st.serialize_field("mode", &self.mode)?;
         st.serialize_field("owner", &self.owner)?;
         st.serialize_field("group", &self.group)?;

@@ -6,21 +6,16 @@
 //! (`MasterServer::mutate`); what the master logs for itself (leases, versions, volumes) is
 //! always answered synced, because chunkservers act on it.
 //!
-//! A client of a protocol before 10 does not know symbolic links or special files: it is shown
-//! each as a regular file of length 0 ([`MasterServer::shown`]), so its listings still decode.
 //! The connection's transport encodes every reply for the protocol held here
-//! ([`Connection::protocol_cell`]; `kfs_common::proto::encoding`), so a client before 11 gets
-//! `FileAttr`s without the fields it does not know.
+//! ([`Connection::protocol_cell`]; `kfs_common::proto::encoding`): a client before 10 gets
+//! symbolic links and special files as empty regular files, one before 11 `FileAttr`s without
+//! the fields it does not know.
 
 use super::MasterServer;
-use kfs_common::FileKind;
 use kfs_common::proto::CLIENT_PROTOCOL_VERSION;
-use kfs_common::proto::master::{DirPage, Durability, FileAttr};
+use kfs_common::proto::master::Durability;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-
-/// The first client protocol that knows symbolic links and special files.
-const SPECIAL_FILES_PROTOCOL: u32 = 10;
 
 /// One connection's settings, shared by the server's clones for its calls.
 #[derive(Debug)]
@@ -65,43 +60,5 @@ impl MasterServer {
     /// Records the protocol the client said at its handshake.
     pub(super) fn set_connection_protocol(&self, protocol: u32) {
         self.connection.protocol.store(protocol, Ordering::Relaxed);
-    }
-
-    /// `attr` as this connection's client can decode it.
-    pub(super) fn shown(&self, attr: FileAttr) -> FileAttr {
-        if self.knows_special_files() {
-            attr
-        } else {
-            as_regular(attr)
-        }
-    }
-
-    /// A listing as this connection's client can decode it.
-    pub(super) fn shown_page(&self, mut page: DirPage) -> DirPage {
-        if !self.knows_special_files() {
-            for entry in &mut page.entries {
-                if entry.kind.is_special() {
-                    entry.kind = FileKind::File;
-                }
-                entry.attr = entry.attr.take().map(as_regular);
-            }
-        }
-        page
-    }
-
-    fn knows_special_files(&self) -> bool {
-        self.connection.protocol.load(Ordering::Relaxed) >= SPECIAL_FILES_PROTOCOL
-    }
-}
-
-fn as_regular(attr: FileAttr) -> FileAttr {
-    if attr.kind.is_special() {
-        FileAttr {
-            kind: FileKind::File,
-            size: 0,
-            ..attr
-        }
-    } else {
-        attr
     }
 }

@@ -213,7 +213,7 @@ impl MasterService for MasterServer {
         self.may_search(&caller, &path)?;
         let attr = self.read(|ns| ns.stat(&path))?;
         self.grant(&caller, attr.fid);
-        Ok(self.shown(attr))
+        Ok(attr)
     }
 
     #[instrument(level = "debug", skip_all, fields(%path, limit))]
@@ -232,7 +232,7 @@ impl MasterService for MasterServer {
         for entry in &page.entries {
             self.grant(&caller, entry.fid);
         }
-        Ok(self.shown_page(page))
+        Ok(page)
     }
 
     #[instrument(level = "debug", skip_all, fields(%src, %dst))]
@@ -292,7 +292,6 @@ impl MasterService for MasterServer {
         })
         .await
         .and_then(expect_attr)
-        .map(|a| self.shown(a))
     }
 
     #[instrument(level = "debug", skip_all, fields(%path, %name))]
@@ -415,7 +414,7 @@ impl MasterService for MasterServer {
     #[instrument(level = "debug", skip_all, fields(%fid))]
     async fn stat_fid(self, _: Context, fid: FileId) -> KfsResult<FileAttr> {
         self.may_use_fid(&self.caller()?, fid, 0)?;
-        self.read(|ns| ns.stat_fid(fid)).map(|a| self.shown(a))
+        self.read(|ns| ns.stat_fid(fid))
     }
 
     #[instrument(level = "debug", skip_all, fields(%fid, offset, len))]
