@@ -323,6 +323,18 @@ impl Client {
             .await
     }
 
+    /// [`Client::list_page`] without attributes: names, ids and kinds only (a smaller answer).
+    pub async fn list_names(
+        &self,
+        path: &str,
+        after: Option<String>,
+        limit: u32,
+    ) -> KfsResult<DirPage> {
+        let path = path.to_string();
+        self.call(self.m().readdir(self.ctx(), path, after, limit, false))
+            .await
+    }
+
     /// Every entry of a directory (use [`Client::list`] for very large directories).
     pub async fn list_all(&self, path: &str) -> KfsResult<Vec<DirEntry>> {
         use futures::TryStreamExt;

@@ -108,7 +108,7 @@ impl Filesystem for KfsFs {
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         self.run(move |s| async move {
             match s.getattr(ino.0).await {
-                Ok(attr) => reply.attr(&s.settings.attr_ttl, &attr),
+                Ok((attr, ttl)) => reply.attr(&ttl, &attr),
                 Err(e) => reply.error(e),
             }
         });

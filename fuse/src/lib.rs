@@ -22,9 +22,11 @@
 
 mod convert;
 mod daemon;
+mod dir_attrs;
 mod dirs;
 mod fs;
 mod inodes;
+mod known_names;
 mod open_files;
 mod ops;
 mod options;

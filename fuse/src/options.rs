@@ -16,7 +16,8 @@ pub struct MountOptions {
     pub root: String,
     /// Mount options, comma-separated: ro, rw, sync (every change durable when answered; by
     /// default at fsync), async, allow_other, allow_root, attr_timeout=SECS,
-    /// entry_timeout=SECS, root=PATH, master=ADDR, credentials=FILE, fsname=NAME, log=FILE; the
+    /// entry_timeout=SECS, negative_timeout=SECS, root=PATH, master=ADDR, credentials=FILE,
+    /// fsname=NAME, log=FILE; the
     /// generic ones mount(8) passes (defaults, _netdev, nofail, auto, noauto, user, nouser,
     /// users, exec, noexec, suid, nosuid, dev, nodev, atime, noatime, relatime, x-systemd.*)
     /// are accepted.
@@ -103,6 +104,7 @@ impl MountOptions {
                 ("allow_root", None) => parsed.allow_root = true,
                 ("attr_timeout", Some(v)) => parsed.settings.attr_ttl = seconds(option, v)?,
                 ("entry_timeout", Some(v)) => parsed.settings.entry_ttl = seconds(option, v)?,
+                ("negative_timeout", Some(v)) => parsed.settings.negative_ttl = seconds(option, v)?,
                 ("root", Some(v)) => parsed.root = Some(v.to_string()),
                 ("master", Some(v)) => parsed.master = Some(v.to_string()),
                 ("credentials", Some(v)) => parsed.credentials = Some(PathBuf::from(v)),
@@ -166,7 +168,14 @@ mod tests {
             parse("defaults,_netdev,ro,attr_timeout=0.5,root=/photos,x-systemd.automount").unwrap();
         assert!(p.settings.read_only);
         assert_eq!(p.settings.attr_ttl, Duration::from_millis(500));
+        assert_eq!(
+            p.settings.negative_ttl,
+            Duration::ZERO,
+            "off unless asked for"
+        );
         assert_eq!(p.root.as_deref(), Some("/photos"));
+        let p = parse("negative_timeout=2").unwrap();
+        assert_eq!(p.settings.negative_ttl, Duration::from_secs(2));
         let e = parse("rw,bogus=1").unwrap_err();
         assert_eq!(e.option, "bogus=1");
         assert!(parse("attr_timeout=-1").is_err());

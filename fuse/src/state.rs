@@ -2,8 +2,10 @@
 //! open files and directories, and the settings the mount was made with.
 
 use crate::convert;
+use crate::dir_attrs::DirAttrs;
 use crate::dirs::DirHandles;
 use crate::inodes::{Inodes, PathError};
+use crate::known_names::KnownNames;
 use crate::open_files::OpenFiles;
 use fuser::{Errno, FileAttr as KernelAttr};
 use kfs_client::Client;
@@ -23,6 +25,10 @@ pub struct Settings {
     pub attr_ttl: Duration,
     /// How long the kernel may keep a name's lookup without asking again.
     pub entry_ttl: Duration,
+    /// How long a listing of a directory may answer that a name is not in it (0, the default:
+    /// every lookup of a missing name asks the master, so a file another client has just
+    /// closed opens at once, as close-to-open promises).
+    pub negative_ttl: Duration,
     /// Refuse every change (`-o ro`).
     pub read_only: bool,
     /// Every namespace change durable when answered (`-o sync`); by default a change is
@@ -36,6 +42,7 @@ impl Default for Settings {
         Settings {
             attr_ttl: Duration::from_secs(1),
             entry_ttl: Duration::from_secs(1),
+            negative_ttl: Duration::ZERO,
             read_only: false,
             synced: false,
         }
@@ -48,6 +55,10 @@ pub struct MountState {
     pub inodes: Inodes,
     pub files: OpenFiles,
     pub dirs: DirHandles,
+    /// Names of recently listed directories, for answering lookups of names they lack.
+    pub known_names: KnownNames,
+    /// Directories' attributes, for the `getattr` the kernel sends after each change in one.
+    pub dir_attrs: DirAttrs,
     pub settings: Settings,
     /// The modification time and length each inode had when the kernel was last told them:
     /// an open that finds them unchanged keeps the kernel's cached pages.
@@ -78,6 +89,8 @@ impl MountState {
             inodes: Inodes::new(root_path, root_fid),
             files: OpenFiles::default(),
             dirs: DirHandles::default(),
+            known_names: KnownNames::new(settings.negative_ttl),
+            dir_attrs: DirAttrs::new(settings.attr_ttl),
             settings,
             seen: Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(SEEN_CAPACITY).expect("non-zero"),

@@ -543,3 +543,6 @@ impl Checkpointer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -453,6 +453,13 @@ impl File {
             .await
     }
 
+    /// [`File::close`] without asking for the attributes when the close did not change them
+    /// (one call to the master fewer for a file not written).
+    pub async fn finish(mut self) -> KfsResult<()> {
+        use tokio::io::AsyncWriteExt;
+        self.flush().await.map_err(io_to_kfs)
+    }
+
     /// Sends the gathered bytes as one write in flight.
     fn dispatch(&mut self) {
         if self.wbuf.is_empty() {

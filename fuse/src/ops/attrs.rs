@@ -11,7 +11,7 @@ use fuser::{Errno, FileAttr as KernelAttr, TimeOrNow};
 use kfs_common::KfsError;
 use kfs_common::proto::master::{MAX_XATTR_VALUE_LEN, ServerState, SetAttr};
 use std::ffi::OsStr;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 const USER_PREFIX: &str = "user.";
 
@@ -56,13 +56,20 @@ fn kfs_xattr_name(name: &OsStr) -> OpResult<Option<&str>> {
 }
 
 impl MountState {
-    pub async fn getattr(&self, ino: u64) -> OpResult<KernelAttr> {
+    /// The attributes of `ino`, and how long the kernel may keep them.
+    pub async fn getattr(&self, ino: u64) -> OpResult<(KernelAttr, Duration)> {
+        if let Some((attr, left)) = self.dir_attrs.get(ino) {
+            return Ok((self.kernel_attr(&attr), left));
+        }
+        let fetch = self.dir_attrs.fetching();
         let attr = self.stat_ino(ino).await?;
-        Ok(self.kernel_attr(&attr))
+        self.dir_attrs.store(ino, fetch, &attr);
+        Ok((self.kernel_attr(&attr), self.settings.attr_ttl))
     }
 
     pub async fn setattr(&self, ino: u64, change: AttrChange) -> OpResult<KernelAttr> {
         self.check_writable()?;
+        self.dir_attrs.changing(ino);
         if let Some(size) = change.size {
             self.truncate(ino, size).await?;
         }

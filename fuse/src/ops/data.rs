@@ -55,7 +55,10 @@ impl MountState {
             mode: Some((mode & 0o7777) as u16),
         };
         let (file, attr) = match self.client.create_with_attr(&path, options).await {
-            Ok((file, attr)) => (file, self.own(&path, attr, uid, gid).await),
+            Ok((file, attr)) => {
+                self.dir_attrs.made(parent, &attr);
+                (file, self.own(&path, attr, uid, gid).await)
+            }
             Err(KfsError::AlreadyExists { .. }) if flags & libc::O_EXCL == 0 => {
                 // Made by someone else since the kernel's lookup: open it as `open(2)` would.
                 if flags & libc::O_TRUNC != 0 {
@@ -226,7 +229,7 @@ impl MountState {
         };
         let file = open.state.lock().await.file.take();
         if let Some(file) = file
-            && let Err(e) = file.close().await
+            && let Err(e) = file.finish().await
         {
             tracing::warn!(ino, error = %e, "closing a released file failed");
         }
@@ -234,6 +237,7 @@ impl MountState {
         let _hiding = self.hiding.lock().await;
         if self.inodes.is_hidden(ino)
             && let Ok(path) = self.inodes.path(ino)
+            && let () = self.dir_attrs.changing(self.inodes.parent(ino))
             && let Err(e) = self.client.remove(&path).await
         {
             tracing::warn!(%path, error = %e, "cannot remove an unlinked file at its last close");

@@ -9,18 +9,48 @@ use std::ffi::OsStr;
 impl MountState {
     pub async fn lookup(&self, parent: u64, name: &OsStr) -> OpResult<KernelAttr> {
         let (path, name) = self.child_path(parent, name)?;
-        let attr = self
-            .client
-            .stat(&path)
-            .await
-            .map_err(|e| fail("lookup", e))?;
-        Ok(self.entry(parent, &name, &attr))
+        if self.known_names.absent(parent, &name) {
+            return Err(Errno::ENOENT);
+        }
+        let fetch = self.dir_attrs.fetching();
+        match self.client.stat(&path).await {
+            Ok(attr) => {
+                let kernel = self.entry(parent, &name, &attr);
+                self.dir_attrs.store(kernel.ino.0, fetch, &attr);
+                Ok(kernel)
+            }
+            Err(e @ KfsError::NotFound { .. }) => {
+                if self.known_names.should_list(parent) {
+                    self.list_names(parent).await;
+                }
+                Err(fail("lookup", e))
+            }
+            Err(e) => Err(fail("lookup", e)),
+        }
     }
 
-    /// Registers the kernel's new reference to `attr`'s file, found as `name` in `parent`.
+    /// Lists directory `parent`'s names for [`crate::known_names`] (one call; a directory
+    /// of more names than it keeps is not kept).
+    async fn list_names(&self, parent: u64) {
+        let listed = match self.path(parent) {
+            Ok(path) => self
+                .client
+                .list_names(&path, None, crate::known_names::MAX_NAMES as u32)
+                .await
+                .ok()
+                .filter(|page| !page.more)
+                .map(|page| page.entries.into_iter().map(|e| e.name).collect()),
+            Err(_) => None,
+        };
+        self.known_names.listed(parent, listed);
+    }
+
+    /// Registers the kernel's new reference to `attr`'s file, found (or made) as `name` in
+    /// `parent`.
     pub fn entry(&self, parent: u64, name: &str, attr: &FileAttr) -> KernelAttr {
         let ino = self.inodes.ino_of(attr.fid);
         self.inodes.looked_up(ino, parent, name);
+        self.known_names.add(parent, name);
         self.kernel_attr(attr)
     }
 
@@ -64,6 +94,7 @@ impl MountState {
             .mkdir_with(&path, options)
             .await
             .map_err(|e| fail("mkdir", e))?;
+        self.dir_attrs.made(parent, &attr);
         let attr = self.own(&path, attr, uid, gid).await;
         Ok(self.entry(parent, &name, &attr))
     }
@@ -71,6 +102,7 @@ impl MountState {
     pub async fn unlink(&self, parent: u64, name: &OsStr) -> OpResult<()> {
         self.check_writable()?;
         let (path, name) = self.child_path(parent, name)?;
+        self.dir_attrs.changing(parent);
         {
             // Only an open file's unlink holds the lock (it serializes them): the others go on
             // in parallel.
@@ -84,6 +116,7 @@ impl MountState {
             .await
             .map_err(|e| fail("unlink", e))?;
         self.inodes.unlinked(parent, &name);
+        self.known_names.removed(parent, &name);
         Ok(())
     }
 
@@ -118,11 +151,13 @@ impl MountState {
             Ok(_) => {}
             Err(e) => return Err(fail(what, e)),
         }
+        self.known_names.add(parent, &hidden_name);
         self.client
             .rename(path, &hidden)
             .await
             .map_err(|e| fail(what, e))?;
         self.inodes.hide(ino, parent, name, &hidden_name);
+        self.known_names.removed(parent, name);
         Ok(true)
     }
 
@@ -131,6 +166,7 @@ impl MountState {
         self.check_writable()?;
         let src = self.path(ino)?;
         let (dst, name) = self.child_path(new_parent, new_name)?;
+        self.dir_attrs.changing(new_parent);
         let attr = self
             .client
             .link(&src, &dst)
@@ -142,11 +178,16 @@ impl MountState {
     pub async fn rmdir(&self, parent: u64, name: &OsStr) -> OpResult<()> {
         self.check_writable()?;
         let (path, name) = self.child_path(parent, name)?;
+        self.dir_attrs.changing(parent);
+        if let Some((ino, _)) = self.inodes.child(parent, &name) {
+            self.dir_attrs.changing(ino);
+        }
         self.client
             .remove_dir(&path)
             .await
             .map_err(|e| fail("rmdir", e))?;
         self.inodes.unlinked(parent, &name);
+        self.known_names.removed(parent, &name);
         Ok(())
     }
 
@@ -176,6 +217,12 @@ impl MountState {
         if src == dst {
             return Ok(());
         }
+        // Both directories change, and so does a directory moved (its ctime, its `..`).
+        self.dir_attrs.changing(parent);
+        self.dir_attrs.changing(new_parent);
+        if let Some((ino, _)) = self.inodes.child(parent, &name) {
+            self.dir_attrs.changing(ino);
+        }
         // A file open here that the rename replaces keeps working for its handles (as it
         // would on a local disk): it is hidden first, then the rename finds nothing to replace.
         // (`hide_if_open` checks again under the lock: the file may be released meanwhile.)
@@ -194,11 +241,13 @@ impl MountState {
             self.hide_if_open(new_parent, &new_name, &dst, "rename")
                 .await?;
         }
+        self.known_names.add(new_parent, &new_name);
         self.client
             .rename(&src, &dst)
             .await
             .map_err(|e| fail("rename", e))?;
         self.inodes.renamed(parent, &name, new_parent, &new_name);
+        self.known_names.removed(parent, &name);
         Ok(())
     }
 }

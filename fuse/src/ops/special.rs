@@ -30,6 +30,7 @@ impl MountState {
             .symlink(&path, target)
             .await
             .map_err(|e| fail("symlink", e))?;
+        self.dir_attrs.made(parent, &attr);
         let attr = self.own(&path, attr, uid, gid).await;
         Ok(self.entry(parent, &name, &attr))
     }
@@ -85,6 +86,7 @@ impl MountState {
             self.client.mknod(&path, options).await
         };
         let attr = made.map_err(|e| fail("mknod", e))?;
+        self.dir_attrs.made(parent, &attr);
         let attr = self.own(&path, attr, uid, gid).await;
         Ok(self.entry(parent, &name, &attr))
     }

@@ -1,0 +1,231 @@
+//! [`DirAttrs`]: directories' attributes as this mount last had them from the master (at most
+//! `ttl` ago), kept up to date with this mount's own changes in them. The kernel drops its copy
+//! of a directory's attributes after every change in it and, mounted `default_permissions`,
+//! asks for them again before the next one (to check the mode): answered from here, that
+//! `getattr` costs no call to the master.
+//!
+//! Invariants:
+//! - An entry is the master's answer, fetched at most `ttl` (`attr_timeout`) ago, with only
+//!   this mount's later changes applied to it: its age bounds how stale it is for changes made
+//!   elsewhere, as the kernel's own caching does (docs/consistency.md), and `attr_timeout=0`
+//!   turns it off.
+//! - A change whose effect on the directory is known exactly (a name made in it: its mtime
+//!   and ctime become the new file's mtime, the master's time for the change, and a
+//!   subdirectory adds a link) patches the entry once the master made it; any other change of
+//!   the directory or in it drops the entry before it is sent.
+//! - A fetch stores its answer only if no change of that directory began after the fetch did
+//!   (a clock: each change stamps the entry; an entry pushed out raises a floor every later
+//!   store must be above), so an answer older than a change never replaces what it did.
+
+use kfs_common::FileKind;
+use kfs_common::proto::master::FileAttr;
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Directories whose attributes are kept (least recently used go first).
+pub const MAX_DIRS: usize = 4096;
+
+struct Entry {
+    /// The attributes and when the master gave them; `None` while a change is unknown.
+    attr: Option<(FileAttr, Instant)>,
+    /// The clock when this mount last changed the directory.
+    changed: u64,
+}
+
+struct Inner {
+    entries: lru::LruCache<u64, Entry>,
+    clock: u64,
+    /// Above every `changed` of an entry pushed out.
+    floor: u64,
+}
+
+pub struct DirAttrs {
+    ttl: Duration,
+    inner: Mutex<Inner>,
+}
+
+/// When a fetch began, for [`DirAttrs::store`].
+#[derive(Clone, Copy, Debug)]
+pub struct Fetch(u64);
+
+impl DirAttrs {
+    pub fn new(ttl: Duration) -> DirAttrs {
+        DirAttrs {
+            ttl,
+            inner: Mutex::new(Inner {
+                entries: lru::LruCache::new(NonZeroUsize::new(MAX_DIRS).expect("non-zero")),
+                clock: 0,
+                floor: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().expect("directory attributes lock")
+    }
+
+    /// Directory `ino`'s attributes if kept and fresh, with how long they stay so.
+    pub fn get(&self, ino: u64) -> Option<(FileAttr, Duration)> {
+        let mut inner = self.lock();
+        let (attr, at) = inner.entries.get(&ino)?.attr.as_ref()?;
+        let left = self.ttl.checked_sub(at.elapsed())?;
+        Some((attr.clone(), left))
+    }
+
+    /// Call before asking the master for attributes that [`DirAttrs::store`] may keep.
+    pub fn fetching(&self) -> Fetch {
+        let mut inner = self.lock();
+        inner.clock += 1;
+        Fetch(inner.clock)
+    }
+
+    /// Keeps the master's answer `attr` for inode `ino` (if a directory's) to a fetch begun at
+    /// `fetch`, unless this mount changed that directory since.
+    pub fn store(&self, ino: u64, fetch: Fetch, attr: &FileAttr) {
+        if attr.kind != FileKind::Dir || self.ttl.is_zero() {
+            return;
+        }
+        let mut inner = self.lock();
+        let changed = match inner.entries.peek(&ino) {
+            Some(entry) => entry.changed,
+            None => inner.floor,
+        };
+        if changed >= fetch.0 {
+            return;
+        }
+        let entry = Entry {
+            attr: Some((attr.clone(), Instant::now())),
+            changed,
+        };
+        if let Some((_, out)) = inner.entries.push(ino, entry)
+            && out.changed > inner.floor
+        {
+            inner.floor = out.changed;
+        }
+    }
+
+    /// A change of directory `ino` (or in it) whose effect is not known here is about to be
+    /// sent: forget its attributes.
+    pub fn changing(&self, ino: u64) {
+        let mut inner = self.lock();
+        inner.clock += 1;
+        let changed = inner.clock;
+        if let Some((_, out)) = inner.entries.push(
+            ino,
+            Entry {
+                attr: None,
+                changed,
+            },
+        ) && out.changed > inner.floor
+        {
+            inner.floor = out.changed;
+        }
+    }
+
+    /// The master made `child` in directory `ino` for this mount: the directory's mtime and
+    /// ctime are the child's mtime now, and a subdirectory is one link more.
+    pub fn made(&self, ino: u64, child: &FileAttr) {
+        let mut inner = self.lock();
+        inner.clock += 1;
+        let changed = inner.clock;
+        let Some(entry) = inner.entries.get_mut(&ino) else {
+            return;
+        };
+        entry.changed = changed;
+        if let Some((attr, _)) = &mut entry.attr {
+            attr.mtime = child.mtime;
+            attr.ctime = child.mtime;
+            if child.kind == FileKind::Dir {
+                attr.nlink += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kfs_common::FileId;
+
+    fn dir(mtime: i64, nlink: u32) -> FileAttr {
+        FileAttr {
+            fid: FileId(7),
+            kind: FileKind::Dir,
+            size: 0,
+            mode: 0o755,
+            owner: 0,
+            group: 0,
+            replication: 0,
+            mtime,
+            atime: mtime,
+            nlink,
+            ctime: mtime,
+        }
+    }
+
+    /// What a patch changes: mtime, ctime, links.
+    fn times(attrs: &DirAttrs, ino: u64) -> (i64, i64, u32) {
+        let (a, _) = attrs.get(ino).unwrap();
+        (a.mtime, a.ctime, a.nlink)
+    }
+
+    fn made(kind: FileKind, mtime: i64) -> FileAttr {
+        FileAttr {
+            kind,
+            ..dir(mtime, 1)
+        }
+    }
+
+    #[test]
+    fn a_name_made_patches_the_directory_and_other_changes_drop_it() {
+        let attrs = DirAttrs::new(Duration::from_secs(60));
+        assert!(attrs.get(1).is_none());
+        attrs.store(1, attrs.fetching(), &dir(10, 2));
+        assert_eq!(attrs.get(1).unwrap().0, dir(10, 2));
+        attrs.made(1, &made(FileKind::File, 20));
+        assert_eq!(times(&attrs, 1), (20, 20, 2));
+        attrs.made(1, &made(FileKind::Dir, 30));
+        assert_eq!(times(&attrs, 1), (30, 30, 3));
+        attrs.changing(1);
+        assert!(attrs.get(1).is_none());
+        // Only directories are kept.
+        attrs.store(2, attrs.fetching(), &made(FileKind::File, 5));
+        assert!(attrs.get(2).is_none());
+    }
+
+    #[test]
+    fn an_answer_older_than_a_change_is_not_kept() {
+        let attrs = DirAttrs::new(Duration::from_secs(60));
+        let early = attrs.fetching();
+        attrs.changing(1);
+        attrs.store(1, early, &dir(10, 2));
+        assert!(attrs.get(1).is_none(), "fetched before the change");
+        attrs.store(1, attrs.fetching(), &dir(11, 2));
+        let early = attrs.fetching();
+        attrs.made(1, &made(FileKind::File, 20));
+        attrs.store(1, early, &dir(11, 2));
+        assert_eq!(times(&attrs, 1), (20, 20, 2), "the patch stays");
+        // An entry pushed out still keeps older answers out.
+        let early = attrs.fetching();
+        attrs.changing(1);
+        for ino in 100..100 + MAX_DIRS as u64 {
+            attrs.store(ino, attrs.fetching(), &dir(1, 2));
+        }
+        attrs.store(1, early, &dir(11, 2));
+        assert!(attrs.get(1).is_none());
+    }
+
+    #[test]
+    fn stale_and_disabled_entries_answer_nothing() {
+        let attrs = DirAttrs::new(Duration::from_millis(30));
+        attrs.store(1, attrs.fetching(), &dir(10, 2));
+        let (_, left) = attrs.get(1).unwrap();
+        assert!(left <= Duration::from_millis(30));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(attrs.get(1).is_none());
+        let off = DirAttrs::new(Duration::ZERO);
+        off.store(1, off.fetching(), &dir(10, 2));
+        assert!(off.get(1).is_none());
+    }
+}
