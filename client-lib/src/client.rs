@@ -10,7 +10,8 @@ use kfs_common::proto::chunk::ChunkPool;
 use kfs_common::proto::master::{
     ChunkLocation, ChunkserverInfo, CreateOptions, DirEntry, DirPage, FileAttr, FsckReport,
     FsckSummary, GatewayReply, GatewayReport, Layout, MasterInfo, MkdirOptions, MknodOptions,
-    NamespaceCounters, OpenFileInfo, RemoveSummary, SafeModeStatus, SetAttr, WorkerInfo,
+    NameChange, NamespaceCounters, OpenFileInfo, RemoveSummary, SafeModeStatus, SetAttr,
+    WorkerInfo,
 };
 use kfs_common::proto::users::{NewUser, UserAdded, UserInfo, WhoAmI};
 use kfs_common::{KfsError, KfsResult};
@@ -351,6 +352,14 @@ impl Client {
     pub async fn remove(&self, path: &str) -> KfsResult<()> {
         let path = path.to_string();
         self.call(self.m().remove(self.ctx(), path)).await
+    }
+
+    /// Makes a [`NameChange`] (a remove, an rmdir or a rename, as [`Client::remove`],
+    /// [`Client::remove_dir`] and [`Client::rename`] do) and returns the attributes of the
+    /// directories it changed, after it: the parent's, and for a rename into another
+    /// directory, the source's then the destination's. Needs a master of client protocol 12.
+    pub async fn change_names(&self, change: NameChange) -> KfsResult<Vec<FileAttr>> {
+        self.call(self.m().change_names(self.ctx(), change)).await
     }
 
     /// Removes an empty directory.

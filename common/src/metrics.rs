@@ -209,6 +209,7 @@ reply_error!(MasterServiceResponse {
     Readlink,
     Mknod,
     Link,
+    ChangeNames,
 });
 reply_error!(ClusterServiceResponse {
     Hello,

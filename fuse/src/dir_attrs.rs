@@ -11,8 +11,10 @@
 //!   turns it off.
 //! - A change whose effect on the directory is known exactly (a name made in it: its mtime
 //!   and ctime become the new file's mtime, the master's time for the change, and a
-//!   subdirectory adds a link) patches the entry once the master made it; any other change of
-//!   the directory or in it drops the entry before it is sent.
+//!   subdirectory adds a link) patches the entry once the master made it; a remove, rmdir or
+//!   rename takes the directories' attributes the master answered with, read after it
+//!   (`change_names`); any other change of the directory or in it drops the entry before it
+//!   is sent.
 //! - A fetch stores its answer only if no change of that directory began after the fetch did
 //!   (a clock: each change stamps the entry; an entry pushed out raises a floor every later
 //!   store must be above), so an answer older than a change never replaces what it did.
@@ -123,6 +125,23 @@ impl DirAttrs {
         }
     }
 
+    /// The master's attributes of directory `ino`, read right after this mount's change in it
+    /// was applied: kept as a fresh answer that no fetch begun before replaces.
+    pub fn changed_to(&self, ino: u64, attr: &FileAttr) {
+        let mut inner = self.lock();
+        inner.clock += 1;
+        let entry = Entry {
+            attr: (attr.kind == FileKind::Dir && !self.ttl.is_zero())
+                .then(|| (attr.clone(), Instant::now())),
+            changed: inner.clock,
+        };
+        if let Some((_, out)) = inner.entries.push(ino, entry)
+            && out.changed > inner.floor
+        {
+            inner.floor = out.changed;
+        }
+    }
+
     /// The master made `child` in directory `ino` for this mount: the directory's mtime and
     /// ctime are the child's mtime now, and a subdirectory is one link more.
     pub fn made(&self, ino: u64, child: &FileAttr) {
@@ -189,6 +208,11 @@ mod tests {
         assert_eq!(times(&attrs, 1), (30, 30, 3));
         attrs.changing(1);
         assert!(attrs.get(1).is_none());
+        // What the master answered after a change: kept, and no earlier fetch replaces it.
+        let early = attrs.fetching();
+        attrs.changed_to(1, &dir(40, 2));
+        attrs.store(1, early, &dir(35, 2));
+        assert_eq!(times(&attrs, 1), (40, 40, 2));
         // Only directories are kept.
         attrs.store(2, attrs.fetching(), &made(FileKind::File, 5));
         assert!(attrs.get(2).is_none());

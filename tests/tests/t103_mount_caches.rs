@@ -180,3 +180,72 @@ async fn missing_names_ask_the_master_unless_negative_timeout_is_set() {
     }
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn name_changes_answer_with_the_directories_they_changed() {
+    use kfs_common::proto::master::NameChange;
+    let m = Mount::start().await;
+    let client = m.cluster.client().await;
+    client.mkdir("/a").await.unwrap();
+    client.mkdir("/b").await.unwrap();
+    client.create("/a/f").await.unwrap().close().await.unwrap();
+    client.mkdir("/a/sub").await.unwrap();
+    let dirs = client
+        .change_names(NameChange::Rename {
+            src: "/a/f".into(),
+            dst: "/b/f".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        dirs,
+        vec![
+            client.stat("/a").await.unwrap(),
+            client.stat("/b").await.unwrap()
+        ]
+    );
+    let dirs = client
+        .change_names(NameChange::Rename {
+            src: "/b/f".into(),
+            dst: "/b/g".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        dirs,
+        vec![client.stat("/b").await.unwrap()],
+        "one directory: once"
+    );
+    let dirs = client
+        .change_names(NameChange::Rmdir {
+            path: "/a/sub".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(dirs[0].nlink, 2, "the subdirectory's link is gone");
+    let dirs = client
+        .change_names(NameChange::Remove {
+            path: "/b/g".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(dirs, vec![client.stat("/b").await.unwrap()]);
+    // Errors are the ones remove, rmdir and rename give; the root has no name to change.
+    let gone = client
+        .change_names(NameChange::Remove {
+            path: "/b/g".into(),
+        })
+        .await;
+    assert!(
+        matches!(gone, Err(kfs_common::KfsError::NotFound { .. })),
+        "{gone:?}"
+    );
+    let root = client
+        .change_names(NameChange::Rmdir { path: "/".into() })
+        .await;
+    assert!(
+        matches!(root, Err(kfs_common::KfsError::InvalidArgument(_))),
+        "{root:?}"
+    );
+    m.stop().await;
+}

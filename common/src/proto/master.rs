@@ -87,6 +87,18 @@ impl FileAttr {
     }
 }
 
+/// A change of names answered with the directories it changed
+/// ([`MasterService::change_names`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NameChange {
+    /// As [`MasterService::remove`].
+    Remove { path: String },
+    /// As [`MasterService::rmdir`].
+    Rmdir { path: String },
+    /// As [`MasterService::rename`].
+    Rename { src: String, dst: String },
+}
+
 /// What [`MasterService::mknod`] makes: a FIFO, socket or device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MknodOptions {
@@ -729,6 +741,13 @@ pub trait MasterService {
     /// name, `dst` (a new name in an existing directory; never a directory's). Replies with
     /// its attributes, `nlink` counting the new name. Not idempotent. Since client protocol 11.
     async fn link(src: String, dst: String) -> Result<FileAttr, KfsError>;
+
+    /// Caller: clients (a mount, which keeps directories' attributes). Makes `change` as
+    /// `remove`, `rmdir` or `rename` does, and replies with the attributes of the directories
+    /// it changed, as they are after it: the parent's, and for a rename into another
+    /// directory, the source's then the destination's. Not idempotent. Since client protocol
+    /// 12.
+    async fn change_names(change: NameChange) -> Result<Vec<FileAttr>, KfsError>;
 }
 
 /// An answer and the capabilities for the chunks it names.

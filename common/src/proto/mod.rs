@@ -40,12 +40,13 @@ pub const OLDEST_CLUSTER_PROTOCOL: u32 = 2;
 /// files (`symlink`, `readlink`, `mknod`, and the `FileKind`s they make, which a client of an
 /// older version is shown as regular files of length 0); 11 hard links (`link`), and
 /// `FileAttr`'s `nlink` and `ctime` (encoded for an older client without them:
-/// [`encoding`]). Methods are only ever
+/// [`encoding`]); 12 `change_names` (remove, rmdir, rename answered with the directories'
+/// attributes after them). Methods are only ever
 /// added at the end of the service, so a master
 /// serves clients of every version from [`OLDEST_CLIENT_PROTOCOL`] to this one, and an upgraded
 /// master keeps serving clients not yet upgraded; a client newer than its master is refused at
 /// the handshake (upgrade the master first).
-pub const CLIENT_PROTOCOL_VERSION: u32 = 11;
+pub const CLIENT_PROTOCOL_VERSION: u32 = 12;
 
 /// The oldest client protocol a master still serves.
 pub const OLDEST_CLIENT_PROTOCOL: u32 = 1;

@@ -2,7 +2,7 @@
 
 use crate::state::{HIDDEN_PREFIX, MountState, OpResult, fail};
 use fuser::{Errno, FileAttr as KernelAttr, RenameFlags};
-use kfs_common::proto::master::{FileAttr, MkdirOptions, SetAttr};
+use kfs_common::proto::master::{FileAttr, MkdirOptions, NameChange, SetAttr};
 use kfs_common::{FileKind, KfsError};
 use std::ffi::OsStr;
 
@@ -43,6 +43,13 @@ impl MountState {
             Err(_) => None,
         };
         self.known_names.listed(parent, listed);
+    }
+
+    /// Keeps the directories' attributes a name change was answered with.
+    fn changed_dirs(&self, dirs: &[FileAttr]) {
+        for dir in dirs {
+            self.dir_attrs.changed_to(self.inodes.ino_of(dir.fid), dir);
+        }
     }
 
     /// Registers the kernel's new reference to `attr`'s file, found (or made) as `name` in
@@ -111,10 +118,12 @@ impl MountState {
                 return Ok(());
             }
         }
-        self.client
-            .remove(&path)
+        let dirs = self
+            .client
+            .change_names(NameChange::Remove { path })
             .await
             .map_err(|e| fail("unlink", e))?;
+        self.changed_dirs(&dirs);
         self.inodes.unlinked(parent, &name);
         self.known_names.removed(parent, &name);
         Ok(())
@@ -182,10 +191,12 @@ impl MountState {
         if let Some((ino, _)) = self.inodes.child(parent, &name) {
             self.dir_attrs.changing(ino);
         }
-        self.client
-            .remove_dir(&path)
+        let dirs = self
+            .client
+            .change_names(NameChange::Rmdir { path })
             .await
             .map_err(|e| fail("rmdir", e))?;
+        self.changed_dirs(&dirs);
         self.inodes.unlinked(parent, &name);
         self.known_names.removed(parent, &name);
         Ok(())
@@ -242,10 +253,12 @@ impl MountState {
                 .await?;
         }
         self.known_names.add(new_parent, &new_name);
-        self.client
-            .rename(&src, &dst)
+        let dirs = self
+            .client
+            .change_names(NameChange::Rename { src, dst })
             .await
             .map_err(|e| fail("rename", e))?;
+        self.changed_dirs(&dirs);
         self.inodes.renamed(parent, &name, new_parent, &new_name);
         self.known_names.removed(parent, &name);
         Ok(())

@@ -47,6 +47,7 @@ mod capabilities;
 mod cluster_service;
 mod compactor;
 mod connection;
+mod name_changes;
 mod namespace_service;
 mod small_files;
 mod special_files;

@@ -17,8 +17,8 @@ use crate::users::access::{READ, SEARCH, WRITE};
 use kfs_common::proto::master::{
     ChunkLocation, ChunkserverInfo, CreateOptions, DirPage, Durability, FileAttr, FsckReport,
     FsckSummary, GatewayReply, GatewayReport, Layout, MasterInfo, MasterService, MkdirOptions,
-    MknodOptions, NamespaceCounters, OpenFileInfo, RemoveSummary, SafeModeStatus, SetAttr, Signed,
-    WorkerInfo, WriteLease,
+    MknodOptions, NameChange, NamespaceCounters, OpenFileInfo, RemoveSummary, SafeModeStatus,
+    SetAttr, Signed, WorkerInfo, WriteLease,
 };
 use kfs_common::proto::users::{NewUser, UserAdded, UserInfo, WhoAmI};
 use kfs_common::proto::{CLIENT_PROTOCOL_VERSION, OLDEST_CLIENT_PROTOCOL, now};
@@ -811,6 +811,11 @@ impl MasterService for MasterServer {
     #[instrument(level = "debug", skip_all, fields(%src, %dst))]
     async fn link(self, _: Context, src: String, dst: String) -> KfsResult<FileAttr> {
         self.link_names(src, dst).await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(?change))]
+    async fn change_names(self, cx: Context, change: NameChange) -> KfsResult<Vec<FileAttr>> {
+        self.change_names_answering_dirs(cx, change).await
     }
 
     #[instrument(level = "debug", skip_all)]
