@@ -319,9 +319,7 @@ impl Client {
         after: Option<String>,
         limit: u32,
     ) -> KfsResult<DirPage> {
-        let path = path.to_string();
-        self.call(self.m().readdir(self.ctx(), path, after, limit, true))
-            .await
+        self.readdir_page(path, after, limit, true).await
     }
 
     /// [`Client::list_page`] without attributes: names, ids and kinds only (a smaller answer).
@@ -331,8 +329,18 @@ impl Client {
         after: Option<String>,
         limit: u32,
     ) -> KfsResult<DirPage> {
+        self.readdir_page(path, after, limit, false).await
+    }
+
+    async fn readdir_page(
+        &self,
+        path: &str,
+        after: Option<String>,
+        limit: u32,
+        with_attrs: bool,
+    ) -> KfsResult<DirPage> {
         let path = path.to_string();
-        self.call(self.m().readdir(self.ctx(), path, after, limit, false))
+        self.call(self.m().readdir(self.ctx(), path, after, limit, with_attrs))
             .await
     }
 
