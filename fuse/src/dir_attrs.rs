@@ -9,15 +9,17 @@
 //!   this mount's later changes applied to it: its age bounds how stale it is for changes made
 //!   elsewhere, as the kernel's own caching does (docs/consistency.md), and `attr_timeout=0`
 //!   turns it off.
-//! - A change whose effect on the directory is known exactly (a name made in it: its mtime
-//!   and ctime become the new file's mtime, the master's time for the change, and a
-//!   subdirectory adds a link) patches the entry once the master made it; a remove, rmdir or
-//!   rename takes the directories' attributes the master answered with, read after it
-//!   (`change_names`); any other change of the directory or in it drops the entry before it
-//!   is sent.
-//! - A fetch stores its answer only if no change of that directory began after the fetch did
-//!   (a clock: each change stamps the entry; an entry pushed out raises a floor every later
-//!   store must be above), so an answer older than a change never replaces what it did.
+//! - Every change this mount makes stamps the directory on a clock before it is sent and again
+//!   once answered (or failed); a fetch stores its answer only if it began after the last
+//!   stamp (absent entries share one stamp, `floor`, which entries pushed out raise too). So a
+//!   fetch that may have read the master before or during a change never lands after it.
+//! - A name made in a directory (create, mkdir, symlink, mknod) patches the entry once the
+//!   master answered ([`DirAttrs::made`]: its mtime and ctime become the new file's mtime, the
+//!   master's time for the change, and a subdirectory adds a link), but only an entry stored
+//!   before the change began (a later one may hold the change already: it is dropped); a
+//!   remove, rmdir or rename takes the attributes the master answered with, read after it
+//!   (`change_names`, [`DirAttrs::changed_to`]); any other change drops the entry on both
+//!   sides of it ([`DirAttrs::changing`]).
 
 use kfs_common::FileKind;
 use kfs_common::proto::master::FileAttr;
@@ -29,17 +31,48 @@ use std::time::{Duration, Instant};
 pub const MAX_DIRS: usize = 4096;
 
 struct Entry {
-    /// The attributes and when the master gave them; `None` while a change is unknown.
+    /// The attributes and when the master gave them; `None` while not known.
     attr: Option<(FileAttr, Instant)>,
-    /// The clock when this mount last changed the directory.
+    /// The clock when this mount last stamped the directory (a change began or ended).
     changed: u64,
+    /// The clock when the fetch that stored `attr` began.
+    stored: u64,
 }
 
 struct Inner {
     entries: lru::LruCache<u64, Entry>,
     clock: u64,
-    /// Above every `changed` of an entry pushed out.
+    /// The stamp of every directory without an entry: above every stamp of an entry pushed
+    /// out, and of a change of a directory not kept.
     floor: u64,
+}
+
+impl Inner {
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// Stamps `ino` at `at`; forgets its attributes unless `keep`.
+    fn stamp(&mut self, ino: u64, at: u64, keep: bool) {
+        match self.entries.get_mut(&ino) {
+            Some(entry) => {
+                entry.changed = at;
+                if !keep {
+                    entry.attr = None;
+                }
+            }
+            None => self.floor = self.floor.max(at),
+        }
+    }
+
+    fn put(&mut self, ino: u64, entry: Entry) {
+        if let Some((_, out)) = self.entries.push(ino, entry)
+            && out.changed > self.floor
+        {
+            self.floor = out.changed;
+        }
+    }
 }
 
 pub struct DirAttrs {
@@ -50,6 +83,10 @@ pub struct DirAttrs {
 /// When a fetch began, for [`DirAttrs::store`].
 #[derive(Clone, Copy, Debug)]
 pub struct Fetch(u64);
+
+/// When a change that [`DirAttrs::made`] will patch in began ([`DirAttrs::begin`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Begun(u64);
 
 impl DirAttrs {
     pub fn new(ttl: Duration) -> DirAttrs {
@@ -77,13 +114,11 @@ impl DirAttrs {
 
     /// Call before asking the master for attributes that [`DirAttrs::store`] may keep.
     pub fn fetching(&self) -> Fetch {
-        let mut inner = self.lock();
-        inner.clock += 1;
-        Fetch(inner.clock)
+        Fetch(self.lock().tick())
     }
 
     /// Keeps the master's answer `attr` for inode `ino` (if a directory's) to a fetch begun at
-    /// `fetch`, unless this mount changed that directory since.
+    /// `fetch`, unless this mount stamped that directory since.
     pub fn store(&self, ino: u64, fetch: Fetch, attr: &FileAttr) {
         if attr.kind != FileKind::Dir || self.ttl.is_zero() {
             return;
@@ -99,66 +134,67 @@ impl DirAttrs {
         let entry = Entry {
             attr: Some((attr.clone(), Instant::now())),
             changed,
+            stored: fetch.0,
         };
-        if let Some((_, out)) = inner.entries.push(ino, entry)
-            && out.changed > inner.floor
-        {
-            inner.floor = out.changed;
-        }
+        inner.put(ino, entry);
     }
 
     /// A change of directory `ino` (or in it) whose effect is not known here is about to be
-    /// sent: forget its attributes.
+    /// sent, or was answered (call it on both sides, and after a failure): forget its
+    /// attributes.
     pub fn changing(&self, ino: u64) {
         let mut inner = self.lock();
-        inner.clock += 1;
-        let changed = inner.clock;
-        if let Some((_, out)) = inner.entries.push(
-            ino,
-            Entry {
-                attr: None,
-                changed,
-            },
-        ) && out.changed > inner.floor
-        {
-            inner.floor = out.changed;
-        }
+        let at = inner.tick();
+        inner.stamp(ino, at, false);
     }
 
-    /// The master's attributes of directory `ino`, read right after this mount's change in it
-    /// was applied: kept as a fresh answer that no fetch begun before replaces.
-    pub fn changed_to(&self, ino: u64, attr: &FileAttr) {
+    /// A change that makes a name in directory `ino` is about to be sent (then call
+    /// [`DirAttrs::made`] on success, [`DirAttrs::changing`] on failure).
+    pub fn begin(&self, ino: u64) -> Begun {
         let mut inner = self.lock();
-        inner.clock += 1;
-        let entry = Entry {
-            attr: (attr.kind == FileKind::Dir && !self.ttl.is_zero())
-                .then(|| (attr.clone(), Instant::now())),
-            changed: inner.clock,
-        };
-        if let Some((_, out)) = inner.entries.push(ino, entry)
-            && out.changed > inner.floor
-        {
-            inner.floor = out.changed;
-        }
+        let at = inner.tick();
+        inner.stamp(ino, at, true);
+        Begun(at)
     }
 
-    /// The master made `child` in directory `ino` for this mount: the directory's mtime and
-    /// ctime are the child's mtime now, and a subdirectory is one link more.
-    pub fn made(&self, ino: u64, child: &FileAttr) {
+    /// The master made `child` in directory `ino` for this mount, in a change begun at
+    /// `begun`: the directory's mtime and ctime are the child's mtime now, and a subdirectory
+    /// is one link more (patched only into attributes fetched before the change began).
+    pub fn made(&self, ino: u64, begun: Begun, child: &FileAttr) {
         let mut inner = self.lock();
-        inner.clock += 1;
-        let changed = inner.clock;
-        let Some(entry) = inner.entries.get_mut(&ino) else {
+        let at = inner.tick();
+        inner.stamp(ino, at, true);
+        let Some(entry) = inner.entries.peek_mut(&ino) else {
             return;
         };
-        entry.changed = changed;
-        if let Some((attr, _)) = &mut entry.attr {
-            attr.mtime = child.mtime;
-            attr.ctime = child.mtime;
-            if child.kind == FileKind::Dir {
-                attr.nlink += 1;
+        match &mut entry.attr {
+            Some((attr, _)) if entry.stored < begun.0 => {
+                attr.mtime = child.mtime;
+                attr.ctime = child.mtime;
+                if child.kind == FileKind::Dir {
+                    attr.nlink += 1;
+                }
             }
+            _ => entry.attr = None,
         }
+    }
+
+    /// The master's attributes of inode `ino`, read right after this mount's change of it (or
+    /// in it) was applied: kept (if a directory's) as a fresh answer that no fetch begun
+    /// before replaces.
+    pub fn changed_to(&self, ino: u64, attr: &FileAttr) {
+        let mut inner = self.lock();
+        let at = inner.tick();
+        if attr.kind != FileKind::Dir || self.ttl.is_zero() {
+            inner.stamp(ino, at, false);
+            return;
+        }
+        let entry = Entry {
+            attr: Some((attr.clone(), Instant::now())),
+            changed: at,
+            stored: at,
+        };
+        inner.put(ino, entry);
     }
 }
 
@@ -202,9 +238,16 @@ mod tests {
         assert!(attrs.get(1).is_none());
         attrs.store(1, attrs.fetching(), &dir(10, 2));
         assert_eq!(attrs.get(1).unwrap().0, dir(10, 2));
-        attrs.made(1, &made(FileKind::File, 20));
+        let begun = attrs.begin(1);
+        assert_eq!(
+            attrs.get(1).unwrap().0,
+            dir(10, 2),
+            "kept while the change is in flight"
+        );
+        attrs.made(1, begun, &made(FileKind::File, 20));
         assert_eq!(times(&attrs, 1), (20, 20, 2));
-        attrs.made(1, &made(FileKind::Dir, 30));
+        let begun = attrs.begin(1);
+        attrs.made(1, begun, &made(FileKind::Dir, 30));
         assert_eq!(times(&attrs, 1), (30, 30, 3));
         attrs.changing(1);
         assert!(attrs.get(1).is_none());
@@ -221,15 +264,35 @@ mod tests {
     #[test]
     fn an_answer_older_than_a_change_is_not_kept() {
         let attrs = DirAttrs::new(Duration::from_secs(60));
+        // Begun before the change: refused.
         let early = attrs.fetching();
         attrs.changing(1);
         attrs.store(1, early, &dir(10, 2));
         assert!(attrs.get(1).is_none(), "fetched before the change");
+        // Begun while the change was in flight: refused too (stamped again when answered).
+        let during = attrs.fetching();
+        attrs.changing(1);
+        attrs.store(1, during, &dir(10, 2));
+        assert!(attrs.get(1).is_none(), "fetched during the change");
+        // A patch lands only on what was fetched before the change began.
         attrs.store(1, attrs.fetching(), &dir(11, 2));
+        let begun = attrs.begin(1);
         let early = attrs.fetching();
-        attrs.made(1, &made(FileKind::File, 20));
+        attrs.made(1, begun, &made(FileKind::File, 20));
         attrs.store(1, early, &dir(11, 2));
         assert_eq!(times(&attrs, 1), (20, 20, 2), "the patch stays");
+        // Stored during the change (it may hold it already): dropped, never patched twice.
+        let begun = attrs.begin(1);
+        let during = attrs.fetching();
+        attrs.store(1, during, &dir(25, 3));
+        attrs.made(1, begun, &made(FileKind::Dir, 25));
+        assert!(attrs.get(1).is_none());
+        // A directory not kept: a fetch begun before its change stays out once it is.
+        let early = attrs.fetching();
+        let begun = attrs.begin(2);
+        attrs.made(2, begun, &made(FileKind::File, 5));
+        attrs.store(2, early, &dir(1, 2));
+        assert!(attrs.get(2).is_none());
         // An entry pushed out still keeps older answers out.
         let early = attrs.fetching();
         attrs.changing(1);

@@ -859,3 +859,29 @@ fn regression_replicas_that_miss_a_version_bump_are_dropped() {
         Step::Settle,
     ]);
 }
+
+/// Found by this model check in CI (12 cases), shrunk to these steps.
+#[test]
+fn regression_a_write_after_a_replica_server_dies_retries() {
+    run_steps(vec![
+        Step::RestartMaster,
+        Step::KillServer(0),
+        Step::Mkdir("/b".into()),
+        Step::Create("/b/x".into(), 2),
+        Step::Rename("/b".into(), "/a".into()),
+        Step::StartServer(0),
+        Step::Write {
+            path: "/a/x".into(),
+            offset: 0,
+            len: 1,
+            seed: 0,
+        },
+        Step::KillServer(0),
+        Step::Write {
+            path: "/a/x".into(),
+            offset: 65526,
+            len: 1,
+            seed: 0,
+        },
+    ]);
+}

@@ -9,7 +9,7 @@ use crate::convert;
 use crate::state::{MountState, OpResult, fail};
 use fuser::{Errno, FileAttr as KernelAttr, TimeOrNow};
 use kfs_common::KfsError;
-use kfs_common::proto::master::{MAX_XATTR_VALUE_LEN, ServerState, SetAttr};
+use kfs_common::proto::master::{FileAttr, MAX_XATTR_VALUE_LEN, ServerState, SetAttr};
 use std::ffi::OsStr;
 use std::time::{Duration, SystemTime};
 
@@ -70,6 +70,16 @@ impl MountState {
     pub async fn setattr(&self, ino: u64, change: AttrChange) -> OpResult<KernelAttr> {
         self.check_writable()?;
         self.dir_attrs.changing(ino);
+        let changed = self.set_attrs(ino, change).await;
+        match &changed {
+            Ok(attr) => self.dir_attrs.changed_to(ino, attr),
+            Err(_) => self.dir_attrs.changing(ino),
+        }
+        Ok(self.kernel_attr(&changed?))
+    }
+
+    /// The master's attributes of `ino` once `change` is made.
+    async fn set_attrs(&self, ino: u64, change: AttrChange) -> OpResult<FileAttr> {
         if let Some(size) = change.size {
             self.truncate(ino, size).await?;
         }
@@ -80,16 +90,15 @@ impl MountState {
             mtime: change.mtime.map(time_of),
             atime: change.atime.map(time_of),
         };
-        let attr = if set == SetAttr::default() {
-            self.stat_ino(ino).await?
+        if set == SetAttr::default() {
+            self.stat_ino(ino).await
         } else {
             let path = self.path(ino)?;
             self.client
                 .set_attr(&path, set)
                 .await
-                .map_err(|e| fail("setattr", e))?
-        };
-        Ok(self.kernel_attr(&attr))
+                .map_err(|e| fail("setattr", e))
+        }
     }
 
     /// The cluster's space (live chunkservers' disks, divided by the default replication: what

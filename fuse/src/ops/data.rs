@@ -54,9 +54,16 @@ impl MountState {
             replication: None,
             mode: Some((mode & 0o7777) as u16),
         };
-        let (file, attr) = match self.client.create_with_attr(&path, options).await {
+        self.known_names.add(parent, &name);
+        let begun = self.dir_attrs.begin(parent);
+        let created = self.client.create_with_attr(&path, options).await;
+        if created.is_err() {
+            // Refused, or perhaps made (an answer lost): nothing is known of the directory.
+            self.dir_attrs.changing(parent);
+        }
+        let (file, attr) = match created {
             Ok((file, attr)) => {
-                self.dir_attrs.made(parent, &attr);
+                self.dir_attrs.made(parent, begun, &attr);
                 (file, self.own(&path, attr, uid, gid).await)
             }
             Err(KfsError::AlreadyExists { .. }) if flags & libc::O_EXCL == 0 => {
@@ -237,10 +244,14 @@ impl MountState {
         let _hiding = self.hiding.lock().await;
         if self.inodes.is_hidden(ino)
             && let Ok(path) = self.inodes.path(ino)
-            && let () = self.dir_attrs.changing(self.inodes.parent(ino))
-            && let Err(e) = self.client.remove(&path).await
         {
-            tracing::warn!(%path, error = %e, "cannot remove an unlinked file at its last close");
+            let parent = self.inodes.parent(ino);
+            self.dir_attrs.changing(parent);
+            let removed = self.client.remove(&path).await;
+            self.dir_attrs.changing(parent);
+            if let Err(e) = removed {
+                tracing::warn!(%path, error = %e, "cannot remove an unlinked file at its last close");
+            }
         }
         self.inodes.set_open(ino, false);
     }

@@ -68,6 +68,8 @@ impl MountState {
                         (Some(attr), true) => Some(self.kernel_attr(attr)),
                         _ => None,
                     };
+                    // Seen in the directory: never answered missing (`negative_timeout`).
+                    self.known_names.add(ino, &entry.name);
                     out.push(Entry {
                         ino: self.inodes.ino_of(entry.fid),
                         next: at + 1,

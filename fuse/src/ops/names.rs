@@ -1,9 +1,10 @@
 //! Names: `lookup`, `mkdir`, `unlink`, `link`, `rmdir`, `rename`, and who owns what is created.
 
+use crate::dir_attrs::Begun;
 use crate::state::{HIDDEN_PREFIX, MountState, OpResult, fail};
 use fuser::{Errno, FileAttr as KernelAttr, RenameFlags};
 use kfs_common::proto::master::{FileAttr, MkdirOptions, NameChange, SetAttr};
-use kfs_common::{FileKind, KfsError};
+use kfs_common::{FileKind, KfsError, KfsResult};
 use std::ffi::OsStr;
 
 impl MountState {
@@ -45,10 +46,36 @@ impl MountState {
         self.known_names.listed(parent, listed);
     }
 
-    /// Keeps the directories' attributes a name change was answered with.
-    fn changed_dirs(&self, dirs: &[FileAttr]) {
+    /// After a change in `changed` (its directories, and a directory it moved or removed):
+    /// forgets their attributes, then keeps the ones the master answered with (`dirs`).
+    fn settle(&self, changed: &[u64], dirs: &[FileAttr]) {
+        for ino in changed {
+            self.dir_attrs.changing(*ino);
+        }
         for dir in dirs {
             self.dir_attrs.changed_to(self.inodes.ino_of(dir.fid), dir);
+        }
+    }
+
+    /// The answer to a change that makes a name in `parent`, begun at `begun`: the directory's
+    /// attributes patched with it, or forgotten if it failed (it may have been made all the
+    /// same, its answer lost).
+    pub fn made_in(
+        &self,
+        parent: u64,
+        begun: Begun,
+        made: KfsResult<FileAttr>,
+        what: &str,
+    ) -> OpResult<FileAttr> {
+        match made {
+            Ok(attr) => {
+                self.dir_attrs.made(parent, begun, &attr);
+                Ok(attr)
+            }
+            Err(e) => {
+                self.dir_attrs.changing(parent);
+                Err(fail(what, e))
+            }
         }
     }
 
@@ -96,34 +123,35 @@ impl MountState {
             parents: false,
             mode: Some((mode & 0o7777) as u16),
         };
-        let attr = self
-            .client
-            .mkdir_with(&path, options)
-            .await
-            .map_err(|e| fail("mkdir", e))?;
-        self.dir_attrs.made(parent, &attr);
+        self.known_names.add(parent, &name);
+        let begun = self.dir_attrs.begin(parent);
+        let made = self.client.mkdir_with(&path, options).await;
+        let attr = self.made_in(parent, begun, made, "mkdir")?;
         let attr = self.own(&path, attr, uid, gid).await;
-        Ok(self.entry(parent, &name, &attr))
+        let kernel = self.entry(parent, &name, &attr);
+        // The new directory as the master has it (owned by its maker).
+        self.dir_attrs.changed_to(kernel.ino.0, &attr);
+        Ok(kernel)
     }
 
     pub async fn unlink(&self, parent: u64, name: &OsStr) -> OpResult<()> {
         self.check_writable()?;
         let (path, name) = self.child_path(parent, name)?;
         self.dir_attrs.changing(parent);
-        {
+        let hidden = {
             // Only an open file's unlink holds the lock (it serializes them): the others go on
             // in parallel.
             let _hiding = self.hiding.lock().await;
-            if self.hide_if_open(parent, &name, &path, "unlink").await? {
-                return Ok(());
-            }
+            self.hide_if_open(parent, &name, &path, "unlink").await
+        };
+        if !matches!(hidden, Ok(false)) {
+            self.settle(&[parent], &[]);
+            return hidden.map(drop);
         }
-        let dirs = self
-            .client
-            .change_names(NameChange::Remove { path })
-            .await
-            .map_err(|e| fail("unlink", e))?;
-        self.changed_dirs(&dirs);
+        let removed = self.client.change_names(NameChange::Remove { path }).await;
+        let dirs = removed.as_deref().unwrap_or_default();
+        self.settle(&[parent], dirs);
+        removed.map_err(|e| fail("unlink", e))?;
         self.inodes.unlinked(parent, &name);
         self.known_names.removed(parent, &name);
         Ok(())
@@ -175,28 +203,23 @@ impl MountState {
         self.check_writable()?;
         let src = self.path(ino)?;
         let (dst, name) = self.child_path(new_parent, new_name)?;
+        self.known_names.add(new_parent, &name);
         self.dir_attrs.changing(new_parent);
-        let attr = self
-            .client
-            .link(&src, &dst)
-            .await
-            .map_err(|e| fail("link", e))?;
+        let linked = self.client.link(&src, &dst).await;
+        self.settle(&[new_parent], &[]);
+        let attr = linked.map_err(|e| fail("link", e))?;
         Ok(self.entry(new_parent, &name, &attr))
     }
 
     pub async fn rmdir(&self, parent: u64, name: &OsStr) -> OpResult<()> {
         self.check_writable()?;
         let (path, name) = self.child_path(parent, name)?;
-        self.dir_attrs.changing(parent);
-        if let Some((ino, _)) = self.inodes.child(parent, &name) {
-            self.dir_attrs.changing(ino);
-        }
-        let dirs = self
-            .client
-            .change_names(NameChange::Rmdir { path })
-            .await
-            .map_err(|e| fail("rmdir", e))?;
-        self.changed_dirs(&dirs);
+        let mut changed = vec![parent];
+        changed.extend(self.inodes.child(parent, &name).map(|(ino, _)| ino));
+        self.settle(&changed, &[]);
+        let removed = self.client.change_names(NameChange::Rmdir { path }).await;
+        self.settle(&changed, removed.as_deref().unwrap_or_default());
+        removed.map_err(|e| fail("rmdir", e))?;
         self.inodes.unlinked(parent, &name);
         self.known_names.removed(parent, &name);
         Ok(())
@@ -228,12 +251,13 @@ impl MountState {
         if src == dst {
             return Ok(());
         }
-        // Both directories change, and so does a directory moved (its ctime, its `..`).
-        self.dir_attrs.changing(parent);
-        self.dir_attrs.changing(new_parent);
-        if let Some((ino, _)) = self.inodes.child(parent, &name) {
-            self.dir_attrs.changing(ino);
-        }
+        let moved = self.inodes.child(parent, &name).map(|(ino, _)| ino);
+        let replaced = self.inodes.child(new_parent, &new_name).map(|(ino, _)| ino);
+        // Both directories change, and so do a directory moved (its ctime, its `..`) and one
+        // replaced (removed).
+        let mut changed = vec![parent, new_parent];
+        changed.extend(moved);
+        changed.extend(replaced);
         // A file open here that the rename replaces keeps working for its handles (as it
         // would on a local disk): it is hidden first, then the rename finds nothing to replace.
         // (`hide_if_open` checks again under the lock: the file may be released meanwhile.)
@@ -242,6 +266,27 @@ impl MountState {
             true => Some(self.hiding.lock().await),
             false => None,
         };
+        self.settle(&changed, &[]);
+        let renamed = self
+            .rename_on_master(new_parent, &new_name, target_open, src, dst)
+            .await;
+        self.settle(&changed, renamed.as_deref().unwrap_or_default());
+        renamed?;
+        self.inodes.renamed(parent, &name, new_parent, &new_name);
+        self.known_names.removed(parent, &name);
+        Ok(())
+    }
+
+    /// The master's part of a rename: hides the open file it replaces (`target_open`, with
+    /// [`MountState::hiding`] held), then renames; the directories' attributes after it.
+    async fn rename_on_master(
+        &self,
+        new_parent: u64,
+        new_name: &str,
+        target_open: bool,
+        src: String,
+        dst: String,
+    ) -> OpResult<Vec<FileAttr>> {
         if target_open {
             // Checked before hiding it: a directory cannot replace a file, nor can nothing.
             match self.client.stat(&src).await {
@@ -249,18 +294,13 @@ impl MountState {
                 Ok(_) => {}
                 Err(e) => return Err(fail("rename", e)),
             }
-            self.hide_if_open(new_parent, &new_name, &dst, "rename")
+            self.hide_if_open(new_parent, new_name, &dst, "rename")
                 .await?;
         }
-        self.known_names.add(new_parent, &new_name);
-        let dirs = self
-            .client
+        self.known_names.add(new_parent, new_name);
+        self.client
             .change_names(NameChange::Rename { src, dst })
             .await
-            .map_err(|e| fail("rename", e))?;
-        self.changed_dirs(&dirs);
-        self.inodes.renamed(parent, &name, new_parent, &new_name);
-        self.known_names.removed(parent, &name);
-        Ok(())
+            .map_err(|e| fail("rename", e))
     }
 }

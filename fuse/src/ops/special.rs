@@ -25,12 +25,10 @@ impl MountState {
         let (path, name) = self.child_path(parent, name)?;
         // KFS keeps names and targets as UTF-8 text.
         let target = target.to_str().ok_or(Errno::EINVAL)?;
-        let attr = self
-            .client
-            .symlink(&path, target)
-            .await
-            .map_err(|e| fail("symlink", e))?;
-        self.dir_attrs.made(parent, &attr);
+        self.known_names.add(parent, &name);
+        let begun = self.dir_attrs.begin(parent);
+        let made = self.client.symlink(&path, target).await;
+        let attr = self.made_in(parent, begun, made, "symlink")?;
         let attr = self.own(&path, attr, uid, gid).await;
         Ok(self.entry(parent, &name, &attr))
     }
@@ -67,6 +65,8 @@ impl MountState {
             0 | libc::S_IFREG => FileKind::File,
             _ => return Err(Errno::EINVAL),
         };
+        self.known_names.add(parent, &name);
+        let begun = self.dir_attrs.begin(parent);
         let made = if kind == FileKind::File {
             let options = CreateOptions {
                 exclusive: true,
@@ -85,8 +85,7 @@ impl MountState {
             };
             self.client.mknod(&path, options).await
         };
-        let attr = made.map_err(|e| fail("mknod", e))?;
-        self.dir_attrs.made(parent, &attr);
+        let attr = self.made_in(parent, begun, made, "mknod")?;
         let attr = self.own(&path, attr, uid, gid).await;
         Ok(self.entry(parent, &name, &attr))
     }

@@ -201,6 +201,10 @@ pub struct LeaseConfig {
     /// When the master started, if it restarted (recovered a namespace rather than formatting
     /// one): leases on chunks it knew then wait until one lease duration after it.
     pub restarted_at: Option<Instant>,
+    /// How long after a restart the chunkservers that were up may take to register again
+    /// (their reconnect backoff and a heartbeat): until then, a new chunk waits for as many
+    /// servers as its replication rather than start with fewer.
+    pub registration_grace: Duration,
     /// What lease expiry and the restart grace are measured by.
     pub clock: Clock,
 }
@@ -507,6 +511,7 @@ mod tests {
             chunk_size: 64 << 20,
             min_write_replicas: 1,
             restarted_at: restarted.then(|| clock.now()),
+            registration_grace: Duration::from_millis(500),
             clock: clock.clone(),
         };
         // Chunks below 100 were in the namespace at start-up.

@@ -208,6 +208,13 @@ pub async fn start_with_clock(
             min_write_replicas: config.min_write_replicas as usize,
             // A restarted master may have granted leases it no longer knows: wait them out.
             restarted_at: (!recovered.formatted).then_some(started),
+            // A chunkserver notices a master gone at its next heartbeat and reconnects with a
+            // backoff of at most 2 s (chunkserver/src/master_link.rs).
+            registration_grace: Duration::from_millis(
+                config
+                    .chunkserver_timeout_ms
+                    .min(config.heartbeat_interval_ms + 2_000),
+            ),
             clock: clock.clone(),
         },
         recovered.ns.next_chunk_id(),

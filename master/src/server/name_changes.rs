@@ -1,6 +1,6 @@
 //! `change_names` (client protocol 12): a remove, rmdir or rename answered with the attributes
 //! of the directories it changed, read right after it was applied (so they hold it, and maybe
-//! changes made after it: never an older state). A mount keeps them instead of asking for them
+//! changes made after it: never an older state; a directory gone meanwhile is left out). A mount keeps them instead of asking for them
 //! before its next change in those directories.
 
 use super::MasterServer;
@@ -33,8 +33,9 @@ impl MasterServer {
                 self.clone().rename(cx, src, dst).await?;
             }
         }
-        // The caller could change names in them, so it may see them.
-        self.read(|ns| dirs.iter().map(|dir| ns.stat(dir)).collect())
+        // The caller could change names in them, so it may see them. One gone since (removed
+        // or renamed by another client) is left out: the change itself was made.
+        self.read(|ns| Ok(dirs.iter().filter_map(|dir| ns.stat(dir).ok()).collect()))
     }
 }
 
