@@ -9,7 +9,9 @@
 //!   setattr, statfs, xattrs), `dirs.rs` (listings).
 //! - `state.rs`: what every request shares ([`MountState`]); `inodes.rs`: inode numbers and
 //!   the path each stands for; `open_files.rs`: one KFS `File` per open inode; `dirs.rs`: open
-//!   directories' listings, fetched a page at a time; `convert.rs`: attributes and errnos.
+//!   directories' listings, fetched a page at a time; `dir_attrs.rs`: directories'
+//!   attributes kept through this mount's own changes; `known_names.rs`: listed names for
+//!   `-o negative_timeout`; `convert.rs`: attributes and errnos.
 //! - `daemon.rs`: detaching, readiness, and the watchdog that unmounts a killed daemon's mount.
 //! - `options.rs`: the command line and `-o` options.
 //!
@@ -17,8 +19,11 @@
 //! on every replica and its length at the master; an `open` asks the master for the file
 //! again. The master answers the mount's namespace changes once they are in its log file
 //! (`Durability::Logged`: they survive a crash of any process), and `fsync` of a file or a
-//! directory makes them durable against power loss (`-o sync`: each one when answered). The kernel caches attributes and names for `attr_timeout` / `entry_timeout`
-//! (1 s by default), and a file's pages while it is unchanged.
+//! directory makes them durable against power loss (`-o sync`: each one when answered). The
+//! kernel caches attributes and names for `attr_timeout` / `entry_timeout` (1 s by default),
+//! and a file's pages while it is unchanged; the mount's copy of a directory's attributes is
+//! no older than `attr_timeout` and holds this mount's changes; a missing name is asked for
+//! every time unless `negative_timeout` is set.
 
 mod convert;
 mod daemon;
